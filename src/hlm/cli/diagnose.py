@@ -1,0 +1,3 @@
+"""CLI commands: diagnose (see hlm.cli.app for error handling)."""
+
+from hlm.cli.app import app  # noqa: F401

@@ -1,0 +1,3 @@
+"""CLI command: fit."""
+
+from hlm.cli.app import app  # noqa: F401

@@ -1,0 +1,103 @@
+"""Data sources: pandas / polars DataFrames, pyarrow Tables, or paths to CSV, Parquet, .dta.
+
+Everything in memory becomes a pandas DataFrame holding only the columns a model uses;
+files are read column-selectively.  (Out-of-core fitting of files goes through the DuckDB
+aggregation backend instead, which never loads rows.)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from hlm.errors import ColumnError, DataError, FileError
+
+READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".dta": "dta"}
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """The reader for a path by its extension, or a FileError naming the supported ones."""
+    suffix = Path(str(path)).suffix.lower()
+    if suffix not in READERS:
+        raise FileError(
+            f"cannot read '{path}': unsupported file type '{suffix or '(none)'}'; use .csv, .parquet or .dta"
+        )
+    return READERS[suffix]
+
+
+def read_file(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Read a CSV, Parquet or Stata file, only ``columns`` when given."""
+    kind = file_kind(path)
+    if not any(ch in str(path) for ch in "*?[") and not Path(path).exists():
+        raise FileError(f"data file '{path}' does not exist; check the path")
+    cols = None if columns is None else list(dict.fromkeys(columns))
+    try:
+        if kind in ("csv", "tsv"):
+            if cols is not None:
+                header = pd.read_csv(path, nrows=0, sep="\t" if kind == "tsv" else ",").columns
+                check_columns(cols, header)
+            return pd.read_csv(path, usecols=cols, sep="\t" if kind == "tsv" else ",")
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            if cols is not None:
+                check_columns(cols, pq.read_schema(path).names)
+            return pq.read_table(path, columns=cols).to_pandas()
+        frame = pd.read_stata(path, convert_categoricals=False)
+        if cols is not None:
+            check_columns(cols, frame.columns)
+            frame = frame[cols]
+        return frame
+    except (ColumnError, FileError):
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileError(f"cannot read '{path}' as {kind}: {first}") from None
+    except Exception as exc:  # pyarrow raises its own error types for corrupt files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileError(f"cannot read '{path}' as {kind}: {first}") from None
+
+
+def check_columns(needed: Iterable[str], available: Iterable[Any]) -> None:
+    """Raise ColumnError for the first needed column not available, suggesting close names."""
+    have = [str(c) for c in available]
+    for col in needed:
+        if col not in have:
+            close = difflib.get_close_matches(col, have, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else (
+                f"; the data has {', '.join(have[:8])}{' ...' if len(have) > 8 else ''}"
+            )
+            raise ColumnError(f"column '{col}' is not in the data{hint}")
+
+
+def to_pandas(data: Any, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Any supported source as a pandas DataFrame restricted to ``columns`` (if given)."""
+    cols = None if columns is None else list(dict.fromkeys(columns))
+    if isinstance(data, (str, os.PathLike)):
+        return read_file(data, cols)
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif type(data).__module__.startswith("polars"):
+        frame = data.select(cols).to_pandas() if cols is not None and _has(data.columns, cols) else data.to_pandas()
+    elif type(data).__module__.startswith("pyarrow"):
+        frame = data.select(cols).to_pandas() if cols is not None and _has(data.column_names, cols) else data.to_pandas()
+    elif isinstance(data, dict):
+        frame = pd.DataFrame(data)
+    else:
+        raise DataError(
+            f"cannot use data of type {type(data).__name__}; pass a pandas or polars DataFrame, "
+            "a pyarrow Table or a path to a .csv, .parquet or .dta file"
+        )
+    if cols is not None:
+        check_columns(cols, frame.columns)
+        frame = frame[cols]
+    return frame
+
+
+def _has(available: Iterable[str], cols: list[str]) -> bool:
+    have = set(available)
+    return all(c in have for c in cols)
