@@ -1,0 +1,22 @@
+"""hlm: hierarchical (multilevel) linear models fitted from sufficient statistics.
+
+>>> import hlm
+>>> m = hlm.fit("Reaction ~ Days + (Days | Subject)", "sleepstudy.csv")
+>>> m.fixef, m.varcorr, m.summary()
+"""
+
+from hlm.errors import (
+    ColumnError, ComparisonError, DataError, FileError, FormulaError, HLMError, HLMWarning,
+    IdentifiabilityError, NestingError, OptionError,
+)
+from hlm.fit import Fit
+from hlm.lmm import fit
+from hlm.spec import ModelSpec, parse_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "fit", "Fit", "ModelSpec", "parse_model",
+    "HLMError", "HLMWarning", "FormulaError", "ColumnError", "DataError", "FileError", "NestingError",
+    "IdentifiabilityError", "ComparisonError", "OptionError",
+]

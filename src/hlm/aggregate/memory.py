@@ -1,0 +1,61 @@
+"""The numpy backend: sufficient statistics of an in-memory model frame in one pass."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, nesting_chain
+from hlm.modelframe import ModelFrame
+
+
+def group_crossprods(codes: np.ndarray, G: int, Z: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: Z_g'Z_g (G, z, z) and Z_g'K_g (G, z, k), by weighted bincounts."""
+    z, k = Z.shape[1], K.shape[1]
+    ztz = np.empty((G, z, z))
+    ztk = np.empty((G, z, k))
+    for a in range(z):
+        za = Z[:, a]
+        ones = bool(np.all(za == 1.0))
+        for b in range(a, z):
+            w = Z[:, b] if ones else za * Z[:, b]
+            ztz[:, a, b] = ztz[:, b, a] = np.bincount(codes, weights=w, minlength=G)
+        for c in range(k):
+            w = K[:, c] if ones else za * K[:, c]
+            ztk[:, a, c] = np.bincount(codes, weights=w, minlength=G)
+    return ztz, ztk
+
+
+def cross_block(i: int, j: int, ci: np.ndarray, cj: np.ndarray, Gj: int, Z: np.ndarray) -> CrossBlock:
+    """Sum of z z' over the rows shared by each pair of groups (gi, gj)."""
+    pair, inverse = np.unique(ci * Gj + cj, return_inverse=True)
+    z = Z.shape[1]
+    zz = np.empty((len(pair), z, z))
+    for a in range(z):
+        for b in range(a, z):
+            zz[:, a, b] = zz[:, b, a] = np.bincount(inverse, weights=Z[:, a] * Z[:, b], minlength=len(pair))
+    return CrossBlock(i, j, pair // Gj, pair % Gj, zz)
+
+
+def aggregate_frame(mf: ModelFrame) -> Aggregates:
+    """Compute :class:`Aggregates` from a :class:`ModelFrame`."""
+    K = np.column_stack([mf.X, mf.y])
+    ktk = K.T @ K
+    codes = [f.codes for f in mf.factors]
+    nlev = [len(f.labels) for f in mf.factors]
+    nested = nesting_chain(codes, nlev) if codes else ((), ())
+    stats = []
+    for idx, f in enumerate(mf.factors):
+        counts = np.bincount(f.codes, minlength=nlev[idx]).astype(np.int64)
+        need = nested is None or idx == nested[0][0]
+        ztz, ztk = group_crossprods(f.codes, nlev[idx], mf.Z, K) if need else (None, None)
+        stats.append(FactorStats(f.name, f.columns, f.labels, counts, ztz, ztk))
+    cross: list[CrossBlock] = []
+    if nested is None:
+        for i in range(len(codes)):
+            for j in range(i + 1, len(codes)):
+                cross.append(cross_block(i, j, codes[i], codes[j], nlev[j], mf.Z))
+    return Aggregates(
+        nobs=len(mf.y), ndropped=mf.ndropped, response=mf.spec.response, xnames=mf.xnames, pool=mf.pool,
+        ktk=ktk, factors=tuple(stats), term_factor=mf.term_factor, term_columns=mf.term_columns, chain=None if nested is None else nested[0],
+        parents=() if nested is None else nested[1], cross=tuple(cross),
+    )

@@ -1,0 +1,121 @@
+"""Minimise the profiled deviance over theta and record how it went.
+
+BOBYQA (nlopt's, as lme4 uses by default) with bounds: diagonal elements of Lambda >= 0.
+Convergence is data: the :class:`OptSummary` keeps the starting and final theta, the
+number of evaluations, the seconds, nlopt's return code, and lme4's post-fit checks: the
+finite-difference gradient and Hessian at the optimum, the scaled gradient
+``max |H^{-1} g|`` (lme4's ``check.conv.grad``, tolerance 2e-3) and whether the Hessian is
+positive definite.  Parameters on the boundary are excluded from those checks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import nlopt
+import numpy as np
+
+GRAD_TOL = 2e-3
+SINGULAR_TOL = 1e-4
+
+_CODES = {1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached",
+          5: "maxeval reached", 6: "maxtime reached", -1: "failure", -2: "invalid args",
+          -3: "out of memory", -4: "roundoff limited", -5: "forced stop"}
+
+
+@dataclass(frozen=True)
+class OptSummary:
+    """What the optimizer did (MixedModels.jl's OptSummary)."""
+
+    optimizer: str
+    theta0: tuple[float, ...]
+    theta: tuple[float, ...]
+    lower: tuple[float, ...]
+    fmin: float
+    feval: int
+    seconds: float
+    return_code: str
+    gradient: tuple[float, ...]
+    scaled_gradient: float
+    hessian_pd: bool
+
+    @property
+    def converged(self) -> bool:
+        ok = self.return_code in ("success", "ftol reached", "xtol reached", "stopval reached")
+        return ok and self.scaled_gradient < GRAD_TOL
+
+    def to_dict(self) -> dict:
+        return {"optimizer": self.optimizer, "theta0": list(self.theta0), "theta": list(self.theta),
+                "fmin": self.fmin, "feval": self.feval, "seconds": self.seconds,
+                "return_code": self.return_code, "gradient": list(self.gradient),
+                "scaled_gradient": self.scaled_gradient, "hessian_pd": self.hessian_pd,
+                "converged": self.converged}
+
+
+def fd_derivatives(fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and Hessian over the free coordinates."""
+    n = len(x)
+    h = 1e-4 * np.maximum(np.abs(x), 1e-2)
+    g = np.zeros(n)
+    H = np.eye(n)
+    f0 = fun(x)
+    idx = np.flatnonzero(free)
+    for i in idx:
+        e = np.zeros(n)
+        e[i] = h[i]
+        fp, fm = fun(x + e), fun(x - e)
+        g[i] = (fp - fm) / (2 * h[i])
+        H[i, i] = (fp - 2 * f0 + fm) / h[i] ** 2
+    for a, i in enumerate(idx):
+        for j in idx[a + 1:]:
+            ei, ej = np.zeros(n), np.zeros(n)
+            ei[i], ej[j] = h[i], h[j]
+            H[i, j] = H[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej) + fun(x - ei - ej)) / (4 * h[i] * h[j])
+    return g, H
+
+
+def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *,
+             maxeval: int = 100_000) -> OptSummary:
+    """BOBYQA from theta0 within the bounds, then lme4's convergence checks."""
+    start = time.perf_counter()
+    count = [0]
+
+    def objective(x: np.ndarray, grad: np.ndarray) -> float:
+        count[0] += 1
+        return float(fun(x))
+
+    n = len(theta0)
+    if n == 0:
+        f = fun(theta0)
+        return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
+    opt.set_min_objective(objective)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    opt.set_ftol_rel(1e-14)
+    opt.set_ftol_abs(1e-12)
+    opt.set_xtol_abs(1e-10)
+    opt.set_maxeval(maxeval)
+    opt.set_initial_step(np.full(n, 0.25))
+    try:
+        theta = opt.optimize(np.asarray(theta0, dtype=float))
+        code = _CODES.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
+    except nlopt.RoundoffLimited:
+        theta, code = np.asarray(theta0, dtype=float), "roundoff limited"
+    except (RuntimeError, ValueError) as exc:
+        theta, code = np.asarray(theta0, dtype=float), f"failure: {exc}"
+    theta = np.where(np.isfinite(lower), np.maximum(theta, lower), theta)
+    fmin = float(fun(theta))
+    feval = count[0]
+    free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
+    g, H = fd_derivatives(fun, theta, free)
+    try:
+        np.linalg.cholesky(H[np.ix_(free, free)])
+        pd_ok = True
+        scaled = float(np.max(np.abs(np.linalg.solve(H[np.ix_(free, free)], g[free])))) if free.any() else 0.0
+    except np.linalg.LinAlgError:
+        pd_ok = False
+        scaled = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    return OptSummary("nlopt BOBYQA", tuple(map(float, theta0)), tuple(map(float, theta)), tuple(map(float, lower)),
+                      fmin, feval, time.perf_counter() - start, code, tuple(map(float, g)), scaled, pd_ok)

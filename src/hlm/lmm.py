@@ -1,0 +1,74 @@
+"""``hlm.fit``: the public stages of fitting a linear mixed model, as lme4's modular API.
+
+parse the model string -> aggregate the data in one pass -> drop aliased fixed effects ->
+lay out theta -> build the deviance function -> optimise -> assemble the :class:`Fit`.
+Each stage is a function of its own and can be called separately.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from hlm.aggregate.memory import aggregate_frame
+from hlm.aggregate.stats import Aggregates
+from hlm.core.collinear import remove_collinear
+from hlm.core.objective import DevianceFunction
+from hlm.core.optimize import minimize
+from hlm.core.structure import build_structure
+from hlm.errors import ConvergenceWarning, DataError, SingularFitWarning
+from hlm.fit import Fit
+from hlm.modelframe import build_frame
+from hlm.spec import ModelSpec, parse_model
+
+
+def aggregate(spec: ModelSpec, data: Any) -> tuple[Aggregates, Any]:
+    """One pass over the rows: the sufficient statistics and formulaic's fixed-part spec."""
+    frame = build_frame(spec, data)
+    return aggregate_frame(frame), frame.x_model_spec
+
+
+def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data: Any = None,
+                   x_model_spec: Any = None, notes: tuple[str, ...] = ()) -> Fit:
+    """Fit from precomputed aggregates (any backend)."""
+    if not spec.random:
+        raise DataError("the model has no random effects; add a term such as (1 | group), or use hlm.xtreg for OLS")
+    agg, dropped = remove_collinear(agg)
+    if dropped:
+        notes = notes + (f"omitted because of collinearity: {', '.join(dropped)}",)
+    if agg.nobs <= len(agg.xnames):
+        raise DataError(f"{agg.nobs} observations cannot identify {len(agg.xnames)} fixed effects; add data or drop terms")
+    struct = build_structure(agg, tuple(t.name for t in spec.random))
+    devfun = DevianceFunction.build(agg, struct, reml)
+    opt = minimize(devfun, struct.theta0(), struct.lower)
+    profiled = devfun.profiled(np.asarray(opt.theta))
+    result = Fit(spec=spec, reml=reml, aggregates=agg, structure=struct, devfun=devfun, optsummary=opt,
+                 profiled=profiled, dropped_columns=dropped, data=data, x_model_spec=x_model_spec, notes=notes)
+    if result.singular:
+        comps = ", ".join(result.boundary_components())
+        warnings.warn(f"boundary (singular) fit: {comps} estimated at zero variance; the data show no "
+                      "variation at that level beyond what the other components explain. Consider dropping it.",
+                      SingularFitWarning, stacklevel=3)
+    elif not result.converged:
+        warnings.warn(f"the optimizer did not pass the convergence checks ({opt.return_code}, scaled gradient "
+                      f"{opt.scaled_gradient:.2g}); check the model, or rescale predictors", ConvergenceWarning,
+                      stacklevel=3)
+    return result
+
+
+def fit(model: str | ModelSpec, data: Any, *, reml: bool = True) -> Fit:
+    """Fit a linear mixed model.
+
+    Parameters
+    ----------
+    model : an lme4 formula (``"y ~ x + (1 | school/class)"``) or Stata ``mixed`` syntax
+        (``"y x || school: || class:"``; no ``~``).
+    data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
+    reml : REML (default) or maximum likelihood.
+    """
+    spec = parse_model(model)
+    agg, x_spec = aggregate(spec, data)
+    notes = (f"{agg.ndropped} rows dropped for missing values",) if agg.ndropped else ()
+    return fit_aggregates(spec, agg, reml=bool(reml), data=data, x_model_spec=x_spec, notes=notes)

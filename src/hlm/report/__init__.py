@@ -1,0 +1,1 @@
+"""Presentation: text and HTML tables, plots."""
