@@ -43,7 +43,7 @@ class GroupingFactor:
     name: str
     columns: tuple[str, ...]  # in the order labels are written (lme4's name order)
     codes: np.ndarray  # int64 per row, 0..nlevels-1
-    labels: np.ndarray  # object array of level labels, sorted
+    keys: tuple[np.ndarray, ...]  # per column: its value at each level, levels sorted
 
 
 @dataclass(frozen=True)
@@ -83,20 +83,48 @@ def _matrix(rhs: str, frame: pd.DataFrame, what: str):
         raise FormulaError(f"cannot build {what} '{rhs}': {str(exc).splitlines()[0]}") from None
 
 
-def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...]) -> GroupingFactor:
-    combined = None
+def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes 0..G-1 in sorted order of the values; O(n) for integers of moderate range."""
+    if values.dtype.kind in "iu" and len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo <= 4 * len(values) + 1024:
+            present = np.zeros(hi - lo + 1, dtype=bool)
+            shifted = values - lo
+            present[shifted] = True
+            remap = np.cumsum(present, dtype=np.int64) - 1
+            return remap[shifted], int(present.sum())
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def first_rows(codes: np.ndarray, G: int) -> np.ndarray:
+    """Index of the first row of every group."""
+    first = np.empty(G, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return first
+
+
+def determines(codes: np.ndarray, G: int, other: np.ndarray) -> bool:
+    """Whether each group of ``codes`` has a single value of ``other``."""
+    return bool(np.array_equal(other[first_rows(codes, G)][codes], other))
+
+
+def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
+                 coded: dict[str, tuple[np.ndarray, int]]) -> GroupingFactor:
+    """Code the interaction of ``columns``, levels in lexicographic order of the columns.
+
+    ``coded`` caches each column's own codes across factors."""
     for col in columns:
-        codes, uniques = pd.factorize(frame[col], sort=True)
-        codes = codes.astype(np.int64)
-        combined = codes if combined is None else combined * len(uniques) + codes
-    codes, uniques = pd.factorize(combined, sort=True)
-    first = np.zeros(len(uniques), dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # first row of each level
-    parts = [frame[c].to_numpy()[first].astype(str) for c in columns]
-    labels = parts[0].astype(object)
-    for part in parts[1:]:
-        labels = labels + ":" + part.astype(object)
-    return GroupingFactor(name, columns, codes.astype(np.int64), labels)
+        if col not in coded:
+            coded[col] = dense_codes(frame[col].to_numpy())
+    codes, G = coded[columns[0]]
+    for col in columns[1:]:
+        other, G_other = coded[col]
+        if not determines(codes, G, other):
+            codes, G = dense_codes(codes * G_other + other)
+    first = first_rows(codes, G)
+    keys = tuple(frame[c].to_numpy()[first] for c in columns)
+    return GroupingFactor(name, columns, codes, keys)
 
 
 def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
@@ -109,11 +137,13 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     y_raw = frame[spec.response]
     if not (pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)):
         raise DataError(f"the response '{spec.response}' is not numeric ({y_raw.dtype}); convert it or pick a numeric column")
-    numeric = frame.select_dtypes(include=[np.number])
-    if numeric.shape[1] and np.isinf(numeric.to_numpy(dtype=float, na_value=np.nan)).any():
-        bad = [c for c in numeric.columns if np.isinf(numeric[c].to_numpy(dtype=float, na_value=np.nan)).any()]
-        raise DataError(f"column '{bad[0]}' has infinite values; remove or recode them")
-    keep = frame.notna().all(axis=1).to_numpy()
+    keep = np.ones(len(frame), dtype=bool)
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype.kind == "f" and np.isinf(values.to_numpy()).any():
+            raise DataError(f"column '{col}' has infinite values; remove or recode them")
+        if values.dtype.kind not in "iub":
+            keep &= values.notna().to_numpy()
     ndropped = int((~keep).sum())
     if ndropped:
         frame = frame.loc[keep]
@@ -142,6 +172,7 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
 
     factors: list[GroupingFactor] = []
+    coded: dict[str, tuple[np.ndarray, int]] = {}
     keys: list[frozenset[str]] = []
     term_factor: list[int] = []
     for term in spec.random:
@@ -149,7 +180,7 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
         if key not in keys:
             keys.append(key)
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            factors.append(_code_factor(frame, term.name, order))
+            factors.append(_code_factor(frame, term.name, order, coded))
         term_factor.append(keys.index(key))
     return ModelFrame(spec, y, X, xnames, mx.model_spec, tuple(pool), Z, tuple(term_columns),
                       tuple(factors), tuple(term_factor), ndropped)

@@ -41,14 +41,14 @@ def aggregate_frame(mf: ModelFrame) -> Aggregates:
     K = np.column_stack([mf.X, mf.y])
     ktk = K.T @ K
     codes = [f.codes for f in mf.factors]
-    nlev = [len(f.labels) for f in mf.factors]
+    nlev = [len(f.keys[0]) for f in mf.factors]
     nested = nesting_chain(codes, nlev) if codes else ((), ())
     stats = []
     for idx, f in enumerate(mf.factors):
         counts = np.bincount(f.codes, minlength=nlev[idx]).astype(np.int64)
         need = nested is None or idx == nested[0][0]
         ztz, ztk = group_crossprods(f.codes, nlev[idx], mf.Z, K) if need else (None, None)
-        stats.append(FactorStats(f.name, f.columns, f.labels, counts, ztz, ztk))
+        stats.append(FactorStats(f.name, f.columns, f.keys, counts, ztz, ztk))
     cross: list[CrossBlock] = []
     if nested is None:
         for i in range(len(codes)):

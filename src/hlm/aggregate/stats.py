@@ -16,6 +16,7 @@ feeds the same numerical core, which never sees a row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class FactorStats:
 
     name: str
     columns: tuple[str, ...]
-    labels: np.ndarray  # level labels, sorted as R sorts factor levels
+    keys: tuple[np.ndarray, ...]  # per column: its value at each level (levels sorted as R sorts)
     counts: np.ndarray  # observations per group
     ztz: np.ndarray | None = None  # (G, z, z) over the pool
     ztk: np.ndarray | None = None  # (G, z, k)
@@ -34,6 +35,14 @@ class FactorStats:
     @property
     def nlevels(self) -> int:
         return len(self.counts)
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """Level labels as lme4 writes them (``a:A`` for an interaction), built on demand."""
+        labels = self.keys[0].astype(str).astype(object)
+        for part in self.keys[1:]:
+            labels = labels + ":" + part.astype(str).astype(object)
+        return labels
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,52 @@ The K'K block is only ever needed in total, so per group we carry M_zz (z x z) a
 (z x k) and subtract each level's K-block correction from the global K'K.  The parent's M
 is the sum of its children's.  For random intercepts this is DESIGN.md's recursion
 ``Q -= t/(1+tW) S S'``, ``W <- W/(1+tW)``, ``S <- S/(1+tW)``.  Cost: O(groups), no rows.
+
+Leaf compression: when the only random-effect column is the intercept, a leaf group enters
+only through its count n_g (W = n_g) and its sums S_g.  Grouping the leaves by count c,
+the leaf level needs just sum S_g S_g' per class and, per parent, the number of children
+and the sum of their S_g per class; this is exact and precomputed once per fit, so the
+largest level (students) costs O(parents x distinct counts) per evaluation.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates
 from hlm.core.structure import Structure
+
+
+@dataclass(frozen=True)
+class LeafClasses:
+    """Leaf groups pooled by their count (see the module docstring)."""
+
+    counts: np.ndarray  # (m,) distinct leaf counts c
+    ngroups: np.ndarray  # (m,) leaf groups per class
+    sss: np.ndarray  # (m, k, k) sum of S_g S_g' per class
+    children: np.ndarray  # (G_parent, m) children per parent and class
+    sums: np.ndarray  # (G_parent, m, k) sum of S_g per parent and class
+
+
+def leaf_classes(agg: Aggregates) -> LeafClasses | None:
+    """Pool the leaf level by count when that is exact and saves work, else None."""
+    if agg.chain is None or len(agg.chain) < 2 or agg.pool != ("(Intercept)",):
+        return None
+    leaf = agg.factors[agg.chain[0]]
+    counts, cls = np.unique(leaf.counts, return_inverse=True)
+    G_parent = agg.factors[agg.chain[1]].nlevels
+    m, k = len(counts), leaf.ztk.shape[2]
+    if G_parent * m * 2 > leaf.nlevels:
+        return None
+    S = leaf.ztk[:, 0, :]
+    sss = np.stack([S[cls == c].T @ S[cls == c] for c in range(m)])
+    cell = agg.parents[0] * m + cls
+    children = np.bincount(cell, minlength=G_parent * m).reshape(G_parent, m).astype(float)
+    sums = np.stack([np.bincount(cell, weights=S[:, j], minlength=G_parent * m) for j in range(k)], axis=1)
+    return LeafClasses(counts.astype(float), np.bincount(cls, minlength=m).astype(float), sss,
+                       children, sums.reshape(G_parent, m, k))
 
 
 def sum_by(parent: np.ndarray, arr: np.ndarray, G: int) -> np.ndarray:
@@ -31,14 +69,26 @@ def sum_by(parent: np.ndarray, arr: np.ndarray, G: int) -> np.ndarray:
     return out.reshape((G,) + arr.shape[1:])
 
 
-def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray]) -> tuple[float, np.ndarray]:
+def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray],
+                 pooled: LeafClasses | None = None) -> tuple[float, np.ndarray]:
     """log|H| and Q = K'H^{-1}K for nested factors."""
     assert agg.chain is not None
     Q = agg.ktk.copy()
     logdet = 0.0
     leaf = agg.factors[agg.chain[0]]
     Mzz, Mzk = leaf.ztz, leaf.ztk
+    start = 0
+    if pooled is not None:
+        t = lambdas[agg.chain[0]][0, 0] ** 2
+        d = 1.0 + t * pooled.counts
+        logdet += float(pooled.ngroups @ np.log(d))
+        Q -= np.einsum("c,cij->ij", t / d, pooled.sss)
+        Mzz = (pooled.children @ (pooled.counts / d))[:, None, None]
+        Mzk = np.einsum("pck,c->pk", pooled.sums, 1.0 / d)[:, None, :]
+        start = 1
     for level, f in enumerate(agg.chain):
+        if level < start:
+            continue
         J = list(struct.factor_cols[f])
         lam = lambdas[f]
         if len(J) == 1:

@@ -9,7 +9,7 @@ import numpy as np
 from hlm.aggregate.stats import Aggregates
 from hlm.core.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.core.deviance import Profiled, profile
-from hlm.core.nested import nested_terms
+from hlm.core.nested import LeafClasses, leaf_classes, nested_terms
 from hlm.core.structure import Structure
 
 
@@ -21,16 +21,19 @@ class DevianceFunction:
     struct: Structure
     reml: bool
     crossed: CrossedSystem | None = field(default=None)
+    pooled: LeafClasses | None = field(default=None)
 
     @classmethod
     def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> "DevianceFunction":
-        return cls(agg, struct, reml, None if agg.nested else build_crossed(agg, struct))
+        if agg.nested:
+            return cls(agg, struct, reml, None, leaf_classes(agg))
+        return cls(agg, struct, reml, build_crossed(agg, struct), None)
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K at theta."""
         lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
         if self.crossed is None:
-            return nested_terms(self.agg, self.struct, lambdas)
+            return nested_terms(self.agg, self.struct, lambdas, self.pooled)
         return crossed_terms(self.crossed, self.agg, lambdas)
 
     def profiled(self, theta: np.ndarray) -> Profiled:

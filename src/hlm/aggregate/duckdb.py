@@ -1,0 +1,128 @@
+"""The DuckDB backend: sufficient statistics of files, relations or SQL, computed in the engine.
+
+``aggregate_duckdb(spec, "data/*.parquet")`` runs the queries of :mod:`hlm.aggregate.sql`
+in DuckDB: rows never reach Python; what comes back is one row per group (memory is
+bounded by the number of groups).  Sources: a path or glob of Parquet or CSV files, a
+``duckdb`` relation, or SQL text run on a connection (``sql=..., con=...``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from hlm.aggregate import sql as q
+from hlm.aggregate.stats import Aggregates
+from hlm.errors import DataError, FileError, HLMError, OptionError
+from hlm.spec.terms import ModelSpec
+
+_CSV_TYPES = "auto_type_candidates=['BIGINT', 'DOUBLE', 'VARCHAR']"  # as pandas reads: no dates, no yes/no booleans
+_CSV_NULLS = "nullstr=['', 'NA', 'N/A', 'NaN', 'nan', 'NULL', 'null']"
+
+
+def _duckdb():
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is a dependency
+        raise HLMError("the DuckDB backend needs the duckdb package: pip install duckdb") from None
+    return duckdb
+
+
+def is_relation(obj: Any) -> bool:
+    """Whether ``obj`` is a DuckDB relation."""
+    mod = type(obj).__module__ or ""
+    return mod.startswith("duckdb") and hasattr(obj, "sql_query") and hasattr(obj, "columns")
+
+
+def table_function(path: str | os.PathLike) -> str:
+    """The DuckDB table expression that scans a path or glob of Parquet or CSV files."""
+    text = str(path)
+    globbed = any(ch in text for ch in "*?[")
+    if not globbed and not Path(text).exists():
+        raise FileError(f"data file '{text}' does not exist; check the path")
+    suffix = Path(text).suffix.lower()
+    lit = q.DUCKDB.string(text)
+    if suffix in (".parquet", ".pq") or (not globbed and Path(text).is_dir()):
+        if not globbed and Path(text).is_dir():
+            lit = q.DUCKDB.string(os.path.join(text, "**", "*.parquet"))
+        return f"read_parquet({lit})"
+    if suffix in (".csv", ".txt"):
+        return f"read_csv({lit}, header=true, {_CSV_TYPES}, {_CSV_NULLS})"
+    if suffix == ".tsv":
+        return f"read_csv({lit}, header=true, delim='\\t', {_CSV_TYPES}, {_CSV_NULLS})"
+    raise FileError(f"the DuckDB backend reads .parquet and .csv files, not '{suffix or text}'; "
+                    "use backend='memory' for other files")
+
+
+class _Source:
+    """Where the rows are: a table expression on a connection, or a relation."""
+
+    def __init__(self, source: Any = None, *, sql: str | None = None, con: Any = None, progress: bool | None = None):
+        duckdb = _duckdb()
+        self.rel = None
+        if sql is not None:
+            if source is not None:
+                raise OptionError("give either data or sql=, not both")
+            self.con = con if con is not None else duckdb.connect()
+            self.src = f"({sql.strip().rstrip(';')}) AS hlm_src"
+        elif is_relation(source):
+            self.rel = source
+            self.con = None
+            self.src = "hlm_src"
+        elif isinstance(source, (str, os.PathLike)):
+            self.con = con if con is not None else duckdb.connect()
+            self.src = f"{table_function(source)} AS hlm_src"
+        else:
+            raise OptionError(f"the DuckDB backend takes a path, a duckdb relation or sql=; got {type(source).__name__}")
+        if self.con is not None:
+            show = sys.stderr.isatty() if progress is None else progress
+            try:
+                self.con.execute(f"SET enable_progress_bar = {'true' if show else 'false'}")
+            except Exception:  # pragma: no cover - older duckdb
+                pass
+
+    def run(self, query: str) -> Mapping[str, np.ndarray]:
+        duckdb = _duckdb()
+        try:
+            if self.rel is not None:
+                return self.rel.query("hlm_src", query).fetchnumpy()
+            return self.con.execute(query).fetchnumpy()
+        except duckdb.IOException as exc:
+            raise FileError(f"DuckDB cannot read the data: {str(exc).splitlines()[0]}") from None
+        except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
+            raise DataError(f"DuckDB cannot evaluate the model on the data: {str(exc).splitlines()[0]}") from None
+
+    def schema(self) -> dict[str, str]:
+        if self.rel is not None:
+            return {c: str(t) for c, t in zip(self.rel.columns, self.rel.types)}
+        res = self.run(f"DESCRIBE SELECT * FROM {self.src}")
+        return {str(n): str(t) for n, t in zip(res["column_name"], res["column_type"])}
+
+
+def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sql: str | None = None,
+                     progress: bool | None = None, return_plan: bool = False) -> Aggregates:
+    """Sufficient statistics of ``source`` computed by DuckDB.
+
+    Parameters
+    ----------
+    spec : the parsed model.
+    source : a path or glob of Parquet/CSV files, or a duckdb relation (ignored with ``sql``).
+    con : a duckdb connection for paths and ``sql`` (a fresh in-memory one if omitted).
+    sql : a query whose result is the data.
+    progress : show DuckDB's progress bar (default: when stderr is a terminal).
+
+    Queries: a prepass for categorical levels and ``center()`` means when the model needs
+    them, a ``COUNT(*)`` of all rows, one global scan for ``[X y]'[X y]`` and one
+    ``GROUP BY GROUPING SETS`` scan for the per-group statistics.
+    """
+    src = _Source(source, sql=sql, con=con, progress=progress)
+    plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src)
+    ntotal = int(np.asarray(src.run(plan.count_query(src.src))["n"])[0])
+    glob = src.run(plan.global_query(src.src))
+    groups = src.run(plan.group_query(src.src))
+    agg = q.assemble(plan, glob, groups, ntotal)
+    return (agg, plan) if return_plan else agg

@@ -1,0 +1,79 @@
+"""The Spark backend: sufficient statistics of a Spark DataFrame, computed on the cluster.
+
+The queries are those of :mod:`hlm.aggregate.sql` in Spark's dialect, run with
+``spark.sql`` on a temporary view of the DataFrame; only grouped rows come back to the
+driver (via Arrow when available).  Needs ``pyspark`` (``pip install hlm[spark]``).
+
+Point it at a cluster by building the session there::
+
+    spark = SparkSession.builder.remote("sc://host:15002").getOrCreate()   # Spark Connect
+    df = spark.read.parquet("s3://bucket/data/")
+    hlm.fit("y ~ x + (1 | school/class)", df)
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Mapping
+
+import numpy as np
+
+from hlm.aggregate import sql as q
+from hlm.aggregate.stats import Aggregates
+from hlm.errors import DataError, HLMError, OptionError
+from hlm.spec.terms import ModelSpec
+
+
+def _require_pyspark():
+    try:
+        import pyspark  # noqa: F401
+        from pyspark.sql import DataFrame
+    except ImportError:
+        raise HLMError("the Spark backend needs pyspark: pip install 'hlm[spark]' (and Java 17)") from None
+    return DataFrame
+
+
+class _SparkSource:
+    def __init__(self, df: Any):
+        _require_pyspark()
+        if not hasattr(df, "createOrReplaceTempView") or not hasattr(df, "sparkSession"):
+            raise OptionError(f"the Spark backend takes a Spark DataFrame; got {type(df).__name__}")
+        self.df = df
+        self.spark = df.sparkSession
+        self.src = f"hlm_src_{uuid.uuid4().hex[:12]}"
+        df.createOrReplaceTempView(self.src)
+        try:
+            self.spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+        except Exception:  # pragma: no cover - locked-down clusters
+            pass
+
+    def run(self, query: str) -> Mapping[str, np.ndarray]:
+        try:
+            frame = self.spark.sql(query).toPandas()
+        except Exception as exc:  # AnalysisException and friends: name the first line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"Spark cannot evaluate the model on the data: {first}") from None
+        return {c: frame[c].to_numpy() for c in frame.columns}
+
+    def schema(self) -> dict[str, str]:
+        return {name: dtype for name, dtype in self.df.dtypes}
+
+    def close(self) -> None:
+        try:
+            self.spark.catalog.dropTempView(self.src)
+        except Exception:  # pragma: no cover
+            pass
+
+
+def aggregate_spark(spec: ModelSpec, df: Any, *, return_plan: bool = False) -> Aggregates:
+    """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect)."""
+    src = _SparkSource(df)
+    try:
+        plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src)
+        ntotal = int(np.asarray(src.run(plan.count_query(src.src))["n"])[0])
+        glob = src.run(plan.global_query(src.src))
+        groups = src.run(plan.group_query(src.src))
+        agg = q.assemble(plan, glob, groups, ntotal)
+    finally:
+        src.close()
+    return (agg, plan) if return_plan else agg

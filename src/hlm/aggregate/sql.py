@@ -1,0 +1,635 @@
+"""A model as SQL: the aggregation queries shared by the DuckDB and Spark backends.
+
+The model frame of :mod:`hlm.modelframe` is rebuilt as SQL expressions over the source
+rows: every fixed-effect column ``x_j``, the response ``y``, every random-effect column
+``z_a`` of the pool, and the grouping columns.  The sufficient statistics of
+:mod:`hlm.aggregate.stats` are then three kinds of aggregate over the complete rows:
+
+* prepass (only when needed): the sorted distinct levels of categorical columns (treatment
+  coding, first sorted level as reference, as formulaic) and the means that ``center()``
+  subtracts;
+* global: ``n`` and ``K'K = sum k k'`` with ``k = [x, y]``;
+* groups: one ``GROUP BY GROUPING SETS`` scan with, per group of every grouping factor
+  (and, for crossed factors, of every pair), ``n_g``, ``sum z z'``, ``sum z k'`` and the
+  MIN/MAX of the other factors' columns (nesting: a group lies in one outer group iff
+  MIN = MAX).
+
+The query texts are the same for DuckDB and Spark SQL apart from identifier quoting,
+string literals and the distinct-collection aggregate (:class:`Dialect`).  Level codes,
+labels, parents and the cross blocks are assembled in numpy from the grouped rows (their
+number is the number of groups, never of rows).
+
+Supported in the fixed part and random slopes: numeric and boolean columns, categorical
+(string) columns and ``C(x)``, interactions (``a:b``, ``a*b``), ``log``, ``exp``, ``sqrt``
+(also as ``np.log`` ...), ``center(...)``, ``I(...)`` with ``+ - * / **`` and numbers.
+Anything else raises :class:`~hlm.errors.FormulaError` naming the term.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, model_matrix
+from formulaic.errors import FormulaicError
+
+from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
+from hlm.errors import ColumnError, DataError, FormulaError
+from hlm.modelframe import factor_key, fixed_name, used_columns
+from hlm.source import check_columns
+from hlm.spec.terms import ModelSpec
+
+Kind = Literal["numeric", "float", "bool", "string", "other"]
+Runner = Callable[[str], Mapping[str, np.ndarray]]
+"""Runs one query (with ``{src}`` already substituted) and returns its columns."""
+
+_FUNCS = {"log": "LN", "exp": "EXP", "sqrt": "SQRT"}
+_MODULES = {"np", "numpy"}
+
+
+# --------------------------------------------------------------------------- dialects
+
+@dataclass(frozen=True)
+class Dialect:
+    """The few places where DuckDB and Spark SQL differ."""
+
+    name: Literal["duckdb", "spark"]
+
+    def ident(self, name: str) -> str:
+        if self.name == "spark":
+            return "`" + name.replace("`", "``") + "`"
+        return '"' + name.replace('"', '""') + '"'
+
+    def string(self, text: str) -> str:
+        if self.name == "spark":
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + text.replace("'", "''") + "'"
+
+    def distinct_list(self, expr: str) -> str:
+        return f"collect_set({expr})" if self.name == "spark" else f"list(DISTINCT {expr})"
+
+
+DUCKDB = Dialect("duckdb")
+SPARK = Dialect("spark")
+
+
+def column_kind(sql_type: str) -> Kind:
+    """DuckDB or Spark type name -> how the model uses the column."""
+    t = sql_type.strip().upper()
+    if t in ("FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"):
+        return "float"
+    if t.startswith("DECIMAL") or t in ("TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "UTINYINT",
+                                        "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "LONG", "SHORT", "BYTE"):
+        return "numeric"
+    if t in ("BOOLEAN", "BOOL"):
+        return "bool"
+    if t in ("VARCHAR", "STRING", "TEXT") or t.startswith("VARCHAR") or t.startswith("CHAR"):
+        return "string"
+    return "other"
+
+
+# --------------------------------------------------------------------------- terms -> SQL
+
+@dataclass
+class _Needs:
+    """What the expressions need from a prepass over the data."""
+
+    levels: set[str] = field(default_factory=set)  # categorical columns
+    columns: set[str] = field(default_factory=set)  # every data column referenced
+    means: dict[str, str] = field(default_factory=dict)  # center() argument SQL -> key
+
+
+@dataclass(frozen=True)
+class ModelColumn:
+    """One column of the model matrix: its name as formulaic writes it, and its SQL."""
+
+    name: str
+    sql: str
+
+
+def _literal(value, dialect: Dialect) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return dialect.string(str(value))
+
+
+def _mul(a: str, b: str) -> str:
+    if a == "1.0":
+        return b
+    if b == "1.0":
+        return a
+    return f"({a}) * ({b})"
+
+
+class Translator:
+    """Formulaic factors (``log(x)``, ``sx``, ``C(g)``, ...) -> SQL over the source columns."""
+
+    def __init__(self, dialect: Dialect, kinds: Mapping[str, Kind], levels: Mapping[str, list] | None = None,
+                 means: Mapping[str, float] | None = None):
+        self.dialect = dialect
+        self.kinds = dict(kinds)
+        self.levels = dict(levels or {})
+        self.means = dict(means or {})
+        self.needs = _Needs()
+
+    # ---- factors
+    def categorical_column(self, expr: str) -> str | None:
+        """The data column if the factor is categorical (a string column or ``C(col)``)."""
+        node = self._parse(expr)
+        if isinstance(node, ast.Name) and self.kinds.get(node.id) == "string":
+            self.needs.columns.add(node.id)
+            return node.id
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C":
+            if len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Name):
+                self.needs.columns.add(node.args[0].id)
+                return node.args[0].id
+            raise FormulaError(f"the SQL backends support C(column) only; cannot translate the term '{expr}'")
+        return None
+
+    def numeric(self, expr: str) -> str:
+        """SQL of a numeric factor."""
+        return self._num(self._parse(expr), expr)
+
+    def indicator(self, column: str, level) -> str:
+        col = self.dialect.ident(column)
+        return f"CASE WHEN {col} = {_literal(level, self.dialect)} THEN 1.0 ELSE 0.0 END"
+
+    def _parse(self, expr: str) -> ast.expr:
+        try:
+            return ast.parse(expr.strip(), mode="eval").body
+        except SyntaxError:
+            raise FormulaError(f"the SQL backends cannot translate the term '{expr}'") from None
+
+    def _unsupported(self, expr: str, what: str) -> FormulaError:
+        return FormulaError(f"the SQL backends (DuckDB, Spark) do not support the term '{expr}' ({what}); "
+                            "supported: numeric and categorical columns, interactions, log, exp, sqrt, "
+                            "powers via I(x**2), center(x); or use backend='memory'")
+
+    def _num(self, node: ast.expr, expr: str) -> str:
+        if isinstance(node, ast.Name):
+            self.needs.columns.add(node.id)
+            kind = self.kinds.get(node.id)
+            if kind is None:
+                raise ColumnError(f"column '{node.id}' (in the term '{expr}') is not in the data")
+            if kind in ("numeric", "float", "bool"):
+                return f"CAST({self.dialect.ident(node.id)} AS DOUBLE)"
+            if kind == "string":
+                raise self._unsupported(expr, f"'{node.id}' is categorical inside an arithmetic expression")
+            raise self._unsupported(expr, f"column '{node.id}' has an unsupported type")
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return repr(float(node.value))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = self._num(node.operand, expr)
+            return f"(-({inner}))" if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, ast.BinOp):
+            a, b = self._num(node.left, expr), self._num(node.right, expr)
+            if isinstance(node.op, ast.Pow):
+                return f"POWER({a}, {b})"
+            ops = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+            if type(node.op) in ops:
+                return f"(({a}) {ops[type(node.op)]} ({b}))"
+            raise self._unsupported(expr, f"operator {type(node.op).__name__}")
+        if isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
+            fn = node.func
+            name = None
+            if isinstance(fn, ast.Name):
+                name = fn.id
+            elif isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name) and fn.value.id in _MODULES:
+                name = fn.attr
+            if name in _FUNCS:
+                return f"{_FUNCS[name]}({self._num(node.args[0], expr)})"
+            if name == "I" and isinstance(fn, ast.Name):
+                return self._num(node.args[0], expr)
+            if name == "center" and isinstance(fn, ast.Name):
+                arg = self._num(node.args[0], expr)
+                key = self.needs.means.setdefault(arg, f"m{len(self.needs.means)}")
+                mean = self.means.get(key)
+                return f"(({arg}) - ({repr(float(mean)) if mean is not None else 'NULL'}))"
+        raise self._unsupported(expr, "not translatable to SQL")
+
+
+def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list]) -> pd.DataFrame:
+    """A few rows with the right column types and every categorical level, for formulaic's layout."""
+    n = max([3] + [len(v) for v in levels.values()])
+    data = {}
+    for col in columns:
+        if col in levels and levels[col]:
+            vals = levels[col]
+            data[col] = [vals[i % len(vals)] for i in range(n)]
+            if kinds.get(col) == "string":
+                data[col] = pd.Series(data[col], dtype=object)
+        elif kinds.get(col) == "bool":
+            data[col] = [bool(i % 2) for i in range(n)]
+        else:
+            data[col] = np.arange(1.0, n + 1.0)
+    return pd.DataFrame(data)
+
+
+def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -> tuple[list[ModelColumn], object]:
+    """The model-matrix columns of a formulaic right-hand side, in formulaic's order.
+
+    The layout (which terms, reduced or full-rank coding, column order) is formulaic's own,
+    read from a model matrix of a few probe rows; each column's SQL comes from the
+    :class:`Translator`.  Returns the columns and formulaic's model spec.
+    """
+    try:
+        terms = list(Formula(rhs))
+    except (FormulaicError, SyntaxError, ValueError) as exc:
+        raise FormulaError(f"cannot parse {what} '{rhs}': {str(exc).splitlines()[0]}") from None
+    for term in terms:  # validate every factor before probing (names the bad term)
+        for fac in term.factors:
+            if fac.expr != "1" and tr.categorical_column(fac.expr) is None:
+                tr.numeric(fac.expr)
+    probe = _probe_frame(columns, tr.kinds, tr.levels)
+    try:
+        mm = model_matrix(rhs, probe, output="pandas")
+    except (FormulaicError, SyntaxError, ValueError, TypeError, NameError) as exc:
+        raise FormulaError(f"cannot build {what} '{rhs}' for SQL: {str(exc).splitlines()[0]}") from None
+    out: dict[str, ModelColumn] = {}
+    for struct in mm.model_spec.structure:
+        for scoped in struct.scoped_terms:
+            pieces: list[list[tuple[str, str]]] = []
+            for sf in scoped.factors:
+                expr = sf.factor.expr
+                col = tr.categorical_column(expr)
+                if col is None:
+                    pieces.append([(expr, tr.numeric(expr))])
+                else:
+                    lv = tr.levels.get(col, [])
+                    use = lv[1:] if sf.reduced else lv
+                    fmt = "{e}[T.{l}]" if sf.reduced else "{e}[{l}]"
+                    pieces.append([(fmt.format(e=expr, l=level), tr.indicator(col, level)) for level in use])
+            if not pieces:
+                out["Intercept"] = ModelColumn("Intercept", "1.0")
+                continue
+            for combo in itertools.product(*reversed(pieces)):
+                combo = combo[::-1]
+                name = ":".join(c[0] for c in combo)
+                sql = "1.0"
+                for c in combo:
+                    sql = _mul(sql, c[1])
+                out[name] = ModelColumn(name, sql)
+    missing = [c for c in mm.columns if c not in out]
+    if missing:
+        raise FormulaError(f"the SQL backends cannot lay out the column '{missing[0]}' of {what} '{rhs}'")
+    return [out[c] for c in mm.columns], mm.model_spec
+
+
+# --------------------------------------------------------------------------- the plan
+
+@dataclass(frozen=True)
+class Factor:
+    """A grouping factor: display name, columns (label order) and their aliases in SQL."""
+
+    name: str
+    columns: tuple[str, ...]
+    keys: tuple[int, ...]  # indices into Plan.group_columns, label order
+
+
+@dataclass
+class Plan:
+    """Everything needed to write the queries for one model on one source."""
+
+    spec: ModelSpec
+    dialect: Dialect
+    kinds: dict[str, Kind]
+    used: list[str]
+    xcols: list[ModelColumn]
+    ycol: str
+    zcols: list[ModelColumn]
+    xnames: tuple[str, ...]
+    pool: tuple[str, ...]
+    term_columns: tuple[tuple[int, ...], ...]
+    factors: tuple[Factor, ...]
+    term_factor: tuple[int, ...]
+    group_columns: tuple[str, ...]
+    x_model_spec: object = None
+
+    # ---- SQL pieces
+    def where(self) -> str:
+        d = self.dialect
+        conds = []
+        for col in self.used:
+            c = d.ident(col)
+            conds.append(f"{c} IS NOT NULL")
+            if self.kinds.get(col) == "float":
+                conds.append(f"NOT isnan({c})")
+        return " AND ".join(conds)
+
+    def base(self, src: str) -> str:
+        """The model frame as a subquery: k0..k{p} ([X y]), z0.., g0.. over the complete rows."""
+        d = self.dialect
+        sel = [f"{c.sql} AS k{j}" for j, c in enumerate(self.xcols)]
+        sel.append(f"CAST({d.ident(self.spec.response)} AS DOUBLE) AS k{len(self.xcols)}")
+        sel += [f"{c.sql} AS z{a}" for a, c in enumerate(self.zcols)]
+        sel += [f"{d.ident(c)} AS g{i}" for i, c in enumerate(self.group_columns)]
+        return f"SELECT {', '.join(sel)} FROM {src} WHERE {self.where()}"
+
+    @property
+    def k(self) -> int:
+        return len(self.xcols) + 1
+
+    def _kexpr(self, j: int) -> str:
+        return "1.0" if j < len(self.xcols) and self.xcols[j].sql == "1.0" else f"k{j}"
+
+    def _zexpr(self, a: int) -> str:
+        return "1.0" if self.zcols[a].sql == "1.0" else f"z{a}"
+
+    def global_query(self, src: str) -> str:
+        """n, K'K and the infinite values among the complete rows."""
+        sums = []
+        for a in range(self.k):
+            for b in range(a, self.k):
+                sums.append(f"SUM({_mul(self._kexpr(a), self._kexpr(b))}) AS kk_{a}_{b}")
+        inf = "CAST('Infinity' AS DOUBLE)"
+        sums += [f"SUM(CASE WHEN ABS(k{j}) = {inf} THEN 1 ELSE 0 END) AS inf_{j}" for j in range(self.k)]
+        return f"SELECT COUNT(*) AS n, {', '.join(sums)} FROM ({self.base(src)}) hlm_base"
+
+    def count_query(self, src: str) -> str:
+        return f"SELECT COUNT(*) AS n FROM {src}"
+
+    def minmax_columns(self) -> list[int]:
+        """Grouping columns whose MIN/MAX per group decide nesting (pairs neither a subset of the other)."""
+        need: set[int] = set()
+        sets = [set(f.keys) for f in self.factors]
+        for a, sa in enumerate(sets):
+            for b, sb in enumerate(sets):
+                if a != b and not (sa <= sb or sb <= sa):
+                    need |= sb - sa
+        return sorted(need)
+
+    def grouping_sets(self) -> list[tuple[int, ...]]:
+        """Column sets to group by: every factor and, unless the factors form a subset chain, every pair."""
+        sets = [tuple(sorted(f.keys)) for f in self.factors]
+        chain = all(set(a) <= set(b) or set(b) <= set(a) for a, b in itertools.combinations(sets, 2))
+        if not chain:
+            for a, b in itertools.combinations(range(len(sets)), 2):
+                sets.append(tuple(sorted(set(sets[a]) | set(sets[b]))))
+        return list(dict.fromkeys(sets))
+
+    def group_query(self, src: str) -> str:
+        """One scan: per group of every grouping set, n, sum z z', sum z k' and MIN/MAX for nesting."""
+        sets = self.grouping_sets()
+        z = len(self.zcols)
+        sel = [f"GROUPING(g{i}) AS gr{i}" for i in range(len(self.group_columns))] if len(sets) > 1 else []
+        sel += [f"g{i}" for i in range(len(self.group_columns))] if len(sets) > 1 else [f"g{i}" for i in sets[0]]
+        sel.append("COUNT(*) AS n")
+        for a in range(z):
+            for b in range(a, z):
+                sel.append(f"SUM({_mul(self._zexpr(a), self._zexpr(b))}) AS zz_{a}_{b}")
+            for c in range(self.k):
+                sel.append(f"SUM({_mul(self._zexpr(a), self._kexpr(c))}) AS zk_{a}_{c}")
+        for i in self.minmax_columns():
+            sel += [f"MIN(g{i}) AS mn{i}", f"MAX(g{i}) AS mx{i}"]
+        if len(sets) > 1:
+            groups = "GROUPING SETS (" + ", ".join("(" + ", ".join(f"g{i}" for i in s) + ")" for s in sets) + ")"
+        else:
+            groups = ", ".join(f"g{i}" for i in sets[0])
+        return f"SELECT {', '.join(sel)} FROM ({self.base(src)}) hlm_base GROUP BY {groups}"
+
+    def prepass_query(self, src: str, levels: Sequence[str], means: Mapping[str, str]) -> str | None:
+        """Distinct levels of categorical columns and means of center() arguments, over the complete rows."""
+        if not levels and not means:
+            return None
+        d = self.dialect
+        sel = [f"{d.distinct_list(d.ident(c))} AS lv{i}" for i, c in enumerate(levels)]
+        sel += [f"AVG({arg}) AS {key}" for arg, key in means.items()]
+        return f"SELECT {', '.join(sel)} FROM {src} WHERE {self.where()}"
+
+
+def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], used: list[str],
+               levels: Mapping[str, list], means: Mapping[str, float]):
+    tr = Translator(dialect, kinds, levels, means)
+    xcols, x_spec = model_columns(spec.fixed, tr, used, "the fixed part")
+    pool: list[str] = []
+    zcols: list[ModelColumn] = []
+    term_columns = []
+    for term in spec.random:
+        cols, _ = model_columns(term.rhs, tr, used, f"the random term for '{term.name}'")
+        idx = []
+        for c in cols:
+            zname = fixed_name(c.name, "lme4")
+            if zname not in pool:
+                pool.append(zname)
+                zcols.append(c)
+            idx.append(pool.index(zname))
+        term_columns.append(tuple(idx))
+    return tr, xcols, x_spec, pool, zcols, tuple(term_columns)
+
+
+def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str) -> Plan:
+    """Build the query plan, running the prepass (levels, means) when the model needs one."""
+    used = [c for c in used_columns(spec) if c in schema or c not in _FUNCS]  # sqrt(x): not a column
+    check_columns(used, schema.keys())
+    kinds = {c: column_kind(t) for c, t in schema.items()}
+    if kinds[spec.response] not in ("numeric", "float", "bool"):
+        raise DataError(f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
+                        "pick a numeric column")
+    for col in spec.group_columns:
+        if kinds[col] == "other":
+            raise DataError(f"the grouping column '{col}' has type {schema[col]}; cast it to a string or integer")
+    # first pass without data: find the categorical columns and center() arguments
+    tr, *_ = _translate_needs(spec, dialect, kinds, used)
+    # formulaic's required_variables misses the arguments of center(): use what the terms reference
+    used = list(dict.fromkeys(used + sorted(tr.needs.columns)))
+    cat = sorted(tr.needs.levels)
+    levels: dict[str, list] = {}
+    means: dict[str, float] = {}
+    skeleton = Plan(spec, dialect, kinds, used, [], "", [], (), (), (), (), (), ())
+    query = skeleton.prepass_query(src, cat, tr.needs.means)
+    if query is not None:
+        res = run(query)
+        for i, col in enumerate(cat):
+            vals = _first(res[f"lv{i}"])
+            levels[col] = sorted(v.item() if isinstance(v, np.generic) else v for v in (vals if vals is not None else []))
+        for key in tr.needs.means.values():
+            means[key] = float(_first(res[key]))
+    tr, xcols, x_spec, pool, zcols, term_columns = _translate(spec, dialect, kinds, used, levels, means)
+    xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
+
+    group_columns = tuple(spec.group_columns)
+    factors: list[Factor] = []
+    keys: list[frozenset[str]] = []
+    term_factor = []
+    for term in spec.random:
+        key = factor_key(term.group)
+        if key not in keys:
+            keys.append(key)
+            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
+            factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
+        term_factor.append(keys.index(key))
+    return Plan(spec, dialect, kinds, used, xcols, spec.response, zcols, xnames, tuple(pool), term_columns,
+                tuple(factors), tuple(term_factor), group_columns, x_spec if not means else None)
+
+
+def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], used: list[str]):
+    """Walk every factor once to collect the categorical columns and center() arguments."""
+    tr = Translator(dialect, kinds)
+    rhss = [(spec.fixed, "the fixed part")] + [(t.rhs, f"the random term for '{t.name}'") for t in spec.random]
+    for rhs, what in rhss:
+        try:
+            terms = list(Formula(rhs))
+        except (FormulaicError, SyntaxError, ValueError) as exc:
+            raise FormulaError(f"cannot parse {what} '{rhs}': {str(exc).splitlines()[0]}") from None
+        for term in terms:
+            for fac in term.factors:
+                if fac.expr == "1":
+                    continue
+                col = tr.categorical_column(fac.expr)
+                if col is None:
+                    tr.numeric(fac.expr)
+                else:
+                    if kinds.get(col) == "other":
+                        raise tr._unsupported(fac.expr, f"column '{col}' has an unsupported type")
+                    tr.needs.levels.add(col)
+    return (tr,)
+
+
+def _first(col):
+    arr = col if not isinstance(col, pd.Series) else col.to_numpy()
+    value = arr[0]
+    if isinstance(value, np.ma.core.MaskedConstant):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------- assembly
+
+def _as_array(values) -> np.ndarray:
+    if isinstance(values, np.ma.MaskedArray):
+        return values.filled(np.nan) if values.dtype.kind == "f" else np.asarray(values.data)
+    if isinstance(values, pd.Series):
+        return values.to_numpy()
+    return np.asarray(values)
+
+
+def _lookup(table: list[np.ndarray], probe: list[np.ndarray]) -> np.ndarray:
+    """Row index in ``table`` (key columns) of each probe tuple; -1 if absent."""
+    if len(table) == 1:
+        return pd.Index(table[0]).get_indexer(probe[0])
+    return pd.MultiIndex.from_arrays(table).get_indexer(pd.MultiIndex.from_arrays(probe))
+
+
+def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], ntotal: int) -> Aggregates:
+    """Aggregates from the global row and the grouped rows of :meth:`Plan.group_query`."""
+    nobs = int(_as_array(glob["n"])[0])
+    if nobs == 0:
+        raise DataError("every row has a missing value in a model column; nothing is left to fit" if ntotal
+                        else "the data has no rows")
+    for j in range(p.k):
+        if int(np.nan_to_num(_as_array(glob[f"inf_{j}"]).astype(float))[0]):
+            name = p.xnames[j] if j < len(p.xnames) else p.spec.response
+            raise DataError(f"column '{name}' has infinite values; remove or recode them")
+    k, z = p.k, len(p.zcols)
+    ktk = np.empty((k, k))
+    for a in range(k):
+        for b in range(a, k):
+            ktk[a, b] = ktk[b, a] = float(_as_array(glob[f"kk_{a}_{b}"])[0])
+
+    cols = {name: _as_array(v) for name, v in groups.items()}
+    sets = p.grouping_sets()
+    ng = len(p.group_columns)
+    nrow = len(cols["n"])
+    if len(sets) > 1:
+        flags = np.column_stack([cols[f"gr{i}"].astype(np.int64) for i in range(ng)])
+    which: dict[tuple[int, ...], np.ndarray] = {}
+    for s in sets:
+        if len(sets) == 1:
+            which[s] = np.arange(nrow)
+        else:
+            want = np.array([0 if i in s else 1 for i in range(ng)])
+            which[s] = np.flatnonzero((flags == want).all(axis=1))
+
+    def block(rows: np.ndarray):
+        ztz = np.empty((len(rows), z, z))
+        ztk = np.empty((len(rows), z, k))
+        for a in range(z):
+            for b in range(a, z):
+                ztz[:, a, b] = ztz[:, b, a] = cols[f"zz_{a}_{b}"][rows]
+            for c in range(k):
+                ztk[:, a, c] = cols[f"zk_{a}_{c}"][rows]
+        return ztz, ztk
+
+    # per factor: rows in label order
+    frows: list[np.ndarray] = []
+    keyvals: list[list[np.ndarray]] = []
+    stats_parts = []
+    for f in p.factors:
+        rows = which[tuple(sorted(f.keys))]
+        vals = [cols[f"g{i}"][rows] for i in f.keys]
+        codes = [pd.factorize(v, sort=True)[0] for v in vals]
+        order = np.lexsort(codes[::-1]) if codes else np.arange(len(rows))
+        rows = rows[order]
+        vals = [v[order] for v in vals]
+        frows.append(rows)
+        keyvals.append(vals)
+        stats_parts.append((f, tuple(vals), cols["n"][rows].astype(np.int64)))
+    nlev = [len(r) for r in frows]
+
+    chain, parents = _nesting(p, frows, keyvals, nlev, cols)
+    factors = []
+    for idx, (f, keys, counts) in enumerate(stats_parts):
+        need = chain is None or idx == chain[0]
+        ztz, ztk = block(frows[idx]) if need else (None, None)
+        factors.append(FactorStats(f.name, f.columns, keys, counts, ztz, ztk))
+    cross: list[CrossBlock] = []
+    if chain is None:
+        for i, j in itertools.combinations(range(len(p.factors)), 2):
+            s = tuple(sorted(set(p.factors[i].keys) | set(p.factors[j].keys)))
+            rows = which[s]
+            gi = _lookup(keyvals[i], [cols[f"g{c}"][rows] for c in p.factors[i].keys])
+            gj = _lookup(keyvals[j], [cols[f"g{c}"][rows] for c in p.factors[j].keys])
+            order = np.lexsort((gj, gi))
+            zz, _ = block(rows[order])
+            cross.append(CrossBlock(i, j, gi[order].astype(np.int64), gj[order].astype(np.int64), zz))
+    return Aggregates(
+        nobs=nobs, ndropped=int(ntotal) - nobs, response=p.spec.response, xnames=p.xnames, pool=p.pool, ktk=ktk,
+        factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns, chain=chain,
+        parents=parents if chain is not None else (), cross=tuple(cross),
+    )
+
+
+def _nesting(p: Plan, frows, keyvals, nlev, cols):
+    """(chain, parents) as :func:`hlm.aggregate.stats.nesting_chain` decides it, or (None, ())."""
+    F = len(p.factors)
+    if F == 0:
+        return (), ()
+    order = sorted(range(F), key=lambda f: -nlev[f])
+    parents = []
+    for inner, outer in zip(order, order[1:]):
+        si, so = set(p.factors[inner].keys), set(p.factors[outer].keys)
+        rows = frows[inner]
+        if so <= si:
+            probe = [cols[f"g{c}"][rows] for c in p.factors[outer].keys]
+        elif si < so:
+            if nlev[inner] != nlev[outer]:
+                return None, ()
+            # a bijection: each outer group's projection onto the inner columns names its inner group
+            back = _lookup(keyvals[inner], [cols[f"g{c}"][frows[outer]] for c in p.factors[inner].keys])
+            parent = np.empty(nlev[inner], dtype=np.int64)
+            parent[back] = np.arange(nlev[outer])
+            parents.append(parent)
+            continue
+        else:
+            probe = []
+            for c in p.factors[outer].keys:
+                if c in si:
+                    probe.append(cols[f"g{c}"][rows])
+                    continue
+                mn, mx = cols[f"mn{c}"][rows], cols[f"mx{c}"][rows]
+                if not np.array_equal(mn, mx):
+                    return None, ()
+                probe.append(mn)
+        parent = _lookup(keyvals[outer], probe)
+        if (parent < 0).any():
+            return None, ()
+        parents.append(parent.astype(np.int64))
+    return tuple(order), tuple(parents)
