@@ -76,6 +76,22 @@ def fd_derivatives(fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.n
     return g, H
 
 
+def _newton(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[bool, float, np.ndarray | None]:
+    """Positive definiteness of H on the free coordinates, lme4's scaled gradient
+    max|H^{-1} g|, and the Newton step -H^{-1} g."""
+    if not free.any():
+        return True, 0.0, None
+    try:
+        Hf = H[np.ix_(free, free)]
+        np.linalg.cholesky(Hf)
+    except np.linalg.LinAlgError:
+        return False, float(np.max(np.abs(g[free]))), None
+    delta = np.linalg.solve(Hf, g[free])
+    step = np.zeros_like(g)
+    step[free] = -delta
+    return True, float(np.max(np.abs(delta))), step
+
+
 def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *,
              maxeval: int = 100_000) -> OptSummary:
     """BOBYQA from theta0 within the bounds, then lme4's convergence checks."""
@@ -107,15 +123,16 @@ def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
         theta, code = np.asarray(theta0, dtype=float), f"failure: {exc}"
     theta = np.where(np.isfinite(lower), np.maximum(theta, lower), theta)
     fmin = float(fun(theta))
-    feval = count[0]
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
     g, H = fd_derivatives(fun, theta, free)
-    try:
-        np.linalg.cholesky(H[np.ix_(free, free)])
-        pd_ok = True
-        scaled = float(np.max(np.abs(np.linalg.solve(H[np.ix_(free, free)], g[free])))) if free.any() else 0.0
-    except np.linalg.LinAlgError:
-        pd_ok = False
-        scaled = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    pd_ok, scaled, step = _newton(g, H, free)
+    if pd_ok and step is not None:  # one Newton polish on the free coordinates
+        trial = np.where(np.isfinite(lower), np.maximum(theta + step, lower), theta + step)
+        f_trial = float(fun(trial))
+        if f_trial < fmin:
+            theta, fmin = trial, f_trial
+            g, H = fd_derivatives(fun, theta, free)
+            pd_ok, scaled, _ = _newton(g, H, free)
+    feval = count[0]
     return OptSummary("nlopt BOBYQA", tuple(map(float, theta0)), tuple(map(float, theta)), tuple(map(float, lower)),
                       fmin, feval, time.perf_counter() - start, code, tuple(map(float, g)), scaled, pd_ok)
