@@ -54,20 +54,24 @@ class OptSummary:
                 "converged": self.converged}
 
 
-def fd_derivatives(fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Central-difference gradient and Hessian over the free coordinates."""
+def fd_derivatives(fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray, *,
+                   hessian: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and (unless ``hessian=False``) Hessian over the free
+    coordinates; without the Hessian the identity is returned in its place."""
     n = len(x)
     h = 1e-4 * np.maximum(np.abs(x), 1e-2)
     g = np.zeros(n)
     H = np.eye(n)
-    f0 = fun(x)
     idx = np.flatnonzero(free)
+    f0 = fun(x) if len(idx) else 0.0
     for i in idx:
         e = np.zeros(n)
         e[i] = h[i]
         fp, fm = fun(x + e), fun(x - e)
         g[i] = (fp - fm) / (2 * h[i])
         H[i, i] = (fp - 2 * f0 + fm) / h[i] ** 2
+    if not hessian:
+        return g, np.eye(n)
     for a, i in enumerate(idx):
         for j in idx[a + 1:]:
             ei, ej = np.zeros(n), np.zeros(n)
@@ -129,9 +133,9 @@ def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
     if pd_ok and step is not None:  # one Newton polish on the free coordinates
         trial = np.where(np.isfinite(lower), np.maximum(theta + step, lower), theta + step)
         f_trial = float(fun(trial))
-        if f_trial < fmin:
+        if f_trial < fmin:  # the Hessian barely moves over a Newton step: refresh g only
             theta, fmin = trial, f_trial
-            g, H = fd_derivatives(fun, theta, free)
+            g, _ = fd_derivatives(fun, theta, free, hessian=False)
             pd_ok, scaled, _ = _newton(g, H, free)
     feval = count[0]
     return OptSummary("nlopt BOBYQA", tuple(map(float, theta0)), tuple(map(float, theta)), tuple(map(float, lower)),
