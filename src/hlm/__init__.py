@@ -11,12 +11,13 @@ from hlm.errors import (
 )
 from hlm.fit import Fit
 from hlm.lmm import fit
+from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.spec import ModelSpec, parse_model
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "Fit", "ModelSpec", "parse_model",
+    "fit", "Fit", "ModelSpec", "parse_model", "xtreg", "hausman", "xttest0", "PanelFit",
     "HLMError", "HLMWarning", "FormulaError", "ColumnError", "DataError", "FileError", "NestingError",
     "IdentifiabilityError", "ComparisonError", "OptionError",
 ]
