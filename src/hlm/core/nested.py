@@ -69,26 +69,68 @@ def sum_by(parent: np.ndarray, arr: np.ndarray, G: int) -> np.ndarray:
     return out.reshape((G,) + arr.shape[1:])
 
 
-def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray],
-                 pooled: LeafClasses | None = None) -> tuple[float, np.ndarray]:
-    """log|H| and Q = K'H^{-1}K for nested factors."""
+@dataclass(frozen=True)
+class InterceptChain:
+    """Precomputed layout for chains of random intercepts (the pool is the intercept).
+
+    Per group the recursion carries M = [W, S] (1 + k numbers); ``cells[l]`` maps the
+    flattened M of level l onto its parent's for a single bincount."""
+
+    leaf: np.ndarray  # (G_leaf, 1 + k): counts and sums of K
+    cells: tuple[np.ndarray, ...]
+    sizes: tuple[int, ...]  # parent group counts times (1 + k)
+
+
+def intercept_chain(agg: Aggregates) -> InterceptChain | None:
+    """The fast layout when every level is a scalar random intercept, else None."""
+    if agg.chain is None or agg.pool != ("(Intercept)",):
+        return None
+    leaf = agg.factors[agg.chain[0]]
+    width = 1 + leaf.ztk.shape[2]
+    cells = tuple((parent[:, None] * width + np.arange(width)).ravel() for parent in agg.parents)
+    sizes = tuple(agg.factors[f].nlevels * width for f in agg.chain[1:])
+    return InterceptChain(np.concatenate([leaf.ztz[:, 0, :], leaf.ztk[:, 0, :]], axis=1), cells, sizes)
+
+
+def intercept_terms(agg: Aggregates, chain: InterceptChain, lambdas: list[np.ndarray],
+                    pooled: LeafClasses | None) -> tuple[float, np.ndarray]:
+    """log|H| and K'H^{-1}K for nested random intercepts: per level, with t = theta_l^2,
+    d = 1 + t W, Q -= t S'(S/d), log|H| += sum log d, [W, S] <- [W, S]/d, summed to parents."""
     assert agg.chain is not None
     Q = agg.ktk.copy()
     logdet = 0.0
-    leaf = agg.factors[agg.chain[0]]
-    Mzz, Mzk = leaf.ztz, leaf.ztk
+    M = chain.leaf
     start = 0
     if pooled is not None:
         t = lambdas[agg.chain[0]][0, 0] ** 2
         d = 1.0 + t * pooled.counts
         logdet += float(pooled.ngroups @ np.log(d))
         Q -= np.einsum("c,cij->ij", t / d, pooled.sss)
-        Mzz = (pooled.children @ (pooled.counts / d))[:, None, None]
-        Mzk = np.einsum("pck,c->pk", pooled.sums, 1.0 / d)[:, None, :]
+        M = np.concatenate([(pooled.children @ (pooled.counts / d))[:, None],
+                            np.einsum("pck,c->pk", pooled.sums, 1.0 / d)], axis=1)
         start = 1
+    for level in range(start, len(agg.chain)):
+        t = lambdas[agg.chain[level]][0, 0] ** 2
+        d = 1.0 + t * M[:, 0]
+        logdet += float(np.log(d).sum())
+        M = M / d[:, None]
+        S = M[:, 1:]
+        Q -= t * (S.T @ (S * d[:, None]))
+        if level + 1 < len(agg.chain):
+            width = M.shape[1]
+            M = np.bincount(chain.cells[level], weights=M.ravel(),
+                            minlength=chain.sizes[level]).reshape(-1, width)
+    return logdet, Q
+
+
+def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    """log|H| and Q = K'H^{-1}K for nested factors with any random-effect columns."""
+    assert agg.chain is not None
+    Q = agg.ktk.copy()
+    logdet = 0.0
+    leaf = agg.factors[agg.chain[0]]
+    Mzz, Mzk = leaf.ztz, leaf.ztk
     for level, f in enumerate(agg.chain):
-        if level < start:
-            continue
         J = list(struct.factor_cols[f])
         lam = lambdas[f]
         if len(J) == 1:

@@ -9,7 +9,7 @@ import numpy as np
 from hlm.aggregate.stats import Aggregates
 from hlm.core.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.core.deviance import Profiled, profile
-from hlm.core.nested import LeafClasses, leaf_classes, nested_terms
+from hlm.core.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
 from hlm.core.structure import Structure
 
 
@@ -21,19 +21,23 @@ class DevianceFunction:
     struct: Structure
     reml: bool
     crossed: CrossedSystem | None = field(default=None)
+    intercepts: InterceptChain | None = field(default=None)
     pooled: LeafClasses | None = field(default=None)
 
     @classmethod
     def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> "DevianceFunction":
-        if agg.nested:
-            return cls(agg, struct, reml, None, leaf_classes(agg))
-        return cls(agg, struct, reml, build_crossed(agg, struct), None)
+        if not agg.nested:
+            return cls(agg, struct, reml, build_crossed(agg, struct))
+        chain = intercept_chain(agg)
+        return cls(agg, struct, reml, None, chain, None if chain is None else leaf_classes(agg))
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K at theta."""
         lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
+        if self.intercepts is not None:
+            return intercept_terms(self.agg, self.intercepts, lambdas, self.pooled)
         if self.crossed is None:
-            return nested_terms(self.agg, self.struct, lambdas, self.pooled)
+            return nested_terms(self.agg, self.struct, lambdas)
         return crossed_terms(self.crossed, self.agg, lambdas)
 
     def profiled(self, theta: np.ndarray) -> Profiled:
