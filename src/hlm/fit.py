@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -166,8 +167,15 @@ class Fit:
         return out
 
     # ---- tables ------------------------------------------------------------------------
-    def tidy(self, *, level: float = 0.95) -> pd.DataFrame:
-        """Fixed effects with Wald z statistics, p-values and confidence limits."""
+    def tidy(self, *, level: float = 0.95,
+             ddf: Literal["none", "satterthwaite", "kenward-roger"] = "none") -> pd.DataFrame:
+        """Fixed effects with Wald z statistics, p-values and confidence limits; with
+        ``ddf="satterthwaite"`` or ``"kenward-roger"`` t tests on those df (an extra ``df``
+        column; Kenward-Roger also adjusts the SEs), see :mod:`hlm.inference.ddf`."""
+        if ddf != "none":
+            from hlm.inference.ddf import fixed_effects_table
+
+            return fixed_effects_table(self, ddf=ddf, level=level)
         est, se = self.fixef.to_numpy(), self.se.to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             z = est / se
@@ -177,19 +185,28 @@ class Fit:
             "p_value": 2 * stats.norm.sf(np.abs(z)), "conf_low": est - q * se, "conf_high": est + q * se,
         }, columns=TIDY_COLUMNS)
 
-    def summary(self) -> str:
-        """A readable text summary in lme4's layout."""
+    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
+        """A readable text summary in lme4's layout or Stata's ``mixed`` layout."""
         from hlm.report.text import lme4_summary
 
+        if style == "stata":
+            from hlm.report.stata import stata_summary
+
+            return stata_summary(self)
+        if style != "lme4":
+            from hlm.errors import OptionError
+
+            raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
         return lme4_summary(self)
 
     def __str__(self) -> str:
         return self.summary()
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary (see the CLI's ``--json``)."""
+    def to_dict(self, *, ranef: bool = False) -> dict[str, Any]:
+        """A JSON-ready dictionary (see the CLI's ``--json``); ``ranef=True`` adds the
+        conditional modes of every level."""
         vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
-        return {
+        out = {
             "model": self.spec.text,
             "reml": self.reml,
             "nobs": self.nobs,
@@ -212,3 +229,111 @@ class Fit:
             "optimizer": self.optsummary.to_dict(),
             "notes": list(self.notes),
         }
+        out.update(self._output_sections(ranef=ranef))
+        return out
+
+    # ---- random effects, predictions, variance shares, output ----
+    @cached_property
+    def _conditional_modes(self):
+        from hlm.ranef import conditional_modes
+
+        return conditional_modes(self)
+
+    @cached_property
+    def _varcomp_cov(self):
+        from hlm.variance_share import varcomp_cov
+
+        return varcomp_cov(self)
+
+    def ranef(self) -> pd.DataFrame:
+        """Conditional modes and conditional SDs (lme4's ``ranef(condVar=TRUE)``): columns
+        group, level, term, estimate, std_error (see :mod:`hlm.ranef`)."""
+        from hlm.ranef import ranef_frame
+
+        return ranef_frame(self, self._conditional_modes)
+
+    def predict(self, newdata: Any = None, *, re: bool = True,
+                new_levels: Literal["population", "error"] = "population") -> pd.Series:
+        """X beta (+ Z b with ``re=True``) for ``newdata`` (default: the fitted data);
+        unseen levels get the population value or raise (see :mod:`hlm.predict`)."""
+        from hlm.predict import predict
+
+        return predict(self, newdata, re=re, new_levels=new_levels)
+
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values for the rows used in the fit."""
+        from hlm.predict import fitted
+
+        return fitted(self)
+
+    def residuals(self) -> pd.Series:
+        """Response minus conditional fitted values for the rows used in the fit."""
+        from hlm.predict import residuals
+
+        return residuals(self)
+
+    def icc(self, at: dict[str, float] | None = None, *, level: float = 0.95) -> pd.DataFrame:
+        """Variance, share and intra-class correlation per level with CIs (see
+        :mod:`hlm.variance_share`); ``at`` gives random-slope covariate values (default 0)."""
+        from hlm.variance_share import icc_table
+
+        return icc_table(self, at, level=level, vc=self._varcomp_cov)
+
+    def r2(self) -> dict[str, float]:
+        """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension)."""
+        from hlm.variance_share import r2_table
+
+        return r2_table(self)
+
+    def plot(self, kind: Literal["caterpillar", "variance"] = "caterpillar", file: Any = None, **kwargs: Any):
+        """A matplotlib Figure (saved to ``file`` when given); see :mod:`hlm.report.plots`."""
+        from hlm.report.plots import plot
+
+        return plot(self, kind, file=file, **kwargs)
+
+    def _repr_html_(self) -> str:
+        from hlm.report.html import fit_html
+
+        return fit_html(self)
+
+    def _output_sections(self, *, ranef: bool = False) -> dict[str, Any]:
+        from hlm.report.text import output_sections
+
+        return output_sections(self, ranef=ranef)
+
+    # ---- inference (hlm.inference) ----
+    def varcomp(self, *, level: float = 0.95) -> pd.DataFrame:
+        """SDs, correlations and sigma with SEs from the observed information and CIs on the
+        log-SD / atanh scale (Stata's ``mixed``), see :mod:`hlm.inference.varcomp`."""
+        from hlm.inference.varcomp import varcomp
+
+        return varcomp(self, level=level)
+
+    @property
+    def varcomp_vcov(self) -> pd.DataFrame:
+        """Covariance of (log SDs, atanh correlations, log sigma) from the observed information."""
+        from hlm.inference.varcomp import varcomp_vcov
+
+        return varcomp_vcov(self)
+
+    def confint(self, *, method: Literal["wald", "profile", "boot"] = "wald", level: float = 0.95,
+                nsim: int = 1000, seed: Any = None, progress: bool = True) -> pd.DataFrame:
+        """Confidence intervals for SDs, correlations, sigma and fixed effects: Wald (Stata's
+        log-SD scale), profile likelihood (lme4) or parametric bootstrap (percentile, ``nsim``
+        replicates), see :mod:`hlm.inference.confint`."""
+        from hlm.inference.confint import confint
+
+        return confint(self, method=method, level=level, nsim=nsim, seed=seed, progress=progress)
+
+    def lr_test_linear(self):
+        """Stata's "LR test vs. linear model" (chibar2(01) for one variance parameter, a
+        conservative chi2(k) otherwise), see :mod:`hlm.inference.likelihood_ratio`."""
+        from hlm.inference.likelihood_ratio import lr_vs_linear
+
+        return lr_vs_linear(self)
+
+    def wald_test(self) -> tuple[float, int, float]:
+        """Stata's header Wald chi2 that all slopes are zero: (chi2, df, p)."""
+        from hlm.inference.ddf import wald_slopes
+
+        return wald_slopes(self)

@@ -1,0 +1,184 @@
+"""Likelihood-ratio tests: versus the linear model (Stata's ``mixed`` footer) and between fits.
+
+LR test vs the linear model.  The linear model is theta = 0, so its criterion comes from the
+same aggregates: Q = K'K, log|H| = 0,
+
+    ML:   -2 log L_0   = n (1 + log(2 pi RSS / n)),
+    REML: -2 log L_R0  = (n - p)(1 + log(2 pi RSS / (n - p))) + log|X'X|   (R's logLik(lm, REML=TRUE)),
+
+and the statistic is 2 (log L - log L_0) on the criterion the model was fitted with (REML
+fits compare REML criteria, the mean structure being the same).  With one variance
+parameter it is ``chibar2(01)``: the null puts it on the boundary, the statistic is
+0.5 chi2_0 + 0.5 chi2_1 and p = 0.5 P(chi2_1 > x).  With k > 1 parameters Stata reports
+chi2(k), p = P(chi2_k > x), noting that this is conservative.
+
+Between fits (:func:`lrtest`, :func:`compare`, lme4's ``anova``): models sorted by their
+number of parameters; each row's chi2 = 2 (log L_i - log L_{i-1}) on the difference in
+parameters, ``p_value`` = P(chi2_df > chi2) (lme4's naive p).  When the larger model adds
+exactly one variance (with or without its covariances, and the same fixed effects) the
+null is on the boundary and ``p_value_chibar2`` gives the mixture
+0.5 P(chi2_{df-1} > x) + 0.5 P(chi2_df > x) (Self & Liang 1987; Stram & Lee 1994).  REML
+log-likelihoods are only comparable for the same fixed effects: otherwise
+:class:`~hlm.errors.ComparisonError`, or ``refit_ml=True`` refits every REML fit by ML from
+its aggregates (as lme4's ``anova`` does).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hlm.core.deviance import profile
+from hlm.errors import ComparisonError
+
+COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value",
+                   "p_value_chibar2"]
+
+
+@dataclass(frozen=True)
+class LRTest:
+    """A likelihood-ratio test: statistic, df and p-value, with how p was computed."""
+
+    statistic: float
+    df: int
+    p_value: float
+    distribution: str  # "chibar2(01)", "chi2(k)", "chibar2 mixture"
+    loglik0: float
+    loglik1: float
+    note: str = ""
+    p_value_naive: float = float("nan")
+
+    def __str__(self) -> str:
+        if self.distribution == "chibar2(01)":
+            return f"LR test vs. linear model: chibar2(01) = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+        if "mixture" in self.distribution:
+            head = (f"LR test: chibar2 = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+                    f"   ({self.distribution})")
+        else:
+            head = f"LR test: {self.distribution} = {self.statistic:.2f}   Prob > chi2 = {self.p_value:.4f}"
+        return head + (f"\nNote: {self.note}" if self.note else "")
+
+
+def linear_model_criterion(agg, reml: bool) -> float:
+    """The linear model's -2 log L (ML) or REML criterion from the aggregates."""
+    return profile(0.0, np.asarray(agg.ktk, dtype=float), agg.nobs, reml).objective
+
+
+def lr_vs_linear(fit) -> LRTest:
+    """Stata's "LR test vs. linear model" for a fitted mixed model."""
+    crit0 = linear_model_criterion(fit.aggregates, fit.reml)
+    crit1 = fit.profiled.objective
+    x = max(crit0 - crit1, 0.0)
+    k = fit.structure.ntheta
+    if k == 1:
+        return LRTest(x, 1, 0.5 * stats.chi2.sf(x, 1), "chibar2(01)", -0.5 * crit0, -0.5 * crit1,
+                      p_value_naive=float(stats.chi2.sf(x, 1)))
+    return LRTest(x, k, float(stats.chi2.sf(x, k)), f"chi2({k})", -0.5 * crit0, -0.5 * crit1,
+                  note="LR test is conservative and provided only for reference.",
+                  p_value_naive=float(stats.chi2.sf(x, k)))
+
+
+def _same_fixed(a, b) -> bool:
+    xa, xb = a.aggregates, b.aggregates
+    if tuple(xa.xnames) != tuple(xb.xnames):
+        return False
+    p = xa.p
+    return bool(np.allclose(xa.ktk[:p, :p], xb.ktk[:p, :p], rtol=1e-10, atol=0.0))
+
+
+def _n_sd(fit) -> int:
+    return sum(1 for (_, r, c) in fit.structure.theta_pos if r == c)
+
+
+def refit_ml(fit):
+    """The same model refitted by maximum likelihood from its aggregates (no rows needed)."""
+    if not fit.reml:
+        return fit
+    from hlm.lmm import fit_aggregates
+
+    return fit_aggregates(fit.spec, fit.aggregates, reml=False, data=fit.data, x_model_spec=fit.x_model_spec,
+                          notes=fit.notes)
+
+
+def _prepare(models: tuple, refit: bool) -> list:
+    if len(models) < 2:
+        raise ComparisonError("compare needs at least two fitted models")
+    n = {m.nobs for m in models}
+    if len(n) > 1:
+        raise ComparisonError(f"the models were fitted to different numbers of observations ({sorted(n)}); "
+                              "compare models fitted to the same rows")
+    y = {round(float(m.aggregates.ktk[-1, -1]), 6) for m in models}
+    if len(y) > 1:
+        raise ComparisonError("the models have different responses or rows; compare models of the same data")
+    any_reml = any(m.reml for m in models)
+    fixed_differ = any(not _same_fixed(models[0], m) for m in models[1:])
+    mixed_criteria = len({m.reml for m in models}) > 1
+    if any_reml and (fixed_differ or mixed_criteria):
+        if not refit:
+            raise ComparisonError("compare mean structures using ML, not REML: refit with reml=False or pass "
+                                  "refit_ml=True" if fixed_differ else
+                                  "cannot compare a REML fit with an ML fit: pass refit_ml=True")
+        return [refit_ml(m) for m in models]
+    if refit:
+        return [refit_ml(m) for m in models]
+    return list(models)
+
+
+def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> pd.DataFrame:
+    """Likelihood-ratio comparison of nested fits (lme4's ``anova``), one row per model.
+
+    Columns: model, npar, aic, bic, loglik, deviance (-2 loglik), chisq, df, p_value (naive
+    chi2), p_value_chibar2 (boundary mixture where the larger model adds one variance with
+    the same fixed effects; NaN otherwise).  Models are sorted by npar.  REML fits with
+    different fixed effects raise :class:`ComparisonError` unless ``refit_ml=True``.
+    """
+    labels = list(names) if names is not None else [f"m{i}" for i in range(len(models))]
+    if len(labels) != len(models):
+        raise ComparisonError(f"{len(labels)} names for {len(models)} models")
+    fits = _prepare(tuple(models), refit_ml)
+    order = sorted(range(len(fits)), key=lambda i: fits[i].df_model)
+    rows = []
+    prev = None
+    for i in order:
+        m = fits[i]
+        ll = m.loglik
+        chisq = df = p = pmix = np.nan
+        if prev is not None:
+            df = m.df_model - prev.df_model
+            chisq = max(2.0 * (ll - prev.loglik), 0.0)
+            if df > 0:
+                p = float(stats.chi2.sf(chisq, df))
+                if _n_sd(m) - _n_sd(prev) == 1 and _same_fixed(m, prev):
+                    pmix = 0.5 * float(stats.chi2.sf(chisq, df - 1) if df > 1 else (chisq <= 0)) \
+                        + 0.5 * float(stats.chi2.sf(chisq, df))
+        rows.append((labels[i], m.df_model, m.aic, m.bic, ll, -2.0 * ll, chisq, df, p, pmix))
+        prev = m
+    out = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+    out["df"] = out["df"].astype("Int64")
+    return out
+
+
+def lrtest(m0, m1, *, refit_ml: bool = False) -> LRTest:
+    """The likelihood-ratio test of the smaller fit against the larger one.
+
+    ``p_value`` is the boundary mixture (chibar2) when the larger model adds exactly one
+    variance with the same fixed effects, else the chi2(df) p (lme4's); ``p_value_naive`` is
+    always the chi2(df) p.
+    """
+    table = compare(m0, m1, refit_ml=refit_ml)
+    row = table.iloc[1]
+    if int(row["df"]) <= 0:
+        raise ComparisonError("the two models have the same number of parameters; an LR test needs nested "
+                              "models that differ in parameters")
+    mixture = not math.isnan(row["p_value_chibar2"])
+    return LRTest(float(row["chisq"]), int(row["df"]),
+                  float(row["p_value_chibar2"] if mixture else row["p_value"]),
+                  f"chibar2 mixture of chi2({int(row['df']) - 1}) and chi2({int(row['df'])})" if mixture
+                  else f"chi2({int(row['df'])})",
+                  float(table.iloc[0]["loglik"]), float(row["loglik"]),
+                  note="one variance on the boundary under the null: 50:50 mixture" if mixture else "",
+                  p_value_naive=float(row["p_value"]))

@@ -1,0 +1,250 @@
+"""Profile-likelihood confidence intervals (lme4's ``confint(profile(fit))``).
+
+For a parameter psi (an SD, a correlation, the residual SD or a fixed effect) the profile
+criterion is D(psi) = min over all other parameters of the fit's criterion (ML deviance, or
+the REML criterion for REML fits), and the signed root
+
+    zeta(psi) = sign(psi - psi_hat) sqrt(D(psi) - D_hat)
+
+is approximately standard normal; the interval is {psi : |zeta(psi)| <= z_{(1+level)/2}}.
+lme4 tabulates zeta and interpolates splines; here the limits are found by root finding
+(Brent) on zeta, each evaluation an inner optimisation (BOBYQA) warm-started from the last.
+
+* Variance parameters: the criterion in the natural parameters eta = (log sd, atanh r,
+  log sigma) (see :mod:`hlm.inference.params`), with one coordinate held fixed.  If zeta stays
+  inside the cutoff as an SD goes to 0 (a correlation to -+1), the limit is 0 (-+1), as lme4.
+* Fixed effect j held at b: with K' = [X_{-j}, y - b x_j] = K T, K'H^{-1}K' = T'QT, so beta_{-j}
+  and sigma are profiled analytically and only theta is optimised.  No rows are needed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import nlopt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hlm.core.deviance import LOG2PI, profile
+from hlm.inference.params import Criterion, VarParams
+
+CI_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "conf_low", "conf_high", "method"]
+LOG_SD_FLOOR = -30.0
+ATANH_MAX = 10.0
+
+
+def _bobyqa(fun, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray, step: float = 0.1, *,
+            ftol: float = 1e-10, xtol: float = 1e-9) -> tuple[np.ndarray, float]:
+    n = len(x0)
+    if n == 0:
+        return x0, float(fun(x0))
+    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
+    opt.set_min_objective(lambda x, g: float(fun(x)))
+    opt.set_lower_bounds(lower)
+    opt.set_upper_bounds(upper)
+    opt.set_ftol_abs(ftol)
+    opt.set_ftol_rel(1e-15)
+    opt.set_xtol_abs(xtol)
+    opt.set_maxeval(20_000)
+    opt.set_initial_step(np.full(n, step))
+    x0 = np.clip(x0, lower + 1e-12, upper - 1e-12)
+    try:
+        x = opt.optimize(x0)
+    except nlopt.RoundoffLimited:
+        x = x0
+    return x, float(fun(x))
+
+
+class _VarianceProfiler:
+    """D(eta) with beta profiled out, eta = (log sd | atanh r per theta position, log sigma)."""
+
+    def __init__(self, fit):
+        self.fit = fit
+        self.vp = VarParams.of(fit.structure)
+        self.crit = Criterion(fit.devfun)
+        self.is_sd = np.append(self.vp.is_sd(), False)
+        est = self.vp.estimates(np.asarray(fit.theta, dtype=float), fit.sigma)
+        floor = math.log(max(fit.sigma, 1e-300)) - 7.0  # start zero SDs at sigma * 1e-3
+        eta = np.empty(len(est))
+        for k, (p, v) in enumerate(zip(self.vp.params, est)):
+            if p.kind == "cor":
+                eta[k] = math.atanh(max(min(v, 1 - 1e-9), -1 + 1e-9))
+            else:
+                eta[k] = math.log(v) if v > 0 else floor
+        self.eta_hat = eta
+        self.lower = np.where(self.is_sd, LOG_SD_FLOOR, -ATANH_MAX)
+        self.upper = np.where(self.is_sd, np.inf, ATANH_MAX)
+        self.lower[-1], self.upper[-1] = LOG_SD_FLOOR, np.inf
+        self.d_hat = fit.profiled.objective
+
+    def deviance(self, eta: np.ndarray) -> float:
+        ls = eta[-1]
+        u = eta[:-1].copy()
+        sd = self.is_sd[:-1]
+        u[sd] = u[sd] - ls
+        rel = self.vp.from_unconstrained(u)
+        rel[sd & (eta[:-1] <= LOG_SD_FLOOR)] = 0.0
+        try:
+            a, b, _ = self.crit.ab(self.vp.theta_from_relative(rel))
+        except np.linalg.LinAlgError:
+            return np.inf
+        return self.crit.dof * (LOG2PI + 2.0 * ls) + a + b * math.exp(-2.0 * ls)
+
+    def profile_at(self, k: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        others = np.array([i for i in range(len(self.eta_hat)) if i != k])
+
+        def fun(x: np.ndarray) -> float:
+            eta = start.copy()
+            eta[others] = x
+            eta[k] = value
+            return self.deviance(eta)
+
+        x, d = _bobyqa(fun, start[others], self.lower[others], self.upper[others])
+        eta = start.copy()
+        eta[others] = x
+        eta[k] = value
+        return d, eta
+
+
+class _FixedProfiler:
+    """D(b) for fixed effect j held at b: theta optimised, beta_{-j} and sigma profiled."""
+
+    def __init__(self, fit, j: int):
+        self.fit = fit
+        k = fit.aggregates.ktk.shape[0]
+        self.j = j
+        self.keep = [c for c in range(k - 1) if c != j]
+        self.lower = np.where(np.isfinite(fit.structure.lower), fit.structure.lower, -np.inf)
+        self.seen = [(float(fit.fixef.iloc[j]), np.asarray(fit.theta, dtype=float).copy())]
+
+    def deviance(self, theta: np.ndarray, b: float) -> float:
+        devfun = self.fit.devfun
+        try:
+            logdet, Q = devfun.terms(theta)
+        except np.linalg.LinAlgError:
+            return np.inf
+        k = Q.shape[0]
+        T = np.zeros((k, len(self.keep) + 1))
+        T[self.keep, np.arange(len(self.keep))] = 1.0
+        T[k - 1, -1] = 1.0
+        T[self.j, -1] = -b
+        return profile(logdet, T.T @ Q @ T, devfun.agg.nobs, devfun.reml).objective
+
+    def profile_at(self, b: float) -> float:
+        start = min(self.seen, key=lambda item: abs(item[0] - b))[1]  # warm start from the nearest point
+        theta, d = _bobyqa(lambda t: self.deviance(t, b), start, self.lower, np.full(len(start), np.inf))
+        self.seen.append((b, theta))
+        return d
+
+
+def _illinois(zeta, target: float, a: float, za: float, b: float, zb: float) -> float:
+    """Root of zeta(x) = target in [a, b] by the Illinois (modified regula falsi) method, using
+    the bracket's known values (inner optimisations are not re-run at the ends)."""
+    fa, fb = za - target, zb - target
+    side = 0
+    for _ in range(100):
+        x = b - fb * (b - a) / (fb - fa)
+        if abs(b - a) < 1e-9 * (1.0 + abs(x)):
+            return x
+        fx = zeta(x) - target
+        if abs(fx) < 1e-9:
+            return x
+        if (fx > 0) == (fb > 0):
+            b, fb = x, fx
+            if side == -1:
+                fa /= 2.0
+            side = -1
+        else:
+            a, fa = x, fx
+            if side == 1:
+                fb /= 2.0
+            side = 1
+    return x
+
+
+def _limit(zeta, x_hat: float, step: float, target: float, bound: float | None) -> float:
+    """x beyond x_hat (in the direction of target's sign) with zeta(x) = target; ``bound`` is
+    where the parameter space ends (returned when zeta never reaches the target), None if
+    it does not end.  The first trial is the Wald guess x_hat + target * step."""
+    sign = 1.0 if target > 0 else -1.0
+    prev, z_prev = x_hat, 0.0
+    dist = abs(target) * step
+    for _ in range(60):
+        x = x_hat + sign * dist
+        if bound is not None and sign * (x - bound) >= 0:
+            z_b = zeta(bound)
+            if sign * (z_b - target) < 0:
+                return bound
+            x, z = bound, z_b
+        else:
+            z = zeta(x)
+        if sign * (z - target) >= 0:
+            return _illinois(zeta, target, prev, z_prev, x, z)
+        # secant extrapolation of the nearly linear zeta, at least 1.2 and at most 4 times farther
+        slope = (z - z_prev) / (x - prev) if x != prev else 0.0
+        guess = x + (target - z) / slope if sign * slope > 0 else x_hat + sign * 4 * dist
+        dist = min(max(abs(guess - x_hat) * 1.05, 1.2 * dist), 4.0 * dist)
+        prev, z_prev = x, z
+    return float("nan")
+
+
+def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+    """Profile-likelihood intervals for every SD, correlation, sigma and fixed effect.
+
+    Rows in lme4's order (``.sig01``..., ``.sigma``, then the fixed effects); ``parm``
+    restricts to some of those names.  Columns as :data:`CI_COLUMNS`, ``method="profile"``.
+    """
+    from hlm.inference.varcomp import information
+
+    cut = math.sqrt(stats.chi2.ppf(level, 1))
+    rows = []
+    vprof = _VarianceProfiler(fit)
+    info = information(fit)
+    se_nat = np.full(len(info.free), 0.5)
+    se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 1e-12))
+    for k, p in enumerate(vprof.vp.params):
+        if parm is not None and p.name not in parm:
+            continue
+        x_hat = vprof.eta_hat[k]
+        seen: list[tuple[float, np.ndarray]] = [(x_hat, vprof.eta_hat.copy())]
+
+        def zeta(x: float, k=k, seen=seen, x_hat=x_hat) -> float:
+            start = min(seen, key=lambda item: abs(item[0] - x))[1]  # warm start from the nearest point
+            d, eta = vprof.profile_at(k, x, start)
+            seen.append((x, eta))
+            return math.copysign(math.sqrt(max(d - vprof.d_hat, 0.0)), x - x_hat)
+
+        step = float(se_nat[k]) if np.isfinite(se_nat[k]) and se_nat[k] > 0 else 0.5
+        limits = []
+        for target in (-cut, cut):
+            if p.kind == "cor":
+                bound = -ATANH_MAX if target < 0 else ATANH_MAX
+            elif target < 0:
+                bound = LOG_SD_FLOOR
+            else:
+                bound = None
+            limits.append(_limit(zeta, x_hat, step, target, bound))
+        est = info.estimates[k]
+        if p.kind == "cor":
+            lo, hi = (-1.0 if limits[0] <= -ATANH_MAX else math.tanh(limits[0]),
+                      1.0 if limits[1] >= ATANH_MAX else math.tanh(limits[1]))
+        else:
+            lo = 0.0 if limits[0] <= LOG_SD_FLOOR else math.exp(limits[0])
+            hi = math.exp(limits[1])
+        rows.append((p.name, p.kind, p.group, p.var1, p.var2, est, lo, hi, "profile"))
+    beta, se = fit.fixef.to_numpy(), fit.se.to_numpy()
+    for j, name in enumerate(fit.aggregates.xnames):
+        if parm is not None and name not in parm:
+            continue
+        fprof = _FixedProfiler(fit, j)
+
+        def zeta_f(b: float, j=j, fprof=fprof) -> float:
+            d = fprof.profile_at(b)
+            return math.copysign(math.sqrt(max(d - fit.profiled.objective, 0.0)), b - beta[j])
+
+        limits = []
+        for target in (-cut, cut):
+            limits.append(_limit(zeta_f, beta[j], se[j], target, None))
+        rows.append((name, "fixed", None, name, None, beta[j], limits[0], limits[1], "profile"))
+    return pd.DataFrame(rows, columns=CI_COLUMNS)

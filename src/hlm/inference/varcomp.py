@@ -1,0 +1,130 @@
+"""Standard errors and Wald confidence limits of the variance components (Stata's ``mixed``).
+
+The observed information of the natural variance parameters eta = (log sd, atanh r,
+log sigma) (see :mod:`hlm.inference.params`) is half the Hessian of the fit's criterion:
+the ML deviance -2 log L (beta profiled out; at the optimum this equals the variance block
+of the inverse Hessian of the full likelihood in (beta, eta), which is what Stata and
+glmmTMB's ``sdreport`` report), or the REML criterion for REML fits.  With
+D(u, ls) = c ls + a(u) + b(u) exp(-2 ls) in u = (log relative sd, atanh r):
+
+    D_uu = a'' + b'' e^{-2 ls},   D_u,ls = -2 b' e^{-2 ls},   D_ls,ls = 4 b e^{-2 ls},
+
+where only a'' and b'' (and b') are numerical (Richardson-extrapolated central differences
+of one core evaluation per point).  eta is a linear map of (u, ls) (log sd = w + ls), so
+H_eta = A' H_(u,ls) A exactly and Cov(eta) = 2 H_eta^{-1}.  Then
+
+    se(sd) = sd se(log sd),  CI = exp(log sd -+ z se(log sd));
+    se(r)  = (1 - r^2) se(atanh r),  CI = tanh(atanh r -+ z se(atanh r)).
+
+Parameters on the boundary (zero SD, |r| = 1, correlations of a zero SD) are held fixed and
+get no standard error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hlm.inference.numderiv import derivatives
+from hlm.inference.params import Criterion, VarParams
+
+VARCOMP_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "std_error", "conf_low",
+                   "conf_high", "se_natural"]
+STEP = 0.01
+
+
+@dataclass(frozen=True)
+class VarCompInfo:
+    """The information matrix of the free natural parameters at the estimates."""
+
+    vp: VarParams
+    estimates: np.ndarray  # sd / cor / sigma, all parameters
+    natural: np.ndarray  # log sd / atanh r / log sigma, all parameters
+    free: np.ndarray  # bool, all parameters (sigma always free)
+    hessian: np.ndarray  # of the criterion D = -2 log L over the free natural parameters
+
+    @property
+    def vcov(self) -> np.ndarray:
+        """Cov(eta_free) = 2 H^{-1} (pseudo-inverse when H is singular)."""
+        try:
+            return 2.0 * np.linalg.inv(self.hessian)
+        except np.linalg.LinAlgError:
+            return 2.0 * np.linalg.pinv(self.hessian)
+
+
+def information(fit) -> VarCompInfo:
+    """The Hessian of the fit's criterion in the natural parameters (see the module docstring)."""
+    vp = VarParams.of(fit.structure)
+    crit = Criterion(fit.devfun)
+    theta, sigma = np.asarray(fit.theta, dtype=float), fit.sigma
+    rel = vp.relative(theta)
+    u_all = vp.to_unconstrained(rel)
+    free_theta = vp.free(theta)
+    idx = np.flatnonzero(free_theta)
+
+    def ab(u_free: np.ndarray) -> np.ndarray:
+        u = u_all.copy()
+        u[idx] = u_free
+        a, b, _ = crit.ab(vp.theta_from_relative(vp.from_unconstrained(u)))
+        return np.array([a, b])
+
+    if len(idx):
+        (a0, b0), grad, hess = derivatives(ab, u_all[idx], np.full(len(idx), STEP))
+    else:
+        a0, b0 = ab(u_all[idx])
+        grad, hess = np.zeros((0, 2)), np.zeros((0, 0, 2))
+    scale = np.exp(-2.0 * np.log(sigma))
+    m = len(idx)
+    H = np.zeros((m + 1, m + 1))
+    H[:m, :m] = hess[:, :, 0] + hess[:, :, 1] * scale
+    H[:m, m] = H[m, :m] = -2.0 * grad[:, 1] * scale
+    H[m, m] = 4.0 * b0 * scale
+    A = np.eye(m + 1)
+    A[:m, m] = -vp.is_sd()[idx].astype(float)  # u_k = log sd_k - log sigma for SDs
+    H_eta = A.T @ H @ A
+    est = vp.estimates(theta, sigma)
+    natural = np.append(np.where(vp.is_sd(), np.log(np.maximum(est[:-1], 1e-300)), np.arctanh(
+        np.clip(est[:-1], -1 + 1e-15, 1 - 1e-15))), np.log(sigma))
+    return VarCompInfo(vp, est, natural, np.append(free_theta, True), H_eta)
+
+
+def varcomp_vcov(fit) -> pd.DataFrame:
+    """Covariance of the free natural parameters (log sd, atanh r, log sigma), labelled."""
+    info = information(fit)
+    names = [_natural_label(p) for p, f in zip(info.vp.params, info.free) if f]
+    return pd.DataFrame(info.vcov, index=names, columns=names)
+
+
+def _natural_label(p) -> str:
+    if p.kind == "sd":
+        return f"log_sd:{p.group}|{p.var1}"
+    if p.kind == "cor":
+        return f"atanh_cor:{p.group}|{p.var1},{p.var2}"
+    return "log_sd:Residual"
+
+
+def varcomp(fit, *, level: float = 0.95) -> pd.DataFrame:
+    """Random-effect SDs, correlations and the residual SD with standard errors and CIs.
+
+    One row per variance parameter in lme4's order (``.sig01`` ... then ``.sigma``); columns
+    ``parameter, kind, group, var1, var2, estimate, std_error, conf_low, conf_high,
+    se_natural`` (the SE on the log-SD / atanh scale).  Boundary parameters have NaN
+    standard errors and limits.
+    """
+    info = information(fit)
+    se_nat = np.full(len(info.free), np.nan)
+    se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 0.0))
+    q = stats.norm.ppf(0.5 + level / 2.0)
+    rows = []
+    for p, est, nat, se in zip(info.vp.params, info.estimates, info.natural, se_nat):
+        if p.kind == "cor":
+            se_est = (1.0 - est**2) * se
+            lo, hi = np.tanh(nat - q * se), np.tanh(nat + q * se)
+        else:
+            se_est = est * se
+            lo, hi = np.exp(nat - q * se), np.exp(nat + q * se)
+        rows.append((p.name, p.kind, p.group, p.var1, p.var2, est, se_est, lo, hi, se))
+    return pd.DataFrame(rows, columns=VARCOMP_COLUMNS)

@@ -1,0 +1,65 @@
+"""HTML rendering of a fit for notebooks (``Fit._repr_html_``): a header, the fixed
+effects, the random-effects parameters with SEs and CIs, and the variance share per level,
+built from the same tables as the text output."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+
+if TYPE_CHECKING:
+    from hlm.fit import Fit
+
+
+def _num(x: object) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, (float, np.floating)):
+        return "" if not np.isfinite(x) else f"{x:.4g}"
+    return escape(str(x))
+
+
+def _table(frame: pd.DataFrame, caption: str) -> str:
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_num(v)}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return (f"<table class='hlm'><caption style='text-align:left;font-weight:bold'>{escape(caption)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def fit_html(fit: "Fit") -> str:
+    """The notebook representation."""
+    from hlm.report.stata import random_effects_table, wald_slopes
+    from hlm.variance_share import lr_test_linear
+
+    crit = "REML" if fit.reml else "ML"
+    groups = ", ".join(f"{escape(k)}: {v:,}" for k, v in fit.ngroups.items())
+    ll = "REML log-likelihood" if fit.reml else "log-likelihood"
+    chi2, k, p = wald_slopes(fit)
+    parts = [
+        "<div class='hlm-fit'>",
+        f"<p><b>Linear mixed model ({crit})</b>: <code>{escape(fit.spec.text)}</code><br>",
+        f"observations: {fit.nobs:,}; groups: {groups}; {ll}: {fit.loglik:.6g}; AIC {fit.aic:.6g}; BIC {fit.bic:.6g}",
+        "" if k == 0 else f"; Wald &chi;&sup2;({k}) = {chi2:.2f}, p = {p:.4g}",
+        "</p>",
+        _table(fit.tidy(), "Fixed effects (z tests)"),
+    ]
+    parts.append(_table(random_effects_table(fit), "Random-effects parameters (SD scale, delta-method CIs)"))
+    lr = lr_test_linear(fit)
+    dist = "&chi;&#772;&sup2;(01)" if lr.chibar else f"&chi;&sup2;({lr.df}) (conservative)"
+    parts.append(f"<p>LR test vs. linear model: {dist} = {lr.statistic:.2f}, p = {lr.p_value:.4g}</p>")
+    icc = fit.icc()
+    parts.append(_table(icc, "Variance share per level"))
+    if icc.attrs.get("note"):
+        parts.append(f"<p><small>{escape(icc.attrs['note'])}</small></p>")
+    for note in fit.notes:
+        parts.append(f"<p><small>note: {escape(note)}</small></p>")
+    if fit.singular:
+        parts.append("<p><small>boundary (singular) fit: " + escape(", ".join(fit.boundary_components()))
+                     + " estimated at zero</small></p>")
+    parts.append("</div>")
+    return "".join(parts)

@@ -1,0 +1,82 @@
+"""Plots of a fit (matplotlib, no pyplot state: figures are built with the Agg canvas).
+
+* ``caterpillar``: conditional modes of every level of every grouping factor and term,
+  sorted, with +-z conditional-SD intervals (lme4's ``dotplot(ranef(., condVar=TRUE))``).
+* ``variance``: share of the unexplained variance per level with its CI (``fit.icc()``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats
+
+from hlm.errors import OptionError
+
+if TYPE_CHECKING:
+    from hlm.fit import Fit
+
+LABEL_LIMIT = 40  # label levels on the axis up to this many
+
+
+def caterpillar(fit: "Fit", *, level: float = 0.95) -> Figure:
+    """One panel per (grouping factor, term): sorted conditional modes with intervals."""
+    re = fit.ranef()
+    z = stats.norm.ppf(0.5 + level / 2)
+    panels = list(dict.fromkeys(zip(re["group"], re["term"])))
+    fig = Figure(figsize=(4.0 * len(panels), 5.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (group, term) in zip(axes, panels):
+        sub = re[(re["group"] == group) & (re["term"] == term)].sort_values("estimate")
+        y = np.arange(len(sub))
+        est, se = sub["estimate"].to_numpy(), sub["std_error"].to_numpy()
+        ax.hlines(y, est - z * se, est + z * se, color="0.55", linewidth=0.8 if len(sub) < 500 else 0.3)
+        ax.scatter(est, y, s=12 if len(sub) < 500 else 2, color="C0", zorder=3)
+        ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--")
+        ax.set_title(f"{group}: {term}")
+        ax.set_xlabel(f"conditional mode, {level:.0%} interval")
+        if len(sub) <= LABEL_LIMIT:
+            ax.set_yticks(y, [str(v) for v in sub["level"]], fontsize=7)
+        else:
+            ax.set_yticks([])
+            ax.set_ylabel(f"{len(sub):,} levels, sorted")
+    return fig
+
+
+def variance_shares(fit: "Fit", *, level: float = 0.95, at: Mapping[str, float] | None = None) -> Figure:
+    """Bar chart of each level's share of the unexplained variance with CIs."""
+    icc = fit.icc(at, level=level)
+    share = icc["share"].to_numpy()
+    lo = np.nan_to_num(share - icc["share_low"].to_numpy(), nan=0.0)
+    hi = np.nan_to_num(icc["share_high"].to_numpy() - share, nan=0.0)
+    fig = Figure(figsize=(1.2 * len(icc) + 2.5, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    x = np.arange(len(icc))
+    ax.bar(x, share, color="C0", alpha=0.8)
+    ax.errorbar(x, share, yerr=[lo, hi], fmt="none", ecolor="black", capsize=4)
+    ax.set_xticks(x, list(icc["level"]), rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of unexplained variance")
+    ax.set_title(f"Variance share per level ({level:.0%} CI)")
+    note = icc.attrs.get("note", "")
+    if note:
+        fig.text(0.01, 0.0, note, fontsize=6, wrap=True, va="bottom")
+    return fig
+
+
+def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, **kwargs: Any) -> Figure:
+    """``fit.plot``: build the figure and save it to ``file`` if given."""
+    if kind == "caterpillar":
+        fig = caterpillar(fit, **kwargs)
+    elif kind == "variance":
+        fig = variance_shares(fit, **kwargs)
+    else:
+        raise OptionError(f"plot kind must be 'caterpillar' or 'variance', not {kind!r}")
+    if file is not None:
+        fig.savefig(file, dpi=120)
+    return fig
