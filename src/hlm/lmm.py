@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from hlm.aggregate import aggregate_any, choose_backend
 from hlm.aggregate.memory import aggregate_frame
 from hlm.aggregate.stats import Aggregates
 from hlm.core.collinear import remove_collinear
@@ -24,10 +25,17 @@ from hlm.modelframe import build_frame
 from hlm.spec import ModelSpec, parse_model
 
 
-def aggregate(spec: ModelSpec, data: Any) -> tuple[Aggregates, Any]:
-    """One pass over the rows: the sufficient statistics and formulaic's fixed-part spec."""
-    frame = build_frame(spec, data)
-    return aggregate_frame(frame), frame.x_model_spec
+def aggregate(spec: ModelSpec, data: Any, *, backend: str = "auto", sql: str | None = None,
+              con: Any = None) -> tuple[Aggregates, Any]:
+    """One pass over the rows: the sufficient statistics and formulaic's fixed-part spec.
+
+    ``backend``: "auto" (paths, SQL and duckdb relations -> DuckDB, Spark DataFrames ->
+    Spark, frames -> numpy), "memory", "duckdb" or "spark"; see :func:`hlm.aggregate.aggregate_any`.
+    """
+    if backend == "auto" and sql is None and choose_backend(data) == "memory":
+        frame = build_frame(spec, data)
+        return aggregate_frame(frame), frame.x_model_spec
+    return aggregate_any(spec, data, backend=backend, sql=sql, con=con)
 
 
 def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data: Any = None,
@@ -58,7 +66,8 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     return result
 
 
-def fit(model: str | ModelSpec, data: Any, *, reml: bool = True) -> Fit:
+def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend: str = "auto",
+        sql: str | None = None, con: Any = None) -> Fit:
     """Fit a linear mixed model.
 
     Parameters
@@ -67,8 +76,11 @@ def fit(model: str | ModelSpec, data: Any, *, reml: bool = True) -> Fit:
         (``"y x || school: || class:"``; no ``~``).
     data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
     reml : REML (default) or maximum likelihood.
+    backend : "auto" (files, ``sql=`` and duckdb relations -> DuckDB; Spark DataFrames ->
+        Spark; frames -> numpy), "memory", "duckdb" or "spark".
+    sql, con : aggregate the result of a DuckDB query (on ``con``, default a fresh connection).
     """
     spec = parse_model(model)
-    agg, x_spec = aggregate(spec, data)
+    agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
     notes = (f"{agg.ndropped} rows dropped for missing values",) if agg.ndropped else ()
     return fit_aggregates(spec, agg, reml=bool(reml), data=data, x_model_spec=x_spec, notes=notes)

@@ -124,5 +124,74 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     ntotal = int(np.asarray(src.run(plan.count_query(src.src))["n"])[0])
     glob = src.run(plan.global_query(src.src))
     groups = src.run(plan.group_query(src.src))
-    agg = q.assemble(plan, glob, groups, ntotal)
+    agg = q.assemble(plan, glob, groups, ntotal,
+                         lambda sets: src.run(plan.group_query(src.src, sets, ztk=False)))
     return (agg, plan) if return_plan else agg
+
+
+def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bool = True, *, con: Any = None,
+                      sql: str | None = None, progress: bool | None = None) -> int:
+    """Second pass in DuckDB: every row of ``source`` with ``fitted`` (X beta, + Z b with
+    ``re=True``) and ``residual`` (y - fitted) appended, written to Parquet at ``out_path``.
+
+    The conditional modes b travel to DuckDB as one small table per grouping factor (one row
+    per group) joined on the grouping columns; levels absent from the fit get b = 0.  Rows
+    the model cannot use (a missing value in a model column) get NULL.  Returns the number
+    of rows written.
+    """
+    import pandas as pd
+
+    src = _Source(source, sql=sql, con=con, progress=progress)
+    if src.rel is not None:
+        raise OptionError("write_predictions needs a path or sql= (a relation has no connection to write from)")
+    plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src)
+    d = q.DUCKDB
+    beta = fit.fixef
+    xb = " + ".join(f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols)
+                    if name in beta.index) or "0.0"
+    joins, zb = [], []
+    if re:
+        modes = fit._conditional_modes.modes
+        agg = fit.aggregates
+        for f, fac in enumerate(agg.factors):
+            cols = fit.structure.factor_cols[f]
+            table = {f"hlm_k{i}": np.asarray(key) for i, key in enumerate(fac.keys)}
+            table.update({f"hlm_b{a}": modes[f][:, a] for a in range(len(cols))})
+            name = f"hlm_re_{f}"
+            src.con.register(name, pd.DataFrame(table))
+            on = " AND ".join(f"hlm_src.{d.ident(c)} = r{f}.hlm_k{i}" for i, c in enumerate(fac.columns))
+            joins.append(f"LEFT JOIN {name} r{f} ON {on}")
+            for a, pool_index in enumerate(cols):
+                zb.append(f"COALESCE(r{f}.hlm_b{a}, 0.0) * ({plan.zcols[pool_index].sql})")
+    fitted = f"CASE WHEN {plan.where()} THEN {' + '.join([f'({xb})', *zb])} END"
+    y = f"CAST({d.ident(fit.spec.response)} AS DOUBLE)"
+    body = (f"SELECT hlm_src.*, {fitted} AS fitted FROM {src.src} {' '.join(joins)}")
+    query = f"COPY (SELECT *, {y} - fitted AS residual FROM ({body}) hlm_out) TO {d.string(str(out_path))} (FORMAT PARQUET)"
+    res = src.con.execute(query).fetchall()
+    return int(res[0][0]) if res and res[0] else 0
+
+
+def panel_aggregates_sql(model: str, source: Any = None, *, panel: str, con: Any = None, sql: str | None = None,
+                         progress: bool | None = None):
+    """The panel estimators' statistics (:class:`hlm.panel.stats.PanelStats`: N, T_i, S_i of
+    [X y] per panel, Z'Z) computed in DuckDB; returns ``(stats, aggregates)``.
+
+    They are the aggregates of ``model`` with a random intercept per ``panel``: T = the
+    group counts, S = the intercept row of Z_g'K_g, Z'Z = K'K; the panel labels are
+    ``aggregates.factors[0].keys`` (sorted), rows dropped for missing values
+    ``aggregates.ndropped``.
+    """
+    from hlm.panel.design import parse_model as parse_panel
+    from hlm.panel.stats import PanelStats
+    from hlm.spec.terms import ModelSpec, RandomTerm
+
+    response, rhs, syntax = parse_panel(model)
+    spec = ModelSpec(model, response, rhs, (RandomTerm((), True, (panel,), panel),),
+                     "stata" if syntax == "stata" else "lme4")
+    agg = aggregate_duckdb(spec, source, con, sql=sql, progress=progress)
+    if not agg.xnames or agg.xnames[0] not in ("(Intercept)", "_cons"):
+        raise OptionError("panel models need the constant as the first column; drop '0 +' / '- 1'")
+    fac = agg.factors[0]
+    stats = PanelStats(N=agg.nobs, T=fac.counts.astype(float), S=np.ascontiguousarray(fac.ztk[:, 0, :]),
+                       ZZ=agg.ktk.copy())
+    return stats, agg

@@ -14,6 +14,7 @@ Point it at a cluster by building the session there::
 from __future__ import annotations
 
 import uuid
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -49,7 +50,9 @@ class _SparkSource:
 
     def run(self, query: str) -> Mapping[str, np.ndarray]:
         try:
-            frame = self.spark.sql(query).toPandas()
+            with warnings.catch_warnings():  # pyspark warns about pandas >= 3 on every toPandas
+                warnings.simplefilter("ignore", FutureWarning)
+                frame = self.spark.sql(query).toPandas()
         except Exception as exc:  # AnalysisException and friends: name the first line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"Spark cannot evaluate the model on the data: {first}") from None
@@ -73,7 +76,8 @@ def aggregate_spark(spec: ModelSpec, df: Any, *, return_plan: bool = False) -> A
         ntotal = int(np.asarray(src.run(plan.count_query(src.src))["n"])[0])
         glob = src.run(plan.global_query(src.src))
         groups = src.run(plan.group_query(src.src))
-        agg = q.assemble(plan, glob, groups, ntotal)
+        agg = q.assemble(plan, glob, groups, ntotal,
+                         lambda sets: src.run(plan.group_query(src.src, sets, ztk=False)))
     finally:
         src.close()
     return (agg, plan) if return_plan else agg

@@ -39,7 +39,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
 from hlm.errors import ColumnError, DataError, FormulaError
-from hlm.modelframe import factor_key, fixed_name, used_columns
+from hlm.modelframe import factor_key, fixed_name
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
 
@@ -366,30 +366,34 @@ class Plan:
                     need |= sb - sa
         return sorted(need)
 
-    def grouping_sets(self) -> list[tuple[int, ...]]:
-        """Column sets to group by: every factor and, unless the factors form a subset chain, every pair."""
-        sets = [tuple(sorted(f.keys)) for f in self.factors]
-        chain = all(set(a) <= set(b) or set(b) <= set(a) for a, b in itertools.combinations(sets, 2))
-        if not chain:
-            for a, b in itertools.combinations(range(len(sets)), 2):
-                sets.append(tuple(sorted(set(sets[a]) | set(sets[b]))))
-        return list(dict.fromkeys(sets))
+    def factor_sets(self) -> list[tuple[int, ...]]:
+        """Column sets of the grouping factors."""
+        return list(dict.fromkeys(tuple(sorted(f.keys)) for f in self.factors))
 
-    def group_query(self, src: str) -> str:
-        """One scan: per group of every grouping set, n, sum z z', sum z k' and MIN/MAX for nesting."""
-        sets = self.grouping_sets()
+    def pair_sets(self) -> list[tuple[int, ...]]:
+        """Column sets of every pair of factors (crossed factors' shared rows)."""
+        sets = [set(f.keys) for f in self.factors]
+        return list(dict.fromkeys(tuple(sorted(a | b)) for a, b in itertools.combinations(sets, 2)))
+
+    def group_query(self, src: str, sets: Sequence[tuple[int, ...]] | None = None, *, ztk: bool = True) -> str:
+        """One scan: per group of every grouping set, n, sum z z' (and sum z k', MIN/MAX for nesting)."""
+        sets = list(sets if sets is not None else self.factor_sets())
         z = len(self.zcols)
-        sel = [f"GROUPING(g{i}) AS gr{i}" for i in range(len(self.group_columns))] if len(sets) > 1 else []
-        sel += [f"g{i}" for i in range(len(self.group_columns))] if len(sets) > 1 else [f"g{i}" for i in sets[0]]
+        many = len(sets) > 1
+        used = sorted(set().union(*map(set, sets)))
+        sel = [" + ".join(f"GROUPING(g{i}) * {2 ** j}" for j, i in enumerate(used)) + " AS gid"] if many else []
+        sel += [f"g{i}" for i in used]
         sel.append("COUNT(*) AS n")
         for a in range(z):
             for b in range(a, z):
-                sel.append(f"SUM({_mul(self._zexpr(a), self._zexpr(b))}) AS zz_{a}_{b}")
-            for c in range(self.k):
-                sel.append(f"SUM({_mul(self._zexpr(a), self._kexpr(c))}) AS zk_{a}_{c}")
-        for i in self.minmax_columns():
+                if _mul(self._zexpr(a), self._zexpr(b)) != "1.0":  # else the count
+                    sel.append(f"SUM({_mul(self._zexpr(a), self._zexpr(b))}) AS zz_{a}_{b}")
+            for c in range(self.k if ztk else 0):
+                if _mul(self._zexpr(a), self._kexpr(c)) != "1.0":
+                    sel.append(f"SUM({_mul(self._zexpr(a), self._kexpr(c))}) AS zk_{a}_{c}")
+        for i in self.minmax_columns() if ztk else []:
             sel += [f"MIN(g{i}) AS mn{i}", f"MAX(g{i}) AS mx{i}"]
-        if len(sets) > 1:
+        if many:
             groups = "GROUPING SETS (" + ", ".join("(" + ", ".join(f"g{i}" for i in s) + ")" for s in sets) + ")"
         else:
             groups = ", ".join(f"g{i}" for i in sets[0])
@@ -427,19 +431,19 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
 
 def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str) -> Plan:
     """Build the query plan, running the prepass (levels, means) when the model needs one."""
-    used = [c for c in used_columns(spec) if c in schema or c not in _FUNCS]  # sqrt(x): not a column
-    check_columns(used, schema.keys())
     kinds = {c: column_kind(t) for c, t in schema.items()}
+    # walk every factor first: unsupported terms and unknown columns are named before any query,
+    # and the columns come from the terms themselves (formulaic's required_variables lists
+    # function names such as sqrt and misses the arguments of center())
+    tr, *_ = _translate_needs(spec, dialect, kinds)
+    used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
+    check_columns(used, schema.keys())
     if kinds[spec.response] not in ("numeric", "float", "bool"):
         raise DataError(f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
                         "pick a numeric column")
     for col in spec.group_columns:
         if kinds[col] == "other":
             raise DataError(f"the grouping column '{col}' has type {schema[col]}; cast it to a string or integer")
-    # first pass without data: find the categorical columns and center() arguments
-    tr, *_ = _translate_needs(spec, dialect, kinds, used)
-    # formulaic's required_variables misses the arguments of center(): use what the terms reference
-    used = list(dict.fromkeys(used + sorted(tr.needs.columns)))
     cat = sorted(tr.needs.levels)
     levels: dict[str, list] = {}
     means: dict[str, float] = {}
@@ -470,7 +474,7 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
                 tuple(factors), tuple(term_factor), group_columns, x_spec if not means else None)
 
 
-def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], used: list[str]):
+def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind]):
     """Walk every factor once to collect the categorical columns and center() arguments."""
     tr = Translator(dialect, kinds)
     rhss = [(spec.fixed, "the fixed part")] + [(t.rhs, f"the random term for '{t.name}'") for t in spec.random]
@@ -511,15 +515,57 @@ def _as_array(values) -> np.ndarray:
     return np.asarray(values)
 
 
+def _sorted_codes(values: np.ndarray) -> np.ndarray:
+    """Codes 0..m-1 in sorted order of the values (O(n) for integers of moderate range)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iu" and len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo <= 4 * len(values) + 1024:
+            present = np.zeros(hi - lo + 1, dtype=bool)
+            shifted = values - lo
+            present[shifted] = True
+            return (np.cumsum(present, dtype=np.int64) - 1)[shifted]
+    return pd.factorize(values, sort=True)[0].astype(np.int64)
+
+
 def _lookup(table: list[np.ndarray], probe: list[np.ndarray]) -> np.ndarray:
-    """Row index in ``table`` (key columns) of each probe tuple; -1 if absent."""
-    if len(table) == 1:
-        return pd.Index(table[0]).get_indexer(probe[0])
-    return pd.MultiIndex.from_arrays(table).get_indexer(pd.MultiIndex.from_arrays(probe))
+    """Row index in ``table`` (key columns, unique tuples) of each probe tuple; -1 if absent."""
+    codes_t, codes_p, radix = [], [], 1
+    for t, q_ in zip(table, probe):
+        codes = _sorted_codes(np.concatenate([t, q_]))
+        codes_t.append(codes[: len(t)])
+        codes_p.append(codes[len(t):])
+        radix *= int(codes.max(initial=0)) + 1
+    if radix >= 2**62:  # too many combinations for one integer key
+        return pd.MultiIndex.from_arrays(table).get_indexer(pd.MultiIndex.from_arrays(probe))
+    tkey = np.zeros(len(table[0]), dtype=np.int64)
+    pkey = np.zeros(len(probe[0]), dtype=np.int64)
+    for ct, cp in zip(codes_t, codes_p):
+        m = int(max(ct.max(initial=-1), cp.max(initial=-1))) + 1
+        tkey, pkey = tkey * m + ct, pkey * m + cp
+    order = np.argsort(tkey, kind="stable")
+    pos = np.searchsorted(tkey[order], pkey)
+    pos = np.minimum(pos, len(order) - 1)
+    found = tkey[order][pos] == pkey
+    return np.where(found, order[pos], -1)
 
 
-def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], ntotal: int) -> Aggregates:
-    """Aggregates from the global row and the grouped rows of :meth:`Plan.group_query`."""
+def _split_sets(p: Plan, cols: Mapping[str, np.ndarray], sets: list[tuple[int, ...]]) -> dict:
+    """Row indices of each grouping set in a GROUPING SETS result."""
+    nrow = len(cols["n"])
+    if len(sets) == 1:
+        return {sets[0]: np.arange(nrow)}
+    used = sorted(set().union(*map(set, sets)))
+    gid = cols["gid"].astype(np.int64)
+    return {s: np.flatnonzero(gid == sum(2 ** j for j, i in enumerate(used) if i not in s)) for s in sets}
+
+
+def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], ntotal: int,
+             pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None = None) -> Aggregates:
+    """Aggregates from the global row and the grouped rows of :meth:`Plan.group_query`.
+
+    ``pairs(sets)`` runs :meth:`Plan.group_query` for the pair sets when the factors turn
+    out crossed (not one nested chain)."""
     nobs = int(_as_array(glob["n"])[0])
     if nobs == 0:
         raise DataError("every row has a missing value in a model column; nothing is left to fit" if ntotal
@@ -535,27 +581,17 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
             ktk[a, b] = ktk[b, a] = float(_as_array(glob[f"kk_{a}_{b}"])[0])
 
     cols = {name: _as_array(v) for name, v in groups.items()}
-    sets = p.grouping_sets()
-    ng = len(p.group_columns)
-    nrow = len(cols["n"])
-    if len(sets) > 1:
-        flags = np.column_stack([cols[f"gr{i}"].astype(np.int64) for i in range(ng)])
-    which: dict[tuple[int, ...], np.ndarray] = {}
-    for s in sets:
-        if len(sets) == 1:
-            which[s] = np.arange(nrow)
-        else:
-            want = np.array([0 if i in s else 1 for i in range(ng)])
-            which[s] = np.flatnonzero((flags == want).all(axis=1))
+    which = _split_sets(p, cols, p.factor_sets())
 
-    def block(rows: np.ndarray):
+    def block(rows: np.ndarray, cols=cols):
         ztz = np.empty((len(rows), z, z))
         ztk = np.empty((len(rows), z, k))
         for a in range(z):
             for b in range(a, z):
-                ztz[:, a, b] = ztz[:, b, a] = cols[f"zz_{a}_{b}"][rows]
+                ztz[:, a, b] = ztz[:, b, a] = cols.get(f"zz_{a}_{b}", cols["n"])[rows]
             for c in range(k):
-                ztk[:, a, c] = cols[f"zk_{a}_{c}"][rows]
+                one = p._zexpr(a) == "1.0" and p._kexpr(c) == "1.0"
+                ztk[:, a, c] = cols["n"][rows] if one else cols[f"zk_{a}_{c}"][rows] if f"zk_{a}_{c}" in cols else np.nan
         return ztz, ztk
 
     # per factor: rows in label order
@@ -565,7 +601,7 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
     for f in p.factors:
         rows = which[tuple(sorted(f.keys))]
         vals = [cols[f"g{i}"][rows] for i in f.keys]
-        codes = [pd.factorize(v, sort=True)[0] for v in vals]
+        codes = [_sorted_codes(v) for v in vals]
         order = np.lexsort(codes[::-1]) if codes else np.arange(len(rows))
         rows = rows[order]
         vals = [v[order] for v in vals]
@@ -581,14 +617,19 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
         ztz, ztk = block(frows[idx]) if need else (None, None)
         factors.append(FactorStats(f.name, f.columns, keys, counts, ztz, ztk))
     cross: list[CrossBlock] = []
-    if chain is None:
+    if chain is None and len(p.factors) > 1:
+        psets = p.pair_sets()
+        have = {s for s in psets if s in which}
+        pcols = {name: _as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()} \
+            if len(have) < len(psets) else {}
+        pwhich = _split_sets(p, pcols, [s for s in psets if s not in have]) if pcols else {}
         for i, j in itertools.combinations(range(len(p.factors)), 2):
             s = tuple(sorted(set(p.factors[i].keys) | set(p.factors[j].keys)))
-            rows = which[s]
-            gi = _lookup(keyvals[i], [cols[f"g{c}"][rows] for c in p.factors[i].keys])
-            gj = _lookup(keyvals[j], [cols[f"g{c}"][rows] for c in p.factors[j].keys])
+            src_cols, rows = (cols, which[s]) if s in have else (pcols, pwhich[s])
+            gi = _lookup(keyvals[i], [src_cols[f"g{c}"][rows] for c in p.factors[i].keys])
+            gj = _lookup(keyvals[j], [src_cols[f"g{c}"][rows] for c in p.factors[j].keys])
             order = np.lexsort((gj, gi))
-            zz, _ = block(rows[order])
+            zz, _ = block(rows[order], src_cols)
             cross.append(CrossBlock(i, j, gi[order].astype(np.int64), gj[order].astype(np.int64), zz))
     return Aggregates(
         nobs=nobs, ndropped=int(ntotal) - nobs, response=p.spec.response, xnames=p.xnames, pool=p.pool, ktk=ktk,

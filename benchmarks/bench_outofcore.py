@@ -1,0 +1,157 @@
+"""Out-of-core benchmark: the seed's 4-level design in Parquet, REML through DuckDB.
+
+    python benchmarks/bench_outofcore.py --rows 10_000_000 [--dir /tmp/hlm_bench] [--keep]
+
+Writes the seed design (districts scaled to the row count; 5 schools per district, 8
+teachers per school, 20 students per teacher, 2 observations per student; SDs 2/3/4/5,
+residual 6, tutoring ~ Bernoulli(0.2), perform = 2 tutoring + effects) in Parquet chunks
+with ``hlm.simulate`` (a small numpy writer if that is unavailable), then times, each in a
+fresh subprocess so peak RSS is its own:
+
+* DuckDB's own ``SELECT student_id, count(*), sum(perform), sum(tutoring) ... GROUP BY
+  student_id`` over the same files (fetched to numpy, as hlm fetches its groups), twice;
+* ``hlm.fit("perform ~ tutoring + (1 | dist_id/school_id/teach_id/student_id)", glob)``,
+  REML through the DuckDB backend (aggregation and optimisation timed apart).
+
+Prints a JSON line per phase and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODEL = "perform ~ tutoring + (1 | dist_id/school_id/teach_id/student_id)"
+ROWS_PER_DISTRICT = 5 * 8 * 20 * 2
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def write_data(rows: int, folder: Path, chunk_rows: int = 2_000_000) -> str:
+    districts = max(1, round(rows / ROWS_PER_DISTRICT))
+    try:
+        from hlm.simulate import Design, simulate_to_parquet
+
+        seed = Path(__file__).resolve().parents[1] / "examples" / "seed.toml"
+        design = Design.from_toml(seed).set("levels.district.n", districts)
+        simulate_to_parquet(design, folder, seed=1, chunk_rows=chunk_rows)
+        how = "hlm.simulate"
+    except ImportError:
+        _numpy_writer(districts, folder, chunk_rows)
+        how = "numpy writer"
+    return how
+
+
+def _numpy_writer(districts: int, folder: Path, chunk_rows: int) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    per = max(1, chunk_rows // ROWS_PER_DISTRICT)
+    for part, start in enumerate(range(0, districts, per)):
+        nd = min(per, districts - start)
+        d = np.repeat(np.arange(start, start + nd) + 1, ROWS_PER_DISTRICT)
+        s = np.repeat(np.arange(start * 5, (start + nd) * 5) + 1, ROWS_PER_DISTRICT // 5)
+        t = np.repeat(np.arange(start * 40, (start + nd) * 40) + 1, ROWS_PER_DISTRICT // 40)
+        st = np.repeat(np.arange(start * 800, (start + nd) * 800) + 1, 2)
+        tut = (rng.random(len(d)) < 0.2).astype(np.int8)
+        eff = (2 * rng.standard_normal(nd)[d - d[0]] + 3 * rng.standard_normal(nd * 5)[s - s[0]]
+               + 4 * rng.standard_normal(nd * 40)[t - t[0]] + 5 * rng.standard_normal(nd * 800)[st - st[0]])
+        y = 2.0 * tut + eff + 6 * rng.standard_normal(len(d))
+        table = pa.table({"dist_id": d.astype(np.int32), "school_id": s.astype(np.int32), "teach_id": t.astype(np.int32),
+                          "student_id": st.astype(np.int32), "tutoring": tut, "perform": y})
+        pq.write_table(table, folder / f"part-{part:05d}.parquet")
+
+
+def phase_baseline(glob: str, threads: int | None) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {threads}")
+    t = time.perf_counter()
+    res = con.execute(f"SELECT student_id, count(*) AS n, sum(perform) AS sp, sum(tutoring) AS st "
+                      f"FROM read_parquet('{glob}') GROUP BY student_id").fetchnumpy()
+    return {"phase": "duckdb_groupby", "seconds": time.perf_counter() - t, "groups": len(res["n"]),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_fit(glob: str, threads: int | None) -> dict:
+    import duckdb
+
+    from hlm.aggregate.duckdb import aggregate_duckdb
+    from hlm.lmm import fit_aggregates
+    from hlm.spec import parse_model
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {threads}")
+    t0 = time.perf_counter()
+    spec = parse_model(MODEL)
+    agg, plan = aggregate_duckdb(spec, glob, con, progress=False, return_plan=True)
+    t1 = time.perf_counter()
+    fit = fit_aggregates(spec, agg, reml=True, x_model_spec=plan.x_model_spec)
+    t2 = time.perf_counter()
+    return {"phase": "hlm_fit_duckdb", "seconds": t2 - t0, "aggregate_seconds": t1 - t0, "optimise_seconds": t2 - t1,
+            "nobs": agg.nobs, "groups": [f.nlevels for f in agg.factors], "fixef": fit.fixef.round(4).to_dict(),
+            "sd": [round(float(x), 4) for x in fit.varcorr["sdcor"]], "converged": bool(fit.converged),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def run_phase(name: str, glob: str, threads: int | None) -> dict:
+    cmd = [sys.executable, __file__, "--phase", name, "--glob", glob] + (["--threads", str(threads)] if threads else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    result = json.loads(out)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=lambda s: int(float(s.replace("_", ""))), default=10_000_000)
+    ap.add_argument("--dir", default="/tmp/hlm_bench")
+    ap.add_argument("--keep", action="store_true", help="keep the Parquet files (and reuse them if present)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--phase", choices=["baseline", "fit"], help=argparse.SUPPRESS)
+    ap.add_argument("--glob", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        fn = phase_baseline if args.phase == "baseline" else phase_fit
+        print(json.dumps(fn(args.glob, args.threads)))
+        return
+
+    folder = Path(args.dir) / f"seed_{args.rows}"
+    if not (args.keep and folder.exists()):
+        shutil.rmtree(folder, ignore_errors=True)
+        t = time.perf_counter()
+        how = write_data(args.rows, folder)
+        print(json.dumps({"phase": "write", "how": how, "seconds": time.perf_counter() - t}), flush=True)
+    size = sum(f.stat().st_size for f in folder.glob("*.parquet"))
+    glob = str(folder / "*.parquet")
+    base1 = run_phase("baseline", glob, args.threads)
+    fit = run_phase("fit", glob, args.threads)
+    base2 = run_phase("baseline", glob, args.threads)
+    base = min(base1["seconds"], base2["seconds"])
+    print(f"\n| rows | parquet | DuckDB GROUP BY student_id | hlm REML fit via DuckDB (aggregate + optimise) "
+          f"| ratio | peak RSS fit | peak RSS GROUP BY |\n|---|---|---|---|---|---|---|\n"
+          f"| {fit['nobs']:,} | {size / 2**20:,.0f} MiB | {base:.2f} s | {fit['seconds']:.2f} s "
+          f"({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) | {fit['seconds'] / base:.2f}x "
+          f"| {fit['peak_rss_mb']:,.0f} MiB | {max(base1['peak_rss_mb'], base2['peak_rss_mb']):,.0f} MiB |")
+    print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
