@@ -10,6 +10,7 @@ from hlm.errors import (
     IdentifiabilityError, NestingError, OptionError,
 )
 from hlm.fit import Fit
+from hlm.inference.likelihood_ratio import compare, lrtest
 from hlm.lmm import fit
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.spec import ModelSpec, parse_model
@@ -17,7 +18,7 @@ from hlm.spec import ModelSpec, parse_model
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "Fit", "ModelSpec", "parse_model", "xtreg", "hausman", "xttest0", "PanelFit",
+    "fit", "Fit", "ModelSpec", "parse_model", "lrtest", "compare", "xtreg", "hausman", "xttest0", "PanelFit",
     "HLMError", "HLMWarning", "FormulaError", "ColumnError", "DataError", "FileError", "NestingError",
     "IdentifiabilityError", "ComparisonError", "OptionError",
 ]
