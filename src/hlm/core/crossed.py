@@ -9,6 +9,11 @@ first factor's block of A is block diagonal (one q1 x q1 block per group), so
 and with R = L^{-1} Lambda'Z'K:  log|H| = 2 sum log diag L,  K'H^{-1}K = K'K - R'R.
 When the remaining factors have more than ``DENSE_LIMIT`` effects, a sparse LU of the
 whole SPD matrix (SuperLU, diagonal pivoting, minimum-degree ordering) is used instead.
+
+When every factor has one random effect per group (scalar Lambda_f = lambda_f), the
+blocks are rescalings of fixed matrices: A11 = 1 + lambda_1^2 n, C21 = diag(lambda_r)
+B21 diag(lambda_1 / sqrt(A11)), A22 = I + (lambda_r lambda_r') * B22 with B = Z'Z; only
+the numbers change between evaluations, never the sparsity, so nothing is rebuilt.
 """
 
 from __future__ import annotations
@@ -35,6 +40,19 @@ class CrossedSystem:
     ztz: sp.csr_matrix  # (q, q)
     ztk: np.ndarray  # (q, k)
     first_ztz: np.ndarray  # (G1, q1, q1)
+    lambda_template: tuple[np.ndarray, np.ndarray, np.ndarray]  # csr indices, indptr, block sizes
+    scalar: "ScalarBlocks | None" = None
+
+
+@dataclass(frozen=True)
+class ScalarBlocks:
+    """Fixed pieces of Z'Z for the all-scalar case (see the module docstring)."""
+
+    counts: np.ndarray  # (G1,) diagonal of B11
+    b21: sp.csr_matrix  # (m, G1)
+    b21_rows: np.ndarray  # row of every stored entry of b21
+    b22: np.ndarray  # (m, m) dense
+    rest_factor: np.ndarray  # (m,) position in ``order`` of each remaining effect
 
 
 def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
@@ -67,18 +85,65 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
                           for f in order])
     f1 = order[0]
     J1 = list(struct.factor_cols[f1])
-    return CrossedSystem(order, sizes, ztz, ztk, agg.factors[f1].ztz[:, J1][:, :, J1])
+    scalar = None
+    n1 = sizes[0]
+    if all(q[f] == 1 for f in order) and n - n1 <= DENSE_LIMIT:
+        b21 = ztz[n1:, :n1].tocsr()
+        b21.sort_indices()
+        rows = np.repeat(np.arange(b21.shape[0]), np.diff(b21.indptr))
+        rest = np.repeat(np.arange(1, len(order)), sizes[1:])
+        scalar = ScalarBlocks(ztz.diagonal()[:n1].copy(), b21, rows, ztz[n1:, n1:].toarray(), rest)
+    return CrossedSystem(order, sizes, ztz, ztk, agg.factors[f1].ztz[:, J1][:, :, J1],
+                         _lambda_template([agg.factors[f].nlevels for f in order], [q[f] for f in order]),
+                         scalar)
+
+
+def _lambda_template(nlevels: list[int], q: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR indices and indptr of a block-diagonal matrix of G_f dense q_f x q_f blocks."""
+    indices, offset = [], 0
+    for G, qf in zip(nlevels, q):
+        cols = offset + np.arange(G)[:, None, None] * qf + np.arange(qf)[None, None, :]
+        indices.append(np.broadcast_to(cols, (G, qf, qf)).ravel())
+        offset += G * qf
+    row_len = np.concatenate([np.full(G * qf, qf) for G, qf in zip(nlevels, q)])
+    indptr = np.concatenate([[0], np.cumsum(row_len)])
+    return np.concatenate(indices), indptr, np.array(nlevels)
 
 
 def lambda_matrix(system: CrossedSystem, agg: Aggregates, lambdas: list[np.ndarray]) -> sp.csr_matrix:
-    """Block-diagonal Lambda in the system's order."""
-    blocks = [sp.kron(sp.identity(agg.factors[f].nlevels, format="csr"), sp.csr_matrix(lambdas[f]))
-              for f in system.order]
-    return sp.block_diag(blocks, format="csr")
+    """Block-diagonal Lambda in the system's order (the sparsity pattern is precomputed)."""
+    indices, indptr, nlevels = system.lambda_template
+    data = np.concatenate([np.tile(lambdas[f].ravel(), G) for f, G in zip(system.order, nlevels)])
+    n = len(indptr) - 1
+    return sp.csr_matrix((data, indices, indptr), shape=(n, n))
+
+
+def scalar_terms(system: CrossedSystem, agg: Aggregates, lambdas: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    """log|H| and K'H^{-1}K when every factor has a single random effect per group."""
+    blk = system.scalar
+    assert blk is not None
+    lam = np.array([lambdas[f][0, 0] for f in system.order])
+    n1 = system.sizes[0]
+    d1 = 1.0 + lam[0] ** 2 * blk.counts
+    w1 = lam[0] / np.sqrt(d1)
+    r1 = system.ztk[:n1] * w1[:, None]
+    Q = agg.ktk - r1.T @ r1
+    logdet = float(np.log(d1).sum())
+    lam_r = lam[blk.rest_factor]
+    c21 = sp.csr_matrix((blk.b21.data * lam_r[blk.b21_rows] * w1[blk.b21.indices], blk.b21.indices,
+                         blk.b21.indptr), shape=blk.b21.shape)
+    S22 = (lam_r[:, None] * blk.b22) * lam_r[None, :] - (c21 @ c21.T).toarray()
+    S22[np.diag_indices_from(S22)] += 1.0
+    L22 = sla.cholesky(S22, lower=True, overwrite_a=True, check_finite=False)
+    logdet += 2.0 * float(np.log(np.diag(L22)).sum())
+    r2 = sla.solve_triangular(L22, system.ztk[n1:] * lam_r[:, None] - c21 @ r1, lower=True, check_finite=False)
+    return logdet, Q - r2.T @ r2
 
 
 def crossed_terms(system: CrossedSystem, agg: Aggregates, lambdas: list[np.ndarray]) -> tuple[float, np.ndarray]:
     """log|H| and Q = K'H^{-1}K for crossed factors."""
+    if system.scalar is not None:
+        return scalar_terms(system, agg, lambdas)
     Lam = lambda_matrix(system, agg, lambdas)
     A = (Lam.T @ system.ztz @ Lam).tocsr()
     b = Lam.T @ system.ztk  # (q, k)
