@@ -1,0 +1,209 @@
+"""Vectorised draws of one block of a design (all of it, or a run of outermost units).
+
+No loop runs over units or rows: each level's random effects are drawn as one array,
+pushed down the tree with ``np.repeat`` (children of a unit are contiguous), and every
+row-level column is one array operation.  Draws happen in a fixed order -- unit counts
+(outermost first, then observations per innermost unit), random effects (outermost
+first), covariates (in design order), residuals -- and every one is made whatever the
+SDs and coefficients are, so changing an SD or a coefficient rescales the same draws
+(common random numbers across a study's grid of values).
+
+Ids are 1-based.  *Global* ids number the units of a level 1..N across the whole data
+set (plus ``offset``, the units in earlier blocks); *within* ids number them 1..n inside
+their parent, the form Stata's ``expand`` examples use.  The outermost level's two forms
+coincide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from hlm.errors import OptionError
+from hlm.simulate.design import Design, mean_count
+
+_PIECE = 1 << 16
+IdForm = Literal["global", "within", "both"]
+WITHIN_SUFFIX = "_within"
+
+
+@dataclass(frozen=True)
+class Block:
+    """The columns of one simulated block, in output order, and its unit counts."""
+
+    columns: dict[str, np.ndarray]
+    units: tuple[int, ...]  # units of each level, outermost first
+    rows: int
+
+
+def _counts(n: object, parents: int, rng: np.random.Generator) -> np.ndarray | int:
+    """Units per parent: a scalar for fixed counts, an int64 array for drawn ones."""
+    if isinstance(n, int):
+        return n
+    return n.draw(rng, parents)  # type: ignore[union-attr]
+
+
+def _expand(values: np.ndarray, per_unit: np.ndarray | int) -> np.ndarray:
+    """Repeat each unit's value over its rows (or children)."""
+    return np.repeat(values, per_unit)
+
+
+def _within(counts: np.ndarray | int, parents: int, total: int, dtype: type = np.int32) -> np.ndarray:
+    """1..count inside each parent, for every child unit."""
+    if isinstance(counts, int):
+        return np.tile(np.arange(1, counts + 1, dtype=dtype), parents)
+    starts = np.cumsum(counts) - counts
+    return (np.arange(1, total + 1, dtype=np.int64) - np.repeat(starts, counts)).astype(dtype, copy=False)
+
+
+def _add_scaled(y: np.ndarray, x: np.ndarray, beta: float | np.ndarray) -> None:
+    """``y += beta * x`` in cache-sized pieces, without a row-length temporary."""
+    step = _PIECE
+    scratch = np.empty(min(step, len(y)))
+    for start in range(0, len(y), step):
+        stop = min(start + step, len(y))
+        buf = scratch[: stop - start]
+        np.multiply(x[start:stop], beta if np.ndim(beta) == 0 else beta[start:stop], out=buf)
+        y[start:stop] += buf
+
+
+def id_dtype(design: Design) -> type:
+    """int32 ids when the design's ids and rows fit with a margin of 2, else int64.
+
+    Decided from the design alone, so every block of a chunked simulation has one schema.
+    """
+    units, biggest = 1.0, 1.0
+    for lv in design.levels:
+        units *= mean_count(lv.n)
+        biggest = max(biggest, units)
+    return np.int32 if 2.0 * max(biggest, design.expected_rows()) < 2**31 else np.int64
+
+
+def _sum_children(per_child: np.ndarray | int, counts: np.ndarray | int, parents: int) -> np.ndarray | int:
+    """Rows per parent from rows per child."""
+    if isinstance(per_child, int) and isinstance(counts, int):
+        return per_child * counts
+    if isinstance(counts, int):
+        return np.add.reduceat(per_child, np.arange(0, parents * counts, counts))
+    child = np.broadcast_to(per_child, (int(counts.sum()),)) if isinstance(per_child, int) else per_child
+    starts = np.cumsum(counts) - counts  # counts >= 1, so every start is a valid index
+    return np.add.reduceat(child, starts)
+
+
+def draw_block(
+    design: Design,
+    rng: np.random.Generator,
+    *,
+    top_units: int,
+    offsets: tuple[int, ...] | None = None,
+    ids: IdForm = "global",
+    effects: bool = False,
+) -> Block:
+    """Simulate ``top_units`` outermost units of ``design`` with ``rng``.
+
+    ``offsets`` (units of each level already simulated in earlier blocks) shift the
+    global ids.  With ``effects=True`` the true random effects come back as columns
+    ``u_<level>`` (intercepts), ``u_<level>_<covariate>`` (slopes) and ``residual``.
+    """
+    levels = design.levels
+    k = len(levels)
+    offsets = offsets or (0,) * k
+
+    # 1. the tree: counts per parent and units per level
+    counts: list[np.ndarray | int] = [top_units]
+    units = [top_units]
+    for lv in levels[1:]:
+        c = _counts(lv.n, units[-1], rng)
+        counts.append(c)
+        units.append(units[-1] * c if isinstance(c, int) else int(c.sum()))
+    obs = _counts(design.observations.n, units[-1], rng)
+    rows = units[-1] * obs if isinstance(obs, int) else int(obs.sum())
+
+    # rows per unit of each level, innermost first
+    per_unit: list[np.ndarray | int] = [0] * k
+    per_unit[k - 1] = obs
+    for l in range(k - 2, -1, -1):
+        per_unit[l] = _sum_children(per_unit[l + 1], counts[l + 1], units[l])
+
+    # 2. random effects: intercepts pushed down the tree, slopes kept per level
+    intercepts: list[np.ndarray] = []
+    slopes: list[np.ndarray | None] = []
+    for l, lv in enumerate(levels):
+        if lv.slopes:  # unit-major: each unit's (intercept, slopes) are consecutive draws
+            b = rng.standard_normal((units[l], 1 + len(lv.slopes))) @ lv.covariance_factor().T
+            intercepts.append(np.ascontiguousarray(b[:, 0]))
+            slopes.append(b[:, 1:])
+        else:
+            u = rng.standard_normal(units[l])
+            u *= lv.sd
+            intercepts.append(u)
+            slopes.append(None)
+    acc = intercepts[0]
+    for l in range(1, k):
+        acc = _expand(acc, counts[l])
+        acc += intercepts[l]
+
+    # 3. ids and occasion
+    dtype = id_dtype(design)
+    if dtype is np.int32 and max(o + u for o, u in zip(offsets, units)) >= 2**31:
+        dtype = np.int64  # an extreme draw of an unbalanced design
+    cols: dict[str, np.ndarray] = {}
+    within_cols: dict[str, np.ndarray] = {}
+    for l, lv in enumerate(levels):
+        gid = np.arange(offsets[l] + 1, offsets[l] + units[l] + 1, dtype=dtype)
+        if ids != "within":
+            cols[lv.id] = _expand(gid, per_unit[l])
+        if ids != "global":
+            within = gid if l == 0 else _within(counts[l], units[l - 1], units[l], dtype)
+            target = cols if ids == "within" else within_cols
+            target[lv.id if ids == "within" else lv.id + WITHIN_SUFFIX] = _expand(within, per_unit[l])
+    cols.update(within_cols)
+    variables: dict[str, np.ndarray] = {}
+    if design.observations.name is not None:
+        occasion = _within(obs, units[-1], rows, dtype)
+        cols[design.observations.name] = occasion
+        variables[design.observations.name] = occasion
+
+    # 4. covariates
+    level_index = {lv.name: l for l, lv in enumerate(levels)}
+    for cov in design.covariates:
+        if cov.level is None:
+            x = cov.dist.draw(rng, rows)
+        else:
+            l = level_index[cov.level]
+            x = _expand(cov.dist.draw(rng, units[l]), per_unit[l])
+        cols[cov.name] = x
+        variables[cov.name] = x
+
+    # 5. response: residual + intercept effects + fixed part + slopes
+    residual = rng.standard_normal(rows)
+    residual *= design.residual_sd
+    y = residual.copy() if effects else residual
+    if isinstance(obs, int):  # balanced: broadcast instead of materialising the repeat
+        y.reshape(units[-1], obs)[...] += acc[:, None]
+    else:
+        y += _expand(acc, obs)
+    if design.intercept != 0.0:
+        y += design.intercept
+    for name, beta in design.fixed.items():
+        if name in variables and beta != 0.0:
+            _add_scaled(y, variables[name], beta)
+    extra: dict[str, np.ndarray] = {}
+    for l, lv in enumerate(levels):
+        if effects:
+            extra[f"u_{lv.name}"] = _expand(intercepts[l], per_unit[l])
+        for j, name in enumerate(lv.slopes):
+            b = _expand(np.ascontiguousarray(slopes[l][:, j]), per_unit[l])  # type: ignore[index]
+            if effects:
+                extra[f"u_{lv.name}_{name}"] = b
+            _add_scaled(y, variables[name], b)
+    cols[design.response] = y
+    if effects:
+        extra["residual"] = residual
+        clash = [c for c in extra if c in cols]
+        if clash:
+            raise OptionError(f"effects=True would write '{clash[0]}', a column the design already has; rename it")
+        cols.update(extra)
+    return Block(columns=cols, units=tuple(units), rows=rows)
