@@ -242,6 +242,7 @@ def spark():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("spark")  # one local Spark session per worker: keep them on one
 @pytest.mark.parametrize("name,model", SPARK_CASES)
 def test_spark_matches_memory(name, model, spark, tmp_path):
     df = dataset(name)
@@ -256,6 +257,7 @@ def test_spark_matches_memory(name, model, spark, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("spark")
 def test_spark_fit_and_errors(spark, tmp_path, fits):
     df = dataset("Pastes")
     path = tmp_path / "pastes.parquet"
