@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from numpy.dtypes import StringDType
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,13 @@ class FactorStats:
 
     @cached_property
     def labels(self) -> np.ndarray:
-        """Level labels as lme4 writes them (``a:A`` for an interaction), built on demand."""
-        labels = self.keys[0].astype(str).astype(object)
+        """Level labels as lme4 writes them (``a:A`` for an interaction), built on demand
+        with numpy's variable-width strings (several times faster than Python objects)."""
+        text = StringDType()
+        labels = np.asarray(self.keys[0]).astype(text)
         for part in self.keys[1:]:
-            labels = labels + ":" + part.astype(str).astype(object)
-        return labels
+            labels = np.strings.add(np.strings.add(labels, ":"), np.asarray(part).astype(text))
+        return labels.astype(object)
 
 
 @dataclass(frozen=True)
