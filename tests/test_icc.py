@@ -1,4 +1,4 @@
-"""Variance-component SEs (own delta method), LR test vs the linear model, ICC and R^2.
+"""Variance-component SEs in Stata's order, LR test vs the linear model, ICC and R^2.
 
 Tolerances: SDs, SEs and CIs of SDs and correlations within 1e-3 relative of glmmTMB's
 ``*__varcomp_se.json``; the covariance of the log SDs within 2e-3 relative; LR statistics
@@ -20,7 +20,7 @@ from conftest import dataset, reference
 
 import hlm
 from hlm.errors import DataError
-from hlm.variance_share import lr_test_linear, varcomp_cov, varcomp_table
+from hlm.variance_share import varcomp_table
 
 VARCOMP = ["Dyestuff__intercept_ML", "Dyestuff__intercept_REML", "Pastes__nested_ML", "Hsb82__ri_ML",
            "sleepstudy__uncorr_ML", "sleepstudy__slope_ML"]
@@ -78,13 +78,7 @@ def _ref_cov_log_sd(fit, ref) -> tuple[list[str], np.ndarray]:
 def test_log_sd_covariance(name, varcomp_fits):
     fit, ref = varcomp_fits(name)
     names, expected = _ref_cov_log_sd(fit, ref)
-    vc = varcomp_cov(fit)
-    ours = {}
-    for p in vc.params:
-        label = "log_sd:Residual" if p.kind == "residual" else f"log_sd:{fit.structure.terms[p.term].group}|{fit.structure.terms[p.term].columns[p.i]}"
-        ours[label] = len(ours)
-    idx = [ours[n] for n in names]
-    got = vc.full_cov()[np.ix_(idx, idx)]
+    got = fit.varcomp_vcov.loc[names, names].to_numpy()
     scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
     np.testing.assert_allclose(got / scale, expected / scale, atol=2e-3)
 
@@ -98,16 +92,16 @@ def test_lr_test_vs_linear_model(key, stat):
     case = reference("lrtests_public")[key]
     data = {"Yield": "Dyestuff", "mAch": "Hsb82", "strength": "Pastes"}[case["formula"].split()[0]]
     fit = hlm.fit(case["formula"], dataset(data), reml=case["REML"])
-    lr = lr_test_linear(fit)
+    lr = fit.lr_test_linear()
     assert lr.statistic == pytest.approx(case[stat], rel=1e-5)
     assert lr.p_value == pytest.approx(case["p"], rel=1e-5)
-    assert lr.loglik_linear == pytest.approx(case["logLik_linear"], rel=1e-8)
-    assert lr.chibar == (case["n_variance_components"] == 1)
+    assert lr.loglik0 == pytest.approx(case["logLik_linear"], rel=1e-8)
+    assert (lr.distribution == "chibar2(01)") == (case["n_variance_components"] == 1)
 
 
 def test_lr_test_reml_compares_reml_criteria(varcomp_fits):
     fit, ref = varcomp_fits("Dyestuff__intercept_REML")
-    lr = lr_test_linear(fit)
+    lr = fit.lr_test_linear()
     assert lr.statistic == pytest.approx(ref["lr_test_vs_linear_model"]["chi2"], rel=1e-5)
     assert lr.p_value == pytest.approx(ref["lr_test_vs_linear_model"]["p_chibar2_01"], rel=1e-5)
 
@@ -191,3 +185,5 @@ def test_boundary_component_is_held_fixed():
     assert np.isfinite(table.iloc[1]["std_error"])
     icc = fit.icc()
     assert icc.iloc[0]["share"] == 0 and np.isnan(icc.iloc[0]["share_low"])
+    lr = fit.lr_test_linear()  # Stata: chibar2(01) = 0.00, Prob >= chibar2 = 1.0000
+    assert lr.statistic == 0 and lr.p_value == 1.0

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
-from conftest import reference
+from conftest import dataset, reference
+
+import hlm
 
 PROFILE = ["Dyestuff__intercept_ML", "Pastes__nested_ML", "sleepstudy__slope_ML", "Hsb82__ri_ML"]
 
@@ -35,3 +38,15 @@ def test_profile_matches_lme4(name, fits):
             wald = fit.confint(method="wald").set_index("parameter").loc[row["parameter"]]
             assert wald.conf_low == pytest.approx(row["wald_lower"], rel=1e-5)
             assert wald.conf_high == pytest.approx(row["wald_upper"], rel=1e-5)
+
+
+def test_reml_fit_is_profiled_on_its_ml_refit():
+    """lme4's ``confint(fm1)`` (profile, ``?confint.merMod``) for the REML fit
+    ``Reaction ~ Days + (Days | Subject)``: lme4's profile refits by ML (``devfun2``)."""
+    fit = hlm.fit("Reaction ~ Days + (Days | Subject)", dataset("sleepstudy"))
+    table = fit.confint(method="profile").set_index("parameter")
+    expected = {".sig01": (14.3814761, 37.7159953), ".sig02": (-0.4815004, 0.6849863), ".sig03": (3.8011641, 8.7533546),
+                ".sigma": (22.8982669, 28.8579965), "(Intercept)": (237.6806955, 265.1295147),
+                "Days": (7.3586533, 13.5759187)}
+    for name, (lo, hi) in expected.items():
+        np.testing.assert_allclose([table.loc[name, "conf_low"], table.loc[name, "conf_high"]], [lo, hi], rtol=1e-3)

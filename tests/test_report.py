@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from scipy import stats
 
 from conftest import DATA, dataset, reference
 
@@ -138,6 +139,35 @@ def test_plots(tmp_path):
         fit.plot("pie")
 
 
+def test_profile_plot(tmp_path):
+    """lme4's xyplot(profile(fit)): one panel per parameter, zeta against the parameter,
+    zero at the estimate, increasing, reaching -+z(99%) (or the parameter's bound)."""
+    from hlm.inference.profile import profile
+
+    fit = _fit("strength ~ 1 + (1 | batch/cask)", "Pastes", reml=False)
+    fig = fit.plot("profile", file=tmp_path / "profile.png")
+    assert (tmp_path / "profile.png").read_bytes()[:4] == b"\x89PNG"
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["sd((Intercept) | cask:batch)", "sd((Intercept) | batch)", "sigma",
+                                                 "(Intercept)"]
+    prof = profile(fit)
+    cut = float(np.sqrt(stats.chi2.ppf(0.99, 1)))
+    ci = fit.confint(method="profile").set_index("parameter")
+    for name, sub in prof.groupby("parameter", sort=False):
+        x, z = sub["value"].to_numpy(), sub["zeta"].to_numpy()
+        assert np.all(np.diff(x) > 0) and np.all(np.diff(z) >= -1e-6)
+        assert z[np.argmin(np.abs(x - sub["estimate"].iloc[0]))] == pytest.approx(0.0, abs=1e-8)
+        assert z.max() == pytest.approx(cut, abs=1e-4)
+        assert z.min() == pytest.approx(-cut, abs=1e-4) or x.min() == 0.0
+        # the 95% profile limits are where zeta crosses -+1.96
+        z95 = stats.norm.ppf(0.975)
+        if z.min() < -z95:
+            assert np.interp(-z95, z, x) == pytest.approx(ci.loc[name, "conf_low"], rel=2e-3)
+        assert np.interp(z95, z, x) == pytest.approx(ci.loc[name, "conf_high"], rel=2e-3)
+    line = panels[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), prof[prof["parameter"] == ".sig01"]["value"])
+
+
 def test_cli_style_and_plot(tmp_path, capsys):
     png = tmp_path / "fit.png"
     code = run(["fit", str(DATA / "Pastes.csv"), "strength || batch: || cask:", "--ml", "--plot", str(png)])
@@ -150,20 +180,21 @@ def test_cli_style_and_plot(tmp_path, capsys):
     assert run(["fit", str(DATA / "Pastes.csv"), "strength || batch:", "--style", "spss"]) == 2
     assert "error: --style" in capsys.readouterr().err
     assert run(["fit", str(DATA / "Pastes.csv"), "strength || batch:", "--plot", str(png), "--plot-kind", "pie"]) == 2
+    prof = tmp_path / "profile.png"
+    assert run(["fit", str(DATA / "Pastes.csv"), "strength || batch:", "--plot", str(prof), "--plot-kind",
+                "profile"]) == 0
+    assert prof.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_random_effects_table_with_and_without_inference_api(monkeypatch):
-    """Stata's table takes fit.varcomp() where present; this module's delta method agrees
-    with it (1e-4 relative) and is the fallback."""
+def test_random_effects_table_takes_fit_varcomp():
+    """Stata's table is fit.varcomp() (one delta method) in Stata's order: the same numbers
+    row for row, SDs outermost first with slopes before the intercept, then correlations."""
     from hlm.report.stata import random_effects_table
-    from hlm.variance_share import varcomp_table
 
     fit = _fit("Reaction ~ Days + (Days | Subject)", "sleepstudy", reml=False)
-    own = varcomp_table(fit)
     merged = random_effects_table(fit)
-    assert list(merged["var1"].fillna("-")) == list(own["var1"].fillna("-"))
+    assert list(merged["var1"].fillna("-")) == ["Days", "(Intercept)", "(Intercept)", "-"]
+    assert list(merged["var2"].fillna("-")) == ["-", "-", "Days", "-"]
     cols = ["estimate", "std_error", "conf_low", "conf_high"]
-    np.testing.assert_allclose(merged[cols].to_numpy(float), own[cols].to_numpy(float), rtol=1e-4)
-    if hasattr(hlm.Fit, "varcomp"):
-        monkeypatch.delattr(hlm.Fit, "varcomp")
-    np.testing.assert_allclose(random_effects_table(fit)[cols].to_numpy(float), own[cols].to_numpy(float), rtol=0)
+    own = fit.varcomp().set_index("parameter").loc[[".sig03", ".sig01", ".sig02", ".sigma"]]
+    np.testing.assert_allclose(merged[cols].to_numpy(float), own[cols].to_numpy(float), rtol=0)

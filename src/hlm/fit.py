@@ -240,10 +240,12 @@ class Fit:
         return conditional_modes(self)
 
     @cached_property
-    def _varcomp_cov(self):
-        from hlm.variance_share import varcomp_cov
+    def _varcomp_info(self):
+        """The observed information of the variance parameters (computed once, shared by
+        ``varcomp``, ``varcomp_vcov``, ``icc`` and the summaries)."""
+        from hlm.inference.varcomp import information
 
-        return varcomp_cov(self)
+        return information(self)
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes and conditional SDs (lme4's ``ranef(condVar=TRUE)``): columns
@@ -277,7 +279,7 @@ class Fit:
         :mod:`hlm.variance_share`); ``at`` gives random-slope covariate values (default 0)."""
         from hlm.variance_share import icc_table
 
-        return icc_table(self, at, level=level, vc=self._varcomp_cov)
+        return icc_table(self, at, level=level, vc=self._varcomp_info)
 
     def r2(self) -> dict[str, float]:
         """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension)."""
@@ -285,7 +287,8 @@ class Fit:
 
         return r2_table(self)
 
-    def plot(self, kind: Literal["caterpillar", "variance"] = "caterpillar", file: Any = None, **kwargs: Any):
+    def plot(self, kind: Literal["caterpillar", "variance", "profile"] = "caterpillar", file: Any = None,
+             **kwargs: Any):
         """A matplotlib Figure (saved to ``file`` when given); see :mod:`hlm.report.plots`."""
         from hlm.report.plots import plot
 
@@ -307,14 +310,14 @@ class Fit:
         log-SD / atanh scale (Stata's ``mixed``), see :mod:`hlm.inference.varcomp`."""
         from hlm.inference.varcomp import varcomp
 
-        return varcomp(self, level=level)
+        return varcomp(self, level=level, info=self._varcomp_info)
 
     @property
     def varcomp_vcov(self) -> pd.DataFrame:
         """Covariance of (log SDs, atanh correlations, log sigma) from the observed information."""
         from hlm.inference.varcomp import varcomp_vcov
 
-        return varcomp_vcov(self)
+        return varcomp_vcov(self, info=self._varcomp_info)
 
     def confint(self, *, method: Literal["wald", "profile", "boot"] = "wald", level: float = 0.95,
                 nsim: int = 1000, seed: Any = None, progress: bool = True) -> pd.DataFrame:

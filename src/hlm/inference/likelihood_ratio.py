@@ -9,8 +9,8 @@ same aggregates: Q = K'K, log|H| = 0,
 and the statistic is 2 (log L - log L_0) on the criterion the model was fitted with (REML
 fits compare REML criteria, the mean structure being the same).  With one variance
 parameter it is ``chibar2(01)``: the null puts it on the boundary, the statistic is
-0.5 chi2_0 + 0.5 chi2_1 and p = 0.5 P(chi2_1 > x).  With k > 1 parameters Stata reports
-chi2(k), p = P(chi2_k > x), noting that this is conservative.
+0.5 chi2_0 + 0.5 chi2_1 and p = 0.5 P(chi2_1 > x) for x > 0 (1 at x = 0, as Stata).  With
+k > 1 parameters Stata reports chi2(k), p = P(chi2_k > x), noting that this is conservative.
 
 Between fits (:func:`lrtest`, :func:`compare`, lme4's ``anova``): models sorted by their
 number of parameters; each row's chi2 = 2 (log L_i - log L_{i-1}) on the difference in
@@ -75,7 +75,8 @@ def lr_vs_linear(fit) -> LRTest:
     x = max(crit0 - crit1, 0.0)
     k = fit.structure.ntheta
     if k == 1:
-        return LRTest(x, 1, 0.5 * stats.chi2.sf(x, 1), "chibar2(01)", -0.5 * crit0, -0.5 * crit1,
+        p = 0.5 * float(stats.chi2.sf(x, 1)) if x > 0 else 1.0  # P(chibar2(01) >= 0) = 1
+        return LRTest(x, 1, p, "chibar2(01)", -0.5 * crit0, -0.5 * crit1,
                       p_value_naive=float(stats.chi2.sf(x, 1)))
     return LRTest(x, k, float(stats.chi2.sf(x, k)), f"chi2({k})", -0.5 * crit0, -0.5 * crit1,
                   note="LR test is conservative and provided only for reference.",

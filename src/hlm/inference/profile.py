@@ -15,21 +15,29 @@ lme4 tabulates zeta and interpolates splines; here the limits are found by root 
   inside the cutoff as an SD goes to 0 (a correlation to -+1), the limit is 0 (-+1), as lme4.
 * Fixed effect j held at b: with K' = [X_{-j}, y - b x_j] = K T, K'H^{-1}K' = T'QT, so beta_{-j}
   and sigma are profiled analytically and only theta is optimised.  No rows are needed.
+* REML fits are profiled on the ML deviance of their ML refit (from the aggregates), as lme4's
+  ``profile`` does (``devfun2`` calls ``refitML``): holding x_j's coefficient fixed changes the
+  REML criterion itself (one column fewer in X), so REML profiles of fixed effects are not
+  continuous at the estimate.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import nlopt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.core.deviance import LOG2PI, profile
+from hlm.core.deviance import LOG2PI
+from hlm.core.deviance import profile as profiled_criterion
 from hlm.inference.params import Criterion, VarParams
 
 CI_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "conf_low", "conf_high", "method"]
+PROFILE_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "value", "zeta"]
 LOG_SD_FLOOR = -30.0
 ATANH_MAX = 10.0
 
@@ -129,7 +137,7 @@ class _FixedProfiler:
         T[self.keep, np.arange(len(self.keep))] = 1.0
         T[k - 1, -1] = 1.0
         T[self.j, -1] = -b
-        return profile(logdet, T.T @ Q @ T, devfun.agg.nobs, devfun.reml).objective
+        return profiled_criterion(logdet, T.T @ Q @ T, devfun.agg.nobs, devfun.reml).objective
 
     def profile_at(self, b: float) -> float:
         start = min(self.seen, key=lambda item: abs(item[0] - b))[1]  # warm start from the nearest point
@@ -189,18 +197,59 @@ def _limit(zeta, x_hat: float, step: float, target: float, bound: float | None) 
     return float("nan")
 
 
-def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
-    """Profile-likelihood intervals for every SD, correlation, sigma and fixed effect.
+@dataclass
+class _Curve:
+    """One parameter's profile.  ``x`` is the scale of the search (log sd / log sigma, atanh r,
+    or the fixed effect itself); every evaluation of zeta is kept in ``points``."""
 
-    Rows in lme4's order (``.sig01``..., ``.sigma``, then the fixed effects); ``parm``
-    restricts to some of those names.  Columns as :data:`CI_COLUMNS`, ``method="profile"``.
-    """
-    from hlm.inference.varcomp import information
+    name: str
+    kind: str
+    group: str | None
+    var1: str | None
+    var2: str | None
+    estimate: float
+    x_hat: float
+    step: float  # the Wald SE on the search scale: the first trial distance
+    bounds: tuple[float | None, float | None]  # where the search scale ends (None: it does not)
+    fn: Callable[[float], float]
+    points: list[tuple[float, float]] = field(default_factory=list)
 
-    cut = math.sqrt(stats.chi2.ppf(level, 1))
-    rows = []
+    def zeta(self, x: float) -> float:
+        z = self.fn(x)
+        self.points.append((x, z))
+        return z
+
+    def limits(self, cut: float) -> tuple[float, float]:
+        """x with zeta(x) = -cut and +cut (or the end of the parameter space)."""
+        lo = _limit(self.zeta, self.x_hat, self.step, -cut, self.bounds[0])
+        hi = _limit(self.zeta, self.x_hat, self.step, cut, self.bounds[1])
+        return lo, hi
+
+    def to_natural(self, x: float) -> float:
+        """Search scale -> the parameter (SD, correlation, sigma, coefficient)."""
+        if self.kind == "cor":
+            return -1.0 if x <= -ATANH_MAX else 1.0 if x >= ATANH_MAX else math.tanh(x)
+        if self.kind in ("sd", "sigma"):
+            return 0.0 if x <= LOG_SD_FLOOR else math.exp(x)
+        return x
+
+    def from_natural(self, v: float) -> float:
+        if self.kind == "cor":
+            return math.atanh(v)
+        if self.kind in ("sd", "sigma"):
+            return math.log(v)
+        return v
+
+
+def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
+    """A :class:`_Curve` per SD, correlation, sigma (lme4's order) and fixed effect; REML fits
+    are profiled on their ML refit (see the module docstring)."""
+    if fit.reml:
+        from hlm.inference.likelihood_ratio import refit_ml
+
+        fit = refit_ml(fit)
     vprof = _VarianceProfiler(fit)
-    info = information(fit)
+    info = fit._varcomp_info  # hlm.inference.varcomp.information, computed once per fit
     se_nat = np.full(len(info.free), 0.5)
     se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 1e-12))
     for k, p in enumerate(vprof.vp.params):
@@ -216,23 +265,8 @@ def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) 
             return math.copysign(math.sqrt(max(d - vprof.d_hat, 0.0)), x - x_hat)
 
         step = float(se_nat[k]) if np.isfinite(se_nat[k]) and se_nat[k] > 0 else 0.5
-        limits = []
-        for target in (-cut, cut):
-            if p.kind == "cor":
-                bound = -ATANH_MAX if target < 0 else ATANH_MAX
-            elif target < 0:
-                bound = LOG_SD_FLOOR
-            else:
-                bound = None
-            limits.append(_limit(zeta, x_hat, step, target, bound))
-        est = info.estimates[k]
-        if p.kind == "cor":
-            lo, hi = (-1.0 if limits[0] <= -ATANH_MAX else math.tanh(limits[0]),
-                      1.0 if limits[1] >= ATANH_MAX else math.tanh(limits[1]))
-        else:
-            lo = 0.0 if limits[0] <= LOG_SD_FLOOR else math.exp(limits[0])
-            hi = math.exp(limits[1])
-        rows.append((p.name, p.kind, p.group, p.var1, p.var2, est, lo, hi, "profile"))
+        bounds = (-ATANH_MAX, ATANH_MAX) if p.kind == "cor" else (LOG_SD_FLOOR, None)
+        yield _Curve(p.name, p.kind, p.group, p.var1, p.var2, float(info.estimates[k]), x_hat, step, bounds, zeta)
     beta, se = fit.fixef.to_numpy(), fit.se.to_numpy()
     for j, name in enumerate(fit.aggregates.xnames):
         if parm is not None and name not in parm:
@@ -243,8 +277,49 @@ def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) 
             d = fprof.profile_at(b)
             return math.copysign(math.sqrt(max(d - fit.profiled.objective, 0.0)), b - beta[j])
 
-        limits = []
-        for target in (-cut, cut):
-            limits.append(_limit(zeta_f, beta[j], se[j], target, None))
-        rows.append((name, "fixed", None, name, None, beta[j], limits[0], limits[1], "profile"))
+        yield _Curve(name, "fixed", None, name, None, float(beta[j]), float(beta[j]), float(se[j]), (None, None),
+                     zeta_f)
+
+
+def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+    """Profile-likelihood intervals for every SD, correlation, sigma and fixed effect.
+
+    Rows in lme4's order (``.sig01``..., ``.sigma``, then the fixed effects); ``parm``
+    restricts to some of those names.  Columns as :data:`CI_COLUMNS`, ``method="profile"``.
+    """
+    cut = math.sqrt(stats.chi2.ppf(level, 1))
+    rows = []
+    for c in _curves(fit, parm):
+        lo, hi = c.limits(cut)
+        rows.append((c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(lo), c.to_natural(hi),
+                     "profile"))
     return pd.DataFrame(rows, columns=CI_COLUMNS)
+
+
+def profile(fit, *, alphamax: float = 0.01, parm: list[str] | None = None, npoints: int = 6) -> pd.DataFrame:
+    """The profile zeta of every parameter (lme4's ``profile(fit)``), for plotting.
+
+    Each parameter is traced from its estimate out to |zeta| = sqrt(chi2_1(1 - alphamax))
+    (or the end of its range: an SD at 0, a correlation at -+1), with ``npoints`` evenly
+    spaced points on each side besides those of the search.  Columns: parameter, kind,
+    group, var1, var2, estimate, value (the SD, correlation, sigma or coefficient), zeta;
+    rows sorted by parameter (lme4's order) and value.
+    """
+    cut = math.sqrt(stats.chi2.ppf(1.0 - alphamax, 1))
+    rows = []
+    for c in _curves(fit, parm):
+        lo, hi = c.limits(cut)
+        ends = [end for end in (lo, hi) if np.isfinite(end)]  # NaN: the search failed on that side
+        lo, hi = (lo if np.isfinite(lo) else c.x_hat), (hi if np.isfinite(hi) else c.x_hat)
+        for end in ends:
+            if all(x != end for x, _ in c.points):
+                c.zeta(end)
+        for end in ends:
+            v_end, v_hat = c.to_natural(end), c.to_natural(c.x_hat)
+            for t in np.arange(1, npoints + 1) / (npoints + 1):
+                c.zeta(c.from_natural(v_hat + t * (v_end - v_hat)))
+        pts = sorted({x: z for x, z in c.points if lo <= x <= hi}.items())
+        pts.insert(next((i for i, (x, _) in enumerate(pts) if x > c.x_hat), len(pts)), (c.x_hat, 0.0))
+        for x, z in pts:
+            rows.append((c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(x), z))
+    return pd.DataFrame(rows, columns=PROFILE_COLUMNS)

@@ -91,9 +91,10 @@ def information(fit) -> VarCompInfo:
     return VarCompInfo(vp, est, natural, np.append(free_theta, True), H_eta)
 
 
-def varcomp_vcov(fit) -> pd.DataFrame:
-    """Covariance of the free natural parameters (log sd, atanh r, log sigma), labelled."""
-    info = information(fit)
+def varcomp_vcov(fit, info: VarCompInfo | None = None) -> pd.DataFrame:
+    """Covariance of the free natural parameters (log sd, atanh r, log sigma), labelled;
+    ``info`` is :func:`information`'s result when already computed."""
+    info = information(fit) if info is None else info
     names = [_natural_label(p) for p, f in zip(info.vp.params, info.free) if f]
     return pd.DataFrame(info.vcov, index=names, columns=names)
 
@@ -106,15 +107,15 @@ def _natural_label(p) -> str:
     return "log_sd:Residual"
 
 
-def varcomp(fit, *, level: float = 0.95) -> pd.DataFrame:
+def varcomp(fit, *, level: float = 0.95, info: VarCompInfo | None = None) -> pd.DataFrame:
     """Random-effect SDs, correlations and the residual SD with standard errors and CIs.
 
     One row per variance parameter in lme4's order (``.sig01`` ... then ``.sigma``); columns
     ``parameter, kind, group, var1, var2, estimate, std_error, conf_low, conf_high,
     se_natural`` (the SE on the log-SD / atanh scale).  Boundary parameters have NaN
-    standard errors and limits.
+    standard errors and limits.  ``info`` is :func:`information`'s result when already computed.
     """
-    info = information(fit)
+    info = information(fit) if info is None else info
     se_nat = np.full(len(info.free), np.nan)
     se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 0.0))
     q = stats.norm.ppf(0.5 + level / 2.0)

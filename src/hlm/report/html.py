@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-
 if TYPE_CHECKING:
     from hlm.fit import Fit
 
@@ -33,13 +32,12 @@ def _table(frame: pd.DataFrame, caption: str) -> str:
 
 def fit_html(fit: "Fit") -> str:
     """The notebook representation."""
-    from hlm.report.stata import random_effects_table, wald_slopes
-    from hlm.variance_share import lr_test_linear
+    from hlm.report.stata import random_effects_table
 
     crit = "REML" if fit.reml else "ML"
     groups = ", ".join(f"{escape(k)}: {v:,}" for k, v in fit.ngroups.items())
     ll = "REML log-likelihood" if fit.reml else "log-likelihood"
-    chi2, k, p = wald_slopes(fit)
+    chi2, k, p = fit.wald_test()
     parts = [
         "<div class='hlm-fit'>",
         f"<p><b>Linear mixed model ({crit})</b>: <code>{escape(fit.spec.text)}</code><br>",
@@ -49,8 +47,8 @@ def fit_html(fit: "Fit") -> str:
         _table(fit.tidy(), "Fixed effects (z tests)"),
     ]
     parts.append(_table(random_effects_table(fit), "Random-effects parameters (SD scale, delta-method CIs)"))
-    lr = lr_test_linear(fit)
-    dist = "&chi;&#772;&sup2;(01)" if lr.chibar else f"&chi;&sup2;({lr.df}) (conservative)"
+    lr = fit.lr_test_linear()
+    dist = "&chi;&#772;&sup2;(01)" if lr.distribution == "chibar2(01)" else f"&chi;&sup2;({lr.df}) (conservative)"
     parts.append(f"<p>LR test vs. linear model: {dist} = {lr.statistic:.2f}, p = {lr.p_value:.4g}</p>")
     icc = fit.icc()
     parts.append(_table(icc, "Variance share per level"))
@@ -59,7 +57,8 @@ def fit_html(fit: "Fit") -> str:
     for note in fit.notes:
         parts.append(f"<p><small>note: {escape(note)}</small></p>")
     if fit.singular:
-        parts.append("<p><small>boundary (singular) fit: " + escape(", ".join(fit.boundary_components()))
-                     + " estimated at zero</small></p>")
+        from hlm.checks import boundary_messages
+
+        parts += [f"<p><small>boundary (singular) fit: {escape(m)}</small></p>" for m in boundary_messages(fit)]
     parts.append("</div>")
     return "".join(parts)

@@ -3,6 +3,10 @@
 * ``caterpillar``: conditional modes of every level of every grouping factor and term,
   sorted, with +-z conditional-SD intervals (lme4's ``dotplot(ranef(., condVar=TRUE))``).
 * ``variance``: share of the unexplained variance per level with its CI (``fit.icc()``).
+* ``profile``: the signed square root of the change in the criterion, zeta, against each
+  parameter (SDs, correlations, sigma, fixed effects) from the profile likelihood
+  (:func:`hlm.inference.profile.profile`; lme4's ``xyplot(profile(fit))``), with the
+  profile confidence limits where zeta crosses -+z for each of ``levels``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from hlm.fit import Fit
 
 LABEL_LIMIT = 40  # label levels on the axis up to this many
+PROFILE_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)  # lme4's xyplot(profile) marks these intervals
 
 
 def caterpillar(fit: "Fit", *, level: float = 0.95) -> Figure:
@@ -69,14 +74,70 @@ def variance_shares(fit: "Fit", *, level: float = 0.95, at: Mapping[str, float] 
     return fig
 
 
+def _profile_label(row) -> str:
+    if row.kind == "sd":
+        return f"sd({row.var1} | {row.group})"
+    if row.kind == "cor":
+        return f"cor({row.var1}, {row.var2} | {row.group})"
+    if row.kind == "sigma":
+        return "sigma"
+    return str(row.parameter)
+
+
+def profile_zeta(fit: "Fit", *, levels: tuple[float, ...] = PROFILE_LEVELS, parm: list[str] | None = None,
+                 npoints: int = 6, ncol: int = 4) -> Figure:
+    """One panel per parameter: zeta against the parameter, traced out to the largest of
+    ``levels``, with the profile interval of each level drawn where zeta crosses -+z."""
+    from hlm.inference.profile import profile
+
+    if not levels or not all(0 < lv < 1 for lv in levels):
+        raise OptionError(f"levels must be between 0 and 1, not {levels!r}")
+    prof = profile(fit, alphamax=1.0 - max(levels), parm=parm, npoints=npoints)
+    if prof.empty:
+        raise OptionError(f"no parameter to profile among {parm!r}")
+    names = list(dict.fromkeys(prof["parameter"]))
+    ncol = max(1, min(ncol, len(names)))
+    nrow = -(-len(names) // ncol)
+    fig = Figure(figsize=(3.2 * ncol, 2.9 * nrow), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrow, ncol, squeeze=False, sharey=True).ravel()
+    zs = [float(stats.norm.ppf(0.5 + lv / 2)) for lv in levels]
+    for ax, name in zip(axes, names):
+        sub = prof[prof["parameter"] == name]
+        x, zeta = sub["value"].to_numpy(), sub["zeta"].to_numpy()
+        ax.plot(x, zeta, color="C0", linewidth=1.2, marker="o", markersize=2.5)
+        ax.axhline(0.0, color="0.6", linewidth=0.6)
+        for z in zs:
+            for sign in (-1.0, 1.0):
+                side = sign * zeta >= 0
+                zz, xx = zeta[side], x[side]
+                if len(zz) < 2 or not zz.min() <= sign * z <= zz.max():
+                    continue  # the profile ends (an SD at 0, a correlation at -+1) before this level
+                order = np.argsort(zz)
+                xz = float(np.interp(sign * z, zz[order], xx[order]))
+                ax.plot([xz, xz], [0.0, sign * z], color="0.45", linewidth=0.7, linestyle=":")
+        ax.set_title(_profile_label(next(sub.itertuples())), fontsize=9)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[::ncol]:
+        ax.set_ylabel("zeta")
+    fig.suptitle("Profile zeta (dotted: " + ", ".join(f"{lv:.0%}" for lv in levels) + " intervals)", fontsize=10)
+    return fig
+
+
+PLOT_KINDS = ("caterpillar", "variance", "profile")
+
+
 def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, **kwargs: Any) -> Figure:
     """``fit.plot``: build the figure and save it to ``file`` if given."""
     if kind == "caterpillar":
         fig = caterpillar(fit, **kwargs)
     elif kind == "variance":
         fig = variance_shares(fit, **kwargs)
+    elif kind == "profile":
+        fig = profile_zeta(fit, **kwargs)
     else:
-        raise OptionError(f"plot kind must be 'caterpillar' or 'variance', not {kind!r}")
+        raise OptionError(f"plot kind must be one of {', '.join(PLOT_KINDS)}, not {kind!r}")
     if file is not None:
         fig.savefig(file, dpi=120)
     return fig

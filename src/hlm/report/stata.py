@@ -14,10 +14,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy import stats
-
-from hlm.variance_share import lr_test_linear, stata_factor_order, varcomp_table
+from hlm.variance_share import stata_factor_order, varcomp_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,27 +79,9 @@ def level_name(fit: "Fit", f: int) -> str:
 
 
 def random_effects_table(fit: "Fit") -> "pd.DataFrame":
-    """The random-effects parameters in Stata's order (:func:`varcomp_table`), with the
-    estimates, SEs and CIs taken from ``fit.varcomp()`` (:mod:`hlm.inference.varcomp`)
-    where that API is present and every row matches; else this module's own delta method."""
-    table = varcomp_table(fit, fit._varcomp_cov)
-    getter = getattr(fit, "varcomp", None)
-    if getter is None:
-        return table
-    other = getter()
-
-    def key(group, v1, v2):
-        vs = frozenset(str(v) for v in (v1, v2) if v is not None and v == v)
-        return (str(group), vs)
-
-    lookup = {key(r.group, r.var1, r.var2): r for r in other.itertuples()}
-    keys = [key(r.group, r.var1, r.var2) for r in table.itertuples()]
-    if len(lookup) != len(table) or any(k not in lookup for k in keys):
-        return table
-    table = table.copy()
-    for col in ("estimate", "std_error", "conf_low", "conf_high"):
-        table[col] = [float(getattr(lookup[k], col)) for k in keys]
-    return table
+    """The random-effects parameters in Stata's order with the SEs and CIs of
+    ``fit.varcomp()`` (:func:`hlm.variance_share.varcomp_table`)."""
+    return varcomp_table(fit, fit._varcomp_info)
 
 
 def _kv(label: str, value: str) -> str:
@@ -111,18 +90,6 @@ def _kv(label: str, value: str) -> str:
 
 def _line(left: str, right: str = "") -> str:
     return f"{left:<48}{right}".rstrip()
-
-
-def wald_slopes(fit: "Fit") -> tuple[float, int, float]:
-    """Wald chi2 that all coefficients but the constant are zero."""
-    names = list(fit.aggregates.xnames)
-    idx = [i for i, n in enumerate(names) if n not in ("(Intercept)", "_cons")]
-    if not idx:
-        return float("nan"), 0, float("nan")
-    b = fit.fixef.to_numpy()[idx]
-    V = fit.vcov.to_numpy()[np.ix_(idx, idx)]
-    chi2 = float(b @ np.linalg.solve(V, b))
-    return chi2, len(idx), float(stats.chi2.sf(chi2, len(idx)))
 
 
 def _header(fit: "Fit") -> list[str]:
@@ -149,7 +116,7 @@ def _header(fit: "Fit") -> list[str]:
             lines.append(f"{abbrev(level_name(fit, f), 15):>15} | {fac.nlevels:>10,} {int(c.min()):>10,} "
                          f"{c.mean():>10,.1f} {int(c.max()):>10,}")
         lines.append(rule)
-    chi2, k, p = wald_slopes(fit)
+    chi2, k, p = fit.wald_test()
     ll = "Log restricted-likelihood" if fit.reml else "Log likelihood"
     lines += ["", _line("", _kv(f"Wald chi2({k})", "." if k == 0 else f"{chi2:.2f}")),
               _line(f"{ll} = {sg(fit.loglik, 9)}", _kv("Prob > chi2", "." if k == 0 else f"{p:.4f}")), ""]
@@ -210,8 +177,8 @@ def _re_table(fit: "Fit", table: "pd.DataFrame") -> list[str]:
 
 
 def lr_line(fit: "Fit") -> list[str]:
-    lr = lr_test_linear(fit)
-    if lr.chibar:
+    lr = fit.lr_test_linear()
+    if lr.distribution == "chibar2(01)":
         return [f"LR test vs. linear model: chibar2(01) = {lr.statistic:.2f}".ljust(54)
                 + f"Prob >= chibar2 = {lr.p_value:.4f}"]
     return [f"LR test vs. linear model: chi2({lr.df}) = {lr.statistic:.2f}".ljust(58)
@@ -226,8 +193,10 @@ def stata_summary(fit: "Fit") -> str:
     for note in fit.notes:
         lines.append(f"Note: {note}.")
     if fit.singular:
-        lines.append("Note: boundary (singular) fit: " + ", ".join(fit.boundary_components())
-                     + " estimated at zero; its standard error is not reported.")
+        from hlm.checks import boundary_messages
+
+        lines += [f"Note: boundary (singular) fit: {m}." for m in boundary_messages(fit)]
+        lines.append("Note: standard errors of components on the boundary are not reported.")
     elif not fit.converged:
         lines.append(f"Warning: convergence not achieved ({fit.optsummary.return_code}).")
     return "\n".join(lines)

@@ -96,7 +96,9 @@ def lme4_summary(fit: "Fit", *, residuals: bool = True) -> str:
     for note in fit.notes:
         lines.append(f"note: {note}")
     if fit.singular:
-        lines.append("boundary (singular) fit: " + ", ".join(fit.boundary_components()) + " estimated at zero")
+        from hlm.checks import boundary_messages
+
+        lines += [f"boundary (singular) fit: {m}" for m in boundary_messages(fit)]
     elif not fit.converged:
         lines.append(f"warning: convergence checks failed ({fit.optsummary.return_code})")
     return "\n".join(lines)
@@ -118,13 +120,14 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def output_sections(fit: "Fit", *, ranef: bool = False) -> dict[str, Any]:
     """Sections ``to_dict`` adds: varcomp (SDs with SEs and CIs), LR test vs the linear
     model, Wald chi2 of the slopes, ICC per level, R^2, and optionally the ranef table."""
-    from hlm.report.stata import random_effects_table, wald_slopes
-    from hlm.variance_share import lr_test_linear
+    from hlm.report.stata import random_effects_table
 
-    chi2, k, p = wald_slopes(fit)
+    chi2, k, p = fit.wald_test()
+    lr = fit.lr_test_linear()
     out: dict[str, Any] = {
         "varcomp": records(random_effects_table(fit)),
-        "lr_test_linear": {k2: _clean(v) for k2, v in lr_test_linear(fit).to_dict().items()},
+        "lr_test_linear": {"statistic": _clean(lr.statistic), "df": lr.df, "p_value": _clean(lr.p_value),
+                           "distribution": lr.distribution, "loglik_linear": _clean(lr.loglik0)},
         "wald_slopes": {"chi2": _clean(chi2), "df": k, "p_value": _clean(p)},
     }
     icc = fit.icc()
