@@ -44,6 +44,7 @@ class GroupingFactor:
     columns: tuple[str, ...]  # in the order labels are written (lme4's name order)
     codes: np.ndarray  # int64 per row, 0..nlevels-1
     keys: tuple[np.ndarray, ...]  # per column: its value at each level, levels sorted
+    first: np.ndarray  # the first row of each level
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,9 @@ def first_rows(codes: np.ndarray, G: int) -> np.ndarray:
     return first
 
 
-def determines(codes: np.ndarray, G: int, other: np.ndarray) -> bool:
-    """Whether each group of ``codes`` has a single value of ``other``."""
-    return bool(np.array_equal(other[first_rows(codes, G)][codes], other))
+def determines(codes: np.ndarray, first: np.ndarray, other: np.ndarray) -> bool:
+    """Whether each group of ``codes`` (first rows ``first``) has a single value of ``other``."""
+    return bool(np.array_equal(other[first][codes], other))
 
 
 def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
@@ -118,13 +119,14 @@ def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
         if col not in coded:
             coded[col] = dense_codes(frame[col].to_numpy())
     codes, G = coded[columns[0]]
+    first = first_rows(codes, G)
     for col in columns[1:]:
         other, G_other = coded[col]
-        if not determines(codes, G, other):
+        if not determines(codes, first, other):
             codes, G = dense_codes(codes * G_other + other)
-    first = first_rows(codes, G)
+            first = first_rows(codes, G)
     keys = tuple(frame[c].to_numpy()[first] for c in columns)
-    return GroupingFactor(name, columns, codes, keys)
+    return GroupingFactor(name, columns, codes, keys, first)
 
 
 def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:

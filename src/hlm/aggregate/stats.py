@@ -85,19 +85,24 @@ class Aggregates:
         return len(self.xnames)
 
 
-def nesting_chain(codes: list[np.ndarray], nlevels: list[int]) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
+def nesting_chain(codes: list[np.ndarray], nlevels: list[int],
+                  first: list[np.ndarray] | None = None) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
     """Order factors innermost first and return (chain, parents) if each is nested in the next.
 
     Factor a is nested in b when every group of a lies in exactly one group of b; the
-    parent map is read off the first row of each group and checked on all rows.
+    parent map is read off the first row of each group (``first``, computed if not given)
+    and checked on all rows.
     """
     order = sorted(range(len(codes)), key=lambda f: -nlevels[f])
     parents = []
     for inner, outer in zip(order, order[1:]):
         ci, co = codes[inner], codes[outer]
-        first = np.empty(nlevels[inner], dtype=np.int64)
-        first[ci[::-1]] = np.arange(len(ci) - 1, -1, -1)
-        parent = co[first]
+        if first is None:
+            rows = np.empty(nlevels[inner], dtype=np.int64)
+            rows[ci[::-1]] = np.arange(len(ci) - 1, -1, -1)
+        else:
+            rows = first[inner]
+        parent = co[rows]
         if not np.array_equal(parent[ci], co):
             return None
         parents.append(parent)

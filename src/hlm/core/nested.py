@@ -52,7 +52,9 @@ def leaf_classes(agg: Aggregates) -> LeafClasses | None:
     if G_parent * m * 2 > leaf.nlevels:
         return None
     S = leaf.ztk[:, 0, :]
-    sss = np.stack([S[cls == c].T @ S[cls == c] for c in range(m)])
+    outer = (S[:, :, None] * S[:, None, :]).reshape(len(S), k * k)
+    sss = np.stack([np.bincount(cls, weights=outer[:, j], minlength=m) for j in range(k * k)], axis=1)
+    sss = sss.reshape(m, k, k)
     cell = agg.parents[0] * m + cls
     children = np.bincount(cell, minlength=G_parent * m).reshape(G_parent, m).astype(float)
     sums = np.stack([np.bincount(cell, weights=S[:, j], minlength=G_parent * m) for j in range(k)], axis=1)
