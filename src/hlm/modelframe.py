@@ -110,21 +110,49 @@ def determines(codes: np.ndarray, first: np.ndarray, other: np.ndarray) -> bool:
     return bool(np.array_equal(other[first][codes], other))
 
 
+def _implies(a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
+             implied: dict[str, set[str]]) -> bool:
+    """Whether column ``a`` determines column ``b`` (memoised, and used transitively)."""
+    known = implied.setdefault(a, set())
+    if b in known or any(b in implied.get(mid, ()) for mid in list(known)):
+        known.add(b)
+        return True
+    codes, _, first = coded[a]
+    if determines(codes, first, coded[b][0]):
+        known.add(b)
+        return True
+    return False
+
+
 def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
-                 coded: dict[str, tuple[np.ndarray, int]]) -> GroupingFactor:
+                 coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
+                 implied: dict[str, set[str]]) -> GroupingFactor:
     """Code the interaction of ``columns``, levels in lexicographic order of the columns.
 
-    ``coded`` caches each column's own codes across factors."""
+    ``coded`` caches each column's codes and first rows across factors; ``implied[a]``
+    holds the columns known to be constant within each level of column ``a``.  When one
+    column determines all the others (nested ids that are unique on their own) its codes
+    are reused and only the G levels are re-sorted; otherwise the codes are combined
+    column by column."""
     for col in columns:
         if col not in coded:
-            coded[col] = dense_codes(frame[col].to_numpy())
-    codes, G = coded[columns[0]]
-    first = first_rows(codes, G)
-    for col in columns[1:]:
-        other, G_other = coded[col]
-        if not determines(codes, first, other):
-            codes, G = dense_codes(codes * G_other + other)
-            first = first_rows(codes, G)
+            c, G = dense_codes(frame[col].to_numpy())
+            coded[col] = (c, G, first_rows(c, G))
+    finest = max(columns, key=lambda c: coded[c][1])
+    if all(col == finest or _implies(finest, col, coded, implied) for col in columns):
+        codes, G, first = coded[finest]
+        if columns[0] != finest:  # lexicographic order of the level keys
+            order = np.lexsort([coded[c][0][first] for c in reversed(columns)])
+            rank = np.empty(G, dtype=np.int64)
+            rank[order] = np.arange(G)
+            codes, first = rank[codes], first[order]
+    else:
+        codes, G, first = coded[columns[0]]
+        for col in columns[1:]:
+            other, G_other, _ = coded[col]
+            if not determines(codes, first, other):
+                codes, G = dense_codes(codes * G_other + other)
+                first = first_rows(codes, G)
     keys = tuple(frame[c].to_numpy()[first] for c in columns)
     return GroupingFactor(name, columns, codes, keys, first)
 
@@ -162,27 +190,34 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     zcols: list[np.ndarray] = []
     term_columns: list[tuple[int, ...]] = []
     for term in spec.random:
-        mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
+        if not term.columns:  # (1 | g): the intercept column needs no formula
+            names, columns = ["(Intercept)"], [None]
+        else:
+            mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
+            names = [fixed_name(c, "lme4") for c in mz.columns]
+            columns = [mz.iloc[:, j] for j in range(len(names))]
         idx = []
-        for j, col in enumerate(mz.columns):
-            zname = fixed_name(col, "lme4")
+        for zname, col in zip(names, columns):
             if zname not in pool:
                 pool.append(zname)
-                zcols.append(np.asarray(mz.iloc[:, j].to_numpy(dtype=float)))
+                zcols.append(np.ones(len(frame)) if col is None else np.asarray(col.to_numpy(dtype=float)))
             idx.append(pool.index(zname))
         term_columns.append(tuple(idx))
     Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
 
-    factors: list[GroupingFactor] = []
-    coded: dict[str, tuple[np.ndarray, int]] = {}
+    coded: dict[str, tuple[np.ndarray, int, np.ndarray]] = {}
+    implied: dict[str, set[str]] = {}
     keys: list[frozenset[str]] = []
-    term_factor: list[int] = []
     for term in spec.random:
-        key = factor_key(term.group)
-        if key not in keys:
-            keys.append(key)
+        if factor_key(term.group) not in keys:
+            keys.append(factor_key(term.group))
+    built: dict[frozenset[str], GroupingFactor] = {}
+    for term in sorted(spec.random, key=lambda t: len(t.group)):  # outer factors first: their
+        key = factor_key(term.group)                                # nesting facts are reused
+        if key not in built:
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            factors.append(_code_factor(frame, term.name, order, coded))
-        term_factor.append(keys.index(key))
+            built[key] = _code_factor(frame, term.name, order, coded, implied)
+    factors = [built[k] for k in keys]
+    term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
     return ModelFrame(spec, y, X, xnames, mx.model_spec, tuple(pool), Z, tuple(term_columns),
                       tuple(factors), tuple(term_factor), ndropped)

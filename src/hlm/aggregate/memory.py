@@ -42,7 +42,8 @@ def aggregate_frame(mf: ModelFrame) -> Aggregates:
     ktk = K.T @ K
     codes = [f.codes for f in mf.factors]
     nlev = [len(f.keys[0]) for f in mf.factors]
-    nested = nesting_chain(codes, nlev, [f.first for f in mf.factors]) if codes else ((), ())
+    nested = (nesting_chain(codes, nlev, [f.first for f in mf.factors], [frozenset(f.columns) for f in mf.factors])
+              if codes else ((), ()))
     stats = []
     for idx, f in enumerate(mf.factors):
         counts = np.bincount(f.codes, minlength=nlev[idx]).astype(np.int64)

@@ -85,13 +85,14 @@ class Aggregates:
         return len(self.xnames)
 
 
-def nesting_chain(codes: list[np.ndarray], nlevels: list[int],
-                  first: list[np.ndarray] | None = None) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
+def nesting_chain(codes: list[np.ndarray], nlevels: list[int], first: list[np.ndarray] | None = None,
+                  columns: list[frozenset[str]] | None = None) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
     """Order factors innermost first and return (chain, parents) if each is nested in the next.
 
     Factor a is nested in b when every group of a lies in exactly one group of b; the
     parent map is read off the first row of each group (``first``, computed if not given)
-    and checked on all rows.
+    and checked on all rows -- unless a interacts all of b's ``columns`` (then it holds by
+    construction, as for ``(1|a/b)``).
     """
     order = sorted(range(len(codes)), key=lambda f: -nlevels[f])
     parents = []
@@ -103,7 +104,8 @@ def nesting_chain(codes: list[np.ndarray], nlevels: list[int],
         else:
             rows = first[inner]
         parent = co[rows]
-        if not np.array_equal(parent[ci], co):
+        by_construction = columns is not None and columns[inner] >= columns[outer]
+        if not by_construction and not np.array_equal(parent[ci], co):
             return None
         parents.append(parent)
     return tuple(order), tuple(parents)

@@ -52,9 +52,13 @@ def leaf_classes(agg: Aggregates) -> LeafClasses | None:
     if G_parent * m * 2 > leaf.nlevels:
         return None
     S = leaf.ztk[:, 0, :]
-    outer = (S[:, :, None] * S[:, None, :]).reshape(len(S), k * k)
-    sss = np.stack([np.bincount(cls, weights=outer[:, j], minlength=m) for j in range(k * k)], axis=1)
-    sss = sss.reshape(m, k, k)
+    if m == 1:  # balanced leaves: one class
+        sss = (S.T @ S)[None]
+    else:
+        order = np.argsort(cls, kind="stable")
+        bounds = np.searchsorted(cls[order], np.arange(m + 1))
+        Ss = S[order]
+        sss = np.stack([Ss[a:b].T @ Ss[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
     cell = agg.parents[0] * m + cls
     children = np.bincount(cell, minlength=G_parent * m).reshape(G_parent, m).astype(float)
     sums = np.stack([np.bincount(cell, weights=S[:, j], minlength=G_parent * m) for j in range(k)], axis=1)
