@@ -7,6 +7,7 @@ Each stage is a function of its own and can be called separately.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 from hlm.aggregate import aggregate_any, choose_backend
 from hlm.aggregate.memory import aggregate_frame
 from hlm.aggregate.stats import Aggregates
+from hlm.checks import boundary_messages, check_degrees_of_freedom, check_identifiable, implicit_nesting_warning, level_order
 from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
 from hlm.core.optimize import minimize
@@ -22,6 +24,7 @@ from hlm.core.structure import build_structure
 from hlm.errors import ConvergenceWarning, DataError, SingularFitWarning
 from hlm.fit import Fit
 from hlm.modelframe import build_frame
+from hlm.source import check_file
 from hlm.spec import ModelSpec, parse_model
 
 
@@ -43,11 +46,13 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     """Fit from precomputed aggregates (any backend)."""
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group), or use hlm.xtreg for OLS")
+    check_identifiable(spec, agg)
     agg, dropped = remove_collinear(agg)
     if dropped:
         notes = notes + (f"omitted because of collinearity: {', '.join(dropped)}",)
     if agg.nobs <= len(agg.xnames):
         raise DataError(f"{agg.nobs} observations cannot identify {len(agg.xnames)} fixed effects; add data or drop terms")
+    check_degrees_of_freedom(agg)
     struct = build_structure(agg, tuple(t.name for t in spec.random))
     devfun = DevianceFunction.build(agg, struct, reml)
     opt = minimize(devfun, struct.theta0(), struct.lower)
@@ -55,10 +60,8 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     result = Fit(spec=spec, reml=reml, aggregates=agg, structure=struct, devfun=devfun, optsummary=opt,
                  profiled=profiled, dropped_columns=dropped, data=data, x_model_spec=x_model_spec, notes=notes)
     if result.singular:
-        comps = ", ".join(result.boundary_components())
-        warnings.warn(f"boundary (singular) fit: {comps} estimated at zero variance; the data show no "
-                      "variation at that level beyond what the other components explain. Consider dropping it.",
-                      SingularFitWarning, stacklevel=3)
+        warnings.warn("boundary (singular) fit: " + "; ".join(boundary_messages(result)), SingularFitWarning,
+                      stacklevel=3)
     elif not result.converged:
         warnings.warn(f"the optimizer did not pass the convergence checks ({opt.return_code}, scaled gradient "
                       f"{opt.scaled_gradient:.2g}); check the model, or rescale predictors", ConvergenceWarning,
@@ -67,7 +70,7 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
 
 
 def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend: str = "auto",
-        sql: str | None = None, con: Any = None) -> Fit:
+        sql: str | None = None, con: Any = None, reorder: bool = False) -> Fit:
     """Fit a linear mixed model.
 
     Parameters
@@ -79,8 +82,21 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
     backend : "auto" (files, ``sql=`` and duckdb relations -> DuckDB; Spark DataFrames ->
         Spark; frames -> numpy), "memory", "duckdb" or "spark".
     sql, con : aggregate the result of a DuckDB query (on ``con``, default a fresh connection).
+    reorder : nested levels listed inner to outer (``|| student: || school:``) raise a
+        :class:`~hlm.errors.NestingError` naming the right order; ``reorder=True`` fits that
+        order instead, with a :class:`~hlm.errors.StructureWarning` and a note.  See
+        :mod:`hlm.checks` for this and the other structure checks.
     """
     spec = parse_model(model)
+    if isinstance(data, (str, os.PathLike)):
+        check_file(data)
     agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
-    notes = (f"{agg.ndropped} rows dropped for missing values",) if agg.ndropped else ()
+    notes: tuple[str, ...] = ()
+    if (reordered := level_order(spec, agg, reorder=reorder)) is not None:
+        spec, note = reordered
+        agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
+        notes += (note,)
+    implicit_nesting_warning(spec, agg)
+    if agg.ndropped:
+        notes += (f"{agg.ndropped} rows dropped for missing values",)
     return fit_aggregates(spec, agg, reml=bool(reml), data=data, x_model_spec=x_spec, notes=notes)

@@ -29,11 +29,44 @@ def file_kind(path: str | os.PathLike) -> str:
     return READERS[suffix]
 
 
+def check_file(path: str | os.PathLike) -> None:
+    """Cheap checks of a data file before any reader sees it (a few bytes are read): it
+    exists, is not empty and its content fits its extension -- Parquet files begin and end
+    with ``PAR1``; CSV files are text (no NUL bytes, valid UTF-8 or Latin-1 at the start).
+    Globs and folders (of Parquet files) are left to the reader."""
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        return
+    kind = file_kind(path)
+    p = Path(text)
+    if not p.exists():
+        raise FileError(f"data file '{path}' does not exist; check the path")
+    if p.is_dir():
+        return
+    size = p.stat().st_size
+    if size == 0:
+        raise FileError(f"data file '{path}' is empty (0 bytes)")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(65536)
+            if kind == "parquet":
+                fh.seek(max(size - 4, 0))
+                tail = fh.read(4)
+    except OSError as exc:
+        raise FileError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    if kind == "parquet" and (size < 12 or head[:4] != b"PAR1" or tail != b"PAR1"):
+        raise FileError(f"'{path}' is not a Parquet file (it lacks Parquet's PAR1 markers); "
+                        "check the file, or name a CSV file .csv")
+    if kind in ("csv", "tsv") and b"\x00" in head:
+        raise FileError(f"'{path}' is not a text (CSV) file: it holds binary data; check the file or its extension")
+    if kind in ("csv", "tsv") and size <= len(head) and sum(1 for line in head.splitlines() if line.strip()) <= 1:
+        raise DataError(f"the data has no rows: '{path}' holds at most a header line")
+
+
 def read_file(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """Read a CSV, Parquet or Stata file, only ``columns`` when given."""
     kind = file_kind(path)
-    if not any(ch in str(path) for ch in "*?[") and not Path(path).exists():
-        raise FileError(f"data file '{path}' does not exist; check the path")
+    check_file(path)
     cols = None if columns is None else list(dict.fromkeys(columns))
     try:
         if kind in ("csv", "tsv"):
