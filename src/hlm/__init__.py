@@ -7,18 +7,21 @@
 
 from hlm.errors import (
     ColumnError, ComparisonError, DataError, FileError, FormulaError, HLMError, HLMWarning,
-    IdentifiabilityError, NestingError, OptionError,
+    IdentifiabilityError, NestingError, OptionError, ConvergenceWarning, SingularFitWarning, StructureWarning,
 )
+from hlm.diagnose import NestingReport, nesting
 from hlm.fit import Fit
 from hlm.inference.likelihood_ratio import compare, lrtest
 from hlm.lmm import fit
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.spec import ModelSpec, parse_model
+from hlm.study import StudyResult, study
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "Fit", "ModelSpec", "parse_model", "lrtest", "compare", "xtreg", "hausman", "xttest0", "PanelFit",
+    "fit", "Fit", "ModelSpec", "parse_model", "lrtest", "compare", "xtreg", "hausman", "xttest0", "PanelFit", "study", "StudyResult",
     "HLMError", "HLMWarning", "FormulaError", "ColumnError", "DataError", "FileError", "NestingError",
     "IdentifiabilityError", "ComparisonError", "OptionError",
+    "nesting", "NestingReport", "ConvergenceWarning", "SingularFitWarning", "StructureWarning",
 ]

@@ -48,11 +48,6 @@ VARCOMP_COLUMNS = ["level", "group", "var1", "var2", "estimate", "std_error", "c
 ICC_COLUMNS = ["level", "variance", "variance_low", "variance_high", "share", "share_low", "share_high",
                "icc", "icc_low", "icc_high"]
 
-# The covariance of the variance parameters is the inference package's; the old name is kept
-# for callers that compute it once and pass it to varcomp_table / icc_table (``vc=``).
-varcomp_cov = information
-
-
 # ---- the random-effects parameter table ----------------------------------------------------
 def stata_factor_order(fit: "Fit") -> list[int]:
     """Factors outermost first (Stata's order of levels): for nested chains the reverse of

@@ -1,0 +1,290 @@
+"""The models of a study: parse their strings, fit one to a simulated frame, collect the
+estimates of every parameter that has a true value (see :mod:`hlm.study.truth`).
+
+Model strings:
+
+- a mixed model in lme4 or Stata syntax, ``"perform ~ tutoring + (1|dist_id/school_id)"``,
+  ``"perform tutoring || dist_id: || school_id:"`` -> :func:`hlm.fit` (REML by default);
+- ``"xtreg fe PANEL"``, ``"xtreg re PANEL"`` (also ``be``, ``pooled``) -> :func:`hlm.xtreg` of
+  the design's response on its covariates; ``"xtreg re PANEL: perform ~ tutoring"`` names
+  the regression itself;
+- ``"ols"`` (the response on the covariates) or a model without random terms
+  (``"perform ~ tutoring"``, ``"perform tutoring"``) -> pooled OLS via :func:`hlm.xtreg`.
+
+Parameter names follow the design, so that models can be compared: fixed effects by the
+design's names (``intercept``, ``tutoring``), ``sd[school]`` / ``sd[teacher:tutoring]`` /
+``cor[teacher:(Intercept),tutoring]`` for a level's random effects, ``sd[residual]``, and
+``icc[school]``; the model's own label is kept in ``term`` (``(Intercept)``, ``sigma_u``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hlm.errors import FormulaError, HLMError
+from hlm.simulate.design import INTERCEPT, Design
+from hlm.spec import parse_model
+from hlm.study.truth import INTERCEPT_COLUMN, Truth
+
+Kind = Literal["mixed", "xtreg", "ols"]
+_XTREG = re.compile(r"^\s*xtreg\s+(fe|re|be|pooled)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(.+))?$", re.S)
+_OLS = re.compile(r"^\s*ols\s*(?::\s*(.+))?$", re.S)
+
+# One parameter estimate: name, kind, model's label, truth, estimate, se, low, high.
+ParamRow = tuple[str, str, str, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class StudyModel:
+    """One model of a study, resolved against a design."""
+
+    label: str  # the string as given
+    kind: Kind
+    model: str  # what hlm.fit / hlm.xtreg receives
+    estimator: str | None = None  # xtreg's
+    panel: str | None = None  # xtreg's panel variable
+
+    @classmethod
+    def parse(cls, text: str, design: Design) -> "StudyModel":
+        if not isinstance(text, str) or not text.strip():
+            raise FormulaError(f"a study model must be a non-empty string, got {text!r}")
+        default = _default_regression(design)
+        m = _XTREG.match(text)
+        if m:
+            est, panel, formula = m.group(1), m.group(2), m.group(3)
+            out = cls(text, "xtreg", (formula or default).strip(), est, panel)
+        elif text.strip().startswith("xtreg"):
+            raise FormulaError(f"cannot read '{text}': write 'xtreg fe PANEL' or 'xtreg re PANEL' "
+                               "(optionally ': y ~ x'), e.g. 'xtreg fe student_id'")
+        elif _OLS.match(text):
+            formula = _OLS.match(text).group(1)  # type: ignore[union-attr]
+            out = cls(text, "ols", (formula or default).strip(), "pooled", design.levels[-1].id)
+        else:
+            spec = parse_model(text)
+            if spec.random:
+                out = cls(text, "mixed", text)
+            else:
+                out = cls(text, "ols", text, "pooled", design.levels[-1].id)
+        out.check_columns(design)
+        return out
+
+    def check_columns(self, design: Design) -> None:
+        """Raise a FormulaError when the model uses a column the design does not simulate."""
+        from hlm.modelframe import used_columns
+
+        spec = parse_model(self.model)
+        have = design_columns(design)
+        need = used_columns(spec) + ([self.panel] if self.panel else [])
+        missing = [c for c in need if c not in have]
+        if missing:
+            raise FormulaError(f"model '{self.label}' uses {', '.join(repr(c) for c in missing)}, which the design "
+                               f"does not simulate; its columns are {', '.join(have)}")
+
+
+def design_columns(design: Design) -> list[str]:
+    """The columns :func:`hlm.simulate.simulate` writes (global ids)."""
+    cols = [str(lv.id) for lv in design.levels]
+    if design.observations.name:
+        cols.append(design.observations.name)
+    return cols + [c.name for c in design.covariates] + [design.response]
+
+
+def _default_regression(design: Design) -> str:
+    """``response ~ covariates`` (and any other variable with a fixed effect)."""
+    xs = [c.name for c in design.covariates]
+    xs += [k for k in design.fixed if k != INTERCEPT and k not in xs]
+    return f"{design.response} ~ {' + '.join(xs) if xs else '1'}"
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """What one fit of one model to one replicate gave."""
+
+    converged: bool
+    singular: bool
+    seconds: float  # the fit itself
+    seconds_ci: float  # SEs and CIs of the variance components and ICCs
+    error: str | None
+    rows: list[ParamRow]
+
+
+def fit_model(model: StudyModel, frame: pd.DataFrame, truth: Truth, *, reml: bool = True,
+              intervals: bool = True, level: float = 0.95) -> FitOutcome:
+    """Fit ``model`` to ``frame``; estimates, SEs and CIs of every parameter with a truth.
+
+    Errors of the fit are returned (``error``), not raised, so that a study goes on.
+    """
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if model.kind == "mixed":
+                import hlm
+
+                fit = hlm.fit(model.model, frame, reml=reml)
+            else:
+                from hlm.panel import xtreg
+
+                fit = xtreg(model.model, frame, panel=model.panel, estimator=model.estimator)  # type: ignore[arg-type]
+    except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        return FitOutcome(False, False, time.perf_counter() - t0, 0.0, _one_line(exc), [])
+    seconds = time.perf_counter() - t0
+    if model.kind == "mixed":
+        t1 = time.perf_counter()
+        rows, err = _mixed_rows(fit, truth, intervals=intervals, level=level, z=z)
+        return FitOutcome(bool(fit.converged), bool(fit.singular), seconds, time.perf_counter() - t1, err, rows)
+    return FitOutcome(True, False, seconds, 0.0, None, _panel_rows(model, fit, truth, z))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _fixed_rows(terms, est, se, truth: Truth, z: float) -> list[ParamRow]:
+    rows = []
+    for term, e, s in zip(terms, est, se):
+        t = truth.fixed_truth(term)
+        if t is None:
+            continue
+        name = INTERCEPT if term in ("(Intercept)", "_cons") else term
+        rows.append((name, "fixed", term, t, float(e), float(s), float(e - z * s), float(e + z * s)))
+    return rows
+
+
+def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -> tuple[list[ParamRow], str | None]:
+    """Rows of a mixed-model fit.  Estimates come straight from the fit's arrays (pandas
+    frames cost more than the rest of the extraction); intervals from
+    :func:`hlm.inference.varcomp.information` (one numerical Hessian shared by the SDs and
+    the ICCs)."""
+    from hlm.fit import term_covariances
+
+    prof = fit.profiled
+    beta = np.asarray(prof.beta, dtype=float)
+    se = np.sqrt(np.diag(prof.sigma2 * np.asarray(prof.qxx_inv)))
+    rows = _fixed_rows(fit.aggregates.xnames, beta, se, truth, z)
+    factor_names = [f.name for f in fit.aggregates.factors]
+    index = {name: truth.level_index(name) for name in factor_names}
+    modelled = [i for i in index.values() if i is not None]
+    sigma = math.sqrt(prof.sigma2)
+    nan = float("nan")
+
+    comps: list[tuple[str, str | None, str | None, float]] = []  # factor, var1, var2, sd or cor
+    intercept_var = dict.fromkeys(factor_names, 0.0)
+    for term, cov in zip(fit.structure.terms, term_covariances(fit.structure, fit.theta, sigma)):
+        fname = factor_names[term.factor]
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        for i, col in enumerate(term.columns):
+            comps.append((fname, col, None, float(sd[i])))
+            if col == INTERCEPT_COLUMN:
+                intercept_var[fname] += float(cov[i, i])
+        for i in range(len(term.columns)):
+            for j in range(i + 1, len(term.columns)):
+                r = float(cov[i, j] / (sd[i] * sd[j])) if sd[i] > 0 and sd[j] > 0 else nan
+                comps.append((fname, term.columns[i], term.columns[j], r))
+    comps.append(("Residual", None, None, sigma))
+
+    err = None
+    ci: dict[tuple, tuple[float, float, float]] = {}
+    icc_ci: dict[str, tuple[float, float]] = {}
+    if intervals:
+        try:
+            from hlm.inference.varcomp import information
+            from hlm.variance_share import icc_table, varcomp_table
+
+            vc = information(fit)
+            for r in varcomp_table(fit, vc, level=level).itertuples(index=False):
+                key = (r.level, None if _missing(r.var1) else r.var1, None if _missing(r.var2) else r.var2)
+                ci[key] = (_num(r.std_error), _num(r.conf_low), _num(r.conf_high))
+            if fit.aggregates.chain is not None:
+                for r in icc_table(fit, vc=vc, level=level).itertuples(index=False):
+                    icc_ci[r.level] = (_num(r.icc_low), _num(r.icc_high))
+        except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            err = f"intervals: {_one_line(exc)}"
+            ci, icc_ci = {}, {}
+
+    for fname, v1, v2, est in comps:
+        s, lo, hi = ci.get((fname, v1, v2), (nan, nan, nan))
+        if fname == "Residual":
+            rows.append(("sd[residual]", "residual", "sigma", truth.residual_sd(modelled), est, s, lo, hi))
+            continue
+        li = index.get(fname)
+        if li is None:
+            continue
+        lname = truth.level_name(li)
+        if v2 is None:
+            name = f"sd[{lname}]" if v1 == INTERCEPT_COLUMN else f"sd[{lname}:{v1}]"
+            rows.append((name, "sd", f"sd({v1}|{fname})", truth.sd(modelled, li, str(v1)), est, s, lo, hi))
+        else:
+            rows.append((f"cor[{lname}:{v1},{v2}]", "cor", f"cor({v1},{v2}|{fname})",
+                         truth.cor(modelled, li, str(v1), v2), est, s, lo, hi))
+
+    chain = fit.aggregates.chain  # nested factors, innermost first: ICCs are defined
+    if chain is not None:
+        names = [factor_names[f] for f in chain]
+        total = sum(intercept_var.values()) + prof.sigma2
+        for k, fname in enumerate(names):
+            li = index.get(fname)
+            if li is None or total <= 0:
+                continue
+            est = sum(intercept_var[n] for n in names[k:]) / total
+            lo, hi = icc_ci.get(fname, (nan, nan))
+            rows.append((f"icc[{truth.level_name(li)}]", "icc", f"icc({fname})", truth.icc(modelled, li), est,
+                         nan, lo, hi))
+    return _ordered(rows, truth), err
+
+
+_KIND_ORDER = {"fixed": 0, "sd": 1, "cor": 2, "residual": 3, "icc": 4}
+
+
+def _ordered(rows: list[ParamRow], truth: Truth) -> list[ParamRow]:
+    """Fixed effects (model order), then SDs, correlations, residual, ICCs, levels outermost first."""
+    names = [lv.name for lv in truth.levels]
+
+    def level_of(name: str) -> int:
+        inner = name[name.find("[") + 1:].split(":")[0].rstrip("]")
+        return names.index(inner) if inner in names else len(names)
+
+    return [r for _, r in sorted(enumerate(rows), key=lambda kr: (_KIND_ORDER[kr[1][1]],
+            0 if kr[1][1] == "fixed" else level_of(kr[1][0]), kr[0]))]
+
+
+def _panel_rows(model: StudyModel, fit, truth: Truth, z: float) -> list[ParamRow]:
+    tidy = fit.tidy()
+    rows = _fixed_rows(tidy["term"], tidy["estimate"].to_numpy(), tidy["std_error"].to_numpy(), truth, z)
+    nan = float("nan")
+    d = fit.to_dict()
+    if model.estimator == "pooled":
+        if d.get("sigma") is not None:
+            rows.append(("sd[residual]", "residual", "sigma", truth.residual_sd([]), float(d["sigma"]), nan, nan, nan))
+        return rows
+    li = truth.level_index(model.panel)
+    if li is None:
+        return rows
+    lname = truth.level_name(li)
+    for key, name, kind, value in (
+        ("sigma_u", f"sd[{lname}]", "sd", truth.sd([li], li)),
+        ("sigma_e", "sd[residual]", "residual", truth.residual_sd([li])),
+        ("rho", f"icc[{lname}]", "icc", truth.icc([li], li)),
+    ):
+        if d.get(key) is not None and math.isfinite(float(d[key])):
+            rows.append((name, kind, key, value, float(d[key]), nan, nan, nan))
+    return rows
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _num(x: Any) -> float:
+    return float("nan") if _missing(x) else float(x)
