@@ -11,7 +11,7 @@ from hlm.cli.app import app
 def demo_command(
     districts: int = typer.Option(50, "--districts", help="Districts in the seed's design (50 = 80,000 rows)"),
     seed: int = typer.Option(2026, "--seed", help="Random seed of the simulated data"),
-    reps: int = typer.Option(100, "--reps", help="Replicates of the small study at the end"),
+    reps: int = typer.Option(40, "--reps", help="Replicates of the small study at the end"),
 ) -> None:
     """Replay the seed's Stata exploration, correctly, in seconds."""
     from hlm.demo import run_demo
