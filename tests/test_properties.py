@@ -5,9 +5,7 @@ an hlm.HLMError (the same one); never any other exception.
 "Identically": the optimum's criterion to 1e-7 relative, fixed effects and sigma to 1e-5
 relative (plus 1e-6 of the response's scale: flat optima move by about 1e-6) -- when both
 fits pass the convergence checks.  A fit that does not is announced by a
-ConvergenceWarning; on these tiny designs that happens where REML runs to sigma = 0 and,
-until core/optimize.py keeps BOBYQA's best point on nlopt's RoundoffLimited, where the
-optimizer gives up at its start (test_roundoff_limited_keeps_progress, strict xfail).
+ConvergenceWarning; on these tiny designs that happens where REML runs to sigma = 0.
 Examples are derandomized so the suite is reproducible.
 """
 
@@ -127,9 +125,8 @@ def test_backends_raise_hlm_errors_only(case, backend):
             pass
 
 
-@pytest.mark.xfail(strict=True, reason="core/optimize.py: on nlopt's RoundoffLimited minimize() returns theta0, "
-                   "not BOBYQA's best point (found by the property test above)")
 def test_roundoff_limited_keeps_progress():
+    """nlopt's RoundoffLimited once made minimize() return theta0 (found by the test above)."""
     y = [-0.3494879104784224, -1.2023689015215575, -0.6120470003570446, -1.77452019639338, -1.0123955517345131,
          2.390347929169504, 0.7134167140490851, -0.47523490877245333, 3.202039886368187, -1.704278698038588]
     frame = pd.DataFrame({"y": y, "b": [0, 1, 2, 0, 1, 2, 3, 0, 1, 2]})

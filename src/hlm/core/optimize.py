@@ -43,7 +43,7 @@ class OptSummary:
 
     @property
     def converged(self) -> bool:
-        ok = self.return_code in ("success", "ftol reached", "xtol reached", "stopval reached")
+        ok = self.return_code in ("success", "ftol reached", "xtol reached", "stopval reached", "roundoff limited")
         return ok and self.scaled_gradient < GRAD_TOL
 
     def to_dict(self) -> dict:
@@ -101,10 +101,14 @@ def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
     """BOBYQA from theta0 within the bounds, then lme4's convergence checks."""
     start = time.perf_counter()
     count = [0]
+    best: list = [np.inf, np.asarray(theta0, dtype=float)]  # kept if nlopt stops on round-off
 
     def objective(x: np.ndarray, grad: np.ndarray) -> float:
         count[0] += 1
-        return float(fun(x))
+        f = float(fun(x))
+        if f < best[0]:
+            best[0], best[1] = f, np.array(x, dtype=float)
+        return f
 
     n = len(theta0)
     if n == 0:
@@ -122,9 +126,9 @@ def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
         theta = opt.optimize(np.asarray(theta0, dtype=float))
         code = _CODES.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
     except nlopt.RoundoffLimited:
-        theta, code = np.asarray(theta0, dtype=float), "roundoff limited"
+        theta, code = best[1], "roundoff limited"
     except (RuntimeError, ValueError) as exc:
-        theta, code = np.asarray(theta0, dtype=float), f"failure: {exc}"
+        theta, code = best[1], f"failure: {exc}"
     theta = np.where(np.isfinite(lower), np.maximum(theta, lower), theta)
     fmin = float(fun(theta))
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
