@@ -153,3 +153,18 @@ def test_study_writes_nothing_when_it_fails(capsys, tmp_path):
     _fails(capsys, base + ["-m", "perform ~ tutoring + (1|dist_id)", "--set", "levels.nope.n=3"], "no level 'nope'")
     _fails(capsys, base + ["-m", "perform ~ tutoring + (1|dist_id)", "--grid", "levels.district.n"], "--grid needs")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_study_leaves_no_csv_when_the_report_fails(capsys, tmp_path, monkeypatch):
+    from hlm.errors import FileError
+    from hlm.study import StudyResult
+
+    def broken(self, path, **kwargs):
+        raise FileError(f"cannot write '{path}'")
+
+    monkeypatch.setattr(StudyResult, "report", broken)
+    csv, html = tmp_path / "reps.csv", tmp_path / "report.html"
+    _fails(capsys, ["study", SEED_TOML, "--reps", "1", "--set", "levels.district.n=3", "--jobs", "1",
+                    "-m", "perform ~ tutoring + (1|dist_id)", "--csv", str(csv), "--report", str(html),
+                    "--no-progress"], "cannot write")
+    assert list(tmp_path.iterdir()) == []

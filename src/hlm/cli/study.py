@@ -12,6 +12,8 @@ stderr.  ``--csv`` writes the replicates (one row per replicate, model and param
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -93,10 +95,7 @@ def study_command(
         d = d.set(key, value)
     result = study(d, list(model), reps, seed, parse_grid(list(grid or [])), n_jobs=jobs, reml=not ml,
                    intervals=not no_intervals, progress=progress)
-    if csv is not None:
-        result.to_csv(csv)
-    if report is not None:
-        result.report(report)
+    _write_all(((csv, result.to_csv), (report, result.report)))
     if as_json:
         typer.echo(result.to_json())
     else:
@@ -104,3 +103,21 @@ def study_command(
         for path, what in ((csv, "replicates"), (report, "report")):
             if path is not None:
                 typer.echo(f"wrote the {what} to {path}")
+
+
+def _write_all(outputs) -> None:
+    """Write every requested file under a temporary name and rename them only when all
+    succeeded, so a failure leaves no output file behind."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, write in outputs:
+            if path is not None:
+                tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+                staged.append((tmp, path))
+                write(tmp)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+
