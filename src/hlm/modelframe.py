@@ -98,10 +98,10 @@ def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), len(uniques)
 
 
-def first_rows(codes: np.ndarray, G: int) -> np.ndarray:
-    """Index of the first row of every group."""
+def first_rows(codes: np.ndarray, G: int, backwards: np.ndarray | None = None) -> np.ndarray:
+    """Index of the first row of every group (``backwards``: ``arange(n)[::-1]``, reusable)."""
     first = np.empty(G, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1) if backwards is None else backwards
     return first
 
 
@@ -126,7 +126,7 @@ def _implies(a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]
 
 def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
                  coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
-                 implied: dict[str, set[str]]) -> GroupingFactor:
+                 implied: dict[str, set[str]], backwards: np.ndarray) -> GroupingFactor:
     """Code the interaction of ``columns``, levels in lexicographic order of the columns.
 
     ``coded`` caches each column's codes and first rows across factors; ``implied[a]``
@@ -137,7 +137,7 @@ def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
     for col in columns:
         if col not in coded:
             c, G = dense_codes(frame[col].to_numpy())
-            coded[col] = (c, G, first_rows(c, G))
+            coded[col] = (c, G, first_rows(c, G, backwards))
     finest = max(columns, key=lambda c: coded[c][1])
     if all(col == finest or _implies(finest, col, coded, implied) for col in columns):
         codes, G, first = coded[finest]
@@ -152,7 +152,7 @@ def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
             other, G_other, _ = coded[col]
             if not determines(codes, first, other):
                 codes, G = dense_codes(codes * G_other + other)
-                first = first_rows(codes, G)
+                first = first_rows(codes, G, backwards)
     keys = tuple(frame[c].to_numpy()[first] for c in columns)
     return GroupingFactor(name, columns, codes, keys, first)
 
@@ -212,11 +212,12 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
         if factor_key(term.group) not in keys:
             keys.append(factor_key(term.group))
     built: dict[frozenset[str], GroupingFactor] = {}
+    backwards = np.arange(len(frame) - 1, -1, -1)
     for term in sorted(spec.random, key=lambda t: len(t.group)):  # outer factors first: their
         key = factor_key(term.group)                                # nesting facts are reused
         if key not in built:
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            built[key] = _code_factor(frame, term.name, order, coded, implied)
+            built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
     factors = [built[k] for k in keys]
     term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
     return ModelFrame(spec, y, X, xnames, mx.model_spec, tuple(pool), Z, tuple(term_columns),

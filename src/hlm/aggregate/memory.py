@@ -38,7 +38,9 @@ def cross_block(i: int, j: int, ci: np.ndarray, cj: np.ndarray, Gj: int, Z: np.n
 
 def aggregate_frame(mf: ModelFrame) -> Aggregates:
     """Compute :class:`Aggregates` from a :class:`ModelFrame`."""
-    K = np.column_stack([mf.X, mf.y])
+    K = np.empty((len(mf.y), mf.X.shape[1] + 1), order="F")  # columns contiguous for bincount
+    K[:, :-1] = mf.X
+    K[:, -1] = mf.y
     ktk = K.T @ K
     codes = [f.codes for f in mf.factors]
     nlev = [len(f.keys[0]) for f in mf.factors]

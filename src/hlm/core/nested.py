@@ -82,20 +82,23 @@ class InterceptChain:
     Per group the recursion carries M = [W, S] (1 + k numbers); ``cells[l]`` maps the
     flattened M of level l onto its parent's for a single bincount."""
 
-    leaf: np.ndarray  # (G_leaf, 1 + k): counts and sums of K
-    cells: tuple[np.ndarray, ...]
+    leaf: np.ndarray | None  # (G_leaf, 1 + k): counts and sums of K (None when pooled)
+    cells: tuple[np.ndarray | None, ...]
     sizes: tuple[int, ...]  # parent group counts times (1 + k)
 
 
-def intercept_chain(agg: Aggregates) -> InterceptChain | None:
-    """The fast layout when every level is a scalar random intercept, else None."""
+def intercept_chain(agg: Aggregates, pooled: bool) -> InterceptChain | None:
+    """The fast layout when every level is a scalar random intercept, else None.  With the
+    leaf level ``pooled`` (see :class:`LeafClasses`) its per-group layout is not built."""
     if agg.chain is None or agg.pool != ("(Intercept)",):
         return None
     leaf = agg.factors[agg.chain[0]]
     width = 1 + leaf.ztk.shape[2]
-    cells = tuple((parent[:, None] * width + np.arange(width)).ravel() for parent in agg.parents)
+    cells = tuple(None if pooled and level == 0 else (parent[:, None] * width + np.arange(width)).ravel()
+                  for level, parent in enumerate(agg.parents))
     sizes = tuple(agg.factors[f].nlevels * width for f in agg.chain[1:])
-    return InterceptChain(np.concatenate([leaf.ztz[:, 0, :], leaf.ztk[:, 0, :]], axis=1), cells, sizes)
+    M = None if pooled else np.concatenate([leaf.ztz[:, 0, :], leaf.ztk[:, 0, :]], axis=1)
+    return InterceptChain(M, cells, sizes)
 
 
 def intercept_terms(agg: Aggregates, chain: InterceptChain, lambdas: list[np.ndarray],

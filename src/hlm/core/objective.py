@@ -28,8 +28,8 @@ class DevianceFunction:
     def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> "DevianceFunction":
         if not agg.nested:
             return cls(agg, struct, reml, build_crossed(agg, struct))
-        chain = intercept_chain(agg)
-        return cls(agg, struct, reml, None, chain, None if chain is None else leaf_classes(agg))
+        pooled = leaf_classes(agg) if agg.pool == ("(Intercept)",) else None
+        return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled)
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K at theta."""
