@@ -50,9 +50,44 @@ class ScalarBlocks:
 
     counts: np.ndarray  # (G1,) diagonal of B11
     b21: sp.csr_matrix  # (m, G1)
-    b21_rows: np.ndarray  # row of every stored entry of b21
     b22: np.ndarray  # (m, m) dense
     rest_factor: np.ndarray  # (m,) position in ``order`` of each remaining effect
+    schur: "SchurPairs"
+
+
+@dataclass(frozen=True)
+class SchurPairs:
+    """B21 diag(w) B21' (lower triangle) as a function of w, where w depends on a group of
+    the first factor only through its count: the products b_si b_sj of every column s are
+    summed once per count class, so an evaluation is one weighted bincount."""
+
+    classes: np.ndarray  # (c,) distinct counts of the first factor's groups
+    cell: np.ndarray  # flat index i * m + j (i >= j) of each stored sum
+    cls: np.ndarray  # its count class
+    value: np.ndarray  # sum over the class's groups of b_si b_sj
+
+    def product(self, w_of_count: np.ndarray, m: int) -> np.ndarray:
+        """Dense (m, m) with the lower triangle of B21 diag(w) B21'; w given per class."""
+        out = np.bincount(self.cell, weights=w_of_count[self.cls] * self.value, minlength=m * m)
+        return out.reshape(m, m)
+
+
+def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray) -> SchurPairs:
+    """Precompute :class:`SchurPairs` from B21 (m x G1) and the first factor's counts."""
+    m = b21.shape[0]
+    csc = b21.tocsc()
+    csc.sort_indices()
+    k = np.diff(csc.indptr)
+    col = np.repeat(np.arange(csc.shape[1]), k)
+    pos = np.arange(csc.nnz) - csc.indptr[col]  # position of each entry within its column
+    a = np.repeat(np.arange(csc.nnz), pos + 1)  # entry a pairs with the column's entries 0..pos
+    offsets = np.repeat(np.cumsum(pos + 1) - (pos + 1), pos + 1)
+    b = csc.indptr[col[a]] + (np.arange(len(a)) - offsets)
+    classes, cls_of_col = np.unique(counts, return_inverse=True)
+    key = (cls_of_col[col[a]].astype(np.int64) * m + csc.indices[a]) * m + csc.indices[b]
+    uniq, inverse = np.unique(key, return_inverse=True)
+    value = np.bincount(inverse, weights=csc.data[a] * csc.data[b], minlength=len(uniq))
+    return SchurPairs(classes.astype(float), uniq % (m * m), uniq // (m * m), value)
 
 
 def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
@@ -89,10 +124,9 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
     n1 = sizes[0]
     if all(q[f] == 1 for f in order) and n - n1 <= DENSE_LIMIT:
         b21 = ztz[n1:, :n1].tocsr()
-        b21.sort_indices()
-        rows = np.repeat(np.arange(b21.shape[0]), np.diff(b21.indptr))
+        counts = ztz.diagonal()[:n1].copy()
         rest = np.repeat(np.arange(1, len(order)), sizes[1:])
-        scalar = ScalarBlocks(ztz.diagonal()[:n1].copy(), b21, rows, ztz[n1:, n1:].toarray(), rest)
+        scalar = ScalarBlocks(counts, b21, ztz[n1:, n1:].toarray(), rest, schur_pairs(b21, counts))
     return CrossedSystem(order, sizes, ztz, ztk, agg.factors[f1].ztz[:, J1][:, :, J1],
                          _lambda_template([agg.factors[f].nlevels for f in order], [q[f] for f in order]),
                          scalar)
@@ -130,13 +164,16 @@ def scalar_terms(system: CrossedSystem, agg: Aggregates, lambdas: list[np.ndarra
     Q = agg.ktk - r1.T @ r1
     logdet = float(np.log(d1).sum())
     lam_r = lam[blk.rest_factor]
-    c21 = sp.csr_matrix((blk.b21.data * lam_r[blk.b21_rows] * w1[blk.b21.indices], blk.b21.indices,
-                         blk.b21.indptr), shape=blk.b21.shape)
-    S22 = (lam_r[:, None] * blk.b22) * lam_r[None, :] - (c21 @ c21.T).toarray()
+    m = len(lam_r)
+    w_class = lam[0] ** 2 / (1.0 + lam[0] ** 2 * blk.schur.classes)  # w1^2 by count class
+    S22 = blk.b22 - blk.schur.product(w_class, m)  # lower triangle is what Cholesky reads
+    S22 *= lam_r[:, None]
+    S22 *= lam_r[None, :]
     S22[np.diag_indices_from(S22)] += 1.0
     L22 = sla.cholesky(S22, lower=True, overwrite_a=True, check_finite=False)
     logdet += 2.0 * float(np.log(np.diag(L22)).sum())
-    r2 = sla.solve_triangular(L22, system.ztk[n1:] * lam_r[:, None] - c21 @ r1, lower=True, check_finite=False)
+    rhs = (system.ztk[n1:] - blk.b21 @ (r1 * w1[:, None])) * lam_r[:, None]
+    r2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
     return logdet, Q - r2.T @ r2
 
 
