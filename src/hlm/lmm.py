@@ -20,6 +20,7 @@ from hlm.checks import boundary_messages, check_degrees_of_freedom, check_identi
 from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
 from hlm.core.optimize import minimize
+from hlm.core.start import anova_start
 from hlm.core.structure import build_structure
 from hlm.errors import ConvergenceWarning, DataError, SingularFitWarning
 from hlm.fit import Fit
@@ -55,7 +56,7 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     check_degrees_of_freedom(agg)
     struct = build_structure(agg, tuple(t.name for t in spec.random))
     devfun = DevianceFunction.build(agg, struct, reml)
-    opt = minimize(devfun, struct.theta0(), struct.lower)
+    opt = minimize(devfun, anova_start(agg, struct), struct.lower)
     profiled = devfun.profiled(np.asarray(opt.theta))
     result = Fit(spec=spec, reml=reml, aggregates=agg, structure=struct, devfun=devfun, optsummary=opt,
                  profiled=profiled, dropped_columns=dropped, data=data, x_model_spec=x_model_spec, notes=notes)
