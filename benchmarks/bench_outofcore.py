@@ -1,6 +1,8 @@
 """Out-of-core benchmark: the seed's 4-level design in Parquet, REML through DuckDB.
 
-    python benchmarks/bench_outofcore.py --rows 10_000_000 [--dir /tmp/hlm_bench] [--keep]
+    python benchmarks/bench_outofcore.py --rows 100_000_000 [--dir /tmp/hlm_bench] [--keep]
+    python benchmarks/bench_outofcore.py --data /tmp/ooc100m     # files from hlm simulate
+    python benchmarks/bench_outofcore.py --rows 10_000_000 --spark  # and Spark local mode
 
 Writes the seed design (districts scaled to the row count; 5 schools per district, 8
 teachers per school, 20 students per teacher, 2 observations per student; SDs 2/3/4/5,
@@ -36,19 +38,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def write_data(rows: int, folder: Path, chunk_rows: int = 2_000_000) -> str:
+def write_data(rows: int, folder: Path, chunk_rows: int = 5_000_000) -> str:
+    """``hlm simulate examples/seed.toml --seed 1 --set levels.district.n=N -o folder --rows-per-file R``."""
     districts = max(1, round(rows / ROWS_PER_DISTRICT))
+    seed = Path(__file__).resolve().parents[1] / "examples" / "seed.toml"
+    cmd = [sys.executable, "-c", "import sys; from hlm.cli import main; sys.exit(main())", "simulate", str(seed), "--seed", "1", "--set", f"levels.district.n={districts}",
+           "-o", str(folder), "--rows-per-file", str(chunk_rows)]
     try:
-        from hlm.simulate import Design, simulate_to_parquet
-
-        seed = Path(__file__).resolve().parents[1] / "examples" / "seed.toml"
-        design = Design.from_toml(seed).set("levels.district.n", districts)
-        simulate_to_parquet(design, folder, seed=1, chunk_rows=chunk_rows)
-        how = "hlm.simulate"
-    except ImportError:
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        return "hlm simulate"
+    except (subprocess.CalledProcessError, FileNotFoundError):
         _numpy_writer(districts, folder, chunk_rows)
-        how = "numpy writer"
-    return how
+        return "numpy writer"
 
 
 def _numpy_writer(districts: int, folder: Path, chunk_rows: int) -> None:
@@ -94,9 +95,14 @@ def phase_fit(glob: str, threads: int | None) -> dict:
     from hlm.lmm import fit_aggregates
     from hlm.spec import parse_model
 
-    con = duckdb.connect()
+    con = None  # as hlm.fit(MODEL, glob) does: hlm's own connection (and its memory limit)
     if threads:
+        from hlm.aggregate.duckdb import MEMORY_LIMIT
+
+        con = duckdb.connect()
         con.execute(f"SET threads = {threads}")
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        con.execute("SET preserve_insertion_order = false")
     t0 = time.perf_counter()
     spec = parse_model(MODEL)
     agg, plan = aggregate_duckdb(spec, glob, con, progress=False, return_plan=True)
@@ -107,6 +113,35 @@ def phase_fit(glob: str, threads: int | None) -> dict:
             "nobs": agg.nobs, "groups": [f.nlevels for f in agg.factors], "fixef": fit.fixef.round(4).to_dict(),
             "sd": [round(float(x), 4) for x in fit.varcorr["sdcor"]], "converged": bool(fit.converged),
             "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_spark(glob: str, threads: int | None) -> dict:
+    """The same fit from a Spark DataFrame in local mode (session start timed apart)."""
+    from pyspark.sql import SparkSession
+
+    from hlm.aggregate.spark import aggregate_spark
+    from hlm.lmm import fit_aggregates
+    from hlm.spec import parse_model
+
+    t = time.perf_counter()
+    spark = (SparkSession.builder.master(f"local[{threads or os.cpu_count()}]").appName("hlm-bench")
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config("spark.driver.memory", "6g").config("spark.sql.shuffle.partitions", str(4 * (os.cpu_count() or 2)))
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    start = time.perf_counter() - t
+    df = spark.read.parquet(str(Path(glob).parent))
+    t0 = time.perf_counter()
+    spec = parse_model(MODEL)
+    agg, plan = aggregate_spark(spec, df, return_plan=True)
+    t1 = time.perf_counter()
+    fit = fit_aggregates(spec, agg, reml=True, x_model_spec=plan.x_model_spec)
+    t2 = time.perf_counter()
+    spark.stop()
+    return {"phase": "hlm_fit_spark", "seconds": t2 - t0, "aggregate_seconds": t1 - t0, "optimise_seconds": t2 - t1,
+            "session_start_seconds": start, "nobs": agg.nobs, "fixef": fit.fixef.round(4).to_dict(),
+            "sd": [round(float(x), 4) for x in fit.varcorr["sdcor"]], "converged": bool(fit.converged),
+            "peak_rss_mb_python": peak_rss_mb()}
 
 
 def run_phase(name: str, glob: str, threads: int | None) -> dict:
@@ -122,20 +157,27 @@ def main() -> None:
     ap.add_argument("--rows", type=lambda s: int(float(s.replace("_", ""))), default=10_000_000)
     ap.add_argument("--dir", default="/tmp/hlm_bench")
     ap.add_argument("--keep", action="store_true", help="keep the Parquet files (and reuse them if present)")
+    ap.add_argument("--rows-per-file", type=lambda s: int(float(s.replace("_", ""))), default=5_000_000)
+    ap.add_argument("--data", help="use the Parquet files already in this folder (written by hlm simulate) "
+                    "instead of writing --rows rows; they are kept")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--phase", choices=["baseline", "fit"], help=argparse.SUPPRESS)
+    ap.add_argument("--spark", action="store_true", help="also fit from a Spark DataFrame (local mode) of the files")
+    ap.add_argument("--phase", choices=["baseline", "fit", "spark"], help=argparse.SUPPRESS)
     ap.add_argument("--glob", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        fn = phase_baseline if args.phase == "baseline" else phase_fit
+        fn = {"baseline": phase_baseline, "fit": phase_fit, "spark": phase_spark}[args.phase]
         print(json.dumps(fn(args.glob, args.threads)))
         return
 
-    folder = Path(args.dir) / f"seed_{args.rows}"
-    if not (args.keep and folder.exists()):
+    folder = Path(args.data) if args.data else Path(args.dir) / f"seed_{args.rows}"
+    if args.data:
+        if not any(folder.glob("*.parquet")):
+            raise SystemExit(f"no Parquet files in {folder}")
+    elif not (args.keep and folder.exists()):
         shutil.rmtree(folder, ignore_errors=True)
         t = time.perf_counter()
-        how = write_data(args.rows, folder)
+        how = write_data(args.rows, folder, args.rows_per_file)
         print(json.dumps({"phase": "write", "how": how, "seconds": time.perf_counter() - t}), flush=True)
     size = sum(f.stat().st_size for f in folder.glob("*.parquet"))
     glob = str(folder / "*.parquet")
@@ -148,8 +190,15 @@ def main() -> None:
           f"| {fit['nobs']:,} | {size / 2**20:,.0f} MiB | {base:.2f} s | {fit['seconds']:.2f} s "
           f"({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) | {fit['seconds'] / base:.2f}x "
           f"| {fit['peak_rss_mb']:,.0f} MiB | {max(base1['peak_rss_mb'], base2['peak_rss_mb']):,.0f} MiB |")
+    if args.spark:
+        sp = run_phase("spark", glob, args.threads)
+        print(f"\n| rows | hlm via DuckDB (aggregate + optimise) | hlm via Spark local[{args.threads or os.cpu_count()}] "
+              f"(aggregate + optimise) | Spark / DuckDB | Spark session start |\n|---|---|---|---|---|\n"
+              f"| {fit['nobs']:,} | {fit['seconds']:.2f} s ({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) "
+              f"| {sp['seconds']:.2f} s ({sp['aggregate_seconds']:.2f} + {sp['optimise_seconds']:.2f}) "
+              f"| {sp['seconds'] / fit['seconds']:.1f}x | {sp['session_start_seconds']:.1f} s |")
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
-    if not args.keep:
+    if not (args.keep or args.data):
         shutil.rmtree(folder, ignore_errors=True)
 
 

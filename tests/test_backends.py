@@ -313,3 +313,118 @@ def test_panel_aggregates_sql(tmp_path):
         np.testing.assert_allclose(sql.S, mem.S, rtol=1e-10)
         np.testing.assert_allclose(sql.ZZ, mem.ZZ, rtol=1e-10)
         np.testing.assert_allclose(sql.within, mem.within, rtol=1e-8, atol=1e-8 * np.abs(mem.within).max())
+
+
+# ------------------------------------------------------------------------- error messages
+
+def test_unknown_column_suggests_close_names(hsb):
+    df, path = hsb
+    with pytest.raises(hlm.ColumnError, match=r"column 'sess' is not in the data; did you mean 'ses'"):
+        aggregate_duckdb(parse_model("mAch ~ sess + (1 | school)"), path)
+    with pytest.raises(hlm.ColumnError, match=r"did you mean 'ses'"):
+        aggregate_duckdb(parse_model("mAch ~ log(sess + 1) + (1 | school)"), path)
+    with pytest.raises(hlm.ColumnError, match=r"did you mean 'ses'"):  # same message as the in-memory path
+        aggregate(parse_model("mAch ~ sess + (1 | school)"), df)
+
+
+@pytest.mark.parametrize("model,column", [
+    ("y ~ x + (1 | g)", "x"),  # an empty predictor column (DuckDB types it VARCHAR)
+    ("x ~ y + (1 | g)", "x"),  # an empty response column
+    ("y ~ x + z + (1 | g)", "x"),
+    ("y ~ z + (1 | x)", "x"),
+])
+def test_all_missing_column_is_named(model, column, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("y,x,z,g\n1.5,,1,a\n2.5,,0,a\n3.5,,1,b\n4.5,,0,b\n")
+    spec = parse_model(model)
+    with pytest.raises(hlm.DataError, match=rf"column '{column}' has no values: every row is missing"):
+        aggregate_duckdb(spec, path)
+    with pytest.raises(hlm.DataError):  # the in-memory path refuses it too
+        aggregate(spec, pd.read_csv(path))
+
+
+def test_categorical_without_complete_rows(tmp_path):
+    """Every row misses some model column, none is empty: the in-memory path's message."""
+    path = tmp_path / "holes.csv"
+    path.write_text("y,c,g\n1.5,,a\n,u,a\n3.5,,b\n,v,b\n")
+    with pytest.raises(hlm.DataError, match="every row has a missing value"):
+        aggregate_duckdb(parse_model("y ~ c + (1 | g)"), path)
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"y,x,g\n1,2,caf\xe9\n3,4,b\n", "not utf-8"),  # Latin-1 bytes
+    (b"y,x\n1,2\n" + bytes(range(1, 255)) * 50, "sniffing"),  # no CSV dialect fits
+    (b"y,x,g\n" + b"1,2,3\n" * 30000 + b"1,2,3,4\n", "Expected Number of Columns"),  # a ragged row past the sample
+])
+def test_unreadable_csv_is_a_file_error(content, reason, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(hlm.FileError, match=rf"cannot read '{path}' as csv: .*{reason}"):
+        aggregate_duckdb(parse_model("y ~ x + (1 | g)"), path)
+    with pytest.raises(hlm.FileError, match="cannot read"):
+        hlm.fit("y ~ x + (1 | g)", str(path))
+
+
+def test_model_errors_on_sql_sources_stay_data_errors():
+    con = duckdb.connect()
+    with pytest.raises(hlm.DataError):
+        aggregate_duckdb(parse_model("y ~ x + (1 | g)"), sql="SELECT 'a' AS y, 1.0 AS x, 1 AS g", con=con)
+
+
+# ----------------------------------------------------------- slash-nested chains (one GROUP BY)
+
+def _four_levels(rng, ids):
+    """A small 4-level design; ``ids`` picks how the innermost ids are written."""
+    d = np.repeat(np.arange(6), 40)
+    s = d * 3 + np.tile(np.repeat(np.arange(3), 40 // 3 + 1)[:40], 6)  # unbalanced schools
+    t = s * 2 + rng.integers(0, 2, len(d))
+    st = np.arange(len(d)) // 2  # two rows per student
+    if ids == "restart":  # ids restart within every teacher: only the full key names a student
+        st = pd.Series(st).groupby(t).transform(lambda v: v - v.min()).to_numpy()
+    elif ids == "shuffled":  # globally unique but not in the order of the outer keys
+        st = rng.permutation(st.max() + 1)[st] + 1000
+    elif ids == "strings":
+        st = np.array([f"s{v:03d}" for v in rng.permutation(st.max() + 1)[st]], dtype=object)
+    df = pd.DataFrame({"d": d, "s": s, "t": t, "st": st, "x": rng.normal(size=len(d))})
+    df["y"] = df["x"] + rng.normal(size=len(d)) + df["d"] * 0.3
+    return df.sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("ids", ["sorted", "restart", "shuffled", "strings"])
+@pytest.mark.parametrize("model,one_group_by", [
+    ("y ~ x + (1 | d/s/t/st)", True),  # labels innermost first: st:t:s:d
+    ("y ~ x + (x | d) + (1 | d:s) + (1 | d:s:t:st)", True),  # labels outermost first
+    ("y ~ x + (x | d/s) + (1 | d:s:t)", False),  # mixed label orders: the GROUPING SETS path
+])
+def test_slash_nested_chain_from_innermost_groups(ids, model, one_group_by, tmp_path):
+    df = _four_levels(np.random.default_rng(7), ids)
+    df.loc[[2, 11], "x"] = np.nan
+    path = tmp_path / "four.parquet"
+    df.to_parquet(path)
+    spec = parse_model(model)
+    calls = []
+    from hlm.aggregate import sql as q
+
+    orig = q.Plan.group_query
+
+    def spy(self, src, sets=None, **kw):
+        calls.append(sets)
+        return orig(self, src, sets, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(q.Plan, "group_query", spy)
+        agg = aggregate_duckdb(spec, path)
+    assert calls == ([[tuple(range(len(spec.group_columns)))]] if one_group_by else [None])
+    assert_same_aggregates(aggregate(spec, df)[0], agg)
+
+
+def test_slash_nested_chain_with_tied_group_counts(tmp_path):
+    """One student per teacher: the chain order is decided from every factor's groups."""
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"s": np.repeat(np.arange(8), 6), "t": np.repeat(np.arange(24), 2)})
+    df["st"] = df["t"] + 100
+    df["y"] = rng.normal(size=len(df))
+    path = tmp_path / "tied.parquet"
+    df.to_parquet(path)
+    spec = parse_model("y ~ 1 + (1 | s/t/st)")
+    assert_same_aggregates(aggregate(spec, df)[0], aggregate_duckdb(spec, path))

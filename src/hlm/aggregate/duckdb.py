@@ -20,6 +20,11 @@ from hlm.aggregate.stats import Aggregates
 from hlm.errors import DataError, FileError, HLMError, OptionError
 from hlm.spec.terms import ModelSpec
 
+MEMORY_LIMIT = "1GB"
+"""DuckDB's memory limit on the connections hlm opens itself (for paths, and for sql= without
+con=): its aggregation spills to disk beyond it, so the process's peak memory is about this
+plus the grouped result in numpy.  Pass your own ``con`` to choose another."""
+
 _CSV_TYPES = "auto_type_candidates=['BIGINT', 'DOUBLE', 'VARCHAR']"  # as pandas reads: no dates, no yes/no booleans
 _CSV_NULLS = "nullstr=['', 'NA', 'N/A', 'NaN', 'nan', 'NULL', 'null']"
 
@@ -58,12 +63,75 @@ def table_function(path: str | os.PathLike) -> str:
                     "use backend='memory' for other files")
 
 
+def _reason(exc: Exception) -> str:
+    """One line from a DuckDB error: its first line and, for CSV reader errors ('CSV Error on
+    Line: 2', 'Error when sniffing file'), the line that says what is wrong (the echoed row
+    and the hints are left out)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    skip = ("Original Line", "Possible", "* ", "file=", "delimiter", "quote", "escape", "new_line", "header",
+            "skip_rows", "comment", "strict_mode", "date_format", "timestamp_format", "null_padding", "sample_size",
+            "ignore_errors", "all_varchar", "Parser options", "The Sniffer")
+    if "CSV Error" in lines[0] or "sniffing" in lines[0]:
+        for ln in lines[1:]:
+            if not ln.startswith(skip):
+                return f"{lines[0].rstrip('.')}; {ln}"
+    return lines[0]
+
+
+def _stream_numpy(rel: Any, batch: int = 1 << 20) -> dict[str, np.ndarray]:
+    """A relation's rows as numpy columns, read in Arrow batches: DuckDB never holds the
+    whole result, and each column is joined from its pieces alone (peak: the result plus
+    one column)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    masks: dict[str, list[np.ndarray | None]] = {}
+    names: list[str] = []
+    sizes: list[int] = []
+    for rb in rel.to_arrow_reader(batch):
+        names = rb.schema.names
+        sizes.append(rb.num_rows)
+        for i, name in enumerate(names):
+            values, mask = _column_numpy(rb.column(i))
+            parts.setdefault(name, []).append(values)
+            masks.setdefault(name, []).append(mask)
+    if not names:  # no rows: the column names and types from an empty fetch
+        return rel.limit(0).fetchnumpy()
+    out = {}
+    for name in names:
+        pieces = parts.pop(name)
+        values = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        del pieces
+        mk = masks.pop(name)
+        if any(m is not None for m in mk):  # NULLs (GROUPING SETS): a masked array, as fetchnumpy gives
+            mask = np.concatenate([np.zeros(size, bool) if m is None else m for size, m in zip(sizes, mk)])
+            values = np.ma.MaskedArray(values, mask=mask)
+        out[name] = values
+    return out
+
+
+def _column_numpy(col: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """An Arrow column as numpy values (NULLs filled with a zero of the type) and its NULL mask."""
+    if not col.null_count:
+        return col.to_numpy(zero_copy_only=False), None
+    import pyarrow as pa
+
+    mask = col.is_null().to_numpy(zero_copy_only=False)
+    t = col.type
+    fill = ("" if pa.types.is_string(t) or pa.types.is_large_string(t) else False if pa.types.is_boolean(t)
+            else 0 if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) else None)
+    if fill is None:
+        return col.to_numpy(zero_copy_only=False), mask
+    return col.fill_null(pa.scalar(fill, type=t)).to_numpy(zero_copy_only=False), mask
+
+
 class _Source:
     """Where the rows are: a table expression on a connection, or a relation."""
 
     def __init__(self, source: Any = None, *, sql: str | None = None, con: Any = None, progress: bool | None = None):
         duckdb = _duckdb()
         self.rel = None
+        self.path: str | None = None  # a file source: its read errors are FileErrors naming it
         if sql is not None:
             if source is not None:
                 raise OptionError("give either data or sql=, not both")
@@ -76,8 +144,16 @@ class _Source:
         elif isinstance(source, (str, os.PathLike)):
             self.con = con if con is not None else duckdb.connect()
             self.src = f"{table_function(source)} AS hlm_src"
+            self.path = str(source)
+            self.kind = "parquet" if self.src.startswith("read_parquet") else "csv"
         else:
             raise OptionError(f"the DuckDB backend takes a path, a duckdb relation or sql=; got {type(source).__name__}")
+        if self.con is not None and con is None:  # our own connection: bound DuckDB's memory
+            try:
+                self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+                self.con.execute("SET preserve_insertion_order = false")
+            except Exception:  # pragma: no cover - older duckdb
+                pass
         if self.con is not None:
             show = sys.stderr.isatty() if progress is None else progress
             try:
@@ -85,16 +161,30 @@ class _Source:
             except Exception:  # pragma: no cover - older duckdb
                 pass
 
-    def run(self, query: str) -> Mapping[str, np.ndarray]:
+    def run(self, query: str, stream: bool = False) -> Mapping[str, np.ndarray]:
         duckdb = _duckdb()
         try:
+            if stream:
+                rel = self.rel.query("hlm_src", query) if self.rel is not None else self.con.sql(query)
+                return _stream_numpy(rel)
             if self.rel is not None:
                 return self.rel.query("hlm_src", query).fetchnumpy()
             return self.con.execute(query).fetchnumpy()
         except duckdb.IOException as exc:
-            raise FileError(f"DuckDB cannot read the data: {str(exc).splitlines()[0]}") from None
-        except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
-            raise DataError(f"DuckDB cannot evaluate the model on the data: {str(exc).splitlines()[0]}") from None
+            if self.path is not None:
+                raise FileError(f"cannot read '{self.path}' as {self.kind}: {_reason(exc)}") from None
+            raise FileError(f"DuckDB cannot read the data: {_reason(exc)}") from None
+        except duckdb.InvalidInputException as exc:
+            # on a file source these come from the reader (sniffing, encoding, ragged rows, corrupt Parquet)
+            if self.path is not None:
+                raise FileError(f"cannot read '{self.path}' as {self.kind}: {_reason(exc)}") from None
+            raise DataError(f"DuckDB cannot evaluate the model on the data: {_reason(exc)}") from None
+        except duckdb.ConversionException as exc:
+            raise DataError(f"DuckDB cannot evaluate the model on the data: {_reason(exc)}") from None
+
+    def fetch(self, query: str) -> Mapping[str, np.ndarray]:
+        """A large result (one row per group), streamed to numpy in batches."""
+        return self.run(query, stream=True)
 
     def schema(self) -> dict[str, str]:
         if self.rel is not None:
@@ -116,16 +206,16 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     progress : show DuckDB's progress bar (default: when stderr is a terminal).
 
     Queries: a prepass for categorical levels and ``center()`` means when the model needs
-    them, a ``COUNT(*)`` of all rows, one global scan for ``[X y]'[X y]`` and one
-    ``GROUP BY GROUPING SETS`` scan for the per-group statistics.
+    them, a ``COUNT(*)`` of all rows, one global scan for ``[X y]'[X y]`` and one grouped
+    scan for the per-group statistics: for slash-nested factors ``(1|a/b/c)`` a plain
+    ``GROUP BY`` of the innermost groups (the outer ones are derived from them), else
+    ``GROUP BY GROUPING SETS`` over every factor.  The grouped rows stream to numpy in
+    batches (DuckDB's aggregation spills to disk beyond its memory limit; connections hlm
+    opens itself get :data:`MEMORY_LIMIT`).
     """
     src = _Source(source, sql=sql, con=con, progress=progress)
     plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src)
-    ntotal = int(np.asarray(src.run(plan.count_query(src.src))["n"])[0])
-    glob = src.run(plan.global_query(src.src))
-    groups = src.run(plan.group_query(src.src))
-    agg = q.assemble(plan, glob, groups, ntotal,
-                         lambda sets: src.run(plan.group_query(src.src, sets, ztk=False)))
+    agg = q.compute(plan, src.run, src.src, src.fetch)
     return (agg, plan) if return_plan else agg
 
 

@@ -73,11 +73,7 @@ def aggregate_spark(spec: ModelSpec, df: Any, *, return_plan: bool = False) -> A
     src = _SparkSource(df)
     try:
         plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src)
-        ntotal = int(np.asarray(src.run(plan.count_query(src.src))["n"])[0])
-        glob = src.run(plan.global_query(src.src))
-        groups = src.run(plan.group_query(src.src))
-        agg = q.assemble(plan, glob, groups, ntotal,
-                         lambda sets: src.run(plan.group_query(src.src, sets, ztk=False)))
+        agg = q.compute(plan, src.run, src.src)
     finally:
         src.close()
     return (agg, plan) if return_plan else agg

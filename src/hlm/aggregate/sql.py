@@ -177,8 +177,9 @@ class Translator:
         if isinstance(node, ast.Name):
             self.needs.columns.add(node.id)
             kind = self.kinds.get(node.id)
-            if kind is None:
-                raise ColumnError(f"column '{node.id}' (in the term '{expr}') is not in the data")
+            if kind is None:  # names close matches, as the in-memory path does
+                check_columns([node.id], self.kinds.keys())
+                raise ColumnError(f"column '{node.id}' (in the term '{expr}') is not in the data")  # pragma: no cover
             if kind in ("numeric", "float", "bool"):
                 return f"CAST({self.dialect.ident(node.id)} AS DOUBLE)"
             if kind == "string":
@@ -366,6 +367,28 @@ class Plan:
                     need |= sb - sa
         return sorted(need)
 
+    def nested_chain(self) -> tuple[list[int], str] | None:
+        """The factors innermost first and the form of their labels, when the factors are
+        slash-nested: ``(1|a/b/c)``, whose labels lme4 writes innermost first (``c:b:a``:
+        each factor's key columns end with the next outer one's, form ``"suffix"``), or
+        ``(1|a) + (1|a:b) + (1|a:b:c)`` (they begin with them, form ``"prefix"``); else None.
+
+        Such a chain is nested by construction: one ``GROUP BY`` over the innermost factor's
+        columns gives its groups, and every outer factor's groups follow from them
+        (:func:`assemble_chain`)."""
+        if not self.factors:
+            return None
+        order = sorted(range(len(self.factors)), key=lambda f: -len(self.factors[f].keys))
+        for form in ("suffix", "prefix"):
+            ok = True
+            for inner, outer in zip(order, order[1:]):
+                ki, ko = self.factors[inner].keys, self.factors[outer].keys
+                part = ki[len(ki) - len(ko):] if form == "suffix" else ki[: len(ko)]
+                ok = ok and len(ki) > len(ko) and part == ko
+            if ok:
+                return order, form
+        return None
+
     def factor_sets(self) -> list[tuple[int, ...]]:
         """Column sets of the grouping factors."""
         return list(dict.fromkeys(tuple(sorted(f.keys)) for f in self.factors))
@@ -439,6 +462,7 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
     check_columns(used, schema.keys())
     if kinds[spec.response] not in ("numeric", "float", "bool"):
+        _check_not_empty(run, src, dialect, [spec.response])
         raise DataError(f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
                         "pick a numeric column")
     for col in spec.group_columns:
@@ -456,6 +480,9 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
             levels[col] = sorted(v.item() if isinstance(v, np.generic) else v for v in (vals if vals is not None else []))
         for key in tr.needs.means.values():
             means[key] = float(_first(res[key]))
+        if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
+            _check_not_empty(run, src, dialect, used)
+            raise DataError("every row has a missing value in a model column; nothing is left to fit")
     tr, xcols, x_spec, pool, zcols, term_columns = _translate(spec, dialect, kinds, used, levels, means)
     xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
 
@@ -495,6 +522,24 @@ def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind
                         raise tr._unsupported(fac.expr, f"column '{col}' has an unsupported type")
                     tr.needs.levels.add(col)
     return (tr,)
+
+
+def _check_not_empty(run: Runner, src: str, dialect: Dialect, columns: Sequence[str]) -> None:
+    """DataError naming the first of ``columns`` without a single value.
+
+    Run only on error paths: an entirely empty CSV column is typed VARCHAR by DuckDB and
+    Spark, which would otherwise read as 'not numeric' or give a categorical without levels."""
+    sel = ", ".join(f"COUNT({dialect.ident(c)}) AS c{i}" for i, c in enumerate(columns))
+    res = run(f"SELECT {sel} FROM {src}")
+    for i, col in enumerate(columns):
+        if int(_first(res[f"c{i}"]) or 0) == 0:
+            raise DataError(f"column '{col}' has no values: every row is missing")
+
+
+def check_complete_rows(p: Plan, glob: Mapping[str, np.ndarray], ntotal: int, run: Runner, src: str) -> None:
+    """When no row is complete, name a model column that has no values at all (if one has none)."""
+    if ntotal and int(_as_array(glob["n"])[0]) == 0:
+        _check_not_empty(run, src, p.dialect, p.used)
 
 
 def _first(col):
@@ -561,7 +606,8 @@ def _split_sets(p: Plan, cols: Mapping[str, np.ndarray], sets: list[tuple[int, .
 
 
 def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], ntotal: int,
-             pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None = None) -> Aggregates:
+             pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None = None, *,
+             _empty: bool = False) -> Aggregates:
     """Aggregates from the global row and the grouped rows of :meth:`Plan.group_query`.
 
     ``pairs(sets)`` runs :meth:`Plan.group_query` for the pair sets when the factors turn
@@ -579,6 +625,10 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
     for a in range(k):
         for b in range(a, k):
             ktk[a, b] = ktk[b, a] = float(_as_array(glob[f"kk_{a}_{b}"])[0])
+    if _empty:  # the global part only (assemble_chain does the groups)
+        return Aggregates(nobs=nobs, ndropped=int(ntotal) - nobs, response=p.spec.response, xnames=p.xnames,
+                          pool=p.pool, ktk=ktk, factors=(), term_factor=p.term_factor,
+                          term_columns=p.term_columns, chain=None, parents=())
 
     cols = {name: _as_array(v) for name, v in groups.items()}
     which = _split_sets(p, cols, p.factor_sets())
@@ -636,6 +686,201 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
         factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns, chain=chain,
         parents=parents if chain is not None else (), cross=tuple(cross),
     )
+
+
+def _sorted_order(vals: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """Rows sorted by the key tuples ``vals`` (unique tuples) and, per prefix length c, where
+    a new run of the first c columns starts.  Returns (order or None if already sorted, starts).
+
+    Fast paths, O(n) for integer ids: the rows as they are, or ordered by the last column
+    when its values are unique (globally unique innermost ids), if the tuples are then sorted;
+    else a lexicographic sort."""
+    n = len(vals[0])
+
+    def runs(order):
+        cols = [v if order is None else v[order] for v in vals]
+        undecided = np.ones(max(n - 1, 0), dtype=bool)  # pairs equal in the columns so far
+        starts = []
+        for v in cols:
+            if v.dtype.kind not in "iub":
+                return None
+            a, b = v[:-1], v[1:]
+            if (undecided & (b < a)).any():
+                return None
+            undecided &= a == b
+            starts.append(np.concatenate([[0], np.flatnonzero(~undecided) + 1]) if n else np.zeros(0, np.int64))
+        return starts
+
+    starts = runs(None)
+    if starts is not None:
+        return None, starts
+    last = vals[-1]
+    if last.dtype.kind in "iu":
+        codes = _sorted_codes(last)
+        if n and int(codes.max()) + 1 == n:  # unique: the codes are a permutation
+            order = np.empty(n, dtype=np.int64)
+            order[codes] = np.arange(n)
+            del codes
+            starts = runs(order)
+            if starts is not None:
+                return order, starts
+    codes = [_sorted_codes(v) for v in vals]
+    order = np.lexsort(codes[::-1])
+    sc = [c[order] for c in codes]
+    undecided = np.ones(max(n - 1, 0), dtype=bool)
+    starts = []
+    for c in sc:
+        undecided &= c[:-1] == c[1:]
+        starts.append(np.concatenate([[0], np.flatnonzero(~undecided) + 1]) if n else np.zeros(0, np.int64))
+    return order, starts
+
+
+def assemble_chain(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray],
+                   ntotal: int) -> Aggregates | None:
+    """Aggregates of a slash-nested chain (:meth:`Plan.nested_chain`) from the innermost
+    factor's groups alone; None when the factors' group counts tie (then the chain order is
+    decided as :func:`_nesting` does, from every factor's groups)."""
+    chain, form = p.nested_chain()
+    leaf = p.factors[chain[0]]
+    agg = assemble(p, glob, {}, ntotal, _empty=True)  # the global part and its checks
+    if isinstance(groups, dict):  # take the arrays over, so each can be freed once reordered
+        cols = {name: _as_array(groups.pop(name)) for name in list(groups)}
+    else:
+        cols = {name: _as_array(v) for name, v in groups.items()}
+    if form == "suffix":
+        return _assemble_suffix(p, agg, chain, cols)
+    order, starts = _sorted_order([cols[f"g{i}"] for i in leaf.keys])
+    nlev = [len(starts[len(p.factors[f].keys) - 1]) for f in chain]
+    if any(a <= b for a, b in zip(nlev, nlev[1:])):
+        return None
+    if order is not None:  # sort the grouped rows once, in place of the originals
+        for name in list(cols):
+            cols[name] = cols[name][order]
+        del order
+    counts = cols["n"].astype(np.int64)
+    ztz, ztk = _leaf_blocks(p, cols, counts)
+    factors: list[FactorStats | None] = [None] * len(p.factors)
+    parents = []
+    prev_starts = None
+    for pos, f in enumerate(chain):
+        fac = p.factors[f]
+        st = starts[len(fac.keys) - 1]
+        keys = tuple(cols[f"g{i}"][st] for i in fac.keys)
+        if pos == 0:
+            factors[f] = FactorStats(fac.name, fac.columns, keys, counts, ztz, ztk)
+        else:
+            factors[f] = FactorStats(fac.name, fac.columns, keys, np.add.reduceat(counts, st).astype(np.int64)
+                                     if len(st) else np.zeros(0, np.int64))
+            code = np.zeros(len(counts), dtype=np.int64)  # this factor's group of every leaf row
+            code[st[1:]] = 1
+            np.cumsum(code, out=code)
+            parents.append(code if prev_starts is None else code[prev_starts])
+            prev_starts = st
+    return Aggregates(
+        nobs=agg.nobs, ndropped=agg.ndropped, response=agg.response, xnames=agg.xnames, pool=agg.pool,
+        ktk=agg.ktk, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
+        chain=tuple(chain), parents=tuple(parents), cross=())
+
+
+def _leaf_blocks(p: Plan, cols: dict, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Z_g'Z_g and Z_g'K_g of the innermost groups from their grouped rows (whose sums it drops)."""
+    k, z = p.k, len(p.zcols)
+    ztz = np.empty((len(counts), z, z))
+    ztk = np.empty((len(counts), z, k))
+    for a in range(z):
+        for b in range(a, z):
+            ztz[:, a, b] = ztz[:, b, a] = cols.get(f"zz_{a}_{b}", counts)
+        for c in range(k):
+            one = p._zexpr(a) == "1.0" and p._kexpr(c) == "1.0"
+            ztk[:, a, c] = counts if one else cols[f"zk_{a}_{c}"]
+    for name in [n for n in cols if n.startswith(("zz_", "zk_"))]:
+        del cols[name]
+    return ztz, ztk
+
+
+def _first_rows(code: np.ndarray, m: int) -> np.ndarray:
+    first = np.empty(m, dtype=np.int64)
+    first[code[::-1]] = np.arange(len(code) - 1, -1, -1)
+    return first
+
+
+def _assemble_suffix(p: Plan, agg: Aggregates, chain: list[int], cols: dict) -> Aggregates | None:
+    """:func:`assemble_chain` for labels written innermost first (``student:teacher:school``).
+
+    Codes in label order are built from the outermost column inwards: a column whose value
+    determines the outer group (globally unique ids, checked in O(n)) is its own code, its
+    dense rank; otherwise the code ranks the pair (value, outer code).  The innermost groups
+    are the rows, sorted once by their code."""
+    leaf = p.factors[chain[0]]
+    lk = leaf.keys
+    want = {p.factors[f].keys: f for f in chain}
+    code, m = None, 0
+    codes: dict[int, tuple[np.ndarray, int]] = {}
+    for j in range(len(lk) - 1, -1, -1):
+        rank = _sorted_codes(cols[f"g{lk[j]}"])
+        r = int(rank.max(initial=-1)) + 1
+        if code is None:
+            code, m = rank, r
+        else:
+            first = _first_rows(rank, r)
+            if np.array_equal(code[first][rank], code):  # the value determines the outer group
+                code, m = rank, r
+            else:
+                key = rank * np.int64(m) + code
+                code = _sorted_codes(key)
+                m = int(code.max(initial=-1)) + 1
+            del first
+        del rank
+        if code.dtype != np.int32 and len(code) < 2**31 - 1:
+            code = code.astype(np.int32)
+        if lk[j:] in want:
+            codes[want[lk[j:]]] = (code, m)
+    n = len(cols["n"])
+    if codes[chain[0]][1] != n or any(codes[a][1] <= codes[b][1] for a, b in zip(chain, chain[1:])):
+        return None  # tied group counts: the general path decides the order
+    order = np.empty(n, dtype=np.int64)
+    order[codes.pop(chain[0])[0]] = np.arange(n)
+    del code
+    for name in list(cols):
+        cols[name] = cols[name][order]
+    for f in chain[1:]:
+        c, mf = codes[f]
+        codes[f] = (c[order], mf)
+    del order
+    counts = cols.pop("n").astype(np.int64)
+    ztz, ztk = _leaf_blocks(p, cols, counts)
+    factors: list[FactorStats | None] = [None] * len(p.factors)
+    factors[chain[0]] = FactorStats(leaf.name, leaf.columns, tuple(cols[f"g{i}"] for i in lk), counts, ztz, ztk)
+    parents = []
+    prev_first = None
+    for f in chain[1:]:
+        fac = p.factors[f]
+        c, mf = codes.pop(f)
+        first = _first_rows(c, mf)
+        fcounts = np.bincount(c, weights=counts, minlength=mf).round().astype(np.int64)
+        factors[f] = FactorStats(fac.name, fac.columns, tuple(cols[f"g{i}"][first] for i in fac.keys), fcounts)
+        parents.append(c if prev_first is None else c[prev_first])
+        prev_first = first
+    return Aggregates(
+        nobs=agg.nobs, ndropped=agg.ndropped, response=agg.response, xnames=agg.xnames, pool=agg.pool,
+        ktk=agg.ktk, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
+        chain=tuple(chain), parents=tuple(parents), cross=())
+
+
+def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggregates:
+    """Every query of a plan, run by ``run`` (``fetch`` for the large grouped results)."""
+    fetch = fetch or run
+    ntotal = int(np.asarray(run(p.count_query(src))["n"])[0])
+    glob = run(p.global_query(src))
+    check_complete_rows(p, glob, ntotal, run, src)
+    nested = p.nested_chain()
+    if nested is not None:
+        leaf = p.factors[nested[0][0]]
+        agg = assemble_chain(p, glob, fetch(p.group_query(src, [tuple(sorted(leaf.keys))])), ntotal)
+        if agg is not None:
+            return agg
+    return assemble(p, glob, fetch(p.group_query(src)), ntotal,
+                    lambda sets: fetch(p.group_query(src, sets, ztk=False)))
 
 
 def _nesting(p: Plan, frows, keyvals, nlev, cols):
