@@ -39,6 +39,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
 from hlm.errors import ColumnError, DataError, FormulaError
+from hlm.modelframe import dense_codes
 from hlm.modelframe import factor_key, fixed_name
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
@@ -561,16 +562,8 @@ def _as_array(values) -> np.ndarray:
 
 
 def _sorted_codes(values: np.ndarray) -> np.ndarray:
-    """Codes 0..m-1 in sorted order of the values (O(n) for integers of moderate range)."""
-    values = np.asarray(values)
-    if values.dtype.kind in "iu" and len(values):
-        lo, hi = int(values.min()), int(values.max())
-        if hi - lo <= 4 * len(values) + 1024:
-            present = np.zeros(hi - lo + 1, dtype=bool)
-            shifted = values - lo
-            present[shifted] = True
-            return (np.cumsum(present, dtype=np.int64) - 1)[shifted]
-    return pd.factorize(values, sort=True)[0].astype(np.int64)
+    """Codes 0..m-1 in sorted order of the values (the in-memory path's coding)."""
+    return dense_codes(np.asarray(values))[0]
 
 
 def _lookup(table: list[np.ndarray], probe: list[np.ndarray]) -> np.ndarray:
