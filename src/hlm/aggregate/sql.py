@@ -39,8 +39,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
 from hlm.errors import ColumnError, DataError, FormulaError
-from hlm.modelframe import dense_codes
-from hlm.modelframe import factor_key, fixed_name
+from hlm.modelframe import dense_codes, factor_key, fixed_name
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
 
