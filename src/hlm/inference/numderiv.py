@@ -6,7 +6,7 @@ For a step h the central estimates of the gradient and Hessian,
     H_ii  = (f(x + h e_i) - 2 f(x) + f(x - h e_i)) / h^2
     H_ij  = (f(x+h e_i+h e_j) - f(x+h e_i-h e_j) - f(x-h e_i+h e_j) + f(x-h e_i-h e_j)) / 4h^2,
 
-have errors in even powers of h; with the steps h, h/2, h/4, ... Neville's table
+have errors in even powers of h; with the steps h, h/2 (, h/4, ...) Neville's table
 R_{k,m} = (4^m R_{k,m-1} - R_{k-1,m-1}) / (4^m - 1) removes them order by order.  ``f`` may
 return an array: every output is differentiated from the same evaluations.
 """
@@ -27,7 +27,7 @@ def _extrapolate(estimates: list[np.ndarray]) -> np.ndarray:
 
 
 def derivatives(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray, *,
-                levels: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                levels: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """f(x), the gradient (n, ...) and the Hessian (n, n, ...) of every output of f."""
     x = np.asarray(x, dtype=float)
     n = len(x)
@@ -55,6 +55,6 @@ def derivatives(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndar
     return f0, _extrapolate(grads), _extrapolate(hessians)
 
 
-def hessian(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray, *, levels: int = 3) -> np.ndarray:
+def hessian(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray, *, levels: int = 2) -> np.ndarray:
     """The Hessian of a scalar function."""
     return derivatives(lambda v: np.array([f(v)]), x, h, levels=levels)[2][..., 0]
