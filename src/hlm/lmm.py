@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hlm.aggregate import aggregate_any, choose_backend
+from hlm.aggregate import Backend, aggregate_any, choose_backend
 from hlm.aggregate.memory import aggregate_frame
 from hlm.aggregate.stats import Aggregates
 from hlm.checks import boundary_messages, check_degrees_of_freedom, check_identifiable, implicit_nesting_warning, level_order
@@ -29,7 +29,7 @@ from hlm.source import check_file
 from hlm.spec import ModelSpec, parse_model
 
 
-def aggregate(spec: ModelSpec, data: Any, *, backend: str = "auto", sql: str | None = None,
+def aggregate(spec: ModelSpec, data: Any, *, backend: Backend = "auto", sql: str | None = None,
               con: Any = None) -> tuple[Aggregates, Any]:
     """One pass over the rows: the sufficient statistics and formulaic's fixed-part spec.
 
@@ -70,7 +70,7 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     return result
 
 
-def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend: str = "auto",
+def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend: Backend = "auto",
         sql: str | None = None, con: Any = None, reorder: bool = False) -> Fit:
     """Fit a linear mixed model.
 
