@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 from pathlib import Path
 from typing import Any, Mapping
 
