@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import dataset, reference
 
-from hlm.errors import ColumnError, ComparisonError, DataError, FormulaError, HLMWarning, OptionError
+from hlm.errors import ColumnError, ComparisonError, DataError, FormulaError, OptionError
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.panel.hausman import NOT_PD, hausman_statistic
 from hlm.panel.results import stata_percentile

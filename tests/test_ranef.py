@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import dataset, reference
+from conftest import reference
 
 import hlm
 import hlm.ranef as ranef_module

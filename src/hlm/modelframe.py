@@ -17,7 +17,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.errors import ColumnError, DataError, FormulaError
+from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, to_pandas
 from hlm.spec.terms import ModelSpec
 
