@@ -268,6 +268,12 @@ def test_spark_fit_and_errors(spark, tmp_path, fits):
         assert_same_fit(fits("Pastes__nested_REML"), hlm.fit("strength ~ 1 + (1 | batch/cask)", sdf))
     with pytest.raises(FormulaError, match=r"poly\(x, 2\)"):
         aggregate_any(parse_model("strength ~ poly(x, 2) + (1 | batch)"), sdf)
+    grunfeld = tmp_path / "g.parquet"
+    dataset("Grunfeld").to_parquet(grunfeld)
+    gdf = spark.read.parquet(str(grunfeld))
+    mem = hlm.xtreg("inv value capital", dataset("Grunfeld"), panel="firm", estimator="re")
+    np.testing.assert_allclose(hlm.xtreg("inv value capital", gdf, panel="firm", estimator="re").params,
+                               mem.params, rtol=1e-9)
 
 
 def test_write_predictions_matches_predict(hsb, tmp_path):
@@ -296,9 +302,9 @@ def test_write_predictions_matches_predict(hsb, tmp_path):
     np.testing.assert_allclose(fixed, np.asarray(f_mem.predict(re=False))[ok], rtol=1e-5)
 
 
-def test_panel_aggregates_sql(tmp_path):
-    from hlm.aggregate.duckdb import panel_aggregates_sql
+def test_panel_stats_through_duckdb(tmp_path):
     from hlm.panel.design import build_design
+    from hlm.panel.engine import engine_stats
     from hlm.panel.stats import panel_stats
 
     df = dataset("Grunfeld")
@@ -307,12 +313,31 @@ def test_panel_aggregates_sql(tmp_path):
     df.to_parquet(path)
     for model in ["inv value capital", "inv ~ value + capital"]:
         mem = panel_stats(build_design(model, df, panel="firm"))
-        sql, agg = panel_aggregates_sql(model, path, panel="firm")
+        sql, agg = engine_stats(model, str(path), panel="firm")
         assert sql.N == mem.N and agg.ndropped == 2
         np.testing.assert_array_equal(sql.T, mem.T)
         np.testing.assert_allclose(sql.S, mem.S, rtol=1e-10)
         np.testing.assert_allclose(sql.ZZ, mem.ZZ, rtol=1e-10)
         np.testing.assert_allclose(sql.within, mem.within, rtol=1e-8, atol=1e-8 * np.abs(mem.within).max())
+
+
+@pytest.mark.parametrize("estimator", ["fe", "re", "be", "pooled"])
+def test_xtreg_from_a_file_runs_in_duckdb(tmp_path, estimator):
+    df = dataset("Grunfeld")
+    df.loc[[4, 30], "value"] = np.nan
+    path = tmp_path / "g.parquet"
+    df.to_parquet(path)
+    mem = hlm.xtreg("inv value capital", df, panel="firm", estimator=estimator)
+    eng = hlm.xtreg("inv value capital", str(path), panel="firm", estimator=estimator)
+    assert eng.terms == mem.terms and eng.n_dropped == mem.n_dropped == 2
+    np.testing.assert_allclose(eng.params, mem.params, rtol=1e-9)
+    np.testing.assert_allclose(eng.vcov, mem.vcov, rtol=1e-8)
+    for name in ("sigma_u", "sigma_e", "rho", "r2_within", "r2_between", "r2_overall"):
+        a, b = getattr(eng, name), getattr(mem, name)
+        assert (a is None and b is None) or a == pytest.approx(b, rel=1e-8, nan_ok=True), name
+    robust = hlm.xtreg("inv value capital", str(path), panel="firm", estimator=estimator,
+                       vce="robust" if estimator != "be" else "conventional")  # rows are loaded for a second pass
+    assert robust.terms == mem.terms
 
 
 # ------------------------------------------------------------------------- error messages

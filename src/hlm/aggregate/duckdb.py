@@ -261,27 +261,3 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     return int(res[0][0]) if res and res[0] else 0
 
 
-def panel_aggregates_sql(model: str, source: Any = None, *, panel: str, con: Any = None, sql: str | None = None,
-                         progress: bool | None = None):
-    """The panel estimators' statistics (:class:`hlm.panel.stats.PanelStats`: N, T_i, S_i of
-    [X y] per panel, Z'Z) computed in DuckDB; returns ``(stats, aggregates)``.
-
-    They are the aggregates of ``model`` with a random intercept per ``panel``: T = the
-    group counts, S = the intercept row of Z_g'K_g, Z'Z = K'K; the panel labels are
-    ``aggregates.factors[0].keys`` (sorted), rows dropped for missing values
-    ``aggregates.ndropped``.
-    """
-    from hlm.panel.design import parse_model as parse_panel
-    from hlm.panel.stats import PanelStats
-    from hlm.spec.terms import ModelSpec, RandomTerm
-
-    response, rhs, syntax = parse_panel(model)
-    spec = ModelSpec(model, response, rhs, (RandomTerm((), True, (panel,), panel),),
-                     "stata" if syntax == "stata" else "lme4")
-    agg = aggregate_duckdb(spec, source, con, sql=sql, progress=progress)
-    if not agg.xnames or agg.xnames[0] not in ("(Intercept)", "_cons"):
-        raise OptionError("panel models need the constant as the first column; drop '0 +' / '- 1'")
-    fac = agg.factors[0]
-    stats = PanelStats(N=agg.nobs, T=fac.counts.astype(float), S=np.ascontiguousarray(fac.ztk[:, 0, :]),
-                       ZZ=agg.ktk.copy())
-    return stats, agg

@@ -26,14 +26,15 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 @dataclass(frozen=True)
 class PanelDesign:
-    """The rows a panel model uses.  ``X`` is N x p (column 0 is the constant)."""
+    """The rows a panel model uses.  ``X`` is N x p (column 0 is the constant).  ``y``, ``X``
+    and ``codes`` are None when the rows stay in an engine (:mod:`hlm.panel.engine`)."""
 
     model: str
     response: str
     names: tuple[str, ...]
-    y: np.ndarray
-    X: np.ndarray
-    codes: np.ndarray
+    y: np.ndarray | None
+    X: np.ndarray | None
+    codes: np.ndarray | None
     panels: np.ndarray
     panel_var: str
     cluster_codes: np.ndarray | None

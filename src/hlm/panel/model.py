@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from hlm.aggregate import choose_backend
 from hlm.errors import DataError, OptionError
 from hlm.panel import covariance as cov
 from hlm.panel.design import PanelDesign, build_design
+from hlm.panel.engine import engine_design
 from hlm.panel.results import PanelFit, TestStat
 from hlm.panel.stats import PanelStats, panel_stats
 
@@ -70,6 +72,14 @@ def xtreg(
         raise OptionError("xtreg, be has no robust or cluster-robust standard errors (as in Stata)")
     if sa and estimator != "re":
         raise OptionError("sa=True (Baltagi-Chang variance components) applies to estimator='re' only")
+    fitter = {"fe": _fit_fe, "re": _fit_re, "be": _fit_be, "pooled": _fit_pooled}[estimator]
+    backend = choose_backend(data)
+    if backend != "memory" and (vce == "conventional" or backend == "spark"):
+        if vce != "conventional":
+            raise OptionError("robust and cluster standard errors need a second pass over the rows, which the "
+                              "Spark path does not make yet; use vce='conventional' or collect the rows")
+        design, stats = engine_design(model, data, panel=panel)  # one GROUP BY where the data is
+        return fitter(design, stats, vce, sa)
     if vce == "robust" and estimator in ("fe", "re"):
         vce, cluster = "cluster", panel  # Stata: xtreg, fe/re vce(robust) = vce(cluster panelvar)
         design = build_design(model, data, panel=panel, cluster=None)
@@ -79,7 +89,6 @@ def xtreg(
     stats = panel_stats(design)
     if vce == "cluster" and estimator in ("fe", "re"):
         cov.check_nested(design.codes, design.cluster_codes, stats.n)
-    fitter = {"fe": _fit_fe, "re": _fit_re, "be": _fit_be, "pooled": _fit_pooled}[estimator]
     return fitter(design, stats, vce, sa)
 
 
