@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ast
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -768,10 +768,8 @@ def assemble_chain(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str,
             np.cumsum(code, out=code)
             parents.append(code if prev_starts is None else code[prev_starts])
             prev_starts = st
-    return Aggregates(
-        nobs=agg.nobs, ndropped=agg.ndropped, response=agg.response, xnames=agg.xnames, pool=agg.pool,
-        ktk=agg.ktk, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
-        chain=tuple(chain), parents=tuple(parents), cross=())
+    return replace(agg, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
+                   chain=tuple(chain), parents=tuple(parents), cross=())
 
 
 def _leaf_blocks(p: Plan, cols: dict, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -853,10 +851,8 @@ def _assemble_suffix(p: Plan, agg: Aggregates, chain: list[int], cols: dict) -> 
         factors[f] = FactorStats(fac.name, fac.columns, tuple(cols[f"g{i}"][first] for i in fac.keys), fcounts)
         parents.append(c if prev_first is None else c[prev_first])
         prev_first = first
-    return Aggregates(
-        nobs=agg.nobs, ndropped=agg.ndropped, response=agg.response, xnames=agg.xnames, pool=agg.pool,
-        ktk=agg.ktk, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
-        chain=tuple(chain), parents=tuple(parents), cross=())
+    return replace(agg, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
+                   chain=tuple(chain), parents=tuple(parents), cross=())
 
 
 def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggregates:
