@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import dataset, reference
-from test_fit_reference import MIXED
+from conftest import MIXED, dataset, reference
 
 import hlm
 from hlm.aggregate import aggregate_any

@@ -12,17 +12,10 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import dataset, reference
+from conftest import MIXED, dataset, reference
 
 import hlm
 
-MIXED = [
-    "sleepstudy__slope_REML", "sleepstudy__slope_ML", "sleepstudy__uncorr_REML",
-    "Dyestuff__intercept_REML", "Dyestuff__intercept_ML", "Dyestuff2__intercept_REML",
-    "Pastes__nested_REML", "Pastes__nested_ML", "Penicillin__crossed_REML",
-    "Hsb82__ri_REML", "Hsb82__ri_ML", "Hsb82__rs_REML", "Hsb82__rs_ML",
-    "Grunfeld__lmer_ri_REML", "Grunfeld__lmer_ri_ML",
-]
 
 
 def close_sd(ours: float, theirs: float) -> bool:

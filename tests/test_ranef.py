@@ -14,18 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import reference
+from conftest import MIXED, reference
 
 import hlm
 import hlm.ranef as ranef_module
 
-WITH_RANEF = [
-    "sleepstudy__slope_REML", "sleepstudy__slope_ML", "sleepstudy__uncorr_REML",
-    "Dyestuff__intercept_REML", "Dyestuff__intercept_ML", "Dyestuff2__intercept_REML",
-    "Pastes__nested_REML", "Pastes__nested_ML", "Penicillin__crossed_REML",
-    "Hsb82__ri_REML", "Hsb82__ri_ML", "Hsb82__rs_REML", "Hsb82__rs_ML",
-    "Grunfeld__lmer_ri_REML", "Grunfeld__lmer_ri_ML",
-]
+
 
 
 def _fit(fits, name):
@@ -44,7 +38,7 @@ def _check_against(table: pd.DataFrame, ref: dict) -> None:
             np.testing.assert_allclose(sub["std_error"], block["cond_sd"][term], rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", WITH_RANEF)
+@pytest.mark.parametrize("name", MIXED)  # every reference fit carries lme4's ranef
 def test_ranef_matches_lme4(name, fits):
     fit = _fit(fits, name)
     table = fit.ranef()
