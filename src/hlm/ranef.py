@@ -265,20 +265,14 @@ def factor_columns(fit: "Fit", f: int) -> list[str]:
 
 
 def ranef_frame(fit: "Fit", modes: ConditionalModes) -> pd.DataFrame:
-    """Tidy conditional modes: one row per (group, term, level), lme4's order.  The columns
-    are assembled in numpy and become one DataFrame (no per-term frames to concatenate)."""
-    groups, levels, terms, estimates, errors = [], [], [], [], []
+    """Tidy conditional modes: one row per (group, term, level), lme4's order."""
+    parts = []
     for f in factor_order(fit):
         fac = fit.aggregates.factors[f]
         b, cv = modes.modes[f], modes.condvar[f]
-        labels = np.asarray(fac.labels, dtype=object)
         for a, col in enumerate(factor_columns(fit, f)):
-            groups.append(np.full(len(labels), fac.name, dtype=object))
-            levels.append(labels)
-            terms.append(np.full(len(labels), col, dtype=object))
-            estimates.append(b[:, a])
-            errors.append(np.sqrt(np.maximum(cv[:, a, a], 0.0)))
-    columns = [groups, levels, terms, estimates, errors]
-    return pd.DataFrame({name: pd.Series(np.concatenate(parts) if parts else np.empty(0),
-                                         dtype=object if name in ("group", "level", "term") else float)
-                         for name, parts in zip(RANEF_COLUMNS, columns)}, columns=RANEF_COLUMNS)
+            parts.append(pd.DataFrame({
+                "group": fac.name, "level": np.asarray(fac.labels, dtype=object), "term": col,
+                "estimate": b[:, a], "std_error": np.sqrt(np.maximum(cv[:, a, a], 0.0)),
+            }, columns=RANEF_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
