@@ -149,6 +149,17 @@ def _reorder_terms(spec: ModelSpec, path: Sequence[str], corrected: Sequence[str
     return replace(out, text=_reordered_text(spec, path, corrected))
 
 
+def _subdivides(agg: Aggregates, path: Sequence[str]) -> bool:
+    """Whether every level of ``path`` has more groups than the one before it, read off the
+    aggregates' factors (one per prefix of the path): such an order is never flagged
+    (:func:`hlm.diagnose.structure.stata_level_order`), so the rows need not be looked at."""
+    facs = [_factor_of(agg, path[: j + 1]) for j in range(len(path))]
+    if any(f is None for f in facs):
+        return False
+    sizes = [f.nlevels for f in facs if f is not None]
+    return all(a < b for a, b in zip(sizes, sizes[1:]))
+
+
 def level_order(spec: ModelSpec, agg: Aggregates, *, reorder: bool = False) -> tuple[ModelSpec, str] | None:
     """None when every nested path of ``spec`` is listed outermost first.
 
@@ -159,7 +170,7 @@ def level_order(spec: ModelSpec, agg: Aggregates, *, reorder: bool = False) -> t
     new, notes = spec, []
     for path in _paths(spec):
         fac = _factor_of(agg, path)
-        if fac is None:
+        if fac is None or _subdivides(agg, path):
             continue
         frame = _key_frame(fac)
         corrected = stata_level_order(frame, path)
