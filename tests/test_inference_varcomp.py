@@ -12,6 +12,7 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import dataset, reference
@@ -158,3 +159,41 @@ def test_boundary_component_has_no_se():
     table = varcomp(fit)
     assert np.isnan(table.std_error[0]) and np.isnan(table.conf_low[0])
     assert np.isfinite(table.std_error.iloc[-1])
+
+
+def _slopes_with_zero_intercept_sd(seed: int = 2) -> pd.DataFrame:
+    """40 groups of 12 in 10 clusters; random slopes only, at the cluster level."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(40), 12)
+    x = rng.normal(size=len(g))
+    y = 1 + 0.5 * x + rng.normal(0, 0.5, 40)[g] * x + rng.normal(0, 1, len(g))
+    return pd.DataFrame({"y": y, "x": x, "g": g, "h": g // 4})
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_zero_sd_with_another_cholesky_root(reml):
+    """A zero intercept SD under a nonzero entry of Lambda: theta is not the root
+    theta(log sd, atanh r) gives for the same covariance, so the theta-derivatives are
+    taken there.  The Hessian equals differences of the criterion in the free natural
+    parameters (log sd, atanh r, log sigma)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hlm.fit("y ~ x + (x | h) + (1 | h:g)", _slopes_with_zero_intercept_sd(), reml=reml)
+    vp = VarParams.of(fit.structure)
+    lam = vp.term_lambda(fit.theta, [t.group for t in fit.structure.terms].index("h"))
+    assert lam[0, 0] == 0.0 and lam[1, 0] != 0.0
+    crit = Criterion(fit.devfun)
+    free = vp.free(fit.theta)
+    rel0 = vp.relative(fit.theta)
+    sd = vp.is_sd()
+
+    def dev(x: np.ndarray) -> float:
+        sigma = math.exp(x[-1])
+        rel = rel0.copy()
+        rel[free] = np.where(sd[free], np.exp(x[:-1]) / sigma, np.tanh(x[:-1]))
+        return crit.value(vp.theta_from_relative(rel), sigma)
+
+    est = vp.estimates(fit.theta, fit.sigma)
+    x0 = np.append(np.where(sd, np.log(np.maximum(est[:-1], 1e-300)), np.arctanh(est[:-1]))[free], math.log(fit.sigma))
+    H = hessian(dev, x0, np.full(len(x0), 0.01))
+    np.testing.assert_allclose(varcomp_vcov(fit).to_numpy(), 2.0 * np.linalg.inv(H), rtol=1e-4)

@@ -240,6 +240,15 @@ class Fit:
         return conditional_modes(self)
 
     @cached_property
+    def _theta_derivatives(self):
+        """a(theta), b(theta) and Q_XX^{-1}(theta) with their theta-derivatives at the
+        estimates: the one set of deviance evaluations behind ``tidy(ddf="satterthwaite")``
+        and the variance-component information (see :mod:`hlm.inference.params`)."""
+        from hlm.inference.params import ThetaDerivatives
+
+        return ThetaDerivatives.at(self.devfun, self.theta)
+
+    @cached_property
     def _varcomp_info(self):
         """The observed information of the variance parameters (computed once, shared by
         ``varcomp``, ``varcomp_vcov``, ``icc`` and the summaries)."""

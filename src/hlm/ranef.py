@@ -23,6 +23,17 @@ block per group) are needed.
   Outer levels' Z'Z and Z'K are sums of their children's; the block coupling a group with
   an ancestor is the group's own Z'Z restricted to the two factors' columns.  Cost is
   linear in the number of groups.
+* Nested random intercepts (the pool is the intercept): with t_l = lambda_l^2, a group's
+  coupling with all its ancestors stays proportional to (lambda_j) through the elimination,
+  so each group carries two numbers: omega (its count, less what its descendants absorbed)
+  and rho (its residual sum, likewise).  Bottom-up, S = 1 + t omega and omega/S, rho/S are
+  summed into the parents; top-down, with c the sum of the ancestors' modes b and V its
+  conditional variance / sigma^2 (both 0 at the top),
+
+      u = lambda (rho - omega c) / S,   (A^{-1})_gg = (1 + t omega^2 V / S) / S,
+
+  and the children get c + lambda u and V' = t / S + V / S^2.  The same elimination and
+  selected inverse as above, with scalars in place of the blocks.
 * Crossed factors: the blocked Cholesky of ``core.crossed`` (block-diagonal first factor,
   dense Schur complement for the rest); the first factor's diagonal blocks of A^{-1} are
   L1^{-T}(I + V_g'V_g)L1^{-1} with V = L22^{-1} C21, accumulated in column chunks.  When
@@ -37,10 +48,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from hlm.aggregate.stats import ARROW_TEXT, text_dtype
 from hlm.core.crossed import DENSE_LIMIT, lambda_matrix
 from hlm.core.nested import sum_by
 
@@ -69,6 +82,42 @@ def _batched_inv_lower(S: np.ndarray) -> np.ndarray:
     return np.linalg.inv(F)
 
 
+def _residual_weights(fit: "Fit") -> np.ndarray:
+    """w = [-beta; 1], so that Z'K w = Z'(y - X beta)."""
+    return np.append(-np.asarray(fit.profiled.beta, dtype=float), 1.0)
+
+
+def intercept_chain_modes(fit: "Fit") -> ConditionalModes:
+    """Nested random intercepts: the scalar recursion of the module docstring."""
+    agg = fit.aggregates
+    chain = agg.chain
+    assert chain is not None and agg.pool == ("(Intercept)",)
+    m = len(chain)
+    lambdas = fit.structure.lambdas(fit.theta)
+    lam = [float(lambdas[f][0, 0]) for f in chain]
+    leaf = agg.factors[chain[0]]
+    omega, rho = [leaf.ztz[:, 0, 0]], [leaf.ztk[:, 0, :] @ _residual_weights(fit)]
+    S = []
+    for l in range(m):
+        S.append(1.0 + lam[l] ** 2 * omega[l])
+        if l < m - 1:
+            G = agg.factors[chain[l + 1]].nlevels
+            parent = np.asarray(agg.parents[l])
+            omega.append(sum_by(parent, omega[l] / S[l], G))
+            rho.append(sum_by(parent, rho[l] / S[l], G))
+    per_factor = {}
+    c = V = np.zeros(len(S[-1]))
+    for l in range(m - 1, -1, -1):
+        t = lam[l] ** 2
+        u = lam[l] * (rho[l] - omega[l] * c) / S[l]
+        sig = (1.0 + t * omega[l] ** 2 * V / S[l]) / S[l]
+        per_factor[chain[l]] = (u[:, None], sig[:, None, None])
+        if l:
+            parent = np.asarray(agg.parents[l - 1])
+            c, V = (c + lam[l] * u)[parent], (t / S[l] + V / S[l] ** 2)[parent]
+    return _assemble(fit, per_factor, lambdas)
+
+
 def nested_modes(fit: "Fit") -> ConditionalModes:
     """Bottom-up elimination, top-down back-substitution and selected inverse (see module)."""
     agg, struct = fit.aggregates, fit.structure
@@ -76,7 +125,7 @@ def nested_modes(fit: "Fit") -> ConditionalModes:
     assert chain is not None
     m = len(chain)
     lambdas = struct.lambdas(fit.theta)
-    w = np.append(-np.asarray(fit.profiled.beta, dtype=float), 1.0)
+    w = _residual_weights(fit)
     J = [list(struct.factor_cols[f]) for f in chain]
     q = [len(j) for j in J]
     lam = [lambdas[f] for f in chain]
@@ -172,7 +221,7 @@ def crossed_modes(fit: "Fit") -> ConditionalModes:
     system = fit.devfun.crossed
     assert system is not None
     lambdas = struct.lambdas(fit.theta)
-    w = np.append(-np.asarray(fit.profiled.beta, dtype=float), 1.0)
+    w = _residual_weights(fit)
     Lam = lambda_matrix(system, agg, lambdas)
     A = (Lam.T @ system.ztz @ Lam).tocsr()
     b = Lam.T @ (system.ztk @ w)  # (n,)
@@ -246,7 +295,10 @@ def crossed_modes(fit: "Fit") -> ConditionalModes:
 
 def conditional_modes(fit: "Fit") -> ConditionalModes:
     """Conditional modes and covariances for every grouping factor of ``fit``."""
-    return nested_modes(fit) if fit.aggregates.nested else crossed_modes(fit)
+    agg = fit.aggregates
+    if not agg.nested:
+        return crossed_modes(fit)
+    return intercept_chain_modes(fit) if agg.pool == ("(Intercept)",) else nested_modes(fit)
 
 
 def factor_order(fit: "Fit") -> list[int]:
@@ -265,14 +317,26 @@ def factor_columns(fit: "Fit", f: int) -> list[str]:
 
 
 def ranef_frame(fit: "Fit", modes: ConditionalModes) -> pd.DataFrame:
-    """Tidy conditional modes: one row per (group, term, level), lme4's order."""
-    parts = []
+    """Tidy conditional modes: one row per (group, term, level), lme4's order.  The text
+    columns are Arrow-backed strings (:func:`~hlm.aggregate.stats.text_dtype`), assembled
+    as Arrow chunks (the labels, each name repeated), never as Python objects."""
+    group: list[pa.Array] = []
+    level: list[pa.Array] = []
+    term: list[pa.Array] = []
+    est, se = [], []
     for f in factor_order(fit):
         fac = fit.aggregates.factors[f]
         b, cv = modes.modes[f], modes.condvar[f]
+        labels = pa.array(fac.labels).cast(ARROW_TEXT)
         for a, col in enumerate(factor_columns(fit, f)):
-            parts.append(pd.DataFrame({
-                "group": fac.name, "level": np.asarray(fac.labels, dtype=object), "term": col,
-                "estimate": b[:, a], "std_error": np.sqrt(np.maximum(cv[:, a, a], 0.0)),
-            }, columns=RANEF_COLUMNS))
-    return pd.concat(parts, ignore_index=True)
+            group.append(pa.repeat(pa.scalar(fac.name, ARROW_TEXT), fac.nlevels))
+            level.append(labels)
+            term.append(pa.repeat(pa.scalar(col, ARROW_TEXT), fac.nlevels))
+            est.append(b[:, a])
+            se.append(np.sqrt(np.maximum(cv[:, a, a], 0.0)))
+
+    def text(chunks: list[pa.Array]) -> pd.api.extensions.ExtensionArray:
+        return pd.array(pa.chunked_array(chunks, type=ARROW_TEXT), dtype=text_dtype())
+
+    return pd.DataFrame({"group": text(group), "level": text(level), "term": text(term),
+                         "estimate": np.concatenate(est), "std_error": np.concatenate(se)}, columns=RANEF_COLUMNS)

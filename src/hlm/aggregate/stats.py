@@ -19,33 +19,94 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.dtypes import StringDType
 
 
 @dataclass(frozen=True)
+class LeafClasses:
+    """The innermost factor of a chain of random intercepts, its groups pooled by size.
+
+    A leaf group g enters the nested recursion only through its count n_g and its sums
+    S_g = 1'K_g (:mod:`hlm.core.nested`).  Grouping the leaves by count c, what is needed
+    is, per class, the number of groups and sum S_g S_g', and per parent group and class
+    the number of children and the sum of their S_g -- exact, and O(parents x classes)
+    instead of O(leaf groups).  Computed from the leaf's groups (:func:`hlm.core.nested.
+    leaf_classes`) or directly by the SQL backends, which then never fetch the leaves."""
+
+    counts: np.ndarray  # (m,) distinct leaf counts c
+    ngroups: np.ndarray  # (m,) leaf groups per class
+    sss: np.ndarray  # (m, k, k) sum of S_g S_g' per class
+    children: np.ndarray  # (G_parent, m) children per parent and class
+    sums: np.ndarray  # (G_parent, m, k) sum of S_g per parent and class
+
+    def keep_columns(self, keep: np.ndarray) -> "LeafClasses":
+        """The classes restricted to the columns ``keep`` of K."""
+        return LeafClasses(self.counts, self.ngroups, self.sss[:, keep][:, :, keep], self.children,
+                           np.ascontiguousarray(self.sums[:, :, keep]))
+
+
+@dataclass(frozen=True)
 class FactorStats:
-    """Per-group statistics of one grouping factor."""
+    """Per-group statistics of one grouping factor.  A *pooled* innermost factor (``pooled``
+    set) carries no per-group arrays at all: ``keys`` is empty and ``counts``, ``ztz`` and
+    ``ztk`` are None; only :class:`LeafClasses` describes it."""
 
     name: str
     columns: tuple[str, ...]
     keys: tuple[np.ndarray, ...]  # per column: its value at each level (levels sorted as R sorts)
-    counts: np.ndarray  # observations per group
+    counts: np.ndarray | None  # observations per group
     ztz: np.ndarray | None = None  # (G, z, z) over the pool
     ztk: np.ndarray | None = None  # (G, z, k)
+    pooled: LeafClasses | None = None
 
     @property
     def nlevels(self) -> int:
+        if self.pooled is not None:
+            return int(self.pooled.ngroups.sum())
         return len(self.counts)
 
+    def size_range(self) -> tuple[int, float, int]:
+        """Minimum, average and maximum observations per group."""
+        if self.pooled is not None:
+            c, g = self.pooled.counts, self.pooled.ngroups
+            return int(c.min()), float(c @ g / g.sum()), int(c.max())
+        return int(self.counts.min()), float(self.counts.mean()), int(self.counts.max())
+
     @cached_property
-    def labels(self) -> np.ndarray:
-        """Level labels as lme4 writes them (``a:A`` for an interaction), built on demand
-        with numpy's variable-width strings (several times faster than Python objects)."""
-        text = StringDType()
-        labels = np.asarray(self.keys[0]).astype(text)
-        for part in self.keys[1:]:
-            labels = np.strings.add(np.strings.add(labels, ":"), np.asarray(part).astype(text))
-        return labels.astype(object)
+    def labels(self) -> pd.api.extensions.ExtensionArray:
+        """Level labels as lme4 writes them (``a:A`` for an interaction), in level order: an
+        Arrow-backed pandas string array (see :func:`text_dtype`), built on demand in Arrow."""
+        parts = [_key_text(k) for k in self.keys]
+        joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, pa.scalar(":", ARROW_TEXT))
+        return pd.array(joined, dtype=text_dtype())
+
+
+ARROW_TEXT = pa.large_string()  # the Arrow type of text columns (what pandas' "str" dtype holds)
+
+
+def text_dtype() -> pd.StringDtype:
+    """pandas' ``"str"`` dtype (Arrow-backed, NaN for missing; pandas >= 2.3), or the
+    Arrow-backed ``"string"`` dtype on older pandas."""
+    dtype = pd.api.types.pandas_dtype("str")
+    return dtype if isinstance(dtype, pd.StringDtype) else pd.StringDtype("pyarrow")
+
+
+def _key_text(values: np.ndarray) -> pa.Array:
+    """One key column as text: integers and strings through Arrow, anything else (floats,
+    bools, dates, mixed objects) as numpy's ``str`` of each value (``1.0``, ``True``)."""
+    a = np.asarray(values)
+    if a.dtype.kind in "iuOU":
+        try:
+            arr = pa.array(a)
+        except (pa.ArrowException, OverflowError):  # mixed objects, huge ints
+            arr = None
+        if arr is not None and arr.null_count == 0:
+            if pa.types.is_integer(arr.type) or pa.types.is_string(arr.type):
+                return pc.cast(arr, ARROW_TEXT)
+    return pa.array(a.astype(StringDType()).astype(object), type=ARROW_TEXT)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ import scipy.sparse as sp
 from scipy import stats
 
 from hlm.errors import OptionError
-from hlm.inference.numderiv import derivatives
 from hlm.inference.params import Criterion
 
 DDF = Literal["none", "satterthwaite", "kenward-roger"]
@@ -48,16 +47,10 @@ def satterthwaite_parts(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C, J, A): vcov(beta), its Jacobian (n_phi, p, p) w.r.t. phi = (theta, sigma), and
     A = 2 H^{-1} (Moore-Penrose over positive eigenvalues, as lmerTest)."""
     crit = Criterion(fit.devfun)
-    theta, s = np.asarray(fit.theta, dtype=float), fit.sigma
-    p = fit.aggregates.p
-
-    def f(th: np.ndarray) -> np.ndarray:
-        a, b, qinv = crit.ab(th)
-        return np.concatenate([[a, b], qinv.ravel()])
-
-    m = len(theta)
-    h = 0.01 * np.maximum(np.abs(theta), 0.1)
-    f0, grad, hess = derivatives(f, theta, h)
+    s, p = fit.sigma, fit.aggregates.p
+    d = fit._theta_derivatives  # hlm.inference.params.ThetaDerivatives, computed once per fit
+    f0, grad, hess = d.value, d.grad, d.hess
+    m = len(grad)
     b0 = f0[1]
     H = np.zeros((m + 1, m + 1))
     H[:m, :m] = hess[:, :, 0] + hess[:, :, 1] / s**2

@@ -31,10 +31,12 @@ import numpy as np
 from hlm.core.deviance import LOG2PI, profile
 from hlm.core.objective import DevianceFunction
 from hlm.core.structure import Structure
+from hlm.inference.numderiv import derivatives
 
 Kind = Literal["sd", "cor", "sigma"]
 ZERO_SD = 1e-4  # relative SDs below this are on the boundary (lme4's singular tolerance)
 ONE_COR = 1.0 - 1e-6
+THETA_STEP = 0.01  # theta differences: steps THETA_STEP * max(|theta|, 0.1)
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,29 @@ class Criterion:
     def value(self, theta: np.ndarray, sigma: float) -> float:
         a, b, _ = self.ab(theta)
         return self.dof * (LOG2PI + 2.0 * math.log(sigma)) + a + b / sigma**2
+
+
+@dataclass(frozen=True)
+class ThetaDerivatives:
+    """f(theta) = [a, b, vec(Q_XX^{-1})] (see :class:`Criterion`) with its gradient (m, 2 + p^2)
+    and Hessian (m, m, 2 + p^2) over all m entries of theta: one set of Richardson central
+    differences (steps ``THETA_STEP`` * max(|theta|, 0.1)), shared by the Satterthwaite df
+    and the information of the variance components."""
+
+    value: np.ndarray
+    grad: np.ndarray
+    hess: np.ndarray
+
+    @classmethod
+    def at(cls, devfun: DevianceFunction, theta: np.ndarray) -> "ThetaDerivatives":
+        crit = Criterion(devfun)
+
+        def f(th: np.ndarray) -> np.ndarray:
+            a, b, qinv = crit.ab(th)
+            return np.concatenate([[a, b], qinv.ravel()])
+
+        theta = np.asarray(theta, dtype=float)
+        return cls(*derivatives(f, theta, THETA_STEP * np.maximum(np.abs(theta), 0.1)))
 
 
 def full_deviance(devfun: DevianceFunction, beta: np.ndarray, sigma: float, theta: np.ndarray) -> float:

@@ -9,15 +9,23 @@ D(u, ls) = c ls + a(u) + b(u) exp(-2 ls) in u = (log relative sd, atanh r):
 
     D_uu = a'' + b'' e^{-2 ls},   D_u,ls = -2 b' e^{-2 ls},   D_ls,ls = 4 b e^{-2 ls},
 
-where only a'' and b'' (and b') are numerical (Richardson-extrapolated central differences
-of one core evaluation per point).  eta is a linear map of (u, ls) (log sd = w + ls), so
-H_eta = A' H_(u,ls) A exactly and Cov(eta) = 2 H_eta^{-1}.  Then
+where only the derivatives of a and b in u are numerical.  They come by the chain rule from
+the fit's theta-derivatives of a and b (Richardson central differences, shared with the
+Satterthwaite df; see :class:`hlm.inference.params.ThetaDerivatives`) through the cheap map
+theta(u), whose Jacobian J and second derivatives T_k = d2 theta_k / du2 are differences of
+the map alone (no deviance evaluations):
+
+    a_u = J' a_theta,   a_uu = J' a_thetatheta J + sum_k (a_theta)_k T_k   (b likewise).
+
+eta is a linear map of (u, ls) (log sd = w + ls), so H_eta = A' H_(u,ls) A exactly and
+Cov(eta) = 2 H_eta^{-1}.  Then
 
     se(sd) = sd se(log sd),  CI = exp(log sd -+ z se(log sd));
     se(r)  = (1 - r^2) se(atanh r),  CI = tanh(atanh r -+ z se(atanh r)).
 
 Parameters on the boundary (zero SD, |r| = 1, correlations of a zero SD) are held fixed and
-get no standard error.
+get no standard error.  (A zero SD can leave theta a different square root of the same
+covariance than theta(u); the theta-derivatives are then taken at theta(u), not shared.)
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from hlm.inference.numderiv import derivatives
-from hlm.inference.params import Criterion, VarParams
+from hlm.inference.params import ThetaDerivatives, VarParams
 
 VARCOMP_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "std_error", "conf_low",
                    "conf_high", "se_natural"]
@@ -58,23 +66,27 @@ class VarCompInfo:
 def information(fit) -> VarCompInfo:
     """The Hessian of the fit's criterion in the natural parameters (see the module docstring)."""
     vp = VarParams.of(fit.structure)
-    crit = Criterion(fit.devfun)
     theta, sigma = np.asarray(fit.theta, dtype=float), fit.sigma
     rel = vp.relative(theta)
     u_all = vp.to_unconstrained(rel)
     free_theta = vp.free(theta)
     idx = np.flatnonzero(free_theta)
 
-    def ab(u_free: np.ndarray) -> np.ndarray:
+    def theta_of(u_free: np.ndarray) -> np.ndarray:
         u = u_all.copy()
         u[idx] = u_free
-        a, b, _ = crit.ab(vp.theta_from_relative(vp.from_unconstrained(u)))
-        return np.array([a, b])
+        return vp.theta_from_relative(vp.from_unconstrained(u))
 
+    at = theta_of(u_all[idx])  # theta, unless a zero SD left theta another root (module docstring)
+    shared = np.allclose(at, theta, rtol=1e-10, atol=1e-12)
+    d = fit._theta_derivatives if shared else ThetaDerivatives.at(fit.devfun, at)
+    b0 = d.value[1]
+    ga, Ha = d.grad[:, :2], d.hess[:, :, :2]  # theta-derivatives of (a, b)
     if len(idx):
-        (a0, b0), grad, hess = derivatives(ab, u_all[idx], np.full(len(idx), STEP))
+        _, J, T = derivatives(theta_of, u_all[idx], np.full(len(idx), STEP))  # (n, m), (n, n, m)
+        grad = J @ ga
+        hess = np.einsum("ik,klc,jl->ijc", J, Ha, J) + T @ ga
     else:
-        a0, b0 = ab(u_all[idx])
         grad, hess = np.zeros((0, 2)), np.zeros((0, 0, 2))
     scale = np.exp(-2.0 * np.log(sigma))
     m = len(idx)
