@@ -10,6 +10,7 @@ read-only.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -18,11 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.aggregate.stats import Aggregates
+from hlm.aggregate.stats import Aggregates, pooled_message
 from hlm.core.deviance import Profiled, ml_deviance_at
 from hlm.core.objective import DevianceFunction
 from hlm.core.optimize import SINGULAR_TOL, OptSummary
 from hlm.core.structure import Structure
+from hlm.errors import HLMWarning
 from hlm.spec.terms import ModelSpec
 
 TIDY_COLUMNS = ["term", "estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"]
@@ -261,6 +263,9 @@ class Fit:
         group, level, term, estimate, std_error (see :mod:`hlm.ranef`)."""
         from hlm.ranef import ranef_frame
 
+        if (msg := pooled_message(self.aggregates)) is not None:
+            warnings.warn(f"{msg}: their conditional modes are left out; hlm.write_predictions(fit, data, 'out.parquet') writes "
+                          "fitted values that include them", HLMWarning, stacklevel=2)
         return ranef_frame(self, self._conditional_modes)
 
     def predict(self, newdata: Any = None, *, re: bool = True,

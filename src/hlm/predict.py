@@ -22,6 +22,7 @@ import pandas as pd
 from formulaic import model_matrix
 from formulaic.errors import FormulaicError
 
+from hlm.aggregate.stats import pooled_message
 from hlm.errors import DataError, OptionError
 from hlm.modelframe import fixed_name, used_columns
 from hlm.source import to_pandas
@@ -126,6 +127,9 @@ def predict_frame(fit: "Fit", frame: pd.DataFrame, *, re: bool, new_levels: str,
     """Predictions for complete rows of ``frame`` (no missing values in needed columns)."""
     beta = np.asarray(fit.profiled.beta, dtype=float)
     out = np.empty(len(frame))
+    if re and (msg := pooled_message(fit.aggregates)) is not None:
+        raise DataError(f"{msg}, nor are their conditional modes; predict with re=False, or write conditional predictions with "
+                        "hlm.write_predictions(fit, data, 'out.parquet'), which computes them in DuckDB")
     modes = fit._conditional_modes if re else None
     agg, struct = fit.aggregates, fit.structure
     lookups = [(_level_index(fac), fac.columns) for fac in agg.factors] if re else []

@@ -70,8 +70,8 @@ class ConditionalModes:
     conditional covariances sigma^2 Lambda A^{-1} Lambda' (G, q, q), columns in the factor's
     local order (``Structure.factor_cols``)."""
 
-    modes: tuple[np.ndarray, ...]
-    condvar: tuple[np.ndarray, ...]
+    modes: tuple[np.ndarray | None, ...]  # None for a pooled factor (no groups in memory)
+    condvar: tuple[np.ndarray | None, ...]
 
 
 def _batched_inv_lower(S: np.ndarray) -> np.ndarray:
@@ -88,31 +88,41 @@ def _residual_weights(fit: "Fit") -> np.ndarray:
 
 
 def intercept_chain_modes(fit: "Fit") -> ConditionalModes:
-    """Nested random intercepts: the scalar recursion of the module docstring."""
+    """Nested random intercepts: the scalar recursion of the module docstring.  A pooled
+    innermost factor (:class:`~hlm.aggregate.stats.LeafClasses`) enters its parents by size
+    class and gets no modes (None): its groups are not in memory."""
     agg = fit.aggregates
     chain = agg.chain
     assert chain is not None and agg.pool == ("(Intercept)",)
     m = len(chain)
     lambdas = fit.structure.lambdas(fit.theta)
     lam = [float(lambdas[f][0, 0]) for f in chain]
+    w = _residual_weights(fit)
     leaf = agg.factors[chain[0]]
-    omega, rho = [leaf.ztz[:, 0, 0]], [leaf.ztk[:, 0, :] @ _residual_weights(fit)]
-    S = []
-    for l in range(m):
-        S.append(1.0 + lam[l] ** 2 * omega[l])
+    omega: list[np.ndarray | None] = [None] * m
+    rho: list[np.ndarray | None] = [None] * m
+    S: list[np.ndarray | None] = [None] * m
+    if (pool := leaf.pooled) is not None:  # absorb the leaf by class: sum_c children (or sums) / S_c
+        start, inv = 1, 1.0 / (1.0 + lam[0] ** 2 * pool.counts)
+        omega[1], rho[1] = pool.children @ (pool.counts * inv), (pool.sums @ w) @ inv
+    else:
+        start = 0
+        omega[0], rho[0] = leaf.ztz[:, 0, 0], leaf.ztk[:, 0, :] @ w
+    for l in range(start, m):
+        S[l] = 1.0 + lam[l] ** 2 * omega[l]
         if l < m - 1:
             G = agg.factors[chain[l + 1]].nlevels
             parent = np.asarray(agg.parents[l])
-            omega.append(sum_by(parent, omega[l] / S[l], G))
-            rho.append(sum_by(parent, rho[l] / S[l], G))
-    per_factor = {}
+            omega[l + 1] = sum_by(parent, omega[l] / S[l], G)
+            rho[l + 1] = sum_by(parent, rho[l] / S[l], G)
+    per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None] = {chain[0]: None}
     c = V = np.zeros(len(S[-1]))
-    for l in range(m - 1, -1, -1):
+    for l in range(m - 1, start - 1, -1):
         t = lam[l] ** 2
         u = lam[l] * (rho[l] - omega[l] * c) / S[l]
         sig = (1.0 + t * omega[l] ** 2 * V / S[l]) / S[l]
         per_factor[chain[l]] = (u[:, None], sig[:, None, None])
-        if l:
+        if l > start:
             parent = np.asarray(agg.parents[l - 1])
             c, V = (c + lam[l] * u)[parent], (t / S[l] + V / S[l] ** 2)[parent]
     return _assemble(fit, per_factor, lambdas)
@@ -203,11 +213,15 @@ def nested_modes(fit: "Fit") -> ConditionalModes:
     return _assemble(fit, {f: (u[l], sigma_gg[l]) for l, f in enumerate(chain)}, lambdas)
 
 
-def _assemble(fit: "Fit", per_factor: dict[int, tuple[np.ndarray, np.ndarray]],
+def _assemble(fit: "Fit", per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None],
               lambdas: list[np.ndarray]) -> ConditionalModes:
     s2 = fit.sigma ** 2
     modes, condvar = [], []
     for f in range(len(fit.aggregates.factors)):
+        if per_factor[f] is None:  # a pooled factor
+            modes.append(None)
+            condvar.append(None)
+            continue
         uf, sig = per_factor[f]
         lam = lambdas[f]
         modes.append(uf @ lam.T)
@@ -327,6 +341,8 @@ def ranef_frame(fit: "Fit", modes: ConditionalModes) -> pd.DataFrame:
     for f in factor_order(fit):
         fac = fit.aggregates.factors[f]
         b, cv = modes.modes[f], modes.condvar[f]
+        if b is None:
+            continue
         labels = pa.array(fac.labels).cast(ARROW_TEXT)
         for a, col in enumerate(factor_columns(fit, f)):
             group.append(pa.repeat(pa.scalar(fac.name, ARROW_TEXT), fac.nlevels))

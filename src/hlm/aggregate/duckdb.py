@@ -20,10 +20,24 @@ from hlm.aggregate.stats import Aggregates
 from hlm.errors import DataError, FileError, HLMError, OptionError
 from hlm.spec.terms import ModelSpec
 
-MEMORY_LIMIT = "1GB"
+def _memory_limit() -> str:
+    """2.5 GB, or half the machine's memory where that is less."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - no sysconf
+        total = 0
+    mib = 2560 if total <= 0 else max(256, min(2560, total // 2**21))
+    return f"{mib}MB"
+
+
+MEMORY_LIMIT = _memory_limit()
 """DuckDB's memory limit on the connections hlm opens itself (for paths, and for sql= without
-con=): its aggregation spills to disk beyond it, so the process's peak memory is about this
-plus the grouped result in numpy.  Pass your own ``con`` to choose another."""
+con=): 2.5 GB, or half the machine's memory where that is less.  Its aggregation spills to
+disk beyond it, so the process's peak memory is about this plus the grouped result in numpy
+(small when the innermost groups are pooled in the database, :data:`hlm.aggregate.sql.
+POOL_LEAF_GROUPS`).  At 100,000,000 rows in 50,000,000 innermost groups the hash table
+needs about this much; 1 GB made DuckDB spill and took twice as long.  Pass your own
+``con`` to choose another."""
 
 _CSV_TYPES = "auto_type_candidates=['BIGINT', 'DOUBLE', 'VARCHAR']"  # as pandas reads: no dates, no yes/no booleans
 _CSV_NULLS = "nullstr=['', 'NA', 'N/A', 'NaN', 'nan', 'NULL', 'null']"
@@ -219,15 +233,39 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     return (agg, plan) if return_plan else agg
 
 
+def _pooled_leaf_modes(fit: Any, f: int, fac: Any, body: str, y: str) -> str:
+    """``body`` (rows with the ``fitted`` values of the other factors) with the pooled innermost
+    factor's random intercepts added.  Its groups are only coupled with their ancestors, so
+    given the ancestors' modes a group's own equation gives, with t = theta^2,
+
+        b_g = t / (1 + t n_g) * sum over the group's rows of (y - X beta - ancestors' b),
+
+    one GROUP BY over the rows, joined back on the factor's columns."""
+    d = q.DUCKDB
+    t = float(fit.structure.lambdas(fit.theta)[f][0, 0]) ** 2
+    keys = [d.ident(c) for c in fac.columns]
+    alias = [f"hlm_lk{i}" for i in range(len(keys))]
+    modes = (f"SELECT {', '.join(f'{k} AS {a}' for k, a in zip(keys, alias))}, "
+             f"{t!r} / (1.0 + {t!r} * COUNT(*)) * SUM({y} - fitted) AS hlm_bleaf "
+             f"FROM hlm_rows WHERE fitted IS NOT NULL GROUP BY {', '.join(keys)}")
+    on = " AND ".join(f"hlm_rows.{k} = hlm_leaf.{a}" for k, a in zip(keys, alias))
+    return (f"WITH hlm_rows AS ({body}), hlm_leaf AS ({modes}) "
+            f"SELECT hlm_rows.* EXCLUDE (fitted), hlm_rows.fitted + COALESCE(hlm_leaf.hlm_bleaf, 0.0) AS fitted "
+            f"FROM hlm_rows LEFT JOIN hlm_leaf ON {on}")
+
+
 def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bool = True, *, con: Any = None,
                       sql: str | None = None, progress: bool | None = None) -> int:
     """Second pass in DuckDB: every row of ``source`` with ``fitted`` (X beta, + Z b with
     ``re=True``) and ``residual`` (y - fitted) appended, written to Parquet at ``out_path``.
 
     The conditional modes b travel to DuckDB as one small table per grouping factor (one row
-    per group) joined on the grouping columns; levels absent from the fit get b = 0.  Rows
-    the model cannot use (a missing value in a model column) get NULL.  Returns the number
-    of rows written.
+    per group) joined on the grouping columns; levels absent from the fit get b = 0.  The
+    modes of a factor pooled in the database (:data:`hlm.aggregate.sql.POOL_LEAF_GROUPS`) are
+    computed there (:func:`_pooled_leaf_modes`).  Rows the model cannot use (a missing value
+    in a model column) get NULL.  Rows keep the source's order for a single file, unless a
+    factor is pooled (then DuckDB's order; every source column is written).  Returns the
+    number of rows written.
     """
     import pandas as pd
 
@@ -240,11 +278,15 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     xb = " + ".join(f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols)
                     if name in beta.index) or "0.0"
     joins, zb = [], []
+    pooled = None
     if re:
         modes = fit._conditional_modes.modes
         agg = fit.aggregates
         for f, fac in enumerate(agg.factors):
             cols = fit.structure.factor_cols[f]
+            if fac.pooled is not None:
+                pooled = (f, fac)
+                continue
             table = {f"hlm_k{i}": np.asarray(key) for i, key in enumerate(fac.keys)}
             table.update({f"hlm_b{a}": modes[f][:, a] for a in range(len(cols))})
             name = f"hlm_re_{f}"
@@ -256,6 +298,8 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     fitted = f"CASE WHEN {plan.where()} THEN {' + '.join([f'({xb})', *zb])} END"
     y = f"CAST({d.ident(fit.spec.response)} AS DOUBLE)"
     body = (f"SELECT hlm_src.*, {fitted} AS fitted FROM {src.src} {' '.join(joins)}")
+    if pooled is not None:
+        body = _pooled_leaf_modes(fit, *pooled, body, y)
     query = f"COPY (SELECT *, {y} - fitted AS residual FROM ({body}) hlm_out) TO {d.string(str(out_path))} (FORMAT PARQUET)"
     res = src.con.execute(query).fetchall()
     return int(res[0][0]) if res and res[0] else 0

@@ -37,7 +37,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
+from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
 from hlm.errors import ColumnError, DataError, FormulaError
 from hlm.modelframe import dense_codes, factor_key, fixed_name
 from hlm.source import check_columns
@@ -45,6 +45,10 @@ from hlm.spec.terms import ModelSpec
 
 Kind = Literal["numeric", "float", "bool", "string", "other"]
 Runner = Callable[[str], Mapping[str, np.ndarray]]
+
+POOL_LEAF_GROUPS = 2_000_000
+"""A chain of random intercepts with at least this many innermost groups is aggregated
+pooled (:meth:`Plan.pooled_query`): the innermost groups never leave the database."""
 """Runs one query (with ``{src}`` already substituted) and returns its columns."""
 
 _FUNCS = {"log": "LN", "exp": "EXP", "sqrt": "SQRT"}
@@ -422,6 +426,24 @@ class Plan:
             groups = ", ".join(f"g{i}" for i in sets[0])
         return f"SELECT {', '.join(sel)} FROM ({self.base(src)}) hlm_base GROUP BY {groups}"
 
+    def pooled_query(self, src: str, chain: Sequence[int]) -> str:
+        """Two nested GROUP BYs for a chain of random intercepts whose innermost groups are
+        pooled by size (:class:`~hlm.aggregate.stats.LeafClasses`): per innermost group its
+        count n and sums s = 1'K; then per (parent group, n) the number of groups c, the
+        sums of s (``zk_0_j``) and of s_a s_b (``ss_a_b``).  Only the second result, one row
+        per parent group and size, leaves the database."""
+        leaf, parent = self.factors[chain[0]], self.factors[chain[1]]
+        svals = ["CAST(n AS DOUBLE)" if self._kexpr(j) == "1.0" else f"s{j}" for j in range(self.k)]
+        inner = [f"g{i}" for i in leaf.keys] + ["COUNT(*) AS n"]
+        inner += [f"SUM({self._kexpr(j)}) AS s{j}" for j in range(self.k) if self._kexpr(j) != "1.0"]
+        outer = [f"g{i}" for i in parent.keys] + ["n", "COUNT(*) AS c"]
+        outer += [f"SUM({svals[j]}) AS zk_0_{j}" for j in range(self.k) if self._kexpr(j) != "1.0"]
+        outer += [f"SUM({_mul(svals[a], svals[b])}) AS ss_{a}_{b}" for a in range(self.k) for b in range(a, self.k)]
+        leaf_rows = (f"SELECT {', '.join(inner)} FROM ({self.base(src)}) hlm_base "
+                     f"GROUP BY {', '.join(f'g{i}' for i in leaf.keys)}")
+        return (f"SELECT {', '.join(outer)} FROM ({leaf_rows}) hlm_leaf "
+                f"GROUP BY {', '.join(f'g{i}' for i in parent.keys)}, n")
+
     def prepass_query(self, src: str, levels: Sequence[str], means: Mapping[str, str]) -> str | None:
         """Distinct levels of categorical columns and means of center() arguments, over the complete rows."""
         if not levels and not means:
@@ -733,21 +755,31 @@ def assemble_chain(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str,
     factor's groups alone; None when the factors' group counts tie (then the chain order is
     decided as :func:`_nesting` does, from every factor's groups)."""
     chain, form = p.nested_chain()
-    leaf = p.factors[chain[0]]
     agg = assemble(p, glob, {}, ntotal, _empty=True)  # the global part and its checks
     if isinstance(groups, dict):  # take the arrays over, so each can be freed once reordered
         cols = {name: _as_array(groups.pop(name)) for name in list(groups)}
     else:
         cols = {name: _as_array(v) for name, v in groups.items()}
-    if form == "suffix":
-        return _assemble_suffix(p, agg, chain, cols)
+    done = (_assemble_suffix if form == "suffix" else _assemble_prefix)(p, agg, chain, cols)
+    return None if done is None else done[0]
+
+
+def _assemble_prefix(p: Plan, agg: Aggregates, chain: Sequence[int],
+                     cols: dict) -> tuple[Aggregates, np.ndarray] | None:
+    """:func:`assemble_chain` for labels written outermost first (``school:teacher:student``):
+    the rows sorted by their key tuples, every factor's groups are runs of a prefix of the
+    keys.  Also returns the innermost code of every input row."""
+    leaf = p.factors[chain[0]]
     order, starts = _sorted_order([cols[f"g{i}"] for i in leaf.keys])
     nlev = [len(starts[len(p.factors[f].keys) - 1]) for f in chain]
     if any(a <= b for a, b in zip(nlev, nlev[1:])):
         return None
+    n = len(cols["n"])
+    row_code = np.arange(n)
     if order is not None:  # sort the grouped rows once, in place of the originals
         for name in list(cols):
             cols[name] = cols[name][order]
+        row_code[order] = np.arange(n)
         del order
     counts = cols["n"].astype(np.int64)
     ztz, ztk = _leaf_blocks(p, cols, counts)
@@ -769,7 +801,7 @@ def assemble_chain(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str,
             parents.append(code if prev_starts is None else code[prev_starts])
             prev_starts = st
     return replace(agg, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
-                   chain=tuple(chain), parents=tuple(parents), cross=())
+                   chain=tuple(chain), parents=tuple(parents), cross=()), row_code
 
 
 def _leaf_blocks(p: Plan, cols: dict, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -794,8 +826,10 @@ def _first_rows(code: np.ndarray, m: int) -> np.ndarray:
     return first
 
 
-def _assemble_suffix(p: Plan, agg: Aggregates, chain: list[int], cols: dict) -> Aggregates | None:
-    """:func:`assemble_chain` for labels written innermost first (``student:teacher:school``).
+def _assemble_suffix(p: Plan, agg: Aggregates, chain: Sequence[int],
+                     cols: dict) -> tuple[Aggregates, np.ndarray] | None:
+    """:func:`assemble_chain` for labels written innermost first (``student:teacher:school``);
+    also returns the innermost code of every input row.
 
     Codes in label order are built from the outermost column inwards: a column whose value
     determines the outer group (globally unique ids, checked in O(n)) is its own code, its
@@ -828,8 +862,9 @@ def _assemble_suffix(p: Plan, agg: Aggregates, chain: list[int], cols: dict) -> 
     n = len(cols["n"])
     if codes[chain[0]][1] != n or any(codes[a][1] <= codes[b][1] for a, b in zip(chain, chain[1:])):
         return None  # tied group counts: the general path decides the order
+    row_code = codes.pop(chain[0])[0]
     order = np.empty(n, dtype=np.int64)
-    order[codes.pop(chain[0])[0]] = np.arange(n)
+    order[row_code] = np.arange(n)
     del code
     for name in list(cols):
         cols[name] = cols[name][order]
@@ -852,7 +887,61 @@ def _assemble_suffix(p: Plan, agg: Aggregates, chain: list[int], cols: dict) -> 
         parents.append(c if prev_first is None else c[prev_first])
         prev_first = first
     return replace(agg, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
-                   chain=tuple(chain), parents=tuple(parents), cross=())
+                   chain=tuple(chain), parents=tuple(parents), cross=()), row_code
+
+
+def pooled_chain(p: Plan, glob: Mapping[str, np.ndarray], cells: Mapping[str, np.ndarray], ntotal: int,
+                 chain: Sequence[int]) -> Aggregates | None:
+    """Aggregates of a chain of random intercepts from :meth:`Plan.pooled_query`'s rows (one per
+    parent group and leaf size): the parent chain as :func:`assemble_chain` builds it from
+    the parent groups' totals, and the leaf as :class:`LeafClasses`.  None when pooling does
+    not apply after all: fewer than :data:`POOL_LEAF_GROUPS` leaf groups, no fewer parent
+    groups than leaf groups, more (parent, size) cells than half the leaf groups, or tied
+    group counts up the chain -- the caller then fetches the leaf groups."""
+    k = p.k
+    cols = {name: _as_array(v) for name, v in cells.items()}
+    n_cell = cols["n"].astype(np.int64)
+    c_cell = cols["c"].astype(np.int64)
+    nleaf = int(c_cell.sum())
+    parent = p.factors[chain[1]]
+    order, starts = _sorted_order([cols[f"g{i}"] for i in parent.keys])
+    if order is not None:
+        cols = {name: v[order] for name, v in cols.items()}
+        n_cell, c_cell = n_cell[order], c_cell[order]
+    st = starts[-1]
+    sizes, cls = np.unique(n_cell, return_inverse=True)
+    if nleaf < POOL_LEAF_GROUPS or len(st) >= nleaf or 2 * len(st) * len(sizes) > nleaf:
+        return None
+    S = np.empty((len(n_cell), k))  # sums over the cell's leaf groups of their S_g
+    for j in range(k):
+        S[:, j] = c_cell * n_cell if p._kexpr(j) == "1.0" else cols[f"zk_0_{j}"]
+    rows = {f"g{i}": cols[f"g{i}"][st] for i in parent.keys}
+    rows["n"] = np.add.reduceat(c_cell * n_cell, st)
+    rows.update({f"zk_0_{j}": np.add.reduceat(S[:, j], st) for j in range(k) if p._kexpr(j) != "1.0"})
+    form = p.nested_chain()[1]
+    done = (_assemble_suffix if form == "suffix" else _assemble_prefix)(
+        p, assemble(p, glob, {}, ntotal, _empty=True), chain[1:], rows)
+    if done is None:
+        return None
+    agg, row_code = done
+    first = np.zeros(len(n_cell), dtype=np.int64)
+    first[st] = 1
+    cell_parent = np.asarray(row_code, dtype=np.int64)[np.cumsum(first) - 1]  # label-order parent of each cell
+    m, G_parent = len(sizes), len(st)
+    children = np.zeros((G_parent, m))
+    children[cell_parent, cls] = c_cell
+    sums = np.zeros((G_parent, m, k))
+    sums[cell_parent, cls] = S
+    sss = np.zeros((m, k, k))
+    for a in range(k):
+        for b in range(a, k):
+            sss[:, a, b] = sss[:, b, a] = np.bincount(cls, weights=cols[f"ss_{a}_{b}"], minlength=m)
+    pooled = LeafClasses(sizes.astype(float), np.bincount(cls, weights=c_cell, minlength=m), sss, children, sums)
+    leaf = p.factors[chain[0]]
+    factors = list(agg.factors)
+    factors[chain[0]] = FactorStats(leaf.name, leaf.columns, (), None, pooled=pooled)
+    return replace(agg, factors=tuple(factors), chain=tuple(chain),
+                   parents=(np.zeros(0, dtype=np.int64),) + agg.parents)
 
 
 def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggregates:
@@ -862,6 +951,11 @@ def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggr
     glob = run(p.global_query(src))
     check_complete_rows(p, glob, ntotal, run, src)
     nested = p.nested_chain()
+    if (nested is not None and len(nested[0]) >= 2 and p.pool == ("(Intercept)",)
+            and ntotal >= POOL_LEAF_GROUPS):
+        agg = pooled_chain(p, glob, fetch(p.pooled_query(src, nested[0])), ntotal, nested[0])
+        if agg is not None:
+            return agg
     if nested is not None:
         leaf = p.factors[nested[0][0]]
         agg = assemble_chain(p, glob, fetch(p.group_query(src, [tuple(sorted(leaf.keys))])), ntotal)

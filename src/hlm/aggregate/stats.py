@@ -146,6 +146,16 @@ class Aggregates:
         return len(self.xnames)
 
 
+def pooled_message(agg: Aggregates) -> str | None:
+    """Why the groups of a factor pooled in the database (:class:`LeafClasses`) are not in
+    memory, or None when no factor is pooled."""
+    for fac in agg.factors:
+        if fac.pooled is not None:
+            return (f"the {fac.nlevels:,} groups of '{fac.name}' were pooled by size in the database when "
+                    "fitting and are not held in memory")
+    return None
+
+
 def nesting_chain(codes: list[np.ndarray], nlevels: list[int], first: list[np.ndarray] | None = None,
                   columns: list[frozenset[str]] | None = None) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
     """Order factors innermost first and return (chain, parents) if each is nested in the next.

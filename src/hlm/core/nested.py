@@ -31,26 +31,18 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hlm.aggregate.stats import Aggregates
+from hlm.aggregate.stats import Aggregates, LeafClasses
 from hlm.core.structure import Structure
 
 
-@dataclass(frozen=True)
-class LeafClasses:
-    """Leaf groups pooled by their count (see the module docstring)."""
-
-    counts: np.ndarray  # (m,) distinct leaf counts c
-    ngroups: np.ndarray  # (m,) leaf groups per class
-    sss: np.ndarray  # (m, k, k) sum of S_g S_g' per class
-    children: np.ndarray  # (G_parent, m) children per parent and class
-    sums: np.ndarray  # (G_parent, m, k) sum of S_g per parent and class
-
-
 def leaf_classes(agg: Aggregates) -> LeafClasses | None:
-    """Pool the leaf level by count when that is exact and saves work, else None."""
+    """Pool the leaf level by count (:class:`LeafClasses`) when that is exact and saves
+    work, else None; a leaf that an SQL backend pooled already is returned as it is."""
     if agg.chain is None or len(agg.chain) < 2 or agg.pool != ("(Intercept)",):
         return None
     leaf = agg.factors[agg.chain[0]]
+    if leaf.pooled is not None:
+        return leaf.pooled
     counts, cls = np.unique(leaf.counts, return_inverse=True)
     G_parent = agg.factors[agg.chain[1]].nlevels
     m, k = len(counts), leaf.ztk.shape[2]

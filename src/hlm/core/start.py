@@ -17,14 +17,25 @@ from hlm.core.nested import sum_by
 from hlm.core.structure import Structure
 
 
-def _group_sums(agg: Aggregates, col: int) -> list[np.ndarray | None]:
-    """Per factor: the sum of y over each group (from the intercept column's Z'K)."""
-    out: list[np.ndarray | None] = [None if f.ztk is None else f.ztk[:, col, -1] for f in agg.factors]
+def _group_moments(agg: Aggregates, col: int) -> list[tuple[int, float, float, float] | None]:
+    """Per factor (None where unknown): G, sum of y, sum over groups of (sum y)^2 / n_g and
+    sum of n_g^2 -- from the intercept column's Z'K, summed up the chain; a pooled leaf
+    gives them by size class."""
+    sums: list[np.ndarray | None] = [None if f.ztk is None else f.ztk[:, col, -1] for f in agg.factors]
+    out: list[tuple[int, float, float, float] | None] = [None] * len(agg.factors)
+    if agg.chain is not None and (pool := agg.factors[agg.chain[0]].pooled) is not None:
+        c = pool.counts
+        out[agg.chain[0]] = (int(pool.ngroups.sum()), float(pool.sums[:, :, -1].sum()),
+                             float((pool.sss[:, -1, -1] / c).sum()), float(pool.ngroups @ c**2))
+        sums[agg.chain[1]] = pool.sums[:, :, -1].sum(axis=1)
     if agg.chain is not None:
-        sums = out[agg.chain[0]]
         for level, f in enumerate(agg.chain[1:]):
-            sums = sum_by(agg.parents[level], sums, agg.factors[f].nlevels)
-            out[f] = sums
+            if sums[f] is None:
+                sums[f] = sum_by(agg.parents[level], sums[agg.chain[level]], agg.factors[f].nlevels)
+    for f, fac in enumerate(agg.factors):
+        if sums[f] is not None and fac.counts is not None:
+            n = fac.counts.astype(float)
+            out[f] = (len(n), float(sums[f].sum()), float((sums[f] ** 2 / n).sum()), float((n**2).sum()))
     return out
 
 
@@ -34,22 +45,20 @@ def anova_start(agg: Aggregates, struct: Structure) -> np.ndarray:
     if "(Intercept)" not in agg.pool:
         return theta
     col = agg.pool.index("(Intercept)")
-    sums = _group_sums(agg, col)
+    moments = _group_moments(agg, col)
     n = agg.nobs
     yy = agg.ktk[-1, -1]
     for i, (f, r, c) in enumerate(struct.theta_pos):
         J = struct.factor_cols[f]
-        if r != c or J[r] != col or len(J) != 1 or sums[f] is None:
+        if r != c or J[r] != col or len(J) != 1 or moments[f] is None:
             continue
-        counts = agg.factors[f].counts.astype(float)
-        G = len(counts)
-        total = float(sums[f].sum())
+        G, total, between, sq = moments[f]
         ss_total = yy - total**2 / n
-        ss_between = float((sums[f] ** 2 / counts).sum()) - total**2 / n
+        ss_between = between - total**2 / n
         if G < 2 or n <= G:
             continue
         ms_within = (ss_total - ss_between) / (n - G)
-        n0 = (n - float((counts**2).sum()) / n) / (G - 1)
+        n0 = (n - sq / n) / (G - 1)
         if ms_within <= 0 or n0 <= 0:
             continue
         ratio = max((ss_between / (G - 1) - ms_within) / n0, 0.0) / ms_within

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from hlm.aggregate.stats import pooled_message
 from hlm.core.objective import DevianceFunction
 from hlm.errors import OptionError
 from hlm.inference.params import VarParams
@@ -53,6 +54,9 @@ class _AggregateSimulator:
 
     def __init__(self, fit):
         agg, struct = fit.aggregates, fit.structure
+        if (msg := pooled_message(agg)) is not None:
+            raise OptionError(f"the parametric bootstrap simulates every group, but {msg}; "
+                              "use confint(method='profile') or method='wald'")
         self.agg, self.struct = agg, struct
         p = agg.p
         leaf = agg.factors[agg.chain[0]]

@@ -34,6 +34,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from hlm.aggregate.stats import pooled_message
 from hlm.errors import OptionError
 from hlm.inference.params import Criterion
 
@@ -83,6 +84,9 @@ def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, in
     if agg.nested:
         order = list(agg.chain)
         leaf = agg.factors[order[0]]
+        if (msg := pooled_message(agg)) is not None:
+            raise OptionError(f"Kenward-Roger needs every group's random-effects design, but {msg}; "
+                              "use ddf='satterthwaite'")
         anc = [np.arange(leaf.nlevels)]
         for par in agg.parents:
             anc.append(par[anc[-1]])

@@ -99,22 +99,21 @@ def _header(fit: "Fit") -> list[str]:
     agg = fit.aggregates
     if len(order) == 1:
         fac = agg.factors[order[0]]
-        c = fac.counts
+        lo, avg, hi = fac.size_range()
         lines.append(_line(f"Group variable: {abbrev(level_name(fit, order[0]), 24)}",
                            _kv("Number of groups", f"{fac.nlevels:,}")))
         lines += ["", _line("", "Obs per group:"),
-                  _line("", f"{'min':>17} = {int(c.min()):>10,}"),
-                  _line("", f"{'avg':>17} = {c.mean():>10,.1f}"),
-                  _line("", f"{'max':>17} = {int(c.max()):>10,}")]
+                  _line("", f"{'min':>17} = {lo:>10,}"),
+                  _line("", f"{'avg':>17} = {avg:>10,.1f}"),
+                  _line("", f"{'max':>17} = {hi:>10,}")]
     else:
         rule = "-" * 61
         lines += ["", rule, f"{'':15} |     No. of       Observations per Group",
                   f"{'Group Variable':>15} |     Groups    Minimum    Average    Maximum", "-" * 16 + "+" + "-" * 44]
         for f in order:
             fac = agg.factors[f]
-            c = fac.counts
-            lines.append(f"{abbrev(level_name(fit, f), 15):>15} | {fac.nlevels:>10,} {int(c.min()):>10,} "
-                         f"{c.mean():>10,.1f} {int(c.max()):>10,}")
+            lo, avg, hi = fac.size_range()
+            lines.append(f"{abbrev(level_name(fit, f), 15):>15} | {fac.nlevels:>10,} {lo:>10,} {avg:>10,.1f} {hi:>10,}")
         lines.append(rule)
     chi2, k, p = fit.wald_test()
     ll = "Log restricted-likelihood" if fit.reml else "Log likelihood"
