@@ -217,14 +217,9 @@ def test_backend_dispatch(hsb, tmp_path):
 
 # ----------------------------------------------------------------------------------- Spark
 
-SPARK_CASES = [  # every distinct (data, random structure) of the MIXED fixtures, plus translation
-    ("sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)"),
-    ("Pastes", "strength ~ 1 + (1 | batch/cask)"),
-    ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
-    ("Grunfeld", "inv ~ value + capital + (1 | firm_f)"),
-    ("Hsb82", "mAch ~ meanses * cses + (cses | school)"),
-    ("Hsb82", "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) + (1 | school)"),
-]
+SPARK_CASES = list(dict.fromkeys(  # every MIXED fixture's (data, formula) (REML and ML share them), plus translation
+    [(reference(n)["dataset"]["name"], reference(n)["formula"]) for n in MIXED]
+    + [("Hsb82", "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) + (1 | school)")]))
 
 
 @pytest.fixture(scope="module")

@@ -211,3 +211,26 @@ def test_pooled_through_spark(tmp_path, pooled):
     np.testing.assert_array_equal(got.children, want.children)
     np.testing.assert_allclose(got.sss, want.sss, rtol=1e-10)
     np.testing.assert_allclose(got.sums, want.sums, rtol=1e-10, atol=1e-10)
+
+
+def test_pooled_collinear_column_and_singleton_groups(tmp_path, pooled):
+    """An aliased column is dropped from the pooled classes too; a leaf of one observation
+    per group is refused with the same message as in memory."""
+    df = _design("sorted")
+    df["x2"] = 2.0 * df["x"]
+    model = "y ~ x + x2 + (1 | d/s/t/st)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f_mem, f_db = hlm.fit(model, df), hlm.fit(model, _write(df, tmp_path))
+    assert f_db.aggregates.factors[f_db.aggregates.chain[0]].pooled is not None
+    assert f_db.notes == f_mem.notes and list(f_db.fixef.index) == ["(Intercept)", "x"]
+    np.testing.assert_allclose(f_db.devfun(np.asarray(f_mem.theta)), f_mem.devfun(np.asarray(f_mem.theta)), rtol=1e-10)
+    one = df.drop_duplicates(["st"]).reset_index(drop=True)
+    path = tmp_path / "one.parquet"
+    one.to_parquet(path)
+    for model in MODELS:
+        with pytest.raises(hlm.IdentifiabilityError) as mem_err:
+            hlm.fit(model, one)
+        with pytest.raises(hlm.IdentifiabilityError) as db_err:
+            hlm.fit(model, str(path))
+        assert str(db_err.value) == str(mem_err.value)

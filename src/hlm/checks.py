@@ -222,8 +222,8 @@ def check_identifiable(spec: ModelSpec, agg: Aggregates) -> None:
         name = _level_name(terms[ts[0]], syntax)
         if q == 1 and terms[ts[0]].intercept:
             factor = as_factor(terms[ts[0]].group)
-            frame = _key_frame(fac)
-            raise IdentifiabilityError(singleton_message(frame, [factor], syntax=syntax))
+            frame = None if fac.pooled is not None else _key_frame(fac)
+            raise IdentifiabilityError(singleton_message(frame, [factor], syntax=syntax, ngroups=fac.nlevels))
         raise IdentifiabilityError(
             f"the {fac.nlevels:,} {name} groups carry {q} random effects each, {fac.nlevels * q:,} in all, for "
             f"{agg.nobs:,} observations, so the random effects cannot be told apart from the residual; drop "

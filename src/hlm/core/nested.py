@@ -13,11 +13,10 @@ The K'K block is only ever needed in total, so per group we carry M_zz (z x z) a
 is the sum of its children's.  For random intercepts this is DESIGN.md's recursion
 ``Q -= t/(1+tW) S S'``, ``W <- W/(1+tW)``, ``S <- S/(1+tW)``.  Cost: O(groups), no rows.
 
-Leaf compression: when the only random-effect column is the intercept, a leaf group enters
-only through its count n_g (W = n_g) and its sums S_g.  Grouping the leaves by count c,
-the leaf level needs just sum S_g S_g' per class and, per parent, the number of children
-and the sum of their S_g per class; this is exact and precomputed once per fit, so the
-largest level (students) costs O(parents x distinct counts) per evaluation.
+Leaf compression: when the only random-effect column is the intercept, the leaf groups are
+pooled by their count (:class:`~hlm.aggregate.stats.LeafClasses`, exact), precomputed once
+per fit or delivered so by an SQL backend, so the largest level (students) costs
+O(parents x distinct counts) per evaluation.
 
 The random-intercept recursion runs as one compiled (numba) pass per level: per group a
 handful of flops on 1 + k numbers, so the pass is bound by memory traffic; numpy's

@@ -7,7 +7,7 @@ from typing import Literal, Sequence
 
 import pandas as pd
 
-from hlm.diagnose.keys import Codes, Factor, as_factor, factor_columns, factor_name
+from hlm.diagnose.keys import Factor, as_factor, factor_columns, factor_name
 from hlm.diagnose.structure import _codes, _cumulative, _defects
 
 Syntax = Literal["stata", "lme4"]
@@ -146,16 +146,18 @@ def same_partition_message(
     )
 
 
-def singleton_message(frame: pd.DataFrame, factors: Sequence[Factor], *, syntax: Syntax = "lme4") -> str:
-    """Error text for :func:`~hlm.diagnose.structure.singleton_levels`."""
+def singleton_message(frame: pd.DataFrame | None, factors: Sequence[Factor], *, syntax: Syntax = "lme4",
+                      ngroups: int | None = None) -> str:
+    """Error text for :func:`~hlm.diagnose.structure.singleton_levels`; the first factor's
+    group count comes from ``frame`` unless ``ngroups`` gives it."""
     factors = [as_factor(f) for f in factors]
     if not factors:
         return ""
     f = factors[0]
-    codes: Codes = _codes(frame, [f])
     drop = " and ".join(_term(x, syntax) for x in factors)
     if len(factors) == 1:
-        who = f"every {factor_name(f)} group has exactly one observation ({codes.key(f).n:,} groups)"
+        n = ngroups if ngroups is not None else _codes(frame, [f]).key(f).n
+        who = f"every {factor_name(f)} group has exactly one observation ({n:,} groups)"
     else:
         who = f"every group of {', '.join(factor_name(x) for x in factors)} has exactly one observation"
     return (
