@@ -221,8 +221,11 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
 
     Queries: a prepass for categorical levels and ``center()`` means when the model needs
     them, a ``COUNT(*)`` of all rows, one global scan for ``[X y]'[X y]`` and one grouped
-    scan for the per-group statistics: for slash-nested factors ``(1|a/b/c)`` a plain
-    ``GROUP BY`` of the innermost groups (the outer ones are derived from them), else
+    scan for the per-group statistics: for a chain of random intercepts with at least
+    :data:`~hlm.aggregate.sql.POOL_LEAF_GROUPS` innermost groups, two nested ``GROUP BY``s
+    that pool those groups by size (one row per parent group and size comes back); for other
+    slash-nested factors ``(1|a/b/c)`` a plain ``GROUP BY`` of the innermost groups (the
+    outer ones are derived from them); else
     ``GROUP BY GROUPING SETS`` over every factor.  The grouped rows stream to numpy in
     batches (DuckDB's aggregation spills to disk beyond its memory limit; connections hlm
     opens itself get :data:`MEMORY_LIMIT`).

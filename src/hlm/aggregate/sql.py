@@ -45,11 +45,11 @@ from hlm.spec.terms import ModelSpec
 
 Kind = Literal["numeric", "float", "bool", "string", "other"]
 Runner = Callable[[str], Mapping[str, np.ndarray]]
+"""Runs one query (with ``{src}`` already substituted) and returns its columns."""
 
 POOL_LEAF_GROUPS = 2_000_000
 """A chain of random intercepts with at least this many innermost groups is aggregated
 pooled (:meth:`Plan.pooled_query`): the innermost groups never leave the database."""
-"""Runs one query (with ``{src}`` already substituted) and returns its columns."""
 
 _FUNCS = {"log": "LN", "exp": "EXP", "sqrt": "SQRT"}
 _MODULES = {"np", "numpy"}
