@@ -137,6 +137,29 @@ def test_pooled_modes_equal_the_unpooled_ones(tmp_path, pooled):
     np.testing.assert_allclose(got["std_error"], want["std_error"], rtol=1e-10)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_write_ranef_includes_the_pooled_level(model, tmp_path, pooled):
+    """DuckDB's modes and conditional SDs of the pooled groups (one GROUP BY over the rows)
+    equal the in-memory ones at the same parameters; the other levels are fit.ranef()'s."""
+    df = _design("strings")
+    path = _write(df, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f_mem = hlm.fit(model, df)
+        agg = aggregate_duckdb(parse_model(model), path)
+    f_pool = dataclasses.replace(f_mem, aggregates=agg, devfun=DevianceFunction.build(agg, f_mem.structure, f_mem.reml))
+    out = tmp_path / "ranef.parquet"
+    want = f_mem.ranef()
+    assert hlm.write_ranef(f_pool, path, out) == len(want)
+    got = pd.read_parquet(out)
+    assert list(got.columns) == list(want.columns)
+    key = ["group", "level", "term"]
+    both = want.astype({c: str for c in key}).merge(got.astype({c: str for c in key}), on=key, suffixes=("", "_db"))
+    assert len(both) == len(want)
+    np.testing.assert_allclose(both["estimate_db"], both["estimate"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(both["std_error_db"], both["std_error"], rtol=1e-9)
+
+
 def test_pooled_predictions_through_duckdb(tmp_path, pooled):
     model = MODELS[0]
     df = _design("restart")

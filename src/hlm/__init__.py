@@ -9,7 +9,7 @@ from hlm.errors import (
     ColumnError, ComparisonError, DataError, FileError, FormulaError, HLMError, HLMWarning,
     IdentifiabilityError, NestingError, OptionError, ConvergenceWarning, SingularFitWarning, StructureWarning,
 )
-from hlm.aggregate.duckdb import write_predictions
+from hlm.aggregate.duckdb import write_predictions, write_ranef
 from hlm.diagnose import NestingReport, nesting
 from hlm.fit import Fit
 from hlm.inference.likelihood_ratio import compare, lrtest
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "fit", "Fit", "ModelSpec", "parse_model", "lrtest", "compare", "xtreg", "hausman", "xttest0", "PanelFit", "study", "StudyResult",
-    "write_predictions",
+    "write_predictions", "write_ranef",
     "HLMError", "HLMWarning", "FormulaError", "ColumnError", "DataError", "FileError", "NestingError",
     "IdentifiabilityError", "ComparisonError", "OptionError",
     "nesting", "NestingReport", "ConvergenceWarning", "SingularFitWarning", "StructureWarning",

@@ -264,8 +264,8 @@ class Fit:
         from hlm.ranef import ranef_frame
 
         if (msg := pooled_message(self.aggregates)) is not None:
-            warnings.warn(f"{msg}: their conditional modes are left out; hlm.write_predictions(fit, data, 'out.parquet') writes "
-                          "fitted values that include them", HLMWarning, stacklevel=2)
+            warnings.warn(f"{msg}: their conditional modes are left out; hlm.write_ranef(fit, data, 'ranef.parquet') "
+                          "writes them all", HLMWarning, stacklevel=2)
         return ranef_frame(self, self._conditional_modes)
 
     def predict(self, newdata: Any = None, *, re: bool = True,

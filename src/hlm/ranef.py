@@ -43,7 +43,7 @@ block per group) are needed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,6 +72,10 @@ class ConditionalModes:
 
     modes: tuple[np.ndarray | None, ...]  # None for a pooled factor (no groups in memory)
     condvar: tuple[np.ndarray | None, ...]
+    # for a pooled innermost factor, per group of its parent: c, the sum of the ancestors'
+    # modes b, and V, their conditional variance / sigma^2 (the scalar recursion's c and V),
+    # from which a pooled group's own mode and variance follow (``write_ranef``)
+    pooled_parent: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _batched_inv_lower(S: np.ndarray) -> np.ndarray:
@@ -125,7 +129,10 @@ def intercept_chain_modes(fit: "Fit") -> ConditionalModes:
         if l > start:
             parent = np.asarray(agg.parents[l - 1])
             c, V = (c + lam[l] * u)[parent], (t / S[l] + V / S[l] ** 2)[parent]
-    return _assemble(fit, per_factor, lambdas)
+        elif start:  # the pooled leaf's parents: what its groups would receive
+            below = (c + lam[l] * u, t / S[l] + V / S[l] ** 2)
+    modes = _assemble(fit, per_factor, lambdas)
+    return replace(modes, pooled_parent=below) if start else modes
 
 
 def nested_modes(fit: "Fit") -> ConditionalModes:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
 from hlm.aggregate import sql as q
 from hlm.aggregate.stats import Aggregates
-from hlm.errors import DataError, FileError, HLMError, OptionError
+from hlm.errors import DataError, FileError, HLMError, HLMWarning, OptionError
 from hlm.spec.terms import ModelSpec
 
 def _memory_limit() -> str:
@@ -236,6 +238,13 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     return (agg, plan) if return_plan else agg
 
 
+def _fixed_part(fit: Any, plan: q.Plan) -> str:
+    """X beta as an SQL expression over the source's columns."""
+    beta = fit.fixef
+    return " + ".join(f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols)
+                      if name in beta.index) or "0.0"
+
+
 def _pooled_leaf_modes(fit: Any, f: int, fac: Any, body: str, y: str) -> str:
     """``body`` (rows with the ``fitted`` values of the other factors) with the pooled innermost
     factor's random intercepts added.  Its groups are only coupled with their ancestors, so
@@ -270,16 +279,12 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     factor is pooled (then DuckDB's order; every source column is written).  Returns the
     number of rows written.
     """
-    import pandas as pd
-
     src = _Source(source, sql=sql, con=con, progress=progress)
     if src.rel is not None:
         raise OptionError("write_predictions needs a path or sql= (a relation has no connection to write from)")
     plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src)
     d = q.DUCKDB
-    beta = fit.fixef
-    xb = " + ".join(f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols)
-                    if name in beta.index) or "0.0"
+    xb = _fixed_part(fit, plan)
     joins, zb = [], []
     pooled = None
     if re:
@@ -308,3 +313,57 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     return int(res[0][0]) if res and res[0] else 0
 
 
+
+
+def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any = None, sql: str | None = None,
+                progress: bool | None = None) -> int:
+    """``fit.ranef()`` written to Parquet at ``out_path`` (columns group, level, term,
+    estimate, std_error), including the groups of a factor pooled in the database
+    (:data:`hlm.aggregate.sql.POOL_LEAF_GROUPS`), whose modes DuckDB computes from the rows
+    of ``source`` (the fitted data) in one GROUP BY.
+
+    A pooled group g is a random intercept nested in its parent p.  Given the ancestors, with
+    t = theta^2, n_g its complete rows, r_g the sum of y - X beta over them, S_g = 1 + t n_g,
+    and c_p, V_p the sum of p's and its ancestors' modes and its conditional variance over
+    sigma^2 (the scalar recursion of :mod:`hlm.ranef`),
+
+        b_g = t (r_g - n_g c_p) / S_g,    Var(b_g) = sigma^2 t (1 + t n_g^2 V_p / S_g) / S_g.
+
+    Rows come in no particular order.  Returns the number of rows written."""
+    from hlm.ranef import factor_columns
+
+    src = _Source(source, sql=sql, con=con, progress=progress)
+    if src.rel is not None:
+        raise OptionError("write_ranef needs a path or sql= (a relation has no connection to write from)")
+    d = q.DUCKDB
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HLMWarning)  # the pooled level is what this adds
+        src.con.register("hlm_ranef_kept", fit.ranef())
+    parts = ['SELECT "group", level, term, estimate, std_error FROM hlm_ranef_kept']
+    agg = fit.aggregates
+    modes = fit._conditional_modes
+    for f, fac in enumerate(agg.factors):
+        if fac.pooled is None:
+            continue
+        assert agg.chain is not None and modes.pooled_parent is not None
+        plan = q.plan(fit.spec, src.schema(), d, src.run, src.src)
+        parent = agg.factors[agg.chain[1]]
+        table = {f"hlm_pk{i}": np.asarray(key) for i, key in enumerate(parent.keys)}
+        table["hlm_c"], table["hlm_v"] = modes.pooled_parent
+        src.con.register("hlm_ranef_parent", pd.DataFrame(table))
+        t = float(fit.structure.lambdas(fit.theta)[f][0, 0]) ** 2
+        keys = [d.ident(c) for c in fac.columns]
+        y = f"CAST({d.ident(fit.spec.response)} AS DOUBLE)"
+        groups = (f"SELECT {', '.join(keys)}, COUNT(*) AS n, SUM({y} - ({_fixed_part(fit, plan)})) AS r "
+                  f"FROM {src.src} WHERE {plan.where()} GROUP BY {', '.join(keys)}")
+        on = " AND ".join(f"g.{d.ident(c)} = p.hlm_pk{i}" for i, c in enumerate(parent.columns))
+        label = "concat_ws(':', " + ", ".join(f"CAST(g.{k} AS VARCHAR)" for k in keys) + ")"
+        S = f"(1.0 + {t!r} * g.n)"
+        parts.append(
+            f"SELECT {d.string(fac.name)} AS \"group\", {label} AS level, {d.string(factor_columns(fit, f)[0])} AS term, "
+            f"{t!r} * (g.r - g.n * p.hlm_c) / {S} AS estimate, "
+            f"{float(fit.sigma)!r} * sqrt({t!r} * (1.0 + {t!r} * g.n * g.n * p.hlm_v / {S}) / {S}) AS std_error "
+            f"FROM ({groups}) g JOIN hlm_ranef_parent p ON {on}")
+    query = f"COPY ({' UNION ALL '.join(parts)}) TO {d.string(str(out_path))} (FORMAT PARQUET)"
+    res = src.con.execute(query).fetchall()
+    return int(res[0][0]) if res and res[0] else 0
