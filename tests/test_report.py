@@ -139,6 +139,23 @@ def test_plots(tmp_path):
         fit.plot("pie")
 
 
+def test_caterpillar_of_many_levels_draws_one_band(tmp_path, monkeypatch):
+    """Above BAND_LIMIT levels the intervals are one polygon (a line each took 13 s at
+    250,000 levels); below it, one line per level."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    from hlm.report import plots
+
+    fit = _fit("strength ~ 1 + (1 | batch/cask)", "Pastes")
+    monkeypatch.setattr(plots, "BAND_LIMIT", 20)  # cask:batch has 30 levels, batch 10
+    fig = fit.plot("caterpillar", file=tmp_path / "cat.png")
+    def has(ax, kind):
+        return any(isinstance(c, kind) for c in ax.collections)
+
+    assert has(fig.axes[0], PolyCollection) and not has(fig.axes[0], LineCollection)
+    assert has(fig.axes[1], LineCollection) and not has(fig.axes[1], PolyCollection)
+
+
 def test_profile_plot(tmp_path):
     """lme4's xyplot(profile(fit)): one panel per parameter, zeta against the parameter,
     zero at the estimate, increasing, reaching -+z(99%) (or the parameter's bound)."""

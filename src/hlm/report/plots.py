@@ -23,6 +23,7 @@ from hlm.errors import OptionError
 if TYPE_CHECKING:
     from hlm.fit import Fit
 
+BAND_LIMIT = 5000  # above this many levels the intervals are drawn as one band
 LABEL_LIMIT = 40  # label levels on the axis up to this many
 PROFILE_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)  # lme4's xyplot(profile) marks these intervals
 
@@ -39,8 +40,11 @@ def caterpillar(fit: "Fit", *, level: float = 0.95) -> Figure:
         sub = re[(re["group"] == group) & (re["term"] == term)].sort_values("estimate")
         y = np.arange(len(sub))
         est, se = sub["estimate"].to_numpy(), sub["std_error"].to_numpy()
-        ax.hlines(y, est - z * se, est + z * se, color="0.55", linewidth=0.8 if len(sub) < 500 else 0.3)
-        ax.scatter(est, y, s=12 if len(sub) < 500 else 2, color="C0", zorder=3)
+        if len(sub) <= BAND_LIMIT:
+            ax.hlines(y, est - z * se, est + z * se, color="0.55", linewidth=0.8 if len(sub) < 500 else 0.3)
+        else:  # one polygon instead of a line per level (matplotlib builds a Path for each)
+            ax.fill_betweenx(y, est - z * se, est + z * se, color="0.75", linewidth=0)
+        ax.scatter(est, y, s=12 if len(sub) < 500 else 2, color="C0", zorder=3, rasterized=len(sub) > BAND_LIMIT)
         ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--")
         ax.set_title(f"{group}: {term}")
         ax.set_xlabel(f"conditional mode, {level:.0%} interval")
