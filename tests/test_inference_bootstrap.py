@@ -67,9 +67,7 @@ def test_boot_confint(sleep_ml):
 
 
 def test_crossed_needs_rows(fits):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fits("Penicillin__crossed_REML")
+    fit = fits("Penicillin__crossed_REML")
     with pytest.raises(OptionError):
         bootstrap(fit, nsim=2, how="aggregates", progress=False)
     res = bootstrap(fit, nsim=2, seed=0, progress=False)

@@ -9,7 +9,6 @@ optimum df within 1e-3.  Kenward-Roger df within 1e-3 relative and adjusted SEs 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 import pytest
@@ -24,12 +23,6 @@ REML = ["Dyestuff2__intercept_REML", "Dyestuff__intercept_REML", "Grunfeld__lmer
         "sleepstudy__uncorr_REML"]
 
 
-def _quiet(fits, name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fits(name)
-
-
 def at_theta(fit, theta):
     """The same fit moved to another theta (to compare methods at identical estimates)."""
     theta = np.asarray(theta, dtype=float)
@@ -40,7 +33,7 @@ def at_theta(fit, theta):
 @pytest.mark.parametrize("name", REML)
 def test_satterthwaite_matches_lmertest(name, fits):
     ref = reference(name)
-    fit = _quiet(fits, name)
+    fit = fits(name)
     own = fit.tidy(ddf="satterthwaite")
     same = fixed_effects_table(at_theta(fit, ref["theta_vector"]), ddf="satterthwaite")
     for i, row in enumerate(ref["satterthwaite"]):
@@ -54,7 +47,7 @@ def test_satterthwaite_matches_lmertest(name, fits):
 @pytest.mark.parametrize("name", [n for n in REML if reference(n).get("kenward_roger")])
 def test_kenward_roger_matches_pbkrtest(name, fits):
     ref = reference(name)
-    fit = _quiet(fits, name)
+    fit = fits(name)
     table = fit.tidy(ddf="kenward-roger")
     for i, row in enumerate(ref["kenward_roger"]):
         assert table.df[i] == pytest.approx(row["df"], rel=1e-3)
@@ -62,7 +55,7 @@ def test_kenward_roger_matches_pbkrtest(name, fits):
 
 
 def test_z_tests_by_default(fits):
-    fit = _quiet(fits, "Hsb82__ri_REML")
+    fit = fits("Hsb82__ri_REML")
     table = fit.tidy()
     ref = reference("Hsb82__ri_REML")["fixef"]
     for i, row in enumerate(ref):
@@ -76,7 +69,7 @@ def test_wald_chi2_of_slopes(fits):
     beta = np.array([r["estimate"] for r in ref["fixef"]])[1:]
     V = np.array(ref["vcov_fixef"]["values"] if isinstance(ref["vcov_fixef"], dict) else ref["vcov_fixef"])[1:, 1:]
     expected = float(beta @ np.linalg.solve(V, beta))
-    chi2, df, p = wald_slopes(_quiet(fits, "Hsb82__ri_ML"))
+    chi2, df, p = wald_slopes(fits("Hsb82__ri_ML"))
     assert df == 2
     assert chi2 == pytest.approx(expected, rel=1e-3)
     assert p == pytest.approx(stats.chi2.sf(chi2, 2))
@@ -85,7 +78,7 @@ def test_wald_chi2_of_slopes(fits):
 def test_unknown_options_are_refused(fits):
     from hlm.errors import OptionError
 
-    fit = _quiet(fits, "Dyestuff__intercept_REML")
+    fit = fits("Dyestuff__intercept_REML")
     with pytest.raises(OptionError):
         fit.tidy(ddf="containment")
     with pytest.raises(OptionError):

@@ -24,15 +24,9 @@ WITH_FITTED = [
 ]
 
 
-def _fit(fits, name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fits(name)
-
-
 @pytest.mark.parametrize("name", WITH_FITTED)
 def test_fitted_and_residuals_match_lme4(name, fits):
-    fit, ref = _fit(fits, name), reference(name)
+    fit, ref = fits(name), reference(name)
     fitted, resid = fit.fitted(), fit.residuals()
     assert len(fitted) == len(resid) == fit.nobs
     np.testing.assert_allclose(fitted.to_numpy()[:10], ref["fitted_head"], rtol=1e-6)
@@ -41,12 +35,12 @@ def test_fitted_and_residuals_match_lme4(name, fits):
 
 
 def test_predict_default_is_fitted(fits):
-    fit = _fit(fits, "sleepstudy__slope_REML")
+    fit = fits("sleepstudy__slope_REML")
     np.testing.assert_allclose(fit.predict().to_numpy(), fit.fitted().to_numpy(), rtol=1e-12)
 
 
 def test_population_prediction_is_x_beta(fits):
-    fit = _fit(fits, "sleepstudy__slope_REML")
+    fit = fits("sleepstudy__slope_REML")
     new = dataset("sleepstudy").head(7)
     pred = fit.predict(new, re=False)
     expected = fit.fixef["(Intercept)"] + fit.fixef["Days"] * new["Days"].to_numpy()
@@ -55,7 +49,7 @@ def test_population_prediction_is_x_beta(fits):
 
 
 def test_new_levels_population_or_error(fits):
-    fit = _fit(fits, "sleepstudy__slope_REML")
+    fit = fits("sleepstudy__slope_REML")
     new = dataset("sleepstudy").head(3).copy()
     new["Subject"] = [308, 99999, 308]
     pred = fit.predict(new)
@@ -70,7 +64,7 @@ def test_new_levels_population_or_error(fits):
 
 def test_float_coded_levels_and_missing_rows(fits):
     """Subject stored as float (as after a NaN) finds the int-coded level; NaN rows -> NaN."""
-    fit = _fit(fits, "sleepstudy__slope_REML")
+    fit = fits("sleepstudy__slope_REML")
     new = dataset("sleepstudy").head(4).copy()
     new["Subject"] = new["Subject"].astype(float)
     new.loc[2, "Days"] = np.nan
@@ -82,7 +76,7 @@ def test_float_coded_levels_and_missing_rows(fits):
 def test_chunked_pass_is_identical(fits):
     from hlm.predict import predict
 
-    fit = _fit(fits, "Pastes__nested_REML")
+    fit = fits("Pastes__nested_REML")
     whole = predict(fit, None)
     chunked = predict(fit, None, chunk_rows=7)
     np.testing.assert_allclose(chunked.to_numpy(), whole.to_numpy(), rtol=1e-13)

@@ -23,12 +23,6 @@ import hlm.ranef as ranef_module
 
 
 
-def _fit(fits, name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fits(name)
-
-
 def _check_against(table: pd.DataFrame, ref: dict) -> None:
     for block in ref["ranef"]:
         assert (table["group"] == block["group"]).sum() == block["n_levels"] * len(block["terms"])
@@ -41,7 +35,7 @@ def _check_against(table: pd.DataFrame, ref: dict) -> None:
 
 @pytest.mark.parametrize("name", MIXED)  # every reference fit carries lme4's ranef
 def test_ranef_matches_lme4(name, fits):
-    fit = _fit(fits, name)
+    fit = fits(name)
     table = fit.ranef()
     assert list(table.columns) == ["group", "level", "term", "estimate", "std_error"]
     _check_against(table, reference(name))
@@ -49,7 +43,7 @@ def test_ranef_matches_lme4(name, fits):
 
 def test_crossed_sparse_lu_path(fits, monkeypatch):
     """The sparse-LU branch (used when later crossed factors are too many for a dense block)."""
-    fit = _fit(fits, "Penicillin__crossed_REML")
+    fit = fits("Penicillin__crossed_REML")
     monkeypatch.setattr(ranef_module, "DENSE_LIMIT", 0)
     modes = ranef_module.crossed_modes(fit)
     _check_against(ranef_module.ranef_frame(fit, modes), reference("Penicillin__crossed_REML"))
