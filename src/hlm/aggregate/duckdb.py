@@ -238,6 +238,20 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     return (agg, plan) if return_plan else agg
 
 
+def _writer_source(what: str, source: Any, sql: str | None, con: Any, progress: bool | None) -> _Source:
+    """The source of a second pass that writes a file: a path or sql=, not a relation."""
+    src = _Source(source, sql=sql, con=con, progress=progress)
+    if src.rel is not None:
+        raise OptionError(f"{what} needs a path or sql= (a relation has no connection to write from)")
+    return src
+
+
+def _copy_to_parquet(src: _Source, query: str, out_path: str | os.PathLike) -> int:
+    """Write the query's rows to Parquet at ``out_path``; the number of rows written."""
+    res = src.con.execute(f"COPY ({query}) TO {q.DUCKDB.string(str(out_path))} (FORMAT PARQUET)").fetchall()
+    return int(res[0][0]) if res and res[0] else 0
+
+
 def _fixed_part(fit: Any, plan: q.Plan) -> str:
     """X beta as an SQL expression over the source's columns."""
     beta = fit.fixef
@@ -279,9 +293,7 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     factor is pooled (then DuckDB's order; every source column is written).  Returns the
     number of rows written.
     """
-    src = _Source(source, sql=sql, con=con, progress=progress)
-    if src.rel is not None:
-        raise OptionError("write_predictions needs a path or sql= (a relation has no connection to write from)")
+    src = _writer_source("write_predictions", source, sql, con, progress)
     plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src)
     d = q.DUCKDB
     xb = _fixed_part(fit, plan)
@@ -308,9 +320,7 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     body = (f"SELECT hlm_src.*, {fitted} AS fitted FROM {src.src} {' '.join(joins)}")
     if pooled is not None:
         body = _pooled_leaf_modes(fit, *pooled, body, y)
-    query = f"COPY (SELECT *, {y} - fitted AS residual FROM ({body}) hlm_out) TO {d.string(str(out_path))} (FORMAT PARQUET)"
-    res = src.con.execute(query).fetchall()
-    return int(res[0][0]) if res and res[0] else 0
+    return _copy_to_parquet(src, f"SELECT *, {y} - fitted AS residual FROM ({body}) hlm_out", out_path)
 
 
 
@@ -332,9 +342,7 @@ def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any 
     Rows come in no particular order.  Returns the number of rows written."""
     from hlm.ranef import factor_columns
 
-    src = _Source(source, sql=sql, con=con, progress=progress)
-    if src.rel is not None:
-        raise OptionError("write_ranef needs a path or sql= (a relation has no connection to write from)")
+    src = _writer_source("write_ranef", source, sql, con, progress)
     d = q.DUCKDB
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HLMWarning)  # the pooled level is what this adds
@@ -364,6 +372,4 @@ def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any 
             f"{t!r} * (g.r - g.n * p.hlm_c) / {S} AS estimate, "
             f"{float(fit.sigma)!r} * sqrt({t!r} * (1.0 + {t!r} * g.n * g.n * p.hlm_v / {S}) / {S}) AS std_error "
             f"FROM ({groups}) g JOIN hlm_ranef_parent p ON {on}")
-    query = f"COPY ({' UNION ALL '.join(parts)}) TO {d.string(str(out_path))} (FORMAT PARQUET)"
-    res = src.con.execute(query).fetchall()
-    return int(res[0][0]) if res and res[0] else 0
+    return _copy_to_parquet(src, " UNION ALL ".join(parts), out_path)
