@@ -151,19 +151,27 @@ class Fit:
 
     @property
     def converged(self) -> bool:
-        return self.optsummary.converged
+        """The optimizer's checks passed and every estimate is a finite number."""
+        finite = all(np.all(np.isfinite(a)) for a in (self.theta, self.profiled.beta, [self.profiled.sigma2]))
+        return bool(self.optsummary.converged and finite)
+
+    @cached_property
+    def _theta_std(self) -> np.ndarray:
+        from hlm.core.scaling import standardized_theta
+
+        return standardized_theta(self.aggregates, self.structure, self.theta)
 
     @property
     def singular(self) -> bool:
-        """lme4's isSingular: a diagonal element of Lambda within 1e-4 of its bound 0."""
+        """lme4's isSingular -- a diagonal element of Lambda within 1e-4 of its bound 0 --
+        judged on unit-rms random-effect columns, so a slope in small units is not 'zero'."""
         lower = np.asarray(self.structure.lower)
-        theta = self.theta
-        return bool(np.any(np.isfinite(lower) & (theta < lower + SINGULAR_TOL)))
+        return bool(np.any(np.isfinite(lower) & (self._theta_std < lower + SINGULAR_TOL)))
 
     def boundary_components(self) -> list[str]:
-        """Names of the variance components estimated at zero."""
+        """Names of the variance components estimated at zero (on unit-rms columns)."""
         out = []
-        for (f, r, c), value, name in zip(self.structure.theta_pos, self.theta, self.structure.theta_names):
+        for (f, r, c), value, name in zip(self.structure.theta_pos, self._theta_std, self.structure.theta_names):
             if r == c and value < SINGULAR_TOL:
                 out.append(name)
         return out
