@@ -310,11 +310,12 @@ class Fit:
         return r2_table(self)
 
     def plot(self, kind: Literal["caterpillar", "variance", "profile"] = "caterpillar", file: Any = None,
-             **kwargs: Any):
-        """A matplotlib Figure (saved to ``file`` when given); see :mod:`hlm.report.plots`."""
+             *, overwrite: bool = False, **kwargs: Any):
+        """A matplotlib Figure (saved to ``file`` when given, its format by the extension; an
+        existing file only with ``overwrite=True``); see :mod:`hlm.report.plots`."""
         from hlm.report.plots import plot
 
-        return plot(self, kind, file=file, **kwargs)
+        return plot(self, kind, file=file, overwrite=overwrite, **kwargs)
 
     def _repr_html_(self) -> str:
         from hlm.report.html import fit_html

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hlm.errors import FileError
+from hlm.outputs import output_file
 
 if TYPE_CHECKING:
     from hlm.study.result import StudyResult
@@ -166,11 +166,10 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_report(result: "StudyResult", path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Write :func:`report_html` to ``path``."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise FileError(f"cannot write '{path}': the folder '{target.parent}' does not exist")
+def write_report(result: "StudyResult", path: str | os.PathLike, *, title: str | None = None,
+                 overwrite: bool = False) -> Path:
+    """Write :func:`report_html` to ``path`` (.html; an existing file only with ``overwrite=True``)."""
+    target = output_file(path, {".html": "html", ".htm": "html"}, overwrite=overwrite)[0]
     target.write_text(report_html(result, title=title), encoding="utf-8")
     return target
 

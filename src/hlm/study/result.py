@@ -29,7 +29,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from hlm.errors import FileError, OptionError
+from hlm.errors import OptionError
+from hlm.outputs import output_file
 from hlm.simulate.design import Design
 
 FIT_COLUMNS = ["point", "rep", "seed", "model", "converged", "singular", "seconds", "seconds_ci",
@@ -126,12 +127,14 @@ class StudyResult:
         return _order(out, self.group_keys + SUMMARY_COLUMNS, self.models)
 
     # ---- exports --------------------------------------------------------------------------
-    def to_csv(self, path: str | os.PathLike, *, table: Literal["replicates", "summary", "fits"] = "replicates") -> Path:
-        """Write the replicates (default), the summary or the per-fit records as CSV."""
+    def to_csv(self, path: str | os.PathLike, *, table: Literal["replicates", "summary", "fits"] = "replicates",
+               overwrite: bool = False) -> Path:
+        """Write the replicates (default), the summary or the per-fit records as CSV (an
+        existing file only with ``overwrite=True``)."""
         frames = {"replicates": lambda: self.replicates, "summary": self.summary, "fits": lambda: self.fits}
         if table not in frames:
             raise OptionError(f"table must be 'replicates', 'summary' or 'fits', not {table!r}")
-        target = _writable(path)
+        target = output_file(path, {".csv": "csv"}, overwrite=overwrite)[0]
         frames[table]().to_csv(target, index=False)
         return target
 
@@ -151,11 +154,13 @@ class StudyResult:
             out["replicates"] = _records(self.replicates)
         return out
 
-    def to_json(self, path: str | os.PathLike | None = None, *, replicates: bool = False) -> str:
-        """The :meth:`to_dict` data as JSON text (NaN as null); also written to ``path``."""
+    def to_json(self, path: str | os.PathLike | None = None, *, replicates: bool = False,
+                overwrite: bool = False) -> str:
+        """The :meth:`to_dict` data as JSON text (NaN as null); also written to ``path`` (an
+        existing file only with ``overwrite=True``)."""
         text = json.dumps(self.to_dict(replicates=replicates), indent=2, allow_nan=False)
         if path is not None:
-            _writable(path).write_text(text + "\n")
+            output_file(path, {".json": "json"}, overwrite=overwrite)[0].write_text(text + "\n")
         return text
 
     # ---- plots and report -----------------------------------------------------------------
@@ -166,12 +171,12 @@ class StudyResult:
 
         return plot(self, kind, file=file, **kwargs)
 
-    def report(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    def report(self, path: str | os.PathLike, *, title: str | None = None, overwrite: bool = False) -> Path:
         """Write a self-contained HTML report (tables, plots as embedded PNG), see
         :mod:`hlm.study.report`."""
         from hlm.study.report import write_report
 
-        return write_report(self, path, title=title)
+        return write_report(self, path, title=title, overwrite=overwrite)
 
     def __str__(self) -> str:
         from hlm.study.report import text_summary
@@ -217,10 +222,3 @@ def _plain(v: Any) -> Any:
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     cols = list(frame.columns)
     return [{c: _plain(v) for c, v in zip(cols, row)} for row in frame.itertuples(index=False, name=None)]
-
-
-def _writable(path: str | os.PathLike) -> Path:
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise FileError(f"cannot write '{path}': the folder '{target.parent}' does not exist")
-    return target
