@@ -145,3 +145,18 @@ def check_panel_response(response: str, N: int, ZZ: np.ndarray, S: np.ndarray, T
         f"the response '{response}' is (numerically) {where} in the {N:,} observations used, so xtreg, "
         f"{estimator} has no residual variation to estimate; check the response column"
     )
+
+
+def check_repeated_effects(agg: Aggregates) -> None:
+    """Refuse a random effect listed more than once on one grouping factor (fifty
+    ``(1 | g)`` terms are one random intercept, not fifty)."""
+    for f, fac in enumerate(agg.factors):
+        cols = [c for t, tf in enumerate(agg.term_factor) if tf == f for c in agg.term_columns[t]]
+        repeated = [c for c in dict.fromkeys(cols) if cols.count(c) > 1]
+        if repeated:
+            c = repeated[0]
+            times = "twice" if cols.count(c) == 2 else f"{cols.count(c)} times"
+            raise IdentifiabilityError(
+                f"'{agg.pool[c]}' appears {times} as a random effect of '{fac.name}'; list each random effect of a "
+                "grouping factor once"
+            )

@@ -16,8 +16,14 @@ import numpy as np
 from hlm.aggregate import Backend, aggregate_any, choose_backend
 from hlm.aggregate.memory import aggregate_frame
 from hlm.aggregate.stats import Aggregates
-from hlm.checks_data import check_finite, check_fixed_count, check_response_varies, check_scales
 from hlm.checks import boundary_messages, check_degrees_of_freedom, check_identifiable, implicit_nesting_warning, level_order
+from hlm.checks_data import (
+    check_finite,
+    check_fixed_count,
+    check_repeated_effects,
+    check_response_varies,
+    check_scales,
+)
 from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
 from hlm.core.scaling import minimize_standardized
@@ -47,6 +53,7 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     """Fit from precomputed aggregates (any backend)."""
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group), or use hlm.xtreg for OLS")
+    check_repeated_effects(agg)
     check_identifiable(spec, agg)
     check_fixed_count(agg.nobs, len(agg.xnames))
     check_scales(agg)

@@ -17,6 +17,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
+from hlm.checks_data import check_factor_levels, frame_factor_levels
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, to_pandas
 from hlm.spec.terms import ModelSpec
@@ -64,17 +65,21 @@ class ModelFrame:
     ndropped: int
 
 
-def used_columns(spec: ModelSpec) -> list[str]:
-    """Data columns the model needs (response, fixed, random slopes, grouping)."""
-    cols = [spec.response]
+def model_variables(spec: ModelSpec) -> list[str]:
+    """Data columns of the fixed part and the random slopes."""
+    cols: list[str] = []
     try:
         cols += sorted(Formula(spec.fixed).required_variables)
         for term in spec.random:
             cols += sorted(Formula(term.rhs).required_variables)
     except (FormulaicError, SyntaxError, ValueError) as exc:
         raise FormulaError(f"cannot parse the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
-    cols += list(spec.group_columns)
-    return list(dict.fromkeys(cols))
+    return cols
+
+
+def used_columns(spec: ModelSpec) -> list[str]:
+    """Data columns the model needs (response, fixed, random slopes, grouping)."""
+    return list(dict.fromkeys([spec.response, *model_variables(spec), *spec.group_columns]))
 
 
 def _matrix(rhs: str, frame: pd.DataFrame, what: str):
@@ -180,6 +185,7 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     if len(frame) == 0:
         raise DataError("every row has a missing value in a model column; nothing is left to fit")
     frame = frame.reset_index(drop=True)
+    check_factor_levels(frame_factor_levels(frame, model_variables(spec)), len(frame))
 
     mx = _matrix(spec.fixed, frame, "the fixed part")
     X = np.asarray(mx.to_numpy(dtype=float))

@@ -38,6 +38,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
+from hlm.checks_data import check_factor_levels, check_fixed_count
 from hlm.errors import ColumnError, DataError, FormulaError
 from hlm.modelframe import dense_codes, factor_key, fixed_name
 from hlm.source import check_columns
@@ -505,6 +506,7 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
             _check_not_empty(run, src, dialect, used)
             raise DataError("every row has a missing value in a model column; nothing is left to fit")
+        check_factor_levels({col: len(levels[col]) for col in cat})
     tr, xcols, x_spec, pool, zcols, term_columns = _translate(spec, dialect, kinds, used, levels, means)
     xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
 
@@ -948,6 +950,7 @@ def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggr
     """Every query of a plan, run by ``run`` (``fetch`` for the large grouped results)."""
     fetch = fetch or run
     ntotal = int(np.asarray(run(p.count_query(src))["n"])[0])
+    check_fixed_count(ntotal, len(p.xnames))  # before the K'K scan, whose cost grows as p^2
     glob = run(p.global_query(src))
     check_complete_rows(p, glob, ntotal, run, src)
     nested = p.nested_chain()
