@@ -186,9 +186,14 @@ def text_summary(result: "StudyResult") -> str:
     for (pt, model), g in summ.groupby(["point", "model"], sort=False):
         f = fits[(fits["point"] == pt) & (fits["model"] == model)].iloc[0]
         where = ", ".join(f"{k}={g[k].iloc[0]}" for k in result.grid)
+        reason = f"; most common failure: {f['reason']}" if isinstance(f["reason"], str) else ""
         lines += ["", f"{model}" + (f"   [{where}]" if where else ""),
                   f"  fits {int(f['n_fits'])}: converged {f['converged']:.1%}, singular {f['singular']:.1%}, "
-                  f"failed {f['failed']:.1%}; {f['seconds']:.3f} s per fit"]
+                  f"failed {f['failed']:.1%}; {f['seconds']:.3f} s per fit{reason}"]
+        g = g[g["parameter"].notna()]
+        if g.empty:
+            lines.append("  no estimates: every fit failed")
+            continue
         table = [[_fmt(v) if c != "parameter" else str(v) for c, v in zip(cols, row)]
                  for row in g[cols].itertuples(index=False, name=None)]
         widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
