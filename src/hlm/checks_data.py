@@ -14,20 +14,24 @@
   constant one above all: the residual sum of squares of y on X, relative to y'y, is
   below :data:`CONSTANT_TOL`, so sigma = 0 and no variance can be estimated.
 * :func:`check_finite` -- estimates that came out non-finite are never returned.
+* :func:`within_order_warning` -- nested levels with ids numbered within their parent that
+  look listed inner to outer (:mod:`hlm.diagnose.ambiguity`): a warning naming both readings.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import pandas as pd
 
 from hlm.aggregate.stats import Aggregates
-from hlm.errors import DataError, IdentifiabilityError
+from hlm.errors import DataError, IdentifiabilityError, StructureWarning
 
 if TYPE_CHECKING:
     from hlm.fit import Fit
+    from hlm.spec.terms import ModelSpec
 
 MAX_FACTOR_LEVELS = 1000
 MAX_DENSE_CELLS = 100_000_000  # rows x dummy columns of an in-memory design (800 MB of doubles)
@@ -160,3 +164,25 @@ def check_repeated_effects(agg: Aggregates) -> None:
                 f"'{agg.pool[c]}' appears {times} as a random effect of '{fac.name}'; list each random effect of a "
                 "grouping factor once"
             )
+
+
+def within_order_warning(spec: "ModelSpec", agg: Aggregates) -> str | None:
+    """Warn (:class:`StructureWarning`) and return the message when a nested path has ids
+    numbered within their parents and looks listed inner to outer
+    (:func:`hlm.diagnose.ambiguity.reversed_reading`); None otherwise."""
+    from hlm.checks import _factor_of, _key_frame, _paths
+    from hlm.diagnose.ambiguity import reversed_reading
+
+    messages = []
+    for path in _paths(spec):
+        fac = _factor_of(agg, path)
+        if fac is None or fac.pooled is not None:
+            continue
+        message = reversed_reading(_key_frame(fac), path, syntax=spec.syntax)
+        if message is not None:
+            messages.append(message)
+    if not messages:
+        return None
+    message = "; ".join(messages)
+    warnings.warn(message, StructureWarning, stacklevel=3)
+    return message

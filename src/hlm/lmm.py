@@ -23,6 +23,7 @@ from hlm.checks_data import (
     check_repeated_effects,
     check_response_varies,
     check_scales,
+    within_order_warning,
 )
 from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
@@ -107,6 +108,7 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
         agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
         notes += (note,)
     implicit_nesting_warning(spec, agg)
+    within_order_warning(spec, agg)
     if agg.ndropped:
         notes += (f"{agg.ndropped} rows dropped for missing values",)
     return fit_aggregates(spec, agg, reml=bool(reml), data=data, x_model_spec=x_spec, notes=notes)
