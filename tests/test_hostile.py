@@ -321,3 +321,14 @@ def test_within_parent_ids_listed_inner_to_outer_are_flagged(tmp_path, capsys):
 def test_every_error_here_is_an_hlm_error():
     for cls in (ComparisonError, DataError, FileError, IdentifiabilityError):
         assert issubclass(cls, HLMError)
+
+
+@pytest.mark.parametrize("column, scale", [("Days", 1e300), ("Reaction", 1e300), ("Days", 1e-300), ("Days", 1e-120)])
+def test_extreme_scales_refused_by_xtreg_and_fit(column, scale):
+    """1e-300 underflows to a zero sum of squares (once silently dropped as collinear); 1e300 overflows."""
+    data = _sleep().assign(**{column: lambda d: d[column] * scale})
+    for estimator in ("fe", "re", "be", "pooled"):
+        with pytest.raises(DataError, match=f"'{column}' are too (large|small)"):
+            hlm.xtreg("Reaction Days", data, panel="Subject", estimator=estimator)
+    with pytest.raises(DataError, match=f"rescale '{column}'"):
+        hlm.fit(SLOPES, data)

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,14 +73,23 @@ def check_fixed_count(nobs: int, p: int) -> None:
 
 def check_scales(agg: Aggregates) -> None:
     """Refuse columns of [X y] whose root mean square lies outside 1e+-100 (or overflows)."""
-    names = (*agg.xnames, agg.response)
+    check_column_scales((*agg.xnames, agg.response), agg.ktk, agg.nobs)
+
+
+def check_column_scales(names: Sequence[str], crossprod: np.ndarray, nobs: int) -> None:
+    """Refuse a column whose root mean square (from the cross-products over ``nobs`` rows)
+    lies outside 1e+-100 or overflows.  A zero sum of squares passes only for an all-zero
+    column (it is dropped as aliased): squares that underflowed leave products with other
+    columns (the intercept's: the sum) that are not zero."""
+    M = np.asarray(crossprod, dtype=float)
     with np.errstate(over="ignore", invalid="ignore"):
-        rms = np.sqrt(np.abs(np.diag(agg.ktk)) / max(agg.nobs, 1))
-    for name, r in zip(names, rms):
-        if np.isfinite(r) and (r == 0 or 1 / SCALE_LIMIT <= r <= SCALE_LIMIT):
+        rms = np.sqrt(np.abs(np.diag(M)) / max(nobs, 1))
+        underflow = (rms == 0) & (np.abs(M).sum(axis=1) > 0)
+    for name, r, lost in zip(names, rms, underflow):
+        if np.isfinite(r) and not lost and (r == 0 or 1 / SCALE_LIMIT <= r <= SCALE_LIMIT):
             continue
         size = "too large for double-precision cross-products" if not np.isfinite(r) or r > 1 else "too small"
-        shown = "overflows" if not np.isfinite(r) else f"{r:.3g}"
+        shown = "overflows" if not np.isfinite(r) else "underflows" if lost else f"{r:.3g}"
         raise DataError(
             f"the values of '{name}' are {size} (root mean square {shown}); some variables are on very different "
             f"scales: rescale '{name}' (e.g. change its units) to magnitudes between 1e-100 and 1e100"
@@ -131,10 +140,14 @@ def check_finite(fit: "Fit") -> None:
         )
 
 
-def check_panel_response(response: str, N: int, ZZ: np.ndarray, S: np.ndarray, T: np.ndarray, estimator: str) -> None:
-    """Refuse a response with no variation (``xtreg``): none at all, or -- for ``fe`` and
-    ``re``, whose sigma_e comes from within panels -- none within any panel.  Read from the
-    panel sums: total SS = y'y - (sum y)^2 / N, within SS = y'y - sum_i (sum_t y_it)^2 / T_i."""
+def check_panel_response(names: Sequence[str], N: int, ZZ: np.ndarray, S: np.ndarray, T: np.ndarray,
+                         estimator: str) -> None:
+    """For ``xtreg`` (``names``: the columns of [X y]): refuse columns on extreme scales
+    (:func:`check_column_scales`) and a response with no variation -- none at all, or, for
+    ``fe`` and ``re``, whose sigma_e comes from within panels, none within any panel.  Read
+    from the panel sums: total SS = y'y - (sum y)^2 / N, within SS = y'y - sum_i (sum_t y_it)^2 / T_i."""
+    check_column_scales(names, ZZ, N)
+    response = names[-1]
     yy, sy = float(ZZ[-1, -1]), S[:, -1]
     total = yy - float(sy.sum()) ** 2 / N
     within = yy - float(sy @ (sy / T))
