@@ -332,3 +332,17 @@ def test_extreme_scales_refused_by_xtreg_and_fit(column, scale):
             hlm.xtreg("Reaction Days", data, panel="Subject", estimator=estimator)
     with pytest.raises(DataError, match=f"rescale '{column}'"):
         hlm.fit(SLOPES, data)
+
+
+@pytest.mark.parametrize("frame_change, model, expected", [
+    ({"Days": 1.0}, SLOPES, "'Days' of 'Subject' is a multiple of (Intercept)"),
+    ({"D2": "2*Days"}, "Reaction ~ Days + (Days + D2|Subject)", "'D2' of 'Subject' is a linear combination"),
+    ({"D0": 0.0}, "Reaction ~ Days + (0 + Days + D0|Subject)", "'D0' of 'Subject' is zero"),
+])
+def test_dependent_random_effect_columns_refused(frame_change, model, expected):
+    """A slope on a constant column was fitted as 'converged' with SDs 13 and 36 and r = -0.2."""
+    data = _sleep()
+    data = data.assign(**{k: (2 * data["Days"] if v == "2*Days" else v) for k, v in frame_change.items()})
+    with pytest.raises(IdentifiabilityError) as info:
+        hlm.fit(model, data)
+    assert expected in str(info.value)

@@ -14,6 +14,9 @@
   constant one above all: the residual sum of squares of y on X, relative to y'y, is
   below :data:`CONSTANT_TOL`, so sigma = 0 and no variance can be estimated.
 * :func:`check_finite` -- estimates that came out non-finite are never returned.
+* :func:`check_random_columns` -- random effects of one factor whose columns are linearly
+  dependent over the rows (a slope on a constant): only their sum's variance is estimable.
+* :func:`check_repeated_effects` -- one random effect listed several times on a factor.
 * :func:`within_order_warning` -- nested levels with ids numbered within their parent that
   look listed inner to outer (:mod:`hlm.diagnose.ambiguity`): a warning naming both readings.
 """
@@ -199,3 +202,29 @@ def within_order_warning(spec: "ModelSpec", agg: Aggregates) -> str | None:
     message = "; ".join(messages)
     warnings.warn(message, StructureWarning, stacklevel=3)
     return message
+
+
+def check_random_columns(agg: Aggregates) -> None:
+    """Refuse random effects of one grouping factor whose columns are linearly dependent
+    over the rows (a slope on a constant column, the same column twice under two names):
+    only the variance of their sum could be estimated.  Read from Z'Z = sum over any
+    factor's groups of Z_g'Z_g, with the pivoted check the fixed effects use."""
+    from hlm.core.collinear import aliased_columns
+
+    with_ztz = next((f for f in agg.factors if f.ztz is not None), None)
+    if with_ztz is None or len(agg.pool) < 2:
+        return
+    ztz = with_ztz.ztz.sum(axis=0)
+    for f, fac in enumerate(agg.factors):
+        cols = list(dict.fromkeys(c for t, tf in enumerate(agg.term_factor) if tf == f for c in agg.term_columns[t]))
+        dropped = aliased_columns(ztz[np.ix_(cols, cols)]) if len(cols) >= 2 else []
+        if dropped:
+            c = cols[dropped[0]]
+            others = [agg.pool[o] for o in cols[: dropped[0]]]
+            what = ("zero" if ztz[c, c] <= 0 else f"a multiple of {others[0]}" if len(others) == 1
+                    else f"a linear combination of {', '.join(others)}")
+            raise IdentifiabilityError(
+                f"the random effect '{agg.pool[c]}' of '{fac.name}' is {what} in every row used, so its variance "
+                f"cannot be told apart from the others'; drop '{agg.pool[c]}' from the random part (check the "
+                "column: a constant, or a copy of another)"
+            )

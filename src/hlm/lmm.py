@@ -20,6 +20,7 @@ from hlm.checks import boundary_messages, check_degrees_of_freedom, check_identi
 from hlm.checks_data import (
     check_finite,
     check_fixed_count,
+    check_random_columns,
     check_repeated_effects,
     check_response_varies,
     check_scales,
@@ -55,9 +56,10 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group), or use hlm.xtreg for OLS")
     check_repeated_effects(agg)
+    check_scales(agg)
+    check_random_columns(agg)
     check_identifiable(spec, agg)
     check_fixed_count(agg.nobs, len(agg.xnames))
-    check_scales(agg)
     agg, dropped = remove_collinear(agg)
     if dropped:
         notes = notes + (f"omitted because of collinearity: {', '.join(dropped)}",)
