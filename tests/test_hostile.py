@@ -346,3 +346,14 @@ def test_dependent_random_effect_columns_refused(frame_change, model, expected):
     with pytest.raises(IdentifiabilityError) as info:
         hlm.fit(model, data)
     assert expected in str(info.value)
+
+
+def test_odd_arguments_are_hlm_errors(sleep_fit, tmp_path):
+    with pytest.raises(FileError, match="named by a path, not int"):
+        hlm.simulate.write_frame(_sleep(), 3)
+    with pytest.raises(FileError, match="named by a path, not int"):
+        sleep_fit.plot(file=3)
+    with pytest.raises(DataError, match="named by strings"):
+        hlm.nesting(_sleep(), [3])
+    with pytest.raises(DataError, match="complex numbers"):
+        hlm.fit("Reaction ~ Days + (1|Subject)", _sleep().assign(Days=lambda d: d["Days"] + 1j))

@@ -175,6 +175,8 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     keep = np.ones(len(frame), dtype=bool)
     for col in frame.columns:
         values = frame[col]
+        if values.dtype.kind == "c":
+            raise DataError(f"column '{col}' holds complex numbers; a model needs real values")
         if values.dtype.kind == "f" and np.isinf(values.to_numpy()).any():
             raise DataError(f"column '{col}' has infinite values; remove or recode them")
         if values.dtype.kind not in "iub":

@@ -49,6 +49,8 @@ def writable_folder(folder: Path, path: str | os.PathLike) -> None:
 def output_file(path: str | os.PathLike, formats: Mapping[str, str], *, overwrite: bool = False) -> tuple[Path, str]:
     """The target of a writer and its format (``formats``: extension -> format name), after
     the checks of the module docstring."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise FileError(f"an output file is named by a path, not {type(path).__name__} ({path!r:.40})")
     target = Path(path)
     kind = formats.get(target.suffix.lower())
     if kind is None:
@@ -65,6 +67,8 @@ def output_file(path: str | os.PathLike, formats: Mapping[str, str], *, overwrit
 def output_folder(path: str | os.PathLike, *, overwrite: bool = False, suffix: str = ".parquet") -> Path:
     """A folder to be filled with ``suffix`` files: new or empty, or -- with ``overwrite`` --
     one that holds only such files (what an earlier run wrote)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise FileError(f"an output folder is named by a path, not {type(path).__name__} ({path!r:.40})")
     target = Path(path)
     writable_folder(target.parent, path)
     if target.exists():

@@ -252,6 +252,8 @@ def nesting(data: Any, variables: Sequence[str]) -> NestingReport:
     variables = list(variables)
     if not variables:
         raise DataError("name at least one grouping variable")
+    if not all(isinstance(v, str) for v in variables):
+        raise DataError(f"grouping variables are named by strings, got {variables!r:.60}")
     if len(set(variables)) != len(variables):
         dup = next(v for v in variables if variables.count(v) > 1)
         raise DataError(f"variable '{dup}' is listed twice; list each grouping variable once")

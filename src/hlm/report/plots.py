@@ -142,6 +142,8 @@ def save_figure(fig: Figure, file: Any, *, overwrite: bool = False) -> None:
     first (the file appears only when complete); see :mod:`hlm.outputs` for the checks.
     A file object is written as PNG."""
     if not isinstance(file, (str, os.PathLike)):
+        if not hasattr(file, "write"):
+            raise FileError(f"file= takes a path or a writable file object, not {type(file).__name__}")
         fig.savefig(file, dpi=120)
         return
     target, kind = output_file(file, IMAGE_FORMATS, overwrite=overwrite)
@@ -161,7 +163,7 @@ def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, overwrite: 
     existing file is replaced only with ``overwrite=True``)."""
     if kind not in PLOT_KINDS:
         raise OptionError(f"plot kind must be one of {', '.join(PLOT_KINDS)}, not {kind!r}")
-    if isinstance(file, (str, os.PathLike)):
+    if isinstance(file, (str, os.PathLike)) or (file is not None and not hasattr(file, "write")):
         output_file(file, IMAGE_FORMATS, overwrite=overwrite)
     if kind == "caterpillar":
         fig = caterpillar(fit, **kwargs)

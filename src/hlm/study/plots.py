@@ -41,7 +41,7 @@ def plot(result: "StudyResult", kind: Kind = "distributions", *, file: str | os.
     makers = {"distributions": distributions, "coverage": coverage, "rmse": rmse}
     if kind not in makers:
         raise OptionError(f"kind must be one of {', '.join(makers)}, not {kind!r}")
-    if isinstance(file, (str, os.PathLike)):
+    if isinstance(file, (str, os.PathLike)) or (file is not None and not hasattr(file, "write")):
         output_file(file, IMAGE_FORMATS, overwrite=overwrite)
     fig = makers[kind](result, models=models, parameters=parameters)
     if file is not None:
