@@ -36,7 +36,8 @@ def force_spelling(option: str) -> Iterator[None]:
 def writable_folder(folder: Path, path: str | os.PathLike) -> None:
     """FileError unless ``folder`` exists and a file can be created in it."""
     if not folder.is_dir():
-        raise FileError(f"cannot write '{path}': the folder '{folder}' does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileError(f"cannot write '{path}': the folder '{folder}' {what}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".hlm-probe-", dir=folder)
     except OSError as exc:
