@@ -108,6 +108,8 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
     implicit_nesting_warning(spec, agg)
     if agg.ndropped:
         notes += (f"{agg.ndropped} rows dropped for missing values",)
+    if agg.weights is not None:
+        notes += (f"precision weights {agg.weights}: row i has residual variance sigma^2 / w_i",)
     if agg.zero_weights:
         notes += (f"{agg.zero_weights} rows dropped for a zero weight",)
     return fit_aggregates(spec, agg, reml=bool(reml), data=data, x_model_spec=x_spec, notes=notes, weights=weights)

@@ -113,6 +113,9 @@ def _prepare(models: tuple, refit: bool) -> list:
     if len(n) > 1:
         raise ComparisonError(f"the models were fitted to different numbers of observations ({sorted(n)}); "
                               "compare models fitted to the same rows")
+    if len({(m.aggregates.weights is None, round(m.aggregates.log_weights, 9)) for m in models}) > 1:
+        raise ComparisonError("the models have different precision weights; compare models fitted with the same "
+                              "weights")
     y = {round(float(m.aggregates.ktk[-1, -1]), 6) for m in models}
     if len(y) > 1:
         raise ComparisonError("the models have different responses or rows; compare models of the same data")
