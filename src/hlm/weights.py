@@ -4,8 +4,10 @@ Row i has residual variance sigma^2 / w_i: a row with weight 2 is measured twice
 precisely (e.g. the mean of two replicates), the estimates follow from the rows scaled by
 sqrt(w_i), and the deviance carries lme4's -sum log w_i.  These are NOT sampling
 (survey, inverse-probability) weights -- those say how many population units a row stands
-for and need other estimators (``pweights=``, a separate feature); scaling all precision
-weights by c leaves the fixed effects unchanged and divides sigma by sqrt(c).
+for and need other estimators (``pweights=``, a separate feature).  Only relative precision
+matters: multiplying every weight by c leaves the fixed effects, their SEs, the random
+effects' SDs and the likelihood unchanged and multiplies sigma (the residual SD of a row of
+weight 1) by sqrt(c).
 
 Weights must be numeric, finite and non-negative with no missing value among the rows
 the model uses; a zero weight drops its row (as lme4 does) and the count goes to the
