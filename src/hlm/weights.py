@@ -61,7 +61,8 @@ def check_counts(name: str, *, missing: int, infinite: int, negative: int) -> No
 
 
 def as_array(weights: Any, nrows: int) -> np.ndarray:
-    """An array or Series of weights, one per row of the data, as a numpy array (raw dtype)."""
+    """An array or Series of weights, one per row of the data in order (a Series' index is not
+    used), as a numpy array of the given dtype."""
     values = weights.to_numpy() if isinstance(weights, pd.Series) else np.asarray(weights)
     if values.ndim != 1 or len(values) != nrows:
         raise DataError(f"the weights array has shape {values.shape} but the data has {nrows:,} rows; "
