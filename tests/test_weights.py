@@ -202,7 +202,39 @@ def test_nested_fit_matches_dense_numpy():
     vc = fit.varcorr.set_index("group").vcov
     G = np.diag(np.r_[np.full(30, vc["school"]), np.full(120, vc["cls:school"])])
     X = np.column_stack([np.ones(n), df["x"]])
-    crit = dense_deviance(df["y"].to_numpy(), X, Z, df["w"].to_numpy(), G, fit.fixef.to_numpy(), fit.sigma, False)
+    y, w = df["y"].to_numpy(), df["w"].to_numpy()
+    crit = dense_deviance(y, X, Z, w, G, fit.fixef.to_numpy(), fit.sigma, False)
+    assert fit.deviance == pytest.approx(crit, rel=1e-9)
+    # conditional modes b = G Z'V^{-1}(y - X beta) and sds: (G^{-1} + Z'WZ / sigma^2)^{-1}
+    V = Z @ G @ Z.T + fit.sigma**2 * np.diag(1 / w)
+    b = G @ Z.T @ np.linalg.solve(V, y - X @ fit.fixef.to_numpy())
+    cond = np.linalg.inv(np.linalg.inv(G) + Z.T @ (w[:, None] * Z) / fit.sigma**2)
+    re = fit.ranef()
+    school = re[re.group == "school"]
+    np.testing.assert_allclose(school.estimate, b[:30], rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(school.std_error, np.sqrt(np.diag(cond))[:30], rtol=1e-7)
+
+
+def test_crossed_random_slopes_match_dense_numpy():
+    """The general sparse crossed path (a random slope on crossed factors) under weights."""
+    rng = np.random.default_rng(11)
+    a, b = rng.integers(0, 12, 300), rng.integers(0, 8, 300)
+    x = rng.normal(size=300)
+    y = 2 + x + rng.normal(size=12)[a] + 0.5 * rng.normal(size=12)[a] * x + rng.normal(size=8)[b] + rng.normal(size=300)
+    w = rng.uniform(0.3, 3.0, 300)
+    df = pd.DataFrame({"y": y, "x": x, "a": a, "b": b, "w": w})
+    fit = quiet_fit("y ~ x + (x | a) + (1 | b)", df, weights="w", reml=False)
+    Z = np.zeros((300, 24 + 8))
+    Z[np.arange(300), 2 * a] = 1.0
+    Z[np.arange(300), 2 * a + 1] = x
+    Z[np.arange(300), 24 + b] = 1.0
+    vc = fit.varcorr
+    Ga = np.array([[vc.vcov[0], vc.vcov[2]], [vc.vcov[2], vc.vcov[1]]])
+    G = np.zeros((32, 32))
+    G[:24, :24] = np.kron(np.eye(12), Ga)
+    G[24:, 24:] = vc.vcov[3] * np.eye(8)
+    X = np.column_stack([np.ones(300), x])
+    crit = dense_deviance(y, X, Z, w, G, fit.fixef.to_numpy(), fit.sigma, False)
     assert fit.deviance == pytest.approx(crit, rel=1e-9)
 
 
