@@ -14,9 +14,9 @@ is the sum of its children's.  For random intercepts this is DESIGN.md's recursi
 ``Q -= t/(1+tW) S S'``, ``W <- W/(1+tW)``, ``S <- S/(1+tW)``.  Cost: O(groups), no rows.
 
 Leaf compression: when the only random-effect column is the intercept, the leaf groups are
-pooled by their count (their weight sum W_g under precision weights) (:class:`~hlm.aggregate.stats.LeafClasses`, exact), precomputed once
-per fit or delivered so by an SQL backend, so the largest level (students) costs
-O(parents x distinct counts) per evaluation.
+pooled by their count -- their weight sum W_g under precision weights -- (:class:`~hlm.
+aggregate.stats.LeafClasses`, exact), precomputed once per fit or delivered so by an SQL
+backend, so the largest level (students) costs O(parents x distinct counts) per evaluation.
 
 The random-intercept recursion runs as one compiled (numba) pass per level: per group a
 handful of flops on 1 + k numbers, so the pass is bound by memory traffic; numpy's
