@@ -210,7 +210,8 @@ class _Source:
 
 
 def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sql: str | None = None,
-                     progress: bool | None = None, return_plan: bool = False) -> Aggregates:
+                     progress: bool | None = None, return_plan: bool = False,
+                     weights: str | None = None) -> Aggregates:
     """Sufficient statistics of ``source`` computed by DuckDB.
 
     Parameters
@@ -220,6 +221,7 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     con : a duckdb connection for paths and ``sql`` (a fresh in-memory one if omitted).
     sql : a query whose result is the data.
     progress : show DuckDB's progress bar (default: when stderr is a terminal).
+    weights : a column of precision weights (:mod:`hlm.weights`); every sum is weighted.
 
     Queries: a prepass for categorical levels and ``center()`` means when the model needs
     them, a ``COUNT(*)`` of all rows, one global scan for ``[X y]'[X y]`` and one grouped
@@ -233,7 +235,7 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     opens itself get :data:`MEMORY_LIMIT`).
     """
     src = _Source(source, sql=sql, con=con, progress=progress)
-    plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src)
+    plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src, weights=weights)
     agg = q.compute(plan, src.run, src.src, src.fetch)
     return (agg, plan) if return_plan else agg
 
