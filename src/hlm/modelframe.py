@@ -2,8 +2,10 @@
 
 Rows with a missing value in any used column are dropped (and counted).  The fixed-effect
 columns come from formulaic; its frozen ``ModelSpec`` is kept so ``predict(newdata)`` can
-rebuild X for new rows.  Grouping factors are coded ``0..G-1`` in sorted level order (R's
-factor order), interactions by the lexicographic order of their components.
+rebuild X for new rows.  A categorical column's levels are those of the rows used, in the
+order its source declares (:mod:`hlm.source`); the first is the reference.  Grouping factors
+are coded ``0..G-1`` in sorted order of their values, interactions by the lexicographic
+order of their components.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
 def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     """Validate ``data`` against ``spec`` and build the model frame."""
     cols = used_columns(spec)
-    frame = to_pandas(data, cols)
+    frame = to_pandas(data, cols, value_labels=spec.syntax != "stata")
     check_columns(cols, frame.columns)
     if len(frame) == 0:
         raise DataError("the data has no rows")
@@ -180,6 +182,9 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     if len(frame) == 0:
         raise DataError("every row has a missing value in a model column; nothing is left to fit")
     frame = frame.reset_index(drop=True)
+    for col in frame.columns:  # the levels of the rows used, in the source's order (as the SQL backends)
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].cat.remove_unused_categories()
 
     mx = _matrix(spec.fixed, frame, "the fixed part")
     X = np.asarray(mx.to_numpy(dtype=float))

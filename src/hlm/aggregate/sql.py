@@ -96,6 +96,16 @@ def column_kind(sql_type: str) -> Kind:
     return "other"
 
 
+def ordered_levels(present, declared: Sequence | None) -> list:
+    """The levels present, in the order the source declares (a categorical's categories);
+    sorted where it declares none, and any it does not declare after it, sorted."""
+    values = sorted(v.item() if isinstance(v, np.generic) else v for v in present)
+    if not declared:
+        return values
+    rank = {v: i for i, v in enumerate(declared)}
+    return sorted(values, key=lambda v: (0, rank[v]) if v in rank else (1, 0))
+
+
 # --------------------------------------------------------------------------- terms -> SQL
 
 @dataclass
@@ -229,8 +239,8 @@ def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapp
         if col in levels and levels[col]:
             vals = levels[col]
             data[col] = [vals[i % len(vals)] for i in range(n)]
-            if kinds.get(col) == "string":
-                data[col] = pd.Series(data[col], dtype=object)
+            if kinds.get(col) == "string":  # a categorical: formulaic keeps the levels' order
+                data[col] = pd.Categorical(data[col], categories=vals)
         elif kinds.get(col) == "bool":
             data[col] = [bool(i % 2) for i in range(n)]
         else:
@@ -474,9 +484,15 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
     return tr, xcols, x_spec, pool, zcols, tuple(term_columns)
 
 
-def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str) -> Plan:
-    """Build the query plan, running the prepass (levels, means) when the model needs one."""
+def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str,
+         declared: Mapping[str, Sequence] | None = None) -> Plan:
+    """Build the query plan, running the prepass (levels, means) when the model needs one.
+
+    A categorical column's levels are those present in the complete rows, in the order the
+    source declares (``declared``: a Parquet file's stored dictionaries, a DuckDB ENUM's
+    values), else sorted: the first is the reference level, as in the in-memory path."""
     kinds = {c: column_kind(t) for c, t in schema.items()}
+    declared = declared or {}
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
     # function names such as sqrt and misses the arguments of center())
@@ -499,7 +515,7 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
         res = run(query)
         for i, col in enumerate(cat):
             vals = _first(res[f"lv{i}"])
-            levels[col] = sorted(v.item() if isinstance(v, np.generic) else v for v in (vals if vals is not None else []))
+            levels[col] = ordered_levels(vals if vals is not None else [], declared.get(col))
         for key in tr.needs.means.values():
             means[key] = float(_first(res[key]))
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
