@@ -163,7 +163,7 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
     if data is None:
         raise DataError("this fit keeps no data; pass newdata")
     cols = _needed_columns(fit)
-    frame = to_pandas(data, cols)
+    frame = to_pandas(data, cols, value_labels=fit.spec.syntax != "stata")
     index = frame.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(frame))
     keep = frame.notna().all(axis=1).to_numpy()
     out = np.full(len(frame), np.nan)
@@ -175,7 +175,7 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
 def _used_rows(fit: "Fit") -> pd.DataFrame:
     if fit.data is None:
         raise DataError("this fit keeps no data (fitted from aggregates); use fit.predict(data)")
-    frame = to_pandas(fit.data, used_columns(fit.spec))
+    frame = to_pandas(fit.data, used_columns(fit.spec), value_labels=fit.spec.syntax != "stata")
     return frame.loc[frame.notna().all(axis=1).to_numpy()]
 
 
