@@ -53,6 +53,15 @@ def test_modelled_cross_is_not_called_nested(gauge):
     assert structure_warnings("y ~ 1 + (1|Part) + (1|Operator) + (1|Part:Operator)", gauge) == []
 
 
+def test_unmodelled_full_cross_says_both_readings(gauge):
+    """Without the cell term a full cross with replicates is also what within-parent numbering
+    of equal-sized parents looks like (Pastes): the warning says so rather than calling it nested."""
+    msgs = structure_warnings("y ~ 1 + (1|Operator) + (1|Part)", gauge)
+    assert len(msgs) == 1
+    assert "every Operator has the same 10 Part ids" in msgs[0]
+    assert "right if every Part is measured in every Operator" in msgs[0] and "(1|Operator/Part)" in msgs[0]
+
+
 @pytest.fixture(scope="module")
 def schools() -> pd.DataFrame:
     """Schools numbered 1..n_d within each district (n_d from 3 to 6), 4 pupils each."""
