@@ -130,7 +130,8 @@ def to_pandas(data: Any, columns: Iterable[str] | None = None, *, value_labels: 
     if isinstance(data, pd.DataFrame):
         frame = data
     elif type(data).__module__.startswith("polars"):
-        frame = arrow_to_pandas((data.select(cols) if cols is not None and _has(data.columns, cols) else data).to_arrow())
+        picked = data.select(cols) if cols is not None and _has(data.columns, cols) else data
+        frame = arrow_to_pandas(picked.to_arrow())
     elif type(data).__module__.startswith("pyarrow"):
         frame = arrow_to_pandas(data.select(cols) if cols is not None and _has(data.column_names, cols) else data)
     elif isinstance(data, dict):

@@ -13,7 +13,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -230,12 +230,12 @@ class _Source:
                 self.src = f"(SELECT * REPLACE ({casts}) FROM {self.src}) AS hlm_src"
         return enums
 
-    def declared_levels(self) -> dict[str, list]:
-        """The level order the source declares for its categorical columns: ENUM types' values,
-        a Parquet file's stored dictionaries (DuckDB reads them as strings)."""
+    def declared_levels(self, columns: Sequence[str]) -> dict[str, list]:
+        """The level order the source declares for those of ``columns`` it declares one for:
+        ENUM types' values, a Parquet file's stored dictionaries (DuckDB reads them as strings)."""
         if self.path is not None and self.kind == "parquet":
-            return parquet_levels(self.path)
-        return self.enums
+            return parquet_levels(self.path, columns)
+        return {c: self.enums[c] for c in columns if c in self.enums}
 
     def schema(self) -> dict[str, str]:
         if self.rel is not None:
@@ -268,7 +268,7 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     opens itself get :data:`MEMORY_LIMIT`).
     """
     src = _Source(source, sql=sql, con=con, progress=progress)
-    plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src, src.declared_levels())
+    plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src, src.declared_levels)
     agg = q.compute(plan, src.run, src.src, src.fetch)
     return (agg, plan) if return_plan else agg
 
@@ -329,7 +329,7 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     number of rows written.
     """
     src = _writer_source("write_predictions", source, sql, con, progress)
-    plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src, src.declared_levels())
+    plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src, src.declared_levels)
     d = q.DUCKDB
     xb = _fixed_part(fit, plan)
     joins, zb = [], []
@@ -389,7 +389,7 @@ def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any 
         if fac.pooled is None:
             continue
         assert agg.chain is not None and modes.pooled_parent is not None
-        plan = q.plan(fit.spec, src.schema(), d, src.run, src.src, src.declared_levels())
+        plan = q.plan(fit.spec, src.schema(), d, src.run, src.src, src.declared_levels)
         parent = agg.factors[agg.chain[1]]
         table = {f"hlm_pk{i}": np.asarray(key) for i, key in enumerate(parent.keys)}
         table["hlm_c"], table["hlm_v"] = modes.pooled_parent

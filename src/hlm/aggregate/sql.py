@@ -485,14 +485,14 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
 
 
 def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str,
-         declared: Mapping[str, Sequence] | None = None) -> Plan:
+         declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None = None) -> Plan:
     """Build the query plan, running the prepass (levels, means) when the model needs one.
 
     A categorical column's levels are those present in the complete rows, in the order the
-    source declares (``declared``: a Parquet file's stored dictionaries, a DuckDB ENUM's
-    values), else sorted: the first is the reference level, as in the in-memory path."""
+    source declares (``declared(columns)``: e.g. a Parquet file's stored dictionaries, a
+    DuckDB ENUM's values), else sorted: the first is the reference level, as in the
+    in-memory path."""
     kinds = {c: column_kind(t) for c, t in schema.items()}
-    declared = declared or {}
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
     # function names such as sqrt and misses the arguments of center())
@@ -513,9 +513,10 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     query = skeleton.prepass_query(src, cat, tr.needs.means)
     if query is not None:
         res = run(query)
+        orders = declared(cat) if declared is not None and cat else {}
         for i, col in enumerate(cat):
             vals = _first(res[f"lv{i}"])
-            levels[col] = ordered_levels(vals if vals is not None else [], declared.get(col))
+            levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
         for key in tr.needs.means.values():
             means[key] = float(_first(res[key]))
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
