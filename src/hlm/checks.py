@@ -401,6 +401,8 @@ def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
         live = [k for k in range(len(sds)) if k not in zero]
         sub = cov[np.ix_(live, live)]
         deficient = int(np.sum(_conditional_sds(sub, tol) < tol))
+        if deficient == 0 and not zero:  # singular by the Cholesky factor: at least one direction
+            deficient = 1
         if deficient == 0:
             continue
         slopes = " + ".join(c for c in term.columns if c not in _INTERCEPTS)
