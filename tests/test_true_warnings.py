@@ -8,16 +8,21 @@
   zero SD, a +-1 correlation, or a rank-deficient covariance whose correlations are all
   well inside (-1, 1).  Each case is a real fit whose data put the optimum on that
   boundary; the covariance matrix behind the message is recomputed here with numpy from
-  ``fit.varcorr`` (SDs and correlations), independently of the message code.
+  ``fit.varcorr`` (SDs and correlations), independently of the message code.  And lme4's
+  own singular optimum for a kb07-like design (R's theta and covariance, stored), whose
+  4x4 covariance has rank 2 with every correlation inside (-0.98, 0.98).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import dataset, reference
 
 import hlm
 from hlm.checks import boundary_messages
@@ -161,3 +166,24 @@ def test_rank_deficient_covariance_with_no_extreme_correlation():
                     "perfectly correlated, so the data support fewer random effects than modelled; consider "
                     "independent effects (x + z || g) or dropping a slope"]
     assert "rank-deficient (rank 2 of 3)" in fit.summary()
+
+
+def test_lme4_optimum_of_a_rank_deficient_kb07_fit():
+    """lme4's optimum for kb07like ``(1 + spkr + prec + load | subj)`` (ML) is singular with
+    no correlation at +-1 (R's largest is -0.975) and no zero SD, but R's 4x4 covariance has
+    two zero eigenvalues: at R's theta the message is the rank deficiency, rank 2 of 4."""
+    ref = reference("kb07like__crossed_slopes_ML")
+    subj = ref["varcorr"]["groups"][0]
+    cov = np.array(subj["cov"]["values"])
+    eig = np.linalg.eigvalsh(cov / np.outer(subj["sd"], subj["sd"]))
+    assert eig[1] < 1e-6 and eig[2] > 1e-2 and min(subj["sd"]) > 0.05 * ref["sigma"]
+    assert np.abs(np.array(subj["corr"]["values"])[np.tril_indices(4, -1)]).max() < 0.98
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        fit = hlm.fit(ref["formula"], dataset("kb07like"), reml=False)
+    at_r = replace(fit, optsummary=replace(fit.optsummary, theta=tuple(ref["theta_vector"])))
+    msgs = boundary_messages(at_r)
+    assert len(msgs) == 1
+    assert msgs[0].startswith("the covariance matrix of (Intercept), spkr, prec, load across subj is rank-deficient "
+                              "(rank 2 of 4): some combination of these effects does not vary between subj groups, "
+                              "although no two of them are perfectly correlated")
