@@ -161,3 +161,27 @@ def test_partly_labelled_dta_variable_keeps_its_values(tmp_path):
     f = fit(str(path), model="y ~ score + (1|g)")
     assert list(f.fixef.index) == ["(Intercept)", "score"]
     assert_same(fit(data, model="y ~ score + (1|g)"), f)
+
+
+def test_categorical_of_numbers(tmp_path):
+    """A categorical of numbers is a factor in its categories' order through DuckDB too.  Parquet
+    keeps no categories for numbers (pyarrow stores the plain values; pandas reads numbers
+    back): both readers read numbers, and say so where the column is a predictor."""
+    rng = np.random.default_rng(4)
+    n = 150
+    dose = pd.Categorical(rng.choice([30, 10, 20], n), categories=[30, 10, 20])
+    g = rng.integers(0, 8, n)
+    y = rng.normal(size=n) + np.asarray(dose, dtype=float) / 10 + rng.normal(0, 2, 8)[g]
+    frame = pd.DataFrame({"y": y, "dose": dose, "g": g})
+    memory = fit(frame, model="y ~ dose + (1|g)")
+    assert list(memory.fixef.index) == ["(Intercept)", "dose10", "dose20"]
+    assert_same(memory, fit(frame, "duckdb", model="y ~ dose + (1|g)"))
+    path = tmp_path / "dose.parquet"
+    frame.to_parquet(path)
+    for backend in ("memory", "duckdb"):
+        with pytest.warns(hlm.errors.HLMWarning, match=r"column 'dose' .* categorical of numbers.*write C\(dose\)"):
+            slope = hlm.fit("y ~ dose + (1|g)", str(path), backend=backend)
+        assert list(slope.fixef.index) == ["(Intercept)", "dose"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hlm.errors.HLMWarning)
+        hlm.fit("y ~ 1 + (1|dose)", str(path))  # a grouping id: numbers or levels, the same groups

@@ -10,6 +10,7 @@ order of their components.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.errors import DataError, FormulaError
-from hlm.source import check_columns, to_pandas
+from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
 from hlm.spec.terms import ModelSpec
 
 _LEVEL = re.compile(r"\[T\.(.*)\]")
@@ -163,6 +164,10 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     """Validate ``data`` against ``spec`` and build the model frame."""
     cols = used_columns(spec)
     frame = to_pandas(data, cols, value_labels=spec.syntax != "stata")
+    if isinstance(data, (str, os.PathLike)) and file_kind(data) == "parquet":
+        import pyarrow.parquet as pq
+
+        warn_lost_categories(pq.read_schema(data), [c for c in cols[1:] if c not in spec.group_columns], data)
     check_columns(cols, frame.columns)
     if len(frame) == 0:
         raise DataError("the data has no rows")

@@ -16,13 +16,14 @@ from __future__ import annotations
 import difflib
 import glob
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from hlm.errors import ColumnError, DataError, FileError
+from hlm.errors import ColumnError, DataError, FileError, HLMWarning
 
 READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".dta": "dta"}
 
@@ -171,10 +172,11 @@ def arrow_to_pandas(table: Any) -> pd.DataFrame:
 
 
 def parquet_levels(path: str | os.PathLike, columns: Iterable[str] | None = None) -> dict[str, list]:
-    """The level order a Parquet source declares for its dictionary columns (written from a
-    pandas categorical or an Arrow dictionary): the stored Arrow dictionary of the first
-    row group of the first file (a path, glob or folder); pandas writes every category,
-    used or not, to every row group.  Columns declaring no order are absent."""
+    """The level order a Parquet source declares for its dictionary columns among ``columns``
+    (written from a pandas categorical or an Arrow dictionary): the stored Arrow dictionary
+    of the first row group of the first file (a path, glob or folder); pandas writes every
+    category, used or not, to every row group.  Columns declaring no order are absent; see
+    :func:`warn_lost_categories` for the others."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -190,6 +192,7 @@ def parquet_levels(path: str | os.PathLike, columns: Iterable[str] | None = None
     wanted = None if columns is None else set(columns)
     try:
         pf = pq.ParquetFile(files[0])
+        warn_lost_categories(pf.schema_arrow, list(wanted) if wanted is not None else pf.schema_arrow.names, path)
         names = [f.name for f in pf.schema_arrow if pa.types.is_dictionary(f.type) and not _lexical(f)
                  and (wanted is None or f.name in wanted)]
         if not names or pf.num_row_groups == 0:
@@ -204,6 +207,23 @@ def parquet_levels(path: str | os.PathLike, columns: Iterable[str] | None = None
         if col.num_chunks:
             out[name] = col.chunk(0).dictionary.to_pylist()
     return out
+
+
+def warn_lost_categories(schema: Any, columns: Iterable[str], path: Any) -> None:
+    """Warn (:class:`~hlm.errors.HLMWarning`) about ``columns`` (predictors) that the Parquet
+    file's pandas metadata says were categoricals but that are stored as plain values
+    (pyarrow keeps only categoricals of strings as dictionaries): they are read as what
+    they hold, numbers, as pandas reads them, where the frame written had a factor."""
+    meta = (schema.pandas_metadata or {}) if schema.metadata and b"pandas" in schema.metadata else {}
+    wanted = set(columns)
+    for entry in meta.get("columns", []):
+        name = entry.get("field_name")
+        if entry.get("pandas_type") != "categorical" or name not in wanted or schema.get_field_index(name) < 0:
+            continue
+        if not str(schema.field(name).type).startswith("dictionary"):
+            warnings.warn(f"column '{name}' of '{path}' was written from a pandas categorical of numbers, whose "
+                          f"categories Parquet does not keep: it is read as numbers; write C({name}) for a factor "
+                          "(levels in sorted order)", HLMWarning, stacklevel=4)
 
 
 def stata_categoricals(values: pd.DataFrame, labelled: pd.DataFrame) -> pd.DataFrame:
@@ -226,4 +246,18 @@ def stata_categoricals(values: pd.DataFrame, labelled: pd.DataFrame) -> pd.DataF
         codes = np.full(len(raw), -1, dtype=np.int64)
         codes[present] = np.searchsorted(levels, raw[present])
         out[col] = pd.Categorical.from_codes(codes, categories=names)
+    return out
+
+
+def categories_as_text(frame: pd.DataFrame, skip: Iterable[str] = ()) -> pd.DataFrame:
+    """``frame`` with its categoricals of numbers (except ``skip``) as categoricals of their
+    text, in the same order: DuckDB keeps a categorical only as an ENUM, of strings (one of
+    numbers becomes a plain number column), and the level names read the same either way."""
+    out = frame
+    for col in frame.columns:
+        values = frame[col]
+        if (col not in set(skip) and isinstance(values.dtype, pd.CategoricalDtype)
+                and not all(isinstance(c, str) for c in values.cat.categories)):
+            out = out.copy() if out is frame else out
+            out[col] = values.cat.rename_categories([str(c) for c in values.cat.categories])
     return out

@@ -68,10 +68,10 @@ def aggregate_any(spec: Any, data: Any, *, backend: Backend = "auto", sql: str |
             import duckdb
 
             from hlm.modelframe import used_columns
-            from hlm.source import to_pandas
+            from hlm.source import categories_as_text, to_pandas
 
             con = con if con is not None else duckdb.connect()
-            data = con.from_df(to_pandas(data, used_columns(spec)))
+            data = con.from_df(categories_as_text(to_pandas(data, used_columns(spec)), spec.group_columns))
         agg, plan = aggregate_duckdb(spec, data, con, sql=sql, return_plan=True)
         return agg, plan.x_model_spec
     from hlm.aggregate.spark import aggregate_spark

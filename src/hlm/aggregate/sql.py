@@ -489,9 +489,9 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     """Build the query plan, running the prepass (levels, means) when the model needs one.
 
     A categorical column's levels are those present in the complete rows, in the order the
-    source declares (``declared(columns)``: e.g. a Parquet file's stored dictionaries, a
-    DuckDB ENUM's values), else sorted: the first is the reference level, as in the
-    in-memory path."""
+    source declares (``declared(predictor columns)``: e.g. a Parquet file's stored
+    dictionaries, a DuckDB ENUM's values), else sorted: the first is the reference level, as
+    in the in-memory path."""
     kinds = {c: column_kind(t) for c, t in schema.items()}
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
@@ -511,9 +511,10 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     means: dict[str, float] = {}
     skeleton = Plan(spec, dialect, kinds, used, [], "", [], (), (), (), (), (), ())
     query = skeleton.prepass_query(src, cat, tr.needs.means)
+    predictors = sorted(set(cat) | {c for c in tr.needs.columns if c not in spec.group_columns})
+    orders = declared(predictors) if declared is not None else {}
     if query is not None:
         res = run(query)
-        orders = declared(cat) if declared is not None and cat else {}
         for i, col in enumerate(cat):
             vals = _first(res[f"lv{i}"])
             levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
