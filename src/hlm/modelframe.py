@@ -2,12 +2,15 @@
 
 Rows with a missing value in any used column are dropped (and counted).  The fixed-effect
 columns come from formulaic; its frozen ``ModelSpec`` is kept so ``predict(newdata)`` can
-rebuild X for new rows.  Grouping factors are coded ``0..G-1`` in sorted level order (R's
-factor order), interactions by the lexicographic order of their components.
+rebuild X for new rows.  A categorical column's levels are those of the rows used, in the
+order its source declares (:mod:`hlm.source`); the first is the reference.  Grouping factors
+are coded ``0..G-1`` in sorted order of their values, interactions by the lexicographic
+order of their components.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +21,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.errors import DataError, FormulaError
-from hlm.source import check_columns, to_pandas
+from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
 from hlm.spec.terms import ModelSpec
 from hlm.weights import ARRAY_NAME, as_array, validate, weights_name
 
@@ -169,7 +172,11 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     cols = used_columns(spec)
     wname = weights_name(weights)
     read = cols + [weights] if isinstance(weights, str) and weights not in cols else cols
-    frame = to_pandas(data, read)
+    frame = to_pandas(data, read, value_labels=spec.syntax != "stata")
+    if isinstance(data, (str, os.PathLike)) and file_kind(data) == "parquet":
+        import pyarrow.parquet as pq
+
+        warn_lost_categories(pq.read_schema(data), [c for c in cols[1:] if c not in spec.group_columns], data)
     check_columns(read, frame.columns)
     if len(frame) == 0:
         raise DataError("the data has no rows")
@@ -198,6 +205,9 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
         raise DataError("every row has a missing value in a model column" + (" or a zero weight" if zero else "")
                         + "; nothing is left to fit")
     frame = frame.reset_index(drop=True)
+    for col in frame.columns:  # the levels of the rows used, in the source's order (as the SQL backends)
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].cat.remove_unused_categories()
 
     mx = _matrix(spec.fixed, frame, "the fixed part")
     X = np.asarray(mx.to_numpy(dtype=float))

@@ -168,7 +168,7 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
     if data is None:
         raise DataError("this fit keeps no data; pass newdata")
     cols = _needed_columns(fit)
-    frame = to_pandas(data, cols)
+    frame = to_pandas(data, cols, value_labels=fit.spec.syntax != "stata")
     index = frame.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(frame))
     keep = frame.notna().all(axis=1).to_numpy()
     out = np.full(len(frame), np.nan)
@@ -184,7 +184,8 @@ def _used_rows(fit: "Fit") -> tuple[pd.DataFrame, np.ndarray | None]:
         raise DataError("this fit keeps no data (fitted from aggregates); use fit.predict(data)")
     cols = used_columns(fit.spec)
     name = fit.aggregates.weights
-    frame = to_pandas(fit.data, cols + [name] if name not in (None, ARRAY_NAME) else cols)
+    frame = to_pandas(fit.data, cols + [name] if name not in (None, ARRAY_NAME) else cols,
+                      value_labels=fit.spec.syntax != "stata")
     keep = frame[cols].notna().all(axis=1).to_numpy()
     if name is None:
         return frame.loc[keep, cols], None

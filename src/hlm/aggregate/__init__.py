@@ -76,14 +76,14 @@ def aggregate_any(spec: Any, data: Any, *, backend: Backend = "auto", sql: str |
             import duckdb
 
             from hlm.modelframe import used_columns
-            from hlm.source import to_pandas
+            from hlm.source import categories_as_text, to_pandas
             from hlm.weights import as_array
 
             con = con if con is not None else duckdb.connect()
             frame = to_pandas(data, used_columns(spec) + ([weights] if isinstance(weights, str) else []))
             if wname == ARRAY_NAME:
                 frame = frame.assign(**{ARRAY_NAME: as_array(weights, len(frame))})
-            data = con.from_df(frame)
+            data = con.from_df(categories_as_text(frame, spec.group_columns))
         agg, plan = aggregate_duckdb(spec, data, con, sql=sql, return_plan=True, weights=wname)
         return agg, plan.x_model_spec
     from hlm.aggregate.spark import aggregate_spark

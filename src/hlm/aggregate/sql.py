@@ -102,6 +102,16 @@ def column_kind(sql_type: str) -> Kind:
     return "other"
 
 
+def ordered_levels(present, declared: Sequence | None) -> list:
+    """The levels present, in the order the source declares (a categorical's categories);
+    sorted where it declares none, and any it does not declare after it, sorted."""
+    values = sorted(v.item() if isinstance(v, np.generic) else v for v in present)
+    if not declared:
+        return values
+    rank = {v: i for i, v in enumerate(declared)}
+    return sorted(values, key=lambda v: (0, rank[v]) if v in rank else (1, 0))
+
+
 # --------------------------------------------------------------------------- terms -> SQL
 
 @dataclass
@@ -235,8 +245,8 @@ def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapp
         if col in levels and levels[col]:
             vals = levels[col]
             data[col] = [vals[i % len(vals)] for i in range(n)]
-            if kinds.get(col) == "string":
-                data[col] = pd.Series(data[col], dtype=object)
+            if kinds.get(col) == "string":  # a categorical: formulaic keeps the levels' order
+                data[col] = pd.Categorical(data[col], categories=vals)
         elif kinds.get(col) == "bool":
             data[col] = [bool(i % 2) for i in range(n)]
         else:
@@ -506,9 +516,15 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
 
 
 def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str,
-         weights: str | None = None) -> Plan:
+         weights: str | None = None,
+         declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None = None) -> Plan:
     """Build the query plan, running the prepass (levels, means) when the model needs one;
-    ``weights``: a column of precision weights."""
+    ``weights``: a column of precision weights.
+
+    A categorical column's levels are those present in the complete rows, in the order the
+    source declares (``declared(predictor columns)``: e.g. a Parquet file's stored
+    dictionaries, a DuckDB ENUM's values), else sorted: the first is the reference level, as
+    in the in-memory path."""
     kinds = {c: column_kind(t) for c, t in schema.items()}
     if weights is not None:
         check_columns([weights], schema.keys())
@@ -531,11 +547,13 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     means: dict[str, float] = {}
     skeleton = Plan(spec, dialect, kinds, used, [], "", [], (), (), (), (), (), ())
     query = skeleton.prepass_query(src, cat, tr.needs.means)
+    predictors = sorted(set(cat) | {c for c in tr.needs.columns if c not in spec.group_columns})
+    orders = declared(predictors) if declared is not None else {}
     if query is not None:
         res = run(query)
         for i, col in enumerate(cat):
             vals = _first(res[f"lv{i}"])
-            levels[col] = sorted(v.item() if isinstance(v, np.generic) else v for v in (vals if vals is not None else []))
+            levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
         for key in tr.needs.means.values():
             means[key] = float(_first(res[key]))
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
