@@ -190,10 +190,11 @@ def within_order_warning(spec: "ModelSpec", agg: Aggregates) -> str | None:
     from hlm.diagnose.ambiguity import reversed_reading
 
     messages = []
+    groups = {t.group for t in spec.random}
     for path in _paths(spec):
         fac = _factor_of(agg, path)
-        if fac is None or fac.pooled is not None:
-            continue
+        if fac is None or fac.pooled is not None or any((c,) in groups for c in path[1:]):
+            continue  # an inner column with a term of its own is a modelled cross, not a nesting
         message = reversed_reading(_key_frame(fac), path, syntax=spec.syntax)
         if message is not None:
             messages.append(message)

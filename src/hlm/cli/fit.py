@@ -1,5 +1,5 @@
 """CLI command: ``hlm fit DATA MODEL [--ml] [--json] [--style stata|lme4] [--plot FILE.png]
-[--plot-kind caterpillar|variance|profile] [--reorder] [--force]``.
+[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN] [--force]``.
 
 Nothing is printed or written until the fit (and the plot) succeeded; warnings (reordered
 levels, implicitly nested ids, boundary fits) follow the output as ``warning: ...`` lines."""
@@ -42,6 +42,9 @@ def fit_command(
                                        "profile (profile zeta per parameter)"),
     reorder: bool = typer.Option(False, "--reorder",
                                  help="Fit nested levels listed inner to outer in the corrected order (else an error)"),
+    weights: str = typer.Option(None, "--weights",
+                                help="Column of PRECISION weights, as lme4's weights= (row variance sigma^2/w); "
+                                     "not sampling/survey weights"),
     force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
 ) -> None:
     """Fit a linear mixed model and print its summary."""
@@ -56,7 +59,7 @@ def fit_command(
         target = _plot_target(plot, force) if plot else None
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
-        result = fit(model, data, reml=not ml, reorder=reorder)
+        result = fit(model, data, reml=not ml, reorder=reorder, weights=weights)
         text = json.dumps(result.to_dict(), indent=2, allow_nan=True) if as_json else \
             result.summary(style=style or result.spec.syntax)
         if target is not None:

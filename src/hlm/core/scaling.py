@@ -8,7 +8,8 @@ column's rms).  theta* is found on the standardised aggregates -- where a predic
 measured in nanoseconds or in light years gives the same problem -- and mapped back,
 theta = D_z theta* row by row; everything else of the fit is then computed from the
 original aggregates at that theta.  Every cross-product scales as ``D A D``, exactly what a
-pass over the rescaled rows would give.
+pass over the rescaled rows would give.  A term with several random effects that ends on
+the boundary gets one more start (:func:`_vector_boundary_restart`), the lower optimum kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
 from hlm.core.objective import DevianceFunction
-from hlm.core.optimize import OptSummary, minimize
+from hlm.core.optimize import SINGULAR_TOL, OptSummary, minimize
 from hlm.core.start import anova_start
 from hlm.core.structure import Structure
 
@@ -64,6 +65,22 @@ def _row_scales(struct: Structure, z_rms: np.ndarray) -> np.ndarray:
     return np.array([1.0 / z_rms[struct.factor_cols[f][r]] for f, r, _ in struct.theta_pos])
 
 
+def _vector_boundary_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | None:
+    """A second start when a term with several random effects ended with a zero diagonal
+    of Lambda: there the criterion is flat along a ridge (the zero row's covariances are
+    free), which can hold BOBYQA short of a lower boundary point.  The restart is 2 I on
+    such terms' blocks (the solution elsewhere), in standardised units; None otherwise."""
+    vector = {t.factor for t in struct.terms if len(t.local) >= 2}
+    on_ridge = [f for (f, r, c), v in zip(struct.theta_pos, theta) if r == c and f in vector and v < SINGULAR_TOL]
+    if not on_ridge:
+        return None
+    restart = np.array(theta, dtype=float)
+    for i, (f, r, c) in enumerate(struct.theta_pos):
+        if f in set(on_ridge):
+            restart[i] = 2.0 if r == c else 0.0
+    return restart
+
+
 def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFunction) -> OptSummary:
     """Minimise ``devfun`` (built on ``agg``) over theta, searching on standardised columns;
     the summary is in the original theta, its criterion ``devfun``'s there."""
@@ -71,7 +88,12 @@ def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFu
     if np.all(k_rms == 1.0) and np.all(z_rms == 1.0):
         return minimize(devfun, anova_start(agg, struct), struct.lower)
     std = standardized(agg, k_rms, z_rms)
-    opt = minimize(DevianceFunction.build(std, struct, devfun.reml), anova_start(std, struct), struct.lower)
+    std_devfun = DevianceFunction.build(std, struct, devfun.reml)
+    opt = minimize(std_devfun, anova_start(std, struct), struct.lower)
+    if (restart := _vector_boundary_restart(struct, np.asarray(opt.theta))) is not None:
+        again = minimize(std_devfun, restart, struct.lower)
+        if again.fmin < opt.fmin:
+            opt = replace(again, theta0=opt.theta0, feval=opt.feval + again.feval, seconds=opt.seconds + again.seconds)
     m = _row_scales(struct, z_rms)
     theta = np.asarray(opt.theta) * m
     return replace(opt, theta0=tuple(map(float, np.asarray(opt.theta0) * m)), theta=tuple(map(float, theta)),
