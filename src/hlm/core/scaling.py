@@ -8,8 +8,7 @@ column's rms).  theta* is found on the standardised aggregates -- where a predic
 measured in nanoseconds or in light years gives the same problem -- and mapped back,
 theta = D_z theta* row by row; everything else of the fit is then computed from the
 original aggregates at that theta.  Every cross-product scales as ``D A D``, exactly what a
-pass over the rescaled rows would give.  A term with several random effects that ends on
-the boundary gets one more start (:func:`_vector_boundary_restart`), the lower optimum kept.
+pass over the rescaled rows would give.  A fit that ends on a ridge of the boundary gets one more start (:func:`_ridge_restart`), the lower optimum kept.
 """
 
 from __future__ import annotations
@@ -65,18 +64,22 @@ def _row_scales(struct: Structure, z_rms: np.ndarray) -> np.ndarray:
     return np.array([1.0 / z_rms[struct.factor_cols[f][r]] for f, r, _ in struct.theta_pos])
 
 
-def _vector_boundary_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | None:
-    """A second start when a term with several random effects ended with a zero diagonal
-    of Lambda: there the criterion is flat along a ridge (the zero row's covariances are
-    free), which can hold BOBYQA short of a lower boundary point.  The restart is 2 I on
-    such terms' blocks (the solution elsewhere), in standardised units; None otherwise."""
-    vector = {t.factor for t in struct.terms if len(t.local) >= 2}
-    on_ridge = [f for (f, r, c), v in zip(struct.theta_pos, theta) if r == c and f in vector and v < SINGULAR_TOL]
-    if not on_ridge:
+def _ridge_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | None:
+    """A second start when a zero diagonal of Lambda has a nonzero entry below it: the
+    criterion is then flat along a ridge (that column's entries only matter through their
+    norm), which can hold BOBYQA short of a lower boundary point.  The restart is 2 I on
+    those factors' blocks (the solution elsewhere), in standardised units; None otherwise."""
+    lambdas = struct.lambdas(theta)
+    ridge: set[int] = set()
+    for f, lam in enumerate(lambdas):
+        zero = np.flatnonzero(np.abs(np.diag(lam)) < SINGULAR_TOL)
+        if any(np.any(lam[j + 1:, j] != 0.0) for j in zero):
+            ridge.add(f)
+    if not ridge:
         return None
     restart = np.array(theta, dtype=float)
     for i, (f, r, c) in enumerate(struct.theta_pos):
-        if f in set(on_ridge):
+        if f in ridge:
             restart[i] = 2.0 if r == c else 0.0
     return restart
 
@@ -90,9 +93,9 @@ def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFu
     std = standardized(agg, k_rms, z_rms)
     std_devfun = DevianceFunction.build(std, struct, devfun.reml)
     opt = minimize(std_devfun, anova_start(std, struct), struct.lower)
-    if (restart := _vector_boundary_restart(struct, np.asarray(opt.theta))) is not None:
-        again = minimize(std_devfun, restart, struct.lower)
-        if again.fmin < opt.fmin:
+    if (restart := _ridge_restart(struct, np.asarray(opt.theta))) is not None:
+        again = minimize(std_devfun, restart, struct.lower, maxeval=max(4 * opt.feval, 300))  # bounded extra work
+        if again.converged and again.fmin < opt.fmin:
             opt = replace(again, theta0=opt.theta0, feval=opt.feval + again.feval, seconds=opt.seconds + again.seconds)
     m = _row_scales(struct, z_rms)
     theta = np.asarray(opt.theta) * m
