@@ -186,7 +186,8 @@ def _estimates(model: str, frame: pd.DataFrame):
 @given(scaled_designs())
 def test_fit_invariant_to_units_or_hlm_error(case):
     """Undoing the units of x, z, c and y gives the unit-scale fit's estimates (to 1e-6 of
-    their size and SE; the random-effect SDs to 1e-4: flat optima), or the fit is refused."""
+    their size, plus 1e-6 of the SEs or of the response's SD, as above: flat optima; the
+    random-effect SDs to 1e-4), or the fit is refused."""
     model, frame, scales = case
     scaled = _estimates(model, frame)
     if scaled is None:
@@ -205,7 +206,7 @@ def test_fit_invariant_to_units_or_hlm_error(case):
     undo = np.array([per_term[t] / sy for t in scaled.fixef.index])
     np.testing.assert_allclose(scaled.fixef.to_numpy() * undo, base.fixef.to_numpy(),
                                rtol=1e-6, atol=1e-6 * float(base.se.max()))
-    np.testing.assert_allclose(scaled.sigma / sy, base.sigma, rtol=1e-6)
+    np.testing.assert_allclose(scaled.sigma / sy, base.sigma, rtol=1e-6, atol=1e-6 * float(unit["y"].std()))
     vc_s, vc_b = scaled.varcorr, base.varcorr
     sd_undo = np.array([1.0 if pd.isna(v) or v in ("(Intercept)", "_cons") else per_term[v]
                         for v in vc_s["var1"]]) / sy
