@@ -51,10 +51,11 @@ def check_factor_levels(levels: Mapping[str, int], nrows: int | None = None) -> 
         if nlev <= MAX_FACTOR_LEVELS and not dense:
             continue
         per = f" on {nrows:,} rows ({nrows / nlev:.3g} rows per level)" if nrows else ""
+        limit = (f"at most {MAX_FACTOR_LEVELS:,} levels are accepted" if nlev > MAX_FACTOR_LEVELS else
+                 f"in memory they would hold {nrows * nlev:,} numbers; backend='duckdb' keeps them out of memory")
         raise DataError(
             f"the categorical column '{col}' has {nlev:,} levels{per}: as a fixed effect it needs {nlev - 1:,} "
-            f"dummy columns (at most {MAX_FACTOR_LEVELS:,} levels are accepted); model it as a random effect, "
-            f"(1 | {col}), or recode it into fewer levels"
+            f"dummy columns ({limit}); model it as a random effect, (1 | {col}), or recode it into fewer levels"
         )
 
 
