@@ -8,6 +8,7 @@ Each stage is a function of its own and can be called separately.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Any
 
@@ -22,7 +23,7 @@ from hlm.core.objective import DevianceFunction
 from hlm.core.optimize import minimize
 from hlm.core.start import anova_start
 from hlm.core.structure import build_structure
-from hlm.errors import ConvergenceWarning, DataError, SingularFitWarning
+from hlm.errors import ConvergenceWarning, DataError, OptionError, SingularFitWarning
 from hlm.fit import Fit
 from hlm.modelframe import build_frame
 from hlm.source import check_file
@@ -70,7 +71,21 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     return result
 
 
-def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend: Backend = "auto",
+def criterion(spec: ModelSpec, reml: bool | None) -> tuple[bool, tuple[str, ...]]:
+    """REML or ML: the ``reml=`` argument, else what the model string says (Stata's ``, mle`` /
+    ``, reml`` or its command's default), else REML; with a note when the string chose it.
+    An argument that contradicts the string is an :class:`~hlm.errors.OptionError`."""
+    if spec.reml is None:
+        return (True if reml is None else bool(reml)), ()
+    said = "REML" if spec.reml else "ML"
+    if reml is not None and bool(reml) != spec.reml:
+        raise OptionError(f"the model string asks for {said} but reml={bool(reml)} was passed; drop one of them")
+    if spec.command is not None and not re.search(r",[^|]*\b(mle|ml|reml)\b", spec.text, re.IGNORECASE):
+        return spec.reml, (f"{said}: {spec.command} estimates by {said} unless told otherwise",)
+    return spec.reml, ()
+
+
+def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, backend: Backend = "auto",
         sql: str | None = None, con: Any = None, reorder: bool = False) -> Fit:
     """Fit a linear mixed model.
 
@@ -79,7 +94,9 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
     model : an lme4 formula (``"y ~ x + (1 | school/class)"``) or Stata ``mixed`` syntax
         (``"y x || school: || class:"``; no ``~``).
     data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
-    reml : REML (default) or maximum likelihood.
+    reml : REML (True) or maximum likelihood (False); None (default): what the model string
+        says (Stata's ``, mle`` / ``, reml``; ``mixed`` means ML, ``xtmixed`` REML), else REML.
+        An argument that contradicts the string raises :class:`~hlm.errors.OptionError`.
     backend : "auto" (files, ``sql=`` and duckdb relations -> DuckDB; Spark DataFrames ->
         Spark; frames -> numpy), "memory", "duckdb" or "spark".
     sql, con : aggregate the result of a DuckDB query (on ``con``, default a fresh connection).
@@ -89,10 +106,10 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
         :mod:`hlm.checks` for this and the other structure checks.
     """
     spec = parse_model(model)
+    use_reml, notes = criterion(spec, reml)
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
     agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
-    notes: tuple[str, ...] = ()
     if (reordered := level_order(spec, agg, reorder=reorder)) is not None:
         spec, note = reordered
         agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
@@ -100,4 +117,4 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
     implicit_nesting_warning(spec, agg)
     if agg.ndropped:
         notes += (f"{agg.ndropped} rows dropped for missing values",)
-    return fit_aggregates(spec, agg, reml=bool(reml), data=data, x_model_spec=x_spec, notes=notes)
+    return fit_aggregates(spec, agg, reml=use_reml, data=data, x_model_spec=x_spec, notes=notes)

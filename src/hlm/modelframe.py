@@ -19,6 +19,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, to_pandas
+from hlm.spec.stata import stata_column_name
 from hlm.spec.terms import ModelSpec
 
 _LEVEL = re.compile(r"\[T\.(.*)\]")
@@ -26,9 +27,11 @@ _LEVEL = re.compile(r"\[T\.(.*)\]")
 
 def fixed_name(name: str, syntax: str) -> str:
     """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``) style."""
+    if syntax == "stata":
+        return stata_column_name(name)
     if name == "Intercept":
-        return "_cons" if syntax == "stata" else "(Intercept)"
-    return _LEVEL.sub(lambda m: m.group(1), name) if syntax == "lme4" else name
+        return "(Intercept)"
+    return _LEVEL.sub(lambda m: m.group(1), name)
 
 
 def factor_key(group: tuple[str, ...]) -> frozenset[str]:
