@@ -55,7 +55,7 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     if agg.nobs <= len(agg.xnames):
         raise DataError(f"{agg.nobs} observations cannot identify {len(agg.xnames)} fixed effects; add data or drop terms")
     check_degrees_of_freedom(agg)
-    struct = build_structure(agg, tuple(t.name for t in spec.random))
+    struct = build_structure(agg, tuple(t.name for t in spec.random), tuple(t.cov for t in spec.random))
     devfun = DevianceFunction.build(agg, struct, reml)
     opt = minimize(devfun, anova_start(agg, struct), struct.lower)
     profiled = devfun.profiled(np.asarray(opt.theta))

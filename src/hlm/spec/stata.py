@@ -31,9 +31,17 @@ from hlm.spec.terms import CovKind, ModelSpec, RandomTerm
 
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COV = re.compile(r"^cov(a|ar|ari|aria|arian|arianc|ariance)?\((\w+)\)$")
-_COV_KINDS: dict[str, CovKind | None] = {
-    "unstructured": "unstructured", "un": "unstructured", "independent": None, "ind": None,
-    "identity": "identity", "id": "identity", "exchangeable": "exchangeable", "exc": "exchangeable"}
+_COV_KINDS: dict[str, tuple[int, CovKind | None]] = {  # name: (shortest abbreviation, kind)
+    "unstructured": (2, "unstructured"), "independent": (3, None), "identity": (2, "identity"),
+    "exchangeable": (2, "exchangeable")}
+
+
+def _cov_kind(word: str) -> tuple[bool, CovKind | None]:
+    """Stata's ``cov()`` argument, abbreviated down to un, ind, id, ex: (known, kind)."""
+    for name, (shortest, kind) in _COV_KINDS.items():
+        if len(word) >= shortest and name.startswith(word):
+            return True, kind
+    return False, None
 _ESTIMATION = {"reml": True, "mle": False, "ml": False}
 _NOCONS = ("nocons", "noconst", "noconstant", "nocon")
 _FACTOR = re.compile(r"^(?:(?P<c>c)|i(?:b(?:(?P<bn>n)|(?P<num>\d+)|\((?P<paren>[^)]*)\))?)?)\.(?P<var>.*)$", re.I)
@@ -183,10 +191,11 @@ def _options(segment: str, offset: int, text: str) -> _Options:
         if low in _NOCONS:
             noconstant = True
         elif (m := _COV.match(low)) is not None:
-            if m.group(2) not in _COV_KINDS:
+            known, cov = _cov_kind(m.group(2))
+            if not known:
                 raise FormulaError(f"cov({m.group(2)}) is not supported; use cov(independent), cov(unstructured), "
                                    "cov(identity) or cov(exchangeable)", text, pos)
-            cov, cov_given = _COV_KINDS[m.group(2)], True
+            cov_given = True
         elif low in _ESTIMATION:
             if reml is not None and reml != _ESTIMATION[low]:
                 raise FormulaError("both mle and reml are given; choose one", text, pos)
