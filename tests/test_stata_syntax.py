@@ -314,3 +314,11 @@ def test_value_labels_from_a_dta_file_name_the_terms(tmp_path):
         coded = hlm.fit("y i.arm || g:", numeric)
     assert list(coded.fixef.index) == ["_cons", "2.arm", "3.arm"]
     assert np.allclose(fit.fixef.to_numpy(), coded.fixef.to_numpy())
+
+
+def test_continuous_column_as_factor_is_refused_as_in_stata():
+    d = _frame()
+    with pytest.raises(hlm.errors.DataError, match="noninteger"):
+        hlm.fit("y i.x || g:", d)
+    with pytest.raises(FormulaError, match="main effects"):
+        hlm.fit("y x z x#z || g:", d)  # unprefixed variables in # are factors: write c.x#c.z

@@ -19,7 +19,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, to_pandas
-from hlm.spec.stata import stata_column_name
+from hlm.spec.stata import check_factor_values, stata_column_name
 from hlm.spec.terms import ModelSpec
 
 _LEVEL = re.compile(r"\[T\.(.*)\]")
@@ -183,6 +183,8 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     if len(frame) == 0:
         raise DataError("every row has a missing value in a model column; nothing is left to fit")
     frame = frame.reset_index(drop=True)
+    if spec.syntax == "stata":
+        check_factor_values(spec, frame)
 
     mx = _matrix(spec.fixed, frame, "the fixed part")
     X = np.asarray(mx.to_numpy(dtype=float))

@@ -106,6 +106,11 @@ class VarParams:
     def ntheta(self) -> int:
         return len(self.params) - 1
 
+    def term_lambda(self, theta: np.ndarray, t: int) -> np.ndarray:
+        """Term t's block of Lambda at theta."""
+        term = self.struct.terms[t]
+        return self.struct.lambdas(np.asarray(theta, dtype=float))[term.factor][np.ix_(term.local, term.local)]
+
     def _block(self, t: int) -> range:
         end = self.offsets[t + 1] if t + 1 < len(self.offsets) else self.ntheta
         return range(self.offsets[t], end)

@@ -25,9 +25,15 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hlm.errors import FormulaError
+import numpy as np
+
+from hlm.errors import DataError, FormulaError
 from hlm.spec.terms import CovKind, ModelSpec, RandomTerm
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COV = re.compile(r"^cov(a|ar|ari|aria|arian|arianc|ariance)?\((\w+)\)$")
@@ -321,3 +327,16 @@ def stata_column_name(name: str) -> str:
         else:
             out.append(m.group("plain") if single else f"c.{m.group('plain')}")
     return "#".join(out)
+
+
+def check_factor_values(spec: ModelSpec, frame: "pd.DataFrame") -> None:
+    """Stata's rule for factor variables: nonnegative integers (or value-labelled categories).
+    A continuous column written as ``i.x`` would otherwise become one dummy per distinct value."""
+    rhs = " ".join([spec.fixed] + [t.rhs for t in spec.random])
+    for var in dict.fromkeys(re.findall(r"C\((\w+)", rhs)):
+        if var not in frame.columns or frame[var].dtype.kind not in "fiu":
+            continue
+        values = frame[var].to_numpy(dtype=float)
+        if (values < 0).any() or (values != np.round(values)).any():
+            raise DataError(f"factor variable {var} has negative or noninteger values (Stata's rule); use c.{var} "
+                            "for a continuous effect, or recode it")
