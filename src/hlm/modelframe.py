@@ -34,6 +34,12 @@ def fixed_name(name: str, syntax: str) -> str:
     return _LEVEL.sub(lambda m: m.group(1), name)
 
 
+def pool_name(name: str, syntax: str) -> str:
+    """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
+    the intercept), other columns as the fixed part names them."""
+    return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)
+
+
 def factor_key(group: tuple[str, ...]) -> frozenset[str]:
     """Identity of a grouping factor: the set of columns it interacts."""
     return frozenset(group)
@@ -199,7 +205,7 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
             names, columns = ["(Intercept)"], [None]
         else:
             mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
-            names = [fixed_name(c, "lme4") for c in mz.columns]
+            names = [pool_name(c, spec.syntax) for c in mz.columns]
             columns = [mz.iloc[:, j] for j in range(len(names))]
         idx = []
         for zname, col in zip(names, columns):

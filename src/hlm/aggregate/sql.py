@@ -39,7 +39,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
 from hlm.errors import ColumnError, DataError, FormulaError
-from hlm.modelframe import dense_codes, factor_key, fixed_name
+from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
 
@@ -465,7 +465,7 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
         cols, _ = model_columns(term.rhs, tr, used, f"the random term for '{term.name}'")
         idx = []
         for c in cols:
-            zname = fixed_name(c.name, "lme4")
+            zname = pool_name(c.name, spec.syntax)
             if zname not in pool:
                 pool.append(zname)
                 zcols.append(c)
