@@ -79,7 +79,8 @@ def criterion(spec: ModelSpec, reml: bool | None) -> tuple[bool, tuple[str, ...]
         return (True if reml is None else bool(reml)), ()
     said = "REML" if spec.reml else "ML"
     if reml is not None and bool(reml) != spec.reml:
-        raise OptionError(f"the model string asks for {said} but {'REML' if reml else 'ML'} was requested (reml={bool(reml)} / --ml); "
+        asked = "REML" if reml else "ML"
+        raise OptionError(f"the model string asks for {said} but {asked} was requested (reml={bool(reml)} / --ml); "
                           "drop one of them")
     if spec.command is not None and not re.search(r",[^|]*\b(mle|ml|reml)\b", spec.text, re.IGNORECASE):
         return spec.reml, (f"{said}: {spec.command} estimates by {said} unless told otherwise",)
