@@ -322,3 +322,16 @@ def test_continuous_column_as_factor_is_refused_as_in_stata():
         hlm.fit("y i.x || g:", d)
     with pytest.raises(FormulaError, match="main effects"):
         hlm.fit("y x z x#z || g:", d)  # unprefixed variables in # are factors: write c.x#c.z
+
+
+def test_exchangeable_boundary_is_explained():
+    rng = np.random.default_rng(0)
+    G, m = 40, 6
+    g = np.repeat(np.arange(G), m)
+    x = rng.normal(size=G * m)
+    u = rng.normal(size=G)  # one effect shared by the intercept and the slope: r = +1
+    y = 2.0 * u[g] + 2.0 * u[g] * x + rng.normal(size=G * m)
+    frame = pd.DataFrame({"y": y, "x": x, "g": g})
+    with pytest.warns(hlm.errors.SingularFitWarning, match="estimated at \\\\+1"):
+        fit = hlm.fit("y x || g: x, cov(exchangeable)", frame)
+    assert fit.singular and fit.varcomp()["estimate"].iloc[1] == pytest.approx(1.0)
