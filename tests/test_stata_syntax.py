@@ -332,6 +332,6 @@ def test_exchangeable_boundary_is_explained():
     u = rng.normal(size=G)  # one effect shared by the intercept and the slope: r = +1
     y = 2.0 * u[g] + 2.0 * u[g] * x + rng.normal(size=G * m)
     frame = pd.DataFrame({"y": y, "x": x, "g": g})
-    with pytest.warns(hlm.errors.SingularFitWarning, match="estimated at \\\\+1"):
+    with pytest.warns(hlm.errors.SingularFitWarning, match=r"estimated at \+1"):
         fit = hlm.fit("y x || g: x, cov(exchangeable)", frame)
     assert fit.singular and fit.varcomp()["estimate"].iloc[1] == pytest.approx(1.0)
