@@ -335,3 +335,16 @@ def test_exchangeable_boundary_is_explained():
     with pytest.warns(hlm.errors.SingularFitWarning, match=r"estimated at \+1"):
         fit = hlm.fit("y x || g: x, cov(exchangeable)", frame)
     assert fit.singular and fit.varcomp()["estimate"].iloc[1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("model", ["y ib2.a##c.x || g:", "y ibn.a, noconstant || g:", "y ib3.a c.x#c.x || g: x"])
+def test_base_levels_in_the_sql_backend_match_memory(model, tmp_path):
+    d = _frame()
+    path = tmp_path / "d.parquet"
+    d.to_parquet(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem, sql = hlm.fit(model, d), hlm.fit(model, str(path))
+    assert list(sql.fixef.index) == list(mem.fixef.index)
+    assert np.allclose(sql.fixef.to_numpy(), mem.fixef.to_numpy(), rtol=1e-8)
+    assert sql.loglik == pytest.approx(mem.loglik, rel=1e-10)
