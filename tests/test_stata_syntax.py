@@ -348,3 +348,10 @@ def test_base_levels_in_the_sql_backend_match_memory(model, tmp_path):
     assert list(sql.fixef.index) == list(mem.fixef.index)
     assert np.allclose(sql.fixef.to_numpy(), mem.fixef.to_numpy(), rtol=1e-8)
     assert sql.loglik == pytest.approx(mem.loglik, rel=1e-10)
+
+
+def test_command_errors_are_one_line():
+    for text in ("xtreg y x", "melogit y x || g:"):
+        with pytest.raises(FormulaError) as err:
+            parse_model(text)
+        assert "\n" not in str(err.value)

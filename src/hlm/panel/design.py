@@ -49,7 +49,7 @@ def parse_model(model: str) -> tuple[str, str, str]:
         raise FormulaError("the model is empty; write it as 'y x1 x2' or 'y ~ x1 + x2'")
     command, begin = split_command(model)
     if command is not None and command != "xtreg":
-        raise FormulaError(f"'{command}' is a mixed model: use hlm.fit (or 'hlm fit')", model, 0)
+        raise FormulaError(f"'{command}' fits a mixed model: use hlm.fit (or 'hlm fit')")
     model = model[begin:]
     if "|" in model:
         raise FormulaError("a panel model has no random-effects levels ('|'); the panel is given by panel=", model, model.index("|"))

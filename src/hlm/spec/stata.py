@@ -72,7 +72,7 @@ def split_command(text: str) -> tuple[str | None, int]:
         return word, m.end()
     if word in _LATER:
         raise FormulaError(f"'{word}' is not supported yet: hlm fits linear mixed models (mixed, xtmixed) "
-                           "and xtreg (hlm.xtreg)", text, m.start(1))
+                           "and xtreg (hlm.xtreg)")
     return None, 0
 
 
@@ -238,7 +238,7 @@ def parse_stata(text: str) -> ModelSpec:
         raise FormulaError("the model is empty; write it as 'y x || group:'")
     command, begin = split_command(text)
     if command == "xtreg":
-        raise FormulaError("xtreg is a panel regression: use hlm.xtreg (or 'hlm xtreg' in the shell)", text, 0)
+        raise FormulaError("xtreg is a panel regression: use hlm.xtreg (or 'hlm xtreg' in the shell)")
     if re.search(r"(?<!\|)\|(?!\|)", text):
         pos = re.search(r"(?<!\|)\|(?!\|)", text).start()  # type: ignore[union-attr]
         raise FormulaError("Stata syntax separates levels with '||'", text, pos)
