@@ -251,6 +251,8 @@ EXPANSIONS = {
     "y ib2.a || g:": lambda d: {"_cons": 1.0, "1.a": _ind(d.a, 1), "3.a": _ind(d.a, 3)},
     "y ib(first).a || g:": lambda d: {"_cons": 1.0, "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3)},
     "y ibn.a, noconstant || g:": lambda d: {"1.a": _ind(d.a, 1), "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3)},
+    "y i.a#c.x, noconstant || g:": lambda d: {"1.a#c.x": _ind(d.a, 1) * d.x, "2.a#c.x": _ind(d.a, 2) * d.x,
+                                              "3.a#c.x": _ind(d.a, 3) * d.x},
     "y i.a#c.x || g:": lambda d: {"_cons": 1.0, "1.a#c.x": _ind(d.a, 1) * d.x, "2.a#c.x": _ind(d.a, 2) * d.x,
                                   "3.a#c.x": _ind(d.a, 3) * d.x},
     "y i.a##c.x || g:": lambda d: {"_cons": 1.0, "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3), "x": d.x,

@@ -153,8 +153,8 @@ def _expand(token: str, text: str, pos: int) -> list[tuple[tuple[_Factor, ...], 
 def _fixed_terms(tokens: list[tuple[str, int]], noconstant: bool, text: str) -> list[str]:
     """The fixed part as formulaic terms, refusing what formulaic would code differently
     from Stata: ``i.a#i.b`` without both main effects (Stata codes cells against the base
-    cell), ``i.x`` without a constant (Stata keeps the base out; write ``ibn.x``) and
-    ``ibn.x`` with one."""
+    cell), a main effect ``i.x`` without a constant (Stata keeps the base out; write
+    ``ibn.x``) and ``ibn.x`` with one."""
     terms: list[tuple[tuple[_Factor, ...], tuple[str, ...]]] = []
     where: list[int] = []
     for token, pos in tokens:
@@ -167,7 +167,7 @@ def _fixed_terms(tokens: list[tuple[str, int]], noconstant: bool, text: str) -> 
         if len(fvs) > 1 and any((tuple(g for g in fvs if g != f), cont) not in present for f in fvs):
             names = "##".join(f"i.{f.var}" for f in fvs)
             raise FormulaError(f"an interaction of factor variables needs its main effects; write {names}", text, pos)
-        for f in fvs:
+        for f in fvs if len(fvs) == 1 and not cont else ():  # a factor's main effect
             if noconstant and f.base != "none":
                 raise FormulaError(f"with noconstant, Stata keeps the base level of {f.var} out of the model; "
                                    f"write ibn.{f.var} for every level, or keep the constant", text, pos)
