@@ -19,7 +19,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, to_pandas
-from hlm.spec.stata import check_factor_values, stata_column_name
+from hlm.spec.factor_variables import check_factor_values, stata_column_name
 from hlm.spec.terms import ModelSpec
 
 _LEVEL = re.compile(r"\[T\.(.*)\]")

@@ -19,7 +19,8 @@ import pandas as pd
 
 from hlm.errors import DataError, FormulaError, OptionError
 from hlm.source import to_pandas
-from hlm.spec.stata import parse_stata, split_command, stata_column_name
+from hlm.spec.factor_variables import stata_column_name
+from hlm.spec.stata import parse_stata, split_command
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 

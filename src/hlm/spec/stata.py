@@ -12,30 +12,21 @@
   level's variable with all earlier levels' variables), as ``mixed`` does.
 * ``cov(independent)`` (the default), ``cov(unstructured)``, ``cov(identity)`` (one shared
   variance) and ``cov(exchangeable)`` (one variance and one covariance).
-* Factor variables are expanded as Stata does (see :func:`_expand`): ``i.a`` is a factor
-  (base: the lowest level; ``ib2.a`` base 2, ``ib(first).a``; ``ibn.a`` no base, with
-  ``noconstant``), ``c.x`` continuous; in ``a#b`` an unprefixed variable is a factor;
-  ``c.x#c.x`` is x^2 and ``A##B`` all the interactions of the subsets of A and B.
+* Factor variables (``i.a``, ``ib2.a``, ``c.x##c.x``, ...) are expanded as Stata does, see
+  :mod:`hlm.spec.factor_variables`.
 * ``_all: R.x`` (crossed effects by Stata's trick) is not supported; write crossed models
   in lme4 syntax.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-import numpy as np
-
-from hlm.errors import DataError, FormulaError
+from hlm.errors import FormulaError
+from hlm.spec.factor_variables import check_var, expand, fixed_terms, term_formula
 from hlm.spec.terms import CovKind, ModelSpec, RandomTerm
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COV = re.compile(r"^cov(a|ar|ari|aria|arian|arianc|ariance)?\((\w+)\)$")
 _COV_KINDS: dict[str, tuple[int, CovKind | None]] = {  # name: (shortest abbreviation, kind)
     "unstructured": (2, "unstructured"), "independent": (3, None), "identity": (2, "identity"),
@@ -48,9 +39,10 @@ def _cov_kind(word: str) -> tuple[bool, CovKind | None]:
         if len(word) >= shortest and name.startswith(word):
             return True, kind
     return False, None
+
+
 _ESTIMATION = {"reml": True, "mle": False, "ml": False}
 _NOCONS = ("nocons", "noconst", "noconstant", "nocon")
-_FACTOR = re.compile(r"^(?:(?P<c>c)|i(?:b(?:(?P<bn>n)|(?P<num>\d+)|\((?P<paren>[^)]*)\))?)?)\.(?P<var>.*)$", re.I)
 
 COMMAND_REML = {"mixed": False, "xtmixed": True}
 """The criterion each supported leading command defaults to (True: REML)."""
@@ -74,106 +66,6 @@ def split_command(text: str) -> tuple[str | None, int]:
         raise FormulaError(f"'{word}' is not supported yet: hlm fits linear mixed models (mixed, xtmixed) "
                            "and xtreg (hlm.xtreg)")
     return None, 0
-
-
-def _check_var(token: str, text: str, pos: int) -> str:
-    if not _VAR.match(token):
-        raise FormulaError(f"'{token}' is not a Stata variable name", text, pos)
-    return token
-
-
-@dataclass(frozen=True)
-class _Factor:
-    """One variable of an interaction: continuous, or a factor with its base choice."""
-
-    var: str
-    continuous: bool
-    base: str | None = None  # None: the lowest level; "none": ibn.; else a level value
-
-    @property
-    def formulaic(self) -> str:
-        if self.base is None:
-            return f"C({self.var})"
-        if self.base == "none":
-            return f"C({self.var}, spans_intercept=False)"
-        return f"C({self.var}, contr.treatment(base={self.base}))"
-
-
-def _factor(token: str, in_interaction: bool, text: str, pos: int) -> _Factor:
-    """``x``, ``c.x``, ``i.x``, ``ib2.x``, ``ib(first).x``, ``ibn.x`` -> :class:`_Factor`."""
-    m = _FACTOR.match(token)
-    if m is None:  # no operator: a factor inside an interaction, continuous alone (Stata's rule)
-        return _Factor(_check_var(token, text, pos), continuous=not in_interaction)
-    var = _check_var(m.group("var"), text, pos)
-    if m.group("c"):
-        return _Factor(var, continuous=True)
-    if m.group("bn"):
-        return _Factor(var, False, "none")
-    if m.group("num"):
-        return _Factor(var, False, str(int(m.group("num"))))
-    paren = m.group("paren")
-    if paren is None or paren.lower() == "first":
-        return _Factor(var, False)
-    raise FormulaError(f"ib({paren}). is not supported; name the base level's value (ib2.{var}) or use "
-                       f"ib(first).{var}", text, pos)
-
-
-def _term(factors: tuple[_Factor, ...], text: str, pos: int) -> tuple[tuple[_Factor, ...], tuple[str, ...]]:
-    """One ``#`` interaction -> (its factor variables, its continuous variables with repeats)."""
-    fvs = tuple(f for f in factors if not f.continuous)
-    if len({f.var for f in fvs}) < len(fvs):
-        raise FormulaError("a factor variable cannot be interacted with itself", text, pos)
-    return fvs, tuple(sorted(f.var for f in factors if f.continuous))
-
-
-def _formulaic(term: tuple[tuple[_Factor, ...], tuple[str, ...]]) -> str:
-    """A term as formulaic: factors ``C(a)``, each continuous variable once with its power
-    (``c.x#c.x`` -> ``I(x ** 2)``), joined by ``:``."""
-    fvs, cont = term
-    powers = [(v, cont.count(v)) for v in dict.fromkeys(cont)]
-    parts = [f.formulaic for f in fvs] + [v if k == 1 else f"I({v} ** {k})" for v, k in powers]
-    return ":".join(parts)
-
-
-def _expand(token: str, text: str, pos: int) -> list[tuple[tuple[_Factor, ...], tuple[str, ...]]]:
-    """Stata's expansion of one token: ``A##B`` -> every non-empty subset of {A, B} as an
-    interaction (``c.x##c.x`` -> x and x^2), ``A#B`` -> the interaction alone."""
-    groups = token.split("##")
-    if any(not g for g in groups) or any(not e for g in groups for e in g.split("#")):
-        raise FormulaError(f"'{token}' is not a Stata variable list term", text, pos)
-    interaction = "#" in token
-    members = [tuple(_factor(e, interaction, text, pos) for e in g.split("#")) for g in groups]
-    out = []
-    for k in range(1, len(members) + 1):
-        for subset in itertools.combinations(members, k):
-            out.append(_term(tuple(f for g in subset for f in g), text, pos))
-    return out
-
-
-def _fixed_terms(tokens: list[tuple[str, int]], noconstant: bool, text: str) -> list[str]:
-    """The fixed part as formulaic terms, refusing what formulaic would code differently
-    from Stata: ``i.a#i.b`` without both main effects (Stata codes cells against the base
-    cell), a main effect ``i.x`` without a constant (Stata keeps the base out; write
-    ``ibn.x``) and ``ibn.x`` with one."""
-    terms: list[tuple[tuple[_Factor, ...], tuple[str, ...]]] = []
-    where: list[int] = []
-    for token, pos in tokens:
-        for term in _expand(token, text, pos):
-            if term not in terms:
-                terms.append(term)
-                where.append(pos)
-    present = set(terms)
-    for (fvs, cont), pos in zip(terms, where):
-        if len(fvs) > 1 and any((tuple(g for g in fvs if g != f), cont) not in present for f in fvs):
-            names = "##".join(f"i.{f.var}" for f in fvs)
-            raise FormulaError(f"an interaction of factor variables needs its main effects; write {names}", text, pos)
-        for f in fvs if len(fvs) == 1 and not cont else ():  # a factor's main effect
-            if noconstant and f.base != "none":
-                raise FormulaError(f"with noconstant, Stata keeps the base level of {f.var} out of the model; "
-                                   f"write ibn.{f.var} for every level, or keep the constant", text, pos)
-            if not noconstant and f.base == "none":
-                raise FormulaError(f"ibn.{f.var} (no base level) needs noconstant", text, pos)
-    return [_formulaic(t) for t in terms]
 
 
 def _tokens(segment: str, offset: int) -> list[tuple[str, int]]:
@@ -254,11 +146,11 @@ def parse_stata(text: str) -> ModelSpec:
     tokens = _tokens(body, bpos)
     if not tokens:
         raise FormulaError("missing dependent variable before '||'", text, fpos)
-    response = _check_var(tokens[0][0], text, tokens[0][1])
+    response = check_var(tokens[0][0], text, tokens[0][1])
     fopts = _Options() if opts_text is None else _options(opts_text, opos, text)
     if fopts.cov_given:
         raise FormulaError("cov() belongs to a random-effects level, after 'level:'", text, opos)
-    fixed = _fixed_terms(tokens[1:], fopts.noconstant, text)
+    fixed = fixed_terms(tokens[1:], fopts.noconstant, text)
     fixed_rhs = " + ".join((["0"] if fopts.noconstant else []) + fixed) or "1"
     estimation = [(fopts.reml, fopts.reml_pos)] if fopts.reml is not None else []
 
@@ -274,12 +166,12 @@ def parse_stata(text: str) -> ModelSpec:
             raise FormulaError("missing level variable before ':'", text, spos + colon)
         if level.lower() == "_all":
             raise FormulaError("'_all: R.x' crossed effects are not supported; use lme4 syntax '(1|a) + (1|b)'", text, lpos)
-        _check_var(level, text, lpos)
+        check_var(level, text, lpos)
         if level in path:
             raise FormulaError(f"level '{level}' is listed twice", text, lpos)
         path.append(level)
         body, bpos, opts_text, opos = _split_options(seg[colon + 1 :], spos + colon + 1)
-        slopes = tuple(_formulaic(t) for tok, p in _tokens(body, bpos) for t in _expand(tok, text, p))
+        slopes = tuple(term_formula(t) for tok, p in _tokens(body, bpos) for t in expand(tok, text, p))
         opts = _Options() if opts_text is None else _options(opts_text, opos, text)
         if opts.reml is not None:
             if n != len(parts) - 1:
@@ -294,49 +186,3 @@ def parse_stata(text: str) -> ModelSpec:
     reml = estimation[0][0] if estimation else COMMAND_REML.get(command or "")
     return ModelSpec(text=text, response=response, fixed=fixed_rhs, random=tuple(random), syntax="stata",
                      reml=reml, command=command)
-
-
-_PART = re.compile(r"(?P<fv>C\((?P<var>\w+)[^\[]*\)\[(?:T\.)?(?P<level>.*?)\])(?=:|$)|"
-                   r"(?P<pow>I\((?P<pvar>\w+) \*\* (?P<k>\d+)\))(?=:|$)|(?P<plain>[^:]+)(?=:|$)")
-
-
-def _level_label(level: str, var: str) -> str:
-    """Stata's label of a factor level: ``2.arm`` for a number, ``arm=high`` for a value label."""
-    try:
-        value = float(level)
-    except ValueError:
-        return f"{var}={level}"
-    return f"{int(value)}.{var}" if value.is_integer() else f"{level}.{var}"
-
-
-def stata_column_name(name: str) -> str:
-    """A formulaic column name of a Stata model -> Stata's: ``C(arm)[T.2]`` -> ``2.arm``,
-    ``C(a)[1]:x`` -> ``1.a#c.x``, ``I(x ** 2)`` -> ``c.x#c.x``, ``Intercept`` -> ``_cons``."""
-    if name == "Intercept":
-        return "_cons"
-    parts = [m for m in _PART.finditer(name) if m.group()]
-    if "".join(m.group() for m in parts) != name.replace(":", ""):
-        return name  # not a name this module wrote
-    single = len(parts) == 1
-    out = []
-    for m in parts:
-        if m.group("fv"):
-            out.append(_level_label(m.group("level"), m.group("var")))
-        elif m.group("pow"):
-            out.append("#".join([f"c.{m.group('pvar')}"] * int(m.group("k"))))
-        else:
-            out.append(m.group("plain") if single else f"c.{m.group('plain')}")
-    return "#".join(out)
-
-
-def check_factor_values(spec: ModelSpec, frame: "pd.DataFrame") -> None:
-    """Stata's rule for factor variables: nonnegative integers (or value-labelled categories).
-    A continuous column written as ``i.x`` would otherwise become one dummy per distinct value."""
-    rhs = " ".join([spec.fixed] + [t.rhs for t in spec.random])
-    for var in dict.fromkeys(re.findall(r"C\((\w+)", rhs)):
-        if var not in frame.columns or frame[var].dtype.kind not in "fiu":
-            continue
-        values = frame[var].to_numpy(dtype=float)
-        if (values < 0).any() or (values != np.round(values)).any():
-            raise DataError(f"factor variable {var} has negative or noninteger values (Stata's rule); use c.{var} "
-                            "for a continuous effect, or recode it")
