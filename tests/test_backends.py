@@ -20,7 +20,7 @@ from conftest import MIXED, dataset, reference
 import hlm
 from hlm.aggregate import aggregate_any
 from hlm.aggregate.duckdb import aggregate_duckdb
-from hlm.errors import FormulaError
+from hlm.errors import DataError, FormulaError
 from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
 from hlm.core.structure import build_structure
@@ -266,6 +266,29 @@ def test_spark_fit_and_errors(spark, tmp_path, fits):
     mem = hlm.xtreg("inv value capital", dataset("Grunfeld"), panel="firm", estimator="re")
     np.testing.assert_allclose(hlm.xtreg("inv value capital", gdf, panel="firm", estimator="re").params,
                                mem.params, rtol=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_spark_precision_weights(spark, tmp_path):
+    """Weighted sums in Spark's GROUP BY: the in-memory weighted aggregates, zero weights dropped
+    and counted, a negative weight named."""
+    df = dataset("sleepstudy")
+    df["w"] = np.random.default_rng(2).uniform(0.2, 3.0, len(df))
+    df.loc[::11, "w"] = 0.0
+    path = tmp_path / "sw.parquet"
+    df.to_parquet(path)
+    sdf = spark.read.parquet(str(path))
+    spec = parse_model("Reaction ~ Days + (Days | Subject)")
+    mem, _ = aggregate(spec, df, weights="w")
+    agg, _ = aggregate_any(spec, sdf, weights="w")
+    assert_same_aggregates(mem, agg)
+    assert (agg.weights, agg.zero_weights) == ("w", mem.zero_weights)
+    assert agg.log_weights == pytest.approx(mem.log_weights, rel=1e-12)
+    df.loc[4, "w"] = -1.0
+    df.to_parquet(path)
+    with pytest.raises(DataError, match="weights column 'w' has 1 negative values"):
+        aggregate_any(spec, spark.read.parquet(str(path)), weights="w")
 
 
 def test_write_predictions_matches_predict(hsb, tmp_path):

@@ -233,9 +233,10 @@ def test_pastes_implicitly_nested(pastes):
     assert implicit_nesting(pastes, ["batch", "cask"]) == [("batch", "cask")]
     assert implicit_nesting(pastes, ["batch", "sample"]) == []  # sample ids are globally unique
     msg = implicit_nesting_message(pastes, [("batch", "cask")], ["batch", "cask"])
-    assert msg == (
-        "cask ids repeat across batch groups (cask 'a' occurs in 10 of 10): the crossed terms "
-        "(1|batch) + (1|cask) treat each cask id as one unit everywhere; if cask ids are only "
+    assert msg == (  # a full cross: crossed with replicates and nested-numbered look the same
+        "cask ids repeat across batch groups (every batch has the same 3 cask ids): the crossed terms "
+        "(1|batch) + (1|cask) treat each cask id as one unit everywhere, which is right if every cask is "
+        "measured in every batch (then consider (1|batch:cask) for the replicated cells); if cask ids are only "
         "unique within batch, write (1|batch/cask)"
     )
 

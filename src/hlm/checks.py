@@ -286,7 +286,9 @@ def _check_same_partition(spec: ModelSpec, agg: Aggregates, by_factor: dict[int,
 def implicit_nesting_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
     """Warn (:class:`StructureWarning`) and return the message when crossed lme4 terms on
     single columns look implicitly nested (``(1|district) + (1|school)`` with school ids
-    1..n in every district); None otherwise."""
+    1..n in every district); None otherwise.  A pair whose interaction is also a term,
+    ``(1|Operator) + (1|Part) + (1|Operator:Part)``, is a cross written as such (it
+    contains the nested model ``(1|Operator/Part)``) and is not flagged."""
     if spec.syntax != "lme4" or agg.chain is not None or not agg.cross:
         return None
     by_factor = _terms_by_factor(spec, agg)
@@ -297,6 +299,7 @@ def implicit_nesting_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
             if spec.random[t].intercept and len(agg.factors[f].columns) == 1:
                 intercept_col[f] = agg.term_columns[t][0]
                 break
+    crossed = {frozenset(t.group) for t in spec.random if len(t.group) == 2}
     found: list[tuple[str, str]] = []
     first_frame: pd.DataFrame | None = None
     for block in agg.cross:
@@ -304,6 +307,8 @@ def implicit_nesting_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
             continue
         if intercept_col[block.i] != intercept_col[block.j]:
             continue
+        if frozenset(agg.factors[block.i].columns + agg.factors[block.j].columns) in crossed:
+            continue  # (1|a) + (1|b) + (1|a:b): the cross is modelled, and (1|a/b) is its submodel
         outer, inner = sorted((block.i, block.j), key=order.index)
         go, gi = (block.gi, block.gj) if outer == block.i else (block.gj, block.gi)
         c = intercept_col[outer]
@@ -342,10 +347,50 @@ def _structured_boundary(fit: "Fit", term, lam: np.ndarray, tol: float) -> list[
             "effects are one random effect repeated; consider fewer random effects at this level"]
 
 
+#: a correlation this close to +-1 is reported as perfect dependence
+_PERFECT = 1e-3
+
+
+def _conditional_sds(cov: np.ndarray, tol: float) -> np.ndarray:
+    """SD of each effect given the ones before it (the diagonal of a Cholesky factor of
+    ``cov``, defined also where ``cov`` is singular: directions of the earlier effects with
+    an SD below ``tol`` are taken as constant)."""
+    out = np.empty(len(cov))
+    for k in range(len(cov)):
+        w, v = np.linalg.eigh(cov[:k, :k])
+        keep = w > tol**2
+        proj = v[:, keep].T @ cov[:k, k]
+        out[k] = np.sqrt(max(cov[k, k] - float(np.sum(proj**2 / w[keep])), 0.0))
+    return out
+
+
+def _components(n: int, pairs: Sequence[tuple[int, int]]) -> int:
+    """The number of connected groups of ``n`` effects linked by ``pairs``."""
+    root = list(range(n))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    for a, b in pairs:
+        root[find(a)] = find(b)
+    return len({find(i) for i in range(n)})
+
+
 def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
     """What is on the boundary of a singular fit, one phrase per component, with what it
-    means: a variance estimated at zero, or a correlation of +-1 (the effects' covariance
-    matrix is singular: one effect is a multiple of another)."""
+    means, and nothing else.  For each term's covariance matrix (in units of the residual
+    variance), with :math:`d_k` the SD of effect k given the effects before it (the fit is
+    singular when some :math:`d_k` is below ``tol``):
+
+    * an SD below ``tol``: that variance is estimated at zero;
+    * else, among the other effects, a correlation within 1e-3 of +-1: the two effects are
+      perfectly dependent (one is a multiple of the other);
+    * a rank deficiency the +-1 correlations do not account for (e.g. three effects whose
+      correlations are all inside (-1, 1) but one of which is a combination of the other two):
+      the covariance matrix of the effects is rank-deficient, with its rank.
+    """
     from hlm.core.optimize import SINGULAR_TOL
 
     tol = SINGULAR_TOL if tol is None else tol
@@ -358,10 +403,9 @@ def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
         if term.cov != "unstructured":
             out += _structured_boundary(fit, term, lam, tol)
             continue
-        cov = lam @ lam.T
-        diag_l = np.abs(np.diag(lam))
-        if not np.any(diag_l < tol):
+        if not np.any(np.abs(np.diag(lam)) < tol):
             continue
+        cov = lam @ lam.T
         sds = np.sqrt(np.diag(cov))
         group = fit.aggregates.factors[term.factor].name
         zero = [k for k in range(len(sds)) if sds[k] < tol]
@@ -375,18 +419,31 @@ def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
                 "consider dropping it"
             )
         live = [k for k in range(len(sds)) if k not in zero]
-        if len(live) >= 2 and np.any(diag_l[live[1:]] < tol):
-            sub = cov[np.ix_(live, live)] / np.outer(sds[live], sds[live])
-            pairs = [(live[a], live[b]) for a in range(len(live)) for b in range(a) if abs(sub[a, b]) > 1 - 1e-3]
-            for a, b in pairs or [(live[1], live[0])]:
-                r = cov[a, b] / (sds[a] * sds[b])
-                ca, cb = term.columns[b], term.columns[a]
-                slopes = " + ".join(c for c in term.columns if c not in _INTERCEPTS)
-                indep = (f"cov(independent) at `|| {group}:`" if syntax == "stata"
-                         else f"independent effects ({slopes} || {group})")
-                out.append(
-                    f"the correlation of {ca} and {cb} across {group} is estimated at {r:+.2f}: the two effects are "
-                    f"perfectly dependent, so the data support fewer random effects than modelled; consider {indep} "
-                    f"or dropping the {cb} slope"
-                )
+        sub = cov[np.ix_(live, live)]
+        deficient = int(np.sum(_conditional_sds(sub, tol) < tol))
+        if deficient == 0 and not zero:  # singular by the Cholesky factor: at least one direction
+            deficient = 1
+        if deficient == 0:
+            continue
+        slopes = " + ".join(c for c in term.columns if c not in _INTERCEPTS)
+        indep = (f"cov(independent) at `|| {group}:`" if syntax == "stata"
+                 else f"independent effects ({slopes} || {group})")
+        corr = sub / np.outer(sds[live], sds[live])
+        pairs = [(a, b) for a in range(len(live)) for b in range(a) if abs(corr[a, b]) > 1 - _PERFECT]
+        for a, b in pairs:
+            ca, cb = term.columns[live[b]], term.columns[live[a]]
+            out.append(
+                f"the correlation of {ca} and {cb} across {group} is estimated at {corr[a, b]:+.2f}: the two effects "
+                f"are perfectly dependent, so the data support fewer random effects than modelled; consider {indep} "
+                f"or dropping the {cb} slope"
+            )
+        if deficient > len(live) - _components(len(live), pairs):
+            names = ", ".join(term.columns[k] for k in live)
+            rank = len(live) - deficient
+            why = ", although no two of them are perfectly correlated" if not pairs and len(live) > 2 else ""
+            out.append(
+                f"the covariance matrix of {names} across {group} is rank-deficient (rank {rank} of {len(live)}): "
+                f"some combination of these effects does not vary between {group} groups{why}, so the data "
+                f"support fewer random effects than modelled; consider {indep} or dropping a slope"
+            )
     return out

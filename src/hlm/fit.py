@@ -1,7 +1,8 @@
 """The immutable result of fitting a linear mixed model.
 
 Model (lme4's notation): y = X beta + Z b + e,  b = Lambda_theta u,  u ~ N(0, sigma^2 I),
-e ~ N(0, sigma^2 I).  A :class:`Fit` holds the estimates at the optimum of the profiled
+e ~ N(0, sigma^2 W^{-1}) with precision weights W (I unless ``weights=``, see
+:mod:`hlm.weights`).  A :class:`Fit` holds the estimates at the optimum of the profiled
 REML criterion or ML deviance, the optimizer's summary, and the aggregates it was fitted
 from (so inference never needs the rows again).  Everything is computed once; arrays are
 read-only.
@@ -77,6 +78,7 @@ class Fit:
     data: Any = field(default=None, repr=False, compare=False)
     x_model_spec: Any = field(default=None, repr=False, compare=False)
     notes: tuple[str, ...] = ()
+    weights: Any = field(default=None, repr=False, compare=False)  # the precision-weights argument
 
     # ---- basic quantities -------------------------------------------------------------
     @property
@@ -213,6 +215,7 @@ class Fit:
             "reml": self.reml,
             "nobs": self.nobs,
             "ndropped": self.ndropped,
+            "weights": self.aggregates.weights,
             "ngroups": self.ngroups,
             "fixef": [{"term": t, "estimate": float(e), "se": float(s)}
                       for t, e, s in zip(self.aggregates.xnames, self.fixef, self.se)],

@@ -28,24 +28,27 @@ from hlm.fit import Fit
 from hlm.modelframe import build_frame
 from hlm.source import check_file
 from hlm.spec import ModelSpec, parse_model
+from hlm.weights import Weights
 
 
 def aggregate(spec: ModelSpec, data: Any, *, backend: Backend = "auto", sql: str | None = None,
-              con: Any = None) -> tuple[Aggregates, Any]:
+              con: Any = None, weights: Weights = None) -> tuple[Aggregates, Any]:
     """One pass over the rows: the sufficient statistics and formulaic's fixed-part spec.
 
     ``backend``: "auto" (paths, SQL and duckdb relations -> DuckDB, Spark DataFrames ->
     Spark, frames -> numpy), "memory", "duckdb" or "spark"; see :func:`hlm.aggregate.aggregate_any`.
+    ``weights``: precision weights (:mod:`hlm.weights`); every sum over rows is weighted.
     """
     if backend == "auto" and sql is None and choose_backend(data) == "memory":
-        frame = build_frame(spec, data)
+        frame = build_frame(spec, data, weights)
         return aggregate_frame(frame), frame.x_model_spec
-    return aggregate_any(spec, data, backend=backend, sql=sql, con=con)
+    return aggregate_any(spec, data, backend=backend, sql=sql, con=con, weights=weights)
 
 
 def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data: Any = None,
-                   x_model_spec: Any = None, notes: tuple[str, ...] = ()) -> Fit:
-    """Fit from precomputed aggregates (any backend)."""
+                   x_model_spec: Any = None, notes: tuple[str, ...] = (), weights: Weights = None) -> Fit:
+    """Fit from precomputed aggregates (any backend); ``weights`` is the precision-weights
+    argument they were computed with (kept for fitted values, residuals and the bootstrap)."""
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group), or use hlm.xtreg for OLS")
     check_identifiable(spec, agg)
@@ -60,7 +63,8 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     opt = minimize(devfun, anova_start(agg, struct), struct.lower)
     profiled = devfun.profiled(np.asarray(opt.theta))
     result = Fit(spec=spec, reml=reml, aggregates=agg, structure=struct, devfun=devfun, optsummary=opt,
-                 profiled=profiled, dropped_columns=dropped, data=data, x_model_spec=x_model_spec, notes=notes)
+                 profiled=profiled, dropped_columns=dropped, data=data, x_model_spec=x_model_spec, notes=notes,
+                 weights=weights)
     if result.singular:
         warnings.warn("boundary (singular) fit: " + "; ".join(boundary_messages(result)), SingularFitWarning,
                       stacklevel=3)
@@ -88,7 +92,7 @@ def criterion(spec: ModelSpec, reml: bool | None) -> tuple[bool, tuple[str, ...]
 
 
 def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, backend: Backend = "auto",
-        sql: str | None = None, con: Any = None, reorder: bool = False) -> Fit:
+        sql: str | None = None, con: Any = None, reorder: bool = False, weights: Weights = None) -> Fit:
     """Fit a linear mixed model.
 
     Parameters
@@ -106,17 +110,25 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, b
         :class:`~hlm.errors.NestingError` naming the right order; ``reorder=True`` fits that
         order instead, with a :class:`~hlm.errors.StructureWarning` and a note.  See
         :mod:`hlm.checks` for this and the other structure checks.
+    weights : PRECISION weights, as lme4's ``lmer(..., weights = w)``: a column name (read
+        in the same pass, on every backend) or one value per row; row i has residual
+        variance sigma^2 / w_i.  Not sampling (survey) weights.  Numeric, finite, >= 0;
+        a zero weight drops the row (counted in the notes).  See :mod:`hlm.weights`.
     """
     spec = parse_model(model)
     use_reml, notes = criterion(spec, reml)
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
-    agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
+    agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
     if (reordered := level_order(spec, agg, reorder=reorder)) is not None:
         spec, note = reordered
-        agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
+        agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
         notes += (note,)
     implicit_nesting_warning(spec, agg)
     if agg.ndropped:
         notes += (f"{agg.ndropped} rows dropped for missing values",)
-    return fit_aggregates(spec, agg, reml=use_reml, data=data, x_model_spec=x_spec, notes=notes)
+    if agg.weights is not None:
+        notes += (f"precision weights {agg.weights}: row i has residual variance sigma^2 / w_i",)
+    if agg.zero_weights:
+        notes += (f"{agg.zero_weights} rows dropped for a zero weight",)
+    return fit_aggregates(spec, agg, reml=use_reml, data=data, x_model_spec=x_spec, notes=notes, weights=weights)

@@ -2,12 +2,15 @@
 
 Rows with a missing value in any used column are dropped (and counted).  The fixed-effect
 columns come from formulaic; its frozen ``ModelSpec`` is kept so ``predict(newdata)`` can
-rebuild X for new rows.  Grouping factors are coded ``0..G-1`` in sorted level order (R's
-factor order), interactions by the lexicographic order of their components.
+rebuild X for new rows.  A categorical column's levels are those of the rows used, in the
+order its source declares (:mod:`hlm.source`); the first is the reference.  Grouping factors
+are coded ``0..G-1`` in sorted order of their values, interactions by the lexicographic
+order of their components.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +21,10 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.errors import DataError, FormulaError
-from hlm.source import check_columns, to_pandas
+from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
 from hlm.spec.factor_variables import check_factor_values, stata_column_name
 from hlm.spec.terms import ModelSpec
+from hlm.weights import ARRAY_NAME, as_array, validate, weights_name
 
 _LEVEL = re.compile(r"\[T\.(.*)\]")
 
@@ -71,6 +75,9 @@ class ModelFrame:
     factors: tuple[GroupingFactor, ...]  # one per distinct grouping key
     term_factor: tuple[int, ...]  # per random term: index into factors
     ndropped: int
+    w: np.ndarray | None = None  # precision weights of the rows used (:mod:`hlm.weights`); None: unweighted
+    weights: str | None = None  # their column, or ARRAY_NAME
+    zero_weights: int = 0  # rows dropped for a zero weight (not counted in ndropped)
 
 
 def used_columns(spec: ModelSpec) -> list[str]:
@@ -166,36 +173,57 @@ def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
     return GroupingFactor(name, columns, codes, keys, first)
 
 
-def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
-    """Validate ``data`` against ``spec`` and build the model frame."""
+def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
+    """Validate ``data`` against ``spec`` and build the model frame.
+
+    ``weights``: precision weights (:mod:`hlm.weights`), a column of ``data`` or one value
+    per row; rows with a zero weight are dropped and counted apart from missing values."""
     cols = used_columns(spec)
-    frame = to_pandas(data, cols)
-    check_columns(cols, frame.columns)
+    wname = weights_name(weights)
+    read = cols + [weights] if isinstance(weights, str) and weights not in cols else cols
+    frame = to_pandas(data, read, value_labels=spec.syntax != "stata")
+    if isinstance(data, (str, os.PathLike)) and file_kind(data) == "parquet":
+        import pyarrow.parquet as pq
+
+        warn_lost_categories(pq.read_schema(data), [c for c in cols[1:] if c not in spec.group_columns], data)
+    check_columns(read, frame.columns)
     if len(frame) == 0:
         raise DataError("the data has no rows")
+    w_raw = None if wname is None else frame[wname] if wname != ARRAY_NAME else as_array(weights, len(frame))
     y_raw = frame[spec.response]
     if not (pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)):
         raise DataError(f"the response '{spec.response}' is not numeric ({y_raw.dtype}); convert it or pick a numeric column")
     keep = np.ones(len(frame), dtype=bool)
-    for col in frame.columns:
+    for col in cols:
         values = frame[col]
         if values.dtype.kind == "f" and np.isinf(values.to_numpy()).any():
             raise DataError(f"column '{col}' has infinite values; remove or recode them")
         if values.dtype.kind not in "iub":
             keep &= values.notna().to_numpy()
     ndropped = int((~keep).sum())
-    if ndropped:
+    w, zero = None, 0
+    if w_raw is not None:
+        w_all = np.zeros(len(keep))
+        w_all[keep] = validate(w_raw.loc[keep] if isinstance(w_raw, pd.Series) else w_raw[keep], wname)
+        zero = int((keep & (w_all == 0)).sum())
+        keep &= w_all != 0
+        w = w_all[keep]
+    if ndropped or zero:
         frame = frame.loc[keep]
     if len(frame) == 0:
-        raise DataError("every row has a missing value in a model column; nothing is left to fit")
+        raise DataError("every row has a missing value in a model column" + (" or a zero weight" if zero else "")
+                        + "; nothing is left to fit")
     frame = frame.reset_index(drop=True)
+    for col in frame.columns:  # the levels of the rows used, in the source's order (as the SQL backends)
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].cat.remove_unused_categories()
     if spec.syntax == "stata":
         check_factor_values(spec, frame)
 
     mx = _matrix(spec.fixed, frame, "the fixed part")
     X = np.asarray(mx.to_numpy(dtype=float))
     xnames = tuple(fixed_name(c, spec.syntax) for c in mx.columns)
-    y = y_raw.to_numpy()[keep].astype(float) if ndropped else y_raw.to_numpy().astype(float)
+    y = y_raw.to_numpy()[keep].astype(float) if ndropped or zero else y_raw.to_numpy().astype(float)
 
     pool: list[str] = []
     zcols: list[np.ndarray] = []
@@ -232,4 +260,4 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     factors = [built[k] for k in keys]
     term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
     return ModelFrame(spec, y, X, xnames, mx.model_spec, tuple(pool), Z, tuple(term_columns),
-                      tuple(factors), tuple(term_factor), ndropped)
+                      tuple(factors), tuple(term_factor), ndropped, w, wname, zero)

@@ -11,6 +11,10 @@ level labels (numbers that are integral match across int/float storage, so ``308
 population value, ``new_levels="population"``) or raises :class:`~hlm.errors.DataError`
 (``"error"``).  Rows with a missing value in a needed column predict NaN.  Rows are
 processed in chunks, so memory does not grow with the data beyond the output.
+
+``fitted`` and ``residuals`` cover the rows the fit used: with precision weights, rows
+weighing 0 are left out as lme4 leaves them out; residuals are response residuals
+y - fitted (lme4's default for lmer), not scaled by sqrt(w).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from hlm.aggregate.stats import pooled_message
 from hlm.errors import DataError, OptionError
 from hlm.modelframe import fixed_name, pool_name, used_columns
 from hlm.source import to_pandas
+from hlm.weights import ARRAY_NAME, as_array
 
 if TYPE_CHECKING:
     from hlm.fit import Fit
@@ -163,7 +168,7 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
     if data is None:
         raise DataError("this fit keeps no data; pass newdata")
     cols = _needed_columns(fit)
-    frame = to_pandas(data, cols)
+    frame = to_pandas(data, cols, value_labels=fit.spec.syntax != "stata")
     index = frame.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(frame))
     keep = frame.notna().all(axis=1).to_numpy()
     out = np.full(len(frame), np.nan)
@@ -172,23 +177,38 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
     return pd.Series(out, index=index, name="predicted")
 
 
-def _used_rows(fit: "Fit") -> pd.DataFrame:
+def _used_rows(fit: "Fit") -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The rows the fit used (none missing in a model column, no zero precision weight) and
+    their precision weights (None without)."""
     if fit.data is None:
         raise DataError("this fit keeps no data (fitted from aggregates); use fit.predict(data)")
-    frame = to_pandas(fit.data, used_columns(fit.spec))
-    return frame.loc[frame.notna().all(axis=1).to_numpy()]
+    cols = used_columns(fit.spec)
+    name = fit.aggregates.weights
+    frame = to_pandas(fit.data, cols + [name] if name not in (None, ARRAY_NAME) else cols,
+                      value_labels=fit.spec.syntax != "stata")
+    keep = frame[cols].notna().all(axis=1).to_numpy()
+    if name is None:
+        return frame.loc[keep, cols], None
+    if name == ARRAY_NAME and fit.weights is None:
+        raise DataError("this fit keeps no weights array; refit with hlm.fit(..., weights=...)")
+    w = frame[name].to_numpy(dtype=float, na_value=np.nan) if name != ARRAY_NAME else as_array(fit.weights, len(frame))
+    keep = keep & (np.asarray(w, dtype=float) != 0)
+    return frame.loc[keep, cols], np.asarray(w, dtype=float)[keep]
 
 
 def fitted(fit: "Fit", *, chunk_rows: int = CHUNK_ROWS) -> pd.Series:
     """Conditional fitted values X beta + Z b for the rows used in the fit (lme4's fitted)."""
-    frame = _used_rows(fit)
+    frame, _ = _used_rows(fit)
     values = predict_frame(fit, frame, re=True, new_levels="error", chunk_rows=chunk_rows)
     return pd.Series(values, index=frame.index, name="fitted")
 
 
-def residuals(fit: "Fit", *, chunk_rows: int = CHUNK_ROWS) -> pd.Series:
-    """Response minus conditional fitted values for the rows used in the fit."""
-    frame = _used_rows(fit)
+def residuals(fit: "Fit", *, pearson: bool = False, chunk_rows: int = CHUNK_ROWS) -> pd.Series:
+    """Response minus conditional fitted values for the rows used in the fit; ``pearson``:
+    times sqrt(w_i) under precision weights (lme4's type="pearson"; the same without)."""
+    frame, w = _used_rows(fit)
     values = predict_frame(fit, frame, re=True, new_levels="error", chunk_rows=chunk_rows)
-    y = frame[fit.spec.response].to_numpy(dtype=float)
-    return pd.Series(y - values, index=frame.index, name="residual")
+    res = frame[fit.spec.response].to_numpy(dtype=float) - values
+    if pearson and w is not None:
+        res = res * np.sqrt(w)
+    return pd.Series(res, index=frame.index, name="residual")

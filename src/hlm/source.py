@@ -3,18 +3,27 @@
 Everything in memory becomes a pandas DataFrame holding only the columns a model uses;
 files are read column-selectively.  (Out-of-core fitting of files goes through the DuckDB
 aggregation backend instead, which never loads rows.)
+
+A categorical column keeps the level order its source declares, whatever the path: a
+pandas categorical's categories, a polars Enum's categories, an Arrow dictionary (and a
+Parquet file written from one), a Stata value label (levels in value order, so the base is
+the lowest value, as Stata's).  What declares no order -- CSV, strings, polars
+Categorical (which polars itself sorts lexically) -- has its levels sorted, as R does.
 """
 
 from __future__ import annotations
 
 import difflib
+import glob
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
-from hlm.errors import ColumnError, DataError, FileError
+from hlm.errors import ColumnError, DataError, FileError, HLMWarning
 
 READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".dta": "dta"}
 
@@ -63,8 +72,12 @@ def check_file(path: str | os.PathLike) -> None:
         raise DataError(f"the data has no rows: '{path}' holds at most a header line")
 
 
-def read_file(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pd.DataFrame:
-    """Read a CSV, Parquet or Stata file, only ``columns`` when given."""
+def read_file(path: str | os.PathLike, columns: Iterable[str] | None = None, *,
+              value_labels: bool = True) -> pd.DataFrame:
+    """Read a CSV, Parquet or Stata file, only ``columns`` when given.
+
+    ``value_labels``: a Stata variable whose every value is labelled becomes a categorical
+    named by its labels (see :func:`stata_categoricals`); else its values are kept."""
     kind = file_kind(path)
     check_file(path)
     cols = None if columns is None else list(dict.fromkeys(columns))
@@ -79,11 +92,13 @@ def read_file(path: str | os.PathLike, columns: Iterable[str] | None = None) -> 
 
             if cols is not None:
                 check_columns(cols, pq.read_schema(path).names)
-            return pq.read_table(path, columns=cols).to_pandas()
+            return arrow_to_pandas(pq.read_table(path, columns=cols))
         frame = pd.read_stata(path, convert_categoricals=False)
         if cols is not None:
             check_columns(cols, frame.columns)
             frame = frame[cols]
+        if value_labels:
+            frame = stata_categoricals(frame, pd.read_stata(path, columns=cols))
         return frame
     except (ColumnError, FileError):
         raise
@@ -107,17 +122,19 @@ def check_columns(needed: Iterable[str], available: Iterable[Any]) -> None:
             raise ColumnError(f"column '{col}' is not in the data{hint}")
 
 
-def to_pandas(data: Any, columns: Iterable[str] | None = None) -> pd.DataFrame:
-    """Any supported source as a pandas DataFrame restricted to ``columns`` (if given)."""
+def to_pandas(data: Any, columns: Iterable[str] | None = None, *, value_labels: bool = True) -> pd.DataFrame:
+    """Any supported source as a pandas DataFrame restricted to ``columns`` (if given);
+    ``value_labels`` as :func:`read_file`."""
     cols = None if columns is None else list(dict.fromkeys(columns))
     if isinstance(data, (str, os.PathLike)):
-        return read_file(data, cols)
+        return read_file(data, cols, value_labels=value_labels)
     if isinstance(data, pd.DataFrame):
         frame = data
     elif type(data).__module__.startswith("polars"):
-        frame = data.select(cols).to_pandas() if cols is not None and _has(data.columns, cols) else data.to_pandas()
+        picked = data.select(cols) if cols is not None and _has(data.columns, cols) else data
+        frame = arrow_to_pandas(picked.to_arrow())
     elif type(data).__module__.startswith("pyarrow"):
-        frame = data.select(cols).to_pandas() if cols is not None and _has(data.column_names, cols) else data.to_pandas()
+        frame = arrow_to_pandas(data.select(cols) if cols is not None and _has(data.column_names, cols) else data)
     elif isinstance(data, dict):
         frame = pd.DataFrame(data)
     else:
@@ -134,3 +151,113 @@ def to_pandas(data: Any, columns: Iterable[str] | None = None) -> pd.DataFrame:
 def _has(available: Iterable[str], cols: list[str]) -> bool:
     have = set(available)
     return all(c in have for c in cols)
+
+
+def _lexical(field: Any) -> bool:
+    """Whether an Arrow dictionary field is a polars Categorical, whose order is lexical (a
+    polars Enum, like any other dictionary, declares its order)."""
+    meta = field.metadata or {}
+    return any(key.startswith(b"_PL_CATEGORICAL") for key in meta)
+
+
+def arrow_to_pandas(table: Any) -> pd.DataFrame:
+    """An Arrow table as pandas: dictionary columns become categoricals in dictionary order
+    (pyarrow unifies the chunks' dictionaries), polars Categoricals with sorted levels."""
+    frame = table.to_pandas()
+    for field in table.schema:
+        if _lexical(field) and isinstance(frame[field.name].dtype, pd.CategoricalDtype):
+            frame[field.name] = frame[field.name].cat.reorder_categories(
+                sorted(frame[field.name].cat.categories))
+    return frame
+
+
+def parquet_levels(path: str | os.PathLike, columns: Iterable[str] | None = None) -> dict[str, list]:
+    """The level order a Parquet source declares for its dictionary columns among ``columns``
+    (written from a pandas categorical or an Arrow dictionary): the stored Arrow dictionary
+    of the first row group of the first file (a path, glob or folder); pandas writes every
+    category, used or not, to every row group.  Columns declaring no order are absent; see
+    :func:`warn_lost_categories` for the others."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = str(path)
+    if Path(text).is_dir():
+        files = sorted(glob.glob(os.path.join(text, "**", "*.parquet"), recursive=True))
+    elif any(ch in text for ch in "*?["):
+        files = sorted(glob.glob(text, recursive=True))
+    else:
+        files = [text]
+    if not files:
+        return {}
+    wanted = None if columns is None else set(columns)
+    try:
+        pf = pq.ParquetFile(files[0])
+        warn_lost_categories(pf.schema_arrow, list(wanted) if wanted is not None else pf.schema_arrow.names, path)
+        names = [f.name for f in pf.schema_arrow if pa.types.is_dictionary(f.type) and not _lexical(f)
+                 and (wanted is None or f.name in wanted)]
+        if not names or pf.num_row_groups == 0:
+            return {}
+        table = pf.read_row_group(0, columns=names).unify_dictionaries()
+    except Exception as exc:  # pyarrow raises its own error types for corrupt files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileError(f"cannot read '{files[0]}' as parquet: {first}") from None
+    out = {}
+    for name in names:
+        col = table.column(name)
+        if col.num_chunks:
+            out[name] = col.chunk(0).dictionary.to_pylist()
+    return out
+
+
+def warn_lost_categories(schema: Any, columns: Iterable[str], path: Any) -> None:
+    """Warn (:class:`~hlm.errors.HLMWarning`) about ``columns`` (predictors) that the Parquet
+    file's pandas metadata says were categoricals but that are stored as plain values
+    (pyarrow keeps only categoricals of strings as dictionaries): they are read as what
+    they hold, numbers, as pandas reads them, where the frame written had a factor."""
+    meta = (schema.pandas_metadata or {}) if schema.metadata and b"pandas" in schema.metadata else {}
+    wanted = set(columns)
+    for entry in meta.get("columns", []):
+        name = entry.get("field_name")
+        if entry.get("pandas_type") != "categorical" or name not in wanted or schema.get_field_index(name) < 0:
+            continue
+        if not str(schema.field(name).type).startswith("dictionary"):
+            warnings.warn(f"column '{name}' of '{path}' was written from a pandas categorical of numbers, whose "
+                          f"categories Parquet does not keep: it is read as numbers; write C({name}) for a factor "
+                          "(levels in sorted order)", HLMWarning, stacklevel=4)
+
+
+def stata_categoricals(values: pd.DataFrame, labelled: pd.DataFrame) -> pd.DataFrame:
+    """``values`` (a .dta file's raw values) with each variable whose every value carries a
+    value label (``labelled``: the same rows with labels) as a categorical: levels in order of
+    value, so the first (the reference) is the lowest value, Stata's base level, and named by
+    the labels (a label shared by several values gets the value in brackets).  A partly
+    labelled variable keeps its values."""
+    out = values.copy()
+    for col in labelled.columns:
+        lab = labelled[col]
+        if not isinstance(lab.dtype, pd.CategoricalDtype) or not all(isinstance(c, str) for c in lab.cat.categories):
+            continue
+        raw = values[col].to_numpy()
+        present = lab.notna().to_numpy()
+        levels, first = np.unique(raw[present], return_index=True)
+        names = lab.to_numpy()[present][first].tolist()
+        shared = {n for n in names if names.count(n) > 1}
+        names = [f"{n} ({v:g})" if n in shared else n for n, v in zip(names, levels)]
+        codes = np.full(len(raw), -1, dtype=np.int64)
+        codes[present] = np.searchsorted(levels, raw[present])
+        out[col] = pd.Categorical.from_codes(codes, categories=names)
+    return out
+
+
+def categories_as_text(frame: pd.DataFrame, skip: Iterable[str] = ()) -> pd.DataFrame:
+    """``frame`` with its categoricals of numbers (except ``skip``) as categoricals of their
+    text, in the same order: DuckDB keeps a categorical only as an ENUM, of strings (one of
+    numbers becomes a plain number column), and the level names read the same either way."""
+    out = frame
+    for col in frame.columns:
+        values = frame[col]
+        if (col not in set(skip) and isinstance(values.dtype, pd.CategoricalDtype)
+                and not all(isinstance(c, str) for c in values.cat.categories)):
+            out = out.copy() if out is frame else out
+            out[col] = values.cat.rename_categories([str(c) for c in values.cat.categories])
+    return out

@@ -25,6 +25,10 @@ R^2 (Nakagawa & Schielzeth 2013, Johnson 2014): sigma_f^2 = var(X beta) over the
 (n - 1 denominator, as MuMIn), sigma_r^2 = sum_f mean over rows of z' Sigma_f z =
 trace(Sigma_f Z_f'Z_f) / n; marginal R^2 = sigma_f^2 / (sigma_f^2 + sigma_r^2 + sigma^2),
 conditional = (sigma_f^2 + sigma_r^2) / (same).
+
+Precision weights (:mod:`hlm.weights`): sigma^2 is the residual variance of a row of
+weight 1 (row i has sigma^2 / w_i), so the shares and ICCs are those of such a row.  R^2
+has no single residual variance to use and is refused for weighted fits.
 """
 
 from __future__ import annotations
@@ -228,6 +232,9 @@ def _global_ztz(fit: "Fit") -> np.ndarray:
 def r2_table(fit: "Fit") -> dict[str, float]:
     """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension for slopes)."""
     agg = fit.aggregates
+    if agg.weights is not None:
+        raise DataError("R^2 is not defined for a fit with precision weights (the residual variance sigma^2 / w_i "
+                        "differs by row); report the variance components or fit without weights")
     n, p = fit.nobs, len(agg.xnames)
     beta = np.asarray(fit.profiled.beta, dtype=float)
     ss = float(beta @ agg.ktk[:p, :p] @ beta)

@@ -47,10 +47,13 @@ def choose_backend(data: Any, backend: Backend = "auto", *, sql: str | None = No
 
 
 def aggregate_any(spec: Any, data: Any, *, backend: Backend = "auto", sql: str | None = None,
-                  con: Any = None) -> tuple[Aggregates, Any]:
+                  con: Any = None, weights: Any = None) -> tuple[Aggregates, Any]:
     """Aggregates of ``data`` (or of ``sql`` on ``con``) by the chosen backend, and formulaic's
-    fixed-part spec (``None`` when it cannot serve ``predict(newdata)``)."""
+    fixed-part spec (``None`` when it cannot serve ``predict(newdata)``).  ``weights``:
+    precision weights (:mod:`hlm.weights`), a column summed in the same GROUP BY; an array
+    only for in-memory data."""
     from hlm.errors import OptionError
+    from hlm.weights import ARRAY_NAME, weights_name
 
     which = choose_backend(data, backend, sql=sql)
     if sql is not None and which != "duckdb":
@@ -59,22 +62,34 @@ def aggregate_any(spec: Any, data: Any, *, backend: Backend = "auto", sql: str |
         from hlm.aggregate.memory import aggregate_frame
         from hlm.modelframe import build_frame
 
-        frame = build_frame(spec, data)
+        frame = build_frame(spec, data, weights)
         return aggregate_frame(frame), frame.x_model_spec
+    wname = weights_name(weights)
     if which == "duckdb":
         from hlm.aggregate.duckdb import aggregate_duckdb, is_relation
 
-        if sql is None and not is_relation(data) and not isinstance(data, (str, os.PathLike)):
+        frame_data = sql is None and not is_relation(data) and not isinstance(data, (str, os.PathLike))
+        if wname == ARRAY_NAME and not frame_data:
+            raise OptionError("weights given as an array need an in-memory data frame; for files, SQL and "
+                              "relations name the weights column (weights='w')")
+        if frame_data:
             import duckdb
 
             from hlm.modelframe import used_columns
-            from hlm.source import to_pandas
+            from hlm.source import categories_as_text, to_pandas
+            from hlm.weights import as_array
 
             con = con if con is not None else duckdb.connect()
-            data = con.from_df(to_pandas(data, used_columns(spec)))
-        agg, plan = aggregate_duckdb(spec, data, con, sql=sql, return_plan=True)
+            frame = to_pandas(data, used_columns(spec) + ([weights] if isinstance(weights, str) else []))
+            if wname == ARRAY_NAME:
+                frame = frame.assign(**{ARRAY_NAME: as_array(weights, len(frame))})
+            data = con.from_df(categories_as_text(frame, spec.group_columns))
+        agg, plan = aggregate_duckdb(spec, data, con, sql=sql, return_plan=True, weights=wname)
         return agg, plan.x_model_spec
     from hlm.aggregate.spark import aggregate_spark
 
-    agg, plan = aggregate_spark(spec, data, return_plan=True)
+    if wname == ARRAY_NAME:
+        raise OptionError("weights given as an array need an in-memory data frame; for Spark name the weights "
+                          "column (weights='w')")
+    agg, plan = aggregate_spark(spec, data, return_plan=True, weights=wname)
     return agg, plan.x_model_spec

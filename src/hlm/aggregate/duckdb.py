@@ -9,10 +9,11 @@ bounded by the number of groups).  Sources: a path or glob of Parquet or CSV fil
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import pandas as pd
 from hlm.aggregate import sql as q
 from hlm.aggregate.stats import Aggregates
 from hlm.errors import DataError, FileError, HLMError, HLMWarning, OptionError
+from hlm.source import parquet_levels
 from hlm.spec.terms import ModelSpec
 
 def _memory_limit() -> str:
@@ -77,6 +79,17 @@ def table_function(path: str | os.PathLike) -> str:
         return f"read_csv({lit}, header=true, delim='\\t', {_CSV_TYPES}, {_CSV_NULLS})"
     raise FileError(f"the DuckDB backend reads .parquet and .csv files, not '{suffix or text}'; "
                     "use backend='memory' for other files")
+
+
+_ENUM_VALUE = re.compile(r"'((?:[^']|'')*)'")
+
+
+def enum_levels(sql_type: str) -> list[str] | None:
+    """The values of a DuckDB ``ENUM('a', 'b')`` type, in order; None for other types."""
+    t = sql_type.strip()
+    if not t.upper().startswith("ENUM("):
+        return None
+    return [v.replace("''", "'") for v in _ENUM_VALUE.findall(t)]
 
 
 def _reason(exc: Exception) -> str:
@@ -170,6 +183,7 @@ class _Source:
                 self.con.execute("SET preserve_insertion_order = false")
             except Exception:  # pragma: no cover - older duckdb
                 pass
+        self.enums = self._strings_for_enums()
         if self.con is not None:
             show = sys.stderr.isatty() if progress is None else progress
             try:
@@ -202,6 +216,27 @@ class _Source:
         """A large result (one row per group), streamed to numpy in batches."""
         return self.run(query, stream=True)
 
+    def _strings_for_enums(self) -> dict[str, list[str]]:
+        """ENUM columns (a pandas categorical becomes one) are read as their labels (DuckDB
+        returns an ENUM's codes in lists); their declared levels are returned."""
+        if self.path is not None:  # files hold no ENUMs
+            return {}
+        enums = {c: levels for c, t in self.schema().items() if (levels := enum_levels(t)) is not None}
+        if enums:
+            casts = ", ".join(f"CAST({q.DUCKDB.ident(c)} AS VARCHAR) AS {q.DUCKDB.ident(c)}" for c in enums)
+            if self.rel is not None:
+                self.rel = self.rel.project(f"* REPLACE ({casts})")
+            else:
+                self.src = f"(SELECT * REPLACE ({casts}) FROM {self.src}) AS hlm_src"
+        return enums
+
+    def declared_levels(self, columns: Sequence[str]) -> dict[str, list]:
+        """The level order the source declares for those of ``columns`` it declares one for:
+        ENUM types' values, a Parquet file's stored dictionaries (DuckDB reads them as strings)."""
+        if self.path is not None and self.kind == "parquet":
+            return parquet_levels(self.path, columns)
+        return {c: self.enums[c] for c in columns if c in self.enums}
+
     def schema(self) -> dict[str, str]:
         if self.rel is not None:
             return {c: str(t) for c, t in zip(self.rel.columns, self.rel.types)}
@@ -210,7 +245,8 @@ class _Source:
 
 
 def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sql: str | None = None,
-                     progress: bool | None = None, return_plan: bool = False) -> Aggregates:
+                     progress: bool | None = None, return_plan: bool = False,
+                     weights: str | None = None) -> Aggregates:
     """Sufficient statistics of ``source`` computed by DuckDB.
 
     Parameters
@@ -220,6 +256,7 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     con : a duckdb connection for paths and ``sql`` (a fresh in-memory one if omitted).
     sql : a query whose result is the data.
     progress : show DuckDB's progress bar (default: when stderr is a terminal).
+    weights : a column of precision weights (:mod:`hlm.weights`); every sum is weighted.
 
     Queries: a prepass for categorical levels and ``center()`` means when the model needs
     them, a ``COUNT(*)`` of all rows, one global scan for ``[X y]'[X y]`` and one grouped
@@ -233,7 +270,7 @@ def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sq
     opens itself get :data:`MEMORY_LIMIT`).
     """
     src = _Source(source, sql=sql, con=con, progress=progress)
-    plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src)
+    plan = q.plan(spec, src.schema(), q.DUCKDB, src.run, src.src, weights=weights, declared=src.declared_levels)
     agg = q.compute(plan, src.run, src.src, src.fetch)
     return (agg, plan) if return_plan else agg
 
@@ -294,7 +331,7 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     number of rows written.
     """
     src = _writer_source("write_predictions", source, sql, con, progress)
-    plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src)
+    plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src, declared=src.declared_levels)
     d = q.DUCKDB
     xb = _fixed_part(fit, plan)
     joins, zb = [], []
@@ -354,7 +391,7 @@ def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any 
         if fac.pooled is None:
             continue
         assert agg.chain is not None and modes.pooled_parent is not None
-        plan = q.plan(fit.spec, src.schema(), d, src.run, src.src)
+        plan = q.plan(fit.spec, src.schema(), d, src.run, src.src, declared=src.declared_levels)
         parent = agg.factors[agg.chain[1]]
         table = {f"hlm_pk{i}": np.asarray(key) for i, key in enumerate(parent.keys)}
         table["hlm_c"], table["hlm_v"] = modes.pooled_parent

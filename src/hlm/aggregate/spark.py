@@ -68,11 +68,12 @@ class _SparkSource:
             pass
 
 
-def aggregate_spark(spec: ModelSpec, df: Any, *, return_plan: bool = False) -> Aggregates:
-    """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect)."""
+def aggregate_spark(spec: ModelSpec, df: Any, *, return_plan: bool = False, weights: str | None = None) -> Aggregates:
+    """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect;
+    ``weights``: a column of precision weights)."""
     src = _SparkSource(df)
     try:
-        plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src)
+        plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src, weights=weights)
         agg = q.compute(plan, src.run, src.src)
     finally:
         src.close()

@@ -14,6 +14,11 @@ rows: every fixed-effect column ``x_j``, the response ``y``, every random-effect
   MIN/MAX of the other factors' columns (nesting: a group lies in one outer group iff
   MIN = MAX).
 
+With precision weights (a column w, :mod:`hlm.weights`) every sum is ``SUM(w * ...)`` (the
+intercept's sums are ``SUM(w)``, not the count), rows with w = 0 are left out, the global
+scan adds ``SUM(LN(w))`` and counts the bad weights, and the innermost groups are never
+pooled by size (their weight sums rarely repeat).
+
 The query texts are the same for DuckDB and Spark SQL apart from identifier quoting,
 string literals and the distinct-collection aggregate (:class:`Dialect`).  Level codes,
 labels, parents and the cross blocks are assembled in numpy from the grouped rows (their
@@ -43,6 +48,7 @@ from hlm.errors import ColumnError, DataError, FormulaError
 from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
+from hlm.weights import check_counts, check_kind
 
 Kind = Literal["numeric", "float", "bool", "string", "other"]
 Runner = Callable[[str], Mapping[str, np.ndarray]]
@@ -95,6 +101,16 @@ def column_kind(sql_type: str) -> Kind:
     if t in ("VARCHAR", "STRING", "TEXT") or t.startswith("VARCHAR") or t.startswith("CHAR"):
         return "string"
     return "other"
+
+
+def ordered_levels(present, declared: Sequence | None) -> list:
+    """The levels present, in the order the source declares (a categorical's categories);
+    sorted where it declares none, and any it does not declare after it, sorted."""
+    values = sorted(v.item() if isinstance(v, np.generic) else v for v in present)
+    if not declared:
+        return values
+    rank = {v: i for i, v in enumerate(declared)}
+    return sorted(values, key=lambda v: (0, rank[v]) if v in rank else (1, 0))
 
 
 # --------------------------------------------------------------------------- terms -> SQL
@@ -259,8 +275,8 @@ def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapp
         if col in levels and levels[col]:
             vals = levels[col]
             data[col] = [vals[i % len(vals)] for i in range(n)]
-            if kinds.get(col) == "string":
-                data[col] = pd.Series(data[col], dtype=object)
+            if kinds.get(col) == "string":  # a categorical: formulaic keeps the levels' order
+                data[col] = pd.Categorical(data[col], categories=vals)
         elif kinds.get(col) == "bool":
             data[col] = [bool(i % 2) for i in range(n)]
         else:
@@ -348,6 +364,7 @@ class Plan:
     term_factor: tuple[int, ...]
     group_columns: tuple[str, ...]
     x_model_spec: object = None
+    weights: str | None = None  # a column of precision weights (aliased hw in the base query)
 
     # ---- SQL pieces
     def where(self) -> str:
@@ -361,13 +378,27 @@ class Plan:
         return " AND ".join(conds)
 
     def base(self, src: str) -> str:
-        """The model frame as a subquery: k0..k{p} ([X y]), z0.., g0.. over the complete rows."""
+        """The model frame as a subquery: k0..k{p} ([X y]), z0.., g0.. (and the weight hw) over
+        the complete rows (less those weighing 0)."""
         d = self.dialect
         sel = [f"{c.sql} AS k{j}" for j, c in enumerate(self.xcols)]
         sel.append(f"CAST({d.ident(self.spec.response)} AS DOUBLE) AS k{len(self.xcols)}")
         sel += [f"{c.sql} AS z{a}" for a, c in enumerate(self.zcols)]
         sel += [f"{d.ident(c)} AS g{i}" for i, c in enumerate(self.group_columns)]
-        return f"SELECT {', '.join(sel)} FROM {src} WHERE {self.where()}"
+        where = self.where()
+        if self.weights is not None:
+            w = d.ident(self.weights)
+            sel.append(f"CAST({w} AS DOUBLE) AS hw")
+            where += f" AND ({w} IS NULL OR NOT ({w} = 0))"
+        return f"SELECT {', '.join(sel)} FROM {src} WHERE {where}"
+
+    def _sum(self, expr: str) -> str:
+        """The SQL sum of ``expr`` over the rows, weighted by the precision weights if any."""
+        return f"SUM({expr if self.weights is None else _mul('hw', expr)})"
+
+    def _summed(self, expr: str) -> bool:
+        """Whether a product needs its own SUM (else it is the group's count)."""
+        return expr != "1.0" or self.weights is not None
 
     @property
     def k(self) -> int:
@@ -384,13 +415,22 @@ class Plan:
         sums = []
         for a in range(self.k):
             for b in range(a, self.k):
-                sums.append(f"SUM({_mul(self._kexpr(a), self._kexpr(b))}) AS kk_{a}_{b}")
+                sums.append(f"{self._sum(_mul(self._kexpr(a), self._kexpr(b)))} AS kk_{a}_{b}")
         inf = "CAST('Infinity' AS DOUBLE)"
         sums += [f"SUM(CASE WHEN ABS(k{j}) = {inf} THEN 1 ELSE 0 END) AS inf_{j}" for j in range(self.k)]
+        if self.weights is not None:  # lme4's ldW and the bad weights (see hlm.weights)
+            sums += ["SUM(CASE WHEN hw > 0 THEN LN(hw) ELSE 0.0 END) AS log_w",
+                     "SUM(CASE WHEN hw IS NULL OR isnan(hw) THEN 1 ELSE 0 END) AS w_missing",
+                     f"SUM(CASE WHEN ABS(hw) = {inf} THEN 1 ELSE 0 END) AS w_infinite",
+                     "SUM(CASE WHEN hw < 0 THEN 1 ELSE 0 END) AS w_negative"]
         return f"SELECT COUNT(*) AS n, {', '.join(sums)} FROM ({self.base(src)}) hlm_base"
 
     def count_query(self, src: str) -> str:
-        return f"SELECT COUNT(*) AS n FROM {src}"
+        """All rows (and the complete rows weighing 0, with precision weights)."""
+        if self.weights is None:
+            return f"SELECT COUNT(*) AS n FROM {src}"
+        zero = f"{self.where()} AND {self.dialect.ident(self.weights)} = 0"
+        return f"SELECT COUNT(*) AS n, SUM(CASE WHEN {zero} THEN 1 ELSE 0 END) AS nzero FROM {src}"
 
     def minmax_columns(self) -> list[int]:
         """Grouping columns whose MIN/MAX per group decide nesting (pairs neither a subset of the other)."""
@@ -434,7 +474,8 @@ class Plan:
         return list(dict.fromkeys(tuple(sorted(a | b)) for a, b in itertools.combinations(sets, 2)))
 
     def group_query(self, src: str, sets: Sequence[tuple[int, ...]] | None = None, *, ztk: bool = True) -> str:
-        """One scan: per group of every grouping set, n, sum z z' (and sum z k', MIN/MAX for nesting)."""
+        """One scan: per group of every grouping set, n, sum z z' (and sum z k', MIN/MAX for nesting);
+        with precision weights, sum w z z' and sum w z k'."""
         sets = list(sets if sets is not None else self.factor_sets())
         z = len(self.zcols)
         many = len(sets) > 1
@@ -444,11 +485,11 @@ class Plan:
         sel.append("COUNT(*) AS n")
         for a in range(z):
             for b in range(a, z):
-                if _mul(self._zexpr(a), self._zexpr(b)) != "1.0":  # else the count
-                    sel.append(f"SUM({_mul(self._zexpr(a), self._zexpr(b))}) AS zz_{a}_{b}")
+                if self._summed(zz := _mul(self._zexpr(a), self._zexpr(b))):  # else the count
+                    sel.append(f"{self._sum(zz)} AS zz_{a}_{b}")
             for c in range(self.k if ztk else 0):
-                if _mul(self._zexpr(a), self._kexpr(c)) != "1.0":
-                    sel.append(f"SUM({_mul(self._zexpr(a), self._kexpr(c))}) AS zk_{a}_{c}")
+                if self._summed(zk := _mul(self._zexpr(a), self._kexpr(c))):
+                    sel.append(f"{self._sum(zk)} AS zk_{a}_{c}")
         for i in self.minmax_columns() if ztk else []:
             sel += [f"MIN(g{i}) AS mn{i}", f"MAX(g{i}) AS mx{i}"]
         if many:
@@ -505,9 +546,20 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
     return tr, xcols, x_spec, pool, zcols, tuple(term_columns)
 
 
-def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str) -> Plan:
-    """Build the query plan, running the prepass (levels, means) when the model needs one."""
+def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str,
+         weights: str | None = None,
+         declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None = None) -> Plan:
+    """Build the query plan, running the prepass (levels, means) when the model needs one;
+    ``weights``: a column of precision weights.
+
+    A categorical column's levels are those present in the complete rows, in the order the
+    source declares (``declared(predictor columns)``: e.g. a Parquet file's stored
+    dictionaries, a DuckDB ENUM's values), else sorted: the first is the reference level, as
+    in the in-memory path."""
     kinds = {c: column_kind(t) for c, t in schema.items()}
+    if weights is not None:
+        check_columns([weights], schema.keys())
+        check_kind(kinds[weights] in ("numeric", "float"), weights, schema[weights])
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
     # function names such as sqrt and misses the arguments of center())
@@ -526,11 +578,13 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     means: dict[str, float] = {}
     skeleton = Plan(spec, dialect, kinds, used, [], "", [], (), (), (), (), (), ())
     query = skeleton.prepass_query(src, cat, tr.needs.means)
+    predictors = sorted(set(cat) | {c for c in tr.needs.columns if c not in spec.group_columns})
+    orders = declared(predictors) if declared is not None else {}
     if query is not None:
         res = run(query)
         for i, col in enumerate(cat):
             vals = _first(res[f"lv{i}"])
-            levels[col] = sorted(v.item() if isinstance(v, np.generic) else v for v in (vals if vals is not None else []))
+            levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
         for key in tr.needs.means.values():
             means[key] = float(_first(res[key]))
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
@@ -551,7 +605,7 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
             factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
         term_factor.append(keys.index(key))
     return Plan(spec, dialect, kinds, used, xcols, spec.response, zcols, xnames, tuple(pool), term_columns,
-                tuple(factors), tuple(term_factor), group_columns, x_spec if not means else None)
+                tuple(factors), tuple(term_factor), group_columns, x_spec if not means else None, weights)
 
 
 def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind]):
@@ -685,8 +739,8 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
             for b in range(a, z):
                 ztz[:, a, b] = ztz[:, b, a] = cols.get(f"zz_{a}_{b}", cols["n"])[rows]
             for c in range(k):
-                one = p._zexpr(a) == "1.0" and p._kexpr(c) == "1.0"
-                ztk[:, a, c] = cols["n"][rows] if one else cols[f"zk_{a}_{c}"][rows] if f"zk_{a}_{c}" in cols else np.nan
+                name = f"zk_{a}_{c}"
+                ztk[:, a, c] = cols[name][rows] if name in cols else cols["n"][rows] if _count(p, a, c) else np.nan
         return ztz, ztk
 
     # per factor: rows in label order
@@ -844,11 +898,15 @@ def _leaf_blocks(p: Plan, cols: dict, counts: np.ndarray) -> tuple[np.ndarray, n
         for b in range(a, z):
             ztz[:, a, b] = ztz[:, b, a] = cols.get(f"zz_{a}_{b}", counts)
         for c in range(k):
-            one = p._zexpr(a) == "1.0" and p._kexpr(c) == "1.0"
-            ztk[:, a, c] = counts if one else cols[f"zk_{a}_{c}"]
+            ztk[:, a, c] = counts if _count(p, a, c) else cols[f"zk_{a}_{c}"]
     for name in [n for n in cols if n.startswith(("zz_", "zk_"))]:
         del cols[name]
     return ztz, ztk
+
+
+def _count(p: Plan, a: int, c: int) -> bool:
+    """Whether sum z_a k_c over a group is its row count (both columns 1, no weights)."""
+    return p.weights is None and p._zexpr(a) == "1.0" and p._kexpr(c) == "1.0"
 
 
 def _first_rows(code: np.ndarray, m: int) -> np.ndarray:
@@ -977,13 +1035,29 @@ def pooled_chain(p: Plan, glob: Mapping[str, np.ndarray], cells: Mapping[str, np
 
 def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggregates:
     """Every query of a plan, run by ``run`` (``fetch`` for the large grouped results)."""
-    fetch = fetch or run
-    ntotal = int(np.asarray(run(p.count_query(src))["n"])[0])
+    counted = run(p.count_query(src))
+    ntotal = int(np.asarray(counted["n"])[0])
     glob = run(p.global_query(src))
     check_complete_rows(p, glob, ntotal, run, src)
+    agg = _compute(p, run, src, fetch or run, glob, ntotal)
+    if p.weights is None:
+        return agg
+    nzero = int(np.nan_to_num(_as_array(counted["nzero"]).astype(float))[0])
+    return replace(agg, weights=p.weights, log_weights=float(_as_array(glob["log_w"])[0]), zero_weights=nzero,
+                   ndropped=agg.ndropped - nzero)
+
+
+def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, np.ndarray],
+             ntotal: int) -> Aggregates:
+    """The grouped queries and the assembly of :func:`compute`."""
+    if p.weights is not None:
+        def count(name: str) -> int:
+            return int(np.nan_to_num(_as_array(glob[name]).astype(float))[0])
+        check_counts(p.weights, missing=count("w_missing"), infinite=count("w_infinite"),
+                     negative=count("w_negative"))
     nested = p.nested_chain()
     if (nested is not None and len(nested[0]) >= 2 and p.pool == ("(Intercept)",)
-            and ntotal >= POOL_LEAF_GROUPS):
+            and ntotal >= POOL_LEAF_GROUPS and p.weights is None):
         agg = pooled_chain(p, glob, fetch(p.pooled_query(src, nested[0])), ntotal, nested[0])
         if agg is not None:
             return agg

@@ -1,5 +1,5 @@
 """CLI command: ``hlm fit DATA MODEL [--ml] [--json] [--style stata|lme4] [--plot FILE.png]
-[--plot-kind caterpillar|variance|profile] [--reorder]``.
+[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN]``.
 
 Nothing is printed or written until the fit (and the plot) succeeded; warnings (reordered
 levels, implicitly nested ids, boundary fits) follow the output as ``warning: ...`` lines."""
@@ -57,6 +57,9 @@ def fit_command(
                                        "profile (profile zeta per parameter)"),
     reorder: bool = typer.Option(False, "--reorder",
                                  help="Fit nested levels listed inner to outer in the corrected order (else an error)"),
+    weights: str = typer.Option(None, "--weights",
+                                help="Column of PRECISION weights, as lme4's weights= (row variance sigma^2/w); "
+                                     "not sampling/survey weights"),
 ) -> None:
     """Fit a linear mixed model and print its summary."""
     from hlm.checks import option_spelling
@@ -69,7 +72,7 @@ def fit_command(
     target = _plot_target(plot) if plot else None
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"):
         warnings.simplefilter("always")
-        result = fit(model, data, reml=False if ml else None, reorder=reorder)
+        result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
         text = json.dumps(result.to_dict(), indent=2, allow_nan=True) if as_json else \
             result.summary(style=style or result.spec.syntax)
         if target is not None:

@@ -14,9 +14,9 @@ is the sum of its children's.  For random intercepts this is DESIGN.md's recursi
 ``Q -= t/(1+tW) S S'``, ``W <- W/(1+tW)``, ``S <- S/(1+tW)``.  Cost: O(groups), no rows.
 
 Leaf compression: when the only random-effect column is the intercept, the leaf groups are
-pooled by their count (:class:`~hlm.aggregate.stats.LeafClasses`, exact), precomputed once
-per fit or delivered so by an SQL backend, so the largest level (students) costs
-O(parents x distinct counts) per evaluation.
+pooled by their count -- their weight sum W_g under precision weights -- (:class:`~hlm.
+aggregate.stats.LeafClasses`, exact), precomputed once per fit or delivered so by an SQL
+backend, so the largest level (students) costs O(parents x distinct counts) per evaluation.
 
 The random-intercept recursion runs as one compiled (numba) pass per level: per group a
 handful of flops on 1 + k numbers, so the pass is bound by memory traffic; numpy's
@@ -42,7 +42,8 @@ def leaf_classes(agg: Aggregates) -> LeafClasses | None:
     leaf = agg.factors[agg.chain[0]]
     if leaf.pooled is not None:
         return leaf.pooled
-    counts, cls = np.unique(leaf.counts, return_inverse=True)
+    # a leaf enters through W_g = 1'W_g1: its count, or its weight sum with precision weights
+    counts, cls = np.unique(leaf.counts if agg.weights is None else leaf.ztz[:, 0, 0], return_inverse=True)
     G_parent = agg.factors[agg.chain[1]].nlevels
     m, k = len(counts), leaf.ztk.shape[2]
     if G_parent * m * 2 > leaf.nlevels:

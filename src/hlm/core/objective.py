@@ -32,13 +32,21 @@ class DevianceFunction:
         return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled)
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """log|H| and K'H^{-1}K at theta."""
+        """log|H| and K'H^{-1}K at theta, H = Var(y) / sigma^2.
+
+        With precision weights W the core works on the rows scaled by W^{1/2} (weighted
+        aggregates), where H_w = I + Z_w Lambda Lambda' Z_w'; then H = W^{-1/2} H_w W^{-1/2},
+        so log|H| = log|H_w| - sum log w (lme4's ldL2 - ldW) and K'H^{-1}K = K_w'H_w^{-1}K_w."""
         lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
         if self.intercepts is not None:
-            return intercept_terms(self.agg, self.intercepts, lambdas, self.pooled)
-        if self.crossed is None:
-            return nested_terms(self.agg, self.struct, lambdas)
-        return crossed_terms(self.crossed, self.agg, lambdas)
+            logdet, Q = intercept_terms(self.agg, self.intercepts, lambdas, self.pooled)
+        elif self.crossed is None:
+            logdet, Q = nested_terms(self.agg, self.struct, lambdas)
+        else:
+            logdet, Q = crossed_terms(self.crossed, self.agg, lambdas)
+        if self.agg.weights is not None:
+            logdet -= self.agg.log_weights
+        return logdet, Q
 
     def profiled(self, theta: np.ndarray) -> Profiled:
         logdet, Q = self.terms(theta)

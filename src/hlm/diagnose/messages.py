@@ -109,10 +109,12 @@ def implicit_nesting_fix(pairs: Sequence[tuple[str, str]], factors: Sequence[str
 def implicit_nesting_message(
     frame: pd.DataFrame, pairs: Sequence[tuple[str, str]], factors: Sequence[str] | None = None
 ) -> str:
-    """Warning text for :func:`~hlm.diagnose.structure.implicit_nesting`, e.g. "cask ids
-    repeat across batch groups (cask 'a' occurs in 10 of 10): the crossed terms (1|batch)
-    + (1|cask) treat each cask id as one cask everywhere; if cask ids are only unique
-    within batch, write (1|batch/cask)"."""
+    """Warning text for :func:`~hlm.diagnose.structure.implicit_nesting`, e.g. "school ids
+    repeat across district groups (school 1 occurs in 30 of 30): the crossed terms
+    (1|district) + (1|school) treat each school id as one unit everywhere; if school ids are
+    only unique within district, write (1|district/school)".  A full cross (every outer
+    group has every inner id, as Pastes' casks a, b, c in every batch) is what a crossed
+    design with replicates looks like too, and the message says both readings."""
     pairs = list(pairs)
     if not pairs:
         return ""
@@ -123,10 +125,16 @@ def implicit_nesting_message(
     label = codes.label(inner, s.busiest_inner)
     crossed = " + ".join(f"(1|{f})" for f in dict.fromkeys(f for p in pairs for f in p))
     more = f" (and {len(pairs) - 1} more such pair{'s' if len(pairs) > 2 else ''})" if len(pairs) > 1 else ""
+    fix = f"if {inner} ids are only unique within {outer}, write {implicit_nesting_fix(pairs, factors)}"
+    if s.cells == s.n_outer * s.n_inner:  # a full cross: the data cannot tell crossed from nested
+        return (
+            f"{inner} ids repeat across {outer} groups (every {outer} has the same {s.n_inner:,} {inner} ids){more}: "
+            f"the crossed terms {crossed} treat each {inner} id as one unit everywhere, which is right if every "
+            f"{inner} is measured in every {outer} (then consider (1|{outer}:{inner}) for the replicated cells); {fix}"
+        )
     return (
         f"{inner} ids repeat across {outer} groups ({inner} {label!r} occurs in {s.max_parents:,} of "
-        f"{s.n_outer:,}){more}: the crossed terms {crossed} treat each {inner} id as one unit everywhere; "
-        f"if {inner} ids are only unique within {outer}, write {implicit_nesting_fix(pairs, factors)}"
+        f"{s.n_outer:,}){more}: the crossed terms {crossed} treat each {inner} id as one unit everywhere; {fix}"
     )
 
 

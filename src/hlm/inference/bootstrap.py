@@ -20,6 +20,10 @@ S = C - sum_g B_g A_g^+ B_g' = L_S L_S' reproduces that covariance, and then
 
 exactly in distribution, at O(groups) per replicate.  Crossed factors (``how="rows"``) need
 one more pass over the rows, so the fit must carry its data (``fit.data``).
+
+Precision weights: the aggregates are those of the rows scaled by sqrt(w), where the errors
+are N(0, sigma^2 I), so the draws above hold unchanged; on the rows, e*_i ~ N(0, sigma^2 / w_i)
+and the y-parts are re-summed with the weights.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from hlm.core.objective import DevianceFunction
 from hlm.errors import OptionError
 from hlm.inference.params import VarParams
 from hlm.inference.profile import CI_COLUMNS, _bobyqa
+from hlm.weights import ARRAY_NAME
 
 How = Literal["auto", "aggregates", "rows"]
 
@@ -127,8 +132,12 @@ class _RowSimulator:
                               "or use confint(method='profile')")
         from hlm.modelframe import build_frame
 
-        frame = build_frame(fit.spec, fit.data)
         agg = fit.aggregates
+        if agg.weights == ARRAY_NAME and fit.weights is None:
+            raise OptionError("this bootstrap needs the weights array: refit with hlm.fit(..., weights=...)")
+        frame = build_frame(fit.spec, fit.data, fit.weights if fit.weights is not None else agg.weights)
+        self.w = frame.w
+        self.sd_scale = 1.0 if frame.w is None else 1.0 / np.sqrt(frame.w)
         cols = [list(frame.xnames).index(nm) for nm in agg.xnames]
         self.X, self.Z = frame.X[:, cols], frame.Z
         self.codes = [f.codes for f in frame.factors]
@@ -136,15 +145,16 @@ class _RowSimulator:
 
     def aggregates(self, rng, beta, sigma, theta):
         agg, struct = self.agg, self.struct
-        y = self.X @ beta + sigma * rng.standard_normal(len(self.X))
+        y = self.X @ beta + sigma * self.sd_scale * rng.standard_normal(len(self.X))
         for f, lam in enumerate(struct.lambdas(theta)):
             J = list(struct.factor_cols[f])
             b = sigma * rng.standard_normal((agg.factors[f].nlevels, len(J))) @ lam.T
             y += np.einsum("na,na->n", self.Z[:, J], b[self.codes[f]])
         p = agg.p
         ktk = agg.ktk.copy()
-        ktk[:p, p] = ktk[p, :p] = self.X.T @ y
-        ktk[p, p] = y @ y
+        wy = y if self.w is None else self.w * y
+        ktk[:p, p] = ktk[p, :p] = self.X.T @ wy
+        ktk[p, p] = y @ wy
         factors = []
         for f, stats in enumerate(agg.factors):
             if stats.ztk is None:
@@ -152,7 +162,7 @@ class _RowSimulator:
                 continue
             ztk = stats.ztk.copy()
             for a in range(self.Z.shape[1]):
-                ztk[:, a, p] = np.bincount(self.codes[f], weights=self.Z[:, a] * y, minlength=stats.nlevels)
+                ztk[:, a, p] = np.bincount(self.codes[f], weights=self.Z[:, a] * wy, minlength=stats.nlevels)
             factors.append(replace(stats, ztk=ztk))
         return replace(agg, ktk=ktk, factors=tuple(factors))
 

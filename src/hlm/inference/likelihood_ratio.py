@@ -64,8 +64,9 @@ class LRTest:
 
 
 def linear_model_criterion(agg, reml: bool) -> float:
-    """The linear model's -2 log L (ML) or REML criterion from the aggregates."""
-    return profile(0.0, np.asarray(agg.ktk, dtype=float), agg.nobs, reml).objective
+    """The linear model's -2 log L (ML) or REML criterion from the aggregates (H = W^{-1}
+    with precision weights: log|H| = -sum log w)."""
+    return profile(-agg.log_weights, np.asarray(agg.ktk, dtype=float), agg.nobs, reml).objective
 
 
 def lr_vs_linear(fit) -> LRTest:
@@ -102,7 +103,7 @@ def refit_ml(fit):
     from hlm.lmm import fit_aggregates
 
     return fit_aggregates(fit.spec, fit.aggregates, reml=False, data=fit.data, x_model_spec=fit.x_model_spec,
-                          notes=fit.notes)
+                          notes=fit.notes, weights=fit.weights)
 
 
 def _prepare(models: tuple, refit: bool) -> list:
@@ -112,6 +113,9 @@ def _prepare(models: tuple, refit: bool) -> list:
     if len(n) > 1:
         raise ComparisonError(f"the models were fitted to different numbers of observations ({sorted(n)}); "
                               "compare models fitted to the same rows")
+    if len({(m.aggregates.weights is None, round(m.aggregates.log_weights, 9)) for m in models}) > 1:
+        raise ComparisonError("the models have different precision weights; compare models fitted with the same "
+                              "weights")
     y = {round(float(m.aggregates.ktk[-1, -1]), 6) for m in models}
     if len(y) > 1:
         raise ComparisonError("the models have different responses or rows; compare models of the same data")

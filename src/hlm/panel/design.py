@@ -145,7 +145,7 @@ def build_design(model: str, data: Any, *, panel: str, cluster: str | None = Non
         raise OptionError("panel= must name the panel variable (Stata's xtset / i())")
     response, rhs, syntax = parse_model(model)
     used = [response, *required_columns(rhs), panel] + ([cluster] if cluster else [])
-    frame = to_pandas(data, list(dict.fromkeys(used)))
+    frame = to_pandas(data, list(dict.fromkeys(used)), value_labels=False)  # Stata: values, not labels
     incomplete = frame.isna().to_numpy().any(axis=1)
     n_dropped = int(incomplete.sum())
     if n_dropped:

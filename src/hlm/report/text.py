@@ -44,11 +44,14 @@ def abbreviate(name: str, minlength: int = 6) -> str:
 
 
 def scaled_residual_quantiles(fit: "Fit") -> np.ndarray | None:
-    """Min, quartiles, max of residuals / sigma (None without data or for very large data)."""
+    """Min, quartiles, max of Pearson residuals / sigma (lme4's scaled residuals; None without
+    data or for very large data)."""
+    from hlm.predict import residuals
+
     if fit.data is None or fit.nobs > RESIDUAL_ROWS_LIMIT:
         return None
     try:
-        res = fit.residuals().to_numpy() / fit.sigma
+        res = residuals(fit, pearson=True).to_numpy() / fit.sigma
     except DataError:
         return None
     return np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
