@@ -164,6 +164,10 @@ def test_cov_identity_is_one_shared_variance(reml):
     assert sds[2] == 0.0  # the two effects are independent
     assert fit.sigma == pytest.approx(np.sqrt(s2), rel=1e-4)
     assert fit.structure.ntheta == 1
+    # the level's variance at Days = 2 is s^2 (1 + 2^2), with a delta-method interval around it
+    icc = fit.icc(at={"Days": 2.0}).set_index("level")
+    assert icc.loc["Subject", "variance"] == pytest.approx(5 * Sigma[0, 0], rel=1e-3)
+    assert icc.loc["Subject", "variance_low"] < icc.loc["Subject", "variance"] < icc.loc["Subject", "variance_high"]
     # the shared variance is not what independent SDs give: the structure is really imposed
     free = hlm.fit("Reaction Days || Subject: Days, cov(independent)", d, reml=reml)
     assert free.loglik > fit.loglik + 1.0
