@@ -361,3 +361,17 @@ def test_command_errors_are_one_line():
         with pytest.raises(FormulaError) as err:
             parse_model(text)
         assert "\n" not in str(err.value)
+
+
+def test_exchangeable_lower_limit_is_a_boundary():
+    rng = np.random.default_rng(0)
+    G, m = 60, 8
+    g = np.repeat(np.arange(G), m)
+    x = rng.normal(size=G * m)
+    u = rng.normal(size=G)  # intercept u, slope -u: correlation -1 = -1/(q-1) for q = 2
+    y = 2.0 * u[g] - 2.0 * u[g] * x + rng.normal(size=G * m)
+    with pytest.warns(hlm.errors.SingularFitWarning, match="lower limit"):
+        fit = hlm.fit("y x || g: x, cov(exchangeable)", pd.DataFrame({"y": y, "x": x, "g": g}))
+    assert fit.singular
+    vc = fit.varcomp()
+    assert vc["estimate"].iloc[1] == pytest.approx(-1.0, abs=1e-6) and np.isnan(vc["std_error"].iloc[1])

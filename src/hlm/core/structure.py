@@ -61,6 +61,13 @@ class Structure:
         """lme4's starting values: identity Lambda."""
         return np.where(np.isfinite(self.lower), 1.0, 0.0)
 
+    def exchangeable_sums(self, theta: np.ndarray) -> np.ndarray:
+        """alpha + q beta of every exchangeable term: Lambda's eigenvalue along the vector of
+        ones (its other eigenvalue is alpha), zero when the common correlation is -1/(q-1)."""
+        lambdas = self.lambdas(theta)
+        return np.array([float(lambdas[t.factor][t.local[0], :][list(t.local)].sum())
+                         for t in self.terms if t.cov == "exchangeable"])
+
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Lambda_f for every factor."""
         out = [np.zeros((len(c), len(c))) for c in self.factor_cols]
