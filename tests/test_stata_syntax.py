@@ -375,3 +375,19 @@ def test_exchangeable_lower_limit_is_a_boundary():
     assert fit.singular
     vc = fit.varcomp()
     assert vc["estimate"].iloc[1] == pytest.approx(-1.0, abs=1e-6) and np.isnan(vc["std_error"].iloc[1])
+
+
+def test_exchangeable_correlation_intervals_stay_in_its_range():
+    rng = np.random.default_rng(4)
+    G, m, q, r = 30, 6, 3, -0.45
+    Sigma = (1 - r) * np.eye(q) + r * np.ones((q, q))
+    groups = np.repeat(np.arange(G), m)
+    x1, x2 = rng.normal(size=G * m), rng.normal(size=G * m)
+    Z = np.column_stack([np.ones(G * m), x1, x2])
+    y = 1.0 + (Z * rng.multivariate_normal(np.zeros(q), Sigma, size=G)[groups]).sum(axis=1) + rng.normal(size=G * m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = hlm.fit("y x1 x2 || g: x1 x2, cov(exchangeable) mle", pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": groups}))
+    for table in (fit.varcomp(), fit.confint(method="profile")):
+        cor = table[table["kind"] == "cor"].iloc[0]
+        assert -0.5 <= cor["conf_low"] < cor["estimate"] < cor["conf_high"] <= 1.0

@@ -111,6 +111,12 @@ class VarParams:
         term = self.struct.terms[t]
         return self.struct.lambdas(np.asarray(theta, dtype=float))[term.factor][np.ix_(term.local, term.local)]
 
+    def cor_lower(self, k: int) -> float:
+        """The smallest value correlation parameter k can take: -1, or -1/(q-1) for the common
+        correlation of an exchangeable term of q effects."""
+        term = self.struct.terms[self.params[k].term]
+        return -1.0 / (len(term.columns) - 1) if term.cov == "exchangeable" else -1.0
+
     def _block(self, t: int) -> range:
         end = self.offsets[t + 1] if t + 1 < len(self.offsets) else self.ntheta
         return range(self.offsets[t], end)
