@@ -387,7 +387,8 @@ def test_exchangeable_correlation_intervals_stay_in_its_range():
     y = 1.0 + (Z * rng.multivariate_normal(np.zeros(q), Sigma, size=G)[groups]).sum(axis=1) + rng.normal(size=G * m)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = hlm.fit("y x1 x2 || g: x1 x2, cov(exchangeable) mle", pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": groups}))
+        frame = pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": groups})
+        fit = hlm.fit("y x1 x2 || g: x1 x2, cov(exchangeable) mle", frame)
     for table in (fit.varcomp(), fit.confint(method="profile")):
         cor = table[table["kind"] == "cor"].iloc[0]
         assert -0.5 <= cor["conf_low"] < cor["estimate"] < cor["conf_high"] <= 1.0
