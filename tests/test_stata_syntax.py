@@ -392,3 +392,19 @@ def test_exchangeable_correlation_intervals_stay_in_its_range():
     for table in (fit.varcomp(), fit.confint(method="profile")):
         cor = table[table["kind"] == "cor"].iloc[0]
         assert -0.5 <= cor["conf_low"] < cor["estimate"] < cor["conf_high"] <= 1.0
+
+
+def test_seed_commands_fit_the_demo_models():
+    from hlm.demo import RIGHT, seed_design
+    from hlm.simulate import simulate
+
+    frame = simulate(seed_design(3), seed=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        demo = hlm.fit(RIGHT, frame)  # what the demo prints: REML, as the seed's xtmixed
+        seed = hlm.fit(f"xtmixed {RIGHT}", frame)
+        stata13 = hlm.fit(f"mixed {RIGHT}", frame)
+        ml = hlm.fit(RIGHT, frame, reml=False)
+    assert demo.reml and seed.reml and not stata13.reml
+    assert seed.loglik == pytest.approx(demo.loglik, rel=1e-12)
+    assert stata13.loglik == pytest.approx(ml.loglik, rel=1e-12)
