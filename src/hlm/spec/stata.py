@@ -48,7 +48,7 @@ COMMAND_REML = {"mixed": False, "xtmixed": True}
 """The criterion each supported leading command defaults to (True: REML)."""
 _LATER = ("melogit", "meqrlogit", "mepoisson", "meqrpoisson", "meglm", "menbreg", "meprobit", "mecloglog",
           "meologit", "meoprobit", "mestreg", "metobit", "meintreg", "xtmelogit", "xtmepoisson", "gsem",
-          "xtlogit", "xtprobit", "xtpoisson", "xtnbreg", "xtgee", "regress", "reg", "logit", "probit", "poisson")
+          "xtlogit", "xtprobit", "xtpoisson", "xtnbreg", "xtgee", "regress")
 
 
 def split_command(text: str) -> tuple[str | None, int]:
