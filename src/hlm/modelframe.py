@@ -22,6 +22,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
+from hlm.spec.factor_variables import check_factor_values, stata_column_name
 from hlm.spec.terms import ModelSpec
 from hlm.weights import ARRAY_NAME, as_array, validate, weights_name
 
@@ -30,9 +31,17 @@ _LEVEL = re.compile(r"\[T\.(.*)\]")
 
 def fixed_name(name: str, syntax: str) -> str:
     """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``) style."""
+    if syntax == "stata":
+        return stata_column_name(name)
     if name == "Intercept":
-        return "_cons" if syntax == "stata" else "(Intercept)"
-    return _LEVEL.sub(lambda m: m.group(1), name) if syntax == "lme4" else name
+        return "(Intercept)"
+    return _LEVEL.sub(lambda m: m.group(1), name)
+
+
+def pool_name(name: str, syntax: str) -> str:
+    """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
+    the intercept), other columns as the fixed part names them."""
+    return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)
 
 
 def factor_key(group: tuple[str, ...]) -> frozenset[str]:
@@ -208,6 +217,8 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     for col in frame.columns:  # the levels of the rows used, in the source's order (as the SQL backends)
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = frame[col].cat.remove_unused_categories()
+    if spec.syntax == "stata":
+        check_factor_values(spec, frame)
 
     mx = _matrix(spec.fixed, frame, "the fixed part")
     X = np.asarray(mx.to_numpy(dtype=float))
@@ -222,7 +233,7 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
             names, columns = ["(Intercept)"], [None]
         else:
             mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
-            names = [fixed_name(c, "lme4") for c in mz.columns]
+            names = [pool_name(c, spec.syntax) for c in mz.columns]
             columns = [mz.iloc[:, j] for j in range(len(names))]
         idx = []
         for zname, col in zip(names, columns):

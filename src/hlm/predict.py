@@ -28,7 +28,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import pooled_message
 from hlm.errors import DataError, OptionError
-from hlm.modelframe import fixed_name, used_columns
+from hlm.modelframe import fixed_name, pool_name, used_columns
 from hlm.source import to_pandas
 from hlm.weights import ARRAY_NAME, as_array
 
@@ -116,7 +116,7 @@ def _pool_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
             raise DataError(f"cannot build the random term for '{term.name}' on the new rows: "
                             f"{str(exc).splitlines()[0]}") from None
         for j, col in enumerate(mz.columns):
-            name = fixed_name(col, "lme4")
+            name = pool_name(col, fit.spec.syntax)
             if name not in pool:
                 raise DataError(f"the new rows give a random-effect column '{name}' the fit does not have "
                                 "(categorical random slopes need every level's coding as in the fit)")

@@ -25,7 +25,8 @@ labels, parents and the cross blocks are assembled in numpy from the grouped row
 number is the number of groups, never of rows).
 
 Supported in the fixed part and random slopes: numeric and boolean columns, categorical
-(string) columns and ``C(x)``, interactions (``a:b``, ``a*b``), ``log``, ``exp``, ``sqrt``
+(string) columns and ``C(x)`` (also with ``contr.treatment(base=v)`` or ``spans_intercept=False``: Stata's
+``ib#.``/``ibn.``), interactions (``a:b``, ``a*b``), ``log``, ``exp``, ``sqrt``
 (also as ``np.log`` ...), ``center(...)``, ``I(...)`` with ``+ - * / **`` and numbers.
 Anything else raises :class:`~hlm.errors.FormulaError` naming the term.
 """
@@ -44,7 +45,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
 from hlm.errors import ColumnError, DataError, FormulaError
-from hlm.modelframe import dense_codes, factor_key, fixed_name
+from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
 from hlm.weights import check_counts, check_kind
@@ -168,11 +169,23 @@ class Translator:
             self.needs.columns.add(node.id)
             return node.id
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C":
-            if len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Name):
+            if len(node.args) >= 1 and isinstance(node.args[0], ast.Name) and _coding(node) is not None:
                 self.needs.columns.add(node.args[0].id)
                 return node.args[0].id
             raise FormulaError(f"the SQL backends support C(column) only; cannot translate the term '{expr}'")
         return None
+
+    def base_level(self, expr: str, levels: list):
+        """The reference level a reduced coding of the categorical factor leaves out: the
+        first level, or ``contr.treatment(base=...)``'s (Stata's ``ib2.x``)."""
+        node = self._parse(expr)
+        coding = _coding(node) if isinstance(node, ast.Call) else "first"
+        if coding in ("first", "full"):
+            return levels[0] if levels else None
+        match = [lv for lv in levels if lv == coding or str(lv) == str(coding)]
+        if not match:
+            raise FormulaError(f"the base level {coding!r} of '{expr}' is not a level of the data")
+        return match[0]
 
     def numeric(self, expr: str) -> str:
         """SQL of a numeric factor."""
@@ -237,6 +250,23 @@ class Translator:
         raise self._unsupported(expr, "not translatable to SQL")
 
 
+def _coding(node: ast.Call):
+    """The coding a ``C()`` call asks for: "first" (treatment, first level), "full"
+    (``spans_intercept=False``), a base level (``contr.treatment(base=v)``), None if other."""
+    if len(node.args) == 1 and not node.keywords:
+        return "first"
+    if len(node.args) == 1 and [k.arg for k in node.keywords] == ["spans_intercept"]:
+        value = node.keywords[0].value
+        return "full" if isinstance(value, ast.Constant) and value.value is False else None
+    if len(node.args) == 2 and not node.keywords:
+        c = node.args[1]
+        if (isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "treatment"
+                and not c.args and [k.arg for k in c.keywords] == ["base"]
+                and isinstance(c.keywords[0].value, ast.Constant)):
+            return c.keywords[0].value.value
+    return None
+
+
 def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list]) -> pd.DataFrame:
     """A few rows with the right column types and every categorical level, for formulaic's layout."""
     n = max([3] + [len(v) for v in levels.values()])
@@ -285,7 +315,8 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
                     pieces.append([(expr, tr.numeric(expr))])
                 else:
                     lv = tr.levels.get(col, [])
-                    use = lv[1:] if sf.reduced else lv
+                    base = tr.base_level(expr, lv)
+                    use = [level for level in lv if level != base] if sf.reduced else lv
                     fmt = "{e}[T.{l}]" if sf.reduced else "{e}[{l}]"
                     pieces.append([(fmt.format(e=expr, l=level), tr.indicator(col, level)) for level in use])
             if not pieces:
@@ -506,7 +537,7 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
         cols, _ = model_columns(term.rhs, tr, used, f"the random term for '{term.name}'")
         idx = []
         for c in cols:
-            zname = fixed_name(c.name, "lme4")
+            zname = pool_name(c.name, spec.syntax)
             if zname not in pool:
                 pool.append(zname)
                 zcols.append(c)
