@@ -1,8 +1,8 @@
-"""The in-memory model frame: rows -> y, X (formulaic), the Z column pool and factor codes.
+"""The in-memory model frame: rows -> y, X, the Z column pool and factor codes.
 
 Rows with a missing value in any used column are dropped (and counted).  The fixed-effect
-columns come from formulaic; its frozen ``ModelSpec`` is kept so ``predict(newdata)`` can
-rebuild X for new rows.  Grouping factors are coded ``0..G-1`` in sorted level order (R's
+columns come from :mod:`hlm.design`, whose frozen :class:`~hlm.design.FixedDesign` is kept
+so ``predict(newdata)`` can rebuild X for new rows; y is the response minus the offset.  Grouping factors are coded ``0..G-1`` in sorted level order (R's
 factor order), interactions by the lexicographic order of their components.
 """
 
@@ -17,15 +17,17 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
+from hlm.design import build_fixed, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, to_pandas
 from hlm.spec.terms import ModelSpec
 
-_LEVEL = re.compile(r"\[T\.(.*)\]")
+_LEVEL = re.compile(r"\[T\.(.*?)\]")
 
 
 def fixed_name(name: str, syntax: str) -> str:
-    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``) style."""
+    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``) style (random slopes and
+    Stata syntax; lme4 fixed parts are named by :mod:`hlm.design`)."""
     if name == "Intercept":
         return "_cons" if syntax == "stata" else "(Intercept)"
     return _LEVEL.sub(lambda m: m.group(1), name) if syntax == "lme4" else name
@@ -55,7 +57,7 @@ class ModelFrame:
     y: np.ndarray
     X: np.ndarray
     xnames: tuple[str, ...]
-    x_model_spec: Any  # formulaic ModelSpec, kept for predict(newdata)
+    x_model_spec: Any  # the frozen FixedDesign, kept for predict(newdata)
     pool: tuple[str, ...]  # distinct random-effect column names
     Z: np.ndarray  # (n, len(pool))
     term_columns: tuple[tuple[int, ...], ...]  # per random term: indices into the pool
@@ -68,7 +70,8 @@ def used_columns(spec: ModelSpec) -> list[str]:
     """Data columns the model needs (response, fixed, random slopes, grouping)."""
     cols = [spec.response]
     try:
-        cols += sorted(Formula(spec.fixed).required_variables)
+        rf = rformula(spec)
+        cols += list(rf.columns) if rf is not None else sorted(Formula(spec.fixed).required_variables)
         for term in spec.random:
             cols += sorted(Formula(term.rhs).required_variables)
     except (FormulaicError, SyntaxError, ValueError) as exc:
@@ -181,10 +184,9 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
         raise DataError("every row has a missing value in a model column; nothing is left to fit")
     frame = frame.reset_index(drop=True)
 
-    mx = _matrix(spec.fixed, frame, "the fixed part")
-    X = np.asarray(mx.to_numpy(dtype=float))
-    xnames = tuple(fixed_name(c, spec.syntax) for c in mx.columns)
+    X, design = build_fixed(spec, frame)
     y = y_raw.to_numpy()[keep].astype(float) if ndropped else y_raw.to_numpy().astype(float)
+    y = y - design.offset(frame)
 
     pool: list[str] = []
     zcols: list[np.ndarray] = []
@@ -220,5 +222,5 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
             built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
     factors = [built[k] for k in keys]
     term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
-    return ModelFrame(spec, y, X, xnames, mx.model_spec, tuple(pool), Z, tuple(term_columns),
+    return ModelFrame(spec, y, X, design.names, design, tuple(pool), Z, tuple(term_columns),
                       tuple(factors), tuple(term_factor), ndropped)

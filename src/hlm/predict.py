@@ -1,10 +1,11 @@
 """Predictions, fitted values and residuals: a second pass over rows, chunk by chunk.
 
-    population (re=False):  X_new beta
-    conditional (re=True):  X_new beta + sum_f Z_new,f b_f[level]
+    population (re=False):  offset + X_new beta
+    conditional (re=True):  offset + X_new beta + sum_f Z_new,f b_f[level]
 
-X_new comes from formulaic's frozen model spec of the fixed part (kept on the fit), so
-factor codings match the fit; Z columns are rebuilt from each random term's right-hand
+X_new comes from the frozen fixed-effects design kept on the fit (:mod:`hlm.design`), so
+factor codings, polynomial and scaling constants match the fit, and the model's offset is
+added to both; Z columns are rebuilt from each random term's right-hand
 side and matched to the fit's Z column pool by name; levels are matched to the fit's
 level labels (numbers that are integral match across int/float storage, so ``308`` and
 ``308.0`` are the same level).  A level the fit has not seen contributes zero (its
@@ -82,21 +83,18 @@ def _needed_columns(fit: "Fit") -> list[str]:
     return cols
 
 
-def _fixed_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
-    if fit.x_model_spec is None:
+def _fixed_matrix(fit: "Fit", chunk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """X of the chunk's rows in the fit's column order, and the offset."""
+    design = fit.x_model_spec
+    if design is None:
         raise DataError("this fit carries no fixed-effects model spec (it was fitted from aggregates); "
                         "predictions need hlm.fit(model, data)")
-    try:
-        mm = fit.x_model_spec.get_model_matrix(chunk)
-    except (FormulaicError, ValueError, TypeError, KeyError) as exc:
-        raise DataError(f"cannot build the fixed-effects columns for the new rows: {str(exc).splitlines()[0]}") from None
-    names = [fixed_name(c, fit.spec.syntax) for c in mm.columns]
-    pos = {n: i for i, n in enumerate(names)}
-    X = np.asarray(mm.to_numpy(dtype=float))
+    X = design.matrix(chunk)
+    pos = {n: i for i, n in enumerate(design.names)}
     missing = [n for n in fit.aggregates.xnames if n not in pos]
     if missing:
         raise DataError(f"the new rows do not produce the fixed-effect column(s) {', '.join(missing)}")
-    return X[:, [pos[n] for n in fit.aggregates.xnames]]
+    return X[:, [pos[n] for n in fit.aggregates.xnames]], design.offset(chunk)
 
 
 def _pool_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
@@ -135,7 +133,8 @@ def predict_frame(fit: "Fit", frame: pd.DataFrame, *, re: bool, new_levels: str,
     lookups = [(_level_index(fac), fac.columns) for fac in agg.factors] if re else []
     for start in range(0, len(frame), chunk_rows):
         chunk = frame.iloc[start:start + chunk_rows].reset_index(drop=True)
-        pred = _fixed_matrix(fit, chunk) @ beta
+        X, offset = _fixed_matrix(fit, chunk)
+        pred = X @ beta + offset
         if re and modes is not None:
             Z = _pool_matrix(fit, chunk)
             for f, (index, columns) in enumerate(lookups):

@@ -1,0 +1,167 @@
+"""The fixed-effects design: X for any rows, with R's column names and the model's offset.
+
+For lme4 syntax the fixed part is read by :mod:`hlm.spec.rformula` (R's semantics, safe
+column names); the stateful atoms (``poly``, ``scale``, ``center``) are frozen on the rows
+of the fit, and formulaic lays out the columns.  Each column is named as R's
+``model.matrix`` names it: the atoms' R text joined by ``:``, a factor's level appended
+(``TreatmentLow:sexF``), a polynomial's degree appended (``poly(Days, 2)1``).  A
+:class:`FixedDesign` is immutable and serves ``predict(newdata)``: the same formula (with
+the frozen states) on new rows.  Stata syntax keeps formulaic's text and Stata's names.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, model_matrix
+from formulaic.errors import FormulaicError
+
+from hlm.errors import DataError, FormulaError
+from hlm.spec.rformula import Atom, RFormula, translate
+from hlm.spec.terms import ModelSpec
+from hlm.transforms import CONTEXT, evaluate, poly_state, scale_state
+
+_ERRORS = (FormulaicError, SyntaxError, ValueError, TypeError, NameError, KeyError)
+
+
+def rformula(spec: ModelSpec) -> RFormula | None:
+    """The fixed part read with R's semantics (lme4 syntax), or None (Stata syntax)."""
+    return translate(spec.fixed) if spec.syntax == "lme4" else None
+
+
+def level_label(level: Any) -> str:
+    """A factor level as R writes it in a column name (``TRUE``, ``185`` for 185.0)."""
+    if isinstance(level, (bool, np.bool_)):
+        return "TRUE" if level else "FALSE"
+    if isinstance(level, (float, np.floating)) and np.isfinite(level) and float(level) == int(level):
+        return str(int(level))
+    return str(level)
+
+
+def _atom_expr(code: str) -> str:
+    """formulaic's own text of a factor (it normalises spacing)."""
+    exprs = [f.expr for term in Formula(code) for f in term.factors if f.expr != "1"]
+    return exprs[0]
+
+
+def r_names(model_spec: Any, atoms: Mapping[str, Atom]) -> tuple[str, ...]:
+    """R's name of every column of formulaic's model matrix (see the module docstring)."""
+    names: list[str] = []
+    for struct in model_spec.structure:
+        start = len(names)
+        for scoped in struct.scoped_terms:
+            pieces: list[list[str]] = []
+            for sf in scoped.factors:
+                atom = atoms[sf.factor.expr]
+                kind, state = model_spec.encoder_state[sf.factor.expr]
+                if getattr(kind, "value", kind) == "categorical":
+                    levels = list(state["categories"])
+                    pieces.append([atom.rname + level_label(v) for v in (levels[1:] if sf.reduced else levels)])
+                elif atom.kind == "poly":
+                    pieces.append([f"{atom.rname}{j}" for j in range(1, atom.degree + 1)])
+                else:
+                    pieces.append([atom.rname])
+            if not pieces:
+                names.append("(Intercept)")
+                continue
+            names += [":".join(combo[::-1]) for combo in itertools.product(*reversed(pieces))]
+        if len(names) - start != len(struct.columns):
+            raise FormulaError(f"cannot name the columns of the term '{struct.term}'")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class FixedDesign:
+    """A frozen fixed part: ``formula`` (formulaic text) over ``alias`` (safe name -> column)."""
+
+    syntax: str
+    formula: str
+    alias: tuple[tuple[str, str], ...]
+    offsets: tuple[str, ...]
+    names: tuple[str, ...]
+    model_spec: Any = field(repr=False, compare=False)
+
+    @property
+    def has_offset(self) -> bool:
+        return bool(self.offsets)
+
+    def frame(self, data: pd.DataFrame) -> pd.DataFrame:
+        """The columns under their safe names; integers as floats (R's numbers are doubles)."""
+        if not self.alias:
+            return data
+        out = {}
+        for safe, col in self.alias:
+            values = data[col]
+            out[safe] = values.astype(float) if values.dtype.kind in "iu" else values
+        return pd.DataFrame(out, index=data.index)
+
+    def matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """X for ``data`` (complete rows), columns in the order of :attr:`names`."""
+        try:
+            mm = self.model_spec.get_model_matrix(self.frame(data), context=CONTEXT if self.alias else None)
+        except _ERRORS as exc:
+            raise DataError(f"cannot build the fixed-effects columns for the new rows: {str(exc).splitlines()[0]}") \
+                from None
+        return np.asarray(mm.to_numpy(dtype=float))
+
+    def offset(self, data: pd.DataFrame) -> np.ndarray:
+        """The sum of the offsets for ``data`` (zeros without an offset)."""
+        total = np.zeros(len(data))
+        if self.offsets:
+            env = {safe: self.frame(data)[safe].to_numpy(dtype=float) for safe, _ in self.alias}
+            for code in self.offsets:
+                total += evaluate(code, env)
+        return total
+
+
+def freeze_states(rf: RFormula, data: pd.DataFrame) -> dict[int, tuple]:
+    """The fit-time state of every stateful atom, from the rows of ``data`` (R's poly and scale)."""
+    states: dict[int, tuple] = {}
+    env: dict[str, np.ndarray] | None = None
+    for i, atom in enumerate(rf.atoms):
+        if not atom.stateful:
+            continue
+        if env is None:
+            env = {safe: data[col].to_numpy(dtype=float) for safe, col in rf.alias}
+        x = evaluate(atom.code, env)
+        states[i] = poly_state(x, atom.degree) if atom.kind == "poly" else scale_state(x, atom.center, atom.scale)
+    return states
+
+
+def atom_map(rf: RFormula, states: Mapping[int, tuple]) -> dict[str, Atom]:
+    """formulaic's text of each (frozen) atom -> the atom."""
+    return {_atom_expr(atom.formulaic(states.get(i))): atom for i, atom in enumerate(rf.atoms)}
+
+
+def design_of(spec: ModelSpec, rf: RFormula | None, states: Mapping[int, tuple], model_spec: Any,
+              names: tuple[str, ...] | None = None) -> FixedDesign:
+    """The :class:`FixedDesign` of a fixed part whose formulaic ``model_spec`` is built."""
+    if rf is None:
+        return FixedDesign(spec.syntax, spec.fixed, (), (), names or (), model_spec)
+    return FixedDesign("lme4", rf.formula(dict(states)), rf.alias, rf.offsets,
+                       r_names(model_spec, atom_map(rf, states)), model_spec)
+
+
+def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
+    """X of the rows of ``data`` (complete rows) and the frozen design."""
+    from hlm.modelframe import fixed_name
+
+    rf = rformula(spec)
+    if rf is None:
+        try:
+            mm = model_matrix(spec.fixed, data, na_action="raise", output="pandas")
+        except _ERRORS as exc:
+            raise FormulaError(f"cannot build the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
+        names = tuple(fixed_name(c, spec.syntax) for c in mm.columns)
+        return np.asarray(mm.to_numpy(dtype=float)), design_of(spec, None, {}, mm.model_spec, names)
+    states = freeze_states(rf, data)
+    shell = FixedDesign("lme4", rf.formula(states), rf.alias, rf.offsets, (), None)
+    try:
+        mm = model_matrix(shell.formula, shell.frame(data), context=CONTEXT, na_action="raise", output="pandas")
+    except _ERRORS as exc:
+        raise FormulaError(f"cannot build the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
+    return np.asarray(mm.to_numpy(dtype=float)), design_of(spec, rf, states, mm.model_spec)
