@@ -39,7 +39,10 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
 from hlm.errors import ColumnError, DataError, FormulaError
+from hlm.design import design_of, rformula
 from hlm.modelframe import dense_codes, factor_key, fixed_name
+from hlm.spec.rformula import RFormula
+from hlm.transforms import CONTEXT, poly_state_from_moments
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
 
@@ -53,6 +56,10 @@ pooled (:meth:`Plan.pooled_query`): the innermost groups never leave the databas
 
 _FUNCS = {"log": "LN", "exp": "EXP", "sqrt": "SQRT"}
 _MODULES = {"np", "numpy"}
+_R_FUNCS = {"r_log": "LN({})", "r_exp": "EXP({})", "r_sqrt": "SQRT({})", "r_abs": "ABS({})", "r_I": "{}",
+            "r_log1p": "LN(1.0 + ({}))", "r_expm1": "(EXP({}) - 1.0)", "r_log2": "(LN({}) / LN(2.0))",
+            "r_log10": "(LN({}) / LN(10.0))"}
+"""The functions of lme4 formulas (:mod:`hlm.spec.rformula`) as SQL."""
 
 
 # --------------------------------------------------------------------------- dialects
@@ -137,30 +144,51 @@ class Translator:
     """Formulaic factors (``log(x)``, ``sx``, ``C(g)``, ...) -> SQL over the source columns."""
 
     def __init__(self, dialect: Dialect, kinds: Mapping[str, Kind], levels: Mapping[str, list] | None = None,
-                 means: Mapping[str, float] | None = None):
+                 means: Mapping[str, float] | None = None, alias: Mapping[str, str] | None = None):
         self.dialect = dialect
         self.kinds = dict(kinds)
         self.levels = dict(levels or {})
         self.means = dict(means or {})
+        self.alias = dict(alias or {})  # safe name of lme4 formulas -> data column
         self.needs = _Needs()
+
+    def column(self, name: str) -> str:
+        """The data column a formula name stands for."""
+        return self.alias.get(name, name)
 
     # ---- factors
     def categorical_column(self, expr: str) -> str | None:
         """The data column if the factor is categorical (a string column or ``C(col)``)."""
         node = self._parse(expr)
-        if isinstance(node, ast.Name) and self.kinds.get(node.id) == "string":
-            self.needs.columns.add(node.id)
-            return node.id
+        if isinstance(node, ast.Name) and self.kinds.get(self.column(node.id)) == "string":
+            self.needs.columns.add(self.column(node.id))
+            return self.column(node.id)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C":
             if len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Name):
-                self.needs.columns.add(node.args[0].id)
-                return node.args[0].id
+                self.needs.columns.add(self.column(node.args[0].id))
+                return self.column(node.args[0].id)
             raise FormulaError(f"the SQL backends support C(column) only; cannot translate the term '{expr}'")
         return None
 
     def numeric(self, expr: str) -> str:
         """SQL of a numeric factor."""
         return self._num(self._parse(expr), expr)
+
+    def numeric_columns(self, expr: str) -> list[tuple[str, str]]:
+        """(formulaic's column name, SQL) of each column of a numeric factor: one, or the k
+        columns of ``r_poly`` (R's ``poly``, see :mod:`hlm.transforms`)."""
+        node = self._parse(expr)
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "r_poly"):
+            return [(expr, self._num(node, expr))]
+        x = self._num(node.args[0], expr)
+        degree = ast.literal_eval(node.args[1])
+        if len(node.args) == 2:
+            return [(f"{expr}[{j}]", x if j == 1 else f"POWER({x}, {float(j)!r})") for j in range(1, degree + 1)]
+        alpha, norm2 = ast.literal_eval(node.args[2]), ast.literal_eval(node.args[3])
+        z = ["1.0", f"(({x}) - {alpha[0]!r})"]
+        for i in range(1, degree):
+            z.append(f"((({x}) - {alpha[i]!r}) * {z[i]} - {norm2[i + 1] / norm2[i]!r} * {z[i - 1]})")
+        return [(f"{expr}[{j}]", f"({z[j]} / {float(np.sqrt(norm2[j + 1]))!r})") for j in range(1, degree + 1)]
 
     def indicator(self, column: str, level) -> str:
         col = self.dialect.ident(column)
@@ -179,17 +207,18 @@ class Translator:
 
     def _num(self, node: ast.expr, expr: str) -> str:
         if isinstance(node, ast.Name):
-            self.needs.columns.add(node.id)
-            kind = self.kinds.get(node.id)
+            col = self.column(node.id)
+            self.needs.columns.add(col)
+            kind = self.kinds.get(col)
             if kind is None:  # names close matches, as the in-memory path does
-                check_columns([node.id], self.kinds.keys())
-                raise ColumnError(f"column '{node.id}' (in the term '{expr}') is not in the data")  # pragma: no cover
+                check_columns([col], self.kinds.keys())
+                raise ColumnError(f"column '{col}' (in the term '{expr}') is not in the data")  # pragma: no cover
             if kind in ("numeric", "float", "bool"):
-                return f"CAST({self.dialect.ident(node.id)} AS DOUBLE)"
+                return f"CAST({self.dialect.ident(col)} AS DOUBLE)"
             if kind == "string":
-                raise self._unsupported(expr, f"'{node.id}' is categorical inside an arithmetic expression")
-            raise self._unsupported(expr, f"column '{node.id}' has an unsupported type")
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+                raise self._unsupported(expr, f"'{col}' is categorical inside an arithmetic expression")
+            raise self._unsupported(expr, f"column '{col}' has an unsupported type")
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return repr(float(node.value))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             inner = self._num(node.operand, expr)
@@ -202,6 +231,10 @@ class Translator:
             if type(node.op) in ops:
                 return f"(({a}) {ops[type(node.op)]} ({b}))"
             raise self._unsupported(expr, f"operator {type(node.op).__name__}")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "r_scale"
+                and len(node.args) == 3):
+            centre, scale = ast.literal_eval(node.args[1]), ast.literal_eval(node.args[2])
+            return f"((({self._num(node.args[0], expr)}) - {float(centre)!r}) / {float(scale)!r})"
         if isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
             fn = node.func
             name = None
@@ -211,6 +244,8 @@ class Translator:
                 name = fn.attr
             if name in _FUNCS:
                 return f"{_FUNCS[name]}({self._num(node.args[0], expr)})"
+            if name in _R_FUNCS and isinstance(fn, ast.Name):
+                return _R_FUNCS[name].format(self._num(node.args[0], expr))
             if name == "I" and isinstance(fn, ast.Name):
                 return self._num(node.args[0], expr)
             if name == "center" and isinstance(fn, ast.Name):
@@ -221,20 +256,23 @@ class Translator:
         raise self._unsupported(expr, "not translatable to SQL")
 
 
-def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list]) -> pd.DataFrame:
-    """A few rows with the right column types and every categorical level, for formulaic's layout."""
+def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list],
+                 alias: Mapping[str, str]) -> pd.DataFrame:
+    """A few rows with the right column types and every categorical level, for formulaic's layout
+    (``alias``: safe names of lme4 formulas -> data columns)."""
     n = max([3] + [len(v) for v in levels.values()])
     data = {}
-    for col in columns:
+    for name in columns:
+        col = alias.get(name, name)
         if col in levels and levels[col]:
             vals = levels[col]
-            data[col] = [vals[i % len(vals)] for i in range(n)]
+            data[name] = [vals[i % len(vals)] for i in range(n)]
             if kinds.get(col) == "string":
-                data[col] = pd.Series(data[col], dtype=object)
+                data[name] = pd.Series(data[name], dtype=object)
         elif kinds.get(col) == "bool":
-            data[col] = [bool(i % 2) for i in range(n)]
+            data[name] = [bool(i % 2) for i in range(n)]
         else:
-            data[col] = np.arange(1.0, n + 1.0)
+            data[name] = np.arange(1.0, n + 1.0)
     return pd.DataFrame(data)
 
 
@@ -252,10 +290,10 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
     for term in terms:  # validate every factor before probing (names the bad term)
         for fac in term.factors:
             if fac.expr != "1" and tr.categorical_column(fac.expr) is None:
-                tr.numeric(fac.expr)
-    probe = _probe_frame(columns, tr.kinds, tr.levels)
+                tr.numeric_columns(fac.expr)
+    probe = _probe_frame(list(columns) + list(tr.alias), tr.kinds, tr.levels, tr.alias)
     try:
-        mm = model_matrix(rhs, probe, output="pandas")
+        mm = model_matrix(rhs, probe, output="pandas", context=CONTEXT if tr.alias else None)
     except (FormulaicError, SyntaxError, ValueError, TypeError, NameError) as exc:
         raise FormulaError(f"cannot build {what} '{rhs}' for SQL: {str(exc).splitlines()[0]}") from None
     out: dict[str, ModelColumn] = {}
@@ -266,7 +304,7 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
                 expr = sf.factor.expr
                 col = tr.categorical_column(expr)
                 if col is None:
-                    pieces.append([(expr, tr.numeric(expr))])
+                    pieces.append(tr.numeric_columns(expr))
                 else:
                     lv = tr.levels.get(col, [])
                     use = lv[1:] if sf.reduced else lv
@@ -317,6 +355,7 @@ class Plan:
     term_factor: tuple[int, ...]
     group_columns: tuple[str, ...]
     x_model_spec: object = None
+    offset: str | None = None  # SQL of the model's offset, subtracted from the response
 
     # ---- SQL pieces
     def where(self) -> str:
@@ -333,7 +372,7 @@ class Plan:
         """The model frame as a subquery: k0..k{p} ([X y]), z0.., g0.. over the complete rows."""
         d = self.dialect
         sel = [f"{c.sql} AS k{j}" for j, c in enumerate(self.xcols)]
-        sel.append(f"CAST({d.ident(self.spec.response)} AS DOUBLE) AS k{len(self.xcols)}")
+        sel.append(f"{self.ycol} AS k{len(self.xcols)}")
         sel += [f"{c.sql} AS z{a}" for a, c in enumerate(self.zcols)]
         sel += [f"{d.ident(c)} AS g{i}" for i, c in enumerate(self.group_columns)]
         return f"SELECT {', '.join(sel)} FROM {src} WHERE {self.where()}"
@@ -455,9 +494,9 @@ class Plan:
 
 
 def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], used: list[str],
-               levels: Mapping[str, list], means: Mapping[str, float]):
-    tr = Translator(dialect, kinds, levels, means)
-    xcols, x_spec = model_columns(spec.fixed, tr, used, "the fixed part")
+               levels: Mapping[str, list], means: Mapping[str, float], fixed: str, alias: Mapping[str, str]):
+    tr = Translator(dialect, kinds, levels, means, alias)
+    xcols, x_spec = model_columns(fixed, tr, used, "the fixed part")
     pool: list[str] = []
     zcols: list[ModelColumn] = []
     term_columns = []
@@ -480,7 +519,8 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
     # function names such as sqrt and misses the arguments of center())
-    tr, *_ = _translate_needs(spec, dialect, kinds)
+    rf = rformula(spec)
+    tr, *_ = _translate_needs(spec, dialect, kinds, rf)
     used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
     check_columns(used, schema.keys())
     if kinds[spec.response] not in ("numeric", "float", "bool"):
@@ -505,8 +545,20 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
             _check_not_empty(run, src, dialect, used)
             raise DataError("every row has a missing value in a model column; nothing is left to fit")
-    tr, xcols, x_spec, pool, zcols, term_columns = _translate(spec, dialect, kinds, used, levels, means)
-    xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
+    alias = dict(rf.alias) if rf is not None else {}
+    states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
+    fixed = rf.formula(states) if rf is not None else spec.fixed
+    tr, xcols, x_spec, pool, zcols, term_columns = _translate(spec, dialect, kinds, used, levels, means, fixed, alias)
+    if rf is not None:
+        design = design_of(spec, rf, states, x_spec)
+        xnames = design.names
+    else:
+        xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
+        design = design_of(spec, None, {}, x_spec, xnames) if not means else None
+    ycol = f"CAST({dialect.ident(spec.response)} AS DOUBLE)"
+    offset = " + ".join(f"({tr.numeric(code)})" for code in rf.offsets) if rf is not None and rf.offsets else None
+    if offset is not None:
+        ycol = f"({ycol} - ({offset}))"
 
     group_columns = tuple(spec.group_columns)
     factors: list[Factor] = []
@@ -519,14 +571,57 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
             factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
         term_factor.append(keys.index(key))
-    return Plan(spec, dialect, kinds, used, xcols, spec.response, zcols, xnames, tuple(pool), term_columns,
-                tuple(factors), tuple(term_factor), group_columns, x_spec if not means else None)
+    return Plan(spec, dialect, kinds, used, xcols, ycol, zcols, xnames, tuple(pool), term_columns,
+                tuple(factors), tuple(term_factor), group_columns, design, offset)
 
 
-def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind]):
+def _states(rf: RFormula, tr: Translator, skeleton: Plan, run: Runner, src: str) -> dict[int, tuple]:
+    """The fit-time state of the stateful atoms of an lme4 fixed part over the complete rows:
+    R's ``scale`` (mean, SD with n - 1) and ``poly`` (from the mean, the number of distinct
+    values and the central moments up to 2k, :func:`hlm.transforms.poly_state_from_moments`)."""
+    stateful = [(i, a, tr.numeric(a.code)) for i, a in enumerate(rf.atoms) if a.stateful]
+    if not stateful:
+        return {}
+    sel = ["COUNT(*) AS n"]
+    for i, atom, x in stateful:
+        sel.append(f"AVG({x}) AS c{i}")
+        if atom.kind == "poly":
+            sel.append(f"COUNT(DISTINCT {x}) AS d{i}")
+        elif atom.center:
+            sel.append(f"STDDEV_SAMP({x}) AS s{i}")
+        else:
+            sel.append(f"SQRT(SUM(({x}) * ({x})) / (COUNT(*) - 1)) AS s{i}")
+    where = f" WHERE {skeleton.where()}" if skeleton.used else ""
+    res = run(f"SELECT {', '.join(sel)} FROM {src}{where}")
+    states: dict[int, tuple] = {}
+    moments = []
+    for i, atom, x in stateful:
+        mean = float(_first(res[f"c{i}"]))
+        if atom.kind == "poly":
+            moments += [f"SUM(POWER(({x}) - {mean!r}, {float(j)!r})) AS m{i}_{j}" for j in range(2 * atom.degree + 1)]
+        elif atom.scale:
+            if int(_first(res["n"])) < 2:
+                raise DataError("scale() needs at least two rows")
+            states[i] = (mean if atom.center else 0.0, float(_first(res[f"s{i}"])))
+        else:
+            states[i] = (mean if atom.center else 0.0, 1.0)
+    if moments:
+        mres = run(f"SELECT {', '.join(moments)} FROM {src}{where}")
+        for i, atom, _ in stateful:
+            if atom.kind == "poly":
+                m = [float(_first(mres[f"m{i}_{j}"])) for j in range(2 * atom.degree + 1)]
+                states[i] = poly_state_from_moments(float(_first(res[f"c{i}"])), m, atom.degree,
+                                                    int(_first(res[f"d{i}"])))
+    return states
+
+
+def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], rf: RFormula | None):
     """Walk every factor once to collect the categorical columns and center() arguments."""
-    tr = Translator(dialect, kinds)
-    rhss = [(spec.fixed, "the fixed part")] + [(t.rhs, f"the random term for '{t.name}'") for t in spec.random]
+    tr = Translator(dialect, kinds, alias=dict(rf.alias) if rf is not None else None)
+    fixed = rf.formula() if rf is not None else spec.fixed
+    for code in rf.offsets if rf is not None else ():
+        tr.numeric(code)
+    rhss = [(fixed, "the fixed part")] + [(t.rhs, f"the random term for '{t.name}'") for t in spec.random]
     for rhs, what in rhss:
         try:
             terms = list(Formula(rhs))
@@ -538,7 +633,7 @@ def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind
                     continue
                 col = tr.categorical_column(fac.expr)
                 if col is None:
-                    tr.numeric(fac.expr)
+                    tr.numeric_columns(fac.expr)
                 else:
                     if kinds.get(col) == "other":
                         raise tr._unsupported(fac.expr, f"column '{col}' has an unsupported type")
