@@ -112,10 +112,24 @@ class FixedDesign:
         """The sum of the offsets for ``data`` (zeros without an offset)."""
         total = np.zeros(len(data))
         if self.offsets:
-            env = {safe: self.frame(data)[safe].to_numpy(dtype=float) for safe, _ in self.alias}
+            env = _numeric_env(self.alias, data)
             for code in self.offsets:
-                total += evaluate(code, env)
+                total += _evaluate(code, env, self.alias, "offset()")
         return total
+
+
+def _numeric_env(alias: tuple[tuple[str, str], ...], data: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The numeric (and boolean) columns under their safe names, as floats."""
+    return {safe: data[col].to_numpy(dtype=float) for safe, col in alias
+            if data[col].dtype.kind in "iufb"}
+
+
+def _evaluate(code: str, env: dict[str, np.ndarray], alias: tuple[tuple[str, str], ...], what: str) -> np.ndarray:
+    try:
+        return evaluate(code, env)
+    except NameError as exc:
+        col = dict(alias).get(getattr(exc, "name", ""), "?")
+        raise FormulaError(f"column '{col}' is not numeric; {what} needs numbers") from None
 
 
 def freeze_states(rf: RFormula, data: pd.DataFrame) -> dict[int, tuple]:
@@ -126,8 +140,8 @@ def freeze_states(rf: RFormula, data: pd.DataFrame) -> dict[int, tuple]:
         if not atom.stateful:
             continue
         if env is None:
-            env = {safe: data[col].to_numpy(dtype=float) for safe, col in rf.alias}
-        x = evaluate(atom.code, env)
+            env = _numeric_env(rf.alias, data)
+        x = _evaluate(atom.code, env, rf.alias, atom.rname)
         states[i] = poly_state(x, atom.degree) if atom.kind == "poly" else scale_state(x, atom.center, atom.scale)
     return states
 
