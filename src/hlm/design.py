@@ -20,8 +20,8 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.errors import DataError, FormulaError
-from hlm.spec.rformula import Atom, RFormula, translate
+from hlm.errors import DataError, FormulaError, OptionError
+from hlm.spec.rformula import Atom, Name, RFormula, deparse, translate
 from hlm.spec.terms import ModelSpec
 from hlm.transforms import CONTEXT, evaluate, poly_state, scale_state
 
@@ -179,3 +179,32 @@ def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedD
     except _ERRORS as exc:
         raise FormulaError(f"cannot build the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
     return np.asarray(mm.to_numpy(dtype=float)), design_of(spec, rf, states, mm.model_spec)
+
+
+OFFSET_COLUMN = "(offset)"
+"""The column an ``offset=`` array is stored under in the fitted frame."""
+
+
+def with_offset(spec: ModelSpec, data: Any, offset: Any) -> tuple[ModelSpec, Any]:
+    """lme4's ``offset=`` argument as an ``offset()`` term: a column name, or an array with one
+    value per row (in-memory data only; stored as the column :data:`OFFSET_COLUMN`)."""
+    if offset is None:
+        return spec, data
+    if spec.syntax != "lme4":
+        raise OptionError("offset= applies to lme4 formulas; Stata syntax has no offset in mixed")
+    if isinstance(offset, str):
+        column = offset
+    else:
+        from hlm.aggregate import choose_backend
+        from hlm.source import to_pandas
+
+        if choose_backend(data) != "memory":
+            raise OptionError("offset= as an array needs in-memory data; for files and SQL name a column: "
+                              "offset='column'")
+        values = np.asarray(offset, dtype=float).ravel()
+        frame = to_pandas(data)
+        if len(values) != len(frame):
+            raise DataError(f"offset= has {len(values)} values but the data has {len(frame)} rows")
+        data, column = frame.assign(**{OFFSET_COLUMN: values}), OFFSET_COLUMN
+    term = f"offset({deparse(Name(column))})"
+    return ModelSpec(spec.text, spec.response, f"{spec.fixed} + {term}", spec.random, spec.syntax), data

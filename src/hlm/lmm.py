@@ -22,6 +22,7 @@ from hlm.core.objective import DevianceFunction
 from hlm.core.optimize import minimize
 from hlm.core.start import anova_start
 from hlm.core.structure import build_structure
+from hlm.design import with_offset
 from hlm.errors import ConvergenceWarning, DataError, SingularFitWarning
 from hlm.fit import Fit
 from hlm.modelframe import build_frame
@@ -71,7 +72,7 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
 
 
 def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend: Backend = "auto",
-        sql: str | None = None, con: Any = None, reorder: bool = False) -> Fit:
+        sql: str | None = None, con: Any = None, reorder: bool = False, offset: Any = None) -> Fit:
     """Fit a linear mixed model.
 
     Parameters
@@ -87,8 +88,11 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
         :class:`~hlm.errors.NestingError` naming the right order; ``reorder=True`` fits that
         order instead, with a :class:`~hlm.errors.StructureWarning` and a note.  See
         :mod:`hlm.checks` for this and the other structure checks.
+    offset : as lme4's ``offset=``: a column name or an array with one value per row (the
+        same as adding ``offset(...)`` to the formula): y - offset is modelled, and fitted
+        values and predictions add it back.
     """
-    spec = parse_model(model)
+    spec, data = with_offset(parse_model(model), data, offset)
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
     agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
