@@ -90,13 +90,15 @@ class FixedDesign:
         return bool(self.offsets)
 
     def frame(self, data: pd.DataFrame) -> pd.DataFrame:
-        """The columns under their safe names; integers as floats (R's numbers are doubles)."""
+        """The columns under their safe names; integers as floats (R's numbers are doubles),
+        booleans as factors (R's logical terms)."""
         if not self.alias:
             return data
         out = {}
         for safe, col in self.alias:
             values = data[col]
-            out[safe] = values.astype(float) if values.dtype.kind in "iu" else values
+            kind = values.dtype.kind
+            out[safe] = values.astype(float) if kind in "iu" else pd.Categorical(values) if kind == "b" else values
         return pd.DataFrame(out, index=data.index)
 
     def matrix(self, data: pd.DataFrame) -> np.ndarray:

@@ -93,7 +93,7 @@ def scale_state(x: np.ndarray, center: bool, scale: bool) -> tuple[float, float]
 
 
 CONTEXT: dict[str, Any] = {
-    "r_I": _float, "r_log": lambda x: np.log(_float(x)), "r_exp": lambda x: np.exp(_float(x)),
+    "r_num": _float, "r_I": _float, "r_log": lambda x: np.log(_float(x)), "r_exp": lambda x: np.exp(_float(x)),
     "r_sqrt": lambda x: np.sqrt(_float(x)), "r_abs": lambda x: np.abs(_float(x)),
     "r_log1p": lambda x: np.log1p(_float(x)), "r_expm1": lambda x: np.expm1(_float(x)),
     "r_log2": lambda x: np.log2(_float(x)), "r_log10": lambda x: np.log10(_float(x)),

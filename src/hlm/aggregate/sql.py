@@ -56,7 +56,7 @@ pooled (:meth:`Plan.pooled_query`): the innermost groups never leave the databas
 
 _FUNCS = {"log": "LN", "exp": "EXP", "sqrt": "SQRT"}
 _MODULES = {"np", "numpy"}
-_R_FUNCS = {"r_log": "LN({})", "r_exp": "EXP({})", "r_sqrt": "SQRT({})", "r_abs": "ABS({})", "r_I": "{}",
+_R_FUNCS = {"r_num": "{}", "r_log": "LN({})", "r_exp": "EXP({})", "r_sqrt": "SQRT({})", "r_abs": "ABS({})", "r_I": "{}",
             "r_log1p": "LN(1.0 + ({}))", "r_expm1": "(EXP({}) - 1.0)", "r_log2": "(LN({}) / LN(2.0))",
             "r_log10": "(LN({}) / LN(10.0))"}
 """The functions of lme4 formulas (:mod:`hlm.spec.rformula`) as SQL."""
@@ -160,7 +160,8 @@ class Translator:
     def categorical_column(self, expr: str) -> str | None:
         """The data column if the factor is categorical (a string column or ``C(col)``)."""
         node = self._parse(expr)
-        if isinstance(node, ast.Name) and self.kinds.get(self.column(node.id)) == "string":
+        if isinstance(node, ast.Name) and (self.kinds.get(self.column(node.id)) == "string" or (
+                node.id in self.alias and self.kinds.get(self.column(node.id)) == "bool")):  # R: logical terms are factors
             self.needs.columns.add(self.column(node.id))
             return self.column(node.id)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C":
@@ -269,6 +270,8 @@ def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapp
             data[name] = [vals[i % len(vals)] for i in range(n)]
             if kinds.get(col) == "string":
                 data[name] = pd.Series(data[name], dtype=object)
+            elif name in alias:  # a logical factor of an lme4 formula
+                data[name] = pd.Categorical(data[name], categories=vals)
         elif kinds.get(col) == "bool":
             data[name] = [bool(i % 2) for i in range(n)]
         else:

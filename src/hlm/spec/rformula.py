@@ -8,7 +8,9 @@ cannot change its meaning:
   ``Treatment``, ``C``, ``poly``, ``log`` or ``np`` is that column; a name is a function only
   when it is called;
 * inside calls ``^`` (and ``**``) is a power, ``TRUE``/``FALSE`` are booleans, ``+ - * /``
-  are arithmetic; the functions are hlm's own (``r_log`` ...), never Python's;
+  are arithmetic on numbers (``r_num``: a logical column counts 0/1 there, while as a term
+  it is a factor with levels FALSE, TRUE, as in R); the functions are hlm's own
+  (``r_log`` ...), never Python's;
 * each term factor (an *atom*: a column, ``I(...)``, ``log(...)``, ``factor(x)``,
   ``poly(x, k)``, ``scale(x)``) keeps R's deparsed text, from which R's column names are
   built (``poly(Days, 2)1``, ``TreatmentLow:sexF``);
@@ -343,7 +345,8 @@ class _Translate:
             self.offsets.append(self.arith(self.one_arg(node)))
             return None
         if fn in _FACTOR:
-            return self.atom(Atom(rname, "factor", self.arith(self.one_arg(node))))
+            arg = self.one_arg(node)
+            return self.atom(Atom(rname, "factor", self.safe(arg.id) if isinstance(arg, Name) else self.arith(arg)))
         if fn == "poly":
             return self.atom(self.poly(node, rname))
         if fn in ("scale", "center"):
@@ -389,7 +392,7 @@ class _Translate:
         if isinstance(node, Name):
             if node.id in ("TRUE", "FALSE"):
                 return str(node.id == "TRUE")
-            return self.safe(node.id)
+            return f"r_num({self.safe(node.id)})"  # a logical column is a factor as a term, 0/1 in arithmetic
         if isinstance(node, Paren):
             return f"({self.arith(node.inner)})"
         if isinstance(node, Unary):
