@@ -218,3 +218,22 @@ def test_a_logical_column_is_a_factor_as_in_r(tmp_path):
     mem, sql = quiet_fit(model, df), quiet_fit(model, str(tmp_path / "b.parquet"))
     assert list(sql.fixef.index) == list(mem.fixef.index)
     np.testing.assert_allclose(sql.fixef, mem.fixef, rtol=1e-7)
+
+
+def test_interaction_names_follow_the_order_variables_first_appear_in():
+    """R writes a term's variables in the order they first appear in the formula (``b + a + a:b``
+    has the term ``b:a``, columns ``bq:ay``, ``bq:az``), the first varying fastest; the values
+    follow their names."""
+    df = pd.DataFrame({"a": ["x", "y", "z", "x"] * 3, "b": ["p", "q", "p", "q"] * 3, "y": np.arange(12.0),
+                       "g": [1, 2] * 6})
+    frame = build_frame(parse_model("y ~ b + a + a:b + (1 | g)"), df)
+    assert frame.xnames == ("(Intercept)", "bq", "ay", "az", "bq:ay", "bq:az")
+    np.testing.assert_array_equal(frame.X[:, 4], ((df.a == "y") & (df.b == "q")).astype(float))
+
+
+@pytest.mark.parametrize("rhs", ["a:b", "0 + u + a:u", "b + u + a + a:b:u"])
+def test_interactions_that_r_codes_rank_deficient_are_refused(rhs):
+    df = pd.DataFrame({"a": ["x", "y", "z", "x"] * 3, "b": ["p", "q", "p", "q"] * 3, "u": np.arange(12.0),
+                       "y": np.arange(12.0), "g": [1, 2] * 6})
+    with pytest.raises(FormulaError, match="without its margins"):
+        build_frame(parse_model(f"y ~ {rhs} + (1 | g)"), df)

@@ -48,30 +48,79 @@ def _atom_expr(code: str) -> str:
     return exprs[0]
 
 
-def r_names(model_spec: Any, atoms: Mapping[str, Atom]) -> tuple[str, ...]:
-    """R's name of every column of formulaic's model matrix (see the module docstring)."""
+def _r_codes(terms: list[tuple[int, ...]], categorical: set[int], intercept: bool) -> list[dict[int, bool]]:
+    """R's coding of each factor in each term (``TermCode`` in R's model.c): ``True`` (contrasts)
+    when the term without the factor is empty or lies within a preceding term, else dummy
+    columns for every level; without an intercept the first factor of the first term that has
+    one is coded by dummies."""
+    codes: list[dict[int, bool]] = []
+    for t, term in enumerate(terms):
+        codes.append({v: not (set(term) - {v}) or any(set(term) - {v} <= set(p) for p in terms[:t])
+                      for v in term if v in categorical})
+    if not intercept:
+        for code in codes:
+            if code:
+                code[next(iter(code))] = False
+                break
+    return codes
+
+
+def r_names(model_spec: Any, atoms: Mapping[str, Atom], order: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """R's name of every column of formulaic's model matrix (see the module docstring) and the
+    permutation of formulaic's columns into R's order.
+
+    Within a term R writes the factors in the order they first appear in the formula
+    (``order``: formulaic's text of each atom -> that rank), the first varying fastest.
+    Where formulaic would code a factor otherwise than R (interactions without their
+    margins, such as ``a:b`` or ``u + a:b:u``), the model is refused: R's design is
+    rank-deficient there and lme4 drops columns, which hlm does not imitate."""
     names: list[str] = []
+    perm: list[int] = []
+    terms, categorical, intercept = [], set(), False
     for struct in model_spec.structure:
-        start = len(names)
-        for scoped in struct.scoped_terms:
-            pieces: list[list[str]] = []
-            for sf in scoped.factors:
-                atom = atoms[sf.factor.expr]
-                kind, state = model_spec.encoder_state[sf.factor.expr]
-                if getattr(kind, "value", kind) == "categorical":
-                    levels = list(state["categories"])
-                    pieces.append([atom.rname + level_label(v) for v in (levels[1:] if sf.reduced else levels)])
-                elif atom.kind == "poly":
-                    pieces.append([f"{atom.rname}{j}" for j in range(1, atom.degree + 1)])
-                else:
-                    pieces.append([atom.rname])
-            if not pieces:
-                names.append("(Intercept)")
-                continue
-            names += [":".join(combo[::-1]) for combo in itertools.product(*reversed(pieces))]
-        if len(names) - start != len(struct.columns):
-            raise FormulaError(f"cannot name the columns of the term '{struct.term}'")
-    return tuple(names)
+        exprs = tuple(sorted((f.expr for f in struct.term.factors if f.expr != "1"), key=lambda e: order[e]))
+        if not exprs:
+            intercept = True
+        else:
+            terms.append(tuple(order[e] for e in exprs))
+        for e in exprs:
+            if getattr(model_spec.encoder_state[e][0], "value", None) == "categorical":
+                categorical.add(order[e])
+    codes = iter(_r_codes(terms, categorical, intercept))
+    for struct in model_spec.structure:
+        start = len(perm)
+        if not [f for f in struct.term.factors if f.expr != "1"]:
+            names.append("(Intercept)")
+            perm.append(start)
+            continue
+        code = next(codes)
+        scoped = struct.scoped_terms
+        if len(scoped) != 1 or any(code[order[sf.factor.expr]] != sf.reduced for sf in scoped[0].factors
+                                   if order[sf.factor.expr] in code):
+            label = ":".join(atoms[e].rname for e in sorted((f.expr for f in struct.term.factors), key=order.get))
+            raise FormulaError(f"the term '{label}' is an interaction without its margins, which R codes "
+                               "differently (rank-deficient); write the main effects too, e.g. a*b for a:b")
+        levels: list[list[str]] = []
+        for sf in scoped[0].factors:
+            atom = atoms[sf.factor.expr]
+            kind, state = model_spec.encoder_state[sf.factor.expr]
+            if getattr(kind, "value", kind) == "categorical":
+                lv = list(state["categories"])
+                levels.append([atom.rname + level_label(v) for v in (lv[1:] if sf.reduced else lv)])
+            elif atom.kind == "poly":
+                levels.append([f"{atom.rname}{j}" for j in range(1, atom.degree + 1)])
+            else:
+                levels.append([atom.rname])
+        # formulaic's columns: the product over its factor order, first factor fastest
+        combos = [c[::-1] for c in itertools.product(*(range(len(x)) for x in reversed(levels)))]
+        if len(combos) != len(struct.columns):
+            raise FormulaError(f"cannot name the columns of the term '{':'.join(levels[i][0] for i in range(len(levels)))}'")
+        rank = sorted(range(len(levels)), key=lambda i: order[scoped[0].factors[i].factor.expr])
+        r_combos = sorted(range(len(combos)), key=lambda k: [combos[k][i] for i in reversed(rank)])
+        for k in r_combos:
+            names.append(":".join(levels[i][combos[k][i]] for i in rank))
+            perm.append(start + k)
+    return tuple(names), tuple(perm)
 
 
 @dataclass(frozen=True)
@@ -84,6 +133,7 @@ class FixedDesign:
     offsets: tuple[str, ...]
     names: tuple[str, ...]
     model_spec: Any = field(repr=False, compare=False)
+    order: tuple[int, ...] | None = None  # formulaic's columns -> R's order
 
     @property
     def has_offset(self) -> bool:
@@ -108,7 +158,8 @@ class FixedDesign:
         except _ERRORS as exc:
             raise DataError(f"cannot build the fixed-effects columns for the new rows: {str(exc).splitlines()[0]}") \
                 from None
-        return np.asarray(mm.to_numpy(dtype=float))
+        X = np.asarray(mm.to_numpy(dtype=float))
+        return X if self.order is None else X[:, self.order]
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
         """The sum of the offsets for ``data`` (zeros without an offset)."""
@@ -148,9 +199,10 @@ def freeze_states(rf: RFormula, data: pd.DataFrame) -> dict[int, tuple]:
     return states
 
 
-def atom_map(rf: RFormula, states: Mapping[int, tuple]) -> dict[str, Atom]:
-    """formulaic's text of each (frozen) atom -> the atom."""
-    return {_atom_expr(atom.formulaic(states.get(i))): atom for i, atom in enumerate(rf.atoms)}
+def atom_map(rf: RFormula, states: Mapping[int, tuple]) -> tuple[dict[str, Atom], dict[str, int]]:
+    """formulaic's text of each (frozen) atom -> the atom, and -> its rank in the formula."""
+    exprs = [_atom_expr(atom.formulaic(states.get(i))) for i, atom in enumerate(rf.atoms)]
+    return dict(zip(exprs, rf.atoms)), {e: i for i, e in enumerate(exprs)}
 
 
 def design_of(spec: ModelSpec, rf: RFormula | None, states: Mapping[int, tuple], model_spec: Any,
@@ -158,8 +210,9 @@ def design_of(spec: ModelSpec, rf: RFormula | None, states: Mapping[int, tuple],
     """The :class:`FixedDesign` of a fixed part whose formulaic ``model_spec`` is built."""
     if rf is None:
         return FixedDesign(spec.syntax, spec.fixed, (), (), names or (), model_spec)
-    return FixedDesign("lme4", rf.formula(dict(states)), rf.alias, rf.offsets,
-                       r_names(model_spec, atom_map(rf, states)), model_spec)
+    names, order = r_names(model_spec, *atom_map(rf, states))
+    return FixedDesign("lme4", rf.formula(dict(states)), rf.alias, rf.offsets, names, model_spec,
+                       None if order == tuple(range(len(order))) else order)
 
 
 def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
@@ -180,7 +233,9 @@ def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedD
         mm = model_matrix(shell.formula, shell.frame(data), context=CONTEXT, na_action="raise", output="pandas")
     except _ERRORS as exc:
         raise FormulaError(f"cannot build the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
-    return np.asarray(mm.to_numpy(dtype=float)), design_of(spec, rf, states, mm.model_spec)
+    design = design_of(spec, rf, states, mm.model_spec)
+    X = np.asarray(mm.to_numpy(dtype=float))
+    return (X if design.order is None else X[:, design.order]), design
 
 
 OFFSET_COLUMN = "(offset)"

@@ -555,6 +555,7 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     if rf is not None:
         design = design_of(spec, rf, states, x_spec)
         xnames = design.names
+        xcols = xcols if design.order is None else [xcols[j] for j in design.order]
     else:
         xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
         design = design_of(spec, None, {}, x_spec, xnames) if not means else None
