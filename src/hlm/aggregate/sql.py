@@ -270,7 +270,7 @@ def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapp
             data[name] = [vals[i % len(vals)] for i in range(n)]
             if kinds.get(col) == "string":
                 data[name] = pd.Series(data[name], dtype=object)
-            elif name in alias:  # a logical factor of an lme4 formula
+            elif name in alias and kinds.get(col) == "bool":  # a logical factor of an lme4 formula
                 data[name] = pd.Categorical(data[name], categories=vals)
         elif kinds.get(col) == "bool":
             data[name] = [bool(i % 2) for i in range(n)]
@@ -299,34 +299,30 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
         mm = model_matrix(rhs, probe, output="pandas", context=CONTEXT if tr.alias else None)
     except (FormulaicError, SyntaxError, ValueError, TypeError, NameError) as exc:
         raise FormulaError(f"cannot build {what} '{rhs}' for SQL: {str(exc).splitlines()[0]}") from None
-    out: dict[str, ModelColumn] = {}
-    for struct in mm.model_spec.structure:
+    out: list[ModelColumn] = []
+    for struct in mm.model_spec.structure:  # formulaic's columns, term by term, first factor fastest
+        made: list[str] = []
         for scoped in struct.scoped_terms:
-            pieces: list[list[tuple[str, str]]] = []
+            pieces: list[list[str]] = []
             for sf in scoped.factors:
                 expr = sf.factor.expr
                 col = tr.categorical_column(expr)
                 if col is None:
-                    pieces.append(tr.numeric_columns(expr))
+                    pieces.append([sql for _, sql in tr.numeric_columns(expr)])
                 else:
                     lv = tr.levels.get(col, [])
-                    use = lv[1:] if sf.reduced else lv
-                    fmt = "{e}[T.{l}]" if sf.reduced else "{e}[{l}]"
-                    pieces.append([(fmt.format(e=expr, l=level), tr.indicator(col, level)) for level in use])
-            if not pieces:
-                out["Intercept"] = ModelColumn("Intercept", "1.0")
-                continue
+                    pieces.append([tr.indicator(col, level) for level in (lv[1:] if sf.reduced else lv)])
             for combo in itertools.product(*reversed(pieces)):
-                combo = combo[::-1]
-                name = ":".join(c[0] for c in combo)
                 sql = "1.0"
-                for c in combo:
-                    sql = _mul(sql, c[1])
-                out[name] = ModelColumn(name, sql)
-    missing = [c for c in mm.columns if c not in out]
-    if missing:
-        raise FormulaError(f"the SQL backends cannot lay out the column '{missing[0]}' of {what} '{rhs}'")
-    return [out[c] for c in mm.columns], mm.model_spec
+                for c in combo[::-1]:
+                    sql = _mul(sql, c)
+                made.append(sql)
+        if len(made) != len(struct.columns):
+            raise FormulaError(f"the SQL backends cannot lay out the term '{struct.term}' of {what} '{rhs}'")
+        out += [ModelColumn(name, sql) for name, sql in zip(struct.columns, made)]
+    if [c.name for c in out] != list(mm.columns):
+        raise FormulaError(f"the SQL backends cannot lay out {what} '{rhs}'")
+    return out, mm.model_spec
 
 
 # --------------------------------------------------------------------------- the plan
