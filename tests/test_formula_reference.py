@@ -237,3 +237,21 @@ def test_interactions_that_r_codes_rank_deficient_are_refused(rhs):
                        "y": np.arange(12.0), "g": [1, 2] * 6})
     with pytest.raises(FormulaError, match="without its margins"):
         build_frame(parse_model(f"y ~ {rhs} + (1 | g)"), df)
+
+
+def test_random_slopes_read_with_r_semantics_too(tmp_path):
+    """(I(Days^2) | Subject) is the square (not XOR) in memory, through DuckDB and for predict."""
+    df = dataset("sleepstudyF")
+    model = "Reaction ~ Days + I(Days^2) + (0 + I(Days^2) + scale(Days) | Subject)"
+    frame = build_frame(parse_model(model), df)
+    assert frame.pool == ("I(Days^2)", "scale(Days)")
+    days = df["Days"].to_numpy(dtype=float)
+    np.testing.assert_allclose(frame.Z, np.column_stack([days ** 2, (days - days.mean()) / days.std(ddof=1)]))
+    df.to_parquet(tmp_path / "s.parquet")
+    mem, sql = quiet_fit(model, df), quiet_fit(model, str(tmp_path / "s.parquet"))
+    assert sql.deviance == pytest.approx(mem.deviance, rel=1e-8)
+    rows = df[df["Days"] > 6]
+    np.testing.assert_allclose(mem.predict(rows), mem.predict(df)[rows.index], rtol=1e-10)
+    np.testing.assert_allclose(sql.predict(rows), mem.predict(rows), rtol=1e-5)
+    with pytest.raises(FormulaError, match="fixed part"):
+        hlm.fit("Reaction ~ Days + (offset(expo) | Subject)", df)

@@ -134,6 +134,7 @@ class FixedDesign:
     names: tuple[str, ...]
     model_spec: Any = field(repr=False, compare=False)
     order: tuple[int, ...] | None = None  # formulaic's columns -> R's order
+    random: tuple["FixedDesign | None", ...] = ()  # lme4: each random term's columns (None: intercept only)
 
     @property
     def has_offset(self) -> bool:
@@ -215,6 +216,29 @@ def design_of(spec: ModelSpec, rf: RFormula | None, states: Mapping[int, tuple],
                        None if order == tuple(range(len(order))) else order)
 
 
+def random_rformulas(spec: ModelSpec) -> tuple[RFormula, ...] | None:
+    """Each random term's columns read with R's semantics (lme4 syntax), or None (Stata)."""
+    if spec.syntax != "lme4":
+        return None
+    out = tuple(translate(term.rhs) for term in spec.random)
+    if any(rf.offsets for rf in out):
+        raise FormulaError("offset() belongs in the fixed part, not in a random term")
+    return out
+
+
+def build_design(spec: ModelSpec, rf: RFormula, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
+    """The columns of an lme4 right-hand side on the rows of ``data`` (complete rows), frozen."""
+    states = freeze_states(rf, data)
+    shell = FixedDesign("lme4", rf.formula(states), rf.alias, rf.offsets, (), None)
+    try:
+        mm = model_matrix(shell.formula, shell.frame(data), context=CONTEXT, na_action="raise", output="pandas")
+    except _ERRORS as exc:
+        raise FormulaError(f"cannot build '{rf.text}': {str(exc).splitlines()[0]}") from None
+    design = design_of(spec, rf, states, mm.model_spec)
+    X = np.asarray(mm.to_numpy(dtype=float))
+    return (X if design.order is None else X[:, design.order]), design
+
+
 def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
     """X of the rows of ``data`` (complete rows) and the frozen design."""
     from hlm.modelframe import fixed_name
@@ -227,15 +251,7 @@ def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedD
             raise FormulaError(f"cannot build the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
         names = tuple(fixed_name(c, spec.syntax) for c in mm.columns)
         return np.asarray(mm.to_numpy(dtype=float)), design_of(spec, None, {}, mm.model_spec, names)
-    states = freeze_states(rf, data)
-    shell = FixedDesign("lme4", rf.formula(states), rf.alias, rf.offsets, (), None)
-    try:
-        mm = model_matrix(shell.formula, shell.frame(data), context=CONTEXT, na_action="raise", output="pandas")
-    except _ERRORS as exc:
-        raise FormulaError(f"cannot build the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
-    design = design_of(spec, rf, states, mm.model_spec)
-    X = np.asarray(mm.to_numpy(dtype=float))
-    return (X if design.order is None else X[:, design.order]), design
+    return build_design(spec, rf, data)
 
 
 OFFSET_COLUMN = "(offset)"

@@ -9,7 +9,7 @@ factor order), interactions by the lexicographic order of their components.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.design import build_fixed, rformula
+from hlm.design import build_design, build_fixed, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, to_pandas
 from hlm.spec.terms import ModelSpec
@@ -70,10 +70,10 @@ def used_columns(spec: ModelSpec) -> list[str]:
     """Data columns the model needs (response, fixed, random slopes, grouping)."""
     cols = [spec.response]
     try:
-        rf = rformula(spec)
+        rf, zrfs = rformula(spec), random_rformulas(spec)
         cols += list(rf.columns) if rf is not None else sorted(Formula(spec.fixed).required_variables)
-        for term in spec.random:
-            cols += sorted(Formula(term.rhs).required_variables)
+        for t, term in enumerate(spec.random):
+            cols += list(zrfs[t].columns) if zrfs is not None else sorted(Formula(term.rhs).required_variables)
     except (FormulaicError, SyntaxError, ValueError) as exc:
         raise FormulaError(f"cannot parse the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
     cols += list(spec.group_columns)
@@ -191,18 +191,24 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     pool: list[str] = []
     zcols: list[np.ndarray] = []
     term_columns: list[tuple[int, ...]] = []
-    for term in spec.random:
+    zrfs = random_rformulas(spec)
+    zdesigns: list[Any] = []
+    for t, term in enumerate(spec.random):
+        zdesigns.append(None)
         if not term.columns:  # (1 | g): the intercept column needs no formula
             names, columns = ["(Intercept)"], [None]
+        elif zrfs is not None:  # lme4: R's semantics and names, as the fixed part
+            Zt, zdesigns[-1] = build_design(spec, zrfs[t], frame)
+            names, columns = list(zdesigns[-1].names), list(Zt.T)
         else:
             mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
             names = [fixed_name(c, "lme4") for c in mz.columns]
-            columns = [mz.iloc[:, j] for j in range(len(names))]
+            columns = [mz.iloc[:, j].to_numpy(dtype=float) for j in range(len(names))]
         idx = []
         for zname, col in zip(names, columns):
             if zname not in pool:
                 pool.append(zname)
-                zcols.append(np.ones(len(frame)) if col is None else np.asarray(col.to_numpy(dtype=float)))
+                zcols.append(np.ones(len(frame)) if col is None else np.asarray(col, dtype=float))
             idx.append(pool.index(zname))
         term_columns.append(tuple(idx))
     Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
@@ -222,5 +228,6 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
             built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
     factors = [built[k] for k in keys]
     term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
+    design = replace(design, random=tuple(zdesigns)) if zrfs is not None else design
     return ModelFrame(spec, y, X, design.names, design, tuple(pool), Z, tuple(term_columns),
                       tuple(factors), tuple(term_factor), ndropped)

@@ -102,7 +102,15 @@ def _pool_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
     pool = fit.aggregates.pool
     Z = np.zeros((len(chunk), len(pool)))
     filled = [False] * len(pool)
-    for term in fit.spec.random:
+    designs = getattr(fit.x_model_spec, "random", ())
+    for t, term in enumerate(fit.spec.random):
+        if designs:  # lme4: the frozen designs of the fit (R's semantics and names)
+            zd = designs[t]
+            names = zd.names if zd is not None else ("(Intercept)",)
+            Zt = zd.matrix(chunk) if zd is not None else np.ones((len(chunk), 1))
+            for j, name in enumerate(names):
+                Z[:, pool.index(name)] = Zt[:, j]
+            continue
         try:
             mz = model_matrix(term.rhs, chunk, na_action="raise", output="pandas")
         except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:

@@ -39,7 +39,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
 from hlm.errors import ColumnError, DataError, FormulaError
-from hlm.design import design_of, rformula
+from hlm.design import design_of, random_rformulas, rformula
 from hlm.modelframe import dense_codes, factor_key, fixed_name
 from hlm.spec.rformula import RFormula
 from hlm.transforms import CONTEXT, poly_state_from_moments
@@ -493,23 +493,35 @@ class Plan:
 
 
 def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], used: list[str],
-               levels: Mapping[str, list], means: Mapping[str, float], fixed: str, alias: Mapping[str, str]):
+               levels: Mapping[str, list], means: Mapping[str, float], fixed: str, alias: Mapping[str, str],
+               zparts: Sequence[tuple[RFormula, dict[int, tuple]]] | None):
+    """The fixed and random columns as SQL; ``zparts`` (lme4): each random term read with R's
+    semantics and its frozen states, whose designs (R's names) are returned too."""
     tr = Translator(dialect, kinds, levels, means, alias)
     xcols, x_spec = model_columns(fixed, tr, used, "the fixed part")
     pool: list[str] = []
     zcols: list[ModelColumn] = []
     term_columns = []
-    for term in spec.random:
-        cols, _ = model_columns(term.rhs, tr, used, f"the random term for '{term.name}'")
+    zdesigns = []
+    for t, term in enumerate(spec.random):
+        what = f"the random term for '{term.name}'"
+        if zparts is None:
+            cols, _ = model_columns(term.rhs, tr, used, what)
+            znames = [fixed_name(c.name, "lme4") for c in cols]
+        else:
+            rf, states = zparts[t]
+            cols, z_spec = model_columns(rf.formula(states), tr, used, what)
+            zdesigns.append(design_of(spec, rf, states, z_spec))
+            cols = cols if zdesigns[-1].order is None else [cols[j] for j in zdesigns[-1].order]
+            znames = list(zdesigns[-1].names)
         idx = []
-        for c in cols:
-            zname = fixed_name(c.name, "lme4")
+        for c, zname in zip(cols, znames):
             if zname not in pool:
                 pool.append(zname)
                 zcols.append(c)
             idx.append(pool.index(zname))
         term_columns.append(tuple(idx))
-    return tr, xcols, x_spec, pool, zcols, tuple(term_columns)
+    return tr, xcols, x_spec, pool, zcols, tuple(term_columns), tuple(zdesigns)
 
 
 def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str) -> Plan:
@@ -518,8 +530,8 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
     # function names such as sqrt and misses the arguments of center())
-    rf = rformula(spec)
-    tr, *_ = _translate_needs(spec, dialect, kinds, rf)
+    rf, zrfs = rformula(spec), random_rformulas(spec)
+    tr, *_ = _translate_needs(spec, dialect, kinds, rf, zrfs)
     used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
     check_columns(used, schema.keys())
     if kinds[spec.response] not in ("numeric", "float", "bool"):
@@ -544,12 +556,15 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
             _check_not_empty(run, src, dialect, used)
             raise DataError("every row has a missing value in a model column; nothing is left to fit")
-    alias = dict(rf.alias) if rf is not None else {}
+    alias = dict(tr.alias)
     states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
+    zparts = None if zrfs is None else [(z, _states(z, Translator(dialect, kinds, alias=alias), skeleton, run, src))
+                                        for z in zrfs]
     fixed = rf.formula(states) if rf is not None else spec.fixed
-    tr, xcols, x_spec, pool, zcols, term_columns = _translate(spec, dialect, kinds, used, levels, means, fixed, alias)
+    tr, xcols, x_spec, pool, zcols, term_columns, zdesigns = _translate(spec, dialect, kinds, used, levels, means,
+                                                                        fixed, alias, zparts)
     if rf is not None:
-        design = design_of(spec, rf, states, x_spec)
+        design = replace(design_of(spec, rf, states, x_spec), random=zdesigns)
         xnames = design.names
         xcols = xcols if design.order is None else [xcols[j] for j in design.order]
     else:
@@ -615,13 +630,18 @@ def _states(rf: RFormula, tr: Translator, skeleton: Plan, run: Runner, src: str)
     return states
 
 
-def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], rf: RFormula | None):
+def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], rf: RFormula | None,
+                     zrfs: Sequence[RFormula] | None):
     """Walk every factor once to collect the categorical columns and center() arguments."""
-    tr = Translator(dialect, kinds, alias=dict(rf.alias) if rf is not None else None)
+    alias = {} if rf is None else dict(rf.alias)
+    for z in zrfs or ():
+        alias.update(z.alias)
+    tr = Translator(dialect, kinds, alias=alias or None)
     fixed = rf.formula() if rf is not None else spec.fixed
     for code in rf.offsets if rf is not None else ():
         tr.numeric(code)
-    rhss = [(fixed, "the fixed part")] + [(t.rhs, f"the random term for '{t.name}'") for t in spec.random]
+    zrhs = [z.formula() for z in zrfs] if zrfs is not None else [t.rhs for t in spec.random]
+    rhss = [(fixed, "the fixed part")] + [(z, f"the random term for '{t.name}'") for z, t in zip(zrhs, spec.random)]
     for rhs, what in rhss:
         try:
             terms = list(Formula(rhs))

@@ -4,7 +4,7 @@ An lme4 fixed part is read with R's grammar and R's semantics, then handed to fo
 (which lays out terms and contrasts as R's ``model.matrix`` does) in a form where Python
 cannot change its meaning:
 
-* every data column is renamed to a safe internal name (``hlm_v0`` ...), so a column called
+* every data column is renamed to a safe internal name (``hlm_`` and its hex), so a column called
   ``Treatment``, ``C``, ``poly``, ``log`` or ``np`` is that column; a name is a function only
   when it is called;
 * inside calls ``^`` (and ``**``) is a power, ``TRUE``/``FALSE`` are booleans, ``+ - * /``
@@ -292,7 +292,7 @@ class _Translate:
 
     def safe(self, column: str) -> str:
         if column not in self.alias:
-            self.alias[column] = f"hlm_v{len(self.alias)}"
+            self.alias[column] = "hlm_" + column.encode().hex()  # the same in every formula of a model
         return self.alias[column]
 
     def atom(self, atom: Atom) -> str:
