@@ -104,6 +104,7 @@ def test_offset_argument_equals_the_offset_term(tmp_path):
                 quiet_fit(base, str(path), reml=False, offset="expo")):
         np.testing.assert_allclose(fit.fixef, by_term.fixef, rtol=1e-8)
         assert fit.deviance == pytest.approx(ref["objective"], rel=1e-6)
+        assert any(n.startswith("offset: ") for n in fit.notes)
     both = quiet_fit("Reaction ~ Days + offset(expo) + (1 | Subject)", df, reml=False, offset=df["expo"])
     twice = quiet_fit("Reaction ~ Days + offset(2 * expo) + (1 | Subject)", df, reml=False)
     np.testing.assert_allclose(both.fixef, twice.fixef, rtol=1e-8)  # offsets add up, as in R
@@ -228,6 +229,8 @@ def test_interaction_names_follow_the_order_variables_first_appear_in():
                        "g": [1, 2] * 6})
     frame = build_frame(parse_model("y ~ b + a + a:b + (1 | g)"), df)
     assert frame.xnames == ("(Intercept)", "bq", "ay", "az", "bq:ay", "bq:az")
+    nested = build_frame(parse_model("y ~ b + a %in% b + (1 | g)"), df)  # R: b + b:a (a/b's nesting)
+    assert nested.xnames == ("(Intercept)", "bq", "bp:ay", "bq:ay", "bp:az", "bq:az")
     np.testing.assert_array_equal(frame.X[:, 4], ((df.a == "y") & (df.b == "q")).astype(float))
 
 

@@ -96,7 +96,8 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
     agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = () if offset is None else (  # the model string does not show it
+        f"offset: {offset if isinstance(offset, str) else 'the array given as offset='}",)
     if (reordered := level_order(spec, agg, reorder=reorder)) is not None:
         spec, note = reordered
         agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con)

@@ -16,7 +16,7 @@ cannot change its meaning:
   built (``poly(Days, 2)1``, ``TreatmentLow:sexF``);
 * ``offset(expr)`` terms leave the formula and are returned as expressions;
 * formula-level operators (``+ - * / : ^ %in%``, ``0``, ``1``) keep their formula meaning,
-  so ``(a + b)^2`` is the two-way expansion.
+  so ``(a + b)^2`` is the two-way expansion and ``b %in% a`` the term ``a:b``.
 
 Stateful atoms (``poly`` orthogonal, ``scale``, ``center``) carry their fit-time state as
 literals in the formula text (:meth:`RFormula.formula`), so the same text serves the fit and
@@ -312,7 +312,8 @@ class _Translate:
                 if not (isinstance(node.right, Num) and node.right.value == int(node.right.value) >= 1):
                     raise self.fail("a formula power such as (a + b)^2 needs a positive whole number")
                 return f"{self.operand(node.left)} ** {int(node.right.value)}"
-            return f"{self.operand(node.left)} {node.op} {self.operand(node.right)}"
+            op = ":" if node.op == "%in%" else node.op  # R: b %in% a is the term a:b alone (formulaic adds a)
+            return f"{self.operand(node.left)} {op} {self.operand(node.right)}"
         if isinstance(node, Paren):
             inner = self.term(node.inner, False)
             return f"({inner})"
