@@ -218,7 +218,8 @@ def test_backend_dispatch(hsb, tmp_path):
 
 SPARK_CASES = list(dict.fromkeys(  # every MIXED fixture's (data, formula) (REML and ML share them), plus translation
     [(reference(n)["dataset"]["name"], reference(n)["formula"]) for n in MIXED]
-    + [("Hsb82", "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) + (1 | school)")]))
+    + [("Hsb82", "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) + (1 | school)"),
+       ("Hsb82", "mAch ~ poly(ses, 2) + scale(cses) + I(meanses^2) + offset(0.5 * cses) + (I(cses^2) | school)")]))
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,11 @@ def test_offset_argument_equals_the_offset_term(tmp_path):
         hlm.fit("Reaction Days || Subject:", df, offset="expo")
     with pytest.raises(DataError):
         hlm.fit(base, df, offset=np.ones(5))
+    by_array = quiet_fit(base, df, reml=False, offset=df["expo"].to_numpy())
+    with pytest.raises(DataError, match="offset"):
+        by_array.predict(df.head())
+    np.testing.assert_allclose(by_array.predict(df.head().assign(**{"(offset)": df["expo"].head()})),
+                               by_term.predict(df.head()), rtol=1e-8)
 
 
 @pytest.mark.parametrize("model", ["Reaction ~ poly(Days, 3) + (1 | Subject)",
@@ -258,3 +263,21 @@ def test_random_slopes_read_with_r_semantics_too(tmp_path):
     np.testing.assert_allclose(sql.predict(rows), mem.predict(rows), rtol=1e-5)
     with pytest.raises(FormulaError, match="fixed part"):
         hlm.fit("Reaction ~ Days + (offset(expo) | Subject)", df)
+
+
+def test_write_predictions_adds_the_offset(tmp_path):
+    ref = reference("sleepstudyF__formula_offset_ML")
+    df = dataset("sleepstudyF")
+    path, out = tmp_path / "s.parquet", tmp_path / "pred.parquet"
+    df.to_parquet(path)
+    fit = quiet_fit(ref["formula"], str(path), reml=False)
+    hlm.write_predictions(fit, str(path), out)
+    written = pd.read_parquet(out)
+    np.testing.assert_allclose(written["fitted"].to_numpy()[:10], ref["fitted_head"], rtol=1e-6)
+    np.testing.assert_allclose(written["residual"].to_numpy()[:10], ref["residuals_head"], atol=1e-4)
+
+
+def test_non_ascii_and_backticked_column_names():
+    df = dataset("sleepstudyF").rename(columns={"Days": "día", "w": "my w"})
+    fit = quiet_fit("Reaction ~ día + I(día^2) + `my w` + (1 | Subject)", df)
+    assert list(fit.fixef.index) == ["(Intercept)", "día", "I(día^2)", "`my w`"]

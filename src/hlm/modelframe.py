@@ -186,7 +186,8 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
 
     X, design = build_fixed(spec, frame)
     y = y_raw.to_numpy()[keep].astype(float) if ndropped else y_raw.to_numpy().astype(float)
-    y = y - design.offset(frame)
+    if design.has_offset:
+        y = y - design.offset(frame)
 
     pool: list[str] = []
     zcols: list[np.ndarray] = []

@@ -24,6 +24,7 @@ from formulaic import model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import pooled_message
+from hlm.design import OFFSET_COLUMN
 from hlm.errors import DataError, OptionError
 from hlm.modelframe import fixed_name, used_columns
 from hlm.source import to_pandas
@@ -170,6 +171,9 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
     if data is None:
         raise DataError("this fit keeps no data; pass newdata")
     cols = _needed_columns(fit)
+    if newdata is not None and OFFSET_COLUMN in cols and OFFSET_COLUMN not in getattr(newdata, "columns", ()):
+        raise DataError(f"the fit's offset was given as an array (offset=): give newdata a column '{OFFSET_COLUMN}' "
+                        "with the new rows' offsets")
     frame = to_pandas(data, cols)
     index = frame.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(frame))
     keep = frame.notna().all(axis=1).to_numpy()

@@ -36,7 +36,7 @@ from hlm.errors import FormulaError
 
 _TOKEN = re.compile(r"""\s*(?:
     (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)
-  | (?P<name>[A-Za-z_.][A-Za-z0-9._]*|`[^`]+`)
+  | (?P<name>(?:[^\W\d]|\.)[\w.]*|`[^`]+`)
   | (?P<op>%in%|\*\*|[-+*/^:(),=])
 )""", re.VERBOSE)
 
@@ -172,7 +172,7 @@ class _Parser:
                 raise FormulaError(f"expected ',' or ')' in {fn}()", self.text, sep[2])
 
 
-_SYNTACTIC = re.compile(r"^(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*$|^\.$")
+_SYNTACTIC = re.compile(r"^(?:[^\W\d_]|\.(?![0-9]))[\w.]*$|^\.$")
 
 
 def _num_text(v: float) -> str:
