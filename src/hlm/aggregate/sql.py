@@ -19,10 +19,15 @@ string literals and the distinct-collection aggregate (:class:`Dialect`).  Level
 labels, parents and the cross blocks are assembled in numpy from the grouped rows (their
 number is the number of groups, never of rows).
 
-Supported in the fixed part and random slopes: numeric and boolean columns, categorical
-(string) columns and ``C(x)``, interactions (``a:b``, ``a*b``), ``log``, ``exp``, ``sqrt``
-(also as ``np.log`` ...), ``center(...)``, ``I(...)`` with ``+ - * / **`` and numbers.
-Anything else raises :class:`~hlm.errors.FormulaError` naming the term.
+lme4 formulas arrive as :mod:`hlm.spec.rformula` writes them (safe column names, hlm's
+``r_*`` functions, the frozen states of ``poly`` and ``scale`` as literals, which the
+prepass computes: means, SDs, distinct counts and central moments); their offset is
+subtracted from the response.  Stata syntax arrives as formulaic text.  Supported in the
+fixed part and random slopes: numeric and boolean columns, categorical (string) columns and
+``C(x)``, interactions, ``log``, ``exp``, ``sqrt`` (also as ``np.log`` ...), ``center(...)``,
+``I(...)`` with ``+ - * / **`` and numbers, and for lme4 formulas also ``abs``, ``log1p``,
+``expm1``, ``log2``, ``log10``, ``poly`` and ``scale``.  Anything else raises
+:class:`~hlm.errors.FormulaError` naming the term.
 """
 
 from __future__ import annotations
@@ -175,21 +180,21 @@ class Translator:
         """SQL of a numeric factor."""
         return self._num(self._parse(expr), expr)
 
-    def numeric_columns(self, expr: str) -> list[tuple[str, str]]:
-        """(formulaic's column name, SQL) of each column of a numeric factor: one, or the k
-        columns of ``r_poly`` (R's ``poly``, see :mod:`hlm.transforms`)."""
+    def numeric_columns(self, expr: str) -> list[str]:
+        """SQL of each column of a numeric factor: one, or the k columns of ``r_poly`` (R's
+        ``poly``: raw powers, or the orthogonal recurrence of :mod:`hlm.transforms`)."""
         node = self._parse(expr)
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "r_poly"):
-            return [(expr, self._num(node, expr))]
+            return [self._num(node, expr)]
         x = self._num(node.args[0], expr)
         degree = ast.literal_eval(node.args[1])
         if len(node.args) == 2:
-            return [(f"{expr}[{j}]", x if j == 1 else f"POWER({x}, {float(j)!r})") for j in range(1, degree + 1)]
+            return [x if j == 1 else f"POWER({x}, {float(j)!r})" for j in range(1, degree + 1)]
         alpha, norm2 = ast.literal_eval(node.args[2]), ast.literal_eval(node.args[3])
         z = ["1.0", f"(({x}) - {alpha[0]!r})"]
         for i in range(1, degree):
             z.append(f"((({x}) - {alpha[i]!r}) * {z[i]} - {norm2[i + 1] / norm2[i]!r} * {z[i - 1]})")
-        return [(f"{expr}[{j}]", f"({z[j]} / {float(np.sqrt(norm2[j + 1]))!r})") for j in range(1, degree + 1)]
+        return [f"({z[j]} / {float(np.sqrt(norm2[j + 1]))!r})" for j in range(1, degree + 1)]
 
     def indicator(self, column: str, level) -> str:
         col = self.dialect.ident(column)
@@ -308,7 +313,7 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
                 expr = sf.factor.expr
                 col = tr.categorical_column(expr)
                 if col is None:
-                    pieces.append([sql for _, sql in tr.numeric_columns(expr)])
+                    pieces.append(tr.numeric_columns(expr))
                 else:
                     lv = tr.levels.get(col, [])
                     pieces.append([tr.indicator(col, level) for level in (lv[1:] if sf.reduced else lv)])
