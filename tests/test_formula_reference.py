@@ -281,3 +281,13 @@ def test_non_ascii_and_backticked_column_names():
     df = dataset("sleepstudyF").rename(columns={"Days": "día", "w": "my w"})
     fit = quiet_fit("Reaction ~ día + I(día^2) + `my w` + (1 | Subject)", df)
     assert list(fit.fixef.index) == ["(Intercept)", "día", "I(día^2)", "`my w`"]
+
+
+def test_formula_level_power_is_rs_interaction_expansion():
+    df = pd.DataFrame({"a": ["x", "y", "z", "x"] * 3, "b": ["p", "q", "p", "q"] * 3, "u": np.arange(12.0) ** 1.5,
+                       "y": np.arange(12.0), "g": [1, 2] * 6})
+    power = build_frame(parse_model("y ~ (b + a + u)^2 + (1 | g)"), df)
+    written = build_frame(parse_model("y ~ b + a + u + b:a + b:u + a:u + (1 | g)"), df)
+    assert power.xnames == written.xnames and "bq:ay" in power.xnames
+    np.testing.assert_array_equal(power.X, written.X)
+    assert build_frame(parse_model("y ~ u^2 + (1 | g)"), df).xnames == ("(Intercept)", "u")  # R: u^2 is the term u

@@ -211,7 +211,10 @@ def design_of(spec: ModelSpec, rf: RFormula | None, states: Mapping[int, tuple],
     """The :class:`FixedDesign` of a fixed part whose formulaic ``model_spec`` is built."""
     if rf is None:
         return FixedDesign(spec.syntax, spec.fixed, (), (), names or (), model_spec)
-    names, order = r_names(model_spec, *atom_map(rf, states))
+    try:
+        names, order = r_names(model_spec, *atom_map(rf, states))
+    except KeyError:  # formulaic wrote a factor otherwise than alone: never guess a name
+        raise FormulaError(f"cannot name the columns of '{rf.text}'") from None
     return FixedDesign("lme4", rf.formula(dict(states)), rf.alias, rf.offsets, names, model_spec,
                        None if order == tuple(range(len(order))) else order)
 
