@@ -162,7 +162,8 @@ def test_a_column_is_a_column_whatever_function_shares_its_name(name, tmp_path):
     strings = df.assign(**{name: df["sex"].astype(str) + "x"}) if name != "Treatment" else df
     for data, term in ((df, name), (strings, f"{name} * dose")):
         model = f"weight ~ {term} + log(dose) + poly(dose, 2) + I(dose^2) + (1 | litter)"
-        plain = quiet_fit(model.replace(f"~ {term}", "~ " + term.replace(name, "zz")), data.rename(columns={name: "zz"}))
+        plain = quiet_fit(model.replace(f"~ {term}", "~ " + term.replace(name, "zz")),
+                          data.rename(columns={name: "zz"}))
         fit = quiet_fit(model, data)
         assert list(fit.fixef.index) == [n.replace("zz", name) for n in plain.fixef.index]
         np.testing.assert_allclose(fit.fixef.to_numpy(), plain.fixef.to_numpy(), rtol=1e-9)

@@ -37,8 +37,8 @@ def level_label(level: Any) -> str:
     """A factor level as R writes it in a column name (``TRUE``, ``185`` for 185.0)."""
     if isinstance(level, (bool, np.bool_)):
         return "TRUE" if level else "FALSE"
-    if isinstance(level, (float, np.floating)) and np.isfinite(level) and float(level) == int(level):
-        return str(int(level))
+    if isinstance(level, (float, np.floating)):  # R's 15 significant digits: 185 for 185.0, 0.3 for 0.1 + 0.2
+        return f"{float(level):.15g}"
     return str(level)
 
 
@@ -65,7 +65,8 @@ def _r_codes(terms: list[tuple[int, ...]], categorical: set[int], intercept: boo
     return codes
 
 
-def r_names(model_spec: Any, atoms: Mapping[str, Atom], order: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def r_names(model_spec: Any, atoms: Mapping[str, Atom],
+            order: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """R's name of every column of formulaic's model matrix (see the module docstring) and the
     permutation of formulaic's columns into R's order.
 
@@ -114,7 +115,7 @@ def r_names(model_spec: Any, atoms: Mapping[str, Atom], order: Mapping[str, int]
         # formulaic's columns: the product over its factor order, first factor fastest
         combos = [c[::-1] for c in itertools.product(*(range(len(x)) for x in reversed(levels)))]
         if len(combos) != len(struct.columns):
-            raise FormulaError(f"cannot name the columns of the term '{':'.join(levels[i][0] for i in range(len(levels)))}'")
+            raise FormulaError(f"cannot name the columns of the term '{':'.join(x[0] for x in levels if x)}'")
         rank = sorted(range(len(levels)), key=lambda i: order[scoped[0].factors[i].factor.expr])
         r_combos = sorted(range(len(combos)), key=lambda k: [combos[k][i] for i in reversed(rank)])
         for k in r_combos:

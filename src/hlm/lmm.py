@@ -77,8 +77,9 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
 
     Parameters
     ----------
-    model : an lme4 formula (``"y ~ x + (1 | school/class)"``) or Stata ``mixed`` syntax
-        (``"y x || school: || class:"``; no ``~``).
+    model : an lme4 formula (``"y ~ x + (1 | school/class)"``), read with R's semantics
+        (``I(x^2)``, ``poly``, ``scale``, ``offset``, R's column names; see :mod:`hlm.spec.rformula`),
+        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``).
     data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
     reml : REML (default) or maximum likelihood.
     backend : "auto" (files, ``sql=`` and duckdb relations -> DuckDB; Spark DataFrames ->

@@ -2,7 +2,8 @@
 
 Rows with a missing value in any used column are dropped (and counted).  The fixed-effect
 columns come from :mod:`hlm.design`, whose frozen :class:`~hlm.design.FixedDesign` is kept
-so ``predict(newdata)`` can rebuild X for new rows; y is the response minus the offset.  Grouping factors are coded ``0..G-1`` in sorted level order (R's
+so ``predict(newdata)`` can rebuild X for new rows; y is the response minus the offset.
+Grouping factors are coded ``0..G-1`` in sorted level order (R's
 factor order), interactions by the lexicographic order of their components.
 """
 

@@ -25,7 +25,8 @@ def _float(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
-def poly_columns(x: Any, degree: int, alpha: Sequence[float] = (), norm2: Sequence[float] = ()) -> dict[str, np.ndarray]:
+def poly_columns(x: Any, degree: int, alpha: Sequence[float] = (),
+                 norm2: Sequence[float] = ()) -> dict[str, np.ndarray]:
     """Columns ``"1".."k"`` of ``poly(x, k)``: raw powers without state, else the recurrence."""
     x = _float(x)
     if not len(alpha):

@@ -165,10 +165,11 @@ class Translator:
     def categorical_column(self, expr: str) -> str | None:
         """The data column if the factor is categorical (a string column or ``C(col)``)."""
         node = self._parse(expr)
-        if isinstance(node, ast.Name) and (self.kinds.get(self.column(node.id)) == "string" or (
-                node.id in self.alias and self.kinds.get(self.column(node.id)) == "bool")):  # R: logical terms are factors
-            self.needs.columns.add(self.column(node.id))
-            return self.column(node.id)
+        if isinstance(node, ast.Name):
+            kind = self.kinds.get(self.column(node.id))
+            if kind == "string" or (kind == "bool" and node.id in self.alias):  # R: a logical term is a factor
+                self.needs.columns.add(self.column(node.id))
+                return self.column(node.id)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C":
             if len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Name):
                 self.needs.columns.add(self.column(node.args[0].id))
@@ -299,7 +300,8 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
         for fac in term.factors:
             if fac.expr != "1" and tr.categorical_column(fac.expr) is None:
                 tr.numeric_columns(fac.expr)
-    probe = _probe_frame(list(columns) + list(tr.alias), tr.kinds, tr.levels, tr.alias)
+    # lme4 formulas name only safe names: a data column called C must not hide formulaic's C()
+    probe = _probe_frame(list(tr.alias) or columns, tr.kinds, tr.levels, tr.alias)
     try:
         mm = model_matrix(rhs, probe, output="pandas", context=CONTEXT if tr.alias else None)
     except (FormulaicError, SyntaxError, ValueError, TypeError, NameError) as exc:

@@ -380,8 +380,8 @@ class _Translate:
     def scale(self, node: Call, rname: str) -> Atom:
         kwargs = dict(node.kwargs)
         if len(node.args) != 1 or set(kwargs) - ({"center", "scale"} if node.fn == "scale" else set()):
-            raise self.fail(f"{node.fn}() is supported as {node.fn}(x)"
-                            + (", with center = and scale = TRUE or FALSE" if node.fn == "scale" else "") + f": {rname}")
+            extra = ", with center = and scale = TRUE or FALSE" if node.fn == "scale" else ""
+            raise self.fail(f"{node.fn}() is supported as {node.fn}(x){extra}: {rname}")
         center = self.logical(kwargs.get("center", Name("TRUE")), "center")
         scale = node.fn == "scale" and self.logical(kwargs.get("scale", Name("TRUE")), "scale")
         return Atom(rname, "scale", self.arith(node.args[0]), center=center, scale=scale)
