@@ -292,3 +292,14 @@ def test_formula_level_power_is_rs_interaction_expansion():
     assert power.xnames == written.xnames and "bq:ay" in power.xnames
     np.testing.assert_array_equal(power.X, written.X)
     assert build_frame(parse_model("y ~ u^2 + (1 | g)"), df).xnames == ("(Intercept)", "u")  # R: u^2 is the term u
+
+
+@pytest.mark.parametrize("term", ["sqrt(z)", "log(z)", "(sqrt(z) | Subject)"])
+def test_undefined_values_of_a_transform_are_an_error_on_every_backend(term, tmp_path):
+    """sqrt or log of a negative number is NaN: an error naming the column, never a dropped term."""
+    df = dataset("sleepstudyF").assign(z=lambda d: d["Days"] - 3.0)
+    model = f"Reaction ~ Days + {term if term.startswith('(') else term + ' + (1 | Subject)'}"
+    df.to_parquet(tmp_path / "s.parquet")
+    for data in (df, str(tmp_path / "s.parquet")):
+        with pytest.raises((FormulaError, DataError), match=r"sqrt\(z\)|log\(z\)"):
+            hlm.fit(model, data)

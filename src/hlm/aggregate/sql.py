@@ -394,13 +394,16 @@ class Plan:
         return "1.0" if self.zcols[a].sql == "1.0" else f"z{a}"
 
     def global_query(self, src: str) -> str:
-        """n, K'K and the infinite values among the complete rows."""
+        """n, K'K and the infinite or NaN values of the columns among the complete rows."""
         sums = []
         for a in range(self.k):
             for b in range(a, self.k):
                 sums.append(f"SUM({_mul(self._kexpr(a), self._kexpr(b))}) AS kk_{a}_{b}")
         inf = "CAST('Infinity' AS DOUBLE)"
-        sums += [f"SUM(CASE WHEN ABS(k{j}) = {inf} THEN 1 ELSE 0 END) AS inf_{j}" for j in range(self.k)]
+        # log or sqrt of a negative number: NaN (NULL in Spark); the rows' own columns are complete
+        bad = "CASE WHEN {0} IS NULL OR ABS({0}) = {1} OR isnan({0}) THEN 1 ELSE 0 END"
+        sums += [f"SUM({bad.format(f'k{j}', inf)}) AS inf_{j}" for j in range(self.k)]
+        sums += [f"SUM({bad.format(f'z{a}', inf)}) AS infz_{a}" for a in range(len(self.zcols))]
         return f"SELECT COUNT(*) AS n, {', '.join(sums)} FROM ({self.base(src)}) hlm_base"
 
     def count_query(self, src: str) -> str:
@@ -752,10 +755,12 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
     if nobs == 0:
         raise DataError("every row has a missing value in a model column; nothing is left to fit" if ntotal
                         else "the data has no rows")
-    for j in range(p.k):
-        if int(np.nan_to_num(_as_array(glob[f"inf_{j}"]).astype(float))[0]):
-            name = p.xnames[j] if j < len(p.xnames) else p.spec.response
-            raise DataError(f"column '{name}' has infinite values; remove or recode them")
+    bad = [(f"inf_{j}", p.xnames[j] if j < len(p.xnames) else p.spec.response) for j in range(p.k)]
+    bad += [(f"infz_{a}", p.pool[a]) for a in range(len(p.zcols)) if f"infz_{a}" in glob]
+    for key, name in bad:
+        if int(np.nan_to_num(_as_array(glob[key]).astype(float))[0]):
+            raise DataError(f"column '{name}' has infinite values or NaN (such as log or sqrt of a negative number); "
+                            "remove or recode them")
     k, z = p.k, len(p.zcols)
     ktk = np.empty((k, k))
     for a in range(k):
