@@ -294,12 +294,12 @@ def test_formula_level_power_is_rs_interaction_expansion():
     assert build_frame(parse_model("y ~ u^2 + (1 | g)"), df).xnames == ("(Intercept)", "u")  # R: u^2 is the term u
 
 
-@pytest.mark.parametrize("term", ["sqrt(z)", "log(z)", "(sqrt(z) | Subject)"])
+@pytest.mark.parametrize("term", ["sqrt(z)", "log(z)", "log(Days)", "(sqrt(z) | Subject)", "(log(Days) | Subject)"])
 def test_undefined_values_of_a_transform_are_an_error_on_every_backend(term, tmp_path):
     """sqrt or log of a negative number is NaN: an error naming the column, never a dropped term."""
     df = dataset("sleepstudyF").assign(z=lambda d: d["Days"] - 3.0)
     model = f"Reaction ~ Days + {term if term.startswith('(') else term + ' + (1 | Subject)'}"
     df.to_parquet(tmp_path / "s.parquet")
     for data in (df, str(tmp_path / "s.parquet")):
-        with pytest.raises((FormulaError, DataError), match=r"sqrt\(z\)|log\(z\)"):
+        with pytest.raises((FormulaError, DataError), match=r"sqrt\(z\)|log\(z\)|log\(Days\)"):
             hlm.fit(model, data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -161,6 +161,14 @@ def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
     return GroupingFactor(name, columns, codes, keys, first)
 
 
+def _check_finite(M: np.ndarray, names: Sequence[str]) -> None:
+    """A model column computed to +-inf or NaN (log(0), sqrt(-1)) is an error naming it."""
+    bad = ~np.isfinite(M).all(axis=0)
+    if bad.any():
+        raise DataError(f"column '{names[int(np.argmax(bad))]}' has infinite values or NaN (such as log or sqrt of a "
+                        "negative number); remove or recode them")
+
+
 def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
     """Validate ``data`` against ``spec`` and build the model frame."""
     cols = used_columns(spec)
@@ -214,6 +222,8 @@ def build_frame(spec: ModelSpec, data: Any) -> ModelFrame:
             idx.append(pool.index(zname))
         term_columns.append(tuple(idx))
     Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
+    _check_finite(X, design.names)
+    _check_finite(Z, pool)
 
     coded: dict[str, tuple[np.ndarray, int, np.ndarray]] = {}
     implied: dict[str, set[str]] = {}

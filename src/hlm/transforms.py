@@ -93,12 +93,18 @@ def scale_state(x: np.ndarray, center: bool, scale: bool) -> tuple[float, float]
     return centre, float(np.sqrt(((x - centre) ** 2).sum() / (len(x) - 1)))
 
 
+def _elementwise(fn: Any) -> Any:
+    """``fn`` on floats, quietly: a NaN or infinite result is reported by the caller, naming the term."""
+    def apply(x: Any) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return fn(_float(x))
+    return apply
+
+
 CONTEXT: dict[str, Any] = {
-    "r_num": _float, "r_I": _float, "r_log": lambda x: np.log(_float(x)), "r_exp": lambda x: np.exp(_float(x)),
-    "r_sqrt": lambda x: np.sqrt(_float(x)), "r_abs": lambda x: np.abs(_float(x)),
-    "r_log1p": lambda x: np.log1p(_float(x)), "r_expm1": lambda x: np.expm1(_float(x)),
-    "r_log2": lambda x: np.log2(_float(x)), "r_log10": lambda x: np.log10(_float(x)),
-    "r_poly": poly_columns, "r_scale": scale_columns,
+    "r_num": _float, "r_I": _float, "r_poly": poly_columns, "r_scale": scale_columns,
+    **{f"r_{name}": _elementwise(getattr(np, name))
+       for name in ("log", "exp", "sqrt", "abs", "log1p", "expm1", "log2", "log10")},
 }
 """The functions the formulas of :mod:`hlm.spec.rformula` call (formulaic's context)."""
 
