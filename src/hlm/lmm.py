@@ -23,6 +23,7 @@ from hlm.core.objective import DevianceFunction
 from hlm.core.optimize import minimize
 from hlm.core.start import anova_start
 from hlm.core.structure import build_structure
+from hlm.design import with_offset
 from hlm.errors import ConvergenceWarning, DataError, OptionError, SingularFitWarning
 from hlm.fit import Fit
 from hlm.modelframe import build_frame
@@ -92,13 +93,15 @@ def criterion(spec: ModelSpec, reml: bool | None) -> tuple[bool, tuple[str, ...]
 
 
 def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, backend: Backend = "auto",
-        sql: str | None = None, con: Any = None, reorder: bool = False, weights: Weights = None) -> Fit:
+        sql: str | None = None, con: Any = None, reorder: bool = False, weights: Weights = None,
+        offset: Any = None) -> Fit:
     """Fit a linear mixed model.
 
     Parameters
     ----------
-    model : an lme4 formula (``"y ~ x + (1 | school/class)"``) or Stata ``mixed`` syntax
-        (``"y x || school: || class:"``; no ``~``).
+    model : an lme4 formula (``"y ~ x + (1 | school/class)"``), read with R's semantics
+        (``I(x^2)``, ``poly``, ``scale``, ``offset``, R's column names; see :mod:`hlm.spec.rformula`),
+        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``).
     data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
     reml : REML (True) or maximum likelihood (False); None (default): what the model string
         says (Stata's ``, mle`` / ``, reml``; ``mixed`` means ML, ``xtmixed`` REML), else REML.
@@ -114,9 +117,14 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, b
         in the same pass, on every backend) or one value per row; row i has residual
         variance sigma^2 / w_i.  Not sampling (survey) weights.  Numeric, finite, >= 0;
         a zero weight drops the row (counted in the notes).  See :mod:`hlm.weights`.
+    offset : as lme4's ``offset=``: a column name or an array with one value per row (the
+        same as adding ``offset(...)`` to the formula): y - offset is modelled, and fitted
+        values and predictions add it back.
     """
-    spec = parse_model(model)
+    spec, data = with_offset(parse_model(model), data, offset)
     use_reml, notes = criterion(spec, reml)
+    if offset is not None:  # the model string does not show it
+        notes += (f"offset: {offset if isinstance(offset, str) else 'the array given as offset='}",)
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
     agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
