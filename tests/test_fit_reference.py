@@ -66,7 +66,7 @@ STATA_EQUIVALENTS = [
     ("sleepstudy__slope_ML", "Reaction Days || Subject: Days, cov(unstructured)"),
     ("sleepstudy__uncorr_REML", "Reaction Days || Subject: Days"),
     ("Hsb82__ri_REML", "mAch meanses cses || school:"),
-    ("Hsb82__rs_ML", "mAch meanses cses meanses#cses || school: cses, cov(un)"),
+    ("Hsb82__rs_ML", "mAch meanses cses c.meanses#c.cses || school: cses, cov(un)"),
 ]
 
 

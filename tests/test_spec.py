@@ -57,7 +57,8 @@ def test_stata_covariance_options():
 
 
 def test_stata_factor_notation():
-    assert parse_model("y i.grp c.x#c.z a##b || g:").fixed == "C(grp) + x:z + a*b"
+    # unprefixed variables in an interaction are factors, as in Stata
+    assert parse_model("y i.grp c.x#c.z a##b || g:").fixed == "C(grp) + x:z + C(a) + C(b) + C(a):C(b)"
 
 
 @pytest.mark.parametrize("text,pos", [

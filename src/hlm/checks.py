@@ -330,6 +330,28 @@ def implicit_nesting_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
 
 
 # ---- boundary fits ---------------------------------------------------------------------
+def _structured_boundary(fit: "Fit", term, lam: np.ndarray, tol: float) -> list[str]:
+    """The boundary of a cov(identity) / cov(exchangeable) term: its diagonal parameter
+    (t or alpha, Lambda = alpha I + beta J) at 0 means a zero shared variance, or for an
+    exchangeable term with beta != 0 a correlation of +1 (every effect the same); alpha + q
+    beta at 0 a correlation of -1/(q-1) (the effects sum to zero)."""
+    q = lam.shape[0]
+    alpha = float(lam[0, 0] - (lam[1, 0] if q > 1 and term.cov == "exchangeable" else 0.0))
+    group = fit.aggregates.factors[term.factor].name
+    effects = ", ".join(term.columns)
+    if term.cov == "exchangeable" and alpha >= tol and abs(float(lam[0].sum())) < tol:
+        return [f"the common correlation of {effects} across {group} (cov(exchangeable)) is estimated at its "
+                f"lower limit -1/{q - 1}: the sum of these effects does not vary across {group}; consider fewer "
+                "random effects at this level"]
+    if alpha >= tol:
+        return []
+    if term.cov == "identity" or abs(float(lam[1, 0])) * np.sqrt(q) < tol:
+        return [f"the variance shared by {effects} across {group} (cov({term.cov})) is estimated at zero: the "
+                "fit is that of the model without these random effects; consider dropping them"]
+    return [f"the common correlation of {effects} across {group} (cov(exchangeable)) is estimated at +1: the "
+            "effects are one random effect repeated; consider fewer random effects at this level"]
+
+
 #: a correlation this close to +-1 is reported as perfect dependence
 _PERFECT = 1e-3
 
@@ -383,6 +405,9 @@ def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
     out: list[str] = []
     for term in struct.terms:
         lam = lambdas[term.factor][np.ix_(term.local, term.local)]
+        if term.cov != "unstructured":
+            out += _structured_boundary(fit, term, lam, tol)
+            continue
         if not np.any(np.abs(np.diag(lam)) < tol):
             continue
         cov = lam @ lam.T

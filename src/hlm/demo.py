@@ -73,12 +73,12 @@ def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40,
     for estimator in ("fe", "re"):
         echo(hlm.xtreg("perform tutoring", frame, panel="student_id", estimator=estimator).summary())
 
-    _step(echo, 2, "mixed perform tutoring || student_id:",
+    _step(echo, 2, "xtmixed perform tutoring || student_id:",
           "One level: the student SD absorbs teachers, schools and districts "
           "(sqrt(25 + 16 + 9 + 4) = 7.35).")
     echo(hlm.fit("perform tutoring || student_id:", frame).summary(style="stata"))
 
-    _step(echo, 3, f"mixed {RIGHT}",
+    _step(echo, 3, f"xtmixed {RIGHT}",
           "Four levels, listed outermost first as Stata's mixed reads them.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -90,7 +90,7 @@ def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40,
     cols = [c for c in ("level", "variance", "share", "share_low", "share_high", "icc") if c in icc]
     echo(icc[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
-    _step(echo, 4, f"mixed {REVERSED}   (the seed's order)",
+    _step(echo, 4, f"xtmixed {REVERSED}   (the seed's order)",
           "Listed inner to outer, each level is read within the ones before it: every 'district' is "
           "then one student, 40,000 groups at every level. hlm stops instead of fitting nonsense:")
     try:

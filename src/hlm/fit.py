@@ -165,10 +165,12 @@ class Fit:
 
     @property
     def singular(self) -> bool:
-        """lme4's isSingular -- a diagonal element of Lambda within 1e-4 of its bound 0 --
-        judged on unit-rms random-effect columns, so a slope in small units is not 'zero'."""
+        """lme4's isSingular -- a diagonal element of Lambda within 1e-4 of its bound 0, judged
+        on unit-rms random-effect columns so a slope in small units is not 'zero' -- or an
+        exchangeable term whose common correlation is at its lower limit -1/(q-1)."""
         lower = np.asarray(self.structure.lower)
-        return bool(np.any(np.isfinite(lower) & (self._theta_std < lower + SINGULAR_TOL)))
+        at_bound = bool(np.any(np.isfinite(lower) & (self._theta_std < lower + SINGULAR_TOL)))
+        return at_bound or bool(np.any(np.abs(self.structure.exchangeable_sums(self.theta)) < SINGULAR_TOL))
 
     def boundary_components(self) -> list[str]:
         """Names of the variance components estimated at zero (on unit-rms columns)."""

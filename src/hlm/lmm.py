@@ -8,6 +8,7 @@ Each stage is a function of its own and can be called separately.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Any
 
@@ -30,7 +31,8 @@ from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
 from hlm.core.scaling import minimize_standardized
 from hlm.core.structure import build_structure
-from hlm.errors import ConvergenceWarning, DataError, SingularFitWarning
+from hlm.design import with_offset
+from hlm.errors import ConvergenceWarning, DataError, OptionError, SingularFitWarning
 from hlm.fit import Fit
 from hlm.modelframe import build_frame
 from hlm.source import check_file
@@ -68,7 +70,7 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
         notes = notes + (f"omitted because of collinearity: {', '.join(dropped)}",)
     check_response_varies(agg)
     check_degrees_of_freedom(agg)
-    struct = build_structure(agg, tuple(t.name for t in spec.random))
+    struct = build_structure(agg, tuple(t.name for t in spec.random), tuple(t.cov for t in spec.random))
     devfun = DevianceFunction.build(agg, struct, reml)
     opt = minimize_standardized(agg, struct, devfun)
     profiled = devfun.profiled(np.asarray(opt.theta))
@@ -86,16 +88,36 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     return result
 
 
-def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend: Backend = "auto",
-        sql: str | None = None, con: Any = None, reorder: bool = False, weights: Weights = None) -> Fit:
+def criterion(spec: ModelSpec, reml: bool | None) -> tuple[bool, tuple[str, ...]]:
+    """REML or ML: the ``reml=`` argument, else what the model string says (Stata's ``, mle`` /
+    ``, reml`` or its command's default), else REML; with a note when the string chose it.
+    An argument that contradicts the string is an :class:`~hlm.errors.OptionError`."""
+    if spec.reml is None:
+        return (True if reml is None else bool(reml)), ()
+    said = "REML" if spec.reml else "ML"
+    if reml is not None and bool(reml) != spec.reml:
+        asked = "REML" if reml else "ML"
+        raise OptionError(f"the model string asks for {said} but {asked} was requested (reml={bool(reml)} / --ml); "
+                          "drop one of them")
+    if spec.command is not None and not re.search(r",[^|]*\b(mle|ml|reml)\b", spec.text, re.IGNORECASE):
+        return spec.reml, (f"{said}: {spec.command} estimates by {said} unless told otherwise",)
+    return spec.reml, ()
+
+
+def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, backend: Backend = "auto",
+        sql: str | None = None, con: Any = None, reorder: bool = False, weights: Weights = None,
+        offset: Any = None) -> Fit:
     """Fit a linear mixed model.
 
     Parameters
     ----------
-    model : an lme4 formula (``"y ~ x + (1 | school/class)"``) or Stata ``mixed`` syntax
-        (``"y x || school: || class:"``; no ``~``).
+    model : an lme4 formula (``"y ~ x + (1 | school/class)"``), read with R's semantics
+        (``I(x^2)``, ``poly``, ``scale``, ``offset``, R's column names; see :mod:`hlm.spec.rformula`),
+        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``).
     data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
-    reml : REML (default) or maximum likelihood.
+    reml : REML (True) or maximum likelihood (False); None (default): what the model string
+        says (Stata's ``, mle`` / ``, reml``; ``mixed`` means ML, ``xtmixed`` REML), else REML.
+        An argument that contradicts the string raises :class:`~hlm.errors.OptionError`.
     backend : "auto" (files, ``sql=`` and duckdb relations -> DuckDB; Spark DataFrames ->
         Spark; frames -> numpy), "memory", "duckdb" or "spark".
     sql, con : aggregate the result of a DuckDB query (on ``con``, default a fresh connection).
@@ -107,12 +129,17 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
         in the same pass, on every backend) or one value per row; row i has residual
         variance sigma^2 / w_i.  Not sampling (survey) weights.  Numeric, finite, >= 0;
         a zero weight drops the row (counted in the notes).  See :mod:`hlm.weights`.
+    offset : as lme4's ``offset=``: a column name or an array with one value per row (the
+        same as adding ``offset(...)`` to the formula): y - offset is modelled, and fitted
+        values and predictions add it back.
     """
-    spec = parse_model(model)
+    spec, data = with_offset(parse_model(model), data, offset)
+    use_reml, notes = criterion(spec, reml)
+    if offset is not None:  # the model string does not show it
+        notes += (f"offset: {offset if isinstance(offset, str) else 'the array given as offset='}",)
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
     agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
-    notes: tuple[str, ...] = ()
     if (reordered := level_order(spec, agg, reorder=reorder)) is not None:
         spec, note = reordered
         agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
@@ -125,4 +152,4 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool = True, backend:
         notes += (f"precision weights {agg.weights}: row i has residual variance sigma^2 / w_i",)
     if agg.zero_weights:
         notes += (f"{agg.zero_weights} rows dropped for a zero weight",)
-    return fit_aggregates(spec, agg, reml=bool(reml), data=data, x_model_spec=x_spec, notes=notes, weights=weights)
+    return fit_aggregates(spec, agg, reml=use_reml, data=data, x_model_spec=x_spec, notes=notes, weights=weights)

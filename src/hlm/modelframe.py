@@ -1,19 +1,19 @@
-"""The in-memory model frame: rows -> y, X (formulaic), the Z column pool and factor codes.
+"""The in-memory model frame: rows -> y, X, the Z column pool and factor codes.
 
 Rows with a missing value in any used column are dropped (and counted).  The fixed-effect
-columns come from formulaic; its frozen ``ModelSpec`` is kept so ``predict(newdata)`` can
-rebuild X for new rows.  A categorical column's levels are those of the rows used, in the
-order its source declares (:mod:`hlm.source`); the first is the reference.  Grouping factors
-are coded ``0..G-1`` in sorted order of their values, interactions by the lexicographic
-order of their components.
+columns come from :mod:`hlm.design`, whose frozen :class:`~hlm.design.FixedDesign` is kept
+so ``predict(newdata)`` can rebuild X for new rows; y is the response minus the offset.
+A categorical column's levels are those of the rows used, in the order its source declares
+(:mod:`hlm.source`); the first is the reference.  Grouping factors are coded ``0..G-1`` in
+sorted order of their values, interactions by the lexicographic order of their components.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,19 +21,30 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.checks_data import check_factor_levels, frame_factor_levels
+from hlm.design import build_design, build_fixed, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
+from hlm.spec.factor_variables import check_factor_values, stata_column_name
 from hlm.spec.terms import ModelSpec
 from hlm.weights import ARRAY_NAME, as_array, validate, weights_name
 
-_LEVEL = re.compile(r"\[T\.(.*)\]")
+_LEVEL = re.compile(r"\[T\.(.*?)\]")
 
 
 def fixed_name(name: str, syntax: str) -> str:
-    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``) style."""
+    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``, ``2.arm``) style (random
+    slopes and Stata syntax; lme4 fixed parts are named by :mod:`hlm.design`)."""
+    if syntax == "stata":
+        return stata_column_name(name)
     if name == "Intercept":
-        return "_cons" if syntax == "stata" else "(Intercept)"
-    return _LEVEL.sub(lambda m: m.group(1), name) if syntax == "lme4" else name
+        return "(Intercept)"
+    return _LEVEL.sub(lambda m: m.group(1), name)
+
+
+def pool_name(name: str, syntax: str) -> str:
+    """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
+    the intercept), other columns as the fixed part names them."""
+    return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)
 
 
 def factor_key(group: tuple[str, ...]) -> frozenset[str]:
@@ -60,7 +71,7 @@ class ModelFrame:
     y: np.ndarray
     X: np.ndarray
     xnames: tuple[str, ...]
-    x_model_spec: Any  # formulaic ModelSpec, kept for predict(newdata)
+    x_model_spec: Any  # the frozen FixedDesign, kept for predict(newdata)
     pool: tuple[str, ...]  # distinct random-effect column names
     Z: np.ndarray  # (n, len(pool))
     term_columns: tuple[tuple[int, ...], ...]  # per random term: indices into the pool
@@ -76,9 +87,10 @@ def model_variables(spec: ModelSpec) -> list[str]:
     """Data columns of the fixed part and the random slopes."""
     cols: list[str] = []
     try:
-        cols += sorted(Formula(spec.fixed).required_variables)
-        for term in spec.random:
-            cols += sorted(Formula(term.rhs).required_variables)
+        rf, zrfs = rformula(spec), random_rformulas(spec)
+        cols += list(rf.columns) if rf is not None else sorted(Formula(spec.fixed).required_variables)
+        for t, term in enumerate(spec.random):
+            cols += list(zrfs[t].columns) if zrfs is not None else sorted(Formula(term.rhs).required_variables)
     except (FormulaicError, SyntaxError, ValueError) as exc:
         raise FormulaError(f"cannot parse the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
     return cols
@@ -169,6 +181,14 @@ def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
     return GroupingFactor(name, columns, codes, keys, first)
 
 
+def _check_finite(M: np.ndarray, names: Sequence[str]) -> None:
+    """A model column computed to +-inf or NaN (log(0), sqrt(-1)) is an error naming it."""
+    bad = ~np.isfinite(M).all(axis=0)
+    if bad.any():
+        raise DataError(f"column '{names[int(np.argmax(bad))]}' has infinite values or NaN (such as log or sqrt of a "
+                        "negative number); remove or recode them")
+
+
 def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     """Validate ``data`` against ``spec`` and build the model frame.
 
@@ -215,31 +235,41 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     for col in frame.columns:  # the levels of the rows used, in the source's order (as the SQL backends)
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = frame[col].cat.remove_unused_categories()
+    if spec.syntax == "stata":
+        check_factor_values(spec, frame)
     check_factor_levels(frame_factor_levels(frame, model_variables(spec)), len(frame))
 
-    mx = _matrix(spec.fixed, frame, "the fixed part")
-    X = np.asarray(mx.to_numpy(dtype=float))
-    xnames = tuple(fixed_name(c, spec.syntax) for c in mx.columns)
+    X, design = build_fixed(spec, frame)
     y = y_raw.to_numpy()[keep].astype(float) if ndropped or zero else y_raw.to_numpy().astype(float)
+    if design.has_offset:
+        y = y - design.offset(frame)
 
     pool: list[str] = []
     zcols: list[np.ndarray] = []
     term_columns: list[tuple[int, ...]] = []
-    for term in spec.random:
+    zrfs = random_rformulas(spec)
+    zdesigns: list[Any] = []
+    for t, term in enumerate(spec.random):
+        zdesigns.append(None)
         if not term.columns:  # (1 | g): the intercept column needs no formula
             names, columns = ["(Intercept)"], [None]
+        elif zrfs is not None:  # lme4: R's semantics and names, as the fixed part
+            Zt, zdesigns[-1] = build_design(spec, zrfs[t], frame)
+            names, columns = list(zdesigns[-1].names), list(Zt.T)
         else:
             mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
-            names = [fixed_name(c, "lme4") for c in mz.columns]
-            columns = [mz.iloc[:, j] for j in range(len(names))]
+            names = [pool_name(c, spec.syntax) for c in mz.columns]
+            columns = [mz.iloc[:, j].to_numpy(dtype=float) for j in range(len(names))]
         idx = []
         for zname, col in zip(names, columns):
             if zname not in pool:
                 pool.append(zname)
-                zcols.append(np.ones(len(frame)) if col is None else np.asarray(col.to_numpy(dtype=float)))
+                zcols.append(np.ones(len(frame)) if col is None else np.asarray(col, dtype=float))
             idx.append(pool.index(zname))
         term_columns.append(tuple(idx))
     Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
+    _check_finite(X, design.names)
+    _check_finite(Z, pool)
 
     coded: dict[str, tuple[np.ndarray, int, np.ndarray]] = {}
     implied: dict[str, set[str]] = {}
@@ -256,5 +286,6 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
             built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
     factors = [built[k] for k in keys]
     term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
-    return ModelFrame(spec, y, X, xnames, mx.model_spec, tuple(pool), Z, tuple(term_columns),
+    design = replace(design, random=tuple(zdesigns)) if zrfs is not None else design
+    return ModelFrame(spec, y, X, design.names, design, tuple(pool), Z, tuple(term_columns),
                       tuple(factors), tuple(term_factor), ndropped, w, wname, zero)

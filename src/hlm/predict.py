@@ -1,10 +1,11 @@
 """Predictions, fitted values and residuals: a second pass over rows, chunk by chunk.
 
-    population (re=False):  X_new beta
-    conditional (re=True):  X_new beta + sum_f Z_new,f b_f[level]
+    population (re=False):  offset + X_new beta
+    conditional (re=True):  offset + X_new beta + sum_f Z_new,f b_f[level]
 
-X_new comes from formulaic's frozen model spec of the fixed part (kept on the fit), so
-factor codings match the fit; Z columns are rebuilt from each random term's right-hand
+X_new comes from the frozen fixed-effects design kept on the fit (:mod:`hlm.design`), so
+factor codings, polynomial and scaling constants match the fit, and the model's offset is
+added to both; Z columns are rebuilt from each random term's right-hand
 side and matched to the fit's Z column pool by name; levels are matched to the fit's
 level labels (numbers that are integral match across int/float storage, so ``308`` and
 ``308.0`` are the same level).  A level the fit has not seen contributes zero (its
@@ -27,8 +28,9 @@ from formulaic import model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import pooled_message
+from hlm.design import OFFSET_COLUMN
 from hlm.errors import DataError, OptionError
-from hlm.modelframe import fixed_name, used_columns
+from hlm.modelframe import fixed_name, pool_name, used_columns
 from hlm.source import to_pandas
 from hlm.weights import ARRAY_NAME, as_array
 
@@ -87,21 +89,18 @@ def _needed_columns(fit: "Fit") -> list[str]:
     return cols
 
 
-def _fixed_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
-    if fit.x_model_spec is None:
+def _fixed_matrix(fit: "Fit", chunk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """X of the chunk's rows in the fit's column order, and the offset."""
+    design = fit.x_model_spec
+    if design is None:
         raise DataError("this fit carries no fixed-effects model spec (it was fitted from aggregates); "
                         "predictions need hlm.fit(model, data)")
-    try:
-        mm = fit.x_model_spec.get_model_matrix(chunk)
-    except (FormulaicError, ValueError, TypeError, KeyError) as exc:
-        raise DataError(f"cannot build the fixed-effects columns for the new rows: {str(exc).splitlines()[0]}") from None
-    names = [fixed_name(c, fit.spec.syntax) for c in mm.columns]
-    pos = {n: i for i, n in enumerate(names)}
-    X = np.asarray(mm.to_numpy(dtype=float))
+    X = design.matrix(chunk)
+    pos = {n: i for i, n in enumerate(design.names)}
     missing = [n for n in fit.aggregates.xnames if n not in pos]
     if missing:
         raise DataError(f"the new rows do not produce the fixed-effect column(s) {', '.join(missing)}")
-    return X[:, [pos[n] for n in fit.aggregates.xnames]]
+    return X[:, [pos[n] for n in fit.aggregates.xnames]], design.offset(chunk)
 
 
 def _pool_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
@@ -109,14 +108,22 @@ def _pool_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
     pool = fit.aggregates.pool
     Z = np.zeros((len(chunk), len(pool)))
     filled = [False] * len(pool)
-    for term in fit.spec.random:
+    designs = getattr(fit.x_model_spec, "random", ())
+    for t, term in enumerate(fit.spec.random):
+        if designs:  # lme4: the frozen designs of the fit (R's semantics and names)
+            zd = designs[t]
+            names = zd.names if zd is not None else ("(Intercept)",)
+            Zt = zd.matrix(chunk) if zd is not None else np.ones((len(chunk), 1))
+            for j, name in enumerate(names):
+                Z[:, pool.index(name)] = Zt[:, j]
+            continue
         try:
             mz = model_matrix(term.rhs, chunk, na_action="raise", output="pandas")
         except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:
             raise DataError(f"cannot build the random term for '{term.name}' on the new rows: "
                             f"{str(exc).splitlines()[0]}") from None
         for j, col in enumerate(mz.columns):
-            name = fixed_name(col, "lme4")
+            name = pool_name(col, fit.spec.syntax)
             if name not in pool:
                 raise DataError(f"the new rows give a random-effect column '{name}' the fit does not have "
                                 "(categorical random slopes need every level's coding as in the fit)")
@@ -140,7 +147,8 @@ def predict_frame(fit: "Fit", frame: pd.DataFrame, *, re: bool, new_levels: str,
     lookups = [(_level_index(fac), fac.columns) for fac in agg.factors] if re else []
     for start in range(0, len(frame), chunk_rows):
         chunk = frame.iloc[start:start + chunk_rows].reset_index(drop=True)
-        pred = _fixed_matrix(fit, chunk) @ beta
+        X, offset = _fixed_matrix(fit, chunk)
+        pred = X @ beta + offset
         if re and modes is not None:
             Z = _pool_matrix(fit, chunk)
             for f, (index, columns) in enumerate(lookups):
@@ -168,6 +176,9 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
     if data is None:
         raise DataError("this fit keeps no data; pass newdata")
     cols = _needed_columns(fit)
+    if newdata is not None and OFFSET_COLUMN in cols and OFFSET_COLUMN not in getattr(newdata, "columns", ()):
+        raise DataError(f"the fit's offset was given as an array (offset=): give newdata a column '{OFFSET_COLUMN}' "
+                        "with the new rows' offsets")
     frame = to_pandas(data, cols, value_labels=fit.spec.syntax != "stata")
     index = frame.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(frame))
     keep = frame.notna().all(axis=1).to_numpy()

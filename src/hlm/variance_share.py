@@ -78,7 +78,10 @@ def varcomp_table(fit: "Fit", vc: VarCompInfo | None = None, *, level: float = 0
             continue
         term = struct.terms[p.term]
         a, b = min(p.i, p.j), max(p.i, p.j)
-        if p.kind == "sd":
+        if term.cov != "unstructured":  # one SD (and one correlation) for all the term's effects
+            within = (int(p.kind == "cor"), 0, p.term, 0)
+            v1, v2 = p.var1, p.var2
+        elif p.kind == "sd":
             within = (0, int(term.columns[a] == "(Intercept)"), p.term, a)
             v1, v2 = term.columns[a], None
         else:
@@ -101,8 +104,12 @@ def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
     sds = [np.zeros(len(t.columns)) for t in struct.terms]
     cors = [np.eye(len(t.columns)) for t in struct.terms]
     for p, e in zip(params, est):
+        shared = p.term >= 0 and struct.terms[p.term].cov != "unstructured"
         if p.kind == "sd":
-            sds[p.term][p.i] = e
+            sds[p.term][slice(None) if shared else p.i] = e
+        elif p.kind == "cor" and shared:  # exchangeable: every pair
+            cors[p.term][:] = e
+            np.fill_diagonal(cors[p.term], 1.0)
         elif p.kind == "cor":
             cors[p.term][p.i, p.j] = cors[p.term][p.j, p.i] = e
     zs = [np.array([1.0 if c == "(Intercept)" else float(at.get(c, 0.0)) for c in t.columns]) for t in struct.terms]
@@ -117,7 +124,11 @@ def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
             grad[-1, k] = 2.0 * est[k] ** 2
             continue
         z, r = zs[p.term], row[struct.terms[p.term].factor]
-        if p.kind == "sd":
+        if struct.terms[p.term].cov != "unstructured":  # v_t = s^2 z'[(1 - r) I + r J] z
+            sd = sds[p.term][0]
+            grad[r, k] = (2.0 * float(z @ covz[p.term]) if p.kind == "sd"
+                          else sd**2 * (z.sum() ** 2 - z @ z) * (1.0 - est[k] ** 2))
+        elif p.kind == "sd":
             grad[r, k] = 2.0 * z[p.i] * covz[p.term][p.i]
         else:
             sd = sds[p.term]

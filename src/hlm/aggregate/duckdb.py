@@ -305,10 +305,11 @@ def _copy_to_file(src: _Source, query: str, out_path: str | os.PathLike, overwri
 
 
 def _fixed_part(fit: Any, plan: q.Plan) -> str:
-    """X beta as an SQL expression over the source's columns."""
+    """offset + X beta as an SQL expression over the source's columns."""
     beta = fit.fixef
-    return " + ".join(f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols)
-                      if name in beta.index) or "0.0"
+    xb = " + ".join(f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols)
+                    if name in beta.index) or "0.0"
+    return xb if plan.offset is None else f"{xb} + ({plan.offset})"
 
 
 def _pooled_leaf_modes(fit: Any, f: int, fac: Any, body: str, y: str) -> str:

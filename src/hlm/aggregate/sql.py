@@ -24,10 +24,16 @@ string literals and the distinct-collection aggregate (:class:`Dialect`).  Level
 labels, parents and the cross blocks are assembled in numpy from the grouped rows (their
 number is the number of groups, never of rows).
 
-Supported in the fixed part and random slopes: numeric and boolean columns, categorical
-(string) columns and ``C(x)``, interactions (``a:b``, ``a*b``), ``log``, ``exp``, ``sqrt``
-(also as ``np.log`` ...), ``center(...)``, ``I(...)`` with ``+ - * / **`` and numbers.
-Anything else raises :class:`~hlm.errors.FormulaError` naming the term.
+lme4 formulas arrive as :mod:`hlm.spec.rformula` writes them (safe column names, hlm's
+``r_*`` functions, the frozen states of ``poly`` and ``scale`` as literals, which the
+prepass computes: means, SDs, distinct counts and central moments); their offset is
+subtracted from the response.  Stata syntax arrives as formulaic text.  Supported in the
+fixed part and random slopes: numeric and boolean columns, categorical (string) columns and
+``C(x)`` (also with ``contr.treatment(base=v)`` or ``spans_intercept=False``: Stata's
+``ib#.``/``ibn.``), interactions, ``log``, ``exp``, ``sqrt`` (also as ``np.log`` ...),
+``center(...)``, ``I(...)`` with ``+ - * / **`` and numbers, and for lme4 formulas also
+``abs``, ``log1p``, ``expm1``, ``log2``, ``log10``, ``poly`` and ``scale``.  Anything else
+raises :class:`~hlm.errors.FormulaError` naming the term.
 """
 
 from __future__ import annotations
@@ -45,7 +51,10 @@ from formulaic.errors import FormulaicError
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
 from hlm.checks_data import check_factor_levels, check_fixed_count
 from hlm.errors import ColumnError, DataError, FormulaError
-from hlm.modelframe import dense_codes, factor_key, fixed_name
+from hlm.design import design_of, random_rformulas, rformula
+from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
+from hlm.spec.rformula import RFormula
+from hlm.transforms import CONTEXT, poly_state_from_moments
 from hlm.source import check_columns
 from hlm.spec.terms import ModelSpec
 from hlm.weights import check_counts, check_kind
@@ -60,6 +69,10 @@ pooled (:meth:`Plan.pooled_query`): the innermost groups never leave the databas
 
 _FUNCS = {"log": "LN", "exp": "EXP", "sqrt": "SQRT"}
 _MODULES = {"np", "numpy"}
+_R_FUNCS = {"r_num": "{}", "r_log": "LN({})", "r_exp": "EXP({})", "r_sqrt": "SQRT({})", "r_abs": "ABS({})", "r_I": "{}",
+            "r_log1p": "LN(1.0 + ({}))", "r_expm1": "(EXP({}) - 1.0)", "r_log2": "(LN({}) / LN(2.0))",
+            "r_log10": "(LN({}) / LN(10.0))"}
+"""The functions of lme4 formulas (:mod:`hlm.spec.rformula`) as SQL."""
 
 
 # --------------------------------------------------------------------------- dialects
@@ -154,30 +167,65 @@ class Translator:
     """Formulaic factors (``log(x)``, ``sx``, ``C(g)``, ...) -> SQL over the source columns."""
 
     def __init__(self, dialect: Dialect, kinds: Mapping[str, Kind], levels: Mapping[str, list] | None = None,
-                 means: Mapping[str, float] | None = None):
+                 means: Mapping[str, float] | None = None, alias: Mapping[str, str] | None = None):
         self.dialect = dialect
         self.kinds = dict(kinds)
         self.levels = dict(levels or {})
         self.means = dict(means or {})
+        self.alias = dict(alias or {})  # safe name of lme4 formulas -> data column
         self.needs = _Needs()
+
+    def column(self, name: str) -> str:
+        """The data column a formula name stands for."""
+        return self.alias.get(name, name)
 
     # ---- factors
     def categorical_column(self, expr: str) -> str | None:
         """The data column if the factor is categorical (a string column or ``C(col)``)."""
         node = self._parse(expr)
-        if isinstance(node, ast.Name) and self.kinds.get(node.id) == "string":
-            self.needs.columns.add(node.id)
-            return node.id
+        if isinstance(node, ast.Name):
+            kind = self.kinds.get(self.column(node.id))
+            if kind == "string" or (kind == "bool" and node.id in self.alias):  # R: a logical term is a factor
+                self.needs.columns.add(self.column(node.id))
+                return self.column(node.id)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "C":
-            if len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Name):
-                self.needs.columns.add(node.args[0].id)
-                return node.args[0].id
+            if len(node.args) >= 1 and isinstance(node.args[0], ast.Name) and _coding(node) is not None:
+                self.needs.columns.add(self.column(node.args[0].id))
+                return self.column(node.args[0].id)
             raise FormulaError(f"the SQL backends support C(column) only; cannot translate the term '{expr}'")
         return None
+
+    def base_level(self, expr: str, levels: list):
+        """The reference level a reduced coding of the categorical factor leaves out: the
+        first level, or ``contr.treatment(base=...)``'s (Stata's ``ib2.x``)."""
+        node = self._parse(expr)
+        coding = _coding(node) if isinstance(node, ast.Call) else "first"
+        if coding in ("first", "full"):
+            return levels[0] if levels else None
+        match = [lv for lv in levels if lv == coding or str(lv) == str(coding)]
+        if not match:
+            raise FormulaError(f"the base level {coding!r} of '{expr}' is not a level of the data")
+        return match[0]
 
     def numeric(self, expr: str) -> str:
         """SQL of a numeric factor."""
         return self._num(self._parse(expr), expr)
+
+    def numeric_columns(self, expr: str) -> list[str]:
+        """SQL of each column of a numeric factor: one, or the k columns of ``r_poly`` (R's
+        ``poly``: raw powers, or the orthogonal recurrence of :mod:`hlm.transforms`)."""
+        node = self._parse(expr)
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "r_poly"):
+            return [self._num(node, expr)]
+        x = self._num(node.args[0], expr)
+        degree = ast.literal_eval(node.args[1])
+        if len(node.args) == 2:
+            return [x if j == 1 else f"POWER({x}, {float(j)!r})" for j in range(1, degree + 1)]
+        alpha, norm2 = ast.literal_eval(node.args[2]), ast.literal_eval(node.args[3])
+        z = ["1.0", f"(({x}) - {alpha[0]!r})"]
+        for i in range(1, degree):
+            z.append(f"((({x}) - {alpha[i]!r}) * {z[i]} - {norm2[i + 1] / norm2[i]!r} * {z[i - 1]})")
+        return [f"({z[j]} / {float(np.sqrt(norm2[j + 1]))!r})" for j in range(1, degree + 1)]
 
     def indicator(self, column: str, level) -> str:
         col = self.dialect.ident(column)
@@ -196,17 +244,18 @@ class Translator:
 
     def _num(self, node: ast.expr, expr: str) -> str:
         if isinstance(node, ast.Name):
-            self.needs.columns.add(node.id)
-            kind = self.kinds.get(node.id)
+            col = self.column(node.id)
+            self.needs.columns.add(col)
+            kind = self.kinds.get(col)
             if kind is None:  # names close matches, as the in-memory path does
-                check_columns([node.id], self.kinds.keys())
-                raise ColumnError(f"column '{node.id}' (in the term '{expr}') is not in the data")  # pragma: no cover
+                check_columns([col], self.kinds.keys())
+                raise ColumnError(f"column '{col}' (in the term '{expr}') is not in the data")  # pragma: no cover
             if kind in ("numeric", "float", "bool"):
-                return f"CAST({self.dialect.ident(node.id)} AS DOUBLE)"
+                return f"CAST({self.dialect.ident(col)} AS DOUBLE)"
             if kind == "string":
-                raise self._unsupported(expr, f"'{node.id}' is categorical inside an arithmetic expression")
-            raise self._unsupported(expr, f"column '{node.id}' has an unsupported type")
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+                raise self._unsupported(expr, f"'{col}' is categorical inside an arithmetic expression")
+            raise self._unsupported(expr, f"column '{col}' has an unsupported type")
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return repr(float(node.value))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             inner = self._num(node.operand, expr)
@@ -219,6 +268,10 @@ class Translator:
             if type(node.op) in ops:
                 return f"(({a}) {ops[type(node.op)]} ({b}))"
             raise self._unsupported(expr, f"operator {type(node.op).__name__}")
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "r_scale"
+                and len(node.args) == 3):
+            centre, scale = ast.literal_eval(node.args[1]), ast.literal_eval(node.args[2])
+            return f"((({self._num(node.args[0], expr)}) - {float(centre)!r}) / {float(scale)!r})"
         if isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
             fn = node.func
             name = None
@@ -228,6 +281,8 @@ class Translator:
                 name = fn.attr
             if name in _FUNCS:
                 return f"{_FUNCS[name]}({self._num(node.args[0], expr)})"
+            if name in _R_FUNCS and isinstance(fn, ast.Name):
+                return _R_FUNCS[name].format(self._num(node.args[0], expr))
             if name == "I" and isinstance(fn, ast.Name):
                 return self._num(node.args[0], expr)
             if name == "center" and isinstance(fn, ast.Name):
@@ -238,20 +293,41 @@ class Translator:
         raise self._unsupported(expr, "not translatable to SQL")
 
 
-def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list]) -> pd.DataFrame:
-    """A few rows with the right column types and every categorical level, for formulaic's layout."""
+def _coding(node: ast.Call):
+    """The coding a ``C()`` call asks for: "first" (treatment, first level), "full"
+    (``spans_intercept=False``), a base level (``contr.treatment(base=v)``), None if other."""
+    if len(node.args) == 1 and not node.keywords:
+        return "first"
+    if len(node.args) == 1 and [k.arg for k in node.keywords] == ["spans_intercept"]:
+        value = node.keywords[0].value
+        return "full" if isinstance(value, ast.Constant) and value.value is False else None
+    if len(node.args) == 2 and not node.keywords:
+        c = node.args[1]
+        if (isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "treatment"
+                and not c.args and [k.arg for k in c.keywords] == ["base"]
+                and isinstance(c.keywords[0].value, ast.Constant)):
+            return c.keywords[0].value.value
+    return None
+
+
+def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list],
+                 alias: Mapping[str, str]) -> pd.DataFrame:
+    """A few rows with the right column types and every categorical level, for formulaic's layout
+    (``alias``: safe names of lme4 formulas -> data columns)."""
     n = max([3] + [len(v) for v in levels.values()])
     data = {}
-    for col in columns:
+    for name in columns:
+        col = alias.get(name, name)
         if col in levels and levels[col]:
             vals = levels[col]
-            data[col] = [vals[i % len(vals)] for i in range(n)]
-            if kinds.get(col) == "string":  # a categorical: formulaic keeps the levels' order
-                data[col] = pd.Categorical(data[col], categories=vals)
+            data[name] = [vals[i % len(vals)] for i in range(n)]
+            # a categorical (or a logical factor of an lme4 formula): formulaic keeps the levels' order
+            if kinds.get(col) == "string" or (name in alias and kinds.get(col) == "bool"):
+                data[name] = pd.Categorical(data[name], categories=vals)
         elif kinds.get(col) == "bool":
-            data[col] = [bool(i % 2) for i in range(n)]
+            data[name] = [bool(i % 2) for i in range(n)]
         else:
-            data[col] = np.arange(1.0, n + 1.0)
+            data[name] = np.arange(1.0, n + 1.0)
     return pd.DataFrame(data)
 
 
@@ -269,40 +345,40 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
     for term in terms:  # validate every factor before probing (names the bad term)
         for fac in term.factors:
             if fac.expr != "1" and tr.categorical_column(fac.expr) is None:
-                tr.numeric(fac.expr)
-    probe = _probe_frame(columns, tr.kinds, tr.levels)
+                tr.numeric_columns(fac.expr)
+    # lme4 formulas name only safe names: a data column called C must not hide formulaic's C()
+    probe = _probe_frame(list(tr.alias) or columns, tr.kinds, tr.levels, tr.alias)
     try:
-        mm = model_matrix(rhs, probe, output="pandas")
+        mm = model_matrix(rhs, probe, output="pandas", context=CONTEXT if tr.alias else None)
     except (FormulaicError, SyntaxError, ValueError, TypeError, NameError) as exc:
         raise FormulaError(f"cannot build {what} '{rhs}' for SQL: {str(exc).splitlines()[0]}") from None
-    out: dict[str, ModelColumn] = {}
-    for struct in mm.model_spec.structure:
+    out: list[ModelColumn] = []
+    for struct in mm.model_spec.structure:  # formulaic's columns, term by term, first factor fastest
+        made: list[str] = []
         for scoped in struct.scoped_terms:
-            pieces: list[list[tuple[str, str]]] = []
+            pieces: list[list[str]] = []
             for sf in scoped.factors:
                 expr = sf.factor.expr
                 col = tr.categorical_column(expr)
                 if col is None:
-                    pieces.append([(expr, tr.numeric(expr))])
+                    pieces.append(tr.numeric_columns(expr))
                 else:
                     lv = tr.levels.get(col, [])
-                    use = lv[1:] if sf.reduced else lv
-                    fmt = "{e}[T.{l}]" if sf.reduced else "{e}[{l}]"
-                    pieces.append([(fmt.format(e=expr, l=level), tr.indicator(col, level)) for level in use])
-            if not pieces:
-                out["Intercept"] = ModelColumn("Intercept", "1.0")
-                continue
+                    lv = tr.levels.get(col, [])
+                    base = tr.base_level(expr, lv)
+                    use = [level for level in lv if level != base] if sf.reduced else lv
+                    pieces.append([tr.indicator(col, level) for level in use])
             for combo in itertools.product(*reversed(pieces)):
-                combo = combo[::-1]
-                name = ":".join(c[0] for c in combo)
                 sql = "1.0"
-                for c in combo:
-                    sql = _mul(sql, c[1])
-                out[name] = ModelColumn(name, sql)
-    missing = [c for c in mm.columns if c not in out]
-    if missing:
-        raise FormulaError(f"the SQL backends cannot lay out the column '{missing[0]}' of {what} '{rhs}'")
-    return [out[c] for c in mm.columns], mm.model_spec
+                for c in combo[::-1]:
+                    sql = _mul(sql, c)
+                made.append(sql)
+        if len(made) != len(struct.columns):
+            raise FormulaError(f"the SQL backends cannot lay out the term '{struct.term}' of {what} '{rhs}'")
+        out += [ModelColumn(name, sql) for name, sql in zip(struct.columns, made)]
+    if [c.name for c in out] != list(mm.columns):
+        raise FormulaError(f"the SQL backends cannot lay out {what} '{rhs}'")
+    return out, mm.model_spec
 
 
 # --------------------------------------------------------------------------- the plan
@@ -335,6 +411,7 @@ class Plan:
     group_columns: tuple[str, ...]
     x_model_spec: object = None
     weights: str | None = None  # a column of precision weights (aliased hw in the base query)
+    offset: str | None = None  # SQL of the model's offset, subtracted from the response
 
     # ---- SQL pieces
     def where(self) -> str:
@@ -352,7 +429,7 @@ class Plan:
         the complete rows (less those weighing 0)."""
         d = self.dialect
         sel = [f"{c.sql} AS k{j}" for j, c in enumerate(self.xcols)]
-        sel.append(f"CAST({d.ident(self.spec.response)} AS DOUBLE) AS k{len(self.xcols)}")
+        sel.append(f"{self.ycol} AS k{len(self.xcols)}")
         sel += [f"{c.sql} AS z{a}" for a, c in enumerate(self.zcols)]
         sel += [f"{d.ident(c)} AS g{i}" for i, c in enumerate(self.group_columns)]
         where = self.where()
@@ -381,13 +458,16 @@ class Plan:
         return "1.0" if self.zcols[a].sql == "1.0" else f"z{a}"
 
     def global_query(self, src: str) -> str:
-        """n, K'K and the infinite values among the complete rows."""
+        """n, K'K and the infinite or NaN values of the columns among the complete rows."""
         sums = []
         for a in range(self.k):
             for b in range(a, self.k):
                 sums.append(f"{self._sum(_mul(self._kexpr(a), self._kexpr(b)))} AS kk_{a}_{b}")
         inf = "CAST('Infinity' AS DOUBLE)"
-        sums += [f"SUM(CASE WHEN ABS(k{j}) = {inf} THEN 1 ELSE 0 END) AS inf_{j}" for j in range(self.k)]
+        # log or sqrt of a negative number: NaN (NULL in Spark); the rows' own columns are complete
+        bad = "CASE WHEN {0} IS NULL OR ABS({0}) = {1} OR isnan({0}) THEN 1 ELSE 0 END"
+        sums += [f"SUM({bad.format(f'k{j}', inf)}) AS inf_{j}" for j in range(self.k)]
+        sums += [f"SUM({bad.format(f'z{a}', inf)}) AS infz_{a}" for a in range(len(self.zcols))]
         if self.weights is not None:  # lme4's ldW and the bad weights (see hlm.weights)
             sums += ["SUM(CASE WHEN hw > 0 THEN LN(hw) ELSE 0.0 END) AS log_w",
                      "SUM(CASE WHEN hw IS NULL OR isnan(hw) THEN 1 ELSE 0 END) AS w_missing",
@@ -497,23 +577,35 @@ class Plan:
 
 
 def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], used: list[str],
-               levels: Mapping[str, list], means: Mapping[str, float]):
-    tr = Translator(dialect, kinds, levels, means)
-    xcols, x_spec = model_columns(spec.fixed, tr, used, "the fixed part")
+               levels: Mapping[str, list], means: Mapping[str, float], fixed: str, alias: Mapping[str, str],
+               zparts: Sequence[tuple[RFormula, dict[int, tuple]]] | None):
+    """The fixed and random columns as SQL; ``zparts`` (lme4): each random term read with R's
+    semantics and its frozen states, whose designs (R's names) are returned too."""
+    tr = Translator(dialect, kinds, levels, means, alias)
+    xcols, x_spec = model_columns(fixed, tr, used, "the fixed part")
     pool: list[str] = []
     zcols: list[ModelColumn] = []
     term_columns = []
-    for term in spec.random:
-        cols, _ = model_columns(term.rhs, tr, used, f"the random term for '{term.name}'")
+    zdesigns = []
+    for t, term in enumerate(spec.random):
+        what = f"the random term for '{term.name}'"
+        if zparts is None:
+            cols, _ = model_columns(term.rhs, tr, used, what)
+            znames = [pool_name(c.name, spec.syntax) for c in cols]
+        else:
+            rf, states = zparts[t]
+            cols, z_spec = model_columns(rf.formula(states), tr, used, what)
+            zdesigns.append(design_of(spec, rf, states, z_spec))
+            cols = cols if zdesigns[-1].order is None else [cols[j] for j in zdesigns[-1].order]
+            znames = list(zdesigns[-1].names)
         idx = []
-        for c in cols:
-            zname = fixed_name(c.name, "lme4")
+        for c, zname in zip(cols, znames):
             if zname not in pool:
                 pool.append(zname)
                 zcols.append(c)
             idx.append(pool.index(zname))
         term_columns.append(tuple(idx))
-    return tr, xcols, x_spec, pool, zcols, tuple(term_columns)
+    return tr, xcols, x_spec, pool, zcols, tuple(term_columns), tuple(zdesigns)
 
 
 def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str,
@@ -533,7 +625,8 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
     # function names such as sqrt and misses the arguments of center())
-    tr, *_ = _translate_needs(spec, dialect, kinds)
+    rf, zrfs = rformula(spec), random_rformulas(spec)
+    tr, *_ = _translate_needs(spec, dialect, kinds, rf, zrfs)
     used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
     check_columns(used, schema.keys())
     if kinds[spec.response] not in ("numeric", "float", "bool"):
@@ -561,8 +654,24 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
             _check_not_empty(run, src, dialect, used)
             raise DataError("every row has a missing value in a model column; nothing is left to fit")
         check_factor_levels({col: len(levels[col]) for col in cat})
-    tr, xcols, x_spec, pool, zcols, term_columns = _translate(spec, dialect, kinds, used, levels, means)
-    xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
+    alias = dict(tr.alias)
+    states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
+    zparts = None if zrfs is None else [(z, _states(z, Translator(dialect, kinds, alias=alias), skeleton, run, src))
+                                        for z in zrfs]
+    fixed = rf.formula(states) if rf is not None else spec.fixed
+    tr, xcols, x_spec, pool, zcols, term_columns, zdesigns = _translate(spec, dialect, kinds, used, levels, means,
+                                                                        fixed, alias, zparts)
+    if rf is not None:
+        design = replace(design_of(spec, rf, states, x_spec), random=zdesigns)
+        xnames = design.names
+        xcols = xcols if design.order is None else [xcols[j] for j in design.order]
+    else:
+        xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
+        design = design_of(spec, None, {}, x_spec, xnames) if not means else None
+    ycol = f"CAST({dialect.ident(spec.response)} AS DOUBLE)"
+    offset = " + ".join(f"({tr.numeric(code)})" for code in rf.offsets) if rf is not None and rf.offsets else None
+    if offset is not None:
+        ycol = f"({ycol} - ({offset}))"
 
     group_columns = tuple(spec.group_columns)
     factors: list[Factor] = []
@@ -575,14 +684,62 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
             factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
         term_factor.append(keys.index(key))
-    return Plan(spec, dialect, kinds, used, xcols, spec.response, zcols, xnames, tuple(pool), term_columns,
-                tuple(factors), tuple(term_factor), group_columns, x_spec if not means else None, weights)
+    return Plan(spec, dialect, kinds, used, xcols, ycol, zcols, xnames, tuple(pool), term_columns,
+                tuple(factors), tuple(term_factor), group_columns, design, weights=weights, offset=offset)
 
 
-def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind]):
+def _states(rf: RFormula, tr: Translator, skeleton: Plan, run: Runner, src: str) -> dict[int, tuple]:
+    """The fit-time state of the stateful atoms of an lme4 fixed part over the complete rows:
+    R's ``scale`` (mean, SD with n - 1) and ``poly`` (from the mean, the number of distinct
+    values and the central moments up to 2k, :func:`hlm.transforms.poly_state_from_moments`)."""
+    stateful = [(i, a, tr.numeric(a.code)) for i, a in enumerate(rf.atoms) if a.stateful]
+    if not stateful:
+        return {}
+    sel = ["COUNT(*) AS n"]
+    for i, atom, x in stateful:
+        sel.append(f"AVG({x}) AS c{i}")
+        if atom.kind == "poly":
+            sel.append(f"COUNT(DISTINCT {x}) AS d{i}")
+        elif atom.center:
+            sel.append(f"STDDEV_SAMP({x}) AS s{i}")
+        else:
+            sel.append(f"SQRT(SUM(({x}) * ({x})) / (COUNT(*) - 1)) AS s{i}")
+    where = f" WHERE {skeleton.where()}" if skeleton.used else ""
+    res = run(f"SELECT {', '.join(sel)} FROM {src}{where}")
+    states: dict[int, tuple] = {}
+    moments = []
+    for i, atom, x in stateful:
+        mean = float(_first(res[f"c{i}"]))
+        if atom.kind == "poly":
+            moments += [f"SUM(POWER(({x}) - {mean!r}, {float(j)!r})) AS m{i}_{j}" for j in range(2 * atom.degree + 1)]
+        elif atom.scale:
+            if int(_first(res["n"])) < 2:
+                raise DataError("scale() needs at least two rows")
+            states[i] = (mean if atom.center else 0.0, float(_first(res[f"s{i}"])))
+        else:
+            states[i] = (mean if atom.center else 0.0, 1.0)
+    if moments:
+        mres = run(f"SELECT {', '.join(moments)} FROM {src}{where}")
+        for i, atom, _ in stateful:
+            if atom.kind == "poly":
+                m = [float(_first(mres[f"m{i}_{j}"])) for j in range(2 * atom.degree + 1)]
+                states[i] = poly_state_from_moments(float(_first(res[f"c{i}"])), m, atom.degree,
+                                                    int(_first(res[f"d{i}"])))
+    return states
+
+
+def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], rf: RFormula | None,
+                     zrfs: Sequence[RFormula] | None):
     """Walk every factor once to collect the categorical columns and center() arguments."""
-    tr = Translator(dialect, kinds)
-    rhss = [(spec.fixed, "the fixed part")] + [(t.rhs, f"the random term for '{t.name}'") for t in spec.random]
+    alias = {} if rf is None else dict(rf.alias)
+    for z in zrfs or ():
+        alias.update(z.alias)
+    tr = Translator(dialect, kinds, alias=alias or None)
+    fixed = rf.formula() if rf is not None else spec.fixed
+    for code in rf.offsets if rf is not None else ():
+        tr.numeric(code)
+    zrhs = [z.formula() for z in zrfs] if zrfs is not None else [t.rhs for t in spec.random]
+    rhss = [(fixed, "the fixed part")] + [(z, f"the random term for '{t.name}'") for z, t in zip(zrhs, spec.random)]
     for rhs, what in rhss:
         try:
             terms = list(Formula(rhs))
@@ -594,7 +751,7 @@ def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind
                     continue
                 col = tr.categorical_column(fac.expr)
                 if col is None:
-                    tr.numeric(fac.expr)
+                    tr.numeric_columns(fac.expr)
                 else:
                     if kinds.get(col) == "other":
                         raise tr._unsupported(fac.expr, f"column '{col}' has an unsupported type")
@@ -686,10 +843,12 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
     if nobs == 0:
         raise DataError("every row has a missing value in a model column; nothing is left to fit" if ntotal
                         else "the data has no rows")
-    for j in range(p.k):
-        if int(np.nan_to_num(_as_array(glob[f"inf_{j}"]).astype(float))[0]):
-            name = p.xnames[j] if j < len(p.xnames) else p.spec.response
-            raise DataError(f"column '{name}' has infinite values; remove or recode them")
+    bad = [(f"inf_{j}", p.xnames[j] if j < len(p.xnames) else p.spec.response) for j in range(p.k)]
+    bad += [(f"infz_{a}", p.pool[a]) for a in range(len(p.zcols)) if f"infz_{a}" in glob]
+    for key, name in bad:
+        if int(np.nan_to_num(_as_array(glob[key]).astype(float))[0]):
+            raise DataError(f"column '{name}' has infinite values or NaN (such as log or sqrt of a negative number); "
+                            "remove or recode them")
     k, z = p.k, len(p.zcols)
     ktk = np.empty((k, k))
     for a in range(k):

@@ -33,7 +33,8 @@ def _plot_target(plot: str, force: bool) -> Path:
 def fit_command(
     data: str = typer.Argument(..., help="Data file: .csv, .parquet or .dta"),
     model: str = typer.Argument(..., help="lme4 formula 'y ~ x + (1|g)' or Stata syntax 'y x || g:'"),
-    ml: bool = typer.Option(False, "--ml", help="Maximum likelihood instead of REML"),
+    ml: bool = typer.Option(False, "--ml", help="Maximum likelihood instead of REML (default: the model's "
+                                                "', mle'/', reml' or command, else REML)"),
     as_json: bool = typer.Option(False, "--json", help="Print the fit as JSON"),
     style: str = typer.Option(None, "--style", help="Summary layout: stata or lme4 (default: the model's syntax)"),
     plot: str = typer.Option(None, "--plot", help="Save a plot to FILE.png (see --plot-kind)"),
@@ -59,7 +60,7 @@ def fit_command(
         target = _plot_target(plot, force) if plot else None
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
-        result = fit(model, data, reml=not ml, reorder=reorder, weights=weights)
+        result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
         text = json.dumps(result.to_dict(), indent=2, allow_nan=True) if as_json else \
             result.summary(style=style or result.spec.syntax)
         if target is not None:

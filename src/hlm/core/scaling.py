@@ -4,7 +4,8 @@ With K = [X y] and the random-effect pool Z rescaled to unit root mean square,
 K* = K D_k and Z* = Z D_z (D diagonal, D = 1 / rms), the model keeps its form:
 beta* = D_x^{-1} beta / s_y, sigma* = sigma / s_y, and b* = D_z^{-1} b / s_y, so the relative
 covariance factor becomes Lambda* = D_z^{-1} Lambda (row r of each Lambda_f scaled by that
-column's rms).  theta* is found on the standardised aggregates -- where a predictor
+column's rms; columns of identity or exchangeable terms keep their units, as their
+form would not survive).  theta* is found on the standardised aggregates -- where a predictor
 measured in nanoseconds or in light years gives the same problem -- and mapped back,
 theta = D_z theta* row by row; everything else of the fit is then computed from the
 original aggregates at that theta.  Every cross-product scales as ``D A D``, exactly what a
@@ -29,8 +30,10 @@ def _rms(sumsq: np.ndarray, n: int) -> np.ndarray:
     return np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
 
 
-def column_scales(agg: Aggregates) -> tuple[np.ndarray, np.ndarray]:
-    """Root mean squares of the columns of K = [X y] and of the pool Z (1 for a zero column)."""
+def column_scales(agg: Aggregates, struct: Structure) -> tuple[np.ndarray, np.ndarray]:
+    """Root mean squares of the columns of K = [X y] and of the pool Z (1 for a zero column,
+    and for the columns of a structured term -- identity or exchangeable, whose form a
+    per-column rescaling would not keep)."""
     k_rms = _rms(np.diag(agg.ktk), agg.nobs)
     z_rms = np.ones(len(agg.pool))
     with_ztz = next((f for f in agg.factors if f.ztz is not None), None)
@@ -39,6 +42,9 @@ def column_scales(agg: Aggregates) -> tuple[np.ndarray, np.ndarray]:
             z_rms[j] = k_rms[agg.xnames.index(name)]
         elif with_ztz is not None:
             z_rms[j] = _rms(with_ztz.ztz[:, j, j].sum(), agg.nobs)
+    for term in struct.terms:
+        if term.cov != "unstructured":
+            z_rms[[struct.factor_cols[term.factor][i] for i in term.local]] = 1.0
     return k_rms, z_rms
 
 
@@ -87,7 +93,7 @@ def _ridge_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | None:
 def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFunction) -> OptSummary:
     """Minimise ``devfun`` (built on ``agg``) over theta, searching on standardised columns;
     the summary is in the original theta, its criterion ``devfun``'s there."""
-    k_rms, z_rms = column_scales(agg)
+    k_rms, z_rms = column_scales(agg, struct)
     if np.all(k_rms == 1.0) and np.all(z_rms == 1.0):
         return minimize(devfun, anova_start(agg, struct), struct.lower)
     std = standardized(agg, k_rms, z_rms)
@@ -106,4 +112,4 @@ def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFu
 def standardized_theta(agg: Aggregates, struct: Structure, theta: np.ndarray) -> np.ndarray:
     """theta* = D_z^{-1} theta: the relative covariance factor on unit-rms columns, where a
     bound (a zero variance) is judged independently of the predictors' units."""
-    return np.asarray(theta, dtype=float) / _row_scales(struct, column_scales(agg)[1])
+    return np.asarray(theta, dtype=float) / _row_scales(struct, column_scales(agg, struct)[1])

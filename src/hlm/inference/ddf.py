@@ -153,6 +153,9 @@ def _apply_d(d: tuple[np.ndarray, np.ndarray], A: np.ndarray) -> np.ndarray:
 
 def kenward_roger_parts(fit) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """(Phi, Phi_A, [P_i], W) as pbkrtest's ``vcovAdj`` (see the module docstring)."""
+    if fit.structure.structured:  # its D_i are one per covariance entry, not per shared parameter
+        raise OptionError("Kenward-Roger is not implemented for cov(identity) or cov(exchangeable) terms; "
+                          "use ddf='satterthwaite'")
     ztz, ztk, blocks = _random_design(fit)
     q = ztz.shape[0]
     if q > KR_MAX_Q:

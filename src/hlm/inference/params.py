@@ -68,7 +68,12 @@ def chol_psd(C: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class VarParams:
-    """The map between theta and the natural variance parameters of one structure."""
+    """The map between theta and the natural variance parameters of one structure.
+
+    A structured term has fewer parameters than its q (q + 1) / 2 entries: cov(identity)
+    one SD shared by its effects, cov(exchangeable) one SD and one correlation r, which
+    keeps the covariance positive semi-definite for -1/(q - 1) <= r <= 1.  Their ``var1``
+    names all the term's effects (space separated), and so does the correlation's ``var2``."""
 
     struct: Structure
     params: tuple[VarParam, ...]  # theta order, then sigma
@@ -78,18 +83,22 @@ class VarParams:
     def of(cls, struct: Structure) -> "VarParams":
         params: list[VarParam] = []
         offsets: list[int] = []
-        k = 0
         for t, term in enumerate(struct.terms):
-            offsets.append(k)
+            offsets.append(len(params))
             q = len(term.columns)
+            if term.cov != "unstructured":
+                joined = " ".join(term.columns)
+                params.append(VarParam(f".sig{len(params) + 1:02d}", "sd", term.group, joined, None, t, 0, 0))
+                if term.cov == "exchangeable":
+                    params.append(VarParam(f".sig{len(params) + 1:02d}", "cor", term.group, joined, joined, t, 1, 0))
+                continue
             for j in range(q):
                 for i in range(j, q):
-                    k += 1
+                    name = f".sig{len(params) + 1:02d}"
                     if i == j:
-                        params.append(VarParam(f".sig{k:02d}", "sd", term.group, term.columns[i], None, t, i, i))
+                        params.append(VarParam(name, "sd", term.group, term.columns[i], None, t, i, i))
                     else:
-                        params.append(VarParam(f".sig{k:02d}", "cor", term.group, term.columns[i],
-                                               term.columns[j], t, i, j))
+                        params.append(VarParam(name, "cor", term.group, term.columns[i], term.columns[j], t, i, j))
         params.append(VarParam(".sigma", "sigma", "Residual", None, None, -1, 0, 0))
         return cls(struct, tuple(params), tuple(offsets))
 
@@ -98,30 +107,36 @@ class VarParams:
         return len(self.params) - 1
 
     def term_lambda(self, theta: np.ndarray, t: int) -> np.ndarray:
-        q = len(self.struct.terms[t].columns)
-        lam = np.zeros((q, q))
-        k = self.offsets[t]
-        for j in range(q):
-            for i in range(j, q):
-                lam[i, j] = theta[k]
-                k += 1
-        return lam
+        """Term t's block of Lambda at theta."""
+        term = self.struct.terms[t]
+        return self.struct.lambdas(np.asarray(theta, dtype=float))[term.factor][np.ix_(term.local, term.local)]
+
+    def cor_lower(self, k: int) -> float:
+        """The smallest value correlation parameter k can take: -1, or -1/(q-1) for the common
+        correlation of an exchangeable term of q effects."""
+        term = self.struct.terms[self.params[k].term]
+        return -1.0 / (len(term.columns) - 1) if term.cov == "exchangeable" else -1.0
+
+    def _block(self, t: int) -> range:
+        end = self.offsets[t + 1] if t + 1 < len(self.offsets) else self.ntheta
+        return range(self.offsets[t], end)
 
     def relative(self, theta: np.ndarray) -> np.ndarray:
         """theta -> (relative SD, correlation) per theta position."""
         out = np.empty(self.ntheta)
-        for t in range(len(self.struct.terms)):
-            lam = self.term_lambda(theta, t)
+        lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
+        for t, term in enumerate(self.struct.terms):
+            lam = lambdas[term.factor][np.ix_(term.local, term.local)]
             C = lam @ lam.T
             sd = np.sqrt(np.diag(C))
-            k = self.offsets[t]
-            for j in range(len(sd)):
-                for i in range(j, len(sd)):
-                    if i == j:
-                        out[k] = sd[i]
-                    else:
-                        out[k] = C[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else 0.0
-                    k += 1
+            for k in self._block(t):
+                p = self.params[k]
+                if p.kind == "sd":
+                    out[k] = sd[p.i]
+                elif term.cov == "exchangeable":
+                    out[k] = C[1, 0] / C[0, 0] if C[0, 0] > 0 else 0.0
+                else:
+                    out[k] = C[p.i, p.j] / (sd[p.i] * sd[p.j]) if sd[p.i] > 0 and sd[p.j] > 0 else 0.0
         return out
 
     def theta_from_relative(self, rel: np.ndarray) -> np.ndarray:
@@ -130,8 +145,14 @@ class VarParams:
         for t, term in enumerate(self.struct.terms):
             q = len(term.columns)
             k0 = self.offsets[t]
-            if q == 1:
+            if q == 1 or term.cov == "identity":
                 theta[k0] = rel[k0]
+                continue
+            if term.cov == "exchangeable":  # a I + b J = alpha^2 I + (2 alpha beta + q beta^2) J
+                s2, r = rel[k0] ** 2, rel[k0 + 1]
+                alpha = math.sqrt(max(s2 * (1.0 - r), 0.0))
+                theta[k0] = alpha
+                theta[k0 + 1] = (-alpha + math.sqrt(max(alpha**2 + q * s2 * r, 0.0))) / q
                 continue
             sd = np.empty(q)
             R = np.eye(q)
@@ -162,29 +183,25 @@ class VarParams:
 
     def free(self, theta: np.ndarray) -> np.ndarray:
         """Theta positions whose natural parameter is interior: SDs above ``ZERO_SD`` (relative)
-        and correlations strictly inside (-1, 1) between two such SDs."""
+        and correlations strictly inside their range (-1, 1), or (-1/(q-1), 1) for an
+        exchangeable term, between SDs that are free."""
         rel = self.relative(theta)
         ok = np.ones(self.ntheta, dtype=bool)
+        sd_at: dict[tuple[int, int], int] = {}
         for k, p in enumerate(self.params[:-1]):
             if p.kind == "sd":
                 ok[k] = rel[k] > ZERO_SD
+                sd_at[(p.term, p.i)] = k
         for k, p in enumerate(self.params[:-1]):
-            if p.kind == "cor":
-                t0 = self.offsets[p.term]
-                ki, kj = self._sd_index(p.term, p.i), self._sd_index(p.term, p.j)
-                ok[k] = ok[t0 + ki] and ok[t0 + kj] and abs(rel[k]) < ONE_COR
+            if p.kind != "cor":
+                continue
+            term = self.struct.terms[p.term]
+            if term.cov == "exchangeable":
+                low = -1.0 / (len(term.columns) - 1)
+                ok[k] = ok[sd_at[(p.term, 0)]] and low + (1.0 - ONE_COR) < rel[k] < ONE_COR
+            else:
+                ok[k] = ok[sd_at[(p.term, p.i)]] and ok[sd_at[(p.term, p.j)]] and abs(rel[k]) < ONE_COR
         return ok
-
-    def _sd_index(self, t: int, col: int) -> int:
-        """Position (within term t's theta block) of the diagonal entry of column col."""
-        q = len(self.struct.terms[t].columns)
-        k = 0
-        for j in range(q):
-            for i in range(j, q):
-                if i == j == col:
-                    return k
-                k += 1
-        raise IndexError(col)
 
     def to_unconstrained(self, rel: np.ndarray) -> np.ndarray:
         """(relative SD, correlation) -> (log relative SD, atanh correlation)."""

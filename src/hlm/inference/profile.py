@@ -64,6 +64,11 @@ def _bobyqa(fun, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray, step: flo
     return x, float(fun(x))
 
 
+def _atanh_floor(low: float) -> float:
+    """Where the atanh scale of a correlation with lower limit ``low`` ends."""
+    return -ATANH_MAX if low <= -1.0 else math.atanh(low)
+
+
 class _VarianceProfiler:
     """D(eta) with beta profiled out, eta = (log sd | atanh r per theta position, log sigma)."""
 
@@ -81,7 +86,8 @@ class _VarianceProfiler:
             else:
                 eta[k] = math.log(v) if v > 0 else floor
         self.eta_hat = eta
-        self.lower = np.where(self.is_sd, LOG_SD_FLOOR, -ATANH_MAX)
+        self.lower = np.array([LOG_SD_FLOOR if sd else _atanh_floor(self.vp.cor_lower(k))
+                               for k, sd in enumerate(self.is_sd[:-1])] + [LOG_SD_FLOOR])
         self.upper = np.where(self.is_sd, np.inf, ATANH_MAX)
         self.lower[-1], self.upper[-1] = LOG_SD_FLOOR, np.inf
         self.d_hat = fit.profiled.objective
@@ -265,7 +271,7 @@ def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
             return math.copysign(math.sqrt(max(d - vprof.d_hat, 0.0)), x - x_hat)
 
         step = float(se_nat[k]) if np.isfinite(se_nat[k]) and se_nat[k] > 0 else 0.5
-        bounds = (-ATANH_MAX, ATANH_MAX) if p.kind == "cor" else (LOG_SD_FLOOR, None)
+        bounds = (vprof.lower[k], ATANH_MAX) if p.kind == "cor" else (LOG_SD_FLOOR, None)
         yield _Curve(p.name, p.kind, p.group, p.var1, p.var2, float(info.estimates[k]), x_hat, step, bounds, zeta)
     beta, se = fit.fixef.to_numpy(), fit.se.to_numpy()
     for j, name in enumerate(fit.aggregates.xnames):

@@ -132,10 +132,10 @@ def varcomp(fit, *, level: float = 0.95, info: VarCompInfo | None = None) -> pd.
     se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 0.0))
     q = stats.norm.ppf(0.5 + level / 2.0)
     rows = []
-    for p, est, nat, se in zip(info.vp.params, info.estimates, info.natural, se_nat):
-        if p.kind == "cor":
+    for k, (p, est, nat, se) in enumerate(zip(info.vp.params, info.estimates, info.natural, se_nat)):
+        if p.kind == "cor":  # an exchangeable correlation's interval ends at its lower limit -1/(q-1)
             se_est = (1.0 - est**2) * se
-            lo, hi = np.tanh(nat - q * se), np.tanh(nat + q * se)
+            lo, hi = max(np.tanh(nat - q * se), info.vp.cor_lower(k)), np.tanh(nat + q * se)
         else:
             se_est = est * se
             lo, hi = np.exp(nat - q * se), np.exp(nat + q * se)

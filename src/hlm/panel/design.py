@@ -19,7 +19,8 @@ import pandas as pd
 
 from hlm.errors import DataError, FormulaError, OptionError
 from hlm.source import to_pandas
-from hlm.spec.stata import parse_stata
+from hlm.spec.factor_variables import stata_column_name
+from hlm.spec.stata import parse_stata, split_command
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -47,6 +48,10 @@ def parse_model(model: str) -> tuple[str, str, str]:
     """``(response, formulaic right-hand side, syntax)`` of a Stata or formula model string."""
     if not isinstance(model, str) or not model.strip():
         raise FormulaError("the model is empty; write it as 'y x1 x2' or 'y ~ x1 + x2'")
+    command, begin = split_command(model)
+    if command is not None and command != "xtreg":
+        raise FormulaError(f"'{command}' fits a mixed model: use hlm.fit (or 'hlm fit')")
+    model = model[begin:]
     if "|" in model:
         raise FormulaError("a panel model has no random-effects levels ('|'); the panel is given by panel=", model, model.index("|"))
     if "~" in model:
@@ -79,8 +84,9 @@ def _plain_columns(rhs: str, frame: pd.DataFrame) -> list[str] | None:
     return None
 
 
-def _matrix(rhs: str, frame: pd.DataFrame, model: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Model matrix with ``_cons`` as column 0, in Fortran order (columns contiguous)."""
+def _matrix(rhs: str, frame: pd.DataFrame, model: str, syntax: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Model matrix with ``_cons`` as column 0, in Fortran order (columns contiguous); Stata
+    models name factor columns as Stata does (``1990.year``)."""
     N = len(frame)
     plain = _plain_columns(rhs, frame)
     if plain is not None:
@@ -102,7 +108,8 @@ def _matrix(rhs: str, frame: pd.DataFrame, model: str) -> tuple[np.ndarray, tupl
     order = [names.index("Intercept")] + [j for j, c in enumerate(names) if c != "Intercept"]
     values = np.asarray(mm, dtype=float)
     X = np.asfortranarray(values[:, order])
-    return X, ("_cons", *[names[j] for j in order[1:]])
+    rename = stata_column_name if syntax == "stata" else str
+    return X, ("_cons", *[rename(names[j]) for j in order[1:]])
 
 
 def required_columns(rhs: str) -> list[str]:
@@ -136,7 +143,7 @@ def build_design(model: str, data: Any, *, panel: str, cluster: str | None = Non
     """Parse, select columns, drop incomplete rows and code panels (sorted labels)."""
     if not isinstance(panel, str) or not panel:
         raise OptionError("panel= must name the panel variable (Stata's xtset / i())")
-    response, rhs, _ = parse_model(model)
+    response, rhs, syntax = parse_model(model)
     used = [response, *required_columns(rhs), panel] + ([cluster] if cluster else [])
     frame = to_pandas(data, list(dict.fromkeys(used)), value_labels=False)  # Stata: values, not labels
     incomplete = frame.isna().to_numpy().any(axis=1)
@@ -148,7 +155,7 @@ def build_design(model: str, data: Any, *, panel: str, cluster: str | None = Non
     if not pd.api.types.is_numeric_dtype(frame[response]) or pd.api.types.is_bool_dtype(frame[response]):
         raise DataError(f"the response '{response}' must be numeric")
     y = frame[response].to_numpy(dtype=float)
-    X, names = _matrix(rhs, frame, model)
+    X, names = _matrix(rhs, frame, model, syntax)
     if not (np.isfinite(y).all() and np.isfinite(X).all()):
         raise DataError("the response or a regressor has infinite values; remove or recode them")
     codes, panels = sorted_codes(frame[panel])

@@ -136,11 +136,20 @@ def _coef_table(fit: "Fit") -> list[str]:
 
 
 def _cov_type(terms: list) -> str:
+    if len(terms) == 1 and terms[0].cov != "unstructured":
+        return terms[0].cov.capitalize()
     if len(terms) == 1:
         return "Unstructured" if len(terms[0].columns) > 1 else "Identity"
     if all(len(t.columns) == 1 for t in terms):
         return "Independent"
     return ""
+
+
+def _effects(names: str) -> str:
+    """Stata's list of a term's effects: ``(Intercept) Days`` (the term's columns, intercept
+    first) -> ``Days _cons``, slopes first as Stata lists them."""
+    head = "(Intercept) "
+    return f"{names[len(head):]} _cons" if names.startswith(head) else stata_term(names)
 
 
 def _re_row(label: str, est: float, se: float, lo: float, hi: float) -> str:
@@ -161,7 +170,9 @@ def _re_table(fit: "Fit", table: "pd.DataFrame") -> list[str]:
             lines.append(f"{abbrev(level_name(fit, f) + ': ' + kind_b, 28):<28} |")
             for r in rows.itertuples():
                 if r.var2 is None or r.var2 != r.var2:
-                    label = f"sd({stata_term(r.var1)})"
+                    label = f"sd({_effects(r.var1)})"
+                elif r.var1 == r.var2:  # the common correlation of an exchangeable term
+                    label = f"corr({_effects(r.var1)})"
                 else:
                     a, b = stata_term(r.var1), stata_term(r.var2)
                     if a == "_cons":

@@ -11,17 +11,25 @@ one or more data columns) whose levels index the blocks of b_j.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Syntax = Literal["lme4", "stata"]
+CovKind = Literal["unstructured", "identity", "exchangeable"]
 
 
 @dataclass(frozen=True)
 class RandomTerm:
-    """One random-effects term ``(expr | group)``: its effects are jointly normal with an
-    unstructured covariance.  Independent effects (``||``, ``cov(independent)``) are
-    separate terms on the same grouping factor, as lme4 expands them.
+    """One random-effects term ``(expr | group)``: its q effects are jointly normal with
+    covariance Sigma of kind ``cov``:
+
+    * unstructured: any positive semi-definite Sigma (q (q + 1) / 2 parameters);
+    * identity (Stata's ``cov(identity)``): Sigma = s^2 I, one shared variance;
+    * exchangeable (``cov(exchangeable)``): Sigma = s^2 [(1 - r) I + r J], one variance
+      and one covariance, -1/(q - 1) <= r <= 1.
+
+    Independent effects (``||``, ``cov(independent)``) are separate terms on the same
+    grouping factor, as lme4 expands them.
 
     Attributes
     ----------
@@ -29,12 +37,14 @@ class RandomTerm:
     intercept : whether the term has a random intercept.
     group : data columns whose interaction is the grouping factor, outermost first.
     name : the factor's display name (lme4: ``cask:batch``; Stata: the level variable).
+    cov : the covariance structure (above).
     """
 
     columns: tuple[str, ...]
     intercept: bool
     group: tuple[str, ...]
     name: str
+    cov: CovKind = "unstructured"
 
     @property
     def rhs(self) -> str:
@@ -50,13 +60,19 @@ class RandomTerm:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model: response, fixed right-hand side and random terms."""
+    """A parsed model: response, fixed right-hand side and random terms.
+
+    ``reml`` is the criterion the model string asks for (Stata's ``, reml`` / ``, mle`` or the
+    default of its leading command), None when it says nothing; ``command`` is that leading
+    command (``mixed``, ``xtmixed``) or None."""
 
     text: str
     response: str
     fixed: str
     random: tuple[RandomTerm, ...]
     syntax: Syntax = "lme4"
+    reml: bool | None = None
+    command: str | None = None
 
     @property
     def intercept_name(self) -> str:
@@ -74,4 +90,4 @@ class ModelSpec:
 
     def with_random(self, random: tuple[RandomTerm, ...]) -> "ModelSpec":
         """A copy with other random terms (used to reorder reversed nesting)."""
-        return ModelSpec(self.text, self.response, self.fixed, random, self.syntax)
+        return replace(self, random=random)
