@@ -314,7 +314,7 @@ def test_write_predictions_matches_predict(hsb, tmp_path):
     np.testing.assert_allclose(got["fitted"].to_numpy()[ok], np.asarray(pred), rtol=1e-5)
     np.testing.assert_allclose(got["residual"].to_numpy()[ok], df["mAch"].to_numpy()[ok] - np.asarray(pred),
                                rtol=1e-5, atol=1e-5)
-    write_predictions(f_db, path, out, re=False)
+    write_predictions(f_db, path, out, re=False, overwrite=True)  # an existing file is replaced only when asked
     fixed = pd.read_parquet(out)["fitted"].to_numpy()[ok]
     np.testing.assert_allclose(fixed, np.asarray(f_mem.predict(re=False))[ok], rtol=1e-5)
 

@@ -12,10 +12,11 @@ Examples are derandomized so the suite is reproducible.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import pytest
@@ -139,3 +140,96 @@ def test_roundoff_limited_keeps_progress():
             fits.append(hlm.fit("y ~ 1 + (1|b)", data))
     assert all(f.converged for f in fits)
     assert fits[0].profiled.objective == pytest.approx(fits[1].profiled.objective, rel=1e-9)
+
+
+# ---- units: scalings, (near-)constant and duplicated columns, output paths --------------------
+SCALE_MODELS = ["y ~ x + z + (x|g)", "y ~ x + z + c + (1|g)", "y ~ x + z + z2 + (x + z|g)", "y ~ x + (0 + z|g) + (1|g)",
+                "y x z || g: x"]
+
+
+@st.composite
+def scaled_designs(draw) -> tuple[str, pd.DataFrame, dict[str, float]]:
+    """(model, frame, scales): a random-slope design whose x, z, y (and the extra column c:
+    constant, near-constant or ordinary; z2: a copy of z) are multiplied by 10^U(-12, 12)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    groups, per = draw(st.integers(3, 12)), draw(st.integers(2, 8))
+    g = np.repeat(np.arange(groups), per)
+    n = len(g)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    b0, b1 = rng.normal(size=groups), draw(st.sampled_from([0.0, 0.3, 1.0])) * rng.normal(size=groups)
+    y = 2.0 + 0.7 * x - 0.4 * z + b0[g] + b1[g] * x + rng.normal(size=n)
+    if draw(st.sampled_from([False, False, True])):
+        y = np.full(n, 3.0) + draw(st.sampled_from([0.0, 1e-14, 1e-9])) * rng.normal(size=n)  # (near-)constant
+    kind = draw(st.sampled_from(["constant", "near", "ordinary"]))
+    c = {"constant": np.full(n, 5.0), "near": 5.0 + 1e-12 * rng.normal(size=n), "ordinary": rng.normal(size=n)}[kind]
+    scales = {v: 10.0 ** draw(st.floats(-12, 12)) for v in ("x", "z", "y", "c")}
+    frame = pd.DataFrame({"g": g, "x": x, "z": z, "c": c, "y": y})
+    frame = frame.assign(**{v: frame[v] * s for v, s in scales.items()}).assign(z2=lambda d: d["z"])
+    return draw(st.sampled_from(SCALE_MODELS)), frame, scales
+
+
+def _estimates(model: str, frame: pd.DataFrame):
+    """The fit, or None when hlm refused it (HLMError); a converged fit is all finite."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fit = hlm.fit(model, frame)
+        except HLMError:
+            return None
+    if fit.converged:
+        assert np.all(np.isfinite(fit.fixef)) and np.all(np.isfinite(fit.se)) and np.isfinite(fit.sigma)
+        assert np.all(np.isfinite(fit.varcorr["vcov"]))
+    return fit
+
+
+@SETTINGS
+@given(scaled_designs())
+def test_fit_invariant_to_units_or_hlm_error(case):
+    """Undoing the units of x, z, c and y gives the unit-scale fit's estimates (to 1e-6 of
+    their size, plus 1e-6 of the SEs or of the response's SD, as above: flat optima; the
+    random-effect SDs to 1e-4), or the fit is refused."""
+    model, frame, scales = case
+    scaled = _estimates(model, frame)
+    if scaled is None:
+        event("refused")
+        return
+    unit = frame.assign(**{v: frame[v] / s for v, s in scales.items()}).assign(z2=lambda d: d["z"])
+    base = _estimates(model, unit)
+    assert base is not None, "refused at unit scale but fitted on the scaled data"
+    if not (base.converged and scaled.converged):
+        event("not converged")
+        return
+    event("compared")
+    sy = scales["y"]
+    per_term = {"_cons": 1.0, "(Intercept)": 1.0, **{v: scales.get(v, scales["z"]) for v in ("x", "z", "c", "z2")}}
+    assert list(scaled.fixef.index) == list(base.fixef.index)
+    undo = np.array([per_term[t] / sy for t in scaled.fixef.index])
+    np.testing.assert_allclose(scaled.fixef.to_numpy() * undo, base.fixef.to_numpy(),
+                               rtol=1e-6, atol=1e-6 * float(base.se.max()))
+    np.testing.assert_allclose(scaled.sigma / sy, base.sigma, rtol=1e-6, atol=1e-6 * float(unit["y"].std()))
+    vc_s, vc_b = scaled.varcorr, base.varcorr
+    sd_undo = np.array([1.0 if pd.isna(v) or v in ("(Intercept)", "_cons") else per_term[v]
+                        for v in vc_s["var1"]]) / sy
+    var = vc_s["var2"].isna().to_numpy()
+    np.testing.assert_allclose((vc_s["sdcor"].to_numpy() * sd_undo)[var], vc_b["sdcor"].to_numpy()[var],
+                               rtol=1e-4, atol=1e-4 * base.sigma)
+
+
+@SETTINGS
+@given(st.sampled_from(["here", "missing", "read-only"]), st.text("abc._-", min_size=1, max_size=6),
+       st.sampled_from([".csv", ".parquet", ".pq", ".dta", ".png", ".xyz", "", ".CSV"]), st.booleans(), st.booleans())
+def test_writers_write_or_raise_hlm_errors(tmp_path_factory, folder, stem, ext, exists, overwrite):
+    """Random output paths: a file in the format its extension names, or an HLMError."""
+    base = tmp_path_factory.mktemp("out")
+    where = {"here": base, "missing": base / "nodir", "read-only": Path("/proc")}[folder]
+    target = where / f"{stem}{ext}"
+    if exists and folder == "here" and not target.is_dir():
+        target.write_text("old")
+    frame = pd.DataFrame({"y": [1.0, 2.0, 3.5], "g": [1, 2, 2]})
+    try:
+        hlm.simulate.write_frame(frame, target, overwrite=overwrite)
+    except HLMError:
+        assert not exists or folder != "here" or target.is_dir() or not overwrite or target.read_text() == "old"
+        return
+    reader = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet, ".dta": pd.read_stata}
+    pd.testing.assert_frame_equal(reader[ext.lower()](target)[["y", "g"]], frame, check_dtype=False)

@@ -413,7 +413,7 @@ def test_cli_rows_per_file(tmp_path):
         (["--set", "levels.distrct.n=5"], "no level 'distrct'"),
         (["--set", "levels.district.n"], "--set needs KEY=VALUE"),
         (["--ids", "local"], "--ids must be global, within or both"),
-        (["--rows-per-file", "0"], "chunk_rows must be a whole number >= 1"),
+        (["--rows-per-file", "0"], "--rows-per-file must be a whole number >= 1"),
     ],
 )
 def test_cli_errors_write_nothing(tmp_path, capsys, extra, message):

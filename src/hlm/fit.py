@@ -153,21 +153,29 @@ class Fit:
 
     @property
     def converged(self) -> bool:
-        return self.optsummary.converged
+        """The optimizer's checks passed and every estimate is a finite number."""
+        finite = all(np.all(np.isfinite(a)) for a in (self.theta, self.profiled.beta, [self.profiled.sigma2]))
+        return bool(self.optsummary.converged and finite)
+
+    @cached_property
+    def _theta_std(self) -> np.ndarray:
+        from hlm.core.scaling import standardized_theta
+
+        return standardized_theta(self.aggregates, self.structure, self.theta)
 
     @property
     def singular(self) -> bool:
-        """lme4's isSingular: a diagonal element of Lambda within 1e-4 of its bound 0; also an
+        """lme4's isSingular -- a diagonal element of Lambda within 1e-4 of its bound 0, judged
+        on unit-rms random-effect columns so a slope in small units is not 'zero' -- or an
         exchangeable term whose common correlation is at its lower limit -1/(q-1)."""
         lower = np.asarray(self.structure.lower)
-        theta = self.theta
-        at_bound = bool(np.any(np.isfinite(lower) & (theta < lower + SINGULAR_TOL)))
-        return at_bound or bool(np.any(np.abs(self.structure.exchangeable_sums(theta)) < SINGULAR_TOL))
+        at_bound = bool(np.any(np.isfinite(lower) & (self._theta_std < lower + SINGULAR_TOL)))
+        return at_bound or bool(np.any(np.abs(self.structure.exchangeable_sums(self.theta)) < SINGULAR_TOL))
 
     def boundary_components(self) -> list[str]:
-        """Names of the variance components estimated at zero."""
+        """Names of the variance components estimated at zero (on unit-rms columns)."""
         out = []
-        for (f, r, c), value, name in zip(self.structure.theta_pos, self.theta, self.structure.theta_names):
+        for (f, r, c), value, name in zip(self.structure.theta_pos, self._theta_std, self.structure.theta_names):
             if r == c and value < SINGULAR_TOL:
                 out.append(name)
         return out
@@ -307,11 +315,12 @@ class Fit:
         return r2_table(self)
 
     def plot(self, kind: Literal["caterpillar", "variance", "profile"] = "caterpillar", file: Any = None,
-             **kwargs: Any):
-        """A matplotlib Figure (saved to ``file`` when given); see :mod:`hlm.report.plots`."""
+             *, overwrite: bool = False, **kwargs: Any):
+        """A matplotlib Figure (saved to ``file`` when given, its format by the extension; an
+        existing file only with ``overwrite=True``); see :mod:`hlm.report.plots`."""
         from hlm.report.plots import plot
 
-        return plot(self, kind, file=file, **kwargs)
+        return plot(self, kind, file=file, overwrite=overwrite, **kwargs)
 
     def _repr_html_(self) -> str:
         from hlm.report.html import fit_html

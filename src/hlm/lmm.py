@@ -18,10 +18,18 @@ from hlm.aggregate import Backend, aggregate_any, choose_backend
 from hlm.aggregate.memory import aggregate_frame
 from hlm.aggregate.stats import Aggregates
 from hlm.checks import boundary_messages, check_degrees_of_freedom, check_identifiable, implicit_nesting_warning, level_order
+from hlm.checks_data import (
+    check_finite,
+    check_fixed_count,
+    check_random_columns,
+    check_repeated_effects,
+    check_response_varies,
+    check_scales,
+    within_order_warning,
+)
 from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
-from hlm.core.optimize import minimize
-from hlm.core.start import anova_start
+from hlm.core.scaling import minimize_standardized
 from hlm.core.structure import build_structure
 from hlm.design import with_offset
 from hlm.errors import ConvergenceWarning, DataError, OptionError, SingularFitWarning
@@ -52,20 +60,24 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     argument they were computed with (kept for fitted values, residuals and the bootstrap)."""
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group), or use hlm.xtreg for OLS")
+    check_repeated_effects(agg)
+    check_scales(agg)
+    check_random_columns(agg)
     check_identifiable(spec, agg)
+    check_fixed_count(agg.nobs, len(agg.xnames))
     agg, dropped = remove_collinear(agg)
     if dropped:
         notes = notes + (f"omitted because of collinearity: {', '.join(dropped)}",)
-    if agg.nobs <= len(agg.xnames):
-        raise DataError(f"{agg.nobs} observations cannot identify {len(agg.xnames)} fixed effects; add data or drop terms")
+    check_response_varies(agg)
     check_degrees_of_freedom(agg)
     struct = build_structure(agg, tuple(t.name for t in spec.random), tuple(t.cov for t in spec.random))
     devfun = DevianceFunction.build(agg, struct, reml)
-    opt = minimize(devfun, anova_start(agg, struct), struct.lower)
+    opt = minimize_standardized(agg, struct, devfun)
     profiled = devfun.profiled(np.asarray(opt.theta))
     result = Fit(spec=spec, reml=reml, aggregates=agg, structure=struct, devfun=devfun, optsummary=opt,
                  profiled=profiled, dropped_columns=dropped, data=data, x_model_spec=x_model_spec, notes=notes,
                  weights=weights)
+    check_finite(result)
     if result.singular:
         warnings.warn("boundary (singular) fit: " + "; ".join(boundary_messages(result)), SingularFitWarning,
                       stacklevel=3)
@@ -133,6 +145,7 @@ def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, b
         agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
         notes += (note,)
     implicit_nesting_warning(spec, agg)
+    within_order_warning(spec, agg)
     if agg.ndropped:
         notes += (f"{agg.ndropped} rows dropped for missing values",)
     if agg.weights is not None:

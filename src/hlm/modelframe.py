@@ -20,6 +20,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
+from hlm.checks_data import check_factor_levels, frame_factor_levels
 from hlm.design import build_design, build_fixed, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
@@ -82,9 +83,9 @@ class ModelFrame:
     zero_weights: int = 0  # rows dropped for a zero weight (not counted in ndropped)
 
 
-def used_columns(spec: ModelSpec) -> list[str]:
-    """Data columns the model needs (response, fixed, random slopes, grouping)."""
-    cols = [spec.response]
+def model_variables(spec: ModelSpec) -> list[str]:
+    """Data columns of the fixed part and the random slopes."""
+    cols: list[str] = []
     try:
         rf, zrfs = rformula(spec), random_rformulas(spec)
         cols += list(rf.columns) if rf is not None else sorted(Formula(spec.fixed).required_variables)
@@ -92,8 +93,12 @@ def used_columns(spec: ModelSpec) -> list[str]:
             cols += list(zrfs[t].columns) if zrfs is not None else sorted(Formula(term.rhs).required_variables)
     except (FormulaicError, SyntaxError, ValueError) as exc:
         raise FormulaError(f"cannot parse the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
-    cols += list(spec.group_columns)
-    return list(dict.fromkeys(cols))
+    return cols
+
+
+def used_columns(spec: ModelSpec) -> list[str]:
+    """Data columns the model needs (response, fixed, random slopes, grouping)."""
+    return list(dict.fromkeys([spec.response, *model_variables(spec), *spec.group_columns]))
 
 
 def _matrix(rhs: str, frame: pd.DataFrame, what: str):
@@ -207,6 +212,8 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     keep = np.ones(len(frame), dtype=bool)
     for col in cols:
         values = frame[col]
+        if values.dtype.kind == "c":
+            raise DataError(f"column '{col}' holds complex numbers; a model needs real values")
         if values.dtype.kind == "f" and np.isinf(values.to_numpy()).any():
             raise DataError(f"column '{col}' has infinite values; remove or recode them")
         if values.dtype.kind not in "iub":
@@ -230,6 +237,7 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
             frame[col] = frame[col].cat.remove_unused_categories()
     if spec.syntax == "stata":
         check_factor_values(spec, frame)
+    check_factor_levels(frame_factor_levels(frame, model_variables(spec)), len(frame))
 
     X, design = build_fixed(spec, frame)
     y = y_raw.to_numpy()[keep].astype(float) if ndropped or zero else y_raw.to_numpy().astype(float)

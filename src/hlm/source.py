@@ -124,13 +124,17 @@ def check_columns(needed: Iterable[str], available: Iterable[Any]) -> None:
 
 def to_pandas(data: Any, columns: Iterable[str] | None = None, *, value_labels: bool = True) -> pd.DataFrame:
     """Any supported source as a pandas DataFrame restricted to ``columns`` (if given);
-    ``value_labels`` as :func:`read_file`."""
+    ``value_labels`` as :func:`read_file`.  A polars LazyFrame is collected (its model
+    columns only); a model column that appears more than once is a :class:`DataError`."""
     cols = None if columns is None else list(dict.fromkeys(columns))
     if isinstance(data, (str, os.PathLike)):
         return read_file(data, cols, value_labels=value_labels)
     if isinstance(data, pd.DataFrame):
         frame = data
     elif type(data).__module__.startswith("polars"):
+        if hasattr(data, "collect"):  # a LazyFrame: run its query, for the model's columns only
+            names = data.collect_schema().names()
+            data = (data.select(cols) if cols is not None and _has(names, cols) else data).collect()
         picked = data.select(cols) if cols is not None and _has(data.columns, cols) else data
         frame = arrow_to_pandas(picked.to_arrow())
     elif type(data).__module__.startswith("pyarrow"):
@@ -144,6 +148,9 @@ def to_pandas(data: Any, columns: Iterable[str] | None = None, *, value_labels: 
         )
     if cols is not None:
         check_columns(cols, frame.columns)
+        twice = [c for c in cols if int((frame.columns == c).sum()) > 1]
+        if twice:
+            raise DataError(f"the data has more than one column named '{twice[0]}'; rename or drop the duplicates")
         frame = frame[cols]
     return frame
 

@@ -21,6 +21,7 @@ import pandas as pd
 from hlm.aggregate import sql as q
 from hlm.aggregate.stats import Aggregates
 from hlm.errors import DataError, FileError, HLMError, HLMWarning, OptionError
+from hlm.outputs import output_file
 from hlm.source import parquet_levels
 from hlm.spec.terms import ModelSpec
 
@@ -283,9 +284,23 @@ def _writer_source(what: str, source: Any, sql: str | None, con: Any, progress: 
     return src
 
 
-def _copy_to_parquet(src: _Source, query: str, out_path: str | os.PathLike) -> int:
-    """Write the query's rows to Parquet at ``out_path``; the number of rows written."""
-    res = src.con.execute(f"COPY ({query}) TO {q.DUCKDB.string(str(out_path))} (FORMAT PARQUET)").fetchall()
+OUTPUT_FORMATS = {".parquet": "PARQUET", ".pq": "PARQUET", ".csv": "CSV"}
+
+
+def _copy_to_file(src: _Source, query: str, out_path: str | os.PathLike, overwrite: bool) -> int:
+    """Write the query's rows to ``out_path`` in the format its extension names (Parquet or
+    CSV), under a temporary name first; the number of rows written."""
+    target, kind = output_file(out_path, OUTPUT_FORMATS, overwrite=overwrite)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    options = "FORMAT PARQUET" if kind == "PARQUET" else "FORMAT CSV, HEADER"
+    try:
+        res = src.con.execute(f"COPY ({query}) TO {q.DUCKDB.string(str(tmp))} ({options})").fetchall()
+        os.replace(tmp, target)
+    except (OSError, _duckdb().IOException) as exc:
+        raise FileError(f"cannot write '{out_path}': {_reason(exc) if not isinstance(exc, OSError) else exc}") \
+            from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return int(res[0][0]) if res and res[0] else 0
 
 
@@ -319,9 +334,10 @@ def _pooled_leaf_modes(fit: Any, f: int, fac: Any, body: str, y: str) -> str:
 
 
 def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bool = True, *, con: Any = None,
-                      sql: str | None = None, progress: bool | None = None) -> int:
+                      sql: str | None = None, progress: bool | None = None, overwrite: bool = False) -> int:
     """Second pass in DuckDB: every row of ``source`` with ``fitted`` (X beta, + Z b with
-    ``re=True``) and ``residual`` (y - fitted) appended, written to Parquet at ``out_path``.
+    ``re=True``) and ``residual`` (y - fitted) appended, written to ``out_path`` (Parquet,
+    or CSV for a ``.csv`` name; an existing file only with ``overwrite=True``).
 
     The conditional modes b travel to DuckDB as one small table per grouping factor (one row
     per group) joined on the grouping columns; levels absent from the fit get b = 0.  The
@@ -331,6 +347,7 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     factor is pooled (then DuckDB's order; every source column is written).  Returns the
     number of rows written.
     """
+    output_file(out_path, OUTPUT_FORMATS, overwrite=overwrite)
     src = _writer_source("write_predictions", source, sql, con, progress)
     plan = q.plan(fit.spec, src.schema(), q.DUCKDB, src.run, src.src, declared=src.declared_levels)
     d = q.DUCKDB
@@ -358,14 +375,15 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
     body = (f"SELECT hlm_src.*, {fitted} AS fitted FROM {src.src} {' '.join(joins)}")
     if pooled is not None:
         body = _pooled_leaf_modes(fit, *pooled, body, y)
-    return _copy_to_parquet(src, f"SELECT *, {y} - fitted AS residual FROM ({body}) hlm_out", out_path)
+    return _copy_to_file(src, f"SELECT *, {y} - fitted AS residual FROM ({body}) hlm_out", out_path, overwrite)
 
 
 
 
 def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any = None, sql: str | None = None,
-                progress: bool | None = None) -> int:
-    """``fit.ranef()`` written to Parquet at ``out_path`` (columns group, level, term,
+                progress: bool | None = None, overwrite: bool = False) -> int:
+    """``fit.ranef()`` written to ``out_path`` (Parquet, or CSV for a ``.csv`` name; an
+    existing file only with ``overwrite=True``) (columns group, level, term,
     estimate, std_error), including the groups of a factor pooled in the database
     (:data:`hlm.aggregate.sql.POOL_LEAF_GROUPS`), whose modes DuckDB computes from the rows
     of ``source`` (the fitted data) in one GROUP BY.
@@ -380,6 +398,7 @@ def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any 
     Rows come in no particular order.  Returns the number of rows written."""
     from hlm.ranef import factor_columns
 
+    output_file(out_path, OUTPUT_FORMATS, overwrite=overwrite)
     src = _writer_source("write_ranef", source, sql, con, progress)
     d = q.DUCKDB
     with warnings.catch_warnings():
@@ -410,4 +429,4 @@ def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any 
             f"{t!r} * (g.r - g.n * p.hlm_c) / {S} AS estimate, "
             f"{float(fit.sigma)!r} * sqrt({t!r} * (1.0 + {t!r} * g.n * g.n * p.hlm_v / {S}) / {S}) AS std_error "
             f"FROM ({groups}) g JOIN hlm_ranef_parent p ON {on}")
-    return _copy_to_parquet(src, " UNION ALL ".join(parts), out_path)
+    return _copy_to_file(src, " UNION ALL ".join(parts), out_path, overwrite)

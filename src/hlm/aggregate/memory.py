@@ -46,7 +46,14 @@ def cross_block(i: int, j: int, ci: np.ndarray, cj: np.ndarray, Gj: int, Z: np.n
 
 
 def aggregate_frame(mf: ModelFrame) -> Aggregates:
-    """Compute :class:`Aggregates` from a :class:`ModelFrame`."""
+    """Compute :class:`Aggregates` from a :class:`ModelFrame`.  Values whose products
+    overflow give infinite cross-products, refused by :func:`hlm.checks_data.check_scales`
+    (so numpy's overflow warnings are silenced here)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _aggregate_frame(mf)
+
+
+def _aggregate_frame(mf: ModelFrame) -> Aggregates:
     K = np.empty((len(mf.y), mf.X.shape[1] + 1), order="F")  # columns contiguous for bincount
     K[:, :-1] = mf.X
     K[:, -1] = mf.y

@@ -49,6 +49,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
+from hlm.checks_data import check_factor_levels, check_fixed_count
 from hlm.errors import ColumnError, DataError, FormulaError
 from hlm.design import design_of, random_rformulas, rformula
 from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
@@ -652,6 +653,7 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
         if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
             _check_not_empty(run, src, dialect, used)
             raise DataError("every row has a missing value in a model column; nothing is left to fit")
+        check_factor_levels({col: len(levels[col]) for col in cat})
     alias = dict(tr.alias)
     states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
     zparts = None if zrfs is None else [(z, _states(z, Translator(dialect, kinds, alias=alias), skeleton, run, src))
@@ -1165,6 +1167,7 @@ def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggr
     """Every query of a plan, run by ``run`` (``fetch`` for the large grouped results)."""
     counted = run(p.count_query(src))
     ntotal = int(np.asarray(counted["n"])[0])
+    check_fixed_count(ntotal, len(p.xnames))  # before the K'K scan, whose cost grows as p^2
     glob = run(p.global_query(src))
     check_complete_rows(p, glob, ntotal, run, src)
     agg = _compute(p, run, src, fetch or run, glob, ntotal)

@@ -1,5 +1,5 @@
 """CLI command: ``hlm fit DATA MODEL [--ml] [--json] [--style stata|lme4] [--plot FILE.png]
-[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN]``.
+[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN] [--force]``.
 
 Nothing is printed or written until the fit (and the plot) succeeded; warnings (reordered
 levels, implicitly nested ids, boundary fits) follow the output as ``warning: ...`` lines."""
@@ -7,40 +7,26 @@ levels, implicitly nested ids, boundary fits) follow the output as ``warning: ..
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 import typer
 
 from hlm.cli.app import app, fail
-from hlm.errors import FileError, OptionError
+from hlm.errors import OptionError
+from hlm.outputs import force_spelling, output_file
 
 PLOT_KINDS = ("caterpillar", "variance", "profile")  # hlm.report.plots.PLOT_KINDS (not imported: matplotlib)
-PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
-def _plot_target(plot: str) -> Path:
-    """Check ``--plot FILE`` before fitting: a known image type in an existing folder."""
-    target = Path(plot)
-    if target.suffix.lower() not in PLOT_FORMATS:
-        raise OptionError(f"--plot {plot}: unsupported image type '{target.suffix or '(none)'}'; "
+def _plot_target(plot: str, force: bool) -> Path:
+    """Check ``--plot FILE`` before fitting: a known image type, a writable folder, and an
+    existing file only with ``--force``."""
+    if Path(plot).suffix.lower() not in PLOT_FORMATS:
+        raise OptionError(f"--plot {plot}: unsupported image type '{Path(plot).suffix or '(none)'}'; "
                           f"use {', '.join(PLOT_FORMATS)}")
-    if not target.parent.is_dir():
-        raise FileError(f"cannot write '{plot}': the folder '{target.parent}' does not exist")
-    return target
-
-
-def _save_plot(fig, target: Path) -> None:
-    """Save under a temporary name, then rename: the file appears only when complete."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        fig.savefig(tmp, dpi=120, format=target.suffix.lower().lstrip(".").replace("jpg", "jpeg"))
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise FileError(f"cannot write '{target}': {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    return output_file(plot, PLOT_FORMATS, overwrite=force)[0]
 
 
 @app.command("fit")
@@ -60,6 +46,7 @@ def fit_command(
     weights: str = typer.Option(None, "--weights",
                                 help="Column of PRECISION weights, as lme4's weights= (row variance sigma^2/w); "
                                      "not sampling/survey weights"),
+    force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
 ) -> None:
     """Fit a linear mixed model and print its summary."""
     from hlm.checks import option_spelling
@@ -69,14 +56,17 @@ def fit_command(
         raise fail(f"--style must be 'stata' or 'lme4', not '{style}'")
     if plot_kind not in PLOT_KINDS:
         raise fail(f"--plot-kind must be one of {', '.join(PLOT_KINDS)}, not '{plot_kind}'")
-    target = _plot_target(plot) if plot else None
-    with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"):
+    with force_spelling("--force"):
+        target = _plot_target(plot, force) if plot else None
+    with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
         result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
         text = json.dumps(result.to_dict(), indent=2, allow_nan=True) if as_json else \
             result.summary(style=style or result.spec.syntax)
         if target is not None:
-            _save_plot(result.plot(plot_kind), target)
+            from hlm.report.plots import save_figure
+
+            save_figure(result.plot(plot_kind), target, overwrite=force)
     typer.echo(text)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)

@@ -60,7 +60,12 @@ def xtreg_command(
     if ctx.args and not vce:
         raise OptionError(f"unexpected argument {' '.join(ctx.args)!r}; quote the model: 'y x1 x2'")
     vce_kind, cluster = _vce((vce.split() if vce else []) + list(ctx.args))
-    fit = xtreg(model, data, panel=panel, estimator=_estimator(fe, re, be, pooled),  # type: ignore[arg-type]
+    estimator = _estimator(fe, re, be, pooled)
+    if sa and estimator != "re":
+        raise OptionError("--sa (Baltagi-Chang variance components) applies to --re only")
+    if estimator == "be" and vce_kind != "conventional":
+        raise OptionError("--be has no robust or cluster-robust standard errors (as in Stata); drop --vce")
+    fit = xtreg(model, data, panel=panel, estimator=estimator,  # type: ignore[arg-type]
                 vce=vce_kind, cluster=cluster, sa=sa)  # type: ignore[arg-type]
     typer.echo(json.dumps(fit.to_dict(), indent=2) if as_json else fit.summary())
 

@@ -1,11 +1,12 @@
 """CLI command: simulate (see hlm.cli.app for error handling).
 
     hlm simulate DESIGN.toml --seed N -o FILE [--set levels.district.n=50 ...]
-                 [--ids global|within|both] [--effects] [--rows-per-file N]
+                 [--ids global|within|both] [--effects] [--rows-per-file N] [--force]
 
 FILE's extension picks the format (.csv, .parquet, .dta).  With ``--rows-per-file``
 FILE is a new folder of Parquet files written one block at a time (for data larger than
-memory).  Nothing is written when the command fails.
+memory).  An existing FILE (or non-empty folder) is replaced only with ``--force``; the
+output is checked before simulating.  Nothing is written when the command fails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 
 from hlm.cli.app import app, fail  # noqa: F401
 from hlm.errors import OptionError
+from hlm.outputs import force_spelling, output_file, output_folder
 from hlm.simulate import Design, parse_assignment, simulate, simulate_to_parquet, write_frame
 from hlm.simulate.run import WRITERS
 
@@ -34,6 +36,7 @@ def simulate_command(
     rows_per_file: Optional[int] = typer.Option(
         None, "--rows-per-file", help="Write a folder of Parquet files of about this many rows each."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file (or folder of Parquet files)."),
 ) -> None:
     """Simulate a multilevel data set from a design file."""
     if ids not in ("global", "within", "both"):
@@ -44,16 +47,24 @@ def simulate_command(
         raise OptionError(f"-o {output}: unsupported extension '{output.suffix or '(none)'}'; use .csv, .parquet or .dta")
     if rows_per_file is not None and output.suffix.lower() not in ("", ".parquet"):
         raise OptionError(f"with --rows-per-file, -o names a folder of Parquet files, not '{output}'")
+    if rows_per_file is not None and rows_per_file < 1:
+        raise OptionError(f"--rows-per-file must be a whole number >= 1, got {rows_per_file}")
+    with force_spelling("--force"):
+        if rows_per_file is not None:
+            output_folder(output, overwrite=force)
+        else:
+            output_file(output, WRITERS, overwrite=force)
     d = Design.from_toml(design)
     for text in set_ or []:
         key, value = parse_assignment(text)
         d = d.set(key, value)
     if rows_per_file is not None:
-        files = simulate_to_parquet(d, output, seed=seed, chunk_rows=rows_per_file, ids=ids, effects=effects)  # type: ignore[arg-type]
+        files = simulate_to_parquet(d, output, seed=seed, chunk_rows=rows_per_file, ids=ids, effects=effects,  # type: ignore[arg-type]
+                                    overwrite=force)
         typer.echo(f"wrote {len(files)} Parquet file(s) to {output}/")
         return
     frame = simulate(d, seed=seed, ids=ids, effects=effects)  # type: ignore[arg-type]
-    write_frame(frame, output)
+    write_frame(frame, output, overwrite=force)
     units = ""
     if ids != "within" and len(frame):  # global ids run 1..N, so the last row holds N
         units = " (" + ", ".join(f"{int(frame[lv.id].iloc[-1]):,} {lv.id}" for lv in d.levels) + ")"

@@ -3,11 +3,12 @@
     hlm study DESIGN.toml --model "perform ~ tutoring + (1|dist_id/school_id/teach_id/student_id)"
               --model "xtreg fe student_id" --reps 500 [--seed N]
               [--grid levels.district.n=5,10,50] [--set key=value] [--jobs N] [--ml]
-              [--no-intervals] [--json] [--report FILE.html] [--csv FILE.csv]
+              [--no-intervals] [--json] [--report FILE.html] [--csv FILE.csv] [--force]
 
 Prints the summary (text, or JSON with ``--json``) to stdout; the progress bar goes to
 stderr.  ``--csv`` writes the replicates (one row per replicate, model and parameter),
-``--report`` the self-contained HTML report.
+``--report`` the self-contained HTML report; both are checked before the study runs, and
+an existing file is replaced only with ``--force``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import typer
 
 from hlm.cli.app import app, fail
 from hlm.errors import OptionError
+from hlm.outputs import force_spelling, output_file
 from hlm.simulate import Design, parse_assignment, parse_value
 
 
@@ -74,6 +76,7 @@ def study_command(
     report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report to FILE.html."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the replicates (one row per replicate, model and parameter) to FILE.csv."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing --report / --csv files (else an error)."),
 ) -> None:
     """Simulate a design many times, fit models, and report bias, RMSE and CI coverage."""
     from hlm.study import study
@@ -87,8 +90,9 @@ def study_command(
     for path, ext in ((report, (".html", ".htm")), (csv, (".csv",))):
         if path is not None and path.suffix.lower() not in ext:
             raise fail(f"'{path}' should end in {' or '.join(ext)}")
-        if path is not None and not path.parent.is_dir():
-            raise fail(f"cannot write '{path}': the folder '{path.parent}' does not exist")
+        if path is not None:
+            with force_spelling("--force"):
+                output_file(path, dict.fromkeys(ext, ext[0]), overwrite=force)
     d = Design.from_toml(design)
     for text in set_ or []:
         key, value = parse_assignment(text)

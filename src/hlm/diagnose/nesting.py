@@ -16,6 +16,7 @@ from typing import Any, Literal, Sequence
 
 import pandas as pd
 
+from hlm.diagnose.ambiguity import reversed_reading
 from hlm.diagnose.keys import Codes
 from hlm.diagnose.messages import lme4_term, stata_levels
 from hlm.diagnose.structure import tree_order
@@ -83,6 +84,8 @@ class NestingReport:
     order : the tree order, outermost first, when the variables form a chain; else None.
     levels : per level of ``order``, a :class:`LevelInfo`; None without a chain.
     note : why the variables do not form a chain ("" when they do).
+    ambiguity : when the chain's ids are numbered within their parents and it looks listed
+        inner to outer, the two readings (:mod:`hlm.diagnose.ambiguity`); else "".
     """
 
     variables: tuple[str, ...]
@@ -93,6 +96,7 @@ class NestingReport:
     order: tuple[str, ...] | None
     levels: tuple[LevelInfo, ...] | None
     note: str
+    ambiguity: str = ""
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -139,13 +143,16 @@ class NestingReport:
                 lines.append(f"  {lev.variable:<{width}}  {lev.groups:>10,}  {lev.within:>10,}  {style}")
                 parents.append(lev.variable)
             assert self.order is not None
+            head = "Tree as listed (the order is ambiguous, see below)" if self.ambiguity else "Tree, outermost first"
             lines += [
                 "",
-                f"Tree, outermost first: {' > '.join(self.order)}",
+                f"{head}: {' > '.join(self.order)}",
                 f"  Stata: {stata_levels(self.order)}",
                 f"  lme4:  {lme4_term(self.order)}",
             ]
-            if self.implicitly_nested:
+            if self.ambiguity:
+                lines.append(f"  Ambiguous order: {self.ambiguity}")
+            elif self.implicitly_nested:
                 lines.append(
                     "  (ids unique only within their parent cannot show which variable is outer: "
                     "such levels keep the order listed)"
@@ -185,6 +192,7 @@ class NestingReport:
             "implicitly_nested": list(self.implicitly_nested),
             "pairs": [asdict(p) for p in self.pairs],
             "note": self.note,
+            "ambiguity": self.ambiguity,
         }
 
 
@@ -244,6 +252,8 @@ def nesting(data: Any, variables: Sequence[str]) -> NestingReport:
     variables = list(variables)
     if not variables:
         raise DataError("name at least one grouping variable")
+    if not all(isinstance(v, str) for v in variables):
+        raise DataError(f"grouping variables are named by strings, got {variables!r:.60}")
     if len(set(variables)) != len(variables):
         dup = next(v for v in variables if variables.count(v) > 1)
         raise DataError(f"variable '{dup}' is listed twice; list each grouping variable once")
@@ -258,6 +268,7 @@ def nesting(data: Any, variables: Sequence[str]) -> NestingReport:
         _pair(codes, a, b, rank) for i, a in enumerate(variables) for b in variables[i + 1 :]
     )
     levels, note = _chain(codes, order)
+    ambiguity = reversed_reading(frame, order) if levels is not None and codes.dropped == 0 else None
     return NestingReport(
         variables=tuple(variables),
         nobs=codes.nobs,
@@ -267,4 +278,5 @@ def nesting(data: Any, variables: Sequence[str]) -> NestingReport:
         order=None if levels is None else tuple(order),
         levels=levels,
         note=note,
+        ambiguity=ambiguity or "",
     )

@@ -13,7 +13,10 @@ parameter it is ``chibar2(01)``: the null puts it on the boundary, the statistic
 k > 1 parameters Stata reports chi2(k), p = P(chi2_k > x), noting that this is conservative.
 
 Between fits (:func:`lrtest`, :func:`compare`, lme4's ``anova``): models sorted by their
-number of parameters; each row's chi2 = 2 (log L_i - log L_{i-1}) on the difference in
+number of parameters; a model must be nested in the next (:func:`nested_in`: its fixed
+effects and its random effects -- each grouping factor's columns and correlations -- a
+subset of the larger model's), else :func:`lrtest` raises :class:`~hlm.errors.ComparisonError`
+and :func:`compare` reports AIC and BIC only, with a note.  Each row's chi2 = 2 (log L_i - log L_{i-1}) on the difference in
 parameters, ``p_value`` = P(chi2_df > chi2) (lme4's naive p).  When the larger model adds
 exactly one variance (with or without its covariances, and the same fixed effects) the
 null is on the boundary and ``p_value_chibar2`` gives the mixture
@@ -26,6 +29,7 @@ its aggregates (as lme4's ``anova`` does).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from hlm.core.deviance import profile
-from hlm.errors import ComparisonError
+from hlm.errors import ComparisonError, HLMWarning
 
 COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value",
                    "p_value_chibar2"]
@@ -92,6 +96,33 @@ def _same_fixed(a, b) -> bool:
     return bool(np.allclose(xa.ktk[:p, :p], xb.ktk[:p, :p], rtol=1e-10, atol=0.0))
 
 
+def _random_parts(fit) -> tuple[set, set]:
+    """The random effects of a fit as (factor, column) pairs and correlated
+    (factor, column, column) triples, factors named by their set of grouping columns."""
+    cols, pairs = set(), set()
+    for term in fit.structure.terms:
+        key = frozenset(fit.aggregates.factors[term.factor].columns)
+        cols |= {(key, c) for c in term.columns}
+        pairs |= {(key, *sorted((a, b))) for i, a in enumerate(term.columns) for b in term.columns[i + 1:]}
+    return cols, pairs
+
+
+def nested_in(small, large) -> str | None:
+    """None when ``small`` is a special case of ``large`` (its fixed effects, random effects
+    and their correlations all in ``large``), else what ``small`` has that ``large`` lacks."""
+    extra = [x for x in small.aggregates.xnames if x not in large.aggregates.xnames]
+    if extra:
+        return f"the fixed effect{'s' if len(extra) > 1 else ''} {', '.join(extra)}"
+    (cs, ps), (cl, pl) = _random_parts(small), _random_parts(large)
+    if cs - cl:
+        key, col = sorted(cs - cl, key=str)[0]
+        return f"the random effect {col} of {':'.join(sorted(key))}"
+    if ps - pl:
+        key, a, b = sorted(ps - pl, key=str)[0]
+        return f"the correlation of {a} and {b} across {':'.join(sorted(key))}"
+    return None
+
+
 def _n_sd(fit) -> int:
     return sum(1 for (_, r, c) in fit.structure.theta_pos if r == c)
 
@@ -107,8 +138,13 @@ def refit_ml(fit):
 
 
 def _prepare(models: tuple, refit: bool) -> list:
+    from hlm.fit import Fit
+
     if len(models) < 2:
         raise ComparisonError("compare needs at least two fitted models")
+    for m in models:
+        if not isinstance(m, Fit):
+            raise ComparisonError(f"compare and lrtest take fits from hlm.fit, not {type(m).__name__} ({m!r:.40})")
     n = {m.nobs for m in models}
     if len(n) > 1:
         raise ComparisonError(f"the models were fitted to different numbers of observations ({sorted(n)}); "
@@ -139,7 +175,9 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
     Columns: model, npar, aic, bic, loglik, deviance (-2 loglik), chisq, df, p_value (naive
     chi2), p_value_chibar2 (boundary mixture where the larger model adds one variance with
     the same fixed effects; NaN otherwise).  Models are sorted by npar.  REML fits with
-    different fixed effects raise :class:`ComparisonError` unless ``refit_ml=True``.
+    different fixed effects raise :class:`ComparisonError` unless ``refit_ml=True``.  Where a
+    model is not nested in the next, that row has AIC and BIC only (no chi2) and a note is
+    issued (an :class:`~hlm.errors.HLMWarning`, also in ``attrs["note"]``).
     """
     labels = list(names) if names is not None else [f"m{i}" for i in range(len(models))]
     if len(labels) != len(models):
@@ -147,12 +185,17 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
     fits = _prepare(tuple(models), refit_ml)
     order = sorted(range(len(fits)), key=lambda i: fits[i].df_model)
     rows = []
+    notes = []
     prev = None
     for i in order:
         m = fits[i]
         ll = m.loglik
         chisq = df = p = pmix = np.nan
-        if prev is not None:
+        missing = None if prev is None else nested_in(prev, m)
+        if missing is not None:
+            notes.append(f"{labels[i]} is not nested in {prev_label} ({prev_label} has {missing}, {labels[i]} does "
+                         "not): no LR test; compare AIC and BIC only")
+        elif prev is not None:
             df = m.df_model - prev.df_model
             chisq = max(2.0 * (ll - prev.loglik), 0.0)
             if df > 0:
@@ -161,9 +204,12 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
                     pmix = 0.5 * float(stats.chi2.sf(chisq, df - 1) if df > 1 else (chisq <= 0)) \
                         + 0.5 * float(stats.chi2.sf(chisq, df))
         rows.append((labels[i], m.df_model, m.aic, m.bic, ll, -2.0 * ll, chisq, df, p, pmix))
-        prev = m
+        prev, prev_label = m, labels[i]
     out = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
     out["df"] = out["df"].astype("Int64")
+    if notes:
+        out.attrs["note"] = "; ".join(notes)
+        warnings.warn(out.attrs["note"], HLMWarning, stacklevel=2)
     return out
 
 
@@ -174,7 +220,12 @@ def lrtest(m0, m1, *, refit_ml: bool = False) -> LRTest:
     variance with the same fixed effects, else the chi2(df) p (lme4's); ``p_value_naive`` is
     always the chi2(df) p.
     """
-    table = compare(m0, m1, refit_ml=refit_ml)
+    fits = sorted(_prepare((m0, m1), refit_ml), key=lambda m: m.df_model)
+    missing = nested_in(fits[0], fits[1])
+    if missing is not None:
+        raise ComparisonError(f"the models are not nested: the smaller one has {missing} and the larger one does "
+                              "not, so an LR test does not apply; compare their AIC and BIC (hlm.compare)")
+    table = compare(*fits)
     row = table.iloc[1]
     if int(row["df"]) <= 0:
         raise ComparisonError("the two models have the same number of parameters; an LR test needs nested "

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from hlm.aggregate import choose_backend
+from hlm.checks_data import check_panel_response
 from hlm.errors import DataError, OptionError
 from hlm.panel import covariance as cov
 from hlm.panel.design import PanelDesign, build_design
@@ -79,6 +80,7 @@ def xtreg(
             raise OptionError("robust and cluster standard errors need a second pass over the rows, which the "
                               "Spark path does not make yet; use vce='conventional' or collect the rows")
         design, stats = engine_design(model, data, panel=panel)  # one GROUP BY where the data is
+        check_panel_response((*design.names, design.response), stats.N, stats.ZZ, stats.S, stats.T, estimator)
         return fitter(design, stats, vce, sa)
     if vce == "robust" and estimator in ("fe", "re"):
         vce, cluster = "cluster", panel  # Stata: xtreg, fe/re vce(robust) = vce(cluster panelvar)
@@ -87,6 +89,7 @@ def xtreg(
     else:
         design = build_design(model, data, panel=panel, cluster=cluster)
     stats = panel_stats(design)
+    check_panel_response((*design.names, design.response), stats.N, stats.ZZ, stats.S, stats.T, estimator)
     if vce == "cluster" and estimator in ("fe", "re"):
         cov.check_nested(design.codes, design.cluster_codes, stats.n)
     return fitter(design, stats, vce, sa)

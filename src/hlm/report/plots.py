@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -18,7 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from hlm.errors import OptionError
+from hlm.errors import FileError, OptionError
+from hlm.outputs import output_file
 
 if TYPE_CHECKING:
     from hlm.fit import Fit
@@ -132,8 +134,37 @@ def profile_zeta(fit: "Fit", *, levels: tuple[float, ...] = PROFILE_LEVELS, parm
 PLOT_KINDS = ("caterpillar", "variance", "profile")
 
 
-def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, **kwargs: Any) -> Figure:
-    """``fit.plot``: build the figure and save it to ``file`` if given."""
+IMAGE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def save_figure(fig: Figure, file: Any, *, overwrite: bool = False) -> None:
+    """Save ``fig`` to ``file`` in the format its extension names, under a temporary name
+    first (the file appears only when complete); see :mod:`hlm.outputs` for the checks.
+    A file object is written as PNG."""
+    if not isinstance(file, (str, os.PathLike)):
+        if not hasattr(file, "write"):
+            raise FileError(f"file= takes a path or a writable file object, not {type(file).__name__}")
+        fig.savefig(file, dpi=120)
+        return
+    target, kind = output_file(file, IMAGE_FORMATS, overwrite=overwrite)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        fig.savefig(tmp, dpi=120, format=kind)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise FileError(f"cannot write '{file}': {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False,
+         **kwargs: Any) -> Figure:
+    """``fit.plot``: build the figure and save it to ``file`` if given (checked first; an
+    existing file is replaced only with ``overwrite=True``)."""
+    if kind not in PLOT_KINDS:
+        raise OptionError(f"plot kind must be one of {', '.join(PLOT_KINDS)}, not {kind!r}")
+    if isinstance(file, (str, os.PathLike)) or (file is not None and not hasattr(file, "write")):
+        output_file(file, IMAGE_FORMATS, overwrite=overwrite)
     if kind == "caterpillar":
         fig = caterpillar(fit, **kwargs)
     elif kind == "variance":
@@ -143,5 +174,5 @@ def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, **kwargs: A
     else:
         raise OptionError(f"plot kind must be one of {', '.join(PLOT_KINDS)}, not {kind!r}")
     if file is not None:
-        fig.savefig(file, dpi=120)
+        save_figure(fig, file, overwrite=overwrite)
     return fig

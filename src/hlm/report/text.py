@@ -62,7 +62,8 @@ def lme4_summary(fit: "Fit", *, residuals: bool = True) -> str:
     crit = "REML" if fit.reml else "maximum likelihood"
     lines = [f"Linear mixed model fit by {crit}", f"Formula: {fit.spec.text}", ""]
     if fit.reml:
-        lines.append(f"REML criterion at convergence: {fit.reml_criterion:.4f}")
+        where = "at convergence" if fit.converged else "where the optimizer stopped (not converged)"
+        lines.append(f"REML criterion {where}: {fit.reml_criterion:.4f}")
     else:
         lines.append(f"{'AIC':>10} {'BIC':>10} {'logLik':>10} {'deviance':>10} {'df.resid':>9}")
         lines.append(f"{fit.aic:>10.1f} {fit.bic:>10.1f} {fit.loglik:>10.1f} {fit.deviance:>10.1f} "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hlm.errors import FileError, OptionError
+from hlm.outputs import output_file, output_folder
 from hlm.simulate.design import Design
 from hlm.simulate.draw import Block, IdForm, draw_block
 
@@ -70,17 +71,13 @@ def simulate(
     return _frame(block)
 
 
-def write_frame(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a frame as CSV, Parquet or Stata .dta by the extension, replacing ``path`` whole.
+def write_frame(frame: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a frame as CSV, Parquet or Stata .dta by the extension; an existing ``path`` is
+    replaced whole only with ``overwrite=True`` (see :mod:`hlm.outputs`).
 
     The file appears only when writing succeeded (written to a temporary name first).
     """
-    target = Path(path)
-    kind = WRITERS.get(target.suffix.lower())
-    if kind is None:
-        raise FileError(f"cannot write '{path}': unsupported extension '{target.suffix or '(none)'}'; use .csv, .parquet or .dta")
-    if not target.parent.is_dir():
-        raise FileError(f"cannot write '{path}': the folder '{target.parent}' does not exist")
+    target, kind = output_file(path, WRITERS, overwrite=overwrite)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
         if kind == "parquet":
@@ -124,22 +121,20 @@ def simulate_to_parquet(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ids: IdForm = "global",
     effects: bool = False,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Simulate ``design`` into a new directory of Parquet files, one block at a time.
 
     Each file holds whole outermost units, about ``chunk_rows`` rows (at least one
     outermost unit), so memory stays bounded by one block whatever the total size.  The
-    directory must not exist or be empty; it is filled under a temporary name and
-    renamed when every file is written.  Returns the files in order.
+    directory must not exist or be empty (``overwrite=True``: or hold only Parquet files,
+    which are replaced); it is filled under a temporary name and renamed when every file
+    is written.  Returns the files in order.
     """
     d = _check(design, seed, ids)
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise OptionError(f"chunk_rows must be a whole number >= 1, got {chunk_rows!r}")
-    target = Path(path)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise FileError(f"'{path}' already exists and is not an empty folder; remove it or choose another")
-    if not target.parent.is_dir():
-        raise FileError(f"cannot write '{path}': the folder '{target.parent}' does not exist")
+    target = output_folder(path, overwrite=overwrite)
     rows_per_top = d.expected_rows() / d.levels[0].n  # type: ignore[operator]
     per_block = max(1, int(chunk_rows // max(rows_per_top, 1.0)))
     total = int(d.levels[0].n)  # type: ignore[arg-type]
@@ -158,7 +153,7 @@ def simulate_to_parquet(
             offsets = tuple(o + u for o, u in zip(offsets, block.units))
             del block
         if target.exists():
-            target.rmdir()
+            shutil.rmtree(target)  # empty, or only Parquet files (output_folder)
         os.replace(tmp, target)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,6 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hlm.errors import OptionError
+from hlm.outputs import output_file
+from hlm.report.plots import IMAGE_FORMATS, save_figure
 
 if TYPE_CHECKING:
     from hlm.study.result import StudyResult
@@ -32,14 +34,18 @@ NCOLS = 4
 
 
 def plot(result: "StudyResult", kind: Kind = "distributions", *, file: str | os.PathLike | None = None,
-         models: Sequence[str] | None = None, parameters: Sequence[str] | None = None) -> Figure:
-    """Build the ``kind`` figure (see the module docstring); save it to ``file`` when given."""
+         models: Sequence[str] | None = None, parameters: Sequence[str] | None = None,
+         overwrite: bool = False) -> Figure:
+    """Build the ``kind`` figure (see the module docstring); save it to ``file`` when given
+    (checked first, see :func:`hlm.report.plots.save_figure`)."""
     makers = {"distributions": distributions, "coverage": coverage, "rmse": rmse}
     if kind not in makers:
         raise OptionError(f"kind must be one of {', '.join(makers)}, not {kind!r}")
+    if isinstance(file, (str, os.PathLike)) or (file is not None and not hasattr(file, "write")):
+        output_file(file, IMAGE_FORMATS, overwrite=overwrite)
     fig = makers[kind](result, models=models, parameters=parameters)
     if file is not None:
-        fig.savefig(file, dpi=110)
+        save_figure(fig, file, overwrite=overwrite)
     return fig
 
 

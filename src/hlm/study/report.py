@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hlm.errors import FileError
+from hlm.outputs import output_file
 
 if TYPE_CHECKING:
     from hlm.study.result import StudyResult
@@ -166,11 +166,10 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_report(result: "StudyResult", path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Write :func:`report_html` to ``path``."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise FileError(f"cannot write '{path}': the folder '{target.parent}' does not exist")
+def write_report(result: "StudyResult", path: str | os.PathLike, *, title: str | None = None,
+                 overwrite: bool = False) -> Path:
+    """Write :func:`report_html` to ``path`` (.html; an existing file only with ``overwrite=True``)."""
+    target = output_file(path, {".html": "html", ".htm": "html"}, overwrite=overwrite)[0]
     target.write_text(report_html(result, title=title), encoding="utf-8")
     return target
 
@@ -187,9 +186,14 @@ def text_summary(result: "StudyResult") -> str:
     for (pt, model), g in summ.groupby(["point", "model"], sort=False):
         f = fits[(fits["point"] == pt) & (fits["model"] == model)].iloc[0]
         where = ", ".join(f"{k}={g[k].iloc[0]}" for k in result.grid)
+        reason = f"; most common failure: {f['reason']}" if isinstance(f["reason"], str) else ""
         lines += ["", f"{model}" + (f"   [{where}]" if where else ""),
                   f"  fits {int(f['n_fits'])}: converged {f['converged']:.1%}, singular {f['singular']:.1%}, "
-                  f"failed {f['failed']:.1%}; {f['seconds']:.3f} s per fit"]
+                  f"failed {f['failed']:.1%}; {f['seconds']:.3f} s per fit{reason}"]
+        g = g[g["parameter"].notna()]
+        if g.empty:
+            lines.append("  no estimates: every fit failed")
+            continue
         table = [[_fmt(v) if c != "parameter" else str(v) for c, v in zip(cols, row)]
                  for row in g[cols].itertuples(index=False, name=None)]
         widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]

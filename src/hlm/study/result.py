@@ -1,7 +1,9 @@
 """The result of a study: tidy replicates, per-fit records, summaries and exports.
 
 ``replicates``: one row per grid point, replicate, model and parameter (columns
-:data:`PARAM_COLUMNS` with the grid's design paths after ``point``).  ``fits``: one row per
+:data:`PARAM_COLUMNS` with the grid's design paths after ``point``, the ``covered`` flag
+and ``error``), and one row without a parameter for every fit that failed, its reason in
+``error`` -- so a grid point where every fit failed is still there.  ``fits``: one row per
 grid point, replicate and model (:data:`FIT_COLUMNS`), including fits that failed.
 
 Summary per grid point, model and parameter, over the R replicates whose fit gave an
@@ -14,7 +16,9 @@ estimate (theta-hat_r, truth theta):
     coverage_mcse = sqrt(coverage (1 - coverage) / n_ci),
 
 and per grid point and model, over all attempted fits: shares converged (a failed fit
-counts as not converged), singular and failed, and mean seconds per fit.
+counts as not converged), singular and failed, mean seconds per fit and the most common
+reason of the failures; a point and model without any estimate has one summary row with no
+parameter.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from hlm.errors import FileError, OptionError
+from hlm.errors import OptionError
+from hlm.outputs import output_file
 from hlm.simulate.design import Design
 
 FIT_COLUMNS = ["point", "rep", "seed", "model", "converged", "singular", "seconds", "seconds_ci",
@@ -37,9 +42,9 @@ FIT_COLUMNS = ["point", "rep", "seed", "model", "converged", "singular", "second
 PARAM_COLUMNS = ["point", "rep", "seed", "model", "parameter", "kind", "term", "truth", "estimate", "std_error",
                  "conf_low", "conf_high", "converged", "singular"]
 SUMMARY_COLUMNS = ["model", "parameter", "kind", "truth", "n", "mean", "bias", "rel_bias", "rmse", "sd", "mean_se",
-                   "coverage", "coverage_mcse", "n_ci", "converged", "singular", "failed", "seconds"]
+                   "coverage", "coverage_mcse", "n_ci", "converged", "singular", "failed", "seconds", "reason"]
 FIT_SUMMARY_COLUMNS = ["model", "n_fits", "converged", "singular", "failed", "seconds", "seconds_ci",
-                       "seconds_simulate"]
+                       "seconds_simulate", "reason"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +71,10 @@ class StudyResult:
               seconds: float, n_jobs: int, reml: bool, intervals: bool, level: float) -> "StudyResult":
         grid = {k: list(dict.fromkeys(v[i] for v in grid_values)) for i, k in enumerate(grid_keys)}
         fit_frame = _with_grid(pd.DataFrame(fits, columns=FIT_COLUMNS), grid_keys, grid_values)
-        par = pd.DataFrame(params, columns=PARAM_COLUMNS)
+        failed = [(pt, rep, sd, model, None, None, None, np.nan, np.nan, np.nan, np.nan, np.nan, conv, sing, err)
+                  for pt, rep, sd, model, conv, sing, *_, err in fits if _is_failure(err)]
+        par = pd.DataFrame([(*row, None) for row in params] + failed, columns=[*PARAM_COLUMNS, "error"])
+        par = par.sort_values(["point", "rep"], kind="stable").reset_index(drop=True)
         for col in ("truth", "estimate", "std_error", "conf_low", "conf_high"):
             par[col] = par[col].astype(float)
         has_ci = par["conf_low"].notna() & par["conf_high"].notna()
@@ -83,14 +91,15 @@ class StudyResult:
         return ["point", *self.grid]
 
     def fit_summary(self) -> pd.DataFrame:
-        """Per grid point and model: fits attempted, shares converged / singular / failed, seconds."""
+        """Per grid point and model: fits attempted, shares converged / singular / failed,
+        seconds, and the most common reason of the failures (None when none failed)."""
         f = self.fits
         keys = self.group_keys + ["model"]
         g = f.groupby(keys, sort=False, dropna=False)
         out = g.agg(n_fits=("rep", "size"), converged=("converged", "mean"), singular=("singular", "mean"),
                     failed=("error", lambda e: float(np.mean([_is_failure(x) for x in e]))),
                     seconds=("seconds", "mean"), seconds_ci=("seconds_ci", "mean"),
-                    seconds_simulate=("seconds_simulate", "mean")).reset_index()
+                    seconds_simulate=("seconds_simulate", "mean"), reason=("error", _most_common_failure)).reset_index()
         return _order(out, self.group_keys + FIT_SUMMARY_COLUMNS, self.models)
 
     def summary(self) -> pd.DataFrame:
@@ -98,6 +107,7 @@ class StudyResult:
         the estimates against the mean SE, CI coverage, shares converged / singular /
         failed and seconds per fit (see the module docstring)."""
         p = self.replicates
+        p = p[p["parameter"].notna()]
         keys = self.group_keys + ["model", "parameter"]
         rows = []
         for key, g in p.groupby(keys, sort=False, dropna=False):
@@ -121,17 +131,21 @@ class StudyResult:
                          c, math.sqrt(c * (1 - c) / n_ci) if n_ci else float("nan"), n_ci))
         cols = keys + SUMMARY_COLUMNS[2:SUMMARY_COLUMNS.index("n_ci") + 1]
         out = pd.DataFrame(rows, columns=cols)
-        fs = self.fit_summary()[self.group_keys + ["model", "converged", "singular", "failed", "seconds"]]
-        out = out.merge(fs, on=self.group_keys + ["model"], how="left", sort=False)
+        fs = self.fit_summary()[self.group_keys + ["model", "converged", "singular", "failed", "seconds", "reason"]]
+        out = out.merge(fs, on=self.group_keys + ["model"], how="right", sort=False)  # every point, even all failed
+        out["n"] = out["n"].fillna(0).astype(int)
+        out["n_ci"] = out["n_ci"].fillna(0).astype(int)
         return _order(out, self.group_keys + SUMMARY_COLUMNS, self.models)
 
     # ---- exports --------------------------------------------------------------------------
-    def to_csv(self, path: str | os.PathLike, *, table: Literal["replicates", "summary", "fits"] = "replicates") -> Path:
-        """Write the replicates (default), the summary or the per-fit records as CSV."""
+    def to_csv(self, path: str | os.PathLike, *, table: Literal["replicates", "summary", "fits"] = "replicates",
+               overwrite: bool = False) -> Path:
+        """Write the replicates (default), the summary or the per-fit records as CSV (an
+        existing file only with ``overwrite=True``)."""
         frames = {"replicates": lambda: self.replicates, "summary": self.summary, "fits": lambda: self.fits}
         if table not in frames:
             raise OptionError(f"table must be 'replicates', 'summary' or 'fits', not {table!r}")
-        target = _writable(path)
+        target = output_file(path, {".csv": "csv"}, overwrite=overwrite)[0]
         frames[table]().to_csv(target, index=False)
         return target
 
@@ -151,11 +165,13 @@ class StudyResult:
             out["replicates"] = _records(self.replicates)
         return out
 
-    def to_json(self, path: str | os.PathLike | None = None, *, replicates: bool = False) -> str:
-        """The :meth:`to_dict` data as JSON text (NaN as null); also written to ``path``."""
+    def to_json(self, path: str | os.PathLike | None = None, *, replicates: bool = False,
+                overwrite: bool = False) -> str:
+        """The :meth:`to_dict` data as JSON text (NaN as null); also written to ``path`` (an
+        existing file only with ``overwrite=True``)."""
         text = json.dumps(self.to_dict(replicates=replicates), indent=2, allow_nan=False)
         if path is not None:
-            _writable(path).write_text(text + "\n")
+            output_file(path, {".json": "json"}, overwrite=overwrite)[0].write_text(text + "\n")
         return text
 
     # ---- plots and report -----------------------------------------------------------------
@@ -166,12 +182,12 @@ class StudyResult:
 
         return plot(self, kind, file=file, **kwargs)
 
-    def report(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    def report(self, path: str | os.PathLike, *, title: str | None = None, overwrite: bool = False) -> Path:
         """Write a self-contained HTML report (tables, plots as embedded PNG), see
         :mod:`hlm.study.report`."""
         from hlm.study.report import write_report
 
-        return write_report(self, path, title=title)
+        return write_report(self, path, title=title, overwrite=overwrite)
 
     def __str__(self) -> str:
         from hlm.study.report import text_summary
@@ -181,6 +197,11 @@ class StudyResult:
 
 def _is_failure(err: Any) -> bool:
     return isinstance(err, str) and not err.startswith("intervals:")
+
+
+def _most_common_failure(errors: pd.Series) -> str | None:
+    failures = [e for e in errors if _is_failure(e)]
+    return pd.Series(failures).value_counts().index[0] if failures else None
 
 
 def _with_grid(frame: pd.DataFrame, keys: Sequence[str], values: list[tuple[Any, ...]]) -> pd.DataFrame:
@@ -217,10 +238,3 @@ def _plain(v: Any) -> Any:
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     cols = list(frame.columns)
     return [{c: _plain(v) for c, v in zip(cols, row)} for row in frame.itertuples(index=False, name=None)]
-
-
-def _writable(path: str | os.PathLike) -> Path:
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise FileError(f"cannot write '{path}': the folder '{target.parent}' does not exist")
-    return target
