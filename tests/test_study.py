@@ -18,6 +18,7 @@ import hlm
 from hlm.errors import DataError, FormulaError, OptionError
 from hlm.simulate import Covariate, Design, Level, Observations, simulate
 from hlm.study import StudyModel, Truth, replicate_seed, study
+from hlm.study.report import report_html
 from hlm.study.result import SUMMARY_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -345,3 +346,19 @@ def test_acceptance_seed_design_at_50_districts():
     for level, truth in (("school", 3.0), ("teacher", 4.0), ("student", 5.0)):
         assert s.loc[f"sd[{level}]", "truth"] == truth
         assert abs(s.loc[f"sd[{level}]", "mean"] / truth - 1) < 0.05
+
+
+def test_stata_command_sets_the_criterion_of_a_study():
+    """`mixed` means ML (Stata 13+): a study without reml= follows the string, and its fits are
+    the ML fits of the same data; an explicit reml=True that contradicts the string is refused."""
+    d = small_design()
+    res = study(d, ["mixed " + STATA], reps=2, seed=3, n_jobs=1, progress=False, intervals=False)
+    assert res.reml is None and "each model's own criterion" in report_html(res)
+    row = res.replicates.query("rep == 0 and parameter == 'tutoring'").iloc[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = hlm.fit(STATA, simulate(d, seed=replicate_seed(3, 0, 0)), reml=False).fixef["tutoring"]
+    got = row["estimate"]
+    assert got == pytest.approx(want, rel=1e-10)
+    bad = study(d, ["mixed " + STATA], reps=1, seed=3, n_jobs=1, progress=False, intervals=False, reml=True)
+    assert bad.replicates["error"].str.contains("asks for ML").all()

@@ -97,7 +97,7 @@ def study_command(
     for text in set_ or []:
         key, value = parse_assignment(text)
         d = d.set(key, value)
-    result = study(d, list(model), reps, seed, parse_grid(list(grid or [])), n_jobs=jobs, reml=not ml,
+    result = study(d, list(model), reps, seed, parse_grid(list(grid or [])), n_jobs=jobs, reml=False if ml else None,
                    intervals=not no_intervals, progress=progress)
     _write_all(((csv, result.to_csv), (report, result.report)))
     if as_json:

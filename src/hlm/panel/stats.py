@@ -76,7 +76,8 @@ def panel_stats(design: PanelDesign) -> PanelStats:
         S[:, j] = np.bincount(codes, weights=X[:, j], minlength=n)
     S[:, p] = np.bincount(codes, weights=y, minlength=n)
     ZZ = np.empty((p + 1, p + 1))
-    ZZ[:p, :p] = X.T @ X
-    ZZ[:p, p] = ZZ[p, :p] = X.T @ y
-    ZZ[p, p] = y @ y
+    with np.errstate(over="ignore", invalid="ignore"):  # extreme scales: refused by the caller's check
+        ZZ[:p, :p] = X.T @ X
+        ZZ[:p, p] = ZZ[p, :p] = X.T @ y
+        ZZ[p, p] = y @ y
     return PanelStats(N=len(y), T=T, S=S, ZZ=ZZ)

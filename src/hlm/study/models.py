@@ -117,7 +117,7 @@ class FitOutcome:
     rows: list[ParamRow]
 
 
-def fit_model(model: StudyModel, frame: pd.DataFrame, truth: Truth, *, reml: bool = True,
+def fit_model(model: StudyModel, frame: pd.DataFrame, truth: Truth, *, reml: bool | None = None,
               intervals: bool = True, level: float = 0.95) -> FitOutcome:
     """Fit ``model`` to ``frame``; estimates, SEs and CIs of every parameter with a truth.
 

@@ -44,6 +44,11 @@ dl dt { font-weight: 600; } dl dd { margin: 0 0 0.4em 1.2em; }
 _TEXT_COLUMNS = {"model", "parameter", "kind"}
 
 
+def _criterion(reml: bool | None) -> str:
+    """How the mixed models were fitted: REML, ML, or as each model string says."""
+    return "each model's own criterion (REML unless its string says ML)" if reml is None else "REML" if reml else "ML"
+
+
 def _fmt(v: Any) -> str:
     if v is None or v is pd.NA:
         return ""
@@ -123,7 +128,7 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="lead">{result.reps:,} replicate(s) at each of {npts} design point(s), {len(result.models)} model(s); '
         f"seed {result.seed}; {result.n_jobs} worker process(es); {result.seconds:,.1f} s "
-        f"({_fmt(rate)} replicates/s); {'REML' if result.reml else 'ML'}; "
+        f"({_fmt(rate)} replicates/s); {_criterion(result.reml)}; "
         f"{'Wald' if result.intervals else 'no'} intervals for variance components at {result.level:.0%}. "
         f"Written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by hlm.</p>",
         "<h2>Set-up</h2>",

@@ -61,14 +61,14 @@ class StudyResult:
     fits: pd.DataFrame = field(repr=False)
     seconds: float = 0.0
     n_jobs: int = 1
-    reml: bool = True
+    reml: bool | None = None
     intervals: bool = True
     level: float = 0.95
 
     @classmethod
     def build(cls, *, design: Design, models: tuple[str, ...], reps: int, seed: int, grid_keys: tuple[str, ...],
               grid_values: list[tuple[Any, ...]], designs: list[Design], fits: list[tuple], params: list[tuple],
-              seconds: float, n_jobs: int, reml: bool, intervals: bool, level: float) -> "StudyResult":
+              seconds: float, n_jobs: int, reml: bool | None, intervals: bool, level: float) -> "StudyResult":
         grid = {k: list(dict.fromkeys(v[i] for v in grid_values)) for i, k in enumerate(grid_keys)}
         fit_frame = _with_grid(pd.DataFrame(fits, columns=FIT_COLUMNS), grid_keys, grid_values)
         failed = [(pt, rep, sd, model, None, None, None, np.nan, np.nan, np.nan, np.nan, np.nan, conv, sing, err)

@@ -78,7 +78,7 @@ def grid_points(design: Design, grid: Mapping[str, Sequence[Any]] | None,
     return keys, points
 
 
-def _run_chunk(point: _Point, reps: Sequence[int], seed: int, reml: bool, intervals: bool,
+def _run_chunk(point: _Point, reps: Sequence[int], seed: int, reml: bool | None, intervals: bool,
                level: float) -> tuple[list[tuple], list[tuple]]:
     """Simulate and fit replicates ``reps`` of one grid point (runs in a worker)."""
     fits: list[tuple] = []
@@ -116,7 +116,7 @@ def study(
     grid: Mapping[str, Sequence[Any]] | None = None,
     *,
     n_jobs: int | None = None,
-    reml: bool = True,
+    reml: bool | None = None,
     intervals: bool = True,
     level: float = 0.95,
     chunk_size: int | None = None,
@@ -134,7 +134,8 @@ def study(
     grid : design paths to lists of values, e.g. ``{"levels.district.n": [5, 10, 50]}``;
         the study runs at every combination.
     n_jobs : worker processes (default ``os.cpu_count()``); 1 runs in this process.
-    reml : REML (default) or ML for the mixed models.
+    reml : REML (True) or ML (False) for the mixed models; None (default): what each model
+        string says (Stata's ``mixed`` or ``, mle`` mean ML), else REML.
     intervals : SEs and Wald CIs (log-SD scale; logit scale for ICCs) of the variance
         components from the observed information.  They cost about as much as the fit
         itself; without them SDs and ICCs have estimates only (fixed effects always have
