@@ -11,6 +11,7 @@ Sizes, ICCs, omegas and R^2 are listed outermost level first (R^2 ends with leve
 """
 
 from hlm.power.analytic import mdes, power, sample_size
+from hlm.power.allocation import Allocation, allocate
 from hlm.power.designs import DESIGNS
 
-__all__ = ["mdes", "power", "sample_size", "DESIGNS"]
+__all__ = ["mdes", "power", "sample_size", "allocate", "Allocation", "DESIGNS"]
