@@ -17,7 +17,7 @@ from __future__ import annotations
 from math import isfinite
 from typing import Sequence
 
-from scipy import stats
+from scipy import integrate, stats
 
 from hlm.errors import DataError, OptionError
 from hlm.power.designs import Terms, check_sizes, design_terms, standard_error
@@ -35,15 +35,33 @@ def _critical(alpha: float, df: float, two_sided: bool) -> float:
     return float(stats.t.ppf(1 - alpha / 2 if two_sided else 1 - alpha, df))
 
 
+def _nct_tail(x: float, df: float, ncp: float, upper: bool) -> float:
+    """P(T > x) (``upper``) or P(T <= x) for T ~ noncentral t(df, ncp).
+
+    scipy's series returns NaN far in a tail; there the same probability is computed from
+    P(T <= x) = E[Phi(x sqrt(V / df) - ncp)], V ~ chi^2(df), by quadrature.
+    """
+    value = float(stats.nct.sf(x, df, ncp) if upper else stats.nct.cdf(x, df, ncp))
+    if isfinite(value):
+        return value
+    phi = stats.norm.sf if upper else stats.norm.cdf
+    chi2 = stats.chi2(df)  # V's mass lies within its 1e-14 and 1 - 1e-14 quantiles
+    return float(integrate.quad(lambda v: phi(x * (v / df) ** 0.5 - ncp) * chi2.pdf(v), chi2.ppf(1e-14),
+                                chi2.isf(1e-14), points=[max(df - 2, 0.0)], epsabs=1e-13, limit=200)[0])
+
+
 def _power_at(terms: Terms, sizes: Sequence[float], effect: float, alpha: float, two_sided: bool) -> float:
     df = terms.df(sizes[0])
     if df < 1:
         raise OptionError(f"{terms.design} with {sizes[0]:g} top-level units and {terms.covariates} covariate(s) "
                           f"leaves {df:g} degrees of freedom; use at least {terms.min_top()} top-level units")
-    ncp = effect / standard_error(terms, sizes)
+    se = standard_error(terms, sizes)
     crit = _critical(alpha, df, two_sided)
-    upper = float(stats.nct.sf(crit, df, ncp))
-    return upper + float(stats.nct.cdf(-crit, df, ncp)) if two_sided else upper
+    if se == 0:  # no variance left (a limit): any non-zero effect is detected
+        return 1.0 if effect > 0 or (two_sided and effect < 0) else (alpha if effect == 0 else 0.0)
+    ncp = effect / se
+    upper = _nct_tail(crit, df, ncp, upper=True)
+    return upper + _nct_tail(-crit, df, ncp, upper=False) if two_sided else upper
 
 
 def multiplier(terms: Terms, top: float, alpha: float, power: float, two_sided: bool) -> float:
