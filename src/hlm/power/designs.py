@@ -103,7 +103,8 @@ def design_terms(design: str, icc: Sequence[float] | float, r2: Sequence[float] 
     """Reduce a design and its parameters to :class:`Terms`, refusing impossible values."""
     levels = check_design(design)
     upper = levels - 1
-    rho = _listed("icc", icc, upper, f"the ICCs of levels {levels}..2 (outermost first)")
+    above = "level 2" if levels == 2 else f"levels {levels}..2 (outermost first)"
+    rho = _listed("icc", icc, upper, f"the ICCs of {above}")
     if any(not 0 <= v < 1 for v in rho) or sum(rho) >= 1:
         raise OptionError(f"icc must lie in [0, 1) and sum to less than 1, got {icc!r}")
     r2s = (0.0,) * levels if r2 is None else _listed("r2", r2, levels, f"levels {levels}..1 (outermost first)")
@@ -121,9 +122,9 @@ def design_terms(design: str, icc: Sequence[float] | float, r2: Sequence[float] 
         a = tuple(v * (1 - r) / (p * (1 - p)) for v, r in zip(rho, r2s[:-1])) + (level1,)
     else:
         if omega is None:
-            raise OptionError(f"{design} needs omega, the treatment-effect variance over the block variance at levels "
-                              f"{levels}..2 (outermost first); give omega=0 for a constant effect")
-        om = _listed("omega", omega, upper, f"levels {levels}..2 (outermost first)")
+            raise OptionError(f"{design} needs omega, the treatment-effect variance over the block variance at {above}; "
+                              "give omega=0 for a constant effect")
+        om = _listed("omega", omega, upper, above)
         if any(v < 0 for v in om):
             raise OptionError(f"omega must be >= 0, got {omega!r}")
         a = tuple(v * w * (1 - r) for v, w, r in zip(rho, om, r2s[:-1])) + (level1,)
