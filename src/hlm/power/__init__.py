@@ -7,11 +7,13 @@
 
 Sizes, ICCs, omegas and R^2 are listed outermost level first (R^2 ends with level 1).  See
 :mod:`hlm.power.designs` (the designs' standard errors and df), :mod:`hlm.power.analytic`
-(MDES, power, sample size) and :mod:`hlm.power.allocation` (the best allocation for a budget).
+(MDES, power, sample size), :mod:`hlm.power.allocation` (the best allocation for a budget) and
+:mod:`hlm.power.precision` (how many top-level units estimate their SD within +-x%).
 """
 
 from hlm.power.analytic import mdes, power, sample_size
 from hlm.power.allocation import Allocation, allocate
 from hlm.power.designs import DESIGNS
+from hlm.power.precision import sd_margin, sd_sample_size
 
-__all__ = ["mdes", "power", "sample_size", "allocate", "Allocation", "DESIGNS"]
+__all__ = ["mdes", "power", "sample_size", "allocate", "Allocation", "sd_margin", "sd_sample_size", "DESIGNS"]
