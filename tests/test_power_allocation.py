@@ -30,8 +30,8 @@ def test_cra2_continuous_optimum_is_raudenbush(rho, c2, c1, r2):
     j_star = budget / (c2 + c1 * n_star)
     assert best.continuous[1] == pytest.approx(n_star, rel=1e-12)
     assert best.continuous[0] == pytest.approx(j_star, rel=1e-12)
-    assert best.continuous_mdes == pytest.approx(paper_mdes("cra2", (j_star, n_star), (rho,), r2, 0.5, 0.05, 0.8, 0, True),
-                                                 rel=1e-9)
+    want = paper_mdes("cra2", (j_star, n_star), (rho,), r2, 0.5, 0.05, 0.8, 0, True)
+    assert best.continuous_mdes == pytest.approx(want, rel=1e-9)
     assert best.cost <= budget
     # the continuous optimum (real-valued sizes) is a lower bound up to the df it is scored with
     assert best.mdes >= best.continuous_mdes * (1 - 1e-3)
@@ -63,7 +63,7 @@ def _brute_force_budget(design, costs, icc, budget, omega=None, g=0):
     ("cra3", (900, 120, 15), (0.08, 0.12), 60_000, None),
 ])
 def test_integer_optimum_matches_brute_force(design, costs, icc, budget, omega):
-    (value, cost), sizes = _brute_force_budget(design, costs, icc, budget, omega)
+    (value, _cost), sizes = _brute_force_budget(design, costs, icc, budget, omega)
     best = hlm.power.allocate(design, costs, icc, budget=budget, omega=omega)
     assert best.sizes == sizes
     assert best.mdes == pytest.approx(value, abs=1e-9)
@@ -129,14 +129,14 @@ def test_zero_variance_term_has_no_continuous_optimum():
 
 
 @pytest.mark.parametrize("kwargs,error,text", [
-    (dict(budget=900), DataError, "buys fewer than"),  # 3 clusters of one cost 930
-    (dict(), OptionError, "exactly one of budget"),
-    (dict(budget=10_000, target=0.3), OptionError, "exactly one of budget"),
-    (dict(budget=-5), OptionError, "budget must be"),
-    (dict(target=0), OptionError, "target"),
-    (dict(budget=10_000, sizes=(10, None)), OptionError, "top level"),
-    (dict(budget=10_000, sizes=(None, 2.5)), OptionError, "whole numbers"),
-    (dict(budget=1e12), OptionError, "fix some sizes"),
+    ({"budget": 900}, DataError, "buys fewer than"),  # 3 clusters of one cost 930
+    ({}, OptionError, "exactly one of budget"),
+    ({"budget": 10_000, "target": 0.3}, OptionError, "exactly one of budget"),
+    ({"budget": -5}, OptionError, "budget must be"),
+    ({"target": 0}, OptionError, "target"),
+    ({"budget": 10_000, "sizes": (10, None)}, OptionError, "top level"),
+    ({"budget": 10_000, "sizes": (None, 2.5)}, OptionError, "whole numbers"),
+    ({"budget": 1e12}, OptionError, "fix some sizes"),
 ])
 def test_allocation_refusals(kwargs, error, text):
     with pytest.raises(error) as info:

@@ -17,7 +17,6 @@ from scipy import integrate, stats
 import hlm
 from hlm.errors import DataError, HLMError, OptionError
 
-
 # --- the papers' formulas, written out -------------------------------------------------------
 
 def paper_se(design, sizes, icc, r2, p, omega=None):
@@ -64,7 +63,7 @@ def paper_power(design, sizes, icc, r2, p, alpha, effect, g, two_sided, omega=No
     df = paper_df(design, sizes, g)
     ncp = effect / paper_se(design, sizes, icc, r2, p, omega)
     chi2 = stats.chi2(df)
-    span = dict(a=chi2.ppf(1e-15), b=chi2.isf(1e-15), points=[df], epsabs=1e-13, limit=500)
+    span = {"a": chi2.ppf(1e-15), "b": chi2.isf(1e-15), "points": [df], "epsabs": 1e-13, "limit": 500}
 
     def above(c):
         return integrate.quad(lambda v: stats.norm.sf(c * (v / df) ** 0.5 - ncp) * chi2.pdf(v), **span)[0]
@@ -77,15 +76,16 @@ def paper_power(design, sizes, icc, r2, p, alpha, effect, g, two_sided, omega=No
 
 
 GRID = {
-    "cra2": dict(sizes=[(10, 5), (40, 20), (123, 7.5)], icc=[(0.05,), (0.3,)], r2=[(0, 0), (0.53, 0.4)], omega=[None]),
-    "cra3": dict(sizes=[(12, 3, 15), (66, 2, 20)], icc=[(0.06, 0.17), (0.38, 0.1)], r2=[(0, 0, 0), (0.87, 0.53, 0.37)],
-                 omega=[None]),
-    "cra4": dict(sizes=[(20, 3, 2, 10), (9, 4, 5, 25)], icc=[(0.05, 0.05, 0.1), (0.1, 0.2, 0.2)],
-                 r2=[(0,) * 4, (0.5, 0.4, 0.3, 0.2)], omega=[None]),
-    "bira2": dict(sizes=[(20, 15), (480, 80)], icc=[(0.17,), (0.35,)], r2=[(0, 0), (0.3, 0.5)],
-                  omega=[(0.0,), (0.5,)]),
-    "bira3": dict(sizes=[(100, 10, 69), (8, 4, 30)], icc=[(0.2, 0.15), (0.05, 0.3)], r2=[(0, 0, 0), (0.5, 0.2, 0.6)],
-                  omega=[(0.1, 0.1), (0.0, 0.8)]),
+    "cra2": {"sizes": [(10, 5), (40, 20), (123, 7.5)], "icc": [(0.05,), (0.3,)],
+             "r2": [(0, 0), (0.53, 0.4)], "omega": [None]},
+    "cra3": {"sizes": [(12, 3, 15), (66, 2, 20)], "icc": [(0.06, 0.17), (0.38, 0.1)],
+             "r2": [(0, 0, 0), (0.87, 0.53, 0.37)], "omega": [None]},
+    "cra4": {"sizes": [(20, 3, 2, 10), (9, 4, 5, 25)], "icc": [(0.05, 0.05, 0.1), (0.1, 0.2, 0.2)],
+             "r2": [(0,) * 4, (0.5, 0.4, 0.3, 0.2)], "omega": [None]},
+    "bira2": {"sizes": [(20, 15), (480, 80)], "icc": [(0.17,), (0.35,)],
+              "r2": [(0, 0), (0.3, 0.5)], "omega": [(0.0,), (0.5,)]},
+    "bira3": {"sizes": [(100, 10, 69), (8, 4, 30)], "icc": [(0.2, 0.15), (0.05, 0.3)],
+              "r2": [(0, 0, 0), (0.5, 0.2, 0.6)], "omega": [(0.1, 0.1), (0.0, 0.8)]},
 }
 
 
@@ -207,7 +207,7 @@ def test_excel_power_and_a_rounded_sample_size():
     assert round(hlm.power.power("bira3", (100, 10, 69), (0.2, 0.15), 0.04, omega=(0.1, 0.1)), 2) == 0.70
     # PowerUp!'s MRSS rounds a continuous fixed point: it reports L = 45 for this cra4 design, where the
     # MDES is 0.2006 > 0.20 (power 0.798); the smallest L that reaches the power is 46.
-    kw = dict(r2=(0.5,) * 4, covariates=1)
+    kw = {"r2": (0.5,) * 4, "covariates": 1}
     icc = (0.05, 0.05, 0.10)
     assert hlm.power.sample_size("cra4", (None, 3, 2, 5), icc, 0.2, **kw) == 46
     assert paper_power("cra4", (45, 3, 2, 5), icc, (0.5,) * 4, 0.5, 0.05, 0.2, 1, True) < 0.8

@@ -11,7 +11,7 @@ DESIGN is cra2, cra3, cra4, bira2 or bira3; lists are comma-separated, outermost
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any
 
 import typer
 
@@ -20,7 +20,7 @@ from hlm.errors import OptionError
 from hlm.power import allocate, mdes, power, sample_size
 
 
-def _numbers(flag: str, text: Optional[str], missing: bool = False) -> Optional[tuple]:
+def _numbers(flag: str, text: str | None, missing: bool = False) -> tuple | None:
     """Parse a comma-separated list; ``?`` marks a missing entry where ``missing``."""
     if text is None:
         return None
@@ -45,31 +45,33 @@ def _show(values: tuple) -> str:
 @app.command("power")
 def power_command(
     design: str = typer.Argument(..., help="Design: cra2, cra3, cra4 (cluster assignment) or bira2, bira3 (blocked)."),
-    sizes: Optional[str] = typer.Option(
-        None, "--sizes", help="Units per level, outermost first, e.g. 40,20 (clusters, per cluster); ? = solve for it."),
+    sizes: str | None = typer.Option(
+        None, "--sizes", help="Units per level, outermost first, e.g. 40,20 (clusters, per cluster); ? = solve for it.",
+    ),
     icc: str = typer.Option(..., "--icc", help="ICCs of levels L..2, outermost first, e.g. 0.06,0.17."),
-    effect: Optional[float] = typer.Option(None, "--effect", help="Standardised effect: report power (or a sample size)."),
-    r2: Optional[str] = typer.Option(None, "--r2", help="Covariate R^2 per level, outermost first, ending with level 1."),
-    omega: Optional[str] = typer.Option(None, "--omega", help="bira: treatment-effect heterogeneity per block level."),
+    effect: float | None = typer.Option(None, "--effect", help="Standardised effect: report power (or a sample size)."),
+    r2: str | None = typer.Option(None, "--r2", help="Covariate R^2 per level, outermost first, ending with level 1."),
+    omega: str | None = typer.Option(None, "--omega", help="bira: treatment-effect heterogeneity per block level."),
     p: float = typer.Option(0.5, "--p", help="Treated proportion."),
     alpha: float = typer.Option(0.05, "--alpha", help="Type I error rate."),
     target_power: float = typer.Option(0.8, "--power", help="Target power (for the MDES and sample sizes)."),
     covariates: int = typer.Option(0, "--covariates", help="Number of top-level covariates (reduces the df)."),
     one_sided: bool = typer.Option(False, "--one-sided", help="One-sided test (default two-sided)."),
-    costs: Optional[str] = typer.Option(None, "--costs", help="Cost per unit at each level, outermost first."),
-    budget: Optional[float] = typer.Option(None, "--budget", help="With --costs: minimise the MDES within this budget."),
-    target: Optional[float] = typer.Option(None, "--target", help="With --costs: the cheapest design with this MDES."),
+    costs: str | None = typer.Option(None, "--costs", help="Cost per unit at each level, outermost first."),
+    budget: float | None = typer.Option(None, "--budget", help="With --costs: minimise the MDES within this budget."),
+    target: float | None = typer.Option(None, "--target", help="With --costs: the cheapest design with this MDES."),
 ) -> None:
     """Analytic MDES, power, sample size or budget allocation for a multilevel randomised design."""
     icc_values = _numbers("--icc", icc)
-    common = dict(r2=_numbers("--r2", r2), omega=_numbers("--omega", omega), p=p, alpha=alpha, covariates=covariates,
-                  two_sided=not one_sided)
+    common: dict[str, Any] = {"r2": _numbers("--r2", r2), "omega": _numbers("--omega", omega), "p": p, "alpha": alpha,
+                              "covariates": covariates, "two_sided": not one_sided}
     size_values = _numbers("--sizes", sizes, missing=True)
     test = f"alpha {alpha:g} {'one' if one_sided else 'two'}-sided"
     if costs is not None:
         if effect is not None:
             raise OptionError("--effect does not apply with --costs (give --budget or --target)")
-        best = allocate(design, _numbers("--costs", costs), icc_values, budget=budget, target=target,  # type: ignore[arg-type]
+        cost_values = _numbers("--costs", costs)
+        best = allocate(design, cost_values, icc_values, budget=budget, target=target,  # type: ignore[arg-type]
                         sizes=size_values, power=target_power, **common)
         typer.echo(f"{design}: best sizes {_show(best.sizes)}, cost {best.cost:g}, MDES {best.mdes:.4f} "
                    f"({test}, power {target_power:g})")

@@ -11,9 +11,9 @@ Sizes, ICCs, omegas and R^2 are listed outermost level first (R^2 ends with leve
 :mod:`hlm.power.precision` (how many top-level units estimate their SD within +-x%).
 """
 
-from hlm.power.analytic import mdes, power, sample_size
 from hlm.power.allocation import Allocation, allocate
+from hlm.power.analytic import mdes, power, sample_size
 from hlm.power.designs import DESIGNS
 from hlm.power.precision import sd_margin, sd_sample_size
 
-__all__ = ["mdes", "power", "sample_size", "allocate", "Allocation", "sd_margin", "sd_sample_size", "DESIGNS"]
+__all__ = ["DESIGNS", "Allocation", "allocate", "mdes", "power", "sample_size", "sd_margin", "sd_sample_size"]

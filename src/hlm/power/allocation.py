@@ -21,9 +21,9 @@ sizes whose cost leaves room for the minimum number of top-level units, each wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import isfinite
-from typing import Sequence
 
 import numpy as np
 from scipy import stats
@@ -71,9 +71,10 @@ def _candidates(costs: Sequence[float], fixed: Sequence[float | None], limit: fl
     for k in range(1, len(costs)):
         deeper = float(sum(costs[k:]))
         cap = np.floor((limit - spent) / (ratio * deeper) + 1e-9).astype(np.int64)
-        if fixed[k] is not None:
-            counts = np.where(cap >= fixed[k], 1, 0)
-            values = np.full(int(counts.sum()), int(fixed[k]), dtype=np.int64)  # type: ignore[arg-type]
+        size = fixed[k]
+        if size is not None:
+            counts = np.where(cap >= size, 1, 0)
+            values = np.full(int(counts.sum()), int(size), dtype=np.int64)
         else:
             counts = np.maximum(cap, 0)
             if counts.sum() > _MAX_CANDIDATES:

@@ -14,8 +14,8 @@ for which the power reaches the target.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import isfinite
-from typing import Sequence
 
 from scipy import integrate, stats
 
@@ -82,9 +82,9 @@ def mdes(design: str, sizes: Sequence[float], icc: Sequence[float] | float, r2: 
     level 1); see :mod:`hlm.power.designs` for each design's SE and df.
     """
     terms = design_terms(design, icc, r2, omega, p, covariates)
-    full = check_sizes(design, sizes)
+    full: tuple[float, ...] = check_sizes(design, sizes)  # type: ignore[assignment]  # no None allowed here
     m = multiplier(terms, full[0], _probability("alpha", alpha), _probability("power", power), two_sided)
-    return m * standard_error(terms, full)  # type: ignore[arg-type]
+    return m * standard_error(terms, full)
 
 
 def power(design: str, sizes: Sequence[float], icc: Sequence[float] | float, effect: float,

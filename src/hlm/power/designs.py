@@ -26,15 +26,16 @@ variance, Dong & Maynard's R2_T).  Sizes, ICCs, omegas and R2 are listed outermo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import isfinite
-from typing import Sequence
 
 from hlm.errors import OptionError
 
 DESIGNS = {"cra2": 2, "cra3": 3, "cra4": 4, "bira2": 2, "bira3": 3}
 
-_SIZE_NAMES = {2: "(clusters, individuals per cluster)", 3: "(top units, middle units per top unit, individuals per middle unit)",
+_SIZE_NAMES = {2: "(clusters, individuals per cluster)",
+               3: "(top units, middle units per top unit, individuals per middle unit)",
                4: "(level-4 units, level-3 per level-4, level-2 per level-3, individuals per level-2)"}
 
 
@@ -122,8 +123,8 @@ def design_terms(design: str, icc: Sequence[float] | float, r2: Sequence[float] 
         a = tuple(v * (1 - r) / (p * (1 - p)) for v, r in zip(rho, r2s[:-1])) + (level1,)
     else:
         if omega is None:
-            raise OptionError(f"{design} needs omega, the treatment-effect variance over the block variance at {above}; "
-                              "give omega=0 for a constant effect")
+            raise OptionError(f"{design} needs omega, the treatment-effect variance over the block variance at "
+                              f"{above}; give omega=0 for a constant effect")
         om = _listed("omega", omega, upper, above)
         if any(v < 0 for v in om):
             raise OptionError(f"omega must be >= 0, got {omega!r}")

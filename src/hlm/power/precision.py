@@ -22,8 +22,8 @@ units the sampling distribution of tau_hat is skewed and the symmetric interval 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import prod
-from typing import Sequence
 
 from scipy import stats
 
