@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 from scipy import integrate, stats
 
@@ -255,3 +256,10 @@ def test_one_sided_power_exceeds_two_sided_and_signs():
     # two-sided power is symmetric in the sign of the effect; a one-sided test has no power against it
     assert hlm.power.power("cra2", (30, 20), 0.1, -0.3) == pytest.approx(two, abs=1e-12)
     assert hlm.power.power("cra2", (30, 20), 0.1, -0.3, two_sided=False) < 0.05
+
+
+def test_numpy_numbers_are_accepted():
+    got = hlm.power.mdes("cra2", (np.int64(20), np.float64(15)), np.float64(0.17), covariates=np.int64(0))
+    assert got == pytest.approx(hlm.power.mdes("cra2", (20, 15), 0.17), abs=1e-15)
+    with pytest.raises(OptionError, match="finite number"):
+        hlm.power.mdes("cra2", (20, True), 0.17)

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from math import isfinite
 
 import numpy as np
 from scipy import stats
 
 from hlm.errors import DataError, OptionError
 from hlm.power.analytic import _probability
-from hlm.power.designs import Terms, check_sizes, design_terms
+from hlm.power.designs import Terms, check_sizes, design_terms, number
 
 _MAX_CANDIDATES = 5_000_000  # lower-level allocations searched at most
 
@@ -129,8 +128,8 @@ def allocate(design: str, costs: Sequence[float], icc: Sequence[float] | float, 
     levels = terms.levels
     if not isinstance(costs, (list, tuple)) or len(costs) != levels:
         raise OptionError(f"costs must list {levels} costs per unit (outermost level first), got {costs!r}")
-    c = [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan") for v in costs]
-    if any(not isfinite(v) or v <= 0 for v in c):
+    c = [number("costs", v) for v in costs]
+    if any(v <= 0 for v in c):
         raise OptionError(f"costs must be finite numbers > 0, got {costs!r}")
     fixed = check_sizes(design, (None,) * levels if sizes is None else sizes, allow_missing=True)
     if fixed[0] is not None:
@@ -142,13 +141,13 @@ def allocate(design: str, costs: Sequence[float], icc: Sequence[float] | float, 
     lowest = [1.0 if v is None else float(v) for v in fixed]
     cheapest = sum(ck * r for ck, r in zip(c, np.cumprod([1.0] + lowest[1:])))  # per top unit, inner sizes at minimum
     if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not isfinite(budget) or budget <= 0:
+        if number("budget", budget) <= 0:
             raise OptionError(f"budget must be a finite number > 0, got {budget!r}")
         if budget < terms.min_top() * cheapest:
             raise DataError(f"a budget of {budget:g} buys fewer than the {terms.min_top()} top-level units {design} "
                             f"needs (each costs at least {cheapest:g})")
         return _within_budget(terms, c, fixed, float(budget), alpha, power, two_sided)
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not isfinite(target) or target <= 0:
+    if number("target", target) <= 0:
         raise OptionError(f"target (the MDES to reach) must be a finite number > 0, got {target!r}")
     return _for_target(terms, c, fixed, float(target), cheapest, alpha, power, two_sided)
 

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import isfinite
+from numbers import Real
 
 from scipy import integrate, stats
 
 from hlm.errors import DataError, OptionError
-from hlm.power.designs import Terms, check_sizes, design_terms, standard_error
+from hlm.power.designs import Terms, check_sizes, design_terms, number, standard_error
 
 _LARGEST = 10**9  # sample sizes beyond this are refused as unreachable
 
 
 def _probability(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
         raise OptionError(f"{name} must lie strictly between 0 and 1, got {value!r}")
     return float(value)
 
@@ -93,9 +94,7 @@ def power(design: str, sizes: Sequence[float], icc: Sequence[float] | float, eff
     """Power of the t test of the treatment effect from the noncentral t (lambda = effect / SE)."""
     terms = design_terms(design, icc, r2, omega, p, covariates)
     full = check_sizes(design, sizes)
-    if isinstance(effect, bool) or not isinstance(effect, (int, float)) or not isfinite(effect):
-        raise OptionError(f"effect must be a finite number, got {effect!r}")
-    return _power_at(terms, full, float(effect), _probability("alpha", alpha), two_sided)  # type: ignore[arg-type]
+    return _power_at(terms, full, number("effect", effect), _probability("alpha", alpha), two_sided)  # type: ignore[arg-type]
 
 
 def sample_size(design: str, sizes: Sequence[float | None], icc: Sequence[float] | float, effect: float,
@@ -115,8 +114,8 @@ def sample_size(design: str, sizes: Sequence[float | None], icc: Sequence[float]
     at = missing[0]
     alpha = _probability("alpha", alpha)
     target = _probability("power", power)
-    if isinstance(effect, bool) or not isinstance(effect, (int, float)) or not isfinite(effect) or effect == 0:
-        raise OptionError(f"effect must be a finite non-zero number, got {effect!r}")
+    if number("effect", effect) == 0:
+        raise OptionError("effect must be non-zero: no sample size detects an effect of 0")
     if not two_sided and effect < 0:
         raise OptionError("a one-sided test detects a positive effect; give effect > 0")
     effect = abs(float(effect))

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import isfinite
+from numbers import Integral, Real
 
 from hlm.errors import OptionError
 
@@ -60,18 +61,19 @@ class Terms:
         return self.covariates + (3 if self.design.startswith("cra") else 2)
 
 
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(float(value)):
+def number(name: str, value: object) -> float:
+    """``value`` as a float; anything but a finite real number (bools included) is an OptionError."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not isfinite(float(value)):
         raise OptionError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
-def _listed(name: str, value: object, count: int, what: str) -> tuple[float, ...]:
+def listed(name: str, value: object, count: int, what: str) -> tuple[float, ...]:
     """``value`` as ``count`` numbers (a single number is accepted when ``count`` is 1)."""
-    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    items = [value] if isinstance(value, Real) else value
     if not isinstance(items, (list, tuple)) or len(items) != count:
         raise OptionError(f"{name} must list {count} value(s), {what}, got {value!r}")
-    return tuple(_number(name, v) for v in items)
+    return tuple(number(name, v) for v in items)
 
 
 def check_design(design: object) -> int:
@@ -92,7 +94,7 @@ def check_sizes(design: str, sizes: Sequence[float | None], allow_missing: bool 
         if size is None and allow_missing:
             out.append(None)
             continue
-        value = _number("sizes", size)
+        value = number("sizes", size)
         if value < 1:
             raise OptionError(f"sizes[{i}] must be >= 1, got {size!r}")
         out.append(value)
@@ -105,16 +107,16 @@ def design_terms(design: str, icc: Sequence[float] | float, r2: Sequence[float] 
     levels = check_design(design)
     upper = levels - 1
     above = "level 2" if levels == 2 else f"levels {levels}..2 (outermost first)"
-    rho = _listed("icc", icc, upper, f"the ICCs of {above}")
+    rho = listed("icc", icc, upper, f"the ICCs of {above}")
     if any(not 0 <= v < 1 for v in rho) or sum(rho) >= 1:
         raise OptionError(f"icc must lie in [0, 1) and sum to less than 1, got {icc!r}")
-    r2s = (0.0,) * levels if r2 is None else _listed("r2", r2, levels, f"levels {levels}..1 (outermost first)")
+    r2s = (0.0,) * levels if r2 is None else listed("r2", r2, levels, f"levels {levels}..1 (outermost first)")
     if any(not 0 <= v < 1 for v in r2s):
         raise OptionError(f"each r2 must lie in [0, 1), got {r2!r}")
-    p = _number("p", p)
+    p = number("p", p)
     if not 0 < p < 1:
         raise OptionError(f"p (the treated proportion) must lie strictly between 0 and 1, got {p!r}")
-    if isinstance(covariates, bool) or not isinstance(covariates, int) or covariates < 0:
+    if isinstance(covariates, bool) or not isinstance(covariates, Integral) or covariates < 0:
         raise OptionError(f"covariates must be a whole number >= 0, got {covariates!r}")
     level1 = (1 - sum(rho)) * (1 - r2s[-1]) / (p * (1 - p))
     if design.startswith("cra"):
@@ -125,11 +127,11 @@ def design_terms(design: str, icc: Sequence[float] | float, r2: Sequence[float] 
         if omega is None:
             raise OptionError(f"{design} needs omega, the treatment-effect variance over the block variance at "
                               f"{above}; give omega=0 for a constant effect")
-        om = _listed("omega", omega, upper, above)
+        om = listed("omega", omega, upper, above)
         if any(v < 0 for v in om):
             raise OptionError(f"omega must be >= 0, got {omega!r}")
         a = tuple(v * w * (1 - r) for v, w, r in zip(rho, om, r2s[:-1])) + (level1,)
-    return Terms(design, a, covariates)
+    return Terms(design, a, int(covariates))
 
 
 def units(sizes: Sequence[float]) -> list[float]:

@@ -29,7 +29,7 @@ from scipy import stats
 
 from hlm.errors import DataError, OptionError
 from hlm.power.analytic import _probability
-from hlm.power.designs import _listed
+from hlm.power.designs import listed, number
 
 _LARGEST = 10**9
 
@@ -38,7 +38,7 @@ def _check(sizes: Sequence[float | None], icc: Sequence[float] | float) -> tuple
     if not isinstance(sizes, (list, tuple)) or not 2 <= len(sizes) <= 4:
         raise OptionError(f"sizes must list 2 to 4 numbers (outermost level first), got {sizes!r}")
     levels = len(sizes)
-    rho = _listed("icc", icc, levels - 1, f"the ICCs of levels {levels}..2 (outermost first)")
+    rho = listed("icc", icc, levels - 1, f"the ICCs of levels {levels}..2 (outermost first)")
     if any(not 0 <= v < 1 for v in rho) or sum(rho) >= 1:
         raise OptionError(f"icc must lie in [0, 1) and sum to less than 1, got {icc!r}")
     if rho[0] == 0:
@@ -48,7 +48,7 @@ def _check(sizes: Sequence[float | None], icc: Sequence[float] | float) -> tuple
         if size is None:
             out.append(None)
             continue
-        if isinstance(size, bool) or not isinstance(size, (int, float)) or not size >= 2 or size != int(size):
+        if number("sizes", size) < 2 or size != int(size):
             raise OptionError(f"sizes[{i}] must be a whole number >= 2 (a variance needs replication), got {size!r}")
         out.append(float(size))
     return out, rho
