@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from hlm.errors import DataError, OptionError
-from hlm.power.analytic import _probability
+from hlm.power.analytic import probability, t_multiplier
 from hlm.power.designs import Terms, check_sizes, design_terms, number
 
 _MAX_CANDIDATES = 5_000_000  # lower-level allocations searched at most
@@ -50,12 +49,6 @@ class Allocation:
     continuous: tuple[float, ...] | None
     continuous_mdes: float | None
     continuous_cost: float | None
-
-
-def _multiplier(terms: Terms, top: np.ndarray, alpha: float, power: float, two_sided: bool) -> np.ndarray:
-    df = top - terms.covariates - (2 if terms.design.startswith("cra") else 1)
-    crit = stats.t.ppf(1 - alpha / 2 if two_sided else 1 - alpha, df)
-    return crit + stats.t.ppf(power, df)
 
 
 def _candidates(costs: Sequence[float], fixed: Sequence[float | None], limit: float) -> np.ndarray:
@@ -110,7 +103,7 @@ def _continuous_mdes(terms: Terms, c: Sequence[float], budget: float, alpha: flo
     sizes, var = _continuous(terms, c, budget)  # type: ignore[misc]
     if terms.df(sizes[0]) <= 0:
         return float("inf")
-    return float(_multiplier(terms, np.asarray(sizes[0]), alpha, power, two_sided)) * var**0.5
+    return float(t_multiplier(terms.df(sizes[0]), alpha, power, two_sided)) * var**0.5
 
 
 def allocate(design: str, costs: Sequence[float], icc: Sequence[float] | float, *, budget: float | None = None,
@@ -124,7 +117,7 @@ def allocate(design: str, costs: Sequence[float], icc: Sequence[float] | float, 
     top level is always chosen).  Ties in MDES go to the cheaper allocation.
     """
     terms = design_terms(design, icc, r2, omega, p, covariates)
-    alpha, power = _probability("alpha", alpha), _probability("power", power)
+    alpha, power = probability("alpha", alpha), probability("power", power)
     levels = terms.levels
     if not isinstance(costs, (list, tuple)) or len(costs) != levels:
         raise OptionError(f"costs must list {levels} costs per unit (outermost level first), got {costs!r}")
@@ -149,7 +142,7 @@ def allocate(design: str, costs: Sequence[float], icc: Sequence[float] | float, 
         return _within_budget(terms, c, fixed, float(budget), alpha, power, two_sided)
     if number("target", target) <= 0:
         raise OptionError(f"target (the MDES to reach) must be a finite number > 0, got {target!r}")
-    return _for_target(terms, c, fixed, float(target), cheapest, alpha, power, two_sided)
+    return _for_target(terms, c, fixed, number("target", target), cheapest, alpha, power, two_sided)
 
 
 def _within_budget(terms: Terms, c: list[float], fixed: tuple, budget: float, alpha: float, power: float,
@@ -159,7 +152,7 @@ def _within_budget(terms: Terms, c: list[float], fixed: tuple, budget: float, al
     per_top = ratios @ np.asarray(c)
     top = np.floor(budget / per_top + 1e-9)
     se = np.sqrt((np.asarray(terms.a) / ratios).sum(axis=1) / top)
-    mdes = _multiplier(terms, top, alpha, power, two_sided) * se
+    mdes = t_multiplier(terms.df(top), alpha, power, two_sided) * se
     cost = top * per_top
     best = int(np.lexsort((cost, mdes))[0])
     cont = _continuous(terms, c, budget)
@@ -173,7 +166,7 @@ def _fewest_top(terms: Terms, scale: np.ndarray, target: float, alpha: float, po
                 two_sided: bool) -> np.ndarray:
     """The fewest top-level units with M(df) sqrt(scale / top) <= target, per candidate."""
     def ok(top: np.ndarray) -> np.ndarray:
-        return _multiplier(terms, top, alpha, power, two_sided) * np.sqrt(scale / top) <= target
+        return t_multiplier(terms.df(top), alpha, power, two_sided) * np.sqrt(scale / top) <= target
 
     low = np.full(len(scale), float(terms.min_top()))
     done = ok(low)
@@ -204,7 +197,7 @@ def _for_target(terms: Terms, c: list[float], fixed: tuple, target: float, cheap
     scale = (a / ratios).sum(axis=1)
     top = _fewest_top(terms, scale, target, alpha, power, two_sided)
     cost = top * (ratios @ np.asarray(c))
-    mdes = _multiplier(terms, top, alpha, power, two_sided) * np.sqrt(scale / top)
+    mdes = t_multiplier(terms.df(top), alpha, power, two_sided) * np.sqrt(scale / top)
     best = int(np.lexsort((mdes, cost))[0])
     cont_sizes = cont_mdes = cont_cost = None
     if np.all(a > 0):

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from math import isfinite
 from numbers import Real
 
+import numpy as np
 from scipy import integrate, stats
 
 from hlm.errors import DataError, OptionError
@@ -26,7 +27,8 @@ from hlm.power.designs import Terms, check_sizes, design_terms, number, standard
 _LARGEST = 10**9  # sample sizes beyond this are refused as unreachable
 
 
-def _probability(name: str, value: float) -> float:
+def probability(name: str, value: float) -> float:
+    """``value`` checked to lie strictly between 0 and 1 (alpha, power, a margin)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
         raise OptionError(f"{name} must lie strictly between 0 and 1, got {value!r}")
     return float(value)
@@ -71,7 +73,12 @@ def multiplier(terms: Terms, top: float, alpha: float, power: float, two_sided: 
     if df < 1:
         raise OptionError(f"{terms.design} with {top:g} top-level units and {terms.covariates} covariate(s) "
                           f"leaves {df:g} degrees of freedom; use at least {terms.min_top()} top-level units")
-    return _critical(alpha, df, two_sided) + float(stats.t.ppf(power, df))
+    return float(t_multiplier(df, alpha, power, two_sided))
+
+
+def t_multiplier(df: float | np.ndarray, alpha: float, power: float, two_sided: bool) -> float | np.ndarray:
+    """t(1 - alpha/2, df) + t(power, df) (t(1 - alpha, df) one-sided), elementwise over ``df``."""
+    return stats.t.ppf(1 - alpha / 2 if two_sided else 1 - alpha, df) + stats.t.ppf(power, df)
 
 
 def mdes(design: str, sizes: Sequence[float], icc: Sequence[float] | float, r2: Sequence[float] | None = None,
@@ -84,7 +91,7 @@ def mdes(design: str, sizes: Sequence[float], icc: Sequence[float] | float, r2: 
     """
     terms = design_terms(design, icc, r2, omega, p, covariates)
     full: tuple[float, ...] = check_sizes(design, sizes)  # type: ignore[assignment]  # no None allowed here
-    m = multiplier(terms, full[0], _probability("alpha", alpha), _probability("power", power), two_sided)
+    m = multiplier(terms, full[0], probability("alpha", alpha), probability("power", power), two_sided)
     return m * standard_error(terms, full)
 
 
@@ -93,8 +100,8 @@ def power(design: str, sizes: Sequence[float], icc: Sequence[float] | float, eff
           two_sided: bool = True, omega: Sequence[float] | float | None = None) -> float:
     """Power of the t test of the treatment effect from the noncentral t (lambda = effect / SE)."""
     terms = design_terms(design, icc, r2, omega, p, covariates)
-    full = check_sizes(design, sizes)
-    return _power_at(terms, full, number("effect", effect), _probability("alpha", alpha), two_sided)  # type: ignore[arg-type]
+    full: tuple[float, ...] = check_sizes(design, sizes)  # type: ignore[assignment]  # no None allowed here
+    return _power_at(terms, full, number("effect", effect), probability("alpha", alpha), two_sided)
 
 
 def sample_size(design: str, sizes: Sequence[float | None], icc: Sequence[float] | float, effect: float,
@@ -112,8 +119,8 @@ def sample_size(design: str, sizes: Sequence[float | None], icc: Sequence[float]
     if len(missing) != 1:
         raise OptionError(f"sizes must contain exactly one None (the size to solve for), got {sizes!r}")
     at = missing[0]
-    alpha = _probability("alpha", alpha)
-    target = _probability("power", power)
+    alpha = probability("alpha", alpha)
+    target = probability("power", power)
     if number("effect", effect) == 0:
         raise OptionError("effect must be non-zero: no sample size detects an effect of 0")
     if not two_sided and effect < 0:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from math import isfinite
 from numbers import Integral, Real
+from typing import Any
 
 from hlm.errors import OptionError
 
@@ -52,8 +53,8 @@ class Terms:
     def levels(self) -> int:
         return len(self.a)
 
-    def df(self, top: float) -> float:
-        """Degrees of freedom of the t test for ``top`` top-level units."""
+    def df(self, top: Any) -> Any:
+        """Degrees of freedom of the t test for ``top`` top-level units (a number or an array)."""
         return top - self.covariates - (2 if self.design.startswith("cra") else 1)
 
     def min_top(self) -> int:

@@ -28,7 +28,7 @@ from math import prod
 from scipy import stats
 
 from hlm.errors import DataError, OptionError
-from hlm.power.analytic import _probability
+from hlm.power.analytic import probability
 from hlm.power.designs import listed, number
 
 _LARGEST = 10**9
@@ -74,7 +74,7 @@ def sd_margin(sizes: Sequence[float], icc: Sequence[float] | float, confidence: 
     checked, rho = _check(sizes, icc)
     if None in checked:
         raise OptionError("sd_margin needs every size; use sd_sample_size to solve for one")
-    return _margin(checked, rho, _probability("confidence", confidence))  # type: ignore[arg-type]
+    return _margin(checked, rho, probability("confidence", confidence))  # type: ignore[arg-type]
 
 
 def sd_sample_size(sizes: Sequence[float | None], icc: Sequence[float] | float, margin: float,
@@ -83,8 +83,8 @@ def sd_sample_size(sizes: Sequence[float | None], icc: Sequence[float] | float, 
     checked, rho = _check(sizes, icc)
     if checked[0] is not None or None in checked[1:]:
         raise OptionError(f"sizes must be None at the top level (the size to solve for) and given below, got {sizes!r}")
-    margin = _probability("margin", margin)
-    confidence = _probability("confidence", confidence)
+    margin = probability("margin", margin)
+    confidence = probability("confidence", confidence)
 
     def reaches(n: int) -> bool:
         return _margin([float(n)] + checked[1:], rho, confidence) <= margin  # type: ignore[operator]
