@@ -45,7 +45,18 @@ def test_budget_allocation(capsys):
     assert " x 12," in out.splitlines()[0]
 
 
+def test_sd_precision(capsys):
+    out = _ok(capsys, ["power", "sd", "--sizes", "?,10,20,25", "--icc", "0.1,0.1,0.2", "--margin", "0.25"])
+    n = int(out.split()[1])
+    assert out.startswith("sd: ") and "within +-25%" in out
+    out = _ok(capsys, ["power", "sd", "--sizes", f"{n},10,20,25", "--icc", "0.1,0.1,0.2"])
+    assert float(out.split("+-")[1].split("%")[0]) <= 25.0
+
+
 @pytest.mark.parametrize("argv,text", [
+    (["power", "sd", "--sizes", "?,10", "--icc", "0.1", "--margin", "0.25", "--effect", "3"], "--effect does not apply"),
+    (["power", "sd", "--sizes", "?,10", "--icc", "0.1"], "give the --margin"),
+    (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--margin", "0.2"], "applies to 'hlm power sd'"),
     (["power", "cra9", "--sizes", "20,15", "--icc", "0.1"], "unknown design 'cra9'"),
     (["power", "cra2", "--sizes", "20,x", "--icc", "0.1"], "--sizes: 'x' is not a number"),
     (["power", "cra2", "--sizes", "20,15"], "Missing option '--icc'"),
