@@ -22,7 +22,7 @@ def cost_of(sizes, costs):
 
 @pytest.mark.parametrize("rho,c2,c1,r2", [(0.1, 300, 10, (0, 0)), (0.05, 50, 1, (0, 0)), (0.25, 1000, 40, (0.5, 0.3))])
 def test_cra2_continuous_optimum_is_raudenbush(rho, c2, c1, r2):
-    """Raudenbush (1997) eq. 22: n* = sqrt((c2 / c1) (1 - rho) / rho), J* = budget / (c2 + c1 n*);
+    """Raudenbush (1997): n* = sqrt((c2 / c1) (1 - rho) / rho), J* = budget / (c2 + c1 n*);
     with covariates the variances are the residual ones, rho (1 - R2_2) and (1 - rho) (1 - R2_1)."""
     budget = 50_000
     best = hlm.power.allocate("cra2", (c2, c1), rho, budget=budget, r2=r2)

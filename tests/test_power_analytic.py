@@ -2,7 +2,7 @@
 
 The formulas are written out below, design by design, from the papers (not from hlm's code):
 Dong & Maynard (2013) "PowerUp!", J. Res. Educ. Effectiveness 6(1), 24-67: models 2.3 (bira2,
-their BIRA2_1r), 2.4 (bira3, BIRA3_1r), 3.1 (cra2, CRA2_2r; = Raudenbush 1997 eq. 3 with
+their BIRA2_1r), 2.4 (bira3, BIRA3_1r), 3.1 (cra2, CRA2_2r; = Raudenbush 1997 with
 covariates), 3.2 (cra3, CRA3_3r), 3.3 (cra4, CRA4_4r); the MDES multiplier and the power from
 the noncentral t as in PowerUpR's ``.mdes.fun`` / ``.power.fun`` (Bulus, Dong, Kelcey & Spybrook).
 """

@@ -4,7 +4,7 @@ With c_k the cost of one unit at level k (outermost first: the cost of recruitin
 ..., the cost per individual), a design of sizes m costs C = sum_k c_k N_k and has
 SE^2 = sum_k a_k / N_k (:mod:`hlm.power.designs`).
 
-Continuous optimum (Raudenbush 1997, eq. 22 for two levels; Moerbeek, van Breukelen & Berger
+Continuous optimum (Raudenbush 1997 for two levels; Moerbeek, van Breukelen & Berger
 2000 for more): by Cauchy-Schwarz, (sum a_k / N_k)(sum c_k N_k) >= (sum sqrt(a_k c_k))^2 with
 equality at N_k proportional to sqrt(a_k / c_k), so the units per parent are
 

@@ -1,7 +1,7 @@
 """Analytic MDES, power and sample size for the designs of :mod:`hlm.power.designs`.
 
 With SE the standard error of the standardised effect and df the design's degrees of freedom
-(Dong & Maynard 2013, eqs. 1-2; Bloom 1995):
+(Dong & Maynard 2013; Bloom 1995):
 
     MDES  = M * SE,   M = t(1 - alpha/2, df) + t(power, df)     (t(1 - alpha, df) one-sided)
     power = 1 - F(t_c; df, lambda) + F(-t_c; df, lambda),  lambda = effect / SE   (two-sided)

@@ -5,7 +5,7 @@ over levels of a coefficient ``a_k`` divided by the number ``N_k`` of units at t
 (N_top = sizes[0], N_k = sizes[0] * ... * sizes[k]); the outcome's total variance is 1.
 
 Cluster random assignment, treatment at the top of L levels (``cra2``, ``cra3``, ``cra4``;
-Raudenbush 1997 eq. 3 for two levels, Spybrook et al. 2011 *Optimal Design* manual, Dong &
+Raudenbush 1997 for two levels, Spybrook et al. 2011 *Optimal Design* manual, Dong &
 Maynard 2013 *PowerUp!* models 3.1, 3.2, 3.3):
 
     a_k = rho_k (1 - R2_k) / (P (1 - P))         (rho_1 = 1 - sum of the higher ICCs)
