@@ -17,6 +17,7 @@ from hlm.lmm import fit
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.spec import ModelSpec, parse_model
 from hlm.study import StudyResult, study
+from hlm import power as power  # hlm.power: analytic power, MDES, sample size and budgets
 
 __version__ = "0.1.0"
 

@@ -6,6 +6,7 @@ from hlm.cli import simulate as _simulate  # noqa: F401
 from hlm.cli import diagnose as _diagnose  # noqa: F401
 from hlm.cli import demo as _demo  # noqa: F401
 from hlm.cli import study as _study  # noqa: F401
+from hlm.cli import power as _power  # noqa: F401
 from hlm.cli.app import app, main, run
 
 __all__ = ["app", "main", "run"]

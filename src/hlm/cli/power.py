@@ -1,0 +1,129 @@
+"""CLI command: power (see hlm.cli.app for error handling).
+
+    hlm power DESIGN --sizes 20,15 --icc 0.17                      # MDES
+    hlm power DESIGN --sizes 20,15 --icc 0.17 --effect 0.25        # power
+    hlm power DESIGN --sizes ?,15 --icc 0.17 --effect 0.25         # clusters needed
+    hlm power DESIGN --icc 0.17 --costs 300,10 --budget 20000      # best allocation (or --target MDES)
+    hlm power sd --sizes ?,10,20 --icc 0.1,0.2 --margin 0.25       # top units for the top SD within +-25%
+
+DESIGN is cra2, cra3, cra4, bira2 or bira3, or ``sd`` for the precision of the top level's SD
+in a balanced nested design; lists are comma-separated, outermost level first (``--r2`` ends
+with level 1).  See :mod:`hlm.power`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from hlm.cli.app import app
+from hlm.errors import OptionError
+from hlm.power import allocate, mdes, power, sample_size, sd_margin, sd_sample_size
+
+
+def _numbers(flag: str, text: str | None, missing: bool = False) -> tuple | None:
+    """Parse a comma-separated list; ``?`` marks a missing entry where ``missing``."""
+    if text is None:
+        return None
+    out: list[float | None] = []
+    for item in text.split(","):
+        item = item.strip()
+        if missing and item == "?":
+            out.append(None)
+            continue
+        try:
+            out.append(float(item))
+        except ValueError:
+            hint = " (or ? for the size to solve for)" if missing else ""
+            raise OptionError(f"{flag}: '{item}' is not a number{hint}") from None
+    return tuple(out)
+
+
+def _show(values: tuple) -> str:
+    return " x ".join("?" if v is None else f"{v:g}" for v in values)
+
+
+@app.command("power")
+def power_command(
+    design: str = typer.Argument(..., help="Design: cra2, cra3, cra4 (cluster assignment), bira2, bira3 (blocked), "
+                                           "or sd (precision of the top level's SD)."),
+    sizes: str | None = typer.Option(
+        None, "--sizes", help="Units per level, outermost first, e.g. 40,20 (clusters, per cluster); ? = solve for it.",
+    ),
+    icc: str = typer.Option(..., "--icc", help="ICCs of levels L..2, outermost first, e.g. 0.06,0.17."),
+    effect: float | None = typer.Option(None, "--effect", help="Standardised effect: report power (or a sample size)."),
+    r2: str | None = typer.Option(None, "--r2", help="Covariate R^2 per level, outermost first, ending with level 1."),
+    omega: str | None = typer.Option(None, "--omega", help="bira: treatment-effect heterogeneity per block level."),
+    p: float = typer.Option(0.5, "--p", help="Treated proportion."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Type I error rate."),
+    target_power: float = typer.Option(0.8, "--power", help="Target power (for the MDES and sample sizes)."),
+    covariates: int = typer.Option(0, "--covariates", help="Number of top-level covariates (reduces the df)."),
+    one_sided: bool = typer.Option(False, "--one-sided", help="One-sided test (default two-sided)."),
+    costs: str | None = typer.Option(None, "--costs", help="Cost per unit at each level, outermost first."),
+    budget: float | None = typer.Option(None, "--budget", help="With --costs: minimise the MDES within this budget."),
+    target: float | None = typer.Option(None, "--target", help="With --costs: the cheapest design with this MDES."),
+    margin: float | None = typer.Option(None, "--margin", help="sd: the SD's relative margin to reach, e.g. 0.25."),
+    confidence: float = typer.Option(0.95, "--confidence", help="sd: confidence level of the margin."),
+) -> None:
+    """Analytic MDES, power, sample size or budget allocation for a multilevel randomised design."""
+    icc_values = _numbers("--icc", icc)
+    common: dict[str, Any] = {"r2": _numbers("--r2", r2), "omega": _numbers("--omega", omega), "p": p, "alpha": alpha,
+                              "covariates": covariates, "two_sided": not one_sided}
+    size_values = _numbers("--sizes", sizes, missing=True)
+    if design == "sd":
+        _sd_precision(size_values, icc_values, margin, confidence,
+                      [flag for flag, value in [("--effect", effect), ("--r2", r2), ("--omega", omega), ("--costs", costs),
+                                                ("--budget", budget), ("--target", target)] if value is not None])
+        return
+    if margin is not None:
+        raise OptionError("--margin applies to 'hlm power sd' (the precision of the top level's SD)")
+    test = f"alpha {alpha:g} {'one' if one_sided else 'two'}-sided"
+    if costs is not None:
+        if effect is not None:
+            raise OptionError("--effect does not apply with --costs (give --budget or --target)")
+        cost_values = _numbers("--costs", costs)
+        best = allocate(design, cost_values, icc_values, budget=budget, target=target,  # type: ignore[arg-type]
+                        sizes=size_values, power=target_power, **common)
+        typer.echo(f"{design}: best sizes {_show(best.sizes)}, cost {best.cost:g}, MDES {best.mdes:.4f} "
+                   f"({test}, power {target_power:g})")
+        if best.continuous is not None:
+            shown = " x ".join(f"{v:.2f}" for v in best.continuous)
+            typer.echo(f"continuous optimum (Raudenbush 1997): {shown}, cost {best.continuous_cost:g}, "
+                       f"MDES {best.continuous_mdes:.4f}")
+        return
+    if budget is not None or target is not None:
+        raise OptionError("--budget and --target need --costs (the cost per unit at each level)")
+    if size_values is None:
+        raise OptionError("--sizes is required (units per level, outermost first; ? for the one to solve for)")
+    if None in size_values:
+        if effect is None:
+            raise OptionError("a ? in --sizes asks for a sample size: give the --effect to detect")
+        n = sample_size(design, size_values, icc_values, effect, power=target_power, **common)  # type: ignore[arg-type]
+        typer.echo(f"{design}: {n} units needed at the ? in {_show(size_values)} to detect {effect:g} "
+                   f"with power {target_power:g} ({test})")
+        return
+    if effect is not None:
+        value = power(design, size_values, icc_values, effect, **common)  # type: ignore[arg-type]
+        typer.echo(f"{design}, sizes {_show(size_values)}: power {value:.4f} to detect {effect:g} ({test})")
+        return
+    value = mdes(design, size_values, icc_values, power=target_power, **common)  # type: ignore[arg-type]
+    typer.echo(f"{design}, sizes {_show(size_values)}: MDES {value:.4f} ({test}, power {target_power:g})")
+
+
+def _sd_precision(sizes: tuple | None, icc: tuple | None, margin: float | None, confidence: float,
+                  unused: list[str]) -> None:
+    """``hlm power sd``: the top SD's margin, or the top-level units that reach ``--margin``."""
+    if unused:
+        raise OptionError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to 'hlm power sd'")
+    if sizes is None:
+        raise OptionError("--sizes is required (units per level, outermost first; ? at the top to solve for it)")
+    if None in sizes:
+        if margin is None:
+            raise OptionError("a ? in --sizes asks for the top-level units: give the --margin to reach")
+        n = sd_sample_size(sizes, icc, margin, confidence)  # type: ignore[arg-type]
+        typer.echo(f"sd: {n} top-level units estimate the top SD within +-{margin:.0%} "
+                   f"({confidence:.0%} confidence), with {_show(sizes[1:])} below each")
+        return
+    value = sd_margin(sizes, icc, confidence)  # type: ignore[arg-type]
+    typer.echo(f"sd, sizes {_show(sizes)}: the top SD is estimated within +-{value:.1%} ({confidence:.0%} confidence)")
