@@ -45,15 +45,18 @@ def main() -> None:
         rows["ranef()"].append(_timed(fit.ranef))
     med = {s: statistics.median(v) for s, v in rows.items()}
     post = sum(med[s] for s in steps[1:])
-    print(f"## Post-fit inference vs the fit (issue 3)\n\n{len(frame):,} rows, `{LME4}`, REML; "
-          f"median of {args.repeat} repetitions, each on a fresh fit, in one process.\n")
+    print(
+        f"## Post-fit inference vs the fit (issue 3)\n\n{len(frame):,} rows, `{LME4}`, REML; "
+        f"median of {args.repeat} repetitions, each on a fresh fit, in one process.\n"
+    )
     print("| step | seconds (median) | all repetitions | / fit |\n| --- | ---: | --- | ---: |")
     for s in steps:
         print(f"| `{s}` | {med[s]:.3f} | {', '.join(f'{v:.3f}' for v in rows[s])} | {med[s] / med['fit']:.2f} |")
     print(f"| all post-fit steps | {post:.3f} | | {post / med['fit']:.2f} |\n")
     verdict = "met" if post <= med["fit"] else "NOT met"
-    print(f"Target (all post-fit inference costs no more than the fit): **{verdict}**, "
-          f"{post / med['fit']:.2f}x the fit.")
+    print(
+        f"Target (all post-fit inference costs no more than the fit): **{verdict}**, {post / med['fit']:.2f}x the fit."
+    )
 
 
 if __name__ == "__main__":

@@ -15,11 +15,21 @@ REFERENCE = HERE / "reference"
 
 # every lme4 mixed-model fit among the references
 MIXED = [
-    "sleepstudy__slope_REML", "sleepstudy__slope_ML", "sleepstudy__uncorr_REML",
-    "Dyestuff__intercept_REML", "Dyestuff__intercept_ML", "Dyestuff2__intercept_REML",
-    "Pastes__nested_REML", "Pastes__nested_ML", "Penicillin__crossed_REML",
-    "Hsb82__ri_REML", "Hsb82__ri_ML", "Hsb82__rs_REML", "Hsb82__rs_ML",
-    "Grunfeld__lmer_ri_REML", "Grunfeld__lmer_ri_ML",
+    "sleepstudy__slope_REML",
+    "sleepstudy__slope_ML",
+    "sleepstudy__uncorr_REML",
+    "Dyestuff__intercept_REML",
+    "Dyestuff__intercept_ML",
+    "Dyestuff2__intercept_REML",
+    "Pastes__nested_REML",
+    "Pastes__nested_ML",
+    "Penicillin__crossed_REML",
+    "Hsb82__ri_REML",
+    "Hsb82__ri_ML",
+    "Hsb82__rs_REML",
+    "Hsb82__rs_ML",
+    "Grunfeld__lmer_ri_REML",
+    "Grunfeld__lmer_ri_ML",
 ]
 
 

@@ -104,8 +104,9 @@ def test_duckdb_matches_memory(name, tmp_path, fits):
     assert_same_objective(fits(name), agg, ref["REML"])
 
 
-@pytest.mark.parametrize("name", ["sleepstudy__slope_REML", "Pastes__nested_ML", "Penicillin__crossed_REML",
-                                  "Hsb82__rs_REML"])
+@pytest.mark.parametrize(
+    "name", ["sleepstudy__slope_REML", "Pastes__nested_ML", "Penicillin__crossed_REML", "Hsb82__rs_REML"]
+)
 def test_duckdb_fit_from_path(name, tmp_path, fits):
     ref = reference(name)
     _, _, pq = _files(ref["dataset"]["name"], tmp_path)
@@ -180,20 +181,28 @@ def test_nested_by_unique_ids_and_crossed(tmp_path):
     school = rng.integers(0, 12, n)
     klass = school * 10 + rng.integers(0, 4, n)  # globally unique class ids nested in schools
     rater = rng.integers(0, 5, n)  # crossed with schools
-    df = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "school": school,
-                       "klass": klass.astype(str), "rater": rater})
+    df = pd.DataFrame(
+        {"y": rng.normal(size=n), "x": rng.normal(size=n), "school": school, "klass": klass.astype(str), "rater": rater}
+    )
     path = tmp_path / "d.parquet"
     df.to_parquet(path)
-    for model in ["y ~ x + (1 | school) + (1 | klass)", "y ~ x + (x | school) + (1 | rater)",
-                  "y ~ x + (1 | school) + (1 | klass) + (1 | rater)", "y ~ x + (1 | school/rater)"]:
+    for model in [
+        "y ~ x + (1 | school) + (1 | klass)",
+        "y ~ x + (x | school) + (1 | rater)",
+        "y ~ x + (1 | school) + (1 | klass) + (1 | rater)",
+        "y ~ x + (1 | school/rater)",
+    ]:
         spec = parse_model(model)
         assert_same_aggregates(aggregate(spec, df)[0], aggregate_duckdb(spec, path))
 
 
-@pytest.mark.parametrize("model,bad", [
-    ("mAch ~ sin(ses) + (1 | school)", "sin"),
-    ("mAch ses sector || school: poly(ses, 2)", "poly(ses, 2)"),  # Stata syntax keeps formulaic's terms
-])
+@pytest.mark.parametrize(
+    "model,bad",
+    [
+        ("mAch ~ sin(ses) + (1 | school)", "sin"),
+        ("mAch ses sector || school: poly(ses, 2)", "poly(ses, 2)"),  # Stata syntax keeps formulaic's terms
+    ],
+)
 def test_unsupported_term_is_named(model, bad, hsb):
     with pytest.raises(FormulaError, match=bad.replace("(", r"\(").replace(")", r"\)")):
         aggregate_duckdb(parse_model(model), hsb[1])
@@ -216,10 +225,18 @@ def test_backend_dispatch(hsb, tmp_path):
 
 # ----------------------------------------------------------------------------------- Spark
 
-SPARK_CASES = list(dict.fromkeys(  # every MIXED fixture's (data, formula) (REML and ML share them), plus translation
-    [(reference(n)["dataset"]["name"], reference(n)["formula"]) for n in MIXED]
-    + [("Hsb82", "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) + (1 | school)"),
-       ("Hsb82", "mAch ~ poly(ses, 2) + scale(cses) + I(meanses^2) + offset(0.5 * cses) + (I(cses^2) | school)")]))
+SPARK_CASES = list(
+    dict.fromkeys(  # every MIXED fixture's (data, formula) (REML and ML share them), plus translation
+        [(reference(n)["dataset"]["name"], reference(n)["formula"]) for n in MIXED]
+        + [
+            (
+                "Hsb82",
+                "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) + (1 | school)",
+            ),
+            ("Hsb82", "mAch ~ poly(ses, 2) + scale(cses) + I(meanses^2) + offset(0.5 * cses) + (I(cses^2) | school)"),
+        ]
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +244,15 @@ def spark():
     pytest.importorskip("pyspark")
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[2]").appName("hlm-tests")
-               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.shuffle.partitions", "2").config("spark.driver.memory", "1g").getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("hlm-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -266,8 +289,9 @@ def test_spark_fit_and_errors(spark, tmp_path, fits):
     dataset("Grunfeld").to_parquet(grunfeld)
     gdf = spark.read.parquet(str(grunfeld))
     mem = hlm.xtreg("inv value capital", dataset("Grunfeld"), panel="firm", estimator="re")
-    np.testing.assert_allclose(hlm.xtreg("inv value capital", gdf, panel="firm", estimator="re").params,
-                               mem.params, rtol=1e-9)
+    np.testing.assert_allclose(
+        hlm.xtreg("inv value capital", gdf, panel="firm", estimator="re").params, mem.params, rtol=1e-9
+    )
 
 
 @pytest.mark.slow
@@ -312,8 +336,9 @@ def test_write_predictions_matches_predict(hsb, tmp_path):
     np.testing.assert_array_equal(got["school"].to_numpy(), df["school"].to_numpy())
     pred = np.asarray(f_mem.predict())[ok]
     np.testing.assert_allclose(got["fitted"].to_numpy()[ok], np.asarray(pred), rtol=1e-5)
-    np.testing.assert_allclose(got["residual"].to_numpy()[ok], df["mAch"].to_numpy()[ok] - np.asarray(pred),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got["residual"].to_numpy()[ok], df["mAch"].to_numpy()[ok] - np.asarray(pred), rtol=1e-5, atol=1e-5
+    )
     write_predictions(f_db, path, out, re=False, overwrite=True)  # an existing file is replaced only when asked
     fixed = pd.read_parquet(out)["fitted"].to_numpy()[ok]
     np.testing.assert_allclose(fixed, np.asarray(f_mem.predict(re=False))[ok], rtol=1e-5)
@@ -352,12 +377,18 @@ def test_xtreg_from_a_file_runs_in_duckdb(tmp_path, estimator):
     for name in ("sigma_u", "sigma_e", "rho", "r2_within", "r2_between", "r2_overall"):
         a, b = getattr(eng, name), getattr(mem, name)
         assert (a is None and b is None) or a == pytest.approx(b, rel=1e-8, nan_ok=True), name
-    robust = hlm.xtreg("inv value capital", str(path), panel="firm", estimator=estimator,
-                       vce="robust" if estimator != "be" else "conventional")  # rows are loaded for a second pass
+    robust = hlm.xtreg(
+        "inv value capital",
+        str(path),
+        panel="firm",
+        estimator=estimator,
+        vce="robust" if estimator != "be" else "conventional",
+    )  # rows are loaded for a second pass
     assert robust.terms == mem.terms
 
 
 # ------------------------------------------------------------------------- error messages
+
 
 def test_unknown_column_suggests_close_names(hsb):
     df, path = hsb
@@ -369,12 +400,15 @@ def test_unknown_column_suggests_close_names(hsb):
         aggregate(parse_model("mAch ~ sess + (1 | school)"), df)
 
 
-@pytest.mark.parametrize("model,column", [
-    ("y ~ x + (1 | g)", "x"),  # an empty predictor column (DuckDB types it VARCHAR)
-    ("x ~ y + (1 | g)", "x"),  # an empty response column
-    ("y ~ x + z + (1 | g)", "x"),
-    ("y ~ z + (1 | x)", "x"),
-])
+@pytest.mark.parametrize(
+    "model,column",
+    [
+        ("y ~ x + (1 | g)", "x"),  # an empty predictor column (DuckDB types it VARCHAR)
+        ("x ~ y + (1 | g)", "x"),  # an empty response column
+        ("y ~ x + z + (1 | g)", "x"),
+        ("y ~ z + (1 | x)", "x"),
+    ],
+)
 def test_all_missing_column_is_named(model, column, tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("y,x,z,g\n1.5,,1,a\n2.5,,0,a\n3.5,,1,b\n4.5,,0,b\n")
@@ -393,11 +427,14 @@ def test_categorical_without_complete_rows(tmp_path):
         aggregate_duckdb(parse_model("y ~ c + (1 | g)"), path)
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"y,x,g\n1,2,caf\xe9\n3,4,b\n", "not utf-8"),  # Latin-1 bytes
-    (b"y,x\n1,2\n" + bytes(range(1, 255)) * 50, "sniffing"),  # no CSV dialect fits
-    (b"y,x,g\n" + b"1,2,3\n" * 30000 + b"1,2,3,4\n", "Expected Number of Columns"),  # a ragged row past the sample
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"y,x,g\n1,2,caf\xe9\n3,4,b\n", "not utf-8"),  # Latin-1 bytes
+        (b"y,x\n1,2\n" + bytes(range(1, 255)) * 50, "sniffing"),  # no CSV dialect fits
+        (b"y,x,g\n" + b"1,2,3\n" * 30000 + b"1,2,3,4\n", "Expected Number of Columns"),  # a ragged row past the sample
+    ],
+)
 def test_unreadable_csv_is_a_file_error(content, reason, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
@@ -414,6 +451,7 @@ def test_model_errors_on_sql_sources_stay_data_errors():
 
 
 # ----------------------------------------------------------- slash-nested chains (one GROUP BY)
+
 
 def _four_levels(rng, ids):
     """A small 4-level design; ``ids`` picks how the innermost ids are written."""
@@ -433,11 +471,14 @@ def _four_levels(rng, ids):
 
 
 @pytest.mark.parametrize("ids", ["sorted", "restart", "shuffled", "strings"])
-@pytest.mark.parametrize("model,one_group_by", [
-    ("y ~ x + (1 | d/s/t/st)", True),  # labels innermost first: st:t:s:d
-    ("y ~ x + (x | d) + (1 | d:s) + (1 | d:s:t:st)", True),  # labels outermost first
-    ("y ~ x + (x | d/s) + (1 | d:s:t)", False),  # mixed label orders: the GROUPING SETS path
-])
+@pytest.mark.parametrize(
+    "model,one_group_by",
+    [
+        ("y ~ x + (1 | d/s/t/st)", True),  # labels innermost first: st:t:s:d
+        ("y ~ x + (x | d) + (1 | d:s) + (1 | d:s:t:st)", True),  # labels outermost first
+        ("y ~ x + (x | d/s) + (1 | d:s:t)", False),  # mixed label orders: the GROUPING SETS path
+    ],
+)
 def test_slash_nested_chain_from_innermost_groups(ids, model, one_group_by, tmp_path):
     df = _four_levels(np.random.default_rng(7), ids)
     df.loc[[2, 11], "x"] = np.nan

@@ -139,8 +139,11 @@ def test_fit_writes_no_plot_when_it_fails(capsys, sleep_csv, tmp_path):
 
 def test_simulate_writes_nothing_when_it_fails(capsys, tmp_path):
     out = tmp_path / "sim.csv"
-    _fails(capsys, ["simulate", SEED_TOML, "--seed", "1", "-o", str(out), "--set", "levels.district.n=-3"],
-           "levels.district.n")
+    _fails(
+        capsys,
+        ["simulate", SEED_TOML, "--seed", "1", "-o", str(out), "--set", "levels.district.n=-3"],
+        "levels.district.n",
+    )
     _fails(capsys, ["simulate", SEED_TOML, "--seed", "1", "-o", str(tmp_path / "sim.xlsx")], "unsupported extension")
     _fails(capsys, ["simulate", str(DATA / "sleepstudy.csv"), "--seed", "1", "-o", str(out)], "not valid TOML")
     assert list(tmp_path.iterdir()) == []
@@ -164,7 +167,25 @@ def test_study_leaves_no_csv_when_the_report_fails(capsys, tmp_path, monkeypatch
 
     monkeypatch.setattr(StudyResult, "report", broken)
     csv, html = tmp_path / "reps.csv", tmp_path / "report.html"
-    _fails(capsys, ["study", SEED_TOML, "--reps", "1", "--set", "levels.district.n=3", "--jobs", "1",
-                    "-m", "perform ~ tutoring + (1|dist_id)", "--csv", str(csv), "--report", str(html),
-                    "--no-progress"], "cannot write")
+    _fails(
+        capsys,
+        [
+            "study",
+            SEED_TOML,
+            "--reps",
+            "1",
+            "--set",
+            "levels.district.n=3",
+            "--jobs",
+            "1",
+            "-m",
+            "perform ~ tutoring + (1|dist_id)",
+            "--csv",
+            str(csv),
+            "--report",
+            str(html),
+            "--no-progress",
+        ],
+        "cannot write",
+    )
     assert list(tmp_path.iterdir()) == []

@@ -12,8 +12,15 @@ import pytest
 
 import hlm
 from hlm.errors import (
-    ColumnError, ComparisonError, DataError, FileError, FormulaError, HLMError, IdentifiabilityError,
-    NestingError, OptionError,
+    ColumnError,
+    ComparisonError,
+    DataError,
+    FileError,
+    FormulaError,
+    HLMError,
+    IdentifiabilityError,
+    NestingError,
+    OptionError,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -32,8 +39,16 @@ def _fit(model, data, **kw):
 
 
 def test_all_errors_are_hlm_errors():
-    for cls in (ColumnError, ComparisonError, DataError, FileError, FormulaError, IdentifiabilityError,
-                NestingError, OptionError):
+    for cls in (
+        ColumnError,
+        ComparisonError,
+        DataError,
+        FileError,
+        FormulaError,
+        IdentifiabilityError,
+        NestingError,
+        OptionError,
+    ):
         assert issubclass(cls, HLMError)
 
 

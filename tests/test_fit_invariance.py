@@ -81,14 +81,17 @@ def test_collinear_predictor_is_dropped_with_a_note():
     assert fit.reml_criterion == pytest.approx(ref.reml_criterion, rel=1e-9)
 
 
-@pytest.mark.parametrize("model,frame_fn,err", [
-    ("Reaction ~ Dayz + (1 | Subject)", lambda d: d, hlm.ColumnError),
-    ("Subject ~ Days + (1 | Reaction)", lambda d: d.assign(Subject="s" + d["Subject"].astype(str)), hlm.DataError),
-    ("Reaction ~ Days + (1 | Subject)", lambda d: d.iloc[:0], hlm.DataError),
-    ("Reaction ~ Days + (1 | Subject)", lambda d: d.assign(Reaction=np.nan), hlm.DataError),
-    ("Reaction ~ Days + (1 | Subject)", lambda d: d.assign(Days=np.inf), hlm.DataError),
-    ("Reaction ~ Days", lambda d: d, hlm.DataError),
-])
+@pytest.mark.parametrize(
+    "model,frame_fn,err",
+    [
+        ("Reaction ~ Dayz + (1 | Subject)", lambda d: d, hlm.ColumnError),
+        ("Subject ~ Days + (1 | Reaction)", lambda d: d.assign(Subject="s" + d["Subject"].astype(str)), hlm.DataError),
+        ("Reaction ~ Days + (1 | Subject)", lambda d: d.iloc[:0], hlm.DataError),
+        ("Reaction ~ Days + (1 | Subject)", lambda d: d.assign(Reaction=np.nan), hlm.DataError),
+        ("Reaction ~ Days + (1 | Subject)", lambda d: d.assign(Days=np.inf), hlm.DataError),
+        ("Reaction ~ Days", lambda d: d, hlm.DataError),
+    ],
+)
 def test_bad_input_raises_specific_errors(model, frame_fn, err):
     with pytest.raises(err):
         hlm.fit(model, frame_fn(dataset("sleepstudy")))

@@ -16,7 +16,6 @@ from conftest import MIXED, dataset, reference
 import hlm
 
 
-
 def close_sd(ours: float, theirs: float) -> bool:
     return abs(ours - theirs) <= max(1e-4 * abs(theirs), 1e-4)
 

@@ -36,7 +36,7 @@ def r_poly(x: np.ndarray, degree: int) -> np.ndarray:
     t = x - x.mean()
     q, r = np.linalg.qr(np.vander(t, degree + 1, increasing=True))
     z = q * np.diag(r)
-    return (z / np.sqrt((z ** 2).sum(axis=0)))[:, 1:]
+    return (z / np.sqrt((z**2).sum(axis=0)))[:, 1:]
 
 
 def quoted(name: str) -> str:
@@ -45,8 +45,15 @@ def quoted(name: str) -> str:
 
 def make_data(seed: int, factors: list[str]) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"y": rng.normal(size=N), "u": rng.uniform(0.5, 3.0, N), "w": rng.normal(size=N),
-                       "k": rng.integers(0, 5, N), "g": np.arange(N) % 5})
+    df = pd.DataFrame(
+        {
+            "y": rng.normal(size=N),
+            "u": rng.uniform(0.5, 3.0, N),
+            "w": rng.normal(size=N),
+            "k": rng.integers(0, 5, N),
+            "g": np.arange(N) % 5,
+        }
+    )
     for name in factors:
         levels = list(rng.choice(LEVELS, size=int(rng.integers(2, 4)), replace=False))
         df[name] = rng.permutation([levels[i % len(levels)] for i in range(N)])
@@ -57,12 +64,16 @@ def numeric_atoms(df: pd.DataFrame) -> dict[str, list[tuple[str, np.ndarray]]]:
     """R text -> its columns (R's name, values), computed here independently."""
     u, w, k = df["u"].to_numpy(), df["w"].to_numpy(), df["k"].to_numpy().astype(float)
     return {
-        "u": [("u", u)], "k": [("k", k)],
-        "I(k^2)": [("I(k^2)", k ** 2)], "I(u^3)": [("I(u^3)", u ** 3)], "I(2 * w + 1)": [("I(2 * w + 1)", 2 * w + 1)],
-        "log(u)": [("log(u)", np.log(u))], "sqrt(u + 1)": [("sqrt(u + 1)", np.sqrt(u + 1))],
+        "u": [("u", u)],
+        "k": [("k", k)],
+        "I(k^2)": [("I(k^2)", k**2)],
+        "I(u^3)": [("I(u^3)", u**3)],
+        "I(2 * w + 1)": [("I(2 * w + 1)", 2 * w + 1)],
+        "log(u)": [("log(u)", np.log(u))],
+        "sqrt(u + 1)": [("sqrt(u + 1)", np.sqrt(u + 1))],
         "poly(u, 2)": [(f"poly(u, 2){j + 1}", c) for j, c in enumerate(r_poly(u, 2).T)],
         "poly(w, 3)": [(f"poly(w, 3){j + 1}", c) for j, c in enumerate(r_poly(w, 3).T)],
-        "poly(k, 2, raw = TRUE)": [(f"poly(k, 2, raw = TRUE){j}", k ** j) for j in (1, 2)],
+        "poly(k, 2, raw = TRUE)": [(f"poly(k, 2, raw = TRUE){j}", k**j) for j in (1, 2)],
         "scale(w)": [("scale(w)", (w - w.mean()) / w.std(ddof=1))],
     }
 
@@ -92,8 +103,13 @@ def r_design(items: list[tuple[str, ...]], intercept: bool, numeric, factors) ->
     terms = [tuple(sorted(t, key=variables.index)) for t in terms]
     codes = []
     for t, term in enumerate(terms):
-        codes.append({v: not (set(term) - {v}) or any(set(term) - {v} <= set(p) for p in terms[:t])
-                      for v in term if v in factors})
+        codes.append(
+            {
+                v: not (set(term) - {v}) or any(set(term) - {v} <= set(p) for p in terms[:t])
+                for v in term
+                if v in factors
+            }
+        )
     if not intercept:
         first = next((c for c in codes if c), None)
         if first:
@@ -118,14 +134,16 @@ def r_design(items: list[tuple[str, ...]], intercept: bool, numeric, factors) ->
 @st.composite
 def formulas(draw):
     factor_names = draw(st.lists(st.sampled_from(FACTOR_NAMES), min_size=1, max_size=2, unique=True))
-    seed = draw(st.integers(0, 2 ** 16))
+    seed = draw(st.integers(0, 2**16))
     df = make_data(seed, factor_names)
     numeric, factors = numeric_atoms(df), factor_atoms(df, factor_names)
     pool = sorted(numeric) + sorted(factors)
     atom = st.sampled_from(pool)
-    item = st.one_of(atom.map(lambda a: (a,)),
-                     st.tuples(atom, atom).filter(lambda p: p[0] != p[1]),
-                     st.tuples(st.just("*"), atom, atom).filter(lambda p: p[1] != p[2]))
+    item = st.one_of(
+        atom.map(lambda a: (a,)),
+        st.tuples(atom, atom).filter(lambda p: p[0] != p[1]),
+        st.tuples(st.just("*"), atom, atom).filter(lambda p: p[1] != p[2]),
+    )
     items = draw(st.lists(item, min_size=1, max_size=4))
     return df, items, draw(st.booleans()), draw(st.booleans()), numeric, factors
 

@@ -16,9 +16,15 @@ from hlm.spec import parse_model
 
 from conftest import dataset, reference
 
-FORMULA = ["sleepstudyF__formula_Isq_REML", "sleepstudyF__formula_poly_ML", "sleepstudyF__formula_polyraw_REML",
-           "sleepstudyF__formula_scale_log_REML", "sleepstudyF__formula_offset_ML",
-           "litters__formula_named_REML", "litters__formula_interact_ML"]
+FORMULA = [
+    "sleepstudyF__formula_Isq_REML",
+    "sleepstudyF__formula_poly_ML",
+    "sleepstudyF__formula_polyraw_REML",
+    "sleepstudyF__formula_scale_log_REML",
+    "sleepstudyF__formula_offset_ML",
+    "litters__formula_named_REML",
+    "litters__formula_interact_ML",
+]
 
 
 def r_frame(ref: dict) -> pd.DataFrame:
@@ -99,9 +105,11 @@ def test_offset_argument_equals_the_offset_term(tmp_path):
     base = "Reaction ~ Days + (1 | Subject)"
     path = tmp_path / "s.parquet"
     df.to_parquet(path)
-    for fit in (quiet_fit(base, df, reml=False, offset="expo"),
-                quiet_fit(base, df, reml=False, offset=df["expo"].to_numpy()),
-                quiet_fit(base, str(path), reml=False, offset="expo")):
+    for fit in (
+        quiet_fit(base, df, reml=False, offset="expo"),
+        quiet_fit(base, df, reml=False, offset=df["expo"].to_numpy()),
+        quiet_fit(base, str(path), reml=False, offset="expo"),
+    ):
         np.testing.assert_allclose(fit.fixef, by_term.fixef, rtol=1e-8)
         assert fit.deviance == pytest.approx(ref["objective"], rel=1e-6)
         assert any(n.startswith("offset: ") for n in fit.notes)
@@ -117,13 +125,19 @@ def test_offset_argument_equals_the_offset_term(tmp_path):
     by_array = quiet_fit(base, df, reml=False, offset=df["expo"].to_numpy())
     with pytest.raises(DataError, match="offset"):
         by_array.predict(df.head())
-    np.testing.assert_allclose(by_array.predict(df.head().assign(**{"(offset)": df["expo"].head()})),
-                               by_term.predict(df.head()), rtol=1e-8)
+    np.testing.assert_allclose(
+        by_array.predict(df.head().assign(**{"(offset)": df["expo"].head()})), by_term.predict(df.head()), rtol=1e-8
+    )
 
 
-@pytest.mark.parametrize("model", ["Reaction ~ poly(Days, 3) + (1 | Subject)",
-                                   "Reaction ~ scale(Days) + I(Days^2) + offset(expo) + (1 | Subject)",
-                                   "Reaction ~ poly(Days, 2, raw = TRUE) + scale(w, center = FALSE) + (1 | Subject)"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "Reaction ~ poly(Days, 3) + (1 | Subject)",
+        "Reaction ~ scale(Days) + I(Days^2) + offset(expo) + (1 | Subject)",
+        "Reaction ~ poly(Days, 2, raw = TRUE) + scale(w, center = FALSE) + (1 | Subject)",
+    ],
+)
 def test_predict_newdata_reuses_the_fit_time_transform(model):
     """poly() and scale() are frozen on the fitted rows: predicting a few rows gives the same values
     as the same rows within the whole data (recomputing them on the new rows would not)."""
@@ -139,15 +153,30 @@ def test_predict_newdata_reuses_the_fit_time_transform(model):
 def test_powers_are_powers_on_integer_columns():
     """The issue's silent XOR: I(day^2) on an int column is the square (day ^ 2 would be 2, 3, 0, 1, 6)."""
     df = pd.DataFrame({"y": np.arange(10.0), "day": np.arange(10), "g": ["a", "b"] * 5})
-    frame = build_frame(parse_model("y ~ I(day^2) + I(day**3) + I(2^day) + I(day^-1 + TRUE) + (1 | g)"),
-                        df.assign(day=np.arange(1, 11)))
+    frame = build_frame(
+        parse_model("y ~ I(day^2) + I(day**3) + I(2^day) + I(day^-1 + TRUE) + (1 | g)"), df.assign(day=np.arange(1, 11))
+    )
     d = np.arange(1, 11.0)
-    np.testing.assert_array_equal(frame.X[:, 1:], np.column_stack([d ** 2, d ** 3, 2.0 ** d, 1 / d + 1]))
+    np.testing.assert_array_equal(frame.X[:, 1:], np.column_stack([d**2, d**3, 2.0**d, 1 / d + 1]))
     assert frame.xnames[1:] == ("I(day^2)", "I(day^3)", "I(2^day)", "I(day^-1 + TRUE)")
 
 
-SHADOWING = ["Treatment", "C", "Q", "Sum", "Helmert", "Poly", "Diff", "poly", "scale", "center", "log", "lag", "I",
-             "np"]
+SHADOWING = [
+    "Treatment",
+    "C",
+    "Q",
+    "Sum",
+    "Helmert",
+    "Poly",
+    "Diff",
+    "poly",
+    "scale",
+    "center",
+    "log",
+    "lag",
+    "I",
+    "np",
+]
 
 
 @pytest.mark.parametrize("name", SHADOWING)
@@ -162,8 +191,9 @@ def test_a_column_is_a_column_whatever_function_shares_its_name(name, tmp_path):
     strings = df.assign(**{name: df["sex"].astype(str) + "x"}) if name != "Treatment" else df
     for data, term in ((df, name), (strings, f"{name} * dose")):
         model = f"weight ~ {term} + log(dose) + poly(dose, 2) + I(dose^2) + (1 | litter)"
-        plain = quiet_fit(model.replace(f"~ {term}", "~ " + term.replace(name, "zz")),
-                          data.rename(columns={name: "zz"}))
+        plain = quiet_fit(
+            model.replace(f"~ {term}", "~ " + term.replace(name, "zz")), data.rename(columns={name: "zz"})
+        )
         fit = quiet_fit(model, data)
         assert list(fit.fixef.index) == [n.replace("zz", name) for n in plain.fixef.index]
         np.testing.assert_allclose(fit.fixef.to_numpy(), plain.fixef.to_numpy(), rtol=1e-9)
@@ -177,8 +207,15 @@ def test_a_column_is_a_column_whatever_function_shares_its_name(name, tmp_path):
 def test_r_names_of_factor_interactions():
     rng = np.random.default_rng(3)
     n = 120
-    df = pd.DataFrame({"recipe": rng.choice(["A", "B", "C"], n), "temperature": rng.choice(["175", "185"], n),
-                       "x": rng.normal(size=n), "g": rng.integers(0, 10, n), "flag": rng.random(n) > 0.5})
+    df = pd.DataFrame(
+        {
+            "recipe": rng.choice(["A", "B", "C"], n),
+            "temperature": rng.choice(["175", "185"], n),
+            "x": rng.normal(size=n),
+            "g": rng.integers(0, 10, n),
+            "flag": rng.random(n) > 0.5,
+        }
+    )
     df["y"] = rng.normal(size=n)
     names = build_frame(parse_model("y ~ recipe * temperature + factor(g) + flag:x + (1 | g)"), df).xnames
     assert names[:4] == ("(Intercept)", "recipeB", "recipeC", "temperature185")
@@ -187,15 +224,18 @@ def test_r_names_of_factor_interactions():
     assert "flagFALSE:x" in names and "flagTRUE:x" in names  # no main effect: full coding, as R
 
 
-@pytest.mark.parametrize("model,match", [
-    ("y ~ sin(x) + (1 | g)", "sin"),
-    ("y ~ log(x, 2) + (1 | g)", "one argument"),
-    ("y ~ (x + z)^x + (1 | g)", "whole number"),
-    ("y ~ I(x > 1) + (1 | g)", "cannot read"),
-    ("y ~ x + 2 + (1 | g)", "only 0 and 1"),
-    ("y ~ I(poly(x, 2)) + (1 | g)", "term of its own"),
-    ("y ~ poly(x, 2, raw = maybe) + (1 | g)", "TRUE or FALSE"),
-])
+@pytest.mark.parametrize(
+    "model,match",
+    [
+        ("y ~ sin(x) + (1 | g)", "sin"),
+        ("y ~ log(x, 2) + (1 | g)", "one argument"),
+        ("y ~ (x + z)^x + (1 | g)", "whole number"),
+        ("y ~ I(x > 1) + (1 | g)", "cannot read"),
+        ("y ~ x + 2 + (1 | g)", "only 0 and 1"),
+        ("y ~ I(poly(x, 2)) + (1 | g)", "term of its own"),
+        ("y ~ poly(x, 2, raw = maybe) + (1 | g)", "TRUE or FALSE"),
+    ],
+)
 def test_unsupported_formulas_are_refused_by_name(model, match):
     df = pd.DataFrame({"y": [1.0, 2, 3, 4], "x": [1.0, 2, 3, 5], "z": [0.0, 1, 0, 1], "g": [1, 1, 2, 2]})
     with pytest.raises(FormulaError, match=match):
@@ -215,8 +255,14 @@ def test_poly_degree_must_be_below_the_distinct_values(tmp_path):
 def test_a_logical_column_is_a_factor_as_in_r(tmp_path):
     """R's model.matrix turns a logical term into a factor: ``0 + flag`` has two columns."""
     rng = np.random.default_rng(5)
-    df = pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60), "flag": rng.random(60) > 0.4,
-                       "g": np.repeat(np.arange(6), 10)})
+    df = pd.DataFrame(
+        {
+            "y": rng.normal(size=60),
+            "x": rng.normal(size=60),
+            "flag": rng.random(60) > 0.4,
+            "g": np.repeat(np.arange(6), 10),
+        }
+    )
     model = "y ~ 0 + flag + I(flag * x) + (1 | g)"
     frame = build_frame(parse_model(model), df)
     assert frame.xnames == ("flagFALSE", "flagTRUE", "I(flag * x)")
@@ -231,8 +277,9 @@ def test_interaction_names_follow_the_order_variables_first_appear_in():
     """R writes a term's variables in the order they first appear in the formula (``b + a + a:b``
     has the term ``b:a``, columns ``bq:ay``, ``bq:az``), the first varying fastest; the values
     follow their names."""
-    df = pd.DataFrame({"a": ["x", "y", "z", "x"] * 3, "b": ["p", "q", "p", "q"] * 3, "y": np.arange(12.0),
-                       "g": [1, 2] * 6})
+    df = pd.DataFrame(
+        {"a": ["x", "y", "z", "x"] * 3, "b": ["p", "q", "p", "q"] * 3, "y": np.arange(12.0), "g": [1, 2] * 6}
+    )
     frame = build_frame(parse_model("y ~ b + a + a:b + (1 | g)"), df)
     assert frame.xnames == ("(Intercept)", "bq", "ay", "az", "bq:ay", "bq:az")
     nested = build_frame(parse_model("y ~ b + a %in% b + (1 | g)"), df)  # R: b + b:a (a/b's nesting)
@@ -242,8 +289,15 @@ def test_interaction_names_follow_the_order_variables_first_appear_in():
 
 @pytest.mark.parametrize("rhs", ["a:b", "0 + u + a:u", "b + u + a + a:b:u"])
 def test_interactions_that_r_codes_rank_deficient_are_refused(rhs):
-    df = pd.DataFrame({"a": ["x", "y", "z", "x"] * 3, "b": ["p", "q", "p", "q"] * 3, "u": np.arange(12.0),
-                       "y": np.arange(12.0), "g": [1, 2] * 6})
+    df = pd.DataFrame(
+        {
+            "a": ["x", "y", "z", "x"] * 3,
+            "b": ["p", "q", "p", "q"] * 3,
+            "u": np.arange(12.0),
+            "y": np.arange(12.0),
+            "g": [1, 2] * 6,
+        }
+    )
     with pytest.raises(FormulaError, match="without its margins"):
         build_frame(parse_model(f"y ~ {rhs} + (1 | g)"), df)
 
@@ -255,7 +309,7 @@ def test_random_slopes_read_with_r_semantics_too(tmp_path):
     frame = build_frame(parse_model(model), df)
     assert frame.pool == ("I(Days^2)", "scale(Days)")
     days = df["Days"].to_numpy(dtype=float)
-    np.testing.assert_allclose(frame.Z, np.column_stack([days ** 2, (days - days.mean()) / days.std(ddof=1)]))
+    np.testing.assert_allclose(frame.Z, np.column_stack([days**2, (days - days.mean()) / days.std(ddof=1)]))
     df.to_parquet(tmp_path / "s.parquet")
     mem, sql = quiet_fit(model, df), quiet_fit(model, str(tmp_path / "s.parquet"))
     assert sql.deviance == pytest.approx(mem.deviance, rel=1e-8)
@@ -285,8 +339,15 @@ def test_non_ascii_and_backticked_column_names():
 
 
 def test_formula_level_power_is_rs_interaction_expansion():
-    df = pd.DataFrame({"a": ["x", "y", "z", "x"] * 3, "b": ["p", "q", "p", "q"] * 3, "u": np.arange(12.0) ** 1.5,
-                       "y": np.arange(12.0), "g": [1, 2] * 6})
+    df = pd.DataFrame(
+        {
+            "a": ["x", "y", "z", "x"] * 3,
+            "b": ["p", "q", "p", "q"] * 3,
+            "u": np.arange(12.0) ** 1.5,
+            "y": np.arange(12.0),
+            "g": [1, 2] * 6,
+        }
+    )
     power = build_frame(parse_model("y ~ (b + a + u)^2 + (1 | g)"), df)
     written = build_frame(parse_model("y ~ b + a + u + b:a + b:u + a:u + (1 | g)"), df)
     assert power.xnames == written.xnames and "bq:ay" in power.xnames

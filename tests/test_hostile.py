@@ -81,8 +81,11 @@ def test_constant_response_cli(capsys, const_csv, tmp_path):
     _fails(capsys, ["xtreg", str(const_csv), "Reaction Days", "--panel", "Subject"], "constant")
     _fails(capsys, ["hausman", str(const_csv), "Reaction Days", "--panel", "Subject"], "constant")
     plot = tmp_path / "p.png"
-    _fails(capsys, ["fit", str(const_csv), "Reaction ~ Days + (1|Subject)", "--plot-kind", "profile",
-                    "--plot", str(plot)], "constant")
+    _fails(
+        capsys,
+        ["fit", str(const_csv), "Reaction ~ Days + (1|Subject)", "--plot-kind", "profile", "--plot", str(plot)],
+        "constant",
+    )
     assert not plot.exists()
 
 
@@ -159,10 +162,16 @@ def test_high_cardinality_factor_refused_up_front(tmp_path, how):
     rng = np.random.default_rng(1)
     n = 200_000
     path = tmp_path / "card.parquet"
-    pd.DataFrame({"y": rng.normal(size=n), "f": pd.Series(rng.permutation(n) % 100_000).map("L{}".format),
-                  "g": rng.integers(0, 50, n)}).to_parquet(path)
-    out = subprocess.run([sys.executable, "-c", _HIGH_CARD, str(path), how], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "f": pd.Series(rng.permutation(n) % 100_000).map("L{}".format),
+            "g": rng.integers(0, 50, n),
+        }
+    ).to_parquet(path)
+    out = subprocess.run(
+        [sys.executable, "-c", _HIGH_CARD, str(path), how], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     seconds, rss_mb, message = out.split(" ", 2)  # rss_mb: growth of the peak memory during the fit
     assert "'f' has 100,000 levels" in message and "(1 | f)" in message
     assert float(seconds) < 2.0 and float(rss_mb) < 500, out
@@ -256,8 +265,17 @@ def test_cli_writers_check_before_working(capsys, tmp_path):
     _sleep().to_csv(sleep, index=False)
     fit = ["fit", str(sleep), "Reaction ~ Days + (1|Subject)", "--plot"]
     sim = ["simulate", SEED_TOML, "--seed", "1", "--set", "levels.district.n=2", "-o"]
-    study = ["study", SEED_TOML, "-m", "perform ~ tutoring + (1|dist_id)", "-r", "1", "--no-progress",
-             "--set", "levels.district.n=2"]
+    study = [
+        "study",
+        SEED_TOML,
+        "-m",
+        "perform ~ tutoring + (1|dist_id)",
+        "-r",
+        "1",
+        "--no-progress",
+        "--set",
+        "levels.district.n=2",
+    ]
     for argv in (fit, sim, [*study, "--csv"], [*study, "--report"]):
         ext = {"--plot": ".png", "-o": ".csv", "--csv": ".csv", "--report": ".html"}[argv[-1]]
         _fails(capsys, [*argv, str(tmp_path / "nodir" / f"x{ext}")], "does not exist")
@@ -276,17 +294,37 @@ def test_cli_messages_use_cli_option_names(capsys, tmp_path):
     _sleep().to_csv(sleep, index=False)
     err = _fails(capsys, ["xtreg", str(sleep), "Reaction Days", "--panel", "Subject", "--sa"], "--sa", "--re")
     assert "sa=True" not in err and "estimator=" not in err
-    err = _fails(capsys, ["simulate", SEED_TOML, "--seed", "1", "-o", str(tmp_path / "d"), "--rows-per-file", "0"],
-                 "--rows-per-file")
+    err = _fails(
+        capsys,
+        ["simulate", SEED_TOML, "--seed", "1", "-o", str(tmp_path / "d"), "--rows-per-file", "0"],
+        "--rows-per-file",
+    )
     assert "chunk_rows" not in err
 
 
 # ---- studies -----------------------------------------------------------------------------
 def test_study_reports_points_where_every_fit_failed(tmp_path, capsys):
     csv = tmp_path / "s.csv"
-    argv = ["study", SEED_TOML, "-m", "perform ~ tutoring + (1|dist_id/school_id)", "-r", "2", "--no-progress",
-            "--no-intervals", "--set", "levels.teacher.n=2", "--set", "levels.student.n=3",
-            "--grid", "levels.district.n=1,3", "--csv", str(csv), "-j", "1"]
+    argv = [
+        "study",
+        SEED_TOML,
+        "-m",
+        "perform ~ tutoring + (1|dist_id/school_id)",
+        "-r",
+        "2",
+        "--no-progress",
+        "--no-intervals",
+        "--set",
+        "levels.teacher.n=2",
+        "--set",
+        "levels.student.n=3",
+        "--grid",
+        "levels.district.n=1,3",
+        "--csv",
+        str(csv),
+        "-j",
+        "1",
+    ]
     assert run(argv) == 0
     out = capsys.readouterr().out
     assert "[levels.district.n=1]" in out and "failed 100.0%" in out and "most common failure: " in out
@@ -334,11 +372,14 @@ def test_extreme_scales_refused_by_xtreg_and_fit(column, scale):
         hlm.fit(SLOPES, data)
 
 
-@pytest.mark.parametrize("frame_change, model, expected", [
-    ({"Days": 1.0}, SLOPES, "'Days' of 'Subject' is a multiple of (Intercept)"),
-    ({"D2": "2*Days"}, "Reaction ~ Days + (Days + D2|Subject)", "'D2' of 'Subject' is a linear combination"),
-    ({"D0": 0.0}, "Reaction ~ Days + (0 + Days + D0|Subject)", "'D0' of 'Subject' is zero"),
-])
+@pytest.mark.parametrize(
+    "frame_change, model, expected",
+    [
+        ({"Days": 1.0}, SLOPES, "'Days' of 'Subject' is a multiple of (Intercept)"),
+        ({"D2": "2*Days"}, "Reaction ~ Days + (Days + D2|Subject)", "'D2' of 'Subject' is a linear combination"),
+        ({"D0": 0.0}, "Reaction ~ Days + (0 + Days + D0|Subject)", "'D0' of 'Subject' is zero"),
+    ],
+)
 def test_dependent_random_effect_columns_refused(frame_change, model, expected):
     """A slope on a constant column was fitted as 'converged' with SDs 13 and 36 and r = -0.2."""
     data = _sleep()

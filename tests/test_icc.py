@@ -22,8 +22,14 @@ import hlm
 from hlm.errors import DataError
 from hlm.variance_share import varcomp_table
 
-VARCOMP = ["Dyestuff__intercept_ML", "Dyestuff__intercept_REML", "Pastes__nested_ML", "Hsb82__ri_ML",
-           "sleepstudy__uncorr_ML", "sleepstudy__slope_ML"]
+VARCOMP = [
+    "Dyestuff__intercept_ML",
+    "Dyestuff__intercept_REML",
+    "Pastes__nested_ML",
+    "Hsb82__ri_ML",
+    "sleepstudy__uncorr_ML",
+    "sleepstudy__slope_ML",
+]
 Z95 = stats.norm.ppf(0.975)
 
 
@@ -83,8 +89,11 @@ def test_log_sd_covariance(name, varcomp_fits):
     np.testing.assert_allclose(got / scale, expected / scale, atol=2e-3)
 
 
-LR_CASES = [("dyestuff_ML_lr_vs_linear", "chibar2_01"), ("hsb82_ri_ML_lr_vs_linear", "chibar2_01"),
-            ("pastes_nested_ML_lr_vs_linear", "chi2")]
+LR_CASES = [
+    ("dyestuff_ML_lr_vs_linear", "chibar2_01"),
+    ("hsb82_ri_ML_lr_vs_linear", "chibar2_01"),
+    ("pastes_nested_ML_lr_vs_linear", "chi2"),
+]
 
 
 @pytest.mark.parametrize("key,stat", LR_CASES)
@@ -169,7 +178,7 @@ def test_r2_nakagawa_johnson(varcomp_fits):
     vc = fit.varcorr
     S = np.array([[vc.iloc[0]["vcov"], vc.iloc[2]["vcov"]], [vc.iloc[2]["vcov"], vc.iloc[1]["vcov"]]])
     var_r = np.mean(np.einsum("ij,jk,ik->i", X, S, X))
-    tot = var_f + var_r + fit.sigma ** 2
+    tot = var_f + var_r + fit.sigma**2
     r2 = fit.r2()
     assert r2["marginal"] == pytest.approx(var_f / tot, rel=1e-10)
     assert r2["conditional"] == pytest.approx((var_f + var_r) / tot, rel=1e-10)

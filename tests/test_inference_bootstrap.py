@@ -32,7 +32,7 @@ def _draws(sim, fit, n, seed):
     out = []
     for _ in range(n):
         agg = sim.aggregates(rng, fit.profiled.beta, fit.sigma, np.asarray(fit.theta))
-        out.append(np.concatenate([agg.ktk[:p + 1, p], agg.factors[leaf].ztk[:3, :, p].ravel()]))
+        out.append(np.concatenate([agg.ktk[: p + 1, p], agg.factors[leaf].ztk[:3, :, p].ravel()]))
     return np.array(out)
 
 

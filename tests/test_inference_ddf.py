@@ -18,9 +18,17 @@ from conftest import reference
 
 from hlm.inference.ddf import fixed_effects_table, wald_slopes
 
-REML = ["Dyestuff2__intercept_REML", "Dyestuff__intercept_REML", "Grunfeld__lmer_ri_REML", "Hsb82__ri_REML",
-        "Hsb82__rs_REML", "Pastes__nested_REML", "Penicillin__crossed_REML", "sleepstudy__slope_REML",
-        "sleepstudy__uncorr_REML"]
+REML = [
+    "Dyestuff2__intercept_REML",
+    "Dyestuff__intercept_REML",
+    "Grunfeld__lmer_ri_REML",
+    "Hsb82__ri_REML",
+    "Hsb82__rs_REML",
+    "Pastes__nested_REML",
+    "Penicillin__crossed_REML",
+    "sleepstudy__slope_REML",
+    "sleepstudy__uncorr_REML",
+]
 
 
 def at_theta(fit, theta):

@@ -22,9 +22,14 @@ def _fit(formula, data, reml):
         return hlm.fit(formula, dataset(data), reml=reml)
 
 
-@pytest.mark.parametrize("key,data", [("dyestuff_ML_lr_vs_linear", "Dyestuff"),
-                                      ("hsb82_ri_ML_lr_vs_linear", "Hsb82"),
-                                      ("pastes_nested_ML_lr_vs_linear", "Pastes")])
+@pytest.mark.parametrize(
+    "key,data",
+    [
+        ("dyestuff_ML_lr_vs_linear", "Dyestuff"),
+        ("hsb82_ri_ML_lr_vs_linear", "Hsb82"),
+        ("pastes_nested_ML_lr_vs_linear", "Pastes"),
+    ],
+)
 def test_lr_vs_linear_model(key, data):
     ref = reference("lrtests_public")[key]
     test = lr_vs_linear(_fit(ref["formula"], data, ref["REML"]))
@@ -87,8 +92,10 @@ def test_sleepstudy_intercept_vs_slope():
     m1 = _fit("Reaction ~ Days + (Days | Subject)", "sleepstudy", True)
     test = hlm.lrtest(m0, m1, refit_ml=True)
     assert round(test.statistic, 2) == 42.14 and test.df == 2
-    ml = hlm.lrtest(_fit("Reaction ~ Days + (1 | Subject)", "sleepstudy", False),
-                    _fit("Reaction ~ Days + (Days | Subject)", "sleepstudy", False))
+    ml = hlm.lrtest(
+        _fit("Reaction ~ Days + (1 | Subject)", "sleepstudy", False),
+        _fit("Reaction ~ Days + (Days | Subject)", "sleepstudy", False),
+    )
     assert ml.statistic == pytest.approx(test.statistic, rel=1e-6)
     # the ML deviances of the two lme4 reference fits
     dev1 = reference("sleepstudy__slope_ML")["deviance"]

@@ -23,8 +23,14 @@ from hlm.inference.numderiv import hessian
 from hlm.inference.params import Criterion, VarParams, full_deviance
 from hlm.inference.varcomp import varcomp, varcomp_vcov
 
-VARCOMP = ["Dyestuff__intercept_ML", "Dyestuff__intercept_REML", "Pastes__nested_ML", "Hsb82__ri_ML",
-           "sleepstudy__uncorr_ML", "sleepstudy__slope_ML"]
+VARCOMP = [
+    "Dyestuff__intercept_ML",
+    "Dyestuff__intercept_REML",
+    "Pastes__nested_ML",
+    "Hsb82__ri_ML",
+    "sleepstudy__uncorr_ML",
+    "sleepstudy__slope_ML",
+]
 
 
 def _fit(name: str):

@@ -30,13 +30,18 @@ def frame() -> pd.DataFrame:
     arm = np.tile(np.repeat(ORDER, reps), len(SITES))
     site = np.repeat(SITES, len(ORDER) * reps)
     effect = {"placebo": 0.0, "low": 0.7, "high": 1.9}
-    y = (np.array([effect[a] for a in arm]) + rng.normal(0, 1.0, len(SITES))[np.repeat(np.arange(len(SITES)), 12)]
-         + rng.normal(0, 0.5, len(arm)))
-    return pd.DataFrame({
-        "y": y,
-        "arm": pd.Categorical(arm, categories=ORDER + ["unused"]),  # an unused category is not a level
-        "site": pd.Categorical(site, categories=SITES),
-    })
+    y = (
+        np.array([effect[a] for a in arm])
+        + rng.normal(0, 1.0, len(SITES))[np.repeat(np.arange(len(SITES)), 12)]
+        + rng.normal(0, 0.5, len(arm))
+    )
+    return pd.DataFrame(
+        {
+            "y": y,
+            "arm": pd.Categorical(arm, categories=ORDER + ["unused"]),  # an unused category is not a level
+            "site": pd.Categorical(site, categories=SITES),
+        }
+    )
 
 
 def fit(data, backend="auto", model="y ~ arm + (1|site)"):
@@ -66,8 +71,9 @@ def in_memory(frame):
 
 def test_frame_reference_is_the_first_category(frame, in_memory):
     assert list(in_memory.fixef.index) == ["(Intercept)", "armlow", "armhigh"]
-    np.testing.assert_allclose(in_memory.fixef.to_numpy(), mean_differences(frame, "placebo", ["low", "high"]),
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        in_memory.fixef.to_numpy(), mean_differences(frame, "placebo", ["low", "high"]), atol=1e-8
+    )
 
 
 def test_parquet_keeps_the_order_by_every_reader(frame, in_memory, tmp_path):
@@ -100,8 +106,9 @@ def test_arrow_dictionary_and_polars_enum(frame, in_memory):
     assert_same(in_memory, fit(table))
     assert_same(in_memory, fit(table, "duckdb"))
     pl = pytest.importorskip("polars")
-    enum = pl.from_pandas(frame).with_columns(pl.col("arm").cast(pl.String).cast(pl.Enum(ORDER)),
-                                              pl.col("site").cast(pl.String).cast(pl.Enum(SITES)))
+    enum = pl.from_pandas(frame).with_columns(
+        pl.col("arm").cast(pl.String).cast(pl.Enum(ORDER)), pl.col("site").cast(pl.String).cast(pl.Enum(SITES))
+    )
     assert_same(in_memory, fit(enum))
 
 
@@ -135,8 +142,13 @@ def test_dta_base_is_the_lowest_value_not_the_first_label(frame, tmp_path):
     order): the levels follow the values, so the reference is placebo (value 1); Stata syntax
     keeps the values and i.arm's base is also value 1."""
     code = {"placebo": 1, "low": 2, "high": 3}
-    raw = pd.DataFrame({"y": frame["y"], "arm": frame["arm"].astype(str).map(code).astype("int8"),
-                        "site": frame["site"].cat.codes.astype("int8")})
+    raw = pd.DataFrame(
+        {
+            "y": frame["y"],
+            "arm": frame["arm"].astype(str).map(code).astype("int8"),
+            "site": frame["site"].cat.codes.astype("int8"),
+        }
+    )
     path = tmp_path / "coded.dta"
     raw.to_stata(path, write_index=False, value_labels={"arm": {3: "high", 1: "placebo", 2: "low"}})
     expected = mean_differences(frame, "placebo", ["low", "high"])

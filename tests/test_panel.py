@@ -166,7 +166,9 @@ def test_pooled_matches_reference(name):
     ref = reference(REF[name])["pooled_ols"]
     f = fit(name, "pooled")
     check_coefs(f, ref["coefficients"])
-    close([f.sigma, f.ssr, f.r2, f.adj_r2, f.r2_overall], [ref["sigma"], ref["ssr"], ref["r2"], ref["adj_r2"], ref["r2"]])
+    close(
+        [f.sigma, f.ssr, f.r2, f.adj_r2, f.r2_overall], [ref["sigma"], ref["ssr"], ref["r2"], ref["adj_r2"], ref["r2"]]
+    )
     assert f.df_resid == ref["df_resid"]
     c = fit(name, "pooled", vce="cluster", cluster="firm")  # regress, vce(cluster): same factor as plm's sss
     check_coefs(c, ref["se_cluster"])
@@ -224,7 +226,10 @@ def test_xttest0_matches_reference():
     ref = reference(REF[UNB])["breusch_pagan"]
     for sa in (False, True):
         bp = xttest0(fit(UNB, "re", sa=sa))
-        close([bp.lm, bp.p_chi2, bp.chibar2, bp.p], [ref["statistic"], ref["p"], ref["statistic"], ref["p_one_sided_chibar2"]])
+        close(
+            [bp.lm, bp.p_chi2, bp.chibar2, bp.p],
+            [ref["statistic"], ref["p"], ref["statistic"], ref["p_one_sided_chibar2"]],
+        )
     assert bp.var_u == pytest.approx(fit(UNB, "re", sa=True).sigma_u ** 2)
     assert "chibar2(01)" in bp.summary() and json.dumps(bp.to_dict())
     with pytest.raises(OptionError):
@@ -283,20 +288,37 @@ def test_results_are_immutable_and_tidy():
     assert list(t.columns) == ["term", "estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"]
     assert list(t.term) == ["value", "capital", "_cons"]
     from scipy import stats as sps
+
     crit = sps.t.ppf(0.975, f.df_resid)
     close(t.conf_high, t.estimate + crit * t.std_error, rtol=1e-12)
     d = json.loads(json.dumps(fit(UNB, "re").to_dict()))
-    for key in ("estimator", "nobs", "ngroups", "coef", "sigma_u", "sigma_e", "rho", "theta",
-                "r2_within", "r2_between", "r2_overall"):
+    for key in (
+        "estimator",
+        "nobs",
+        "ngroups",
+        "coef",
+        "sigma_u",
+        "sigma_e",
+        "rho",
+        "theta",
+        "r2_within",
+        "r2_between",
+        "r2_overall",
+    ):
         assert key in d
     assert set(d["coef"][0]) >= {"term", "estimate", "se"}
     assert set(d["theta"]) == {"min", "p5", "p50", "p95", "max"}
 
 
-@pytest.mark.parametrize("estimator,text", [
-    ("fe", "Fixed-effects (within) regression"), ("re", "Random-effects GLS regression"),
-    ("be", "Between regression"), ("pooled", "Root MSE"),
-])
+@pytest.mark.parametrize(
+    "estimator,text",
+    [
+        ("fe", "Fixed-effects (within) regression"),
+        ("re", "Random-effects GLS regression"),
+        ("be", "Between regression"),
+        ("pooled", "Root MSE"),
+    ],
+)
 def test_summary_layout(estimator, text):
     s = fit(UNB, estimator).summary()
     assert text in s and "Coefficient  Std. err." in s and "_cons" in s
@@ -309,15 +331,18 @@ def test_summary_layout(estimator, text):
 # ----------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("kwargs,err,match", [
-    (dict(estimator="gls"), OptionError, "estimator must be"),
-    (dict(vce="hc3"), OptionError, "vce must be"),
-    (dict(vce="cluster"), OptionError, "needs cluster="),
-    (dict(cluster="firm"), OptionError, "only used with"),
-    (dict(estimator="be", vce="robust"), OptionError, "be has no robust"),
-    (dict(estimator="fe", sa=True), OptionError, "applies to estimator='re'"),
-    (dict(vce="cluster", cluster="year"), OptionError, "not nested within clusters"),
-])
+@pytest.mark.parametrize(
+    "kwargs,err,match",
+    [
+        (dict(estimator="gls"), OptionError, "estimator must be"),
+        (dict(vce="hc3"), OptionError, "vce must be"),
+        (dict(vce="cluster"), OptionError, "needs cluster="),
+        (dict(cluster="firm"), OptionError, "only used with"),
+        (dict(estimator="be", vce="robust"), OptionError, "be has no robust"),
+        (dict(estimator="fe", sa=True), OptionError, "applies to estimator='re'"),
+        (dict(vce="cluster", cluster="year"), OptionError, "not nested within clusters"),
+    ],
+)
 def test_option_errors(kwargs, err, match):
     with pytest.raises(err, match=match):
         xtreg(MODEL, dataset(UNB), panel="firm", **kwargs)

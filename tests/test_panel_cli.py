@@ -12,8 +12,19 @@ from hlm.cli import run
 
 UNB = str(DATA / "Grunfeld_unbalanced.csv")
 BAL = str(DATA / "Grunfeld.csv")
-KEYS = {"estimator", "nobs", "ngroups", "coef", "sigma_u", "sigma_e", "rho", "theta",
-        "r2_within", "r2_between", "r2_overall"}
+KEYS = {
+    "estimator",
+    "nobs",
+    "ngroups",
+    "coef",
+    "sigma_u",
+    "sigma_e",
+    "rho",
+    "theta",
+    "r2_within",
+    "r2_between",
+    "r2_overall",
+}
 
 
 def run_json(capsys, argv):
@@ -58,16 +69,19 @@ def test_hausman_json(capsys):
     assert "Prob > chi2" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["xtreg", UNB, "inv value capital", "-i", "firm", "--fe", "--re"], "choose one estimator"),
-    (["xtreg", UNB, "inv valu capital", "-i", "firm"], "did you mean"),
-    (["xtreg", UNB, "inv value capital", "-i", "firm", "--vce", "cluster"], "needs a variable"),
-    (["xtreg", UNB, "inv value capital", "-i", "firm", "--vce", "hc3"], "unknown --vce"),
-    (["xtreg", UNB, "inv", "value", "-i", "firm"], "quote the model"),
-    (["xtreg", UNB, "inv value capital", "-i", "firm", "--be", "--vce", "robust"], "be has no robust"),
-    (["xtreg", "missing.csv", "inv value", "-i", "firm"], "does not exist"),
-    (["hausman", UNB, "inv value capital"], "panel"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["xtreg", UNB, "inv value capital", "-i", "firm", "--fe", "--re"], "choose one estimator"),
+        (["xtreg", UNB, "inv valu capital", "-i", "firm"], "did you mean"),
+        (["xtreg", UNB, "inv value capital", "-i", "firm", "--vce", "cluster"], "needs a variable"),
+        (["xtreg", UNB, "inv value capital", "-i", "firm", "--vce", "hc3"], "unknown --vce"),
+        (["xtreg", UNB, "inv", "value", "-i", "firm"], "quote the model"),
+        (["xtreg", UNB, "inv value capital", "-i", "firm", "--be", "--vce", "robust"], "be has no robust"),
+        (["xtreg", "missing.csv", "inv value", "-i", "firm"], "does not exist"),
+        (["hausman", UNB, "inv value capital"], "panel"),
+    ],
+)
 def test_cli_errors_exit_2(capsys, argv, message):
     assert run(argv) == 2
     err = capsys.readouterr().err

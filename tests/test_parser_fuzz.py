@@ -15,9 +15,50 @@ import hlm
 from hlm.errors import FormulaError, HLMError
 from hlm.spec import ModelSpec, parse_lme4, parse_model, parse_stata
 
-TOKENS = ["~", "+", "-", "|", "||", "(", ")", ":", "/", "1", "0", "x", "g", "y", ",", "cov(", "cov(un)",
-          "cov(independent)", "cov(exchangeable)", "noconstant", "nocons", " ", "i.", "c.", "#", "##", "*", "`",
-          "_all:", "R.", "\t", "\n", "é", ".", "C(", "log(", "I(", "**2", "reml", "mle", "2x", "a.b"]
+TOKENS = [
+    "~",
+    "+",
+    "-",
+    "|",
+    "||",
+    "(",
+    ")",
+    ":",
+    "/",
+    "1",
+    "0",
+    "x",
+    "g",
+    "y",
+    ",",
+    "cov(",
+    "cov(un)",
+    "cov(independent)",
+    "cov(exchangeable)",
+    "noconstant",
+    "nocons",
+    " ",
+    "i.",
+    "c.",
+    "#",
+    "##",
+    "*",
+    "`",
+    "_all:",
+    "R.",
+    "\t",
+    "\n",
+    "é",
+    ".",
+    "C(",
+    "log(",
+    "I(",
+    "**2",
+    "reml",
+    "mle",
+    "2x",
+    "a.b",
+]
 SOUP = st.lists(st.sampled_from(TOKENS), max_size=24).map("".join)
 SETTINGS = settings(max_examples=1500, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
@@ -54,8 +95,14 @@ def test_non_strings_refused():
 
 
 _rng = np.random.default_rng(0)
-_FRAME = pd.DataFrame({"y": _rng.normal(size=48), "x": _rng.normal(size=48),
-                       "g": np.repeat(np.arange(8), 6), "h": np.tile(np.arange(4), 12)})
+_FRAME = pd.DataFrame(
+    {
+        "y": _rng.normal(size=48),
+        "x": _rng.normal(size=48),
+        "g": np.repeat(np.arange(8), 6),
+        "h": np.tile(np.arange(4), 12),
+    }
+)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

@@ -54,8 +54,12 @@ def _design(ids: str, seed: int = 5) -> pd.DataFrame:
     else:
         df["st"] = st_row
     df["x"] = rng.normal(size=len(df))
-    effects = (0.5 * rng.normal(size=6)[df["d"]] + 0.7 * rng.normal(size=18)[df["s"]]
-               + rng.normal(size=72)[df["t"]] + 1.2 * rng.normal(size=len(student))[st_row])
+    effects = (
+        0.5 * rng.normal(size=6)[df["d"]]
+        + 0.7 * rng.normal(size=18)[df["s"]]
+        + rng.normal(size=72)[df["t"]]
+        + 1.2 * rng.normal(size=len(student))[st_row]
+    )
     df["y"] = 1.0 + 0.5 * df["x"] + effects + rng.normal(size=len(df))
     df.loc[[4, 40], "x"] = np.nan  # incomplete rows are dropped by both paths
     return df.sample(frac=1.0, random_state=1).reset_index(drop=True)
@@ -191,8 +195,9 @@ def test_pooled_fit_refuses_what_needs_the_groups(tmp_path, pooled):
         fit.predict(df)
     with pytest.raises(DataError, match="pooled by size"):
         fit.fitted()
-    np.testing.assert_allclose(fit.predict(df, re=False).dropna(), fit.fixef["(Intercept)"]
-                               + fit.fixef["x"] * df["x"].dropna(), rtol=1e-12)
+    np.testing.assert_allclose(
+        fit.predict(df, re=False).dropna(), fit.fixef["(Intercept)"] + fit.fixef["x"] * df["x"].dropna(), rtol=1e-12
+    )
     with pytest.raises(OptionError, match="satterthwaite"):
         fit.tidy(ddf="kenward-roger")
     with pytest.raises(OptionError, match="profile"):
@@ -222,9 +227,15 @@ def test_pooled_through_spark(tmp_path, pooled):
 
     from hlm.aggregate import aggregate_any
 
-    spark = (SparkSession.builder.master("local[2]").appName("hlm-tests")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", "2").config("spark.driver.memory", "1g").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("hlm-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
     df = _design("strings")
     spec = parse_model(MODELS[0])
     agg, _ = aggregate_any(spec, spark.read.parquet(_write(df, tmp_path)))

@@ -18,9 +18,15 @@ import hlm
 from hlm.errors import DataError, OptionError
 
 WITH_FITTED = [
-    "sleepstudy__slope_REML", "sleepstudy__slope_ML", "sleepstudy__uncorr_REML",
-    "Dyestuff__intercept_REML", "Dyestuff2__intercept_REML", "Pastes__nested_REML",
-    "Penicillin__crossed_REML", "Hsb82__rs_REML", "Grunfeld__lmer_ri_REML",
+    "sleepstudy__slope_REML",
+    "sleepstudy__slope_ML",
+    "sleepstudy__uncorr_REML",
+    "Dyestuff__intercept_REML",
+    "Dyestuff2__intercept_REML",
+    "Pastes__nested_REML",
+    "Penicillin__crossed_REML",
+    "Hsb82__rs_REML",
+    "Grunfeld__lmer_ri_REML",
 ]
 
 

@@ -128,8 +128,18 @@ def test_backends_raise_hlm_errors_only(case, backend):
 
 def test_roundoff_limited_keeps_progress():
     """nlopt's RoundoffLimited once made minimize() return theta0 (found by the test above)."""
-    y = [-0.3494879104784224, -1.2023689015215575, -0.6120470003570446, -1.77452019639338, -1.0123955517345131,
-         2.390347929169504, 0.7134167140490851, -0.47523490877245333, 3.202039886368187, -1.704278698038588]
+    y = [
+        -0.3494879104784224,
+        -1.2023689015215575,
+        -0.6120470003570446,
+        -1.77452019639338,
+        -1.0123955517345131,
+        2.390347929169504,
+        0.7134167140490851,
+        -0.47523490877245333,
+        3.202039886368187,
+        -1.704278698038588,
+    ]
     frame = pd.DataFrame({"y": y, "b": [0, 1, 2, 0, 1, 2, 3, 0, 1, 2]})
     order = [8, 2, 7, 9, 1, 4, 3, 6, 0, 5]
     relabelled = frame.iloc[order].assign(b=lambda d: d["b"].map({0: 100, 1: 111, 2: 133, 3: 122}))
@@ -143,8 +153,13 @@ def test_roundoff_limited_keeps_progress():
 
 
 # ---- units: scalings, (near-)constant and duplicated columns, output paths --------------------
-SCALE_MODELS = ["y ~ x + z + (x|g)", "y ~ x + z + c + (1|g)", "y ~ x + z + z2 + (x + z|g)", "y ~ x + (0 + z|g) + (1|g)",
-                "y x z || g: x"]
+SCALE_MODELS = [
+    "y ~ x + z + (x|g)",
+    "y ~ x + z + c + (1|g)",
+    "y ~ x + z + z2 + (x + z|g)",
+    "y ~ x + (0 + z|g) + (1|g)",
+    "y x z || g: x",
+]
 
 
 @st.composite
@@ -204,20 +219,26 @@ def test_fit_invariant_to_units_or_hlm_error(case):
     per_term = {"_cons": 1.0, "(Intercept)": 1.0, **{v: scales.get(v, scales["z"]) for v in ("x", "z", "c", "z2")}}
     assert list(scaled.fixef.index) == list(base.fixef.index)
     undo = np.array([per_term[t] / sy for t in scaled.fixef.index])
-    np.testing.assert_allclose(scaled.fixef.to_numpy() * undo, base.fixef.to_numpy(),
-                               rtol=1e-6, atol=1e-6 * float(base.se.max()))
+    np.testing.assert_allclose(
+        scaled.fixef.to_numpy() * undo, base.fixef.to_numpy(), rtol=1e-6, atol=1e-6 * float(base.se.max())
+    )
     np.testing.assert_allclose(scaled.sigma / sy, base.sigma, rtol=1e-6, atol=1e-6 * float(unit["y"].std()))
     vc_s, vc_b = scaled.varcorr, base.varcorr
-    sd_undo = np.array([1.0 if pd.isna(v) or v in ("(Intercept)", "_cons") else per_term[v]
-                        for v in vc_s["var1"]]) / sy
+    sd_undo = np.array([1.0 if pd.isna(v) or v in ("(Intercept)", "_cons") else per_term[v] for v in vc_s["var1"]]) / sy
     var = vc_s["var2"].isna().to_numpy()
-    np.testing.assert_allclose((vc_s["sdcor"].to_numpy() * sd_undo)[var], vc_b["sdcor"].to_numpy()[var],
-                               rtol=1e-4, atol=1e-4 * base.sigma)
+    np.testing.assert_allclose(
+        (vc_s["sdcor"].to_numpy() * sd_undo)[var], vc_b["sdcor"].to_numpy()[var], rtol=1e-4, atol=1e-4 * base.sigma
+    )
 
 
 @SETTINGS
-@given(st.sampled_from(["here", "missing", "read-only"]), st.text("abc._-", min_size=1, max_size=6),
-       st.sampled_from([".csv", ".parquet", ".pq", ".dta", ".png", ".xyz", "", ".CSV"]), st.booleans(), st.booleans())
+@given(
+    st.sampled_from(["here", "missing", "read-only"]),
+    st.text("abc._-", min_size=1, max_size=6),
+    st.sampled_from([".csv", ".parquet", ".pq", ".dta", ".png", ".xyz", "", ".CSV"]),
+    st.booleans(),
+    st.booleans(),
+)
 def test_writers_write_or_raise_hlm_errors(tmp_path_factory, folder, stem, ext, exists, overwrite):
     """Random output paths: a file in the format its extension names, or an HLMError."""
     base = tmp_path_factory.mktemp("out")

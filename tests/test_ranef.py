@@ -21,8 +21,6 @@ import hlm
 import hlm.ranef as ranef_module
 
 
-
-
 def _check_against(table: pd.DataFrame, ref: dict) -> None:
     for block in ref["ranef"]:
         assert (table["group"] == block["group"]).sum() == block["n_levels"] * len(block["terms"])
@@ -60,7 +58,9 @@ def _three_level(seed: int = 3) -> pd.DataFrame:
                 uc = rng.normal(0, 0.8)
                 for _ in range(rng.integers(2, 6)):
                     x = rng.normal()
-                    rows.append((f"r{r}", f"s{s}", f"c{c}", x, 1 + 0.5 * x + ur + us + vs * x + uc + rng.normal(0, 0.7)))
+                    rows.append(
+                        (f"r{r}", f"s{s}", f"c{c}", x, 1 + 0.5 * x + ur + us + vs * x + uc + rng.normal(0, 0.7))
+                    )
     return pd.DataFrame(rows, columns=["region", "school", "cls", "x", "y"])
 
 
@@ -92,26 +92,29 @@ def test_nested_pass_equals_dense_solve():
     Z = np.hstack(blocks)
     Lam = np.zeros((start, start))
     for (s0, G, q), L in zip(spans, lams):
-        Lam[s0:s0 + G * q, s0:s0 + G * q] = L
+        Lam[s0 : s0 + G * q, s0 : s0 + G * q] = L
     X = np.column_stack([np.ones(len(data)), data["x"]])
     resid = data["y"].to_numpy() - X @ fit.fixef.to_numpy()
     A = Lam.T @ Z.T @ Z @ Lam + np.eye(start)
     u = np.linalg.solve(A, Lam.T @ Z.T @ resid)
     b = Lam @ u
-    cov = fit.sigma ** 2 * Lam @ np.linalg.inv(A) @ Lam.T
+    cov = fit.sigma**2 * Lam @ np.linalg.inv(A) @ Lam.T
     modes = ranef_module.nested_modes(fit)
     for f, (s0, G, q) in enumerate(spans):
-        np.testing.assert_allclose(modes.modes[f].reshape(-1), b[s0:s0 + G * q], rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(modes.modes[f].reshape(-1), b[s0 : s0 + G * q], rtol=1e-8, atol=1e-10)
         for g in range(G):
             sl = slice(s0 + g * q, s0 + (g + 1) * q)
             np.testing.assert_allclose(modes.condvar[f][g], cov[sl, sl], rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("formula", [
-    "y ~ x + (1 | region/school/cls)",
-    "y ~ x + (1 | region) + (1 | region:school)",
-    "y ~ x + (1 | region:school:cls)",
-])
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1 | region/school/cls)",
+        "y ~ x + (1 | region) + (1 | region:school)",
+        "y ~ x + (1 | region:school:cls)",
+    ],
+)
 def test_intercept_chain_equals_block_pass(formula):
     """The scalar recursion for nested intercepts equals the general block pass (to 1e-10),
     also with a level at zero variance (theta forced to 0)."""
@@ -140,8 +143,14 @@ def seed_data(ndist: int = 50, seed: int = 1) -> pd.DataFrame:
     t = np.repeat(np.arange(ndist * 40), per // 40)
     st = np.repeat(np.arange(ndist * 800), 2)
     tut = rng.binomial(1, 0.2, n)
-    y = (2 * tut + rng.normal(0, 2, ndist)[d] + rng.normal(0, 3, ndist * 5)[s] + rng.normal(0, 4, ndist * 40)[t]
-         + rng.normal(0, 5, ndist * 800)[st] + rng.normal(0, 6, n))
+    y = (
+        2 * tut
+        + rng.normal(0, 2, ndist)[d]
+        + rng.normal(0, 3, ndist * 5)[s]
+        + rng.normal(0, 4, ndist * 40)[t]
+        + rng.normal(0, 5, ndist * 800)[st]
+        + rng.normal(0, 6, n)
+    )
     return pd.DataFrame({"perform": y, "tutoring": tut, "dist_id": d, "school_id": s, "teach_id": t, "student_id": st})
 
 

@@ -24,11 +24,23 @@ from hlm.report.stata import sg
 from hlm.report.text import abbreviate
 
 
-@pytest.mark.parametrize("value,text", [
-    (1.975427, "1.975427"), (0.0668413, ".0668413"), (-0.4480866, "-.4480866"), (-0.5342478, "-.5342478"),
-    (17369.05, "17369.05"), (1473.35, "1473.35"), (600.8684, "600.8684"), (0.0089014, ".0089014"),
-    (7.231256, "7.231256"), (80000, "80000"), (0.0, "0"), (float("nan"), "."),
-])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (1.975427, "1.975427"),
+        (0.0668413, ".0668413"),
+        (-0.4480866, "-.4480866"),
+        (-0.5342478, "-.5342478"),
+        (17369.05, "17369.05"),
+        (1473.35, "1473.35"),
+        (600.8684, "600.8684"),
+        (0.0089014, ".0089014"),
+        (7.231256, "7.231256"),
+        (80000, "80000"),
+        (0.0, "0"),
+        (float("nan"), "."),
+    ],
+)
 def test_stata_number_display(value, text):
     """The values as the seed's Stata log prints them."""
     assert sg(value) == text
@@ -149,6 +161,7 @@ def test_caterpillar_of_many_levels_draws_one_band(tmp_path, monkeypatch):
     fit = _fit("strength ~ 1 + (1 | batch/cask)", "Pastes")
     monkeypatch.setattr(plots, "BAND_LIMIT", 20)  # cask:batch has 30 levels, batch 10
     fig = fit.plot("caterpillar", file=tmp_path / "cat.png")
+
     def has(ax, kind):
         return any(isinstance(c, kind) for c in ax.collections)
 
@@ -165,8 +178,12 @@ def test_profile_plot(tmp_path):
     fig = fit.plot("profile", file=tmp_path / "profile.png")
     assert (tmp_path / "profile.png").read_bytes()[:4] == b"\x89PNG"
     panels = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in panels] == ["sd((Intercept) | cask:batch)", "sd((Intercept) | batch)", "sigma",
-                                                 "(Intercept)"]
+    assert [ax.get_title() for ax in panels] == [
+        "sd((Intercept) | cask:batch)",
+        "sd((Intercept) | batch)",
+        "sigma",
+        "(Intercept)",
+    ]
     prof = profile(fit)
     cut = float(np.sqrt(stats.chi2.ppf(0.99, 1)))
     ci = fit.confint(method="profile").set_index("parameter")
@@ -198,8 +215,9 @@ def test_cli_style_and_plot(tmp_path, capsys):
     assert "error: --style" in capsys.readouterr().err
     assert run(["fit", str(DATA / "Pastes.csv"), "strength || batch:", "--plot", str(png), "--plot-kind", "pie"]) == 2
     prof = tmp_path / "profile.png"
-    assert run(["fit", str(DATA / "Pastes.csv"), "strength || batch:", "--plot", str(prof), "--plot-kind",
-                "profile"]) == 0
+    assert (
+        run(["fit", str(DATA / "Pastes.csv"), "strength || batch:", "--plot", str(prof), "--plot-kind", "profile"]) == 0
+    )
     assert prof.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -219,7 +219,11 @@ def test_unbalanced_structure():
     waves = frame.groupby("class_id").size()
     assert schools.min() >= 1 and classes.between(1, 5).all() and waves.min() >= 1
     assert classes.max() == 5 and waves.nunique() > 3  # really unbalanced
-    for counts, mean, var in [(schools, Poisson(4, min=1).expected(), 4.0), (classes, 3.0, 2.0), (waves, Poisson(3, min=1).expected(), 3.0)]:
+    for counts, mean, var in [
+        (schools, Poisson(4, min=1).expected(), 4.0),
+        (classes, 3.0, 2.0),
+        (waves, Poisson(3, min=1).expected(), 3.0),
+    ]:
         assert abs(counts.mean() - mean) < Z * math.sqrt(var / len(counts))
     for col, counts in [("school_id", schools), ("class_id", classes)]:
         assert np.array_equal(np.unique(frame[col]), np.arange(1, counts.sum() + 1))
@@ -260,7 +264,12 @@ def _sd_check(values: np.ndarray, sd: float) -> None:
 
 def test_effect_sds_within_sampling_error():
     design = Design(
-        [Level("district", n=2_000, sd=2), Level("school", n=3, sd=3), Level("teacher", n=3, sd=4), Level("student", n=4, sd=5)],
+        [
+            Level("district", n=2_000, sd=2),
+            Level("school", n=3, sd=3),
+            Level("teacher", n=3, sd=4),
+            Level("student", n=4, sd=5),
+        ],
         observations=Observations(n=2),
         residual_sd=6,
     )
@@ -280,8 +289,10 @@ def test_variance_decomposition_of_the_response():
     sds, ns, reps, sigma_e = [2.0, 3.0, 4.0, 5.0], [3_000, 3, 3, 3], 2, 6.0
     design = (
         Design.from_toml(SEED_TOML)
-        .set("levels.district.n", ns[0]).set("levels.school.n", ns[1])
-        .set("levels.teacher.n", ns[2]).set("levels.student.n", ns[3])
+        .set("levels.district.n", ns[0])
+        .set("levels.school.n", ns[1])
+        .set("levels.teacher.n", ns[2])
+        .set("levels.student.n", ns[3])
     )
     f = simulate(design, seed=7)
     z = f["perform"].to_numpy() - 2.0 * f["tutoring"].to_numpy()
@@ -367,7 +378,9 @@ def test_chunked_parquet(tmp_path, seed_design):
 
 
 def test_chunked_parquet_unbalanced(tmp_path):
-    design = Design([Level("a", n=50, sd=1), Level("b", n=Poisson(3, min=1), sd=1)], observations=Observations(n=UniformInt(1, 3)))
+    design = Design(
+        [Level("a", n=50, sd=1), Level("b", n=Poisson(3, min=1), sd=1)], observations=Observations(n=UniformInt(1, 3))
+    )
     files = simulate_to_parquet(design, tmp_path / "u", seed=1, chunk_rows=40, ids="both")
     assert len(files) > 3
     whole = pq.read_table(tmp_path / "u").to_pandas()
@@ -385,8 +398,27 @@ def test_cli_writes_each_format(tmp_path):
         assert run(["simulate", str(SEED_TOML), "--seed", "1", "-o", str(out), "--set", "levels.district.n=2"]) == 0
         frame = {"csv": pd.read_csv, "parquet": pd.read_parquet, "dta": pd.read_stata}[ext](out)
         assert len(frame) == 3_200 and frame["dist_id"].max() == 2
-    assert run(["simulate", str(SEED_TOML), "--seed", "1", "-o", str(tmp_path / "w.parquet"), "--ids", "within",
-                "--set", "levels.district.n=2", "--set", "levels.school.n=Poisson(2, min=1)", "--set", "fixed.tutoring=0.5"]) == 0
+    assert (
+        run(
+            [
+                "simulate",
+                str(SEED_TOML),
+                "--seed",
+                "1",
+                "-o",
+                str(tmp_path / "w.parquet"),
+                "--ids",
+                "within",
+                "--set",
+                "levels.district.n=2",
+                "--set",
+                "levels.school.n=Poisson(2, min=1)",
+                "--set",
+                "fixed.tutoring=0.5",
+            ]
+        )
+        == 0
+    )
     frame = pd.read_parquet(tmp_path / "w.parquet")
     assert frame["school_id"].min() == 1 and frame["teach_id"].max() == 8
 
@@ -433,7 +465,21 @@ def test_cli_file_errors(tmp_path, capsys):
     assert "not valid TOML" in capsys.readouterr().err
     assert run(["simulate", str(SEED_TOML), "--seed", "1", "-o", str(tmp_path / "a.xlsx")]) == 2
     assert "use .csv, .parquet or .dta" in capsys.readouterr().err
-    assert run(["simulate", str(SEED_TOML), "--seed", "1", "-o", str(tmp_path / "no" / "a.csv"), "--set", "levels.district.n=1"]) == 2
+    assert (
+        run(
+            [
+                "simulate",
+                str(SEED_TOML),
+                "--seed",
+                "1",
+                "-o",
+                str(tmp_path / "no" / "a.csv"),
+                "--set",
+                "levels.district.n=1",
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 

@@ -42,8 +42,11 @@ def test_interaction_grouping_and_crossed():
 def test_stata_nested_levels_read_within_parents():
     spec = parse_model("perform tutoring || dist_id: || school_id: || teach_id:")
     assert spec.syntax == "stata" and spec.fixed == "tutoring"
-    assert [t.group for t in spec.random] == [("dist_id",), ("dist_id", "school_id"),
-                                              ("dist_id", "school_id", "teach_id")]
+    assert [t.group for t in spec.random] == [
+        ("dist_id",),
+        ("dist_id", "school_id"),
+        ("dist_id", "school_id", "teach_id"),
+    ]
     assert [t.name for t in spec.random] == ["dist_id", "school_id", "teach_id"]
 
 
@@ -61,14 +64,17 @@ def test_stata_factor_notation():
     assert parse_model("y i.grp c.x#c.z a##b || g:").fixed == "C(grp) + x:z + C(a) + C(b) + C(a):C(b)"
 
 
-@pytest.mark.parametrize("text,pos", [
-    ("y ~ x + (x | g", 14),
-    ("y ~ x + x | g", 10),
-    ("y ~ x + (| g)", 9),
-    ("y ~ x ~ z", 6),
-    ("y ~ x + + z", 8),
-    ("y x | g:", 4),
-])
+@pytest.mark.parametrize(
+    "text,pos",
+    [
+        ("y ~ x + (x | g", 14),
+        ("y ~ x + x | g", 10),
+        ("y ~ x + (| g)", 9),
+        ("y ~ x ~ z", 6),
+        ("y ~ x + + z", 8),
+        ("y x | g:", 4),
+    ],
+)
 def test_syntax_errors_point_at_the_problem(text, pos):
     with pytest.raises(FormulaError) as err:
         parse_model(text)
@@ -76,8 +82,19 @@ def test_syntax_errors_point_at_the_problem(text, pos):
     assert "^" in str(err.value)
 
 
-@pytest.mark.parametrize("text", ["", "   ", "y ~ (1 | )", "y x || :", "y x || g: , cov(banded)",
-                                  "y x || g: x, bogus", "y x || _all: R.g", "y x || g: || g:"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "y ~ (1 | )",
+        "y x || :",
+        "y x || g: , cov(banded)",
+        "y x || g: x, bogus",
+        "y x || _all: R.g",
+        "y x || g: || g:",
+    ],
+)
 def test_bad_models_raise_formula_error(text):
     with pytest.raises(FormulaError):
         parse_model(text)

@@ -23,16 +23,19 @@ LOG2PI = np.log(2 * np.pi)
 
 
 # ---- estimation options and leading commands --------------------------------------------------
-@pytest.mark.parametrize("model,ref", [
-    ("Reaction Days || Subject: Days, cov(un) mle", "sleepstudy__slope_ML"),
-    ("Reaction Days || Subject: Days, cov(unstructured) ml", "sleepstudy__slope_ML"),
-    ("Reaction Days, mle || Subject: Days, cov(un)", "sleepstudy__slope_ML"),
-    ("mixed Reaction Days || Subject: Days, cov(un)", "sleepstudy__slope_ML"),
-    ("mixed Reaction Days || Subject: Days, cov(un) reml", "sleepstudy__slope_REML"),
-    ("xtmixed Reaction Days || Subject: Days, cov(un)", "sleepstudy__slope_REML"),
-    ("Reaction Days || Subject: Days, cov(un)", "sleepstudy__slope_REML"),
-    ("Reaction Days || Subject: Days, cov(un) reml", "sleepstudy__slope_REML"),
-])
+@pytest.mark.parametrize(
+    "model,ref",
+    [
+        ("Reaction Days || Subject: Days, cov(un) mle", "sleepstudy__slope_ML"),
+        ("Reaction Days || Subject: Days, cov(unstructured) ml", "sleepstudy__slope_ML"),
+        ("Reaction Days, mle || Subject: Days, cov(un)", "sleepstudy__slope_ML"),
+        ("mixed Reaction Days || Subject: Days, cov(un)", "sleepstudy__slope_ML"),
+        ("mixed Reaction Days || Subject: Days, cov(un) reml", "sleepstudy__slope_REML"),
+        ("xtmixed Reaction Days || Subject: Days, cov(un)", "sleepstudy__slope_REML"),
+        ("Reaction Days || Subject: Days, cov(un)", "sleepstudy__slope_REML"),
+        ("Reaction Days || Subject: Days, cov(un) reml", "sleepstudy__slope_REML"),
+    ],
+)
 def test_estimation_option_and_command_choose_the_criterion(model, ref):
     r = reference(ref)
     fit = hlm.fit(model, dataset("sleepstudy"))
@@ -64,14 +67,17 @@ def test_command_default_is_said_in_the_summary():
     assert "Mixed-effects ML regression" in text and "mixed estimates by ML" in text
 
 
-@pytest.mark.parametrize("text,match", [
-    ("y x || g:, mle reml", "both mle and reml"),
-    ("y x, mle || g:, reml", "both mle and reml"),
-    ("y x || g:, mle || h:", "after the last level"),
-    ("xtreg y x", "hlm.xtreg"),
-    ("melogit y x || g:", "not supported yet"),
-    ("meqrpoisson y x || g:", "not supported yet"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("y x || g:, mle reml", "both mle and reml"),
+        ("y x, mle || g:, reml", "both mle and reml"),
+        ("y x || g:, mle || h:", "after the last level"),
+        ("xtreg y x", "hlm.xtreg"),
+        ("melogit y x || g:", "not supported yet"),
+        ("meqrpoisson y x || g:", "not supported yet"),
+    ],
+)
 def test_misplaced_options_and_other_commands_are_refused(text, match):
     with pytest.raises(FormulaError, match=match):
         parse_model(text)
@@ -139,8 +145,9 @@ def _independent_optimum(y, X, Z, groups, structure, start, reml):
         Sigma, s2 = structure(u, q)
         return _deviance(y, X, Z, groups, Sigma, s2, reml)
 
-    best = optimize.minimize(f, start, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12,
-                                                                        "maxiter": 20000, "maxfev": 20000})
+    best = optimize.minimize(
+        f, start, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000, "maxfev": 20000}
+    )
     best = optimize.minimize(f, best.x, method="BFGS", options={"gtol": 1e-8})
     return best.fun, structure(best.x, q)
 
@@ -218,8 +225,16 @@ def test_structured_terms_in_the_stata_table_and_kenward_roger_refused():
     assert "Subject: Identity" in ident.summary(style="stata")
 
 
-@pytest.mark.parametrize("word,kind", [("un", "unstructured"), ("ind", None), ("id", "identity"),
-                                       ("ex", "exchangeable"), ("exchangeable", "exchangeable")])
+@pytest.mark.parametrize(
+    "word,kind",
+    [
+        ("un", "unstructured"),
+        ("ind", None),
+        ("id", "identity"),
+        ("ex", "exchangeable"),
+        ("exchangeable", "exchangeable"),
+    ],
+)
 def test_cov_abbreviations(word, kind):
     spec = parse_model(f"y x || g: x z, cov({word})")
     if kind is None:
@@ -232,8 +247,16 @@ def test_cov_abbreviations(word, kind):
 def _frame() -> pd.DataFrame:
     rng = np.random.default_rng(3)
     n = 48
-    return pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "z": rng.normal(size=n),
-                         "a": np.tile([1, 2, 3], 16), "b": np.repeat([4, 7], 24), "g": np.repeat(np.arange(8), 6)})
+    return pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "x": rng.normal(size=n),
+            "z": rng.normal(size=n),
+            "a": np.tile([1, 2, 3], 16),
+            "b": np.repeat([4, 7], 24),
+            "g": np.repeat(np.arange(8), 6),
+        }
+    )
 
 
 def _design(model: str, d: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -255,19 +278,49 @@ EXPANSIONS = {
     "y ib2.a || g:": lambda d: {"_cons": 1.0, "1.a": _ind(d.a, 1), "3.a": _ind(d.a, 3)},
     "y ib(first).a || g:": lambda d: {"_cons": 1.0, "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3)},
     "y ibn.a, noconstant || g:": lambda d: {"1.a": _ind(d.a, 1), "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3)},
-    "y i.a#c.x, noconstant || g:": lambda d: {"1.a#c.x": _ind(d.a, 1) * d.x, "2.a#c.x": _ind(d.a, 2) * d.x,
-                                              "3.a#c.x": _ind(d.a, 3) * d.x},
-    "y i.a#c.x || g:": lambda d: {"_cons": 1.0, "1.a#c.x": _ind(d.a, 1) * d.x, "2.a#c.x": _ind(d.a, 2) * d.x,
-                                  "3.a#c.x": _ind(d.a, 3) * d.x},
-    "y i.a##c.x || g:": lambda d: {"_cons": 1.0, "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3), "x": d.x,
-                                   "2.a#c.x": _ind(d.a, 2) * d.x, "3.a#c.x": _ind(d.a, 3) * d.x},
-    "y i.a##i.b || g:": lambda d: {"_cons": 1.0, "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3), "7.b": _ind(d.b, 7),
-                                   "2.a#7.b": _ind(d.a, 2) * _ind(d.b, 7), "3.a#7.b": _ind(d.a, 3) * _ind(d.b, 7)},
-    "y a##b || g:": lambda d: {"_cons": 1.0, "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3), "7.b": _ind(d.b, 7),
-                               "2.a#7.b": _ind(d.a, 2) * _ind(d.b, 7), "3.a#7.b": _ind(d.a, 3) * _ind(d.b, 7)},
-    "y i.a i.b i.a#i.b || g:": lambda d: {"_cons": 1.0, "2.a": _ind(d.a, 2), "3.a": _ind(d.a, 3),
-                                          "7.b": _ind(d.b, 7), "2.a#7.b": _ind(d.a, 2) * _ind(d.b, 7),
-                                          "3.a#7.b": _ind(d.a, 3) * _ind(d.b, 7)},
+    "y i.a#c.x, noconstant || g:": lambda d: {
+        "1.a#c.x": _ind(d.a, 1) * d.x,
+        "2.a#c.x": _ind(d.a, 2) * d.x,
+        "3.a#c.x": _ind(d.a, 3) * d.x,
+    },
+    "y i.a#c.x || g:": lambda d: {
+        "_cons": 1.0,
+        "1.a#c.x": _ind(d.a, 1) * d.x,
+        "2.a#c.x": _ind(d.a, 2) * d.x,
+        "3.a#c.x": _ind(d.a, 3) * d.x,
+    },
+    "y i.a##c.x || g:": lambda d: {
+        "_cons": 1.0,
+        "2.a": _ind(d.a, 2),
+        "3.a": _ind(d.a, 3),
+        "x": d.x,
+        "2.a#c.x": _ind(d.a, 2) * d.x,
+        "3.a#c.x": _ind(d.a, 3) * d.x,
+    },
+    "y i.a##i.b || g:": lambda d: {
+        "_cons": 1.0,
+        "2.a": _ind(d.a, 2),
+        "3.a": _ind(d.a, 3),
+        "7.b": _ind(d.b, 7),
+        "2.a#7.b": _ind(d.a, 2) * _ind(d.b, 7),
+        "3.a#7.b": _ind(d.a, 3) * _ind(d.b, 7),
+    },
+    "y a##b || g:": lambda d: {
+        "_cons": 1.0,
+        "2.a": _ind(d.a, 2),
+        "3.a": _ind(d.a, 3),
+        "7.b": _ind(d.b, 7),
+        "2.a#7.b": _ind(d.a, 2) * _ind(d.b, 7),
+        "3.a#7.b": _ind(d.a, 3) * _ind(d.b, 7),
+    },
+    "y i.a i.b i.a#i.b || g:": lambda d: {
+        "_cons": 1.0,
+        "2.a": _ind(d.a, 2),
+        "3.a": _ind(d.a, 3),
+        "7.b": _ind(d.b, 7),
+        "2.a#7.b": _ind(d.a, 2) * _ind(d.b, 7),
+        "3.a#7.b": _ind(d.a, 3) * _ind(d.b, 7),
+    },
 }
 
 
@@ -281,13 +334,16 @@ def test_factor_variables_expand_as_stata(model):
         assert np.allclose(got[name], np.broadcast_to(np.asarray(col, dtype=float), len(d))), name
 
 
-@pytest.mark.parametrize("model,match", [
-    ("y i.a#i.b || g:", "needs its main effects"),
-    ("y i.a, noconstant || g:", "ibn.a"),
-    ("y ibn.a || g:", "needs noconstant"),
-    ("y ib(last).a || g:", "not supported"),
-    ("y i.a#i.a || g:", "itself"),
-])
+@pytest.mark.parametrize(
+    "model,match",
+    [
+        ("y i.a#i.b || g:", "needs its main effects"),
+        ("y i.a, noconstant || g:", "ibn.a"),
+        ("y ibn.a || g:", "needs noconstant"),
+        ("y ib(last).a || g:", "not supported"),
+        ("y i.a#i.a || g:", "itself"),
+    ],
+)
 def test_factor_forms_hlm_cannot_code_as_stata_are_refused(model, match):
     with pytest.raises(FormulaError, match=match):
         parse_model(model)

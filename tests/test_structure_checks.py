@@ -19,7 +19,10 @@ import hlm
 from hlm.checks import boundary_messages
 from hlm.cli import run
 from hlm.errors import (
-    IdentifiabilityError, NestingError, SingularFitWarning, StructureWarning,
+    IdentifiabilityError,
+    NestingError,
+    SingularFitWarning,
+    StructureWarning,
 )
 from hlm.simulate import Design, simulate
 
@@ -211,7 +214,9 @@ def test_correlation_at_one_named_as_such():
         b0 = rng.normal() * 2
         rows += [(g, x, b0 + 0.05 * b0 * x + rng.normal()) for x in range(4)]
     frame = pd.DataFrame(rows, columns=["g", "x", "y"])
-    with pytest.warns(SingularFitWarning, match=r"correlation of \(Intercept\) and x across g is estimated at [+-]1\.00"):
+    with pytest.warns(
+        SingularFitWarning, match=r"correlation of \(Intercept\) and x across g is estimated at [+-]1\.00"
+    ):
         fit = hlm.fit("y ~ x + (x|g)", frame)
     msgs = boundary_messages(fit)
     assert len(msgs) == 1 and "(x || g)" in msgs[0] and "variance" not in msgs[0].split(":")[0]

@@ -29,10 +29,15 @@ STATA = "perform tutoring || dist_id: || school_id: || student_id:"
 def small_design(districts: int = 6) -> Design:
     """The seed's design shrunk to three levels and a few hundred rows."""
     return Design(
-        (Level("district", id="dist_id", n=districts, sd=2.0), Level("school", id="school_id", n=3, sd=3.0),
-         Level("student", id="student_id", n=8, sd=5.0)),
-        observations=Observations(n=2, name="semester"), residual_sd=6.0,
-        covariates=(Covariate("tutoring", "Bernoulli(0.2)"),), fixed={"intercept": 0.0, "tutoring": 2.0},
+        (
+            Level("district", id="dist_id", n=districts, sd=2.0),
+            Level("school", id="school_id", n=3, sd=3.0),
+            Level("student", id="student_id", n=8, sd=5.0),
+        ),
+        observations=Observations(n=2, name="semester"),
+        residual_sd=6.0,
+        covariates=(Covariate("tutoring", "Bernoulli(0.2)"),),
+        fixed={"intercept": 0.0, "tutoring": 2.0},
         response="perform",
     )
 
@@ -91,10 +96,16 @@ def test_model_strings():
 
 def test_random_slopes_and_omitted_levels():
     d = Design(
-        (Level("school", id="school_id", n=12, sd=3.0, slopes={"tutoring": 1.5}, corr=0.4),
-         Level("student", id="student_id", n=10, sd=2.0)),
-        observations=Observations(n=3), residual_sd=1.0, covariates=(Covariate("tutoring", "Bernoulli(0.5)"),),
-        fixed={"tutoring": 2.0}, response="y")
+        (
+            Level("school", id="school_id", n=12, sd=3.0, slopes={"tutoring": 1.5}, corr=0.4),
+            Level("student", id="student_id", n=10, sd=2.0),
+        ),
+        observations=Observations(n=3),
+        residual_sd=1.0,
+        covariates=(Covariate("tutoring", "Bernoulli(0.5)"),),
+        fixed={"tutoring": 2.0},
+        response="y",
+    )
     slope = "y ~ tutoring + (1 + tutoring | school_id) + (1 | student_id)"
     res = study(d, [slope, "y ~ tutoring + (1 | school_id)"], reps=2, seed=5, n_jobs=1, progress=False)
     r = res.replicates
@@ -132,12 +143,35 @@ def test_replicate_seed_reproduces_a_replicate(small_study):
 
 def test_replicates_are_tidy(small_study):
     r = small_study.replicates
-    assert {"point", "rep", "seed", "model", "parameter", "kind", "term", "truth", "estimate", "std_error",
-            "conf_low", "conf_high", "covered", "converged", "singular"} <= set(r.columns)
+    assert {
+        "point",
+        "rep",
+        "seed",
+        "model",
+        "parameter",
+        "kind",
+        "term",
+        "truth",
+        "estimate",
+        "std_error",
+        "conf_low",
+        "conf_high",
+        "covered",
+        "converged",
+        "singular",
+    } <= set(r.columns)
     mixed = r[r["model"] == MIXED]
     assert list(dict.fromkeys(mixed["parameter"])) == [
-        "intercept", "tutoring", "sd[district]", "sd[school]", "sd[student]", "sd[residual]",
-        "icc[district]", "icc[school]", "icc[student]"]
+        "intercept",
+        "tutoring",
+        "sd[district]",
+        "sd[school]",
+        "sd[student]",
+        "sd[residual]",
+        "icc[district]",
+        "icc[school]",
+        "icc[student]",
+    ]
     fe = set(r.loc[r["model"] == "xtreg fe student_id", "parameter"])
     assert fe == {"intercept", "tutoring", "sd[student]", "sd[residual]", "icc[student]"}
     assert set(r.loc[r["model"] == "ols", "parameter"]) == {"intercept", "tutoring", "sd[residual]"}
@@ -172,8 +206,16 @@ def test_summary(small_study):
 
 
 def test_grid():
-    res = study(small_design(), [MIXED], reps=3, seed=1, grid={"levels.district.n": [3, 5], "levels.school.sd": [3.0, 0.5]},
-                n_jobs=1, progress=False, intervals=False)
+    res = study(
+        small_design(),
+        [MIXED],
+        reps=3,
+        seed=1,
+        grid={"levels.district.n": [3, 5], "levels.school.sd": [3.0, 0.5]},
+        n_jobs=1,
+        progress=False,
+        intervals=False,
+    )
     assert res.grid == {"levels.district.n": [3, 5], "levels.school.sd": [3.0, 0.5]}
     f = res.fits
     assert list(f["levels.district.n"]) == [3] * 6 + [5] * 6
@@ -233,8 +275,15 @@ def test_csv_and_json(small_study, tmp_path):
 
 
 def test_plots(small_study):
-    grid = study(small_design(), [MIXED, "xtreg re student_id"], reps=2, seed=1, grid={"levels.district.n": [3, 30]},
-                 n_jobs=1, progress=False)
+    grid = study(
+        small_design(),
+        [MIXED, "xtreg re student_id"],
+        reps=2,
+        seed=1,
+        grid={"levels.district.n": [3, 30]},
+        n_jobs=1,
+        progress=False,
+    )
     for res, params in ((small_study, None), (grid, ["tutoring", "sd[student]"])):
         for kind in ("distributions", "coverage", "rmse"):
             fig = res.plot(kind, parameters=params)
@@ -254,7 +303,7 @@ def report_path(small_study, tmp_path_factory):
 def test_report_is_self_contained(report_path):
     text = report_path.read_text()
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
-    assert text.count('<img alt=') == 3 and text.count("data:image/png;base64,") == 3
+    assert text.count("<img alt=") == 3 and text.count("data:image/png;base64,") == 3
     markup = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
     assert "http://" not in markup and "https://" not in markup and "<script" not in markup
     assert "sd[school]" in text and "coverage" in text
@@ -266,9 +315,23 @@ def test_report_renders_in_chromium(report_path, tmp_path):
 
     html_path = report_path
     png = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={png}", html_path.as_uri()],
-                   check=True, capture_output=True, timeout=120, cwd=tmp_path)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--hide-scrollbars",
+            "--window-size=1200,2400",
+            f"--screenshot={png}",
+            html_path.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert png.stat().st_size > 50_000
     img = np.asarray(Image.open(png).convert("RGB"), dtype=float)
     assert img.shape == (2400, 1200, 3)
@@ -289,9 +352,30 @@ def test_cli_study(tmp_path, capsys):
     from hlm.cli import run
 
     design = _toml(tmp_path)
-    code = run(["study", str(design), "--model", MIXED, "--reps", "3", "--seed", "5",
-                "--grid", "levels.district.n=3,4", "--set", "levels.school.sd=2.5", "--jobs", "1", "--json",
-                "--report", str(tmp_path / "r.html"), "--csv", str(tmp_path / "r.csv"), "--no-progress"])
+    code = run(
+        [
+            "study",
+            str(design),
+            "--model",
+            MIXED,
+            "--reps",
+            "3",
+            "--seed",
+            "5",
+            "--grid",
+            "levels.district.n=3,4",
+            "--set",
+            "levels.school.sd=2.5",
+            "--jobs",
+            "1",
+            "--json",
+            "--report",
+            str(tmp_path / "r.html"),
+            "--csv",
+            str(tmp_path / "r.csv"),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     data = json.loads(out)
@@ -302,20 +386,37 @@ def test_cli_study(tmp_path, capsys):
     assert (tmp_path / "r.html").read_text().count("data:image/png;base64,") == 3
     assert len(pd.read_csv(tmp_path / "r.csv")) > 0
 
-    code = run(["study", str(design), "-m", STATA, "-m", "xtreg fe student_id", "--reps", "2", "--jobs", "1",
-                "--no-intervals", "--no-progress"])
+    code = run(
+        [
+            "study",
+            str(design),
+            "-m",
+            STATA,
+            "-m",
+            "xtreg fe student_id",
+            "--reps",
+            "2",
+            "--jobs",
+            "1",
+            "--no-intervals",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "sd[district]" in out and "Monte Carlo study" in out and "xtreg fe student_id" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "perform ~ nope + (1|dist_id)", "--reps", "2"], "does not simulate"),
-    (["--model", "xtreg zz", "--reps", "2"], "xtreg fe PANEL"),
-    (["--model", "ols", "--reps", "0"], "--reps"),
-    (["--model", "ols", "--reps", "2", "--grid", "levels.district.n"], "--grid needs"),
-    (["--model", "ols", "--reps", "2", "--grid", "levels.nope.n=1,2"], "no level 'nope'"),
-    (["--model", "ols", "--reps", "2", "--report", "out.txt"], ".html"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "perform ~ nope + (1|dist_id)", "--reps", "2"], "does not simulate"),
+        (["--model", "xtreg zz", "--reps", "2"], "xtreg fe PANEL"),
+        (["--model", "ols", "--reps", "0"], "--reps"),
+        (["--model", "ols", "--reps", "2", "--grid", "levels.district.n"], "--grid needs"),
+        (["--model", "ols", "--reps", "2", "--grid", "levels.nope.n=1,2"], "no level 'nope'"),
+        (["--model", "ols", "--reps", "2", "--report", "out.txt"], ".html"),
+    ],
+)
 def test_cli_errors(tmp_path, capsys, args, message):
     from hlm.cli import run
 
@@ -328,7 +429,9 @@ def test_cli_grid_values():
     from hlm.cli.study import parse_grid
 
     assert parse_grid(["levels.district.n=5,10,50", "levels.school.n=Poisson(5, min=1),8"]) == {
-        "levels.district.n": [5, 10, 50], "levels.school.n": ["Poisson(5, min=1)", 8]}
+        "levels.district.n": [5, 10, 50],
+        "levels.school.n": ["Poisson(5, min=1)", 8],
+    }
 
 
 # ---- acceptance --------------------------------------------------------------------------
@@ -337,8 +440,14 @@ def test_acceptance_seed_design_at_50_districts():
     coverage of the tutoring effect within [0.92, 0.98]; mean SD estimates within 5% of the
     truth for school, teacher and student.  About 12 CPU-seconds (7 s on two idle cores)."""
     design = Design.from_toml(SEED_TOML).set("levels.district.n", 50)
-    res = study(design, ["perform ~ tutoring + (1|dist_id/school_id/teach_id/student_id)"], reps=200, seed=2024,
-                intervals=False, progress=False)  # the fixed effects' CIs need no variance-component intervals
+    res = study(
+        design,
+        ["perform ~ tutoring + (1|dist_id/school_id/teach_id/student_id)"],
+        reps=200,
+        seed=2024,
+        intervals=False,
+        progress=False,
+    )  # the fixed effects' CIs need no variance-component intervals
     s = res.summary().set_index("parameter")
     assert res.fits["error"].isna().all()
     assert 0.92 <= s.loc["tutoring", "coverage"] <= 0.98

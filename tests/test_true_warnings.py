@@ -48,8 +48,12 @@ def gauge() -> pd.DataFrame:
     """A gauge study: 10 parts, each measured 3 times by each of 3 operators (a full cross)."""
     rng = np.random.default_rng(7)
     part_effect, op_effect = rng.normal(0, 2, 10), rng.normal(0, 0.5, 3)
-    rows = [(f"op{o}", p + 1, 20 + part_effect[p] + op_effect[o] + rng.normal(0, 0.3))
-            for o in range(3) for p in range(10) for _ in range(3)]
+    rows = [
+        (f"op{o}", p + 1, 20 + part_effect[p] + op_effect[o] + rng.normal(0, 0.3))
+        for o in range(3)
+        for p in range(10)
+        for _ in range(3)
+    ]
     return pd.DataFrame(rows, columns=["Operator", "Part", "y"])
 
 
@@ -131,15 +135,17 @@ def test_correlation_of_minus_one_in_a_vector_term():
     G, m = 12, 6
     g = np.repeat(np.arange(G), m)
     x = np.tile(np.arange(m), G).astype(float)
-    fit = fit_quietly("y ~ x + (1 + x|g)", pd.DataFrame({"y": rng.normal(size=G)[g] * x + rng.normal(size=G * m),
-                                                         "x": x, "g": g}))
+    fit = fit_quietly(
+        "y ~ x + (1 + x|g)", pd.DataFrame({"y": rng.normal(size=G)[g] * x + rng.normal(size=G * m), "x": x, "g": g})
+    )
     cov = covariance(fit, "g", ["(Intercept)", "x"])
     r = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
     assert r < -1 + 1e-6 and min(np.diag(cov)) > 1e-4 * fit.sigma**2
     msgs = boundary_messages(fit)
     assert len(msgs) == 1
-    assert msgs[0].startswith("the correlation of (Intercept) and x across g is estimated at -1.00: the two effects "
-                              "are perfectly dependent")
+    assert msgs[0].startswith(
+        "the correlation of (Intercept) and x across g is estimated at -1.00: the two effects are perfectly dependent"
+    )
 
 
 def test_rank_deficient_covariance_with_no_extreme_correlation():
@@ -161,10 +167,12 @@ def test_rank_deficient_covariance_with_no_extreme_correlation():
     eig = np.linalg.eigvalsh(corr)
     assert eig[0] < 1e-8 and eig[1] > 0.1  # rank 2 of 3
     msgs = boundary_messages(fit)
-    assert msgs == ["the covariance matrix of (Intercept), x, z across g is rank-deficient (rank 2 of 3): some "
-                    "combination of these effects does not vary between g groups, although no two of them are "
-                    "perfectly correlated, so the data support fewer random effects than modelled; consider "
-                    "independent effects (x + z || g) or dropping a slope"]
+    assert msgs == [
+        "the covariance matrix of (Intercept), x, z across g is rank-deficient (rank 2 of 3): some "
+        "combination of these effects does not vary between g groups, although no two of them are "
+        "perfectly correlated, so the data support fewer random effects than modelled; consider "
+        "independent effects (x + z || g) or dropping a slope"
+    ]
     assert "rank-deficient (rank 2 of 3)" in fit.summary()
 
 
@@ -184,6 +192,8 @@ def test_lme4_optimum_of_a_rank_deficient_kb07_fit():
     at_r = replace(fit, optsummary=replace(fit.optsummary, theta=tuple(ref["theta_vector"])))
     msgs = boundary_messages(at_r)
     assert len(msgs) == 1
-    assert msgs[0].startswith("the covariance matrix of (Intercept), spkr, prec, load across subj is rank-deficient "
-                              "(rank 2 of 4): some combination of these effects does not vary between subj groups, "
-                              "although no two of them are perfectly correlated")
+    assert msgs[0].startswith(
+        "the covariance matrix of (Intercept), spkr, prec, load across subj is rank-deficient "
+        "(rank 2 of 4): some combination of these effects does not vary between subj groups, "
+        "although no two of them are perfectly correlated"
+    )

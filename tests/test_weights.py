@@ -170,8 +170,13 @@ def three_level(seed=3, parents=200, children=10, rows=3):
     g = np.repeat(np.arange(parents * children), rows)
     school = g // children
     x = rng.normal(size=len(g))
-    y = 1 + 0.5 * x + rng.normal(size=parents)[school] + 0.7 * rng.normal(size=parents * children)[g] \
+    y = (
+        1
+        + 0.5 * x
+        + rng.normal(size=parents)[school]
+        + 0.7 * rng.normal(size=parents * children)[g]
         + rng.normal(size=len(g))
+    )
     w = np.where(rng.random(parents * children) < 0.5, 1.0, 2.5)[g]
     return pd.DataFrame({"y": y, "x": x, "school": school, "cls": g, "w": w})
 
@@ -249,8 +254,9 @@ def test_crossed_fit_matches_dense_numpy():
     Z[np.arange(n), 24 + sample] = 1.0
     vc = fit.varcorr.set_index("group").vcov
     G = np.diag(np.r_[np.full(24, vc["plate"]), np.full(6, vc["sample"])])
-    crit = dense_deviance(df["diameter"].to_numpy(float), np.ones((n, 1)), Z, df["w"].to_numpy(), G,
-                          fit.fixef.to_numpy(), fit.sigma, True)
+    crit = dense_deviance(
+        df["diameter"].to_numpy(float), np.ones((n, 1)), Z, df["w"].to_numpy(), G, fit.fixef.to_numpy(), fit.sigma, True
+    )
     assert fit.profiled.objective == pytest.approx(crit, rel=1e-9)
 
 
@@ -260,9 +266,11 @@ def test_duckdb_parquet_and_sql_match_memory(tmp_path):
     path = tmp_path / "s.parquet"
     df.to_parquet(path)
     mem = hlm.fit(SLOPE, df, weights="w")
-    for other in (hlm.fit(SLOPE, str(path), weights="w"),
-                  hlm.fit(SLOPE, sql=f"SELECT * FROM '{path}'", weights="w"),
-                  hlm.fit(SLOPE, df, weights=df["w"].to_numpy(), backend="duckdb")):
+    for other in (
+        hlm.fit(SLOPE, str(path), weights="w"),
+        hlm.fit(SLOPE, sql=f"SELECT * FROM '{path}'", weights="w"),
+        hlm.fit(SLOPE, df, weights=df["w"].to_numpy(), backend="duckdb"),
+    ):
         p1, p2 = mem.devfun.profiled(mem.theta), other.devfun.profiled(mem.theta)
         assert p2.objective == pytest.approx(p1.objective, rel=1e-8)
         np.testing.assert_allclose(p2.beta, p1.beta, rtol=1e-8)
@@ -313,11 +321,14 @@ def test_zero_weights_drop_rows(backend):
 
 
 @pytest.mark.parametrize("backend", ["memory", "duckdb"])
-@pytest.mark.parametrize("bad, message", [
-    (-1.0, "weights column 'w' has 1 negative values"),
-    (np.nan, "weights column 'w' has 1 missing values"),
-    (np.inf, "weights column 'w' has 1 infinite values"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (-1.0, "weights column 'w' has 1 negative values"),
+        (np.nan, "weights column 'w' has 1 missing values"),
+        (np.inf, "weights column 'w' has 1 infinite values"),
+    ],
+)
 def test_bad_weights(backend, bad, message):
     df = sleep()
     df.loc[5, "w"] = bad

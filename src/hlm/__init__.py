@@ -6,8 +6,19 @@
 """
 
 from hlm.errors import (
-    ColumnError, ComparisonError, DataError, FileError, FormulaError, HLMError, HLMWarning,
-    IdentifiabilityError, NestingError, OptionError, ConvergenceWarning, SingularFitWarning, StructureWarning,
+    ColumnError,
+    ComparisonError,
+    DataError,
+    FileError,
+    FormulaError,
+    HLMError,
+    HLMWarning,
+    IdentifiabilityError,
+    NestingError,
+    OptionError,
+    ConvergenceWarning,
+    SingularFitWarning,
+    StructureWarning,
 )
 from hlm.aggregate.duckdb import write_predictions, write_ranef
 from hlm.diagnose import NestingReport, nesting
@@ -21,9 +32,33 @@ from hlm.study import StudyResult, study
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "Fit", "ModelSpec", "parse_model", "lrtest", "compare", "xtreg", "hausman", "xttest0", "PanelFit", "study", "StudyResult",
-    "write_predictions", "write_ranef",
-    "HLMError", "HLMWarning", "FormulaError", "ColumnError", "DataError", "FileError", "NestingError",
-    "IdentifiabilityError", "ComparisonError", "OptionError",
-    "nesting", "NestingReport", "ConvergenceWarning", "SingularFitWarning", "StructureWarning",
+    "fit",
+    "Fit",
+    "ModelSpec",
+    "parse_model",
+    "lrtest",
+    "compare",
+    "xtreg",
+    "hausman",
+    "xttest0",
+    "PanelFit",
+    "study",
+    "StudyResult",
+    "write_predictions",
+    "write_ranef",
+    "HLMError",
+    "HLMWarning",
+    "FormulaError",
+    "ColumnError",
+    "DataError",
+    "FileError",
+    "NestingError",
+    "IdentifiabilityError",
+    "ComparisonError",
+    "OptionError",
+    "nesting",
+    "NestingReport",
+    "ConvergenceWarning",
+    "SingularFitWarning",
+    "StructureWarning",
 ]

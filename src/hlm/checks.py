@@ -236,8 +236,11 @@ def check_identifiable(spec: ModelSpec, agg: Aggregates) -> None:
         if q >= 2 and fac.nlevels <= q:
             name = _level_name(term, syntax)
             cols = ", ".join(agg.pool[c] for c in agg.term_columns[t])
-            indep = (f"cov(independent) at `|| {name}:`" if syntax == "stata"
-                     else f"independent effects ({' + '.join(term.columns)} || {':'.join(term.group)})")
+            indep = (
+                f"cov(independent) at `|| {name}:`"
+                if syntax == "stata"
+                else f"independent effects ({' + '.join(term.columns)} || {':'.join(term.group)})"
+            )
             raise IdentifiabilityError(
                 f"{name} has {fac.nlevels} groups for {q} correlated random effects ({cols}): their {q}x{q} covariance "
                 f"({q * (q + 1) // 2} parameters) needs at least {q + 1} groups, as the fixed effects take out their "
@@ -265,8 +268,7 @@ def _same_pairs(agg: Aggregates) -> list[tuple[int, int]]:
     if agg.chain is not None:
         chain = agg.chain
         return [(chain[k + 1], chain[k]) for k in range(len(chain) - 1) if nlev[chain[k]] == nlev[chain[k + 1]]]
-    return [(b.i, b.j) for b in agg.cross
-            if nlev[b.i] == nlev[b.j] == len(b.gi)]
+    return [(b.i, b.j) for b in agg.cross if nlev[b.i] == nlev[b.j] == len(b.gi)]
 
 
 def _check_same_partition(spec: ModelSpec, agg: Aggregates, by_factor: dict[int, list[int]]) -> None:
@@ -340,16 +342,22 @@ def _structured_boundary(fit: "Fit", term, lam: np.ndarray, tol: float) -> list[
     group = fit.aggregates.factors[term.factor].name
     effects = ", ".join(term.columns)
     if term.cov == "exchangeable" and alpha >= tol and abs(float(lam[0].sum())) < tol:
-        return [f"the common correlation of {effects} across {group} (cov(exchangeable)) is estimated at its "
-                f"lower limit -1/{q - 1}: the sum of these effects does not vary across {group}; consider fewer "
-                "random effects at this level"]
+        return [
+            f"the common correlation of {effects} across {group} (cov(exchangeable)) is estimated at its "
+            f"lower limit -1/{q - 1}: the sum of these effects does not vary across {group}; consider fewer "
+            "random effects at this level"
+        ]
     if alpha >= tol:
         return []
     if term.cov == "identity" or abs(float(lam[1, 0])) * np.sqrt(q) < tol:
-        return [f"the variance shared by {effects} across {group} (cov({term.cov})) is estimated at zero: the "
-                "fit is that of the model without these random effects; consider dropping them"]
-    return [f"the common correlation of {effects} across {group} (cov(exchangeable)) is estimated at +1: the "
-            "effects are one random effect repeated; consider fewer random effects at this level"]
+        return [
+            f"the variance shared by {effects} across {group} (cov({term.cov})) is estimated at zero: the "
+            "fit is that of the model without these random effects; consider dropping them"
+        ]
+    return [
+        f"the common correlation of {effects} across {group} (cov(exchangeable)) is estimated at +1: the "
+        "effects are one random effect repeated; consider fewer random effects at this level"
+    ]
 
 
 #: a correlation this close to +-1 is reported as perfect dependence
@@ -416,8 +424,7 @@ def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
         zero = [k for k in range(len(sds)) if sds[k] < tol]
         for k in zero:
             col = term.columns[k]
-            what = (f"the {group} variance" if col in _INTERCEPTS
-                    else f"the variance of the {col} slope across {group}")
+            what = f"the {group} variance" if col in _INTERCEPTS else f"the variance of the {col} slope across {group}"
             out.append(
                 f"{what} is estimated at zero: the {group} groups differ no more than the residual variation "
                 "(and the other components) already imply, so the fit is that of the model without it; "
@@ -431,8 +438,9 @@ def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
         if deficient == 0:
             continue
         slopes = " + ".join(c for c in term.columns if c not in _INTERCEPTS)
-        indep = (f"cov(independent) at `|| {group}:`" if syntax == "stata"
-                 else f"independent effects ({slopes} || {group})")
+        indep = (
+            f"cov(independent) at `|| {group}:`" if syntax == "stata" else f"independent effects ({slopes} || {group})"
+        )
         corr = sub / np.outer(sds[live], sds[live])
         pairs = [(a, b) for a in range(len(live)) for b in range(a) if abs(corr[a, b]) > 1 - _PERFECT]
         for a, b in pairs:

@@ -51,8 +51,11 @@ def check_factor_levels(levels: Mapping[str, int], nrows: int | None = None) -> 
         if nlev <= MAX_FACTOR_LEVELS and not dense:
             continue
         per = f" on {nrows:,} rows ({nrows / nlev:.3g} rows per level)" if nrows else ""
-        limit = (f"at most {MAX_FACTOR_LEVELS:,} levels are accepted" if nlev > MAX_FACTOR_LEVELS else
-                 f"in memory they would hold {nrows * nlev:,} numbers; backend='duckdb' keeps them out of memory")
+        limit = (
+            f"at most {MAX_FACTOR_LEVELS:,} levels are accepted"
+            if nlev > MAX_FACTOR_LEVELS
+            else f"in memory they would hold {nrows * nlev:,} numbers; backend='duckdb' keeps them out of memory"
+        )
         raise DataError(
             f"the categorical column '{col}' has {nlev:,} levels{per}: as a fixed effect it needs {nlev - 1:,} "
             f"dummy columns ({limit}); model it as a random effect, (1 | {col}), or recode it into fewer levels"
@@ -134,8 +137,12 @@ def _constant_given_intercept(agg: Aggregates) -> bool:
 
 def check_finite(fit: "Fit") -> None:
     """Refuse a fit whose estimates are not all finite numbers."""
-    parts = {"fixed effects": fit.profiled.beta, "variance parameters": fit.theta, "residual variance":
-             [fit.profiled.sigma2], "standard errors": np.diag(fit.profiled.qxx_inv)}
+    parts = {
+        "fixed effects": fit.profiled.beta,
+        "variance parameters": fit.theta,
+        "residual variance": [fit.profiled.sigma2],
+        "standard errors": np.diag(fit.profiled.qxx_inv),
+    }
     bad = [name for name, values in parts.items() if not np.all(np.isfinite(values))]
     if bad:
         raise DataError(
@@ -144,8 +151,9 @@ def check_finite(fit: "Fit") -> None:
         )
 
 
-def check_panel_response(names: Sequence[str], N: int, ZZ: np.ndarray, S: np.ndarray, T: np.ndarray,
-                         estimator: str) -> None:
+def check_panel_response(
+    names: Sequence[str], N: int, ZZ: np.ndarray, S: np.ndarray, T: np.ndarray, estimator: str
+) -> None:
     """For ``xtreg`` (``names``: the columns of [X y]): refuse columns on extreme scales
     (:func:`check_column_scales`) and a response with no variation -- none at all, or, for
     ``fe`` and ``re``, whose sigma_e comes from within panels, none within any panel.  Read
@@ -223,8 +231,13 @@ def check_random_columns(agg: Aggregates) -> None:
         if dropped:
             c = cols[dropped[0]]
             others = [agg.pool[o] for o in cols[: dropped[0]]]
-            what = ("zero" if ztz[c, c] <= 0 else f"a multiple of {others[0]}" if len(others) == 1
-                    else f"a linear combination of {', '.join(others)}")
+            what = (
+                "zero"
+                if ztz[c, c] <= 0
+                else f"a multiple of {others[0]}"
+                if len(others) == 1
+                else f"a linear combination of {', '.join(others)}"
+            )
             raise IdentifiabilityError(
                 f"the random effect '{agg.pool[c]}' of '{fac.name}' is {what} in every row used, so its variance "
                 f"cannot be told apart from the others'; drop '{agg.pool[c]}' from the random part (check the "

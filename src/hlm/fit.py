@@ -109,8 +109,11 @@ class Fit:
 
     @property
     def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.profiled.sigma2 * self.profiled.qxx_inv)),
-                         index=list(self.aggregates.xnames), name="std_error")
+        return pd.Series(
+            np.sqrt(np.diag(self.profiled.sigma2 * self.profiled.qxx_inv)),
+            index=list(self.aggregates.xnames),
+            name="std_error",
+        )
 
     @property
     def varcorr(self) -> pd.DataFrame:
@@ -181,8 +184,9 @@ class Fit:
         return out
 
     # ---- tables ------------------------------------------------------------------------
-    def tidy(self, *, level: float = 0.95,
-             ddf: Literal["none", "satterthwaite", "kenward-roger"] = "none") -> pd.DataFrame:
+    def tidy(
+        self, *, level: float = 0.95, ddf: Literal["none", "satterthwaite", "kenward-roger"] = "none"
+    ) -> pd.DataFrame:
         """Fixed effects with Wald z statistics, p-values and confidence limits; with
         ``ddf="satterthwaite"`` or ``"kenward-roger"`` t tests on those df (an extra ``df``
         column; Kenward-Roger also adjusts the SEs), see :mod:`hlm.inference.ddf`."""
@@ -194,10 +198,18 @@ class Fit:
         with np.errstate(divide="ignore", invalid="ignore"):
             z = est / se
         q = stats.norm.ppf(0.5 + level / 2)
-        return pd.DataFrame({
-            "term": list(self.aggregates.xnames), "estimate": est, "std_error": se, "statistic": z,
-            "p_value": 2 * stats.norm.sf(np.abs(z)), "conf_low": est - q * se, "conf_high": est + q * se,
-        }, columns=TIDY_COLUMNS)
+        return pd.DataFrame(
+            {
+                "term": list(self.aggregates.xnames),
+                "estimate": est,
+                "std_error": se,
+                "statistic": z,
+                "p_value": 2 * stats.norm.sf(np.abs(z)),
+                "conf_low": est - q * se,
+                "conf_high": est + q * se,
+            },
+            columns=TIDY_COLUMNS,
+        )
 
     def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
         """A readable text summary in lme4's layout or Stata's ``mixed`` layout."""
@@ -227,11 +239,15 @@ class Fit:
             "ndropped": self.ndropped,
             "weights": self.aggregates.weights,
             "ngroups": self.ngroups,
-            "fixef": [{"term": t, "estimate": float(e), "se": float(s)}
-                      for t, e, s in zip(self.aggregates.xnames, self.fixef, self.se)],
+            "fixef": [
+                {"term": t, "estimate": float(e), "se": float(s)}
+                for t, e, s in zip(self.aggregates.xnames, self.fixef, self.se)
+            ],
             "dropped_columns": list(self.dropped_columns),
-            "varcorr": [{k: (None if v is None else (float(v) if k in ("vcov", "sdcor") else v))
-                         for k, v in row.items()} for row in vc.to_dict(orient="records")],
+            "varcorr": [
+                {k: (None if v is None else (float(v) if k in ("vcov", "sdcor") else v)) for k, v in row.items()}
+                for row in vc.to_dict(orient="records")
+            ],
             "sigma": self.sigma,
             "theta": [float(t) for t in self.theta],
             "loglik": self.loglik,
@@ -277,12 +293,17 @@ class Fit:
         from hlm.ranef import ranef_frame
 
         if (msg := pooled_message(self.aggregates)) is not None:
-            warnings.warn(f"{msg}: their conditional modes are left out; hlm.write_ranef(fit, data, 'ranef.parquet') "
-                          "writes them all", HLMWarning, stacklevel=2)
+            warnings.warn(
+                f"{msg}: their conditional modes are left out; hlm.write_ranef(fit, data, 'ranef.parquet') "
+                "writes them all",
+                HLMWarning,
+                stacklevel=2,
+            )
         return ranef_frame(self, self._conditional_modes)
 
-    def predict(self, newdata: Any = None, *, re: bool = True,
-                new_levels: Literal["population", "error"] = "population") -> pd.Series:
+    def predict(
+        self, newdata: Any = None, *, re: bool = True, new_levels: Literal["population", "error"] = "population"
+    ) -> pd.Series:
         """X beta (+ Z b with ``re=True``) for ``newdata`` (default: the fitted data);
         unseen levels get the population value or raise (see :mod:`hlm.predict`)."""
         from hlm.predict import predict
@@ -314,8 +335,14 @@ class Fit:
 
         return r2_table(self)
 
-    def plot(self, kind: Literal["caterpillar", "variance", "profile"] = "caterpillar", file: Any = None,
-             *, overwrite: bool = False, **kwargs: Any):
+    def plot(
+        self,
+        kind: Literal["caterpillar", "variance", "profile"] = "caterpillar",
+        file: Any = None,
+        *,
+        overwrite: bool = False,
+        **kwargs: Any,
+    ):
         """A matplotlib Figure (saved to ``file`` when given, its format by the extension; an
         existing file only with ``overwrite=True``); see :mod:`hlm.report.plots`."""
         from hlm.report.plots import plot
@@ -347,8 +374,15 @@ class Fit:
 
         return varcomp_vcov(self, info=self._varcomp_info)
 
-    def confint(self, *, method: Literal["wald", "profile", "boot"] = "wald", level: float = 0.95,
-                nsim: int = 1000, seed: Any = None, progress: bool = True) -> pd.DataFrame:
+    def confint(
+        self,
+        *,
+        method: Literal["wald", "profile", "boot"] = "wald",
+        level: float = 0.95,
+        nsim: int = 1000,
+        seed: Any = None,
+        progress: bool = True,
+    ) -> pd.DataFrame:
         """Confidence intervals for SDs, correlations, sigma and fixed effects: Wald (Stata's
         log-SD scale), profile likelihood (lme4) or parametric bootstrap (percentile, ``nsim``
         replicates), see :mod:`hlm.inference.confint`."""

@@ -17,7 +17,13 @@ import numpy as np
 from hlm.aggregate import Backend, aggregate_any, choose_backend
 from hlm.aggregate.memory import aggregate_frame
 from hlm.aggregate.stats import Aggregates
-from hlm.checks import boundary_messages, check_degrees_of_freedom, check_identifiable, implicit_nesting_warning, level_order
+from hlm.checks import (
+    boundary_messages,
+    check_degrees_of_freedom,
+    check_identifiable,
+    implicit_nesting_warning,
+    level_order,
+)
 from hlm.checks_data import (
     check_finite,
     check_fixed_count,
@@ -40,8 +46,15 @@ from hlm.spec import ModelSpec, parse_model
 from hlm.weights import Weights
 
 
-def aggregate(spec: ModelSpec, data: Any, *, backend: Backend = "auto", sql: str | None = None,
-              con: Any = None, weights: Weights = None) -> tuple[Aggregates, Any]:
+def aggregate(
+    spec: ModelSpec,
+    data: Any,
+    *,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    weights: Weights = None,
+) -> tuple[Aggregates, Any]:
     """One pass over the rows: the sufficient statistics and formulaic's fixed-part spec.
 
     ``backend``: "auto" (paths, SQL and duckdb relations -> DuckDB, Spark DataFrames ->
@@ -54,8 +67,16 @@ def aggregate(spec: ModelSpec, data: Any, *, backend: Backend = "auto", sql: str
     return aggregate_any(spec, data, backend=backend, sql=sql, con=con, weights=weights)
 
 
-def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data: Any = None,
-                   x_model_spec: Any = None, notes: tuple[str, ...] = (), weights: Weights = None) -> Fit:
+def fit_aggregates(
+    spec: ModelSpec,
+    agg: Aggregates,
+    *,
+    reml: bool = True,
+    data: Any = None,
+    x_model_spec: Any = None,
+    notes: tuple[str, ...] = (),
+    weights: Weights = None,
+) -> Fit:
     """Fit from precomputed aggregates (any backend); ``weights`` is the precision-weights
     argument they were computed with (kept for fitted values, residuals and the bootstrap)."""
     if not spec.random:
@@ -74,17 +95,32 @@ def fit_aggregates(spec: ModelSpec, agg: Aggregates, *, reml: bool = True, data:
     devfun = DevianceFunction.build(agg, struct, reml)
     opt = minimize_standardized(agg, struct, devfun)
     profiled = devfun.profiled(np.asarray(opt.theta))
-    result = Fit(spec=spec, reml=reml, aggregates=agg, structure=struct, devfun=devfun, optsummary=opt,
-                 profiled=profiled, dropped_columns=dropped, data=data, x_model_spec=x_model_spec, notes=notes,
-                 weights=weights)
+    result = Fit(
+        spec=spec,
+        reml=reml,
+        aggregates=agg,
+        structure=struct,
+        devfun=devfun,
+        optsummary=opt,
+        profiled=profiled,
+        dropped_columns=dropped,
+        data=data,
+        x_model_spec=x_model_spec,
+        notes=notes,
+        weights=weights,
+    )
     check_finite(result)
     if result.singular:
-        warnings.warn("boundary (singular) fit: " + "; ".join(boundary_messages(result)), SingularFitWarning,
-                      stacklevel=3)
+        warnings.warn(
+            "boundary (singular) fit: " + "; ".join(boundary_messages(result)), SingularFitWarning, stacklevel=3
+        )
     elif not result.converged:
-        warnings.warn(f"the optimizer did not pass the convergence checks ({opt.return_code}, scaled gradient "
-                      f"{opt.scaled_gradient:.2g}); check the model, or rescale predictors", ConvergenceWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"the optimizer did not pass the convergence checks ({opt.return_code}, scaled gradient "
+            f"{opt.scaled_gradient:.2g}); check the model, or rescale predictors",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     return result
 
 
@@ -97,16 +133,26 @@ def criterion(spec: ModelSpec, reml: bool | None) -> tuple[bool, tuple[str, ...]
     said = "REML" if spec.reml else "ML"
     if reml is not None and bool(reml) != spec.reml:
         asked = "REML" if reml else "ML"
-        raise OptionError(f"the model string asks for {said} but {asked} was requested (reml={bool(reml)} / --ml); "
-                          "drop one of them")
+        raise OptionError(
+            f"the model string asks for {said} but {asked} was requested (reml={bool(reml)} / --ml); drop one of them"
+        )
     if spec.command is not None and not re.search(r",[^|]*\b(mle|ml|reml)\b", spec.text, re.IGNORECASE):
         return spec.reml, (f"{said}: {spec.command} estimates by {said} unless told otherwise",)
     return spec.reml, ()
 
 
-def fit(model: str | ModelSpec, data: Any = None, *, reml: bool | None = None, backend: Backend = "auto",
-        sql: str | None = None, con: Any = None, reorder: bool = False, weights: Weights = None,
-        offset: Any = None) -> Fit:
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+) -> Fit:
     """Fit a linear mixed model.
 
     Parameters

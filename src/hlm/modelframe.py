@@ -134,8 +134,9 @@ def determines(codes: np.ndarray, first: np.ndarray, other: np.ndarray) -> bool:
     return bool(np.array_equal(other[first][codes], other))
 
 
-def _implies(a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
-             implied: dict[str, set[str]]) -> bool:
+def _implies(
+    a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]], implied: dict[str, set[str]]
+) -> bool:
     """Whether column ``a`` determines column ``b`` (memoised, and used transitively)."""
     known = implied.setdefault(a, set())
     if b in known or any(b in implied.get(mid, ()) for mid in list(known)):
@@ -148,9 +149,14 @@ def _implies(a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]
     return False
 
 
-def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
-                 coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
-                 implied: dict[str, set[str]], backwards: np.ndarray) -> GroupingFactor:
+def _code_factor(
+    frame: pd.DataFrame,
+    name: str,
+    columns: tuple[str, ...],
+    coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
+    implied: dict[str, set[str]],
+    backwards: np.ndarray,
+) -> GroupingFactor:
     """Code the interaction of ``columns``, levels in lexicographic order of the columns.
 
     ``coded`` caches each column's codes and first rows across factors; ``implied[a]``
@@ -185,8 +191,10 @@ def _check_finite(M: np.ndarray, names: Sequence[str]) -> None:
     """A model column computed to +-inf or NaN (log(0), sqrt(-1)) is an error naming it."""
     bad = ~np.isfinite(M).all(axis=0)
     if bad.any():
-        raise DataError(f"column '{names[int(np.argmax(bad))]}' has infinite values or NaN (such as log or sqrt of a "
-                        "negative number); remove or recode them")
+        raise DataError(
+            f"column '{names[int(np.argmax(bad))]}' has infinite values or NaN (such as log or sqrt of a "
+            "negative number); remove or recode them"
+        )
 
 
 def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
@@ -208,7 +216,9 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     w_raw = None if wname is None else frame[wname] if wname != ARRAY_NAME else as_array(weights, len(frame))
     y_raw = frame[spec.response]
     if not (pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)):
-        raise DataError(f"the response '{spec.response}' is not numeric ({y_raw.dtype}); convert it or pick a numeric column")
+        raise DataError(
+            f"the response '{spec.response}' is not numeric ({y_raw.dtype}); convert it or pick a numeric column"
+        )
     keep = np.ones(len(frame), dtype=bool)
     for col in cols:
         values = frame[col]
@@ -229,8 +239,11 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     if ndropped or zero:
         frame = frame.loc[keep]
     if len(frame) == 0:
-        raise DataError("every row has a missing value in a model column" + (" or a zero weight" if zero else "")
-                        + "; nothing is left to fit")
+        raise DataError(
+            "every row has a missing value in a model column"
+            + (" or a zero weight" if zero else "")
+            + "; nothing is left to fit"
+        )
     frame = frame.reset_index(drop=True)
     for col in frame.columns:  # the levels of the rows used, in the source's order (as the SQL backends)
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
@@ -280,12 +293,26 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     built: dict[frozenset[str], GroupingFactor] = {}
     backwards = np.arange(len(frame) - 1, -1, -1)
     for term in sorted(spec.random, key=lambda t: len(t.group)):  # outer factors first: their
-        key = factor_key(term.group)                                # nesting facts are reused
+        key = factor_key(term.group)  # nesting facts are reused
         if key not in built:
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
             built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
     factors = [built[k] for k in keys]
     term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
     design = replace(design, random=tuple(zdesigns)) if zrfs is not None else design
-    return ModelFrame(spec, y, X, design.names, design, tuple(pool), Z, tuple(term_columns),
-                      tuple(factors), tuple(term_factor), ndropped, w, wname, zero)
+    return ModelFrame(
+        spec,
+        y,
+        X,
+        design.names,
+        design,
+        tuple(pool),
+        Z,
+        tuple(term_columns),
+        tuple(factors),
+        tuple(term_factor),
+        ndropped,
+        w,
+        wname,
+        zero,
+    )

@@ -93,8 +93,10 @@ def _fixed_matrix(fit: "Fit", chunk: pd.DataFrame) -> tuple[np.ndarray, np.ndarr
     """X of the chunk's rows in the fit's column order, and the offset."""
     design = fit.x_model_spec
     if design is None:
-        raise DataError("this fit carries no fixed-effects model spec (it was fitted from aggregates); "
-                        "predictions need hlm.fit(model, data)")
+        raise DataError(
+            "this fit carries no fixed-effects model spec (it was fitted from aggregates); "
+            "predictions need hlm.fit(model, data)"
+        )
     X = design.matrix(chunk)
     pos = {n: i for i, n in enumerate(design.names)}
     missing = [n for n in fit.aggregates.xnames if n not in pos]
@@ -120,13 +122,16 @@ def _pool_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
         try:
             mz = model_matrix(term.rhs, chunk, na_action="raise", output="pandas")
         except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:
-            raise DataError(f"cannot build the random term for '{term.name}' on the new rows: "
-                            f"{str(exc).splitlines()[0]}") from None
+            raise DataError(
+                f"cannot build the random term for '{term.name}' on the new rows: {str(exc).splitlines()[0]}"
+            ) from None
         for j, col in enumerate(mz.columns):
             name = pool_name(col, fit.spec.syntax)
             if name not in pool:
-                raise DataError(f"the new rows give a random-effect column '{name}' the fit does not have "
-                                "(categorical random slopes need every level's coding as in the fit)")
+                raise DataError(
+                    f"the new rows give a random-effect column '{name}' the fit does not have "
+                    "(categorical random slopes need every level's coding as in the fit)"
+                )
             k = pool.index(name)
             if not filled[k]:
                 Z[:, k] = mz.iloc[:, j].to_numpy(dtype=float)
@@ -134,19 +139,22 @@ def _pool_matrix(fit: "Fit", chunk: pd.DataFrame) -> np.ndarray:
     return Z
 
 
-def predict_frame(fit: "Fit", frame: pd.DataFrame, *, re: bool, new_levels: str,
-                  chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+def predict_frame(
+    fit: "Fit", frame: pd.DataFrame, *, re: bool, new_levels: str, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
     """Predictions for complete rows of ``frame`` (no missing values in needed columns)."""
     beta = np.asarray(fit.profiled.beta, dtype=float)
     out = np.empty(len(frame))
     if re and (msg := pooled_message(fit.aggregates)) is not None:
-        raise DataError(f"{msg}, nor are their conditional modes; predict with re=False, or write conditional predictions with "
-                        "hlm.write_predictions(fit, data, 'out.parquet'), which computes them in DuckDB")
+        raise DataError(
+            f"{msg}, nor are their conditional modes; predict with re=False, or write conditional predictions with "
+            "hlm.write_predictions(fit, data, 'out.parquet'), which computes them in DuckDB"
+        )
     modes = fit._conditional_modes if re else None
     agg, struct = fit.aggregates, fit.structure
     lookups = [(_level_index(fac), fac.columns) for fac in agg.factors] if re else []
     for start in range(0, len(frame), chunk_rows):
-        chunk = frame.iloc[start:start + chunk_rows].reset_index(drop=True)
+        chunk = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
         X, offset = _fixed_matrix(fit, chunk)
         pred = X @ beta + offset
         if re and modes is not None:
@@ -156,19 +164,26 @@ def predict_frame(fit: "Fit", frame: pd.DataFrame, *, re: bool, new_levels: str,
                 unknown = codes < 0
                 if unknown.any() and new_levels == "error":
                     bad = str(_row_labels(chunk.loc[unknown], columns)[0]).replace(_SEP, ":")
-                    raise DataError(f"level '{bad}' of '{agg.factors[f].name}' was not in the fitted data; "
-                                    "use new_levels='population' to predict it at the population level")
+                    raise DataError(
+                        f"level '{bad}' of '{agg.factors[f].name}' was not in the fitted data; "
+                        "use new_levels='population' to predict it at the population level"
+                    )
                 J = list(struct.factor_cols[f])
                 b = modes.modes[f][np.where(unknown, 0, codes)]
                 contrib = np.einsum("ij,ij->i", Z[:, J], b)
                 pred += np.where(unknown, 0.0, contrib)
-        out[start:start + len(chunk)] = pred
+        out[start : start + len(chunk)] = pred
     return out
 
 
-def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
-            new_levels: Literal["population", "error"] = "population",
-            chunk_rows: int = CHUNK_ROWS) -> pd.Series:
+def predict(
+    fit: "Fit",
+    newdata: Any = None,
+    *,
+    re: bool = True,
+    new_levels: Literal["population", "error"] = "population",
+    chunk_rows: int = CHUNK_ROWS,
+) -> pd.Series:
     """Predictions for ``newdata`` (default: the fitted data); see the module docstring."""
     if new_levels not in ("population", "error"):
         raise OptionError(f"new_levels must be 'population' or 'error', not {new_levels!r}")
@@ -177,8 +192,10 @@ def predict(fit: "Fit", newdata: Any = None, *, re: bool = True,
         raise DataError("this fit keeps no data; pass newdata")
     cols = _needed_columns(fit)
     if newdata is not None and OFFSET_COLUMN in cols and OFFSET_COLUMN not in getattr(newdata, "columns", ()):
-        raise DataError(f"the fit's offset was given as an array (offset=): give newdata a column '{OFFSET_COLUMN}' "
-                        "with the new rows' offsets")
+        raise DataError(
+            f"the fit's offset was given as an array (offset=): give newdata a column '{OFFSET_COLUMN}' "
+            "with the new rows' offsets"
+        )
     frame = to_pandas(data, cols, value_labels=fit.spec.syntax != "stata")
     index = frame.index if isinstance(data, pd.DataFrame) else pd.RangeIndex(len(frame))
     keep = frame.notna().all(axis=1).to_numpy()
@@ -195,8 +212,9 @@ def _used_rows(fit: "Fit") -> tuple[pd.DataFrame, np.ndarray | None]:
         raise DataError("this fit keeps no data (fitted from aggregates); use fit.predict(data)")
     cols = used_columns(fit.spec)
     name = fit.aggregates.weights
-    frame = to_pandas(fit.data, cols + [name] if name not in (None, ARRAY_NAME) else cols,
-                      value_labels=fit.spec.syntax != "stata")
+    frame = to_pandas(
+        fit.data, cols + [name] if name not in (None, ARRAY_NAME) else cols, value_labels=fit.spec.syntax != "stata"
+    )
     keep = frame[cols].notna().all(axis=1).to_numpy()
     if name is None:
         return frame.loc[keep, cols], None

@@ -153,8 +153,8 @@ def nested_modes(fit: "Fit") -> ConditionalModes:
         anc[l][l + 1] = np.asarray(agg.parents[l])
         for j in range(l + 2, m):
             anc[l][j] = np.asarray(agg.parents[j - 1])[anc[l][j - 1]]
-    off = [{j: int(sum(q[l + 1:j])) for j in range(l + 1, m)} for l in range(m)]
-    D = [int(sum(q[l + 1:])) for l in range(m)]
+    off = [{j: int(sum(q[l + 1 : j])) for j in range(l + 1, m)} for l in range(m)]
+    D = [int(sum(q[l + 1 :])) for l in range(m)]
 
     leaf = agg.factors[chain[0]]
     ztz, ztk = leaf.ztz, leaf.ztk @ w  # (G0, z, z), (G0, z)
@@ -168,7 +168,7 @@ def nested_modes(fit: "Fit") -> ConditionalModes:
         Ol = np.zeros((G[l], q[l], D[l]))
         for j in range(l + 1, m):
             blk = ztz[:, J[l]][:, :, J[j]]  # group's own Z'Z couples it with its ancestor
-            Ol[:, :, off[l][j]:off[l][j] + q[j]] = np.einsum("ji,gjk,kl->gil", lam[l], blk, lam[j])
+            Ol[:, :, off[l][j] : off[l][j] + q[j]] = np.einsum("ji,gjk,kl->gil", lam[l], blk, lam[j])
         O.append(Ol)
 
     Finv, W, c = [], [], []
@@ -210,19 +210,20 @@ def nested_modes(fit: "Fit") -> ConditionalModes:
             if l > 0:
                 X = -np.einsum("gij,gjk->gik", FiT, WP)
                 phi = np.empty((G[l], q[l] + D[l], q[l] + D[l]))
-                phi[:, :q[l], :q[l]] = sig
-                phi[:, :q[l], q[l]:] = X
-                phi[:, q[l]:, :q[l]] = np.transpose(X, (0, 2, 1))
-                phi[:, q[l]:, q[l]:] = phia
+                phi[:, : q[l], : q[l]] = sig
+                phi[:, : q[l], q[l] :] = X
+                phi[:, q[l] :, : q[l]] = np.transpose(X, (0, 2, 1))
+                phi[:, q[l] :, q[l] :] = phia
         sigma_gg[l] = sig
         phi_above = phi if l > 0 else None
 
     return _assemble(fit, {f: (u[l], sigma_gg[l]) for l, f in enumerate(chain)}, lambdas)
 
 
-def _assemble(fit: "Fit", per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None],
-              lambdas: list[np.ndarray]) -> ConditionalModes:
-    s2 = fit.sigma ** 2
+def _assemble(
+    fit: "Fit", per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None], lambdas: list[np.ndarray]
+) -> ConditionalModes:
+    s2 = fit.sigma**2
     modes, condvar = [], []
     for f in range(len(fit.aggregates.factors)):
         if per_factor[f] is None:  # a pooled factor
@@ -294,7 +295,7 @@ def crossed_modes(fit: "Fit") -> ConditionalModes:
             step = max(1, _CHUNK // q1)
             for g0 in range(0, G1, step):
                 g1 = min(G1, g0 + step)
-                V = sla.solve_triangular(L22, C21[:, g0 * q1:g1 * q1].toarray(), lower=True)
+                V = sla.solve_triangular(L22, C21[:, g0 * q1 : g1 * q1].toarray(), lower=True)
                 V = V.reshape(m, g1 - g0, q1)
                 inner[g0:g1] = np.eye(q1) + np.einsum("mga,mgb->gab", V, V)
             diag_blocks = [np.einsum("gij,gjk,gkl->gil", L1invT, inner, L1inv)]
@@ -310,7 +311,7 @@ def crossed_modes(fit: "Fit") -> ConditionalModes:
     per_factor = {}
     for i, f in enumerate(system.order):
         G = system.sizes[i] // qs[i]
-        per_factor[f] = (u[starts[i]:starts[i + 1]].reshape(G, qs[i]), diag_blocks[i])
+        per_factor[f] = (u[starts[i] : starts[i + 1]].reshape(G, qs[i]), diag_blocks[i])
     return _assemble(fit, per_factor, lambdas)
 
 
@@ -361,5 +362,13 @@ def ranef_frame(fit: "Fit", modes: ConditionalModes) -> pd.DataFrame:
     def text(chunks: list[pa.Array]) -> pd.api.extensions.ExtensionArray:
         return pd.array(pa.chunked_array(chunks, type=ARROW_TEXT), dtype=text_dtype())
 
-    return pd.DataFrame({"group": text(group), "level": text(level), "term": text(term),
-                         "estimate": np.concatenate(est), "std_error": np.concatenate(se)}, columns=RANEF_COLUMNS)
+    return pd.DataFrame(
+        {
+            "group": text(group),
+            "level": text(level),
+            "term": text(term),
+            "estimate": np.concatenate(est),
+            "std_error": np.concatenate(se),
+        },
+        columns=RANEF_COLUMNS,
+    )

@@ -64,16 +64,18 @@ def check_file(path: str | os.PathLike) -> None:
     except OSError as exc:
         raise FileError(f"cannot read '{path}': {exc.strerror or exc}") from None
     if kind == "parquet" and (size < 12 or head[:4] != b"PAR1" or tail != b"PAR1"):
-        raise FileError(f"'{path}' is not a Parquet file (it lacks Parquet's PAR1 markers); "
-                        "check the file, or name a CSV file .csv")
+        raise FileError(
+            f"'{path}' is not a Parquet file (it lacks Parquet's PAR1 markers); check the file, or name a CSV file .csv"
+        )
     if kind in ("csv", "tsv") and b"\x00" in head:
         raise FileError(f"'{path}' is not a text (CSV) file: it holds binary data; check the file or its extension")
     if kind in ("csv", "tsv") and size <= len(head) and sum(1 for line in head.splitlines() if line.strip()) <= 1:
         raise DataError(f"the data has no rows: '{path}' holds at most a header line")
 
 
-def read_file(path: str | os.PathLike, columns: Iterable[str] | None = None, *,
-              value_labels: bool = True) -> pd.DataFrame:
+def read_file(
+    path: str | os.PathLike, columns: Iterable[str] | None = None, *, value_labels: bool = True
+) -> pd.DataFrame:
     """Read a CSV, Parquet or Stata file, only ``columns`` when given.
 
     ``value_labels``: a Stata variable whose every value is labelled becomes a categorical
@@ -116,8 +118,10 @@ def check_columns(needed: Iterable[str], available: Iterable[Any]) -> None:
     for col in needed:
         if col not in have:
             close = difflib.get_close_matches(col, have, n=3, cutoff=0.6)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else (
-                f"; the data has {', '.join(have[:8])}{' ...' if len(have) > 8 else ''}"
+            hint = (
+                f"; did you mean {', '.join(repr(c) for c in close)}?"
+                if close
+                else (f"; the data has {', '.join(have[:8])}{' ...' if len(have) > 8 else ''}")
             )
             raise ColumnError(f"column '{col}' is not in the data{hint}")
 
@@ -173,8 +177,7 @@ def arrow_to_pandas(table: Any) -> pd.DataFrame:
     frame = table.to_pandas()
     for field in table.schema:
         if _lexical(field) and isinstance(frame[field.name].dtype, pd.CategoricalDtype):
-            frame[field.name] = frame[field.name].cat.reorder_categories(
-                sorted(frame[field.name].cat.categories))
+            frame[field.name] = frame[field.name].cat.reorder_categories(sorted(frame[field.name].cat.categories))
     return frame
 
 
@@ -200,8 +203,11 @@ def parquet_levels(path: str | os.PathLike, columns: Iterable[str] | None = None
     try:
         pf = pq.ParquetFile(files[0])
         warn_lost_categories(pf.schema_arrow, list(wanted) if wanted is not None else pf.schema_arrow.names, path)
-        names = [f.name for f in pf.schema_arrow if pa.types.is_dictionary(f.type) and not _lexical(f)
-                 and (wanted is None or f.name in wanted)]
+        names = [
+            f.name
+            for f in pf.schema_arrow
+            if pa.types.is_dictionary(f.type) and not _lexical(f) and (wanted is None or f.name in wanted)
+        ]
         if not names or pf.num_row_groups == 0:
             return {}
         table = pf.read_row_group(0, columns=names).unify_dictionaries()
@@ -228,9 +234,13 @@ def warn_lost_categories(schema: Any, columns: Iterable[str], path: Any) -> None
         if entry.get("pandas_type") != "categorical" or name not in wanted or schema.get_field_index(name) < 0:
             continue
         if not str(schema.field(name).type).startswith("dictionary"):
-            warnings.warn(f"column '{name}' of '{path}' was written from a pandas categorical of numbers, whose "
-                          f"categories Parquet does not keep: it is read as numbers; write C({name}) for a factor "
-                          "(levels in sorted order)", HLMWarning, stacklevel=4)
+            warnings.warn(
+                f"column '{name}' of '{path}' was written from a pandas categorical of numbers, whose "
+                f"categories Parquet does not keep: it is read as numbers; write C({name}) for a factor "
+                "(levels in sorted order)",
+                HLMWarning,
+                stacklevel=4,
+            )
 
 
 def stata_categoricals(values: pd.DataFrame, labelled: pd.DataFrame) -> pd.DataFrame:
@@ -263,8 +273,11 @@ def categories_as_text(frame: pd.DataFrame, skip: Iterable[str] = ()) -> pd.Data
     out = frame
     for col in frame.columns:
         values = frame[col]
-        if (col not in set(skip) and isinstance(values.dtype, pd.CategoricalDtype)
-                and not all(isinstance(c, str) for c in values.cat.categories)):
+        if (
+            col not in set(skip)
+            and isinstance(values.dtype, pd.CategoricalDtype)
+            and not all(isinstance(c, str) for c in values.cat.categories)
+        ):
             out = out.copy() if out is frame else out
             out[col] = values.cat.rename_categories([str(c) for c in values.cat.categories])
     return out

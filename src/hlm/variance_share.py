@@ -49,8 +49,19 @@ if TYPE_CHECKING:
     from hlm.fit import Fit
 
 VARCOMP_COLUMNS = ["level", "group", "var1", "var2", "estimate", "std_error", "conf_low", "conf_high"]
-ICC_COLUMNS = ["level", "variance", "variance_low", "variance_high", "share", "share_low", "share_high",
-               "icc", "icc_low", "icc_high"]
+ICC_COLUMNS = [
+    "level",
+    "variance",
+    "variance_low",
+    "variance_high",
+    "share",
+    "share_low",
+    "share_high",
+    "icc",
+    "icc_low",
+    "icc_high",
+]
+
 
 # ---- the random-effects parameter table ----------------------------------------------------
 def stata_factor_order(fit: "Fit") -> list[int]:
@@ -93,8 +104,9 @@ def varcomp_table(fit: "Fit", vc: VarCompInfo | None = None, *, level: float = 0
 
 
 # ---- variance share per level ---------------------------------------------------------------
-def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
-                     levels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _level_variances(
+    fit: "Fit", info: VarCompInfo, at: Mapping[str, float], levels: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """[v_level for levels..., sigma^2] with v = z' Sigma_f z at covariates ``at``, and their
     gradients in eta (rows; see the module docstring)."""
     struct, params, est = fit.structure, info.vp.params, info.estimates
@@ -126,8 +138,11 @@ def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
         z, r = zs[p.term], row[struct.terms[p.term].factor]
         if struct.terms[p.term].cov != "unstructured":  # v_t = s^2 z'[(1 - r) I + r J] z
             sd = sds[p.term][0]
-            grad[r, k] = (2.0 * float(z @ covz[p.term]) if p.kind == "sd"
-                          else sd**2 * (z.sum() ** 2 - z @ z) * (1.0 - est[k] ** 2))
+            grad[r, k] = (
+                2.0 * float(z @ covz[p.term])
+                if p.kind == "sd"
+                else sd**2 * (z.sum() ** 2 - z @ z) * (1.0 - est[k] ** 2)
+            )
         elif p.kind == "sd":
             grad[r, k] = 2.0 * z[p.i] * covz[p.term][p.i]
         else:
@@ -136,8 +151,9 @@ def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
     return v, grad
 
 
-def icc_table(fit: "Fit", at: Mapping[str, float] | None = None, *, level: float = 0.95,
-              vc: VarCompInfo | None = None) -> pd.DataFrame:
+def icc_table(
+    fit: "Fit", at: Mapping[str, float] | None = None, *, level: float = 0.95, vc: VarCompInfo | None = None
+) -> pd.DataFrame:
     """One row per level (innermost first) and the residual; see the module docstring.
 
     ``at`` maps random-slope column names (as in ``fit.varcorr``'s var1) to the covariate
@@ -148,8 +164,9 @@ def icc_table(fit: "Fit", at: Mapping[str, float] | None = None, *, level: float
     known = {c for t in fit.structure.terms for c in t.columns}
     unknown = sorted(set(at) - known)
     if unknown:
-        raise DataError(f"at= names {', '.join(unknown)}, which are not random-effect columns "
-                        f"({', '.join(sorted(known))})")
+        raise DataError(
+            f"at= names {', '.join(unknown)}, which are not random-effect columns ({', '.join(sorted(known))})"
+        )
     info = information(fit) if vc is None else vc
     levels = list(fit.aggregates.chain) if fit.aggregates.chain is not None else factor_order(fit)
     v, grad = _level_variances(fit, info, at, levels)
@@ -194,11 +211,15 @@ def icc_table(fit: "Fit", at: Mapping[str, float] | None = None, *, level: float
     notes = []
     if slopes:
         shown = ", ".join(f"{c} = {at.get(c, 0.0):g}" for c in slopes)
-        notes.append("with random slopes a level's variance is z' Sigma z and changes with the covariates; "
-                     f"shares and ICCs shown at {shown}")
+        notes.append(
+            "with random slopes a level's variance is z' Sigma z and changes with the covariates; "
+            f"shares and ICCs shown at {shown}"
+        )
     if not nested and len(levels) > 1:
-        notes.append("crossed factors: the ICC of a factor is the correlation of two observations that "
-                     "share only that factor's group")
+        notes.append(
+            "crossed factors: the ICC of a factor is the correlation of two observations that "
+            "share only that factor's group"
+        )
     out.attrs["note"] = "; ".join(notes)
     return out
 
@@ -213,12 +234,12 @@ def _column_sums(fit: "Fit") -> np.ndarray:
     agg = fit.aggregates
     for icol, name in enumerate(agg.xnames):
         if name in ("(Intercept)", "_cons"):
-            return agg.ktk[icol, :len(agg.xnames)]
+            return agg.ktk[icol, : len(agg.xnames)]
     if "(Intercept)" in agg.pool:
         c = agg.pool.index("(Intercept)")
         for fac in agg.factors:
             if fac.ztk is not None:
-                return fac.ztk[:, c, :len(agg.xnames)].sum(axis=0)
+                return fac.ztk[:, c, : len(agg.xnames)].sum(axis=0)
     raise DataError("R^2 needs the column means of X: the model has no intercept in the fixed or random part")
 
 
@@ -233,22 +254,29 @@ def r2_table(fit: "Fit") -> dict[str, float]:
     """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension for slopes)."""
     agg = fit.aggregates
     if agg.weights is not None:
-        raise DataError("R^2 is not defined for a fit with precision weights (the residual variance sigma^2 / w_i "
-                        "differs by row); report the variance components or fit without weights")
+        raise DataError(
+            "R^2 is not defined for a fit with precision weights (the residual variance sigma^2 / w_i "
+            "differs by row); report the variance components or fit without weights"
+        )
     n, p = fit.nobs, len(agg.xnames)
     beta = np.asarray(fit.profiled.beta, dtype=float)
     ss = float(beta @ agg.ktk[:p, :p] @ beta)
     mean = float(_column_sums(fit) @ beta) / n
-    var_f = (ss - n * mean ** 2) / (n - 1)
+    var_f = (ss - n * mean**2) / (n - 1)
     ztz = _global_ztz(fit)
     lambdas = fit.structure.lambdas(fit.theta)
     var_r = 0.0
     for f, cols in enumerate(fit.structure.factor_cols):
         if not cols:
             continue
-        sigma_f = fit.sigma ** 2 * lambdas[f] @ lambdas[f].T
+        sigma_f = fit.sigma**2 * lambdas[f] @ lambdas[f].T
         var_r += float(np.trace(sigma_f @ ztz[np.ix_(list(cols), list(cols))])) / n
-    var_e = fit.sigma ** 2
+    var_e = fit.sigma**2
     tot = var_f + var_r + var_e
-    return {"marginal": var_f / tot, "conditional": (var_f + var_r) / tot,
-            "var_fixed": var_f, "var_random": var_r, "var_residual": var_e}
+    return {
+        "marginal": var_f / tot,
+        "conditional": (var_f + var_r) / tot,
+        "var_fixed": var_f,
+        "var_random": var_r,
+        "var_residual": var_e,
+    }

@@ -46,8 +46,9 @@ def choose_backend(data: Any, backend: Backend = "auto", *, sql: str | None = No
     return "memory"
 
 
-def aggregate_any(spec: Any, data: Any, *, backend: Backend = "auto", sql: str | None = None,
-                  con: Any = None, weights: Any = None) -> tuple[Aggregates, Any]:
+def aggregate_any(
+    spec: Any, data: Any, *, backend: Backend = "auto", sql: str | None = None, con: Any = None, weights: Any = None
+) -> tuple[Aggregates, Any]:
     """Aggregates of ``data`` (or of ``sql`` on ``con``) by the chosen backend, and formulaic's
     fixed-part spec (``None`` when it cannot serve ``predict(newdata)``).  ``weights``:
     precision weights (:mod:`hlm.weights`), a column summed in the same GROUP BY; an array
@@ -70,8 +71,10 @@ def aggregate_any(spec: Any, data: Any, *, backend: Backend = "auto", sql: str |
 
         frame_data = sql is None and not is_relation(data) and not isinstance(data, (str, os.PathLike))
         if wname == ARRAY_NAME and not frame_data:
-            raise OptionError("weights given as an array need an in-memory data frame; for files, SQL and "
-                              "relations name the weights column (weights='w')")
+            raise OptionError(
+                "weights given as an array need an in-memory data frame; for files, SQL and "
+                "relations name the weights column (weights='w')"
+            )
         if frame_data:
             import duckdb
 
@@ -89,7 +92,8 @@ def aggregate_any(spec: Any, data: Any, *, backend: Backend = "auto", sql: str |
     from hlm.aggregate.spark import aggregate_spark
 
     if wname == ARRAY_NAME:
-        raise OptionError("weights given as an array need an in-memory data frame; for Spark name the weights "
-                          "column (weights='w')")
+        raise OptionError(
+            "weights given as an array need an in-memory data frame; for Spark name the weights column (weights='w')"
+        )
     agg, plan = aggregate_spark(spec, data, return_plan=True, weights=wname)
     return agg, plan.x_model_spec

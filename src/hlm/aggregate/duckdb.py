@@ -25,6 +25,7 @@ from hlm.outputs import output_file
 from hlm.source import parquet_levels
 from hlm.spec.terms import ModelSpec
 
+
 def _memory_limit() -> str:
     """2.5 GB, or half the machine's memory where that is less."""
     try:
@@ -78,8 +79,10 @@ def table_function(path: str | os.PathLike) -> str:
         return f"read_csv({lit}, header=true, {_CSV_TYPES}, {_CSV_NULLS})"
     if suffix == ".tsv":
         return f"read_csv({lit}, header=true, delim='\\t', {_CSV_TYPES}, {_CSV_NULLS})"
-    raise FileError(f"the DuckDB backend reads .parquet and .csv files, not '{suffix or text}'; "
-                    "use backend='memory' for other files")
+    raise FileError(
+        f"the DuckDB backend reads .parquet and .csv files, not '{suffix or text}'; "
+        "use backend='memory' for other files"
+    )
 
 
 _ENUM_VALUE = re.compile(r"'((?:[^']|'')*)'")
@@ -100,9 +103,28 @@ def _reason(exc: Exception) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__
-    skip = ("Original Line", "Possible", "* ", "file=", "delimiter", "quote", "escape", "new_line", "header",
-            "skip_rows", "comment", "strict_mode", "date_format", "timestamp_format", "null_padding", "sample_size",
-            "ignore_errors", "all_varchar", "Parser options", "The Sniffer")
+    skip = (
+        "Original Line",
+        "Possible",
+        "* ",
+        "file=",
+        "delimiter",
+        "quote",
+        "escape",
+        "new_line",
+        "header",
+        "skip_rows",
+        "comment",
+        "strict_mode",
+        "date_format",
+        "timestamp_format",
+        "null_padding",
+        "sample_size",
+        "ignore_errors",
+        "all_varchar",
+        "Parser options",
+        "The Sniffer",
+    )
     if "CSV Error" in lines[0] or "sniffing" in lines[0]:
         for ln in lines[1:]:
             if not ln.startswith(skip):
@@ -148,8 +170,15 @@ def _column_numpy(col: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
     mask = col.is_null().to_numpy(zero_copy_only=False)
     t = col.type
-    fill = ("" if pa.types.is_string(t) or pa.types.is_large_string(t) else False if pa.types.is_boolean(t)
-            else 0 if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) else None)
+    fill = (
+        ""
+        if pa.types.is_string(t) or pa.types.is_large_string(t)
+        else False
+        if pa.types.is_boolean(t)
+        else 0
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        else None
+    )
     if fill is None:
         return col.to_numpy(zero_copy_only=False), mask
     return col.fill_null(pa.scalar(fill, type=t)).to_numpy(zero_copy_only=False), mask
@@ -177,7 +206,9 @@ class _Source:
             self.path = str(source)
             self.kind = "parquet" if self.src.startswith("read_parquet") else "csv"
         else:
-            raise OptionError(f"the DuckDB backend takes a path, a duckdb relation or sql=; got {type(source).__name__}")
+            raise OptionError(
+                f"the DuckDB backend takes a path, a duckdb relation or sql=; got {type(source).__name__}"
+            )
         if self.con is not None and con is None:  # our own connection: bound DuckDB's memory
             try:
                 self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
@@ -245,9 +276,16 @@ class _Source:
         return {str(n): str(t) for n, t in zip(res["column_name"], res["column_type"])}
 
 
-def aggregate_duckdb(spec: ModelSpec, source: Any = None, con: Any = None, *, sql: str | None = None,
-                     progress: bool | None = None, return_plan: bool = False,
-                     weights: str | None = None) -> Aggregates:
+def aggregate_duckdb(
+    spec: ModelSpec,
+    source: Any = None,
+    con: Any = None,
+    *,
+    sql: str | None = None,
+    progress: bool | None = None,
+    return_plan: bool = False,
+    weights: str | None = None,
+) -> Aggregates:
     """Sufficient statistics of ``source`` computed by DuckDB.
 
     Parameters
@@ -297,8 +335,7 @@ def _copy_to_file(src: _Source, query: str, out_path: str | os.PathLike, overwri
         res = src.con.execute(f"COPY ({query}) TO {q.DUCKDB.string(str(tmp))} ({options})").fetchall()
         os.replace(tmp, target)
     except (OSError, _duckdb().IOException) as exc:
-        raise FileError(f"cannot write '{out_path}': {_reason(exc) if not isinstance(exc, OSError) else exc}") \
-            from None
+        raise FileError(f"cannot write '{out_path}': {_reason(exc) if not isinstance(exc, OSError) else exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return int(res[0][0]) if res and res[0] else 0
@@ -307,8 +344,12 @@ def _copy_to_file(src: _Source, query: str, out_path: str | os.PathLike, overwri
 def _fixed_part(fit: Any, plan: q.Plan) -> str:
     """offset + X beta as an SQL expression over the source's columns."""
     beta = fit.fixef
-    xb = " + ".join(f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols)
-                    if name in beta.index) or "0.0"
+    xb = (
+        " + ".join(
+            f"({float(beta[name])!r}) * ({col.sql})" for name, col in zip(plan.xnames, plan.xcols) if name in beta.index
+        )
+        or "0.0"
+    )
     return xb if plan.offset is None else f"{xb} + ({plan.offset})"
 
 
@@ -324,17 +365,30 @@ def _pooled_leaf_modes(fit: Any, f: int, fac: Any, body: str, y: str) -> str:
     t = float(fit.structure.lambdas(fit.theta)[f][0, 0]) ** 2
     keys = [d.ident(c) for c in fac.columns]
     alias = [f"hlm_lk{i}" for i in range(len(keys))]
-    modes = (f"SELECT {', '.join(f'{k} AS {a}' for k, a in zip(keys, alias))}, "
-             f"{t!r} / (1.0 + {t!r} * COUNT(*)) * SUM({y} - fitted) AS hlm_bleaf "
-             f"FROM hlm_rows WHERE fitted IS NOT NULL GROUP BY {', '.join(keys)}")
+    modes = (
+        f"SELECT {', '.join(f'{k} AS {a}' for k, a in zip(keys, alias))}, "
+        f"{t!r} / (1.0 + {t!r} * COUNT(*)) * SUM({y} - fitted) AS hlm_bleaf "
+        f"FROM hlm_rows WHERE fitted IS NOT NULL GROUP BY {', '.join(keys)}"
+    )
     on = " AND ".join(f"hlm_rows.{k} = hlm_leaf.{a}" for k, a in zip(keys, alias))
-    return (f"WITH hlm_rows AS ({body}), hlm_leaf AS ({modes}) "
-            f"SELECT hlm_rows.* EXCLUDE (fitted), hlm_rows.fitted + COALESCE(hlm_leaf.hlm_bleaf, 0.0) AS fitted "
-            f"FROM hlm_rows LEFT JOIN hlm_leaf ON {on}")
+    return (
+        f"WITH hlm_rows AS ({body}), hlm_leaf AS ({modes}) "
+        f"SELECT hlm_rows.* EXCLUDE (fitted), hlm_rows.fitted + COALESCE(hlm_leaf.hlm_bleaf, 0.0) AS fitted "
+        f"FROM hlm_rows LEFT JOIN hlm_leaf ON {on}"
+    )
 
 
-def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bool = True, *, con: Any = None,
-                      sql: str | None = None, progress: bool | None = None, overwrite: bool = False) -> int:
+def write_predictions(
+    fit: Any,
+    source: Any,
+    out_path: str | os.PathLike,
+    re: bool = True,
+    *,
+    con: Any = None,
+    sql: str | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> int:
     """Second pass in DuckDB: every row of ``source`` with ``fitted`` (X beta, + Z b with
     ``re=True``) and ``residual`` (y - fitted) appended, written to ``out_path`` (Parquet,
     or CSV for a ``.csv`` name; an existing file only with ``overwrite=True``).
@@ -372,16 +426,22 @@ def write_predictions(fit: Any, source: Any, out_path: str | os.PathLike, re: bo
                 zb.append(f"COALESCE(r{f}.hlm_b{a}, 0.0) * ({plan.zcols[pool_index].sql})")
     fitted = f"CASE WHEN {plan.where()} THEN {' + '.join([f'({xb})', *zb])} END"
     y = f"CAST({d.ident(fit.spec.response)} AS DOUBLE)"
-    body = (f"SELECT hlm_src.*, {fitted} AS fitted FROM {src.src} {' '.join(joins)}")
+    body = f"SELECT hlm_src.*, {fitted} AS fitted FROM {src.src} {' '.join(joins)}"
     if pooled is not None:
         body = _pooled_leaf_modes(fit, *pooled, body, y)
     return _copy_to_file(src, f"SELECT *, {y} - fitted AS residual FROM ({body}) hlm_out", out_path, overwrite)
 
 
-
-
-def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any = None, sql: str | None = None,
-                progress: bool | None = None, overwrite: bool = False) -> int:
+def write_ranef(
+    fit: Any,
+    source: Any,
+    out_path: str | os.PathLike,
+    *,
+    con: Any = None,
+    sql: str | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> int:
     """``fit.ranef()`` written to ``out_path`` (Parquet, or CSV for a ``.csv`` name; an
     existing file only with ``overwrite=True``) (columns group, level, term,
     estimate, std_error), including the groups of a factor pooled in the database
@@ -419,14 +479,17 @@ def write_ranef(fit: Any, source: Any, out_path: str | os.PathLike, *, con: Any 
         t = float(fit.structure.lambdas(fit.theta)[f][0, 0]) ** 2
         keys = [d.ident(c) for c in fac.columns]
         y = f"CAST({d.ident(fit.spec.response)} AS DOUBLE)"
-        groups = (f"SELECT {', '.join(keys)}, COUNT(*) AS n, SUM({y} - ({_fixed_part(fit, plan)})) AS r "
-                  f"FROM {src.src} WHERE {plan.where()} GROUP BY {', '.join(keys)}")
+        groups = (
+            f"SELECT {', '.join(keys)}, COUNT(*) AS n, SUM({y} - ({_fixed_part(fit, plan)})) AS r "
+            f"FROM {src.src} WHERE {plan.where()} GROUP BY {', '.join(keys)}"
+        )
         on = " AND ".join(f"g.{d.ident(c)} = p.hlm_pk{i}" for i, c in enumerate(parent.columns))
         label = "concat_ws(':', " + ", ".join(f"CAST(g.{k} AS VARCHAR)" for k in keys) + ")"
         S = f"(1.0 + {t!r} * g.n)"
         parts.append(
-            f"SELECT {d.string(fac.name)} AS \"group\", {label} AS level, {d.string(factor_columns(fit, f)[0])} AS term, "
+            f'SELECT {d.string(fac.name)} AS "group", {label} AS level, {d.string(factor_columns(fit, f)[0])} AS term, '
             f"{t!r} * (g.r - g.n * p.hlm_c) / {S} AS estimate, "
             f"{float(fit.sigma)!r} * sqrt({t!r} * (1.0 + {t!r} * g.n * g.n * p.hlm_v / {S}) / {S}) AS std_error "
-            f"FROM ({groups}) g JOIN hlm_ranef_parent p ON {on}")
+            f"FROM ({groups}) g JOIN hlm_ranef_parent p ON {on}"
+        )
     return _copy_to_file(src, " UNION ALL ".join(parts), out_path, overwrite)

@@ -69,13 +69,23 @@ pooled (:meth:`Plan.pooled_query`): the innermost groups never leave the databas
 
 _FUNCS = {"log": "LN", "exp": "EXP", "sqrt": "SQRT"}
 _MODULES = {"np", "numpy"}
-_R_FUNCS = {"r_num": "{}", "r_log": "LN({})", "r_exp": "EXP({})", "r_sqrt": "SQRT({})", "r_abs": "ABS({})", "r_I": "{}",
-            "r_log1p": "LN(1.0 + ({}))", "r_expm1": "(EXP({}) - 1.0)", "r_log2": "(LN({}) / LN(2.0))",
-            "r_log10": "(LN({}) / LN(10.0))"}
+_R_FUNCS = {
+    "r_num": "{}",
+    "r_log": "LN({})",
+    "r_exp": "EXP({})",
+    "r_sqrt": "SQRT({})",
+    "r_abs": "ABS({})",
+    "r_I": "{}",
+    "r_log1p": "LN(1.0 + ({}))",
+    "r_expm1": "(EXP({}) - 1.0)",
+    "r_log2": "(LN({}) / LN(2.0))",
+    "r_log10": "(LN({}) / LN(10.0))",
+}
 """The functions of lme4 formulas (:mod:`hlm.spec.rformula`) as SQL."""
 
 
 # --------------------------------------------------------------------------- dialects
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -106,8 +116,22 @@ def column_kind(sql_type: str) -> Kind:
     t = sql_type.strip().upper()
     if t in ("FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"):
         return "float"
-    if t.startswith("DECIMAL") or t in ("TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "UTINYINT",
-                                        "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "LONG", "SHORT", "BYTE"):
+    if t.startswith("DECIMAL") or t in (
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "INT",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+        "LONG",
+        "SHORT",
+        "BYTE",
+    ):
         return "numeric"
     if t in ("BOOLEAN", "BOOL"):
         return "bool"
@@ -127,6 +151,7 @@ def ordered_levels(present, declared: Sequence | None) -> list:
 
 
 # --------------------------------------------------------------------------- terms -> SQL
+
 
 @dataclass
 class _Needs:
@@ -166,8 +191,14 @@ def _mul(a: str, b: str) -> str:
 class Translator:
     """Formulaic factors (``log(x)``, ``sx``, ``C(g)``, ...) -> SQL over the source columns."""
 
-    def __init__(self, dialect: Dialect, kinds: Mapping[str, Kind], levels: Mapping[str, list] | None = None,
-                 means: Mapping[str, float] | None = None, alias: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        dialect: Dialect,
+        kinds: Mapping[str, Kind],
+        levels: Mapping[str, list] | None = None,
+        means: Mapping[str, float] | None = None,
+        alias: Mapping[str, str] | None = None,
+    ):
         self.dialect = dialect
         self.kinds = dict(kinds)
         self.levels = dict(levels or {})
@@ -238,9 +269,11 @@ class Translator:
             raise FormulaError(f"the SQL backends cannot translate the term '{expr}'") from None
 
     def _unsupported(self, expr: str, what: str) -> FormulaError:
-        return FormulaError(f"the SQL backends (DuckDB, Spark) do not support the term '{expr}' ({what}); "
-                            "supported: numeric and categorical columns, interactions, log, exp, sqrt, "
-                            "powers via I(x**2), center(x); or use backend='memory'")
+        return FormulaError(
+            f"the SQL backends (DuckDB, Spark) do not support the term '{expr}' ({what}); "
+            "supported: numeric and categorical columns, interactions, log, exp, sqrt, "
+            "powers via I(x**2), center(x); or use backend='memory'"
+        )
 
     def _num(self, node: ast.expr, expr: str) -> str:
         if isinstance(node, ast.Name):
@@ -268,8 +301,12 @@ class Translator:
             if type(node.op) in ops:
                 return f"(({a}) {ops[type(node.op)]} ({b}))"
             raise self._unsupported(expr, f"operator {type(node.op).__name__}")
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "r_scale"
-                and len(node.args) == 3):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "r_scale"
+            and len(node.args) == 3
+        ):
             centre, scale = ast.literal_eval(node.args[1]), ast.literal_eval(node.args[2])
             return f"((({self._num(node.args[0], expr)}) - {float(centre)!r}) / {float(scale)!r})"
         if isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
@@ -303,15 +340,21 @@ def _coding(node: ast.Call):
         return "full" if isinstance(value, ast.Constant) and value.value is False else None
     if len(node.args) == 2 and not node.keywords:
         c = node.args[1]
-        if (isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "treatment"
-                and not c.args and [k.arg for k in c.keywords] == ["base"]
-                and isinstance(c.keywords[0].value, ast.Constant)):
+        if (
+            isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute)
+            and c.func.attr == "treatment"
+            and not c.args
+            and [k.arg for k in c.keywords] == ["base"]
+            and isinstance(c.keywords[0].value, ast.Constant)
+        ):
             return c.keywords[0].value.value
     return None
 
 
-def _probe_frame(columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list],
-                 alias: Mapping[str, str]) -> pd.DataFrame:
+def _probe_frame(
+    columns: Sequence[str], kinds: Mapping[str, Kind], levels: Mapping[str, list], alias: Mapping[str, str]
+) -> pd.DataFrame:
     """A few rows with the right column types and every categorical level, for formulaic's layout
     (``alias``: safe names of lme4 formulas -> data columns)."""
     n = max([3] + [len(v) for v in levels.values()])
@@ -382,6 +425,7 @@ def model_columns(rhs: str, tr: Translator, columns: Sequence[str], what: str) -
 
 
 # --------------------------------------------------------------------------- the plan
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -469,10 +513,12 @@ class Plan:
         sums += [f"SUM({bad.format(f'k{j}', inf)}) AS inf_{j}" for j in range(self.k)]
         sums += [f"SUM({bad.format(f'z{a}', inf)}) AS infz_{a}" for a in range(len(self.zcols))]
         if self.weights is not None:  # lme4's ldW and the bad weights (see hlm.weights)
-            sums += ["SUM(CASE WHEN hw > 0 THEN LN(hw) ELSE 0.0 END) AS log_w",
-                     "SUM(CASE WHEN hw IS NULL OR isnan(hw) THEN 1 ELSE 0 END) AS w_missing",
-                     f"SUM(CASE WHEN ABS(hw) = {inf} THEN 1 ELSE 0 END) AS w_infinite",
-                     "SUM(CASE WHEN hw < 0 THEN 1 ELSE 0 END) AS w_negative"]
+            sums += [
+                "SUM(CASE WHEN hw > 0 THEN LN(hw) ELSE 0.0 END) AS log_w",
+                "SUM(CASE WHEN hw IS NULL OR isnan(hw) THEN 1 ELSE 0 END) AS w_missing",
+                f"SUM(CASE WHEN ABS(hw) = {inf} THEN 1 ELSE 0 END) AS w_infinite",
+                "SUM(CASE WHEN hw < 0 THEN 1 ELSE 0 END) AS w_negative",
+            ]
         return f"SELECT COUNT(*) AS n, {', '.join(sums)} FROM ({self.base(src)}) hlm_base"
 
     def count_query(self, src: str) -> str:
@@ -508,7 +554,7 @@ class Plan:
             ok = True
             for inner, outer in zip(order, order[1:]):
                 ki, ko = self.factors[inner].keys, self.factors[outer].keys
-                part = ki[len(ki) - len(ko):] if form == "suffix" else ki[: len(ko)]
+                part = ki[len(ki) - len(ko) :] if form == "suffix" else ki[: len(ko)]
                 ok = ok and len(ki) > len(ko) and part == ko
             if ok:
                 return order, form
@@ -530,7 +576,7 @@ class Plan:
         z = len(self.zcols)
         many = len(sets) > 1
         used = sorted(set().union(*map(set, sets)))
-        sel = [" + ".join(f"GROUPING(g{i}) * {2 ** j}" for j, i in enumerate(used)) + " AS gid"] if many else []
+        sel = [" + ".join(f"GROUPING(g{i}) * {2**j}" for j, i in enumerate(used)) + " AS gid"] if many else []
         sel += [f"g{i}" for i in used]
         sel.append("COUNT(*) AS n")
         for a in range(z):
@@ -561,10 +607,14 @@ class Plan:
         outer = [f"g{i}" for i in parent.keys] + ["n", "COUNT(*) AS c"]
         outer += [f"SUM({svals[j]}) AS zk_0_{j}" for j in range(self.k) if self._kexpr(j) != "1.0"]
         outer += [f"SUM({_mul(svals[a], svals[b])}) AS ss_{a}_{b}" for a in range(self.k) for b in range(a, self.k)]
-        leaf_rows = (f"SELECT {', '.join(inner)} FROM ({self.base(src)}) hlm_base "
-                     f"GROUP BY {', '.join(f'g{i}' for i in leaf.keys)}")
-        return (f"SELECT {', '.join(outer)} FROM ({leaf_rows}) hlm_leaf "
-                f"GROUP BY {', '.join(f'g{i}' for i in parent.keys)}, n")
+        leaf_rows = (
+            f"SELECT {', '.join(inner)} FROM ({self.base(src)}) hlm_base "
+            f"GROUP BY {', '.join(f'g{i}' for i in leaf.keys)}"
+        )
+        return (
+            f"SELECT {', '.join(outer)} FROM ({leaf_rows}) hlm_leaf "
+            f"GROUP BY {', '.join(f'g{i}' for i in parent.keys)}, n"
+        )
 
     def prepass_query(self, src: str, levels: Sequence[str], means: Mapping[str, str]) -> str | None:
         """Distinct levels of categorical columns and means of center() arguments, over the complete rows."""
@@ -576,9 +626,17 @@ class Plan:
         return f"SELECT {', '.join(sel)} FROM {src} WHERE {self.where()}"
 
 
-def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], used: list[str],
-               levels: Mapping[str, list], means: Mapping[str, float], fixed: str, alias: Mapping[str, str],
-               zparts: Sequence[tuple[RFormula, dict[int, tuple]]] | None):
+def _translate(
+    spec: ModelSpec,
+    dialect: Dialect,
+    kinds: Mapping[str, Kind],
+    used: list[str],
+    levels: Mapping[str, list],
+    means: Mapping[str, float],
+    fixed: str,
+    alias: Mapping[str, str],
+    zparts: Sequence[tuple[RFormula, dict[int, tuple]]] | None,
+):
     """The fixed and random columns as SQL; ``zparts`` (lme4): each random term read with R's
     semantics and its frozen states, whose designs (R's names) are returned too."""
     tr = Translator(dialect, kinds, levels, means, alias)
@@ -608,9 +666,15 @@ def _translate(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], use
     return tr, xcols, x_spec, pool, zcols, tuple(term_columns), tuple(zdesigns)
 
 
-def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runner, src: str,
-         weights: str | None = None,
-         declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None = None) -> Plan:
+def plan(
+    spec: ModelSpec,
+    schema: Mapping[str, str],
+    dialect: Dialect,
+    run: Runner,
+    src: str,
+    weights: str | None = None,
+    declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None = None,
+) -> Plan:
     """Build the query plan, running the prepass (levels, means) when the model needs one;
     ``weights``: a column of precision weights.
 
@@ -631,8 +695,10 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
     check_columns(used, schema.keys())
     if kinds[spec.response] not in ("numeric", "float", "bool"):
         _check_not_empty(run, src, dialect, [spec.response])
-        raise DataError(f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
-                        "pick a numeric column")
+        raise DataError(
+            f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
+            "pick a numeric column"
+        )
     for col in spec.group_columns:
         if kinds[col] == "other":
             raise DataError(f"the grouping column '{col}' has type {schema[col]}; cast it to a string or integer")
@@ -656,11 +722,15 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
         check_factor_levels({col: len(levels[col]) for col in cat})
     alias = dict(tr.alias)
     states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
-    zparts = None if zrfs is None else [(z, _states(z, Translator(dialect, kinds, alias=alias), skeleton, run, src))
-                                        for z in zrfs]
+    zparts = (
+        None
+        if zrfs is None
+        else [(z, _states(z, Translator(dialect, kinds, alias=alias), skeleton, run, src)) for z in zrfs]
+    )
     fixed = rf.formula(states) if rf is not None else spec.fixed
-    tr, xcols, x_spec, pool, zcols, term_columns, zdesigns = _translate(spec, dialect, kinds, used, levels, means,
-                                                                        fixed, alias, zparts)
+    tr, xcols, x_spec, pool, zcols, term_columns, zdesigns = _translate(
+        spec, dialect, kinds, used, levels, means, fixed, alias, zparts
+    )
     if rf is not None:
         design = replace(design_of(spec, rf, states, x_spec), random=zdesigns)
         xnames = design.names
@@ -684,8 +754,24 @@ def plan(spec: ModelSpec, schema: Mapping[str, str], dialect: Dialect, run: Runn
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
             factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
         term_factor.append(keys.index(key))
-    return Plan(spec, dialect, kinds, used, xcols, ycol, zcols, xnames, tuple(pool), term_columns,
-                tuple(factors), tuple(term_factor), group_columns, design, weights=weights, offset=offset)
+    return Plan(
+        spec,
+        dialect,
+        kinds,
+        used,
+        xcols,
+        ycol,
+        zcols,
+        xnames,
+        tuple(pool),
+        term_columns,
+        tuple(factors),
+        tuple(term_factor),
+        group_columns,
+        design,
+        weights=weights,
+        offset=offset,
+    )
 
 
 def _states(rf: RFormula, tr: Translator, skeleton: Plan, run: Runner, src: str) -> dict[int, tuple]:
@@ -723,13 +809,15 @@ def _states(rf: RFormula, tr: Translator, skeleton: Plan, run: Runner, src: str)
         for i, atom, _ in stateful:
             if atom.kind == "poly":
                 m = [float(_first(mres[f"m{i}_{j}"])) for j in range(2 * atom.degree + 1)]
-                states[i] = poly_state_from_moments(float(_first(res[f"c{i}"])), m, atom.degree,
-                                                    int(_first(res[f"d{i}"])))
+                states[i] = poly_state_from_moments(
+                    float(_first(res[f"c{i}"])), m, atom.degree, int(_first(res[f"d{i}"]))
+                )
     return states
 
 
-def _translate_needs(spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], rf: RFormula | None,
-                     zrfs: Sequence[RFormula] | None):
+def _translate_needs(
+    spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], rf: RFormula | None, zrfs: Sequence[RFormula] | None
+):
     """Walk every factor once to collect the categorical columns and center() arguments."""
     alias = {} if rf is None else dict(rf.alias)
     for z in zrfs or ():
@@ -787,6 +875,7 @@ def _first(col):
 
 # --------------------------------------------------------------------------- assembly
 
+
 def _as_array(values) -> np.ndarray:
     if isinstance(values, np.ma.MaskedArray):
         return values.filled(np.nan) if values.dtype.kind == "f" else np.asarray(values.data)
@@ -806,7 +895,7 @@ def _lookup(table: list[np.ndarray], probe: list[np.ndarray]) -> np.ndarray:
     for t, q_ in zip(table, probe):
         codes = _sorted_codes(np.concatenate([t, q_]))
         codes_t.append(codes[: len(t)])
-        codes_p.append(codes[len(t):])
+        codes_p.append(codes[len(t) :])
         radix *= int(codes.max(initial=0)) + 1
     if radix >= 2**62:  # too many combinations for one integer key
         return pd.MultiIndex.from_arrays(table).get_indexer(pd.MultiIndex.from_arrays(probe))
@@ -829,35 +918,56 @@ def _split_sets(p: Plan, cols: Mapping[str, np.ndarray], sets: list[tuple[int, .
         return {sets[0]: np.arange(nrow)}
     used = sorted(set().union(*map(set, sets)))
     gid = cols["gid"].astype(np.int64)
-    return {s: np.flatnonzero(gid == sum(2 ** j for j, i in enumerate(used) if i not in s)) for s in sets}
+    return {s: np.flatnonzero(gid == sum(2**j for j, i in enumerate(used) if i not in s)) for s in sets}
 
 
-def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], ntotal: int,
-             pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None = None, *,
-             _empty: bool = False) -> Aggregates:
+def assemble(
+    p: Plan,
+    glob: Mapping[str, np.ndarray],
+    groups: Mapping[str, np.ndarray],
+    ntotal: int,
+    pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None = None,
+    *,
+    _empty: bool = False,
+) -> Aggregates:
     """Aggregates from the global row and the grouped rows of :meth:`Plan.group_query`.
 
     ``pairs(sets)`` runs :meth:`Plan.group_query` for the pair sets when the factors turn
     out crossed (not one nested chain)."""
     nobs = int(_as_array(glob["n"])[0])
     if nobs == 0:
-        raise DataError("every row has a missing value in a model column; nothing is left to fit" if ntotal
-                        else "the data has no rows")
+        raise DataError(
+            "every row has a missing value in a model column; nothing is left to fit"
+            if ntotal
+            else "the data has no rows"
+        )
     bad = [(f"inf_{j}", p.xnames[j] if j < len(p.xnames) else p.spec.response) for j in range(p.k)]
     bad += [(f"infz_{a}", p.pool[a]) for a in range(len(p.zcols)) if f"infz_{a}" in glob]
     for key, name in bad:
         if int(np.nan_to_num(_as_array(glob[key]).astype(float))[0]):
-            raise DataError(f"column '{name}' has infinite values or NaN (such as log or sqrt of a negative number); "
-                            "remove or recode them")
+            raise DataError(
+                f"column '{name}' has infinite values or NaN (such as log or sqrt of a negative number); "
+                "remove or recode them"
+            )
     k, z = p.k, len(p.zcols)
     ktk = np.empty((k, k))
     for a in range(k):
         for b in range(a, k):
             ktk[a, b] = ktk[b, a] = float(_as_array(glob[f"kk_{a}_{b}"])[0])
     if _empty:  # the global part only (assemble_chain does the groups)
-        return Aggregates(nobs=nobs, ndropped=int(ntotal) - nobs, response=p.spec.response, xnames=p.xnames,
-                          pool=p.pool, ktk=ktk, factors=(), term_factor=p.term_factor,
-                          term_columns=p.term_columns, chain=None, parents=())
+        return Aggregates(
+            nobs=nobs,
+            ndropped=int(ntotal) - nobs,
+            response=p.spec.response,
+            xnames=p.xnames,
+            pool=p.pool,
+            ktk=ktk,
+            factors=(),
+            term_factor=p.term_factor,
+            term_columns=p.term_columns,
+            chain=None,
+            parents=(),
+        )
 
     cols = {name: _as_array(v) for name, v in groups.items()}
     which = _split_sets(p, cols, p.factor_sets())
@@ -899,8 +1009,11 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
     if chain is None and len(p.factors) > 1:
         psets = p.pair_sets()
         have = {s for s in psets if s in which}
-        pcols = {name: _as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()} \
-            if len(have) < len(psets) else {}
+        pcols = (
+            {name: _as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()}
+            if len(have) < len(psets)
+            else {}
+        )
         pwhich = _split_sets(p, pcols, [s for s in psets if s not in have]) if pcols else {}
         for i, j in itertools.combinations(range(len(p.factors)), 2):
             s = tuple(sorted(set(p.factors[i].keys) | set(p.factors[j].keys)))
@@ -911,9 +1024,18 @@ def assemble(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.nd
             zz, _ = block(rows[order], src_cols)
             cross.append(CrossBlock(i, j, gi[order].astype(np.int64), gj[order].astype(np.int64), zz))
     return Aggregates(
-        nobs=nobs, ndropped=int(ntotal) - nobs, response=p.spec.response, xnames=p.xnames, pool=p.pool, ktk=ktk,
-        factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns, chain=chain,
-        parents=parents if chain is not None else (), cross=tuple(cross),
+        nobs=nobs,
+        ndropped=int(ntotal) - nobs,
+        response=p.spec.response,
+        xnames=p.xnames,
+        pool=p.pool,
+        ktk=ktk,
+        factors=tuple(factors),
+        term_factor=p.term_factor,
+        term_columns=p.term_columns,
+        chain=chain,
+        parents=parents if chain is not None else (),
+        cross=tuple(cross),
     )
 
 
@@ -964,8 +1086,9 @@ def _sorted_order(vals: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.nd
     return order, starts
 
 
-def assemble_chain(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray],
-                   ntotal: int) -> Aggregates | None:
+def assemble_chain(
+    p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], ntotal: int
+) -> Aggregates | None:
     """Aggregates of a slash-nested chain (:meth:`Plan.nested_chain`) from the innermost
     factor's groups alone; None when the factors' group counts tie (then the chain order is
     decided as :func:`_nesting` does, from every factor's groups)."""
@@ -979,8 +1102,9 @@ def assemble_chain(p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str,
     return None if done is None else done[0]
 
 
-def _assemble_prefix(p: Plan, agg: Aggregates, chain: Sequence[int],
-                     cols: dict) -> tuple[Aggregates, np.ndarray] | None:
+def _assemble_prefix(
+    p: Plan, agg: Aggregates, chain: Sequence[int], cols: dict
+) -> tuple[Aggregates, np.ndarray] | None:
     """:func:`assemble_chain` for labels written outermost first (``school:teacher:student``):
     the rows sorted by their key tuples, every factor's groups are runs of a prefix of the
     keys.  Also returns the innermost code of every input row."""
@@ -1008,15 +1132,26 @@ def _assemble_prefix(p: Plan, agg: Aggregates, chain: Sequence[int],
         if pos == 0:
             factors[f] = FactorStats(fac.name, fac.columns, keys, counts, ztz, ztk)
         else:
-            factors[f] = FactorStats(fac.name, fac.columns, keys, np.add.reduceat(counts, st).astype(np.int64)
-                                     if len(st) else np.zeros(0, np.int64))
+            factors[f] = FactorStats(
+                fac.name,
+                fac.columns,
+                keys,
+                np.add.reduceat(counts, st).astype(np.int64) if len(st) else np.zeros(0, np.int64),
+            )
             code = np.zeros(len(counts), dtype=np.int64)  # this factor's group of every leaf row
             code[st[1:]] = 1
             np.cumsum(code, out=code)
             parents.append(code if prev_starts is None else code[prev_starts])
             prev_starts = st
-    return replace(agg, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
-                   chain=tuple(chain), parents=tuple(parents), cross=()), row_code
+    return replace(
+        agg,
+        factors=tuple(factors),
+        term_factor=p.term_factor,
+        term_columns=p.term_columns,
+        chain=tuple(chain),
+        parents=tuple(parents),
+        cross=(),
+    ), row_code
 
 
 def _leaf_blocks(p: Plan, cols: dict, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1045,8 +1180,9 @@ def _first_rows(code: np.ndarray, m: int) -> np.ndarray:
     return first
 
 
-def _assemble_suffix(p: Plan, agg: Aggregates, chain: Sequence[int],
-                     cols: dict) -> tuple[Aggregates, np.ndarray] | None:
+def _assemble_suffix(
+    p: Plan, agg: Aggregates, chain: Sequence[int], cols: dict
+) -> tuple[Aggregates, np.ndarray] | None:
     """:func:`assemble_chain` for labels written innermost first (``student:teacher:school``);
     also returns the innermost code of every input row.
 
@@ -1105,12 +1241,20 @@ def _assemble_suffix(p: Plan, agg: Aggregates, chain: Sequence[int],
         factors[f] = FactorStats(fac.name, fac.columns, tuple(cols[f"g{i}"][first] for i in fac.keys), fcounts)
         parents.append(c if prev_first is None else c[prev_first])
         prev_first = first
-    return replace(agg, factors=tuple(factors), term_factor=p.term_factor, term_columns=p.term_columns,
-                   chain=tuple(chain), parents=tuple(parents), cross=()), row_code
+    return replace(
+        agg,
+        factors=tuple(factors),
+        term_factor=p.term_factor,
+        term_columns=p.term_columns,
+        chain=tuple(chain),
+        parents=tuple(parents),
+        cross=(),
+    ), row_code
 
 
-def pooled_chain(p: Plan, glob: Mapping[str, np.ndarray], cells: Mapping[str, np.ndarray], ntotal: int,
-                 chain: Sequence[int]) -> Aggregates | None:
+def pooled_chain(
+    p: Plan, glob: Mapping[str, np.ndarray], cells: Mapping[str, np.ndarray], ntotal: int, chain: Sequence[int]
+) -> Aggregates | None:
     """Aggregates of a chain of random intercepts from :meth:`Plan.pooled_query`'s rows (one per
     parent group and leaf size): the parent chain as :func:`assemble_chain` builds it from
     the parent groups' totals, and the leaf as :class:`LeafClasses`.  None when pooling does
@@ -1139,7 +1283,8 @@ def pooled_chain(p: Plan, glob: Mapping[str, np.ndarray], cells: Mapping[str, np
     rows.update({f"zk_0_{j}": np.add.reduceat(S[:, j], st) for j in range(k) if p._kexpr(j) != "1.0"})
     form = p.nested_chain()[1]
     done = (_assemble_suffix if form == "suffix" else _assemble_prefix)(
-        p, assemble(p, glob, {}, ntotal, _empty=True), chain[1:], rows)
+        p, assemble(p, glob, {}, ntotal, _empty=True), chain[1:], rows
+    )
     if done is None:
         return None
     agg, row_code = done
@@ -1159,8 +1304,9 @@ def pooled_chain(p: Plan, glob: Mapping[str, np.ndarray], cells: Mapping[str, np
     leaf = p.factors[chain[0]]
     factors = list(agg.factors)
     factors[chain[0]] = FactorStats(leaf.name, leaf.columns, (), None, pooled=pooled)
-    return replace(agg, factors=tuple(factors), chain=tuple(chain),
-                   parents=(np.zeros(0, dtype=np.int64),) + agg.parents)
+    return replace(
+        agg, factors=tuple(factors), chain=tuple(chain), parents=(np.zeros(0, dtype=np.int64),) + agg.parents
+    )
 
 
 def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggregates:
@@ -1174,21 +1320,31 @@ def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggr
     if p.weights is None:
         return agg
     nzero = int(np.nan_to_num(_as_array(counted["nzero"]).astype(float))[0])
-    return replace(agg, weights=p.weights, log_weights=float(_as_array(glob["log_w"])[0]), zero_weights=nzero,
-                   ndropped=agg.ndropped - nzero)
+    return replace(
+        agg,
+        weights=p.weights,
+        log_weights=float(_as_array(glob["log_w"])[0]),
+        zero_weights=nzero,
+        ndropped=agg.ndropped - nzero,
+    )
 
 
-def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, np.ndarray],
-             ntotal: int) -> Aggregates:
+def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, np.ndarray], ntotal: int) -> Aggregates:
     """The grouped queries and the assembly of :func:`compute`."""
     if p.weights is not None:
+
         def count(name: str) -> int:
             return int(np.nan_to_num(_as_array(glob[name]).astype(float))[0])
-        check_counts(p.weights, missing=count("w_missing"), infinite=count("w_infinite"),
-                     negative=count("w_negative"))
+
+        check_counts(p.weights, missing=count("w_missing"), infinite=count("w_infinite"), negative=count("w_negative"))
     nested = p.nested_chain()
-    if (nested is not None and len(nested[0]) >= 2 and p.pool == ("(Intercept)",)
-            and ntotal >= POOL_LEAF_GROUPS and p.weights is None):
+    if (
+        nested is not None
+        and len(nested[0]) >= 2
+        and p.pool == ("(Intercept)",)
+        and ntotal >= POOL_LEAF_GROUPS
+        and p.weights is None
+    ):
         agg = pooled_chain(p, glob, fetch(p.pooled_query(src, nested[0])), ntotal, nested[0])
         if agg is not None:
             return agg
@@ -1197,8 +1353,7 @@ def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, n
         agg = assemble_chain(p, glob, fetch(p.group_query(src, [tuple(sorted(leaf.keys))])), ntotal)
         if agg is not None:
             return agg
-    return assemble(p, glob, fetch(p.group_query(src)), ntotal,
-                    lambda sets: fetch(p.group_query(src, sets, ztk=False)))
+    return assemble(p, glob, fetch(p.group_query(src)), ntotal, lambda sets: fetch(p.group_query(src, sets, ztk=False)))
 
 
 def _nesting(p: Plan, frows, keyvals, nlev, cols):

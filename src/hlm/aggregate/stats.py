@@ -49,8 +49,13 @@ class LeafClasses:
 
     def keep_columns(self, keep: np.ndarray) -> "LeafClasses":
         """The classes restricted to the columns ``keep`` of K."""
-        return LeafClasses(self.counts, self.ngroups, self.sss[:, keep][:, :, keep], self.children,
-                           np.ascontiguousarray(self.sums[:, :, keep]))
+        return LeafClasses(
+            self.counts,
+            self.ngroups,
+            self.sss[:, keep][:, :, keep],
+            self.children,
+            np.ascontiguousarray(self.sums[:, :, keep]),
+        )
 
 
 @dataclass(frozen=True)
@@ -159,13 +164,19 @@ def pooled_message(agg: Aggregates) -> str | None:
     memory, or None when no factor is pooled."""
     for fac in agg.factors:
         if fac.pooled is not None:
-            return (f"the {fac.nlevels:,} groups of '{fac.name}' were pooled by size in the database when "
-                    "fitting and are not held in memory")
+            return (
+                f"the {fac.nlevels:,} groups of '{fac.name}' were pooled by size in the database when "
+                "fitting and are not held in memory"
+            )
     return None
 
 
-def nesting_chain(codes: list[np.ndarray], nlevels: list[int], first: list[np.ndarray] | None = None,
-                  columns: list[frozenset[str]] | None = None) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
+def nesting_chain(
+    codes: list[np.ndarray],
+    nlevels: list[int],
+    first: list[np.ndarray] | None = None,
+    columns: list[frozenset[str]] | None = None,
+) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
     """Order factors innermost first and return (chain, parents) if each is nested in the next.
 
     Factor a is nested in b when every group of a lies in exactly one group of b; the

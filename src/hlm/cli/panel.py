@@ -65,8 +65,15 @@ def xtreg_command(
         raise OptionError("--sa (Baltagi-Chang variance components) applies to --re only")
     if estimator == "be" and vce_kind != "conventional":
         raise OptionError("--be has no robust or cluster-robust standard errors (as in Stata); drop --vce")
-    fit = xtreg(model, data, panel=panel, estimator=estimator,  # type: ignore[arg-type]
-                vce=vce_kind, cluster=cluster, sa=sa)  # type: ignore[arg-type]
+    fit = xtreg(
+        model,
+        data,
+        panel=panel,
+        estimator=estimator,  # type: ignore[arg-type]
+        vce=vce_kind,
+        cluster=cluster,
+        sa=sa,
+    )  # type: ignore[arg-type]
     typer.echo(json.dumps(fit.to_dict(), indent=2) if as_json else fit.summary())
 
 

@@ -48,11 +48,20 @@ def drop_columns(agg: Aggregates, drop: list[int]) -> Aggregates:
     if not drop:
         return agg
     keep = [j for j in range(agg.ktk.shape[0]) if j not in set(drop)]
-    factors = tuple(replace(f, ztk=None if f.ztk is None else f.ztk[:, :, keep],
-                            pooled=None if f.pooled is None else f.pooled.keep_columns(np.array(keep)))
-                    for f in agg.factors)
-    return replace(agg, ktk=agg.ktk[np.ix_(keep, keep)], factors=factors,
-                   xnames=tuple(agg.xnames[j] for j in keep if j < len(agg.xnames)))
+    factors = tuple(
+        replace(
+            f,
+            ztk=None if f.ztk is None else f.ztk[:, :, keep],
+            pooled=None if f.pooled is None else f.pooled.keep_columns(np.array(keep)),
+        )
+        for f in agg.factors
+    )
+    return replace(
+        agg,
+        ktk=agg.ktk[np.ix_(keep, keep)],
+        factors=factors,
+        xnames=tuple(agg.xnames[j] for j in keep if j < len(agg.xnames)),
+    )
 
 
 def remove_collinear(agg: Aggregates) -> tuple[Aggregates, tuple[str, ...]]:

@@ -127,8 +127,9 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         put(blk.j, blk.i, blk.gj, blk.gi, np.transpose(zz, (0, 2, 1)))
     n = int(sum(sizes))
     ztz = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    ztk = np.concatenate([agg.factors[f].ztk[:, list(struct.factor_cols[f]), :].reshape(-1, agg.ktk.shape[0])
-                          for f in order])
+    ztk = np.concatenate(
+        [agg.factors[f].ztk[:, list(struct.factor_cols[f]), :].reshape(-1, agg.ktk.shape[0]) for f in order]
+    )
     f1 = order[0]
     J1 = list(struct.factor_cols[f1])
     scalar = None
@@ -138,9 +139,15 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         counts = ztz.diagonal()[:n1].copy()
         rest = np.repeat(np.arange(1, len(order)), sizes[1:])
         scalar = ScalarBlocks(counts, b21, ztz[n1:, n1:].toarray(), rest, schur_pairs(b21, counts))
-    return CrossedSystem(order, sizes, ztz, ztk, agg.factors[f1].ztz[:, J1][:, :, J1],
-                         _lambda_template([agg.factors[f].nlevels for f in order], [q[f] for f in order]),
-                         scalar)
+    return CrossedSystem(
+        order,
+        sizes,
+        ztz,
+        ztk,
+        agg.factors[f1].ztz[:, J1][:, :, J1],
+        _lambda_template([agg.factors[f].nlevels for f in order], [q[f] for f in order]),
+        scalar,
+    )
 
 
 def _lambda_template(nlevels: list[int], q: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

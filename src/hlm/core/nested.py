@@ -59,8 +59,9 @@ def leaf_classes(agg: Aggregates) -> LeafClasses | None:
     cell = agg.parents[0] * m + cls
     children = np.bincount(cell, minlength=G_parent * m).reshape(G_parent, m).astype(float)
     sums = np.stack([np.bincount(cell, weights=S[:, j], minlength=G_parent * m) for j in range(k)], axis=1)
-    return LeafClasses(counts.astype(float), np.bincount(cls, minlength=m).astype(float), sss,
-                       children, sums.reshape(G_parent, m, k))
+    return LeafClasses(
+        counts.astype(float), np.bincount(cls, minlength=m).astype(float), sss, children, sums.reshape(G_parent, m, k)
+    )
 
 
 def sum_by(parent: np.ndarray, arr: np.ndarray, G: int) -> np.ndarray:
@@ -164,8 +165,9 @@ def _pooled_level(children, sums, counts, inv_d, t, parent, n_parent, Q):
     return d, out
 
 
-def intercept_terms(agg: Aggregates, chain: InterceptChain, lambdas: list[np.ndarray],
-                    pooled: LeafClasses | None) -> tuple[float, np.ndarray]:
+def intercept_terms(
+    agg: Aggregates, chain: InterceptChain, lambdas: list[np.ndarray], pooled: LeafClasses | None
+) -> tuple[float, np.ndarray]:
     """log|H| and K'H^{-1}K for nested random intercepts: per level, with t = theta_l^2,
     d = 1 + t W, Q -= t S S'/d, log|H| += sum log d, [W, S] <- [W, S]/d, summed to parents.
     One compiled pass per level."""

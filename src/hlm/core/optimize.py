@@ -20,9 +20,19 @@ import numpy as np
 GRAD_TOL = 2e-3
 SINGULAR_TOL = 1e-4
 
-_CODES = {1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached",
-          5: "maxeval reached", 6: "maxtime reached", -1: "failure", -2: "invalid args",
-          -3: "out of memory", -4: "roundoff limited", -5: "forced stop"}
+_CODES = {
+    1: "success",
+    2: "stopval reached",
+    3: "ftol reached",
+    4: "xtol reached",
+    5: "maxeval reached",
+    6: "maxtime reached",
+    -1: "failure",
+    -2: "invalid args",
+    -3: "out of memory",
+    -4: "roundoff limited",
+    -5: "forced stop",
+}
 
 
 @dataclass(frozen=True)
@@ -47,15 +57,24 @@ class OptSummary:
         return ok and self.scaled_gradient < GRAD_TOL
 
     def to_dict(self) -> dict:
-        return {"optimizer": self.optimizer, "theta0": list(self.theta0), "theta": list(self.theta),
-                "fmin": self.fmin, "feval": self.feval, "seconds": self.seconds,
-                "return_code": self.return_code, "gradient": list(self.gradient),
-                "scaled_gradient": self.scaled_gradient, "hessian_pd": self.hessian_pd,
-                "converged": self.converged}
+        return {
+            "optimizer": self.optimizer,
+            "theta0": list(self.theta0),
+            "theta": list(self.theta),
+            "fmin": self.fmin,
+            "feval": self.feval,
+            "seconds": self.seconds,
+            "return_code": self.return_code,
+            "gradient": list(self.gradient),
+            "scaled_gradient": self.scaled_gradient,
+            "hessian_pd": self.hessian_pd,
+            "converged": self.converged,
+        }
 
 
-def fd_derivatives(fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray, *,
-                   hessian: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def fd_derivatives(
+    fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray, *, hessian: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Central-difference gradient and (unless ``hessian=False``) Hessian over the free
     coordinates; without the Hessian the identity is returned in its place."""
     n = len(x)
@@ -73,10 +92,12 @@ def fd_derivatives(fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.n
     if not hessian:
         return g, np.eye(n)
     for a, i in enumerate(idx):
-        for j in idx[a + 1:]:
+        for j in idx[a + 1 :]:
             ei, ej = np.zeros(n), np.zeros(n)
             ei[i], ej[j] = h[i], h[j]
-            H[i, j] = H[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej) + fun(x - ei - ej)) / (4 * h[i] * h[j])
+            H[i, j] = H[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej) + fun(x - ei - ej)) / (
+                4 * h[i] * h[j]
+            )
     return g, H
 
 
@@ -96,8 +117,9 @@ def _newton(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[bool, float
     return True, float(np.max(np.abs(delta))), step
 
 
-def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *,
-             maxeval: int = 100_000) -> OptSummary:
+def minimize(
+    fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *, maxeval: int = 100_000
+) -> OptSummary:
     """BOBYQA from theta0 within the bounds, then lme4's convergence checks."""
     start = time.perf_counter()
     count = [0]
@@ -142,5 +164,16 @@ def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
             g, _ = fd_derivatives(fun, theta, free, hessian=False)
             pd_ok, scaled, _ = _newton(g, H, free)
     feval = count[0]
-    return OptSummary("nlopt BOBYQA", tuple(map(float, theta0)), tuple(map(float, theta)), tuple(map(float, lower)),
-                      fmin, feval, time.perf_counter() - start, code, tuple(map(float, g)), scaled, pd_ok)
+    return OptSummary(
+        "nlopt BOBYQA",
+        tuple(map(float, theta0)),
+        tuple(map(float, theta)),
+        tuple(map(float, lower)),
+        fmin,
+        feval,
+        time.perf_counter() - start,
+        code,
+        tuple(map(float, g)),
+        scaled,
+        pd_ok,
+    )

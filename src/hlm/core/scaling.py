@@ -52,17 +52,24 @@ def _scale_factor(fac: FactorStats, dz: np.ndarray, dk: np.ndarray) -> FactorSta
     pooled = fac.pooled
     if pooled is not None:
         pooled = replace(pooled, sss=pooled.sss * np.multiply.outer(dk, dk), sums=pooled.sums * dk)
-    return replace(fac, pooled=pooled,
-                   ztz=None if fac.ztz is None else fac.ztz * np.multiply.outer(dz, dz),
-                   ztk=None if fac.ztk is None else fac.ztk * np.multiply.outer(dz, dk))
+    return replace(
+        fac,
+        pooled=pooled,
+        ztz=None if fac.ztz is None else fac.ztz * np.multiply.outer(dz, dz),
+        ztk=None if fac.ztk is None else fac.ztk * np.multiply.outer(dz, dk),
+    )
 
 
 def standardized(agg: Aggregates, k_rms: np.ndarray, z_rms: np.ndarray) -> Aggregates:
     """The aggregates of the rows with every column of K and Z divided by its rms."""
     dk, dz = 1.0 / k_rms, 1.0 / z_rms
     cross = tuple(CrossBlock(b.i, b.j, b.gi, b.gj, b.zz * np.multiply.outer(dz, dz)) for b in agg.cross)
-    return replace(agg, ktk=agg.ktk * np.multiply.outer(dk, dk), cross=cross,
-                   factors=tuple(_scale_factor(f, dz, dk) for f in agg.factors))
+    return replace(
+        agg,
+        ktk=agg.ktk * np.multiply.outer(dk, dk),
+        cross=cross,
+        factors=tuple(_scale_factor(f, dz, dk) for f in agg.factors),
+    )
 
 
 def _row_scales(struct: Structure, z_rms: np.ndarray) -> np.ndarray:
@@ -79,7 +86,7 @@ def _ridge_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | None:
     ridge: set[int] = set()
     for f, lam in enumerate(lambdas):
         zero = np.flatnonzero(np.abs(np.diag(lam)) < SINGULAR_TOL)
-        if any(np.any(lam[j + 1:, j] != 0.0) for j in zero):
+        if any(np.any(lam[j + 1 :, j] != 0.0) for j in zero):
             ridge.add(f)
     if not ridge:
         return None
@@ -105,8 +112,13 @@ def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFu
             opt = replace(again, theta0=opt.theta0, feval=opt.feval + again.feval, seconds=opt.seconds + again.seconds)
     m = _row_scales(struct, z_rms)
     theta = np.asarray(opt.theta) * m
-    return replace(opt, theta0=tuple(map(float, np.asarray(opt.theta0) * m)), theta=tuple(map(float, theta)),
-                   fmin=float(devfun(theta)), gradient=tuple(map(float, np.asarray(opt.gradient) / m)))
+    return replace(
+        opt,
+        theta0=tuple(map(float, np.asarray(opt.theta0) * m)),
+        theta=tuple(map(float, theta)),
+        fmin=float(devfun(theta)),
+        gradient=tuple(map(float, np.asarray(opt.gradient) / m)),
+    )
 
 
 def standardized_theta(agg: Aggregates, struct: Structure, theta: np.ndarray) -> np.ndarray:

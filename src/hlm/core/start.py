@@ -26,8 +26,12 @@ def _group_moments(agg: Aggregates, col: int) -> list[tuple[int, float, float, f
     out: list[tuple[int, float, float, float] | None] = [None] * len(agg.factors)
     if agg.chain is not None and (pool := agg.factors[agg.chain[0]].pooled) is not None:
         c = pool.counts
-        out[agg.chain[0]] = (int(pool.ngroups.sum()), float(pool.sums[:, :, -1].sum()),
-                             float((pool.sss[:, -1, -1] / c).sum()), float(pool.ngroups @ c**2))
+        out[agg.chain[0]] = (
+            int(pool.ngroups.sum()),
+            float(pool.sums[:, :, -1].sum()),
+            float((pool.sss[:, -1, -1] / c).sum()),
+            float(pool.ngroups @ c**2),
+        )
         sums[agg.chain[1]] = pool.sums[:, :, -1].sum(axis=1)
     if agg.chain is not None:
         for level, f in enumerate(agg.chain[1:]):

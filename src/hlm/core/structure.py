@@ -65,8 +65,13 @@ class Structure:
         """alpha + q beta of every exchangeable term: Lambda's eigenvalue along the vector of
         ones (its other eigenvalue is alpha), zero when the common correlation is -1/(q-1)."""
         lambdas = self.lambdas(theta)
-        return np.array([float(lambdas[t.factor][t.local[0], :][list(t.local)].sum())
-                         for t in self.terms if t.cov == "exchangeable"])
+        return np.array(
+            [
+                float(lambdas[t.factor][t.local[0], :][list(t.local)].sum())
+                for t in self.terms
+                if t.cov == "exchangeable"
+            ]
+        )
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """Lambda_f for every factor."""
@@ -76,26 +81,34 @@ class Structure:
         return out
 
 
-def _term_theta(cov: CovKind, local: tuple[int, ...], group: str, colnames: tuple[str, ...]
-                ) -> list[tuple[tuple[int, int], float, str, list[tuple[int, int]]]]:
+def _term_theta(
+    cov: CovKind, local: tuple[int, ...], group: str, colnames: tuple[str, ...]
+) -> list[tuple[tuple[int, int], float, str, list[tuple[int, int]]]]:
     """Per theta of one term: its representative (row, col), lower bound, name and the
     (row, col) entries of Lambda_f it adds to (see the module docstring)."""
     q = len(local)
     if cov == "unstructured" or q == 1:
-        return [((local[i], local[j]), 0.0 if i == j else -np.inf,
-                 f"{group}.{colnames[i]}" if i == j else f"{group}.{colnames[i]}.{colnames[j]}",
-                 [(local[i], local[j])])
-                for j in range(q) for i in range(j, q)]  # column-major lower triangle
+        return [
+            (
+                (local[i], local[j]),
+                0.0 if i == j else -np.inf,
+                f"{group}.{colnames[i]}" if i == j else f"{group}.{colnames[i]}.{colnames[j]}",
+                [(local[i], local[j])],
+            )
+            for j in range(q)
+            for i in range(j, q)
+        ]  # column-major lower triangle
     label = f"{group}.{'|'.join(colnames)}"
     diagonal = [(r, r) for r in local]
     if cov == "identity":
         return [((local[0], local[0]), 0.0, label, diagonal)]
-    return [((local[0], local[0]), 0.0, label, diagonal),
-            ((local[1], local[0]), -np.inf, f"{label}.exchangeable", [(r, c) for r in local for c in local])]
+    return [
+        ((local[0], local[0]), 0.0, label, diagonal),
+        ((local[1], local[0]), -np.inf, f"{label}.exchangeable", [(r, c) for r in local for c in local]),
+    ]
 
 
-def build_structure(agg: Aggregates, term_names: tuple[str, ...], covs: tuple[CovKind, ...] | None = None
-                    ) -> Structure:
+def build_structure(agg: Aggregates, term_names: tuple[str, ...], covs: tuple[CovKind, ...] | None = None) -> Structure:
     """Order the terms as lme4 does and lay out theta (``covs``: each term's covariance kind,
     unstructured when not given)."""
     covs = covs or ("unstructured",) * len(term_names)
@@ -132,5 +145,11 @@ def build_structure(agg: Aggregates, term_names: tuple[str, ...], covs: tuple[Co
             theta_pos.append((f, r, c))
             lower.append(low)
             names.append(name)
-    return Structure(tuple(terms), tuple(tuple(c) for c in factor_cols), tuple(theta_pos),
-                     np.array(lower), tuple(names), tuple(entries))
+    return Structure(
+        tuple(terms),
+        tuple(tuple(c) for c in factor_cols),
+        tuple(theta_pos),
+        np.array(lower),
+        tuple(names),
+        tuple(entries),
+    )

@@ -154,8 +154,9 @@ def same_partition_message(
     )
 
 
-def singleton_message(frame: pd.DataFrame | None, factors: Sequence[Factor], *, syntax: Syntax = "lme4",
-                      ngroups: int | None = None) -> str:
+def singleton_message(
+    frame: pd.DataFrame | None, factors: Sequence[Factor], *, syntax: Syntax = "lme4", ngroups: int | None = None
+) -> str:
     """Error text for :func:`~hlm.diagnose.structure.singleton_levels`; the first factor's
     group count comes from ``frame`` unless ``ngroups`` gives it."""
     factors = [as_factor(f) for f in factors]

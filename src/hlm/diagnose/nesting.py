@@ -130,9 +130,11 @@ class NestingReport:
 
     def summary(self) -> str:
         """The report as text."""
-        lines = [f"Nesting of {len(self.variables)} grouping variable{'s' if len(self.variables) != 1 else ''} "
-                 f"in {self.nobs:,} observations"
-                 + (f" ({self.dropped:,} rows with a missing id left out)" if self.dropped else "")]
+        lines = [
+            f"Nesting of {len(self.variables)} grouping variable{'s' if len(self.variables) != 1 else ''} "
+            f"in {self.nobs:,} observations"
+            + (f" ({self.dropped:,} rows with a missing id left out)" if self.dropped else "")
+        ]
         width = max(len(v) for v in self.variables)
         lines.append("")
         if self.levels is not None:
@@ -229,7 +231,8 @@ def _chain(codes: Codes, order: list[str]) -> tuple[tuple[LevelInfo, ...] | None
             style = "within parent"
         else:
             why = (
-                "most combinations hold a single row" if not s.replicated
+                "most combinations hold a single row"
+                if not s.replicated
                 else "the combinations do not follow a within-parent numbering"
             )
             return None, (
@@ -264,9 +267,7 @@ def nesting(data: Any, variables: Sequence[str]) -> NestingReport:
         raise DataError(f"no observations to diagnose: {what}")
     order = tree_order(codes, variables)
     rank = {v: i for i, v in enumerate(order)}
-    pairs = tuple(
-        _pair(codes, a, b, rank) for i, a in enumerate(variables) for b in variables[i + 1 :]
-    )
+    pairs = tuple(_pair(codes, a, b, rank) for i, a in enumerate(variables) for b in variables[i + 1 :])
     levels, note = _chain(codes, order)
     ambiguity = reversed_reading(frame, order) if levels is not None and codes.dropped == 0 else None
     return NestingReport(

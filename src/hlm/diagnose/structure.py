@@ -189,12 +189,7 @@ def implicit_nesting(frame: pd.DataFrame, factors: Sequence[str]) -> list[tuple[
     codes = _codes(frame, factors)
     if codes.nobs == 0:
         return []
-    return [
-        (a, b)
-        for i, a in enumerate(factors)
-        for b in factors[i + 1 :]
-        if codes.pair(a, b).implicit
-    ]
+    return [(a, b) for i, a in enumerate(factors) for b in factors[i + 1 :] if codes.pair(a, b).implicit]
 
 
 def same_partition(frame: pd.DataFrame, factors: Sequence[str | Sequence[str]]) -> list[tuple[Factor, Factor]]:
@@ -207,12 +202,7 @@ def same_partition(frame: pd.DataFrame, factors: Sequence[str | Sequence[str]]) 
     codes = _codes(frame, items)
     if codes.nobs == 0:
         return []
-    return [
-        (a, b)
-        for i, a in enumerate(items)
-        for b in items[i + 1 :]
-        if codes.pair(a, b).same
-    ]
+    return [(a, b) for i, a in enumerate(items) for b in items[i + 1 :] if codes.pair(a, b).same]
 
 
 def singleton_levels(frame: pd.DataFrame, factors: Sequence[str | Sequence[str]]) -> list[Factor]:

@@ -10,7 +10,21 @@ from hlm.inference.profile import profile_confint
 from hlm.inference.varcomp import varcomp, varcomp_vcov
 
 __all__ = [
-    "BootResult", "LRTest", "boot_confint", "bootstrap", "compare", "confint", "fixed_effects_table",
-    "kenward_roger_df", "lr_vs_linear", "lrtest", "profile_confint", "refit_ml", "satterthwaite_df",
-    "varcomp", "varcomp_vcov", "wald_confint", "wald_slopes",
+    "BootResult",
+    "LRTest",
+    "boot_confint",
+    "bootstrap",
+    "compare",
+    "confint",
+    "fixed_effects_table",
+    "kenward_roger_df",
+    "lr_vs_linear",
+    "lrtest",
+    "profile_confint",
+    "refit_ml",
+    "satterthwaite_df",
+    "varcomp",
+    "varcomp_vcov",
+    "wald_confint",
+    "wald_slopes",
 ]

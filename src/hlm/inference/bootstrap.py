@@ -60,8 +60,10 @@ class _AggregateSimulator:
     def __init__(self, fit):
         agg, struct = fit.aggregates, fit.structure
         if (msg := pooled_message(agg)) is not None:
-            raise OptionError(f"the parametric bootstrap simulates every group, but {msg}; "
-                              "use confint(method='profile') or method='wald'")
+            raise OptionError(
+                f"the parametric bootstrap simulates every group, but {msg}; "
+                "use confint(method='profile') or method='wald'"
+            )
         self.agg, self.struct = agg, struct
         p = agg.p
         leaf = agg.factors[agg.chain[0]]
@@ -128,8 +130,10 @@ class _RowSimulator:
 
     def __init__(self, fit):
         if fit.data is None:
-            raise OptionError("this bootstrap needs the rows (crossed factors): fit from a data frame or file, "
-                              "or use confint(method='profile')")
+            raise OptionError(
+                "this bootstrap needs the rows (crossed factors): fit from a data frame or file, "
+                "or use confint(method='profile')"
+            )
         from hlm.modelframe import build_frame
 
         agg = fit.aggregates
@@ -200,16 +204,30 @@ def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: 
         agg = sim.aggregates(rng, beta, sigma, theta0)
         devfun = DevianceFunction.build(agg, fit.structure, fit.reml)
         start = np.where(np.isfinite(lower), np.maximum(theta0, 0.05), theta0)
-        theta, _ = _bobyqa(lambda t: devfun(t), start, np.where(np.isfinite(lower), lower, -np.inf), upper, 0.25, ftol=1e-8, xtol=1e-6)
+        theta, _ = _bobyqa(
+            lambda t: devfun(t), start, np.where(np.isfinite(lower), lower, -np.inf), upper, 0.25, ftol=1e-8, xtol=1e-6
+        )
         prof = devfun.profiled(theta)
         out[i] = np.concatenate([vp.estimates(theta, float(np.sqrt(prof.sigma2))), prof.beta])
 
     if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        with Progress(TextColumn("[bold]bootstrap[/] ({task.fields[how]})"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]bootstrap[/] ({task.fields[how]})"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task("bootstrap", total=nsim, how=how)
             for i in range(nsim):
                 one(i)
@@ -220,8 +238,9 @@ def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: 
     return BootResult(names, est, out, how)
 
 
-def boot_confint(fit, *, level: float = 0.95, nsim: int = 1000, seed=None, how: How = "auto",
-                 progress: bool = True) -> pd.DataFrame:
+def boot_confint(
+    fit, *, level: float = 0.95, nsim: int = 1000, seed=None, how: How = "auto", progress: bool = True
+) -> pd.DataFrame:
     """Percentile intervals from :func:`bootstrap` (lme4's ``confint(method="boot")``)."""
     res = bootstrap(fit, nsim=nsim, seed=seed, how=how, progress=progress)
     lo, hi = np.nanquantile(res.replicates, [(1 - level) / 2, (1 + level) / 2], axis=0)

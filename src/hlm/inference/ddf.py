@@ -85,8 +85,9 @@ def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, in
         order = list(agg.chain)
         leaf = agg.factors[order[0]]
         if (msg := pooled_message(agg)) is not None:
-            raise OptionError(f"Kenward-Roger needs every group's random-effects design, but {msg}; "
-                              "use ddf='satterthwaite'")
+            raise OptionError(
+                f"Kenward-Roger needs every group's random-effects design, but {msg}; use ddf='satterthwaite'"
+            )
         anc = [np.arange(leaf.nlevels)]
         for par in agg.parents:
             anc.append(par[anc[-1]])
@@ -108,8 +109,9 @@ def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, in
                         rows.append(offs[a] + anc[a] * qf[f] + i)
                         cols.append(offs[b] + anc[b] * qf[h] + j)
                         vals.append(leaf.ztz[:, Jf[i], Jh[j]])
-        ztz = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                            shape=(q, q)).toarray()
+        ztz = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(q, q)
+        ).toarray()
     else:
         system = fit.devfun.crossed
         order = list(system.order)
@@ -154,8 +156,9 @@ def _apply_d(d: tuple[np.ndarray, np.ndarray], A: np.ndarray) -> np.ndarray:
 def kenward_roger_parts(fit) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """(Phi, Phi_A, [P_i], W) as pbkrtest's ``vcovAdj`` (see the module docstring)."""
     if fit.structure.structured:  # its D_i are one per covariance entry, not per shared parameter
-        raise OptionError("Kenward-Roger is not implemented for cov(identity) or cov(exchangeable) terms; "
-                          "use ddf='satterthwaite'")
+        raise OptionError(
+            "Kenward-Roger is not implemented for cov(identity) or cov(exchangeable) terms; use ddf='satterthwaite'"
+        )
     ztz, ztk, blocks = _random_design(fit)
     q = ztz.shape[0]
     if q > KR_MAX_Q:
@@ -282,9 +285,19 @@ def fixed_effects_table(fit, *, ddf: DDF = "none", level: float = 0.95) -> pd.Da
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
     crit = stats.t.ppf(0.5 + level / 2.0, df)
-    return pd.DataFrame({"term": list(fit.aggregates.xnames), "estimate": est, "std_error": se, "df": df,
-                         "statistic": t, "p_value": 2.0 * stats.t.sf(np.abs(t), df),
-                         "conf_low": est - crit * se, "conf_high": est + crit * se}, columns=DDF_COLUMNS)
+    return pd.DataFrame(
+        {
+            "term": list(fit.aggregates.xnames),
+            "estimate": est,
+            "std_error": se,
+            "df": df,
+            "statistic": t,
+            "p_value": 2.0 * stats.t.sf(np.abs(t), df),
+            "conf_low": est - crit * se,
+            "conf_high": est + crit * se,
+        },
+        columns=DDF_COLUMNS,
+    )
 
 
 def wald_slopes(fit) -> tuple[float, int, float]:

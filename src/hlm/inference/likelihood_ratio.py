@@ -39,8 +39,7 @@ from scipy import stats
 from hlm.core.deviance import profile
 from hlm.errors import ComparisonError, HLMWarning
 
-COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value",
-                   "p_value_chibar2"]
+COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value", "p_value_chibar2"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +57,14 @@ class LRTest:
 
     def __str__(self) -> str:
         if self.distribution == "chibar2(01)":
-            return f"LR test vs. linear model: chibar2(01) = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+            return (
+                f"LR test vs. linear model: chibar2(01) = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+            )
         if "mixture" in self.distribution:
-            head = (f"LR test: chibar2 = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
-                    f"   ({self.distribution})")
+            head = (
+                f"LR test: chibar2 = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+                f"   ({self.distribution})"
+            )
         else:
             head = f"LR test: {self.distribution} = {self.statistic:.2f}   Prob > chi2 = {self.p_value:.4f}"
         return head + (f"\nNote: {self.note}" if self.note else "")
@@ -81,11 +84,17 @@ def lr_vs_linear(fit) -> LRTest:
     k = fit.structure.ntheta
     if k == 1:
         p = 0.5 * float(stats.chi2.sf(x, 1)) if x > 0 else 1.0  # P(chibar2(01) >= 0) = 1
-        return LRTest(x, 1, p, "chibar2(01)", -0.5 * crit0, -0.5 * crit1,
-                      p_value_naive=float(stats.chi2.sf(x, 1)))
-    return LRTest(x, k, float(stats.chi2.sf(x, k)), f"chi2({k})", -0.5 * crit0, -0.5 * crit1,
-                  note="LR test is conservative and provided only for reference.",
-                  p_value_naive=float(stats.chi2.sf(x, k)))
+        return LRTest(x, 1, p, "chibar2(01)", -0.5 * crit0, -0.5 * crit1, p_value_naive=float(stats.chi2.sf(x, 1)))
+    return LRTest(
+        x,
+        k,
+        float(stats.chi2.sf(x, k)),
+        f"chi2({k})",
+        -0.5 * crit0,
+        -0.5 * crit1,
+        note="LR test is conservative and provided only for reference.",
+        p_value_naive=float(stats.chi2.sf(x, k)),
+    )
 
 
 def _same_fixed(a, b) -> bool:
@@ -103,7 +112,7 @@ def _random_parts(fit) -> tuple[set, set]:
     for term in fit.structure.terms:
         key = frozenset(fit.aggregates.factors[term.factor].columns)
         cols |= {(key, c) for c in term.columns}
-        pairs |= {(key, *sorted((a, b))) for i, a in enumerate(term.columns) for b in term.columns[i + 1:]}
+        pairs |= {(key, *sorted((a, b))) for i, a in enumerate(term.columns) for b in term.columns[i + 1 :]}
     return cols, pairs
 
 
@@ -133,8 +142,15 @@ def refit_ml(fit):
         return fit
     from hlm.lmm import fit_aggregates
 
-    return fit_aggregates(fit.spec, fit.aggregates, reml=False, data=fit.data, x_model_spec=fit.x_model_spec,
-                          notes=fit.notes, weights=fit.weights)
+    return fit_aggregates(
+        fit.spec,
+        fit.aggregates,
+        reml=False,
+        data=fit.data,
+        x_model_spec=fit.x_model_spec,
+        notes=fit.notes,
+        weights=fit.weights,
+    )
 
 
 def _prepare(models: tuple, refit: bool) -> list:
@@ -147,11 +163,14 @@ def _prepare(models: tuple, refit: bool) -> list:
             raise ComparisonError(f"compare and lrtest take fits from hlm.fit, not {type(m).__name__} ({m!r:.40})")
     n = {m.nobs for m in models}
     if len(n) > 1:
-        raise ComparisonError(f"the models were fitted to different numbers of observations ({sorted(n)}); "
-                              "compare models fitted to the same rows")
+        raise ComparisonError(
+            f"the models were fitted to different numbers of observations ({sorted(n)}); "
+            "compare models fitted to the same rows"
+        )
     if len({(m.aggregates.weights is None, round(m.aggregates.log_weights, 9)) for m in models}) > 1:
-        raise ComparisonError("the models have different precision weights; compare models fitted with the same "
-                              "weights")
+        raise ComparisonError(
+            "the models have different precision weights; compare models fitted with the same weights"
+        )
     y = {round(float(m.aggregates.ktk[-1, -1]), 6) for m in models}
     if len(y) > 1:
         raise ComparisonError("the models have different responses or rows; compare models of the same data")
@@ -160,9 +179,11 @@ def _prepare(models: tuple, refit: bool) -> list:
     mixed_criteria = len({m.reml for m in models}) > 1
     if any_reml and (fixed_differ or mixed_criteria):
         if not refit:
-            raise ComparisonError("compare mean structures using ML, not REML: refit with reml=False or pass "
-                                  "refit_ml=True" if fixed_differ else
-                                  "cannot compare a REML fit with an ML fit: pass refit_ml=True")
+            raise ComparisonError(
+                "compare mean structures using ML, not REML: refit with reml=False or pass refit_ml=True"
+                if fixed_differ
+                else "cannot compare a REML fit with an ML fit: pass refit_ml=True"
+            )
         return [refit_ml(m) for m in models]
     if refit:
         return [refit_ml(m) for m in models]
@@ -193,16 +214,19 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
         chisq = df = p = pmix = np.nan
         missing = None if prev is None else nested_in(prev, m)
         if missing is not None:
-            notes.append(f"{labels[i]} is not nested in {prev_label} ({prev_label} has {missing}, {labels[i]} does "
-                         "not): no LR test; compare AIC and BIC only")
+            notes.append(
+                f"{labels[i]} is not nested in {prev_label} ({prev_label} has {missing}, {labels[i]} does "
+                "not): no LR test; compare AIC and BIC only"
+            )
         elif prev is not None:
             df = m.df_model - prev.df_model
             chisq = max(2.0 * (ll - prev.loglik), 0.0)
             if df > 0:
                 p = float(stats.chi2.sf(chisq, df))
                 if _n_sd(m) - _n_sd(prev) == 1 and _same_fixed(m, prev):
-                    pmix = 0.5 * float(stats.chi2.sf(chisq, df - 1) if df > 1 else (chisq <= 0)) \
-                        + 0.5 * float(stats.chi2.sf(chisq, df))
+                    pmix = 0.5 * float(stats.chi2.sf(chisq, df - 1) if df > 1 else (chisq <= 0)) + 0.5 * float(
+                        stats.chi2.sf(chisq, df)
+                    )
         rows.append((labels[i], m.df_model, m.aic, m.bic, ll, -2.0 * ll, chisq, df, p, pmix))
         prev, prev_label = m, labels[i]
     out = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
@@ -223,18 +247,27 @@ def lrtest(m0, m1, *, refit_ml: bool = False) -> LRTest:
     fits = sorted(_prepare((m0, m1), refit_ml), key=lambda m: m.df_model)
     missing = nested_in(fits[0], fits[1])
     if missing is not None:
-        raise ComparisonError(f"the models are not nested: the smaller one has {missing} and the larger one does "
-                              "not, so an LR test does not apply; compare their AIC and BIC (hlm.compare)")
+        raise ComparisonError(
+            f"the models are not nested: the smaller one has {missing} and the larger one does "
+            "not, so an LR test does not apply; compare their AIC and BIC (hlm.compare)"
+        )
     table = compare(*fits)
     row = table.iloc[1]
     if int(row["df"]) <= 0:
-        raise ComparisonError("the two models have the same number of parameters; an LR test needs nested "
-                              "models that differ in parameters")
+        raise ComparisonError(
+            "the two models have the same number of parameters; an LR test needs nested "
+            "models that differ in parameters"
+        )
     mixture = not math.isnan(row["p_value_chibar2"])
-    return LRTest(float(row["chisq"]), int(row["df"]),
-                  float(row["p_value_chibar2"] if mixture else row["p_value"]),
-                  f"chibar2 mixture of chi2({int(row['df']) - 1}) and chi2({int(row['df'])})" if mixture
-                  else f"chi2({int(row['df'])})",
-                  float(table.iloc[0]["loglik"]), float(row["loglik"]),
-                  note="one variance on the boundary under the null: 50:50 mixture" if mixture else "",
-                  p_value_naive=float(row["p_value"]))
+    return LRTest(
+        float(row["chisq"]),
+        int(row["df"]),
+        float(row["p_value_chibar2"] if mixture else row["p_value"]),
+        f"chibar2 mixture of chi2({int(row['df']) - 1}) and chi2({int(row['df'])})"
+        if mixture
+        else f"chi2({int(row['df'])})",
+        float(table.iloc[0]["loglik"]),
+        float(row["loglik"]),
+        note="one variance on the boundary under the null: 50:50 mixture" if mixture else "",
+        p_value_naive=float(row["p_value"]),
+    )

@@ -26,8 +26,9 @@ def _extrapolate(estimates: list[np.ndarray]) -> np.ndarray:
     return table[0]
 
 
-def derivatives(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray, *,
-                levels: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def derivatives(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray, *, levels: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """f(x), the gradient (n, ...) and the Hessian (n, n, ...) of every output of f."""
     x = np.asarray(x, dtype=float)
     n = len(x)
@@ -47,8 +48,12 @@ def derivatives(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndar
             for j in range(i + 1, n):
                 ei, ej = np.zeros(n), np.zeros(n)
                 ei[i], ej[j] = step[i], step[j]
-                val = (np.asarray(f(x + ei + ej)) - np.asarray(f(x + ei - ej))
-                       - np.asarray(f(x - ei + ej)) + np.asarray(f(x - ei - ej))) / (4.0 * step[i] * step[j])
+                val = (
+                    np.asarray(f(x + ei + ej))
+                    - np.asarray(f(x + ei - ej))
+                    - np.asarray(f(x - ei + ej))
+                    + np.asarray(f(x - ei - ej))
+                ) / (4.0 * step[i] * step[j])
                 H[i, j] = H[j, i] = val
         grads.append(g)
         hessians.append(H)

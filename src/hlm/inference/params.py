@@ -62,7 +62,7 @@ def chol_psd(C: np.ndarray) -> np.ndarray:
         if d <= 1e-300:
             continue
         L[j, j] = math.sqrt(d)
-        L[j + 1:, j] = (C[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+        L[j + 1 :, j] = (C[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / L[j, j]
     return L
 
 
@@ -263,8 +263,8 @@ class ThetaDerivatives:
 def full_deviance(devfun: DevianceFunction, beta: np.ndarray, sigma: float, theta: np.ndarray) -> float:
     """-2 log L(beta, sigma, theta) without profiling (ML), from K'H^{-1}K:
 
-        -2 log L = log|H| + n log(2 pi sigma^2) + r'H^{-1}r / sigma^2,
-        r'H^{-1}r = [-beta; 1]' Q [-beta; 1],   Q = K'H^{-1}K, K = [X y].
+    -2 log L = log|H| + n log(2 pi sigma^2) + r'H^{-1}r / sigma^2,
+    r'H^{-1}r = [-beta; 1]' Q [-beta; 1],   Q = K'H^{-1}K, K = [X y].
     """
     logdet, Q = devfun.terms(theta)
     v = np.append(-np.asarray(beta, dtype=float), 1.0)

@@ -42,8 +42,16 @@ LOG_SD_FLOOR = -30.0
 ATANH_MAX = 10.0
 
 
-def _bobyqa(fun, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray, step: float = 0.1, *,
-            ftol: float = 1e-10, xtol: float = 1e-9) -> tuple[np.ndarray, float]:
+def _bobyqa(
+    fun,
+    x0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    step: float = 0.1,
+    *,
+    ftol: float = 1e-10,
+    xtol: float = 1e-9,
+) -> tuple[np.ndarray, float]:
     n = len(x0)
     if n == 0:
         return x0, float(fun(x0))
@@ -86,8 +94,10 @@ class _VarianceProfiler:
             else:
                 eta[k] = math.log(v) if v > 0 else floor
         self.eta_hat = eta
-        self.lower = np.array([LOG_SD_FLOOR if sd else _atanh_floor(self.vp.cor_lower(k))
-                               for k, sd in enumerate(self.is_sd[:-1])] + [LOG_SD_FLOOR])
+        self.lower = np.array(
+            [LOG_SD_FLOOR if sd else _atanh_floor(self.vp.cor_lower(k)) for k, sd in enumerate(self.is_sd[:-1])]
+            + [LOG_SD_FLOOR]
+        )
         self.upper = np.where(self.is_sd, np.inf, ATANH_MAX)
         self.lower[-1], self.upper[-1] = LOG_SD_FLOOR, np.inf
         self.d_hat = fit.profiled.objective
@@ -283,8 +293,9 @@ def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
             d = fprof.profile_at(b)
             return math.copysign(math.sqrt(max(d - fit.profiled.objective, 0.0)), b - beta[j])
 
-        yield _Curve(name, "fixed", None, name, None, float(beta[j]), float(beta[j]), float(se[j]), (None, None),
-                     zeta_f)
+        yield _Curve(
+            name, "fixed", None, name, None, float(beta[j]), float(beta[j]), float(se[j]), (None, None), zeta_f
+        )
 
 
 def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
@@ -297,8 +308,9 @@ def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) 
     rows = []
     for c in _curves(fit, parm):
         lo, hi = c.limits(cut)
-        rows.append((c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(lo), c.to_natural(hi),
-                     "profile"))
+        rows.append(
+            (c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(lo), c.to_natural(hi), "profile")
+        )
     return pd.DataFrame(rows, columns=CI_COLUMNS)
 
 

@@ -39,8 +39,18 @@ from scipy import stats
 from hlm.inference.numderiv import derivatives
 from hlm.inference.params import ThetaDerivatives, VarParams
 
-VARCOMP_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "std_error", "conf_low",
-                   "conf_high", "se_natural"]
+VARCOMP_COLUMNS = [
+    "parameter",
+    "kind",
+    "group",
+    "var1",
+    "var2",
+    "estimate",
+    "std_error",
+    "conf_low",
+    "conf_high",
+    "se_natural",
+]
 STEP = 0.01
 
 
@@ -98,8 +108,12 @@ def information(fit) -> VarCompInfo:
     A[:m, m] = -vp.is_sd()[idx].astype(float)  # u_k = log sd_k - log sigma for SDs
     H_eta = A.T @ H @ A
     est = vp.estimates(theta, sigma)
-    natural = np.append(np.where(vp.is_sd(), np.log(np.maximum(est[:-1], 1e-300)), np.arctanh(
-        np.clip(est[:-1], -1 + 1e-15, 1 - 1e-15))), np.log(sigma))
+    natural = np.append(
+        np.where(
+            vp.is_sd(), np.log(np.maximum(est[:-1], 1e-300)), np.arctanh(np.clip(est[:-1], -1 + 1e-15, 1 - 1e-15))
+        ),
+        np.log(sigma),
+    )
     return VarCompInfo(vp, est, natural, np.append(free_theta, True), H_eta)
 
 

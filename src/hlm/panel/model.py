@@ -77,8 +77,10 @@ def xtreg(
     backend = choose_backend(data)
     if backend != "memory" and (vce == "conventional" or backend == "spark"):
         if vce != "conventional":
-            raise OptionError("robust and cluster standard errors need a second pass over the rows, which the "
-                              "Spark path does not make yet; use vce='conventional' or collect the rows")
+            raise OptionError(
+                "robust and cluster standard errors need a second pass over the rows, which the "
+                "Spark path does not make yet; use vce='conventional' or collect the rows"
+            )
         design, stats = engine_design(model, data, panel=panel)  # one GROUP BY where the data is
         check_panel_response((*design.names, design.response), stats.N, stats.ZZ, stats.S, stats.T, estimator)
         return fitter(design, stats, vce, sa)
@@ -165,15 +167,23 @@ def _chi2_test(b: np.ndarray, V: np.ndarray) -> TestStat:
 
 
 def _panel_shape(stats: PanelStats) -> dict[str, Any]:
-    return dict(nobs=stats.N, ngroups=stats.n, T_min=int(stats.T.min()), T_avg=float(stats.T.mean()),
-                T_max=int(stats.T.max()))
+    return dict(
+        nobs=stats.N, ngroups=stats.n, T_min=int(stats.T.min()), T_avg=float(stats.T.mean()), T_max=int(stats.T.max())
+    )
 
 
 def _common(design: PanelDesign, stats: PanelStats, vce: str) -> dict[str, Any]:
-    return dict(model=design.model, response=design.response, panel_var=design.panel_var, vce=vce,
-                cluster_var=design.cluster_var if vce == "cluster" else None,
-                n_clusters=design.n_clusters if vce == "cluster" else None,
-                n_dropped=design.n_dropped, stats=stats, **_panel_shape(stats))
+    return dict(
+        model=design.model,
+        response=design.response,
+        panel_var=design.panel_var,
+        vce=vce,
+        cluster_var=design.cluster_var if vce == "cluster" else None,
+        n_clusters=design.n_clusters if vce == "cluster" else None,
+        n_dropped=design.n_dropped,
+        stats=stats,
+        **_panel_shape(stats),
+    )
 
 
 def _slopes_last_cons(names: tuple[str, ...], kx: list[int], b: np.ndarray, V: np.ndarray):
@@ -258,10 +268,24 @@ def _fit_fe(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     corr = cov_uxb / np.sqrt(var_u * var_xb) if var_u > 0 and var_xb > 0 else float("nan")
     r2w, r2b, r2o = _r2s(stats, slopes, b)
     return PanelFit(
-        estimator="fe", terms=terms, params=params, vcov=V, df_resid=df_t, omitted=omitted,
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, sigma_u=sigma_u, sigma_e=sigma_e,
-        rho=sigma_u**2 / (sigma_u**2 + sigma_e**2), ssr=ssr, model_test=_f_test(b, Vb, df_t), f_u=f_u,
-        corr_u_xb=float(corr), u=_by_panel(design, u), **_common(design, stats, vce),
+        estimator="fe",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=df_t,
+        omitted=omitted,
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        sigma_u=sigma_u,
+        sigma_e=sigma_e,
+        rho=sigma_u**2 / (sigma_u**2 + sigma_e**2),
+        ssr=ssr,
+        model_test=_f_test(b, Vb, df_t),
+        f_u=f_u,
+        corr_u_xb=float(corr),
+        u=_by_panel(design, u),
+        **_common(design, stats, vce),
     )
 
 
@@ -314,12 +338,25 @@ def _fit_re(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     balanced = bool(stats.T.min() == stats.T.max())
     sigma_u, sigma_e = float(np.sqrt(s2u)), float(np.sqrt(s2e))
     return PanelFit(
-        estimator="re", terms=terms, params=params, vcov=V, df_resid=None,
+        estimator="re",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=None,
         omitted=_omitted(design.names, kx, list(range(p))),
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, sigma_u=sigma_u, sigma_e=sigma_e,
-        rho=s2u / (s2u + s2e) if s2u + s2e > 0 else float("nan"), ssr=ssr, model_test=_chi2_test(bs, Vs),
-        theta=float(theta[0]) if balanced else None, theta_by_panel=_by_panel(design, theta),
-        re_method="baltagi-chang" if sa else "swamy-arora", Tbar=tbar, sigma=float(np.sqrt(s2)),
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        sigma_u=sigma_u,
+        sigma_e=sigma_e,
+        rho=s2u / (s2u + s2e) if s2u + s2e > 0 else float("nan"),
+        ssr=ssr,
+        model_test=_chi2_test(bs, Vs),
+        theta=float(theta[0]) if balanced else None,
+        theta_by_panel=_by_panel(design, theta),
+        re_method="baltagi-chang" if sa else "swamy-arora",
+        Tbar=tbar,
+        sigma=float(np.sqrt(s2)),
         **_common(design, stats, vce),
     )
 
@@ -336,10 +373,19 @@ def _fit_be(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     terms, params, V = _slopes_last_cons(design.names, kx, b, s2 * Ainv)
     r2w, r2b, r2o = _r2s(stats, kx[1:], b[1:])
     return PanelFit(
-        estimator="be", terms=terms, params=params, vcov=V, df_resid=df,
+        estimator="be",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=df,
         omitted=_omitted(design.names, kx, list(range(p))),
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, ssr=ssr, sigma=float(np.sqrt(s2)),
-        model_test=_f_test(params[:-1], V[:-1, :-1], df), **_common(design, stats, vce),
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        ssr=ssr,
+        sigma=float(np.sqrt(s2)),
+        model_test=_f_test(params[:-1], V[:-1, :-1], df),
+        **_common(design, stats, vce),
     )
 
 
@@ -369,9 +415,19 @@ def _fit_pooled(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> P
     r2 = 1.0 - ssr / tss if tss > 0 else float("nan")
     r2w, r2b, r2o = _r2s(stats, kx[1:], b[1:])
     return PanelFit(
-        estimator="pooled", terms=terms, params=params, vcov=V, df_resid=df_t,
+        estimator="pooled",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=df_t,
         omitted=_omitted(design.names, kx, list(range(p))),
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, r2=r2, adj_r2=1.0 - (1.0 - r2) * (N - 1) / df,
-        ssr=ssr, sigma=float(np.sqrt(s2)), model_test=_f_test(params[:-1], V[:-1, :-1], df_t),
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        r2=r2,
+        adj_r2=1.0 - (1.0 - r2) * (N - 1) / df,
+        ssr=ssr,
+        sigma=float(np.sqrt(s2)),
+        model_test=_f_test(params[:-1], V[:-1, :-1], df_t),
         **_common(design, stats, vce),
     )

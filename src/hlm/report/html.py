@@ -24,10 +24,13 @@ def _num(x: object) -> str:
 
 def _table(frame: pd.DataFrame, caption: str) -> str:
     head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_num(v)}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
-    return (f"<table class='hlm'><caption style='text-align:left;font-weight:bold'>{escape(caption)}</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_num(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False)
+    )
+    return (
+        f"<table class='hlm'><caption style='text-align:left;font-weight:bold'>{escape(caption)}</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def fit_html(fit: "Fit") -> str:

@@ -90,8 +90,14 @@ def _profile_label(row) -> str:
     return str(row.parameter)
 
 
-def profile_zeta(fit: "Fit", *, levels: tuple[float, ...] = PROFILE_LEVELS, parm: list[str] | None = None,
-                 npoints: int = 6, ncol: int = 4) -> Figure:
+def profile_zeta(
+    fit: "Fit",
+    *,
+    levels: tuple[float, ...] = PROFILE_LEVELS,
+    parm: list[str] | None = None,
+    npoints: int = 6,
+    ncol: int = 4,
+) -> Figure:
     """One panel per parameter: zeta against the parameter, traced out to the largest of
     ``levels``, with the profile interval of each level drawn where zeta crosses -+z."""
     from hlm.inference.profile import profile
@@ -123,7 +129,7 @@ def profile_zeta(fit: "Fit", *, levels: tuple[float, ...] = PROFILE_LEVELS, parm
                 xz = float(np.interp(sign * z, zz[order], xx[order]))
                 ax.plot([xz, xz], [0.0, sign * z], color="0.45", linewidth=0.7, linestyle=":")
         ax.set_title(_profile_label(next(sub.itertuples())), fontsize=9)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     for ax in axes[::ncol]:
         ax.set_ylabel("zeta")
@@ -157,8 +163,7 @@ def save_figure(fig: Figure, file: Any, *, overwrite: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False,
-         **kwargs: Any) -> Figure:
+def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False, **kwargs: Any) -> Figure:
     """``fit.plot``: build the figure and save it to ``file`` if given (checked first; an
     existing file is replaced only with ``overwrite=True``)."""
     if kind not in PLOT_KINDS:

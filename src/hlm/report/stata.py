@@ -34,7 +34,7 @@ def sg(x: float | None, budget: int = 8) -> str:
     a = abs(float(x))
     if a == 0:
         return "0"
-    if a >= 10 ** budget or a < 1e-5:
+    if a >= 10**budget or a < 1e-5:
         return sign + _exp(a)
     if a >= 1:
         intdigits = len(str(int(a)))
@@ -57,7 +57,7 @@ def _exp(a: float) -> str:
 
 def abbrev(name: str, width: int) -> str:
     """Shorten a name to ``width`` characters as Stata does, with a tilde."""
-    return name if len(name) <= width else name[:width - 4] + "~" + name[-3:]
+    return name if len(name) <= width else name[: width - 4] + "~" + name[-3:]
 
 
 def stata_term(name: str) -> str:
@@ -100,16 +100,27 @@ def _header(fit: "Fit") -> list[str]:
     if len(order) == 1:
         fac = agg.factors[order[0]]
         lo, avg, hi = fac.size_range()
-        lines.append(_line(f"Group variable: {abbrev(level_name(fit, order[0]), 24)}",
-                           _kv("Number of groups", f"{fac.nlevels:,}")))
-        lines += ["", _line("", "Obs per group:"),
-                  _line("", f"{'min':>17} = {lo:>10,}"),
-                  _line("", f"{'avg':>17} = {avg:>10,.1f}"),
-                  _line("", f"{'max':>17} = {hi:>10,}")]
+        lines.append(
+            _line(
+                f"Group variable: {abbrev(level_name(fit, order[0]), 24)}", _kv("Number of groups", f"{fac.nlevels:,}")
+            )
+        )
+        lines += [
+            "",
+            _line("", "Obs per group:"),
+            _line("", f"{'min':>17} = {lo:>10,}"),
+            _line("", f"{'avg':>17} = {avg:>10,.1f}"),
+            _line("", f"{'max':>17} = {hi:>10,}"),
+        ]
     else:
         rule = "-" * 61
-        lines += ["", rule, f"{'':15} |     No. of       Observations per Group",
-                  f"{'Group Variable':>15} |     Groups    Minimum    Average    Maximum", "-" * 16 + "+" + "-" * 44]
+        lines += [
+            "",
+            rule,
+            f"{'':15} |     No. of       Observations per Group",
+            f"{'Group Variable':>15} |     Groups    Minimum    Average    Maximum",
+            "-" * 16 + "+" + "-" * 44,
+        ]
         for f in order:
             fac = agg.factors[f]
             lo, avg, hi = fac.size_range()
@@ -117,8 +128,12 @@ def _header(fit: "Fit") -> list[str]:
         lines.append(rule)
     chi2, k, p = fit.wald_test()
     ll = "Log restricted-likelihood" if fit.reml else "Log likelihood"
-    lines += ["", _line("", _kv(f"Wald chi2({k})", "." if k == 0 else f"{chi2:.2f}")),
-              _line(f"{ll} = {sg(fit.loglik, 9)}", _kv("Prob > chi2", "." if k == 0 else f"{p:.4f}")), ""]
+    lines += [
+        "",
+        _line("", _kv(f"Wald chi2({k})", "." if k == 0 else f"{chi2:.2f}")),
+        _line(f"{ll} = {sg(fit.loglik, 9)}", _kv("Prob > chi2", "." if k == 0 else f"{p:.4f}")),
+        "",
+    ]
     return lines
 
 
@@ -126,11 +141,16 @@ def _coef_table(fit: "Fit") -> list[str]:
     tidy = fit.tidy()
     rows = list(tidy.itertuples())
     rows = [r for r in rows if stata_term(r.term) != "_cons"] + [r for r in rows if stata_term(r.term) == "_cons"]
-    lines = [RULE, f"{abbrev(fit.aggregates.response, 12):>12} |      Coef.   Std. Err.      z    P>|z|     [95% Conf. Interval]",
-             "-" * 13 + "+" + "-" * 64]
+    lines = [
+        RULE,
+        f"{abbrev(fit.aggregates.response, 12):>12} |      Coef.   Std. Err.      z    P>|z|     [95% Conf. Interval]",
+        "-" * 13 + "+" + "-" * 64,
+    ]
     for r in rows:
-        lines.append(f"{abbrev(stata_term(r.term), 12):>12} | {sg(r.estimate):>10} {sg(r.std_error):>10} "
-                     f"{r.statistic:>8.2f} {r.p_value:>7.3f}    {sg(r.conf_low):>9}   {sg(r.conf_high):>9}")
+        lines.append(
+            f"{abbrev(stata_term(r.term), 12):>12} | {sg(r.estimate):>10} {sg(r.std_error):>10} "
+            f"{r.statistic:>8.2f} {r.p_value:>7.3f}    {sg(r.conf_low):>9}   {sg(r.conf_high):>9}"
+        )
     lines.append(RULE)
     return lines
 
@@ -149,7 +169,7 @@ def _effects(names: str) -> str:
     """Stata's list of a term's effects: ``(Intercept) Days`` (the term's columns, intercept
     first) -> ``Days _cons``, slopes first as Stata lists them."""
     head = "(Intercept) "
-    return f"{names[len(head):]} _cons" if names.startswith(head) else stata_term(names)
+    return f"{names[len(head) :]} _cons" if names.startswith(head) else stata_term(names)
 
 
 def _re_row(label: str, est: float, se: float, lo: float, hi: float) -> str:
@@ -157,15 +177,21 @@ def _re_row(label: str, est: float, se: float, lo: float, hi: float) -> str:
 
 
 def _re_table(fit: "Fit", table: "pd.DataFrame") -> list[str]:
-    lines = [RULE, "  Random-effects Parameters  |   Estimate   Std. Err.     [95% Conf. Interval]",
-             "-" * 29 + "+" + "-" * 48]
+    lines = [
+        RULE,
+        "  Random-effects Parameters  |   Estimate   Std. Err.     [95% Conf. Interval]",
+        "-" * 29 + "+" + "-" * 48,
+    ]
     struct = fit.structure
     for f in stata_factor_order(fit):
         terms = [t for t in struct.terms if t.factor == f]
         fname = fit.aggregates.factors[f].name
         kind = _cov_type(terms)
-        blocks = [(kind, table[table["level"] == fname])] if kind else [
-            (_cov_type([t]), table[(table["level"] == fname) & (table["group"] == t.group)]) for t in terms]
+        blocks = (
+            [(kind, table[table["level"] == fname])]
+            if kind
+            else [(_cov_type([t]), table[(table["level"] == fname) & (table["group"] == t.group)]) for t in terms]
+        )
         for kind_b, rows in blocks:
             lines.append(f"{abbrev(level_name(fit, f) + ': ' + kind_b, 28):<28} |")
             for r in rows.itertuples():
@@ -189,11 +215,15 @@ def _re_table(fit: "Fit", table: "pd.DataFrame") -> list[str]:
 def lr_line(fit: "Fit") -> list[str]:
     lr = fit.lr_test_linear()
     if lr.distribution == "chibar2(01)":
-        return [f"LR test vs. linear model: chibar2(01) = {lr.statistic:.2f}".ljust(54)
-                + f"Prob >= chibar2 = {lr.p_value:.4f}"]
-    return [f"LR test vs. linear model: chi2({lr.df}) = {lr.statistic:.2f}".ljust(58)
-            + f"Prob > chi2 = {lr.p_value:.4f}", "",
-            "Note: LR test is conservative and provided only for reference."]
+        return [
+            f"LR test vs. linear model: chibar2(01) = {lr.statistic:.2f}".ljust(54)
+            + f"Prob >= chibar2 = {lr.p_value:.4f}"
+        ]
+    return [
+        f"LR test vs. linear model: chi2({lr.df}) = {lr.statistic:.2f}".ljust(58) + f"Prob > chi2 = {lr.p_value:.4f}",
+        "",
+        "Note: LR test is conservative and provided only for reference.",
+    ]
 
 
 def stata_summary(fit: "Fit") -> str:

@@ -283,11 +283,15 @@ class Design:
         variables = self.variables()
         for k in self.fixed:
             if k != INTERCEPT and k not in variables:
-                raise OptionError(f"fixed.{k}: '{k}' is not a covariate; use intercept or one of {', '.join(variables) or '(none)'}")
+                raise OptionError(
+                    f"fixed.{k}: '{k}' is not a covariate; use intercept or one of {', '.join(variables) or '(none)'}"
+                )
         for lv in self.levels:
             for k in lv.slopes:
                 if k not in variables:
-                    raise OptionError(f"levels.{lv.name}.slopes.{k}: '{k}' is not a covariate; use one of {', '.join(variables) or '(none)'}")
+                    raise OptionError(
+                        f"levels.{lv.name}.slopes.{k}: '{k}' is not a covariate; use one of {', '.join(variables) or '(none)'}"
+                    )
 
     def variables(self) -> list[str]:
         """Names that can carry fixed effects and random slopes: covariates and the occasion."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import os
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -104,19 +105,19 @@ def design_from_dict(data: Mapping[str, Any]) -> Design:
         where = f"levels.{raw.get('name', i) if isinstance(raw, Mapping) else i}"
         item = _check_keys(raw, LEVEL_KEYS, where)
         if "name" not in item:
-            raise OptionError(f"{where} needs a name, e.g. name = \"district\"")
+            raise OptionError(f'{where} needs a name, e.g. name = "district"')
         levels.append(Level(item.pop("name"), **item))
     obs = _check_keys(data.get("observations", {}), OBSERVATION_KEYS, "observations")
     covariates = []
     raw_covs = data.get("covariates", {})
     if not isinstance(raw_covs, Mapping):
-        raise OptionError("covariates must be a table: name = \"Bernoulli(0.2)\" or name = { dist = ..., level = ... }")
+        raise OptionError('covariates must be a table: name = "Bernoulli(0.2)" or name = { dist = ..., level = ... }')
     for name, spec in raw_covs.items():
         if isinstance(spec, (str, *DISTRIBUTIONS)):
             spec = {"dist": spec}
         spec = _check_keys(spec, COVARIATE_KEYS, f"covariates.{name}")
         if "dist" not in spec:
-            raise OptionError(f"covariates.{name} needs a dist, e.g. dist = \"Bernoulli(0.2)\"")
+            raise OptionError(f'covariates.{name} needs a dist, e.g. dist = "Bernoulli(0.2)"')
         covariates.append(Covariate(name, spec["dist"], level=spec.get("level")))
     fixed = data.get("fixed", {})
     if not isinstance(fixed, Mapping):

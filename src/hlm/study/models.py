@@ -63,8 +63,10 @@ class StudyModel:
             est, panel, formula = m.group(1), m.group(2), m.group(3)
             out = cls(text, "xtreg", (formula or default).strip(), est, panel)
         elif text.strip().startswith("xtreg"):
-            raise FormulaError(f"cannot read '{text}': write 'xtreg fe PANEL' or 'xtreg re PANEL' "
-                               "(optionally ': y ~ x'), e.g. 'xtreg fe student_id'")
+            raise FormulaError(
+                f"cannot read '{text}': write 'xtreg fe PANEL' or 'xtreg re PANEL' "
+                "(optionally ': y ~ x'), e.g. 'xtreg fe student_id'"
+            )
         elif _OLS.match(text):
             formula = _OLS.match(text).group(1)  # type: ignore[union-attr]
             out = cls(text, "ols", (formula or default).strip(), "pooled", design.levels[-1].id)
@@ -86,8 +88,10 @@ class StudyModel:
         need = used_columns(spec) + ([self.panel] if self.panel else [])
         missing = [c for c in need if c not in have]
         if missing:
-            raise FormulaError(f"model '{self.label}' uses {', '.join(repr(c) for c in missing)}, which the design "
-                               f"does not simulate; its columns are {', '.join(have)}")
+            raise FormulaError(
+                f"model '{self.label}' uses {', '.join(repr(c) for c in missing)}, which the design "
+                f"does not simulate; its columns are {', '.join(have)}"
+            )
 
 
 def design_columns(design: Design) -> list[str]:
@@ -117,8 +121,15 @@ class FitOutcome:
     rows: list[ParamRow]
 
 
-def fit_model(model: StudyModel, frame: pd.DataFrame, truth: Truth, *, reml: bool = True,
-              intervals: bool = True, level: float = 0.95) -> FitOutcome:
+def fit_model(
+    model: StudyModel,
+    frame: pd.DataFrame,
+    truth: Truth,
+    *,
+    reml: bool = True,
+    intervals: bool = True,
+    level: float = 0.95,
+) -> FitOutcome:
     """Fit ``model`` to ``frame``; estimates, SEs and CIs of every parameter with a truth.
 
     Errors of the fit are returned (``error``), not raised, so that a study goes on.
@@ -226,8 +237,18 @@ def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -
             name = f"sd[{lname}]" if v1 == INTERCEPT_COLUMN else f"sd[{lname}:{v1}]"
             rows.append((name, "sd", f"sd({v1}|{fname})", truth.sd(modelled, li, str(v1)), est, s, lo, hi))
         else:
-            rows.append((f"cor[{lname}:{v1},{v2}]", "cor", f"cor({v1},{v2}|{fname})",
-                         truth.cor(modelled, li, str(v1), v2), est, s, lo, hi))
+            rows.append(
+                (
+                    f"cor[{lname}:{v1},{v2}]",
+                    "cor",
+                    f"cor({v1},{v2}|{fname})",
+                    truth.cor(modelled, li, str(v1), v2),
+                    est,
+                    s,
+                    lo,
+                    hi,
+                )
+            )
 
     chain = fit.aggregates.chain  # nested factors, innermost first: ICCs are defined
     if chain is not None:
@@ -239,8 +260,9 @@ def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -
                 continue
             est = sum(intercept_var[n] for n in names[k:]) / total
             lo, hi = icc_ci.get(fname, (nan, nan))
-            rows.append((f"icc[{truth.level_name(li)}]", "icc", f"icc({fname})", truth.icc(modelled, li), est,
-                         nan, lo, hi))
+            rows.append(
+                (f"icc[{truth.level_name(li)}]", "icc", f"icc({fname})", truth.icc(modelled, li), est, nan, lo, hi)
+            )
     return _ordered(rows, truth), err
 
 
@@ -252,11 +274,16 @@ def _ordered(rows: list[ParamRow], truth: Truth) -> list[ParamRow]:
     names = [lv.name for lv in truth.levels]
 
     def level_of(name: str) -> int:
-        inner = name[name.find("[") + 1:].split(":")[0].rstrip("]")
+        inner = name[name.find("[") + 1 :].split(":")[0].rstrip("]")
         return names.index(inner) if inner in names else len(names)
 
-    return [r for _, r in sorted(enumerate(rows), key=lambda kr: (_KIND_ORDER[kr[1][1]],
-            0 if kr[1][1] == "fixed" else level_of(kr[1][0]), kr[0]))]
+    return [
+        r
+        for _, r in sorted(
+            enumerate(rows),
+            key=lambda kr: (_KIND_ORDER[kr[1][1]], 0 if kr[1][1] == "fixed" else level_of(kr[1][0]), kr[0]),
+        )
+    ]
 
 
 def _panel_rows(model: StudyModel, fit, truth: Truth, z: float) -> list[ParamRow]:

@@ -51,8 +51,9 @@ class _Point:
     truth: Truth
 
 
-def grid_points(design: Design, grid: Mapping[str, Sequence[Any]] | None,
-                models: Sequence[str]) -> tuple[tuple[str, ...], list[_Point]]:
+def grid_points(
+    design: Design, grid: Mapping[str, Sequence[Any]] | None, models: Sequence[str]
+) -> tuple[tuple[str, ...], list[_Point]]:
     """The cartesian product of the grid's values (first key varying slowest)."""
     if grid is None:
         grid = {}
@@ -78,8 +79,9 @@ def grid_points(design: Design, grid: Mapping[str, Sequence[Any]] | None,
     return keys, points
 
 
-def _run_chunk(point: _Point, reps: Sequence[int], seed: int, reml: bool, intervals: bool,
-               level: float) -> tuple[list[tuple], list[tuple]]:
+def _run_chunk(
+    point: _Point, reps: Sequence[int], seed: int, reml: bool, intervals: bool, level: float
+) -> tuple[list[tuple], list[tuple]]:
     """Simulate and fit replicates ``reps`` of one grid point (runs in a worker)."""
     fits: list[tuple] = []
     params: list[tuple] = []
@@ -203,9 +205,20 @@ def study(
     fits = [row for i in range(len(tasks)) for row in results[i][0]]
     params = [row for i in range(len(tasks)) for row in results[i][1]]
     return StudyResult.build(
-        design=design, models=tuple(models), reps=int(reps), seed=int(seed), grid_keys=keys,
-        grid_values=[p.values for p in points], designs=[p.design for p in points], fits=fits, params=params,
-        seconds=seconds, n_jobs=n_jobs, reml=reml, intervals=intervals, level=level,
+        design=design,
+        models=tuple(models),
+        reps=int(reps),
+        seed=int(seed),
+        grid_keys=keys,
+        grid_values=[p.values for p in points],
+        designs=[p.design for p in points],
+        fits=fits,
+        params=params,
+        seconds=seconds,
+        n_jobs=n_jobs,
+        reml=reml,
+        intervals=intervals,
+        level=level,
     )
 
 
@@ -222,12 +235,25 @@ class _Progress:
     def __enter__(self) -> "_Progress":
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=False)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self._progress.start()
             self._task = self._progress.add_task(self.title, total=self.total)
         return self

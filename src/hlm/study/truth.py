@@ -75,7 +75,7 @@ class Truth:
         for lv in design.levels:
             f = lv.covariance_factor()
             levels.append(LevelTruth(lv.name, str(lv.id), (INTERCEPT_COLUMN, *lv.slopes), f @ f.T))
-        return cls(tuple(levels), design.residual_sd ** 2, dict(design.fixed), tuple(design.variables()))
+        return cls(tuple(levels), design.residual_sd**2, dict(design.fixed), tuple(design.variables()))
 
     # ---- matching -----------------------------------------------------------------------
     def level_index(self, group: str | Iterable[str] | None) -> int | None:
