@@ -261,7 +261,8 @@ def main() -> None:
         print(
             f"\n| rows | hlm via DuckDB (aggregate + optimise) | hlm via Spark local[{args.threads or os.cpu_count()}] "
             f"(aggregate + optimise) | Spark / DuckDB | Spark session start |\n|---|---|---|---|---|\n"
-            f"| {fit['nobs']:,} | {fit['seconds']:.2f} s ({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) "
+            f"| {fit['nobs']:,} | {fit['seconds']:.2f} s "
+            f"({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) "
             f"| {sp['seconds']:.2f} s ({sp['aggregate_seconds']:.2f} + {sp['optimise_seconds']:.2f}) "
             f"| {sp['seconds'] / fit['seconds']:.1f}x | {sp['session_start_seconds']:.1f} s |"
         )

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     def line(label: str, secs: list[float]) -> None:
         best, med = min(secs), statistics.median(secs)
         print(
-            f"  {label:34s} best {best:6.3f} s  {n / best / 1e6:6.1f} M rows/s   median {med:6.3f} s  {n / med / 1e6:6.1f} M rows/s"
+            f"  {label:34s} best {best:6.3f} s  {n / best / 1e6:6.1f} M rows/s   "
+            f"median {med:6.3f} s  {n / med / 1e6:6.1f} M rows/s"
         )
 
     line("floor: rng.standard_normal(n)", floor)
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = n / min(warm)
     ok = rate >= args.floor_rate
     print(
-        f"{'PASS' if ok else 'FAIL'}: {rate / 1e6:.1f} M rows/s {'>=' if ok else '<'} {args.floor_rate / 1e6:.0f} M rows/s"
+        f"{'PASS' if ok else 'FAIL'}: {rate / 1e6:.1f} M rows/s "
+        f"{'>=' if ok else '<'} {args.floor_rate / 1e6:.0f} M rows/s"
     )
     return 0 if ok else 1
 

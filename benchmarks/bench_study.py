@@ -155,7 +155,8 @@ def main() -> None:
     out = [
         "## Monte Carlo study (hlm.study): the seed's design, 80,000 rows, 4-level REML",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; Python {platform.python_version()}; "
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()}; "
         f"load average before / after: {load0} -> {load1} (other processes slow every number).",
         "",
         "| step (one replicate, serial, median) | seconds |",
@@ -165,7 +166,8 @@ def main() -> None:
         f"| study extraction of the estimates | {costs['extract']:.4f} |",
         f"| SEs / CIs of SDs and ICCs (`intervals=True`) | {costs['intervals']:.4f} |",
         "",
-        "| run | replicates | processes | wall s | replicates / s | CPU-s per replicate | wall s per fit in the workers (mean) |",
+        "| run | replicates | processes | wall s | replicates / s | CPU-s per replicate "
+        "| wall s per fit in the workers (mean) |",
         "|---|---:|---:|---:|---:|---:|---:|",
         f"| `hlm.study(..., intervals=False)` | {args.reps:,} | {fast.n_jobs} | {fast.seconds:.1f} | "
         f"{args.reps / fast.seconds:.1f} | {per_rep_fast:.3f} | {fs['seconds']:.3f} |",

@@ -65,7 +65,7 @@ def machine_line() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ""
     if hasattr(os, "getloadavg"):
-        load = ", load average at start {:.1f}".format(os.getloadavg()[0])
+        load = f", load average at start {os.getloadavg()[0]:.1f}"
     return f"{cpu}, {cores} cores{mem}; Python {platform.python_version()} on {platform.system()}{load}"
 
 

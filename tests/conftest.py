@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -33,13 +33,13 @@ MIXED = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference(name: str) -> dict:
     """A reference JSON by file stem, e.g. ``sleepstudy__slope_REML``."""
     return json.loads((REFERENCE / f"{name}.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dataset(name: str) -> pd.DataFrame:
     frame = pd.read_csv(DATA / f"{name}.csv")
     if name == "Grunfeld":  # the lmer fixtures group by firm as a factor column

@@ -15,15 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import MIXED, dataset, reference
-
 import hlm
+from conftest import MIXED, dataset, reference
 from hlm.aggregate import aggregate_any
 from hlm.aggregate.duckdb import aggregate_duckdb
-from hlm.errors import DataError, FormulaError
 from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
 from hlm.core.structure import build_structure
+from hlm.errors import DataError, FormulaError
 from hlm.lmm import aggregate
 from hlm.spec import parse_model
 
@@ -231,7 +230,8 @@ SPARK_CASES = list(
         + [
             (
                 "Hsb82",
-                "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) + (1 | school)",
+                "mAch ~ sx * cses + sector:meanses + log(ses + 5) + center(ses) + ses:sector + C(minrty) "
+                "+ (1 | school)",
             ),
             ("Hsb82", "mAch ~ poly(ses, 2) + scale(cses) + I(meanses^2) + offset(0.5 * cses) + (I(cses^2) | school)"),
         ]

@@ -132,7 +132,7 @@ def test_report_tables_and_dict(seed_within):
     assert levels["within"].tolist() == [50, 250, 2_000, 40_000]
     d = json.loads(json.dumps(rep.to_dict()))
     assert d["order"] == LEVELS and d["groups"]["school_id"] == 5
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017  # any refusal to mutate
         rep.order = None  # type: ignore[misc]  # immutable
 
 

@@ -12,9 +12,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from conftest import dataset, reference
-
 import hlm
+from conftest import dataset, reference
 
 
 def _key(fit):

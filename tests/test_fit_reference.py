@@ -7,13 +7,11 @@ relative; ``singular`` as lme4 says.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from conftest import MIXED, dataset, reference
-
 import hlm
+from conftest import MIXED, dataset, reference
 
 
 def close_sd(ours: float, theirs: float) -> bool:

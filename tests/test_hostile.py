@@ -19,11 +19,17 @@ import pandas as pd
 import pytest
 
 import hlm
-from hlm.cli import run
-from hlm.errors import ComparisonError, DataError, FileError, HLMError, HLMWarning, IdentifiabilityError
-from hlm.errors import StructureWarning
-
 from conftest import reference
+from hlm.cli import run
+from hlm.errors import (
+    ComparisonError,
+    DataError,
+    FileError,
+    HLMError,
+    HLMWarning,
+    IdentifiabilityError,
+    StructureWarning,
+)
 
 DATA = Path(__file__).parent / "data"
 SEED_TOML = str(Path(__file__).resolve().parents[1] / "examples" / "seed.toml")

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import dataset, reference
-
 import hlm
+from conftest import dataset, reference
 from hlm.errors import DataError
 from hlm.variance_share import varcomp_table
 

@@ -11,9 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import dataset
-
 import hlm
+from conftest import dataset
 from hlm.errors import OptionError
 from hlm.inference.bootstrap import _AggregateSimulator, _RowSimulator, bootstrap
 

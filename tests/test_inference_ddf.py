@@ -15,7 +15,6 @@ import pytest
 from scipy import stats
 
 from conftest import reference
-
 from hlm.inference.ddf import fixed_effects_table, wald_slopes
 
 REML = [

@@ -9,9 +9,8 @@ import warnings
 import pytest
 from scipy import stats
 
-from conftest import dataset, reference
-
 import hlm
+from conftest import dataset, reference
 from hlm.errors import ComparisonError
 from hlm.inference.likelihood_ratio import lr_vs_linear
 

@@ -4,13 +4,11 @@ SD whose profile never reaches the cutoff gets the limit 0, as lme4)."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from conftest import dataset, reference
-
 import hlm
+from conftest import dataset, reference
 
 PROFILE = ["Dyestuff__intercept_ML", "Pastes__nested_ML", "sleepstudy__slope_ML", "Hsb82__ri_ML"]
 

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import dataset, reference
-
 import hlm
+from conftest import dataset, reference
 from hlm.core.optimize import fd_derivatives
 from hlm.inference.numderiv import hessian
 from hlm.inference.params import Criterion, VarParams, full_deviance

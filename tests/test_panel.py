@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from conftest import dataset, reference
-
 from hlm.errors import ColumnError, ComparisonError, DataError, FormulaError, OptionError
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.panel.hausman import NOT_PD, hausman_statistic

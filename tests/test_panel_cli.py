@@ -7,7 +7,6 @@ import json
 import pytest
 
 from conftest import DATA, reference
-
 from hlm.cli import run
 
 UNB = str(DATA / "Grunfeld_unbalanced.csv")

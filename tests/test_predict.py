@@ -12,9 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import dataset, reference
-
 import hlm
+from conftest import dataset, reference
 from hlm.errors import DataError, OptionError
 
 WITH_FITTED = [

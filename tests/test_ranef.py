@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import MIXED, reference
-
 import hlm
 import hlm.ranef as ranef_module
+from conftest import MIXED, reference
 
 
 def _check_against(table: pd.DataFrame, ref: dict) -> None:

@@ -15,9 +15,8 @@ import pytest
 from matplotlib.figure import Figure
 from scipy import stats
 
-from conftest import DATA, dataset, reference
-
 import hlm
+from conftest import DATA, dataset, reference
 from hlm.cli import run
 from hlm.errors import OptionError
 from hlm.report.stata import sg

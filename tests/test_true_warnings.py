@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import dataset, reference
-
 import hlm
+from conftest import dataset, reference
 from hlm.checks import boundary_messages
 from hlm.errors import SingularFitWarning, StructureWarning
 

@@ -18,9 +18,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DATA, REFERENCE, dataset
-
 import hlm
+from conftest import DATA, REFERENCE, dataset
 from hlm.aggregate.memory import aggregate_frame
 from hlm.core.nested import nested_terms
 from hlm.core.objective import DevianceFunction

@@ -5,9 +5,12 @@
 >>> m.fixef, m.varcorr, m.summary()
 """
 
+from hlm.aggregate.duckdb import write_predictions, write_ranef
+from hlm.diagnose import NestingReport, nesting
 from hlm.errors import (
     ColumnError,
     ComparisonError,
+    ConvergenceWarning,
     DataError,
     FileError,
     FormulaError,
@@ -16,12 +19,9 @@ from hlm.errors import (
     IdentifiabilityError,
     NestingError,
     OptionError,
-    ConvergenceWarning,
     SingularFitWarning,
     StructureWarning,
 )
-from hlm.aggregate.duckdb import write_predictions, write_ranef
-from hlm.diagnose import NestingReport, nesting
 from hlm.fit import Fit
 from hlm.inference.likelihood_ratio import compare, lrtest
 from hlm.lmm import fit

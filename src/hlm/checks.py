@@ -33,9 +33,10 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -332,7 +333,7 @@ def implicit_nesting_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
 
 
 # ---- boundary fits ---------------------------------------------------------------------
-def _structured_boundary(fit: "Fit", term, lam: np.ndarray, tol: float) -> list[str]:
+def _structured_boundary(fit: Fit, term, lam: np.ndarray, tol: float) -> list[str]:
     """The boundary of a cov(identity) / cov(exchangeable) term: its diagonal parameter
     (t or alpha, Lambda = alpha I + beta J) at 0 means a zero shared variance, or for an
     exchangeable term with beta != 0 a correlation of +1 (every effect the same); alpha + q
@@ -391,7 +392,7 @@ def _components(n: int, pairs: Sequence[tuple[int, int]]) -> int:
     return len({find(i) for i in range(n)})
 
 
-def boundary_messages(fit: "Fit", tol: float | None = None) -> list[str]:
+def boundary_messages(fit: Fit, tol: float | None = None) -> list[str]:
     """What is on the boundary of a singular fit, one phrase per component, with what it
     means, and nothing else.  For each term's covariance matrix (in units of the residual
     variance), with :math:`d_k` the SD of effect k given the effects before it (the fit is

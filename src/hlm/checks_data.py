@@ -24,7 +24,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -135,7 +136,7 @@ def _constant_given_intercept(agg: Aggregates) -> bool:
     return bool(yy - sy * sy / n <= CONSTANT_TOL * yy)
 
 
-def check_finite(fit: "Fit") -> None:
+def check_finite(fit: Fit) -> None:
     """Refuse a fit whose estimates are not all finite numbers."""
     parts = {
         "fixed effects": fit.profiled.beta,
@@ -191,7 +192,7 @@ def check_repeated_effects(agg: Aggregates) -> None:
             )
 
 
-def within_order_warning(spec: "ModelSpec", agg: Aggregates) -> str | None:
+def within_order_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
     """Warn (:class:`StructureWarning`) and return the message when a nested path has ids
     numbered within their parents and looks listed inner to outer
     (:func:`hlm.diagnose.ambiguity.reversed_reading`); None otherwise."""

@@ -12,8 +12,9 @@ the frozen states) on new rows.  Stata syntax keeps formulaic's text and Stata's
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -144,7 +145,7 @@ class FixedDesign:
     names: tuple[str, ...]
     model_spec: Any = field(repr=False, compare=False)
     order: tuple[int, ...] | None = None  # formulaic's columns -> R's order
-    random: tuple["FixedDesign | None", ...] = ()  # lme4: each random term's columns (None: intercept only)
+    random: tuple[FixedDesign | None, ...] = ()  # lme4: each random term's columns (None: intercept only)
 
     @property
     def has_offset(self) -> bool:

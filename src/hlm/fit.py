@@ -178,7 +178,7 @@ class Fit:
     def boundary_components(self) -> list[str]:
         """Names of the variance components estimated at zero (on unit-rms columns)."""
         out = []
-        for (f, r, c), value, name in zip(self.structure.theta_pos, self._theta_std, self.structure.theta_names):
+        for (_f, r, c), value, name in zip(self.structure.theta_pos, self._theta_std, self.structure.theta_names):
             if r == c and value < SINGULAR_TOL:
                 out.append(name)
         return out

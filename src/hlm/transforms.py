@@ -14,7 +14,8 @@ or from the moments sum t^j (:func:`poly_state_from_moments`, for the SQL backen
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

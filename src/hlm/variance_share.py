@@ -34,7 +34,8 @@ has no single residual variance to use and is refused for weighted fits.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -64,7 +65,7 @@ ICC_COLUMNS = [
 
 
 # ---- the random-effects parameter table ----------------------------------------------------
-def stata_factor_order(fit: "Fit") -> list[int]:
+def stata_factor_order(fit: Fit) -> list[int]:
     """Factors outermost first (Stata's order of levels): for nested chains the reverse of
     the chain, for crossed factors fewest levels first."""
     if fit.aggregates.chain is not None:
@@ -72,7 +73,7 @@ def stata_factor_order(fit: "Fit") -> list[int]:
     return list(reversed(factor_order(fit)))
 
 
-def varcomp_table(fit: "Fit", vc: VarCompInfo | None = None, *, level: float = 0.95) -> pd.DataFrame:
+def varcomp_table(fit: Fit, vc: VarCompInfo | None = None, *, level: float = 0.95) -> pd.DataFrame:
     """:func:`hlm.inference.varcomp.varcomp` (SDs and correlations with SEs and CIs on the
     log-SD / atanh scale) in Stata's order: levels outermost first; within a term slopes
     before the intercept, then correlations (var1 before var2 in the term's column order)."""
@@ -105,7 +106,7 @@ def varcomp_table(fit: "Fit", vc: VarCompInfo | None = None, *, level: float = 0
 
 # ---- variance share per level ---------------------------------------------------------------
 def _level_variances(
-    fit: "Fit", info: VarCompInfo, at: Mapping[str, float], levels: list[int]
+    fit: Fit, info: VarCompInfo, at: Mapping[str, float], levels: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """[v_level for levels..., sigma^2] with v = z' Sigma_f z at covariates ``at``, and their
     gradients in eta (rows; see the module docstring)."""
@@ -152,7 +153,7 @@ def _level_variances(
 
 
 def icc_table(
-    fit: "Fit", at: Mapping[str, float] | None = None, *, level: float = 0.95, vc: VarCompInfo | None = None
+    fit: Fit, at: Mapping[str, float] | None = None, *, level: float = 0.95, vc: VarCompInfo | None = None
 ) -> pd.DataFrame:
     """One row per level (innermost first) and the residual; see the module docstring.
 
@@ -229,7 +230,7 @@ def _expit(x: float) -> float:
 
 
 # ---- R^2 ----------------------------------------------------------------------------------
-def _column_sums(fit: "Fit") -> np.ndarray:
+def _column_sums(fit: Fit) -> np.ndarray:
     """Sum over rows of each fixed-effect column (from an intercept in X or in the Z pool)."""
     agg = fit.aggregates
     for icol, name in enumerate(agg.xnames):
@@ -243,14 +244,14 @@ def _column_sums(fit: "Fit") -> np.ndarray:
     raise DataError("R^2 needs the column means of X: the model has no intercept in the fixed or random part")
 
 
-def _global_ztz(fit: "Fit") -> np.ndarray:
+def _global_ztz(fit: Fit) -> np.ndarray:
     for fac in fit.aggregates.factors:
         if fac.ztz is not None:
             return fac.ztz.sum(axis=0)
     raise DataError("the aggregates carry no Z'Z")
 
 
-def r2_table(fit: "Fit") -> dict[str, float]:
+def r2_table(fit: Fit) -> dict[str, float]:
     """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension for slopes)."""
     agg = fit.aggregates
     if agg.weights is not None:

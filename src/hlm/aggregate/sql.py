@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import ast
 import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -50,13 +51,13 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
 from hlm.checks_data import check_factor_levels, check_fixed_count
-from hlm.errors import ColumnError, DataError, FormulaError
 from hlm.design import design_of, random_rformulas, rformula
+from hlm.errors import ColumnError, DataError, FormulaError
 from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
-from hlm.spec.rformula import RFormula
-from hlm.transforms import CONTEXT, poly_state_from_moments
 from hlm.source import check_columns
+from hlm.spec.rformula import RFormula
 from hlm.spec.terms import ModelSpec
+from hlm.transforms import CONTEXT, poly_state_from_moments
 from hlm.weights import check_counts, check_kind
 
 Kind = Literal["numeric", "float", "bool", "string", "other"]

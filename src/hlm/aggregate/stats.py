@@ -47,7 +47,7 @@ class LeafClasses:
     children: np.ndarray  # (G_parent, m) children per parent and class
     sums: np.ndarray  # (G_parent, m, k) sum of S_g per parent and class
 
-    def keep_columns(self, keep: np.ndarray) -> "LeafClasses":
+    def keep_columns(self, keep: np.ndarray) -> LeafClasses:
         """The classes restricted to the columns ``keep`` of K."""
         return LeafClasses(
             self.counts,

@@ -12,7 +12,6 @@ output is checked before simulating.  Nothing is written when the command fails.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -32,7 +31,7 @@ def simulate_command(
     output: Path = typer.Option(
         ..., "--output", "-o", help="Output file: .csv, .parquet or .dta (a folder with --rows-per-file)."
     ),
-    set_: Optional[List[str]] = typer.Option(
+    set_: list[str] | None = typer.Option(
         None, "--set", help="Override a design value, e.g. --set levels.district.n=50 (repeatable)."
     ),
     ids: str = typer.Option(
@@ -41,7 +40,7 @@ def simulate_command(
     effects: bool = typer.Option(
         False, "--effects", help="Also write the true random effects (u_<level>) and residuals."
     ),
-    rows_per_file: Optional[int] = typer.Option(
+    rows_per_file: int | None = typer.Option(
         None, "--rows-per-file", help="Write a folder of Parquet files of about this many rows each."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file (or folder of Parquet files)."),

@@ -14,9 +14,8 @@ an existing file is replaced only with ``--force``.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -60,7 +59,7 @@ def _split(values: str) -> list[str]:
 @app.command("study")
 def study_command(
     design: Path = typer.Argument(..., help="Design file (TOML), e.g. examples/seed.toml."),
-    model: List[str] = typer.Option(
+    model: list[str] = typer.Option(
         ...,
         "--model",
         "-m",
@@ -71,15 +70,15 @@ def study_command(
     ),
     reps: int = typer.Option(..., "--reps", "-r", help="Replicates per design point."),
     seed: int = typer.Option(0, "--seed", help="The study's seed (a whole number >= 0)."),
-    grid: Optional[List[str]] = typer.Option(
+    grid: list[str] | None = typer.Option(
         None,
         "--grid",
         help=("Repeat over design values, e.g. --grid levels.district.n=5,10,50 (repeatable: every combination)."),
     ),
-    set_: Optional[List[str]] = typer.Option(
+    set_: list[str] | None = typer.Option(
         None, "--set", help="Override a design value, e.g. --set levels.district.n=50 (repeatable)."
     ),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: the number of CPUs)."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Worker processes (default: the number of CPUs)."),
     ml: bool = typer.Option(False, "--ml", help="Fit the mixed models by maximum likelihood instead of REML."),
     no_intervals: bool = typer.Option(
         False,
@@ -87,11 +86,11 @@ def study_command(
         help=("Skip the SEs and CIs of the variance components and ICCs (about halves the time per fit)."),
     ),
     as_json: bool = typer.Option(False, "--json", help="Print settings, fit summary and summary as JSON."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report to FILE.html."),
-    csv: Optional[Path] = typer.Option(
+    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report to FILE.html."),
+    csv: Path | None = typer.Option(
         None, "--csv", help="Write the replicates (one row per replicate, model and parameter) to FILE.csv."
     ),
-    progress: Optional[bool] = typer.Option(
+    progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace existing --report / --csv files (else an error)."),

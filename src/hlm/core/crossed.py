@@ -41,7 +41,7 @@ class CrossedSystem:
     ztk: np.ndarray  # (q, k)
     first_ztz: np.ndarray  # (G1, q1, q1)
     lambda_template: tuple[np.ndarray, np.ndarray, np.ndarray]  # csr indices, indptr, block sizes
-    scalar: "ScalarBlocks | None" = None
+    scalar: ScalarBlocks | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ScalarBlocks:
     b21: sp.csr_matrix  # (m, G1)
     b22: np.ndarray  # (m, m) dense
     rest_factor: np.ndarray  # (m,) position in ``order`` of each remaining effect
-    schur: "SchurPairs"
+    schur: SchurPairs
 
 
 @dataclass(frozen=True)

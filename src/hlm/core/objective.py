@@ -25,7 +25,7 @@ class DevianceFunction:
     pooled: LeafClasses | None = field(default=None)
 
     @classmethod
-    def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> "DevianceFunction":
+    def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> DevianceFunction:
         if not agg.nested:
             return cls(agg, struct, reml, build_crossed(agg, struct))
         pooled = leaf_classes(agg) if agg.pool == ("(Intercept)",) else None

@@ -11,8 +11,8 @@ positive definite.  Parameters on the boundary are excluded from those checks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import nlopt
 import numpy as np

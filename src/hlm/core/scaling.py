@@ -9,7 +9,8 @@ form would not survive).  theta* is found on the standardised aggregates -- wher
 measured in nanoseconds or in light years gives the same problem -- and mapped back,
 theta = D_z theta* row by row; everything else of the fit is then computed from the
 original aggregates at that theta.  Every cross-product scales as ``D A D``, exactly what a
-pass over the rescaled rows would give.  A fit that ends on a ridge of the boundary gets one more start (:func:`_ridge_restart`), the lower optimum kept.
+pass over the rescaled rows would give.  A fit that ends on a ridge of the boundary gets one more start
+(:func:`_ridge_restart`), the lower optimum kept.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ The statistics of a pairing (:class:`PairStats`) are the basis of every diagnosi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
-Factor = Union[str, tuple[str, ...]]
+Factor = str | tuple[str, ...]
 """A grouping factor: one column, or the interaction of several (outermost first)."""
 
 #: fraction of cells that must fit the within-parent numbering pattern (see PairStats)
@@ -171,7 +171,7 @@ class Codes:
         label = self._labels[column][code]
         return label.item() if isinstance(label, np.generic) else label
 
-    def pair(self, outer: Factor, inner: Factor) -> "PairStats":
+    def pair(self, outer: Factor, inner: Factor) -> PairStats:
         """Statistics of the pairing of two factors (cached)."""
         outer, inner = as_factor(outer), as_factor(inner)
         if (outer, inner) not in self._pairs:

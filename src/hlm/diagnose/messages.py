@@ -3,7 +3,8 @@ names the problem with the numbers behind it and the fix, in the user's syntax."
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import pandas as pd
 

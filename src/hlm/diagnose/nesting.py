@@ -11,8 +11,9 @@ the precise definitions; everything is computed from integer codes, O(rows) per 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 

@@ -19,7 +19,8 @@ Definitions (all on the rows where none of the involved columns is missing):
 from __future__ import annotations
 
 import warnings
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd

@@ -16,7 +16,8 @@ Between fits (:func:`lrtest`, :func:`compare`, lme4's ``anova``): models sorted 
 number of parameters; a model must be nested in the next (:func:`nested_in`: its fixed
 effects and its random effects -- each grouping factor's columns and correlations -- a
 subset of the larger model's), else :func:`lrtest` raises :class:`~hlm.errors.ComparisonError`
-and :func:`compare` reports AIC and BIC only, with a note.  Each row's chi2 = 2 (log L_i - log L_{i-1}) on the difference in
+and :func:`compare` reports AIC and BIC only, with a note.  Each row's chi2 = 2 (log L_i - log L_{i-1}) on the
+difference in
 parameters, ``p_value`` = P(chi2_df > chi2) (lme4's naive p).  When the larger model adds
 exactly one variance (with or without its covariances, and the same fixed effects) the
 null is on the boundary and ``p_value_chibar2`` gives the mixture
@@ -208,6 +209,7 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
     rows = []
     notes = []
     prev = None
+    prev_label = ""
     for i in order:
         m = fits[i]
         ll = m.loglik

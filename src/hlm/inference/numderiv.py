@@ -13,7 +13,7 @@ return an array: every output is differentiated from the same evaluations.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -80,7 +80,7 @@ class VarParams:
     offsets: tuple[int, ...]  # per term: its first theta index
 
     @classmethod
-    def of(cls, struct: Structure) -> "VarParams":
+    def of(cls, struct: Structure) -> VarParams:
         params: list[VarParam] = []
         offsets: list[int] = []
         for t, term in enumerate(struct.terms):
@@ -249,7 +249,7 @@ class ThetaDerivatives:
     hess: np.ndarray
 
     @classmethod
-    def at(cls, devfun: DevianceFunction, theta: np.ndarray) -> "ThetaDerivatives":
+    def at(cls, devfun: DevianceFunction, theta: np.ndarray) -> ThetaDerivatives:
         crit = Criterion(devfun)
 
         def f(th: np.ndarray) -> np.ndarray:

@@ -24,8 +24,8 @@ lme4 tabulates zeta and interpolates splines; here the limits are found by root 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import nlopt
 import numpy as np

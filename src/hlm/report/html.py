@@ -33,7 +33,7 @@ def _table(frame: pd.DataFrame, caption: str) -> str:
     )
 
 
-def fit_html(fit: "Fit") -> str:
+def fit_html(fit: Fit) -> str:
     """The notebook representation."""
     from hlm.report.stata import random_effects_table
 

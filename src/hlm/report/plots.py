@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -30,7 +31,7 @@ LABEL_LIMIT = 40  # label levels on the axis up to this many
 PROFILE_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)  # lme4's xyplot(profile) marks these intervals
 
 
-def caterpillar(fit: "Fit", *, level: float = 0.95) -> Figure:
+def caterpillar(fit: Fit, *, level: float = 0.95) -> Figure:
     """One panel per (grouping factor, term): sorted conditional modes with intervals."""
     re = fit.ranef()
     z = stats.norm.ppf(0.5 + level / 2)
@@ -58,7 +59,7 @@ def caterpillar(fit: "Fit", *, level: float = 0.95) -> Figure:
     return fig
 
 
-def variance_shares(fit: "Fit", *, level: float = 0.95, at: Mapping[str, float] | None = None) -> Figure:
+def variance_shares(fit: Fit, *, level: float = 0.95, at: Mapping[str, float] | None = None) -> Figure:
     """Bar chart of each level's share of the unexplained variance with CIs."""
     icc = fit.icc(at, level=level)
     share = icc["share"].to_numpy()
@@ -91,7 +92,7 @@ def _profile_label(row) -> str:
 
 
 def profile_zeta(
-    fit: "Fit",
+    fit: Fit,
     *,
     levels: tuple[float, ...] = PROFILE_LEVELS,
     parm: list[str] | None = None,
@@ -163,7 +164,7 @@ def save_figure(fig: Figure, file: Any, *, overwrite: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False, **kwargs: Any) -> Figure:
+def plot(fit: Fit, kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False, **kwargs: Any) -> Figure:
     """``fit.plot``: build the figure and save it to ``file`` if given (checked first; an
     existing file is replaced only with ``overwrite=True``)."""
     if kind not in PLOT_KINDS:

@@ -64,7 +64,7 @@ def stata_term(name: str) -> str:
     return "_cons" if name in ("(Intercept)", "_cons") else name
 
 
-def level_name(fit: "Fit", f: int) -> str:
+def level_name(fit: Fit, f: int) -> str:
     """Stata's name of a level: its own variable for lme4 nested factors (``cask`` for
     ``cask:batch``), else the factor's name."""
     agg = fit.aggregates
@@ -78,7 +78,7 @@ def level_name(fit: "Fit", f: int) -> str:
     return fac.name
 
 
-def random_effects_table(fit: "Fit") -> "pd.DataFrame":
+def random_effects_table(fit: Fit) -> pd.DataFrame:
     """The random-effects parameters in Stata's order with the SEs and CIs of
     ``fit.varcomp()`` (:func:`hlm.variance_share.varcomp_table`)."""
     return varcomp_table(fit, fit._varcomp_info)
@@ -92,7 +92,7 @@ def _line(left: str, right: str = "") -> str:
     return f"{left:<48}{right}".rstrip()
 
 
-def _header(fit: "Fit") -> list[str]:
+def _header(fit: Fit) -> list[str]:
     est = "REML" if fit.reml else "ML"
     lines = [_line(f"Mixed-effects {est} regression", _kv("Number of obs", f"{fit.nobs:,}"))]
     order = stata_factor_order(fit)
@@ -137,7 +137,7 @@ def _header(fit: "Fit") -> list[str]:
     return lines
 
 
-def _coef_table(fit: "Fit") -> list[str]:
+def _coef_table(fit: Fit) -> list[str]:
     tidy = fit.tidy()
     rows = list(tidy.itertuples())
     rows = [r for r in rows if stata_term(r.term) != "_cons"] + [r for r in rows if stata_term(r.term) == "_cons"]
@@ -176,7 +176,7 @@ def _re_row(label: str, est: float, se: float, lo: float, hi: float) -> str:
     return f"{abbrev(label, 28):>28} | {sg(est):>10} {sg(se):>10}     {sg(lo):>9}   {sg(hi):>9}"
 
 
-def _re_table(fit: "Fit", table: "pd.DataFrame") -> list[str]:
+def _re_table(fit: Fit, table: pd.DataFrame) -> list[str]:
     lines = [
         RULE,
         "  Random-effects Parameters  |   Estimate   Std. Err.     [95% Conf. Interval]",
@@ -212,7 +212,7 @@ def _re_table(fit: "Fit", table: "pd.DataFrame") -> list[str]:
     return lines
 
 
-def lr_line(fit: "Fit") -> list[str]:
+def lr_line(fit: Fit) -> list[str]:
     lr = fit.lr_test_linear()
     if lr.distribution == "chibar2(01)":
         return [
@@ -226,7 +226,7 @@ def lr_line(fit: "Fit") -> list[str]:
     ]
 
 
-def stata_summary(fit: "Fit") -> str:
+def stata_summary(fit: Fit) -> str:
     """The whole Stata-style output as one string."""
     table = random_effects_table(fit)
     lines = _header(fit) + _coef_table(fit) + [""] + _re_table(fit, table) + lr_line(fit)

@@ -43,7 +43,7 @@ def abbreviate(name: str, minlength: int = 6) -> str:
     return out if len(out) <= minlength + 2 else out[:minlength]
 
 
-def scaled_residual_quantiles(fit: "Fit") -> np.ndarray | None:
+def scaled_residual_quantiles(fit: Fit) -> np.ndarray | None:
     """Min, quartiles, max of Pearson residuals / sigma (lme4's scaled residuals; None without
     data or for very large data)."""
     from hlm.predict import residuals
@@ -57,7 +57,7 @@ def scaled_residual_quantiles(fit: "Fit") -> np.ndarray | None:
     return np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
 
 
-def lme4_summary(fit: "Fit", *, residuals: bool = True) -> str:
+def lme4_summary(fit: Fit, *, residuals: bool = True) -> str:
     """``summary(lmer)``-style text."""
     crit = "REML" if fit.reml else "maximum likelihood"
     lines = [f"Linear mixed model fit by {crit}", f"Formula: {fit.spec.text}", ""]
@@ -132,7 +132,7 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
-def output_sections(fit: "Fit", *, ranef: bool = False) -> dict[str, Any]:
+def output_sections(fit: Fit, *, ranef: bool = False) -> dict[str, Any]:
     """Sections ``to_dict`` adds: varcomp (SDs with SEs and CIs), LR test vs the linear
     model, Wald chi2 of the slopes, ICC per level, R^2, and optionally the ranef table."""
     from hlm.report.stata import random_effects_table

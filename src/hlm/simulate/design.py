@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Iterator, Mapping, Union
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from hlm.simulate.distributions import (
     parse_distribution,
 )
 
-Count = Union[int, CountDistribution]
+Count = int | CountDistribution
 INTERCEPT = "intercept"
 
 
@@ -277,7 +278,8 @@ class Design:
             claim(c.name, f"covariates.{c.name}")
             if c.level is not None and c.level not in names:
                 raise OptionError(
-                    f"covariates.{c.name}.level = '{c.level}' is not a level; use one of {', '.join(names)} (or omit it: per observation)"
+                    f"covariates.{c.name}.level = '{c.level}' is not a level; use one of {', '.join(names)} "
+                    "(or omit it: per observation)"
                 )
         claim(self.response, "response")
         variables = self.variables()
@@ -290,7 +292,8 @@ class Design:
             for k in lv.slopes:
                 if k not in variables:
                     raise OptionError(
-                        f"levels.{lv.name}.slopes.{k}: '{k}' is not a covariate; use one of {', '.join(variables) or '(none)'}"
+                        f"levels.{lv.name}.slopes.{k}: '{k}' is not a covariate; "
+                        f"use one of {', '.join(variables) or '(none)'}"
                     )
 
     def variables(self) -> list[str]:
@@ -327,14 +330,14 @@ class Design:
         return design_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Design":
+    def from_dict(cls, data: Mapping[str, Any]) -> Design:
         """A design from plain data (the TOML form); unknown keys are errors."""
         from hlm.simulate.toml import design_from_dict
 
         return design_from_dict(data)
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike) -> "Design":
+    def from_toml(cls, path: str | os.PathLike) -> Design:
         """Read a design file."""
         from hlm.simulate.toml import read_design
 
@@ -346,7 +349,7 @@ class Design:
 
         return write_design(self, path)
 
-    def set(self, path: str, value: Any) -> "Design":
+    def set(self, path: str, value: Any) -> Design:
         """A copy with one value replaced, e.g. ``design.set("levels.district.n", 50)``."""
         from hlm.simulate.toml import set_path
 

@@ -174,7 +174,7 @@ def stata_column_name(name: str) -> str:
     return "#".join(out)
 
 
-def check_factor_values(spec: ModelSpec, frame: "pd.DataFrame") -> None:
+def check_factor_values(spec: ModelSpec, frame: pd.DataFrame) -> None:
     """Stata's rule for factor variables: nonnegative integers (or value-labelled categories).
     A continuous column written as ``i.x`` would otherwise become one dummy per distinct value."""
     rhs = " ".join([spec.fixed] + [t.rhs for t in spec.random])

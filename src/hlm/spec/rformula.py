@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Union
+from typing import Literal
 
 from hlm.errors import FormulaError
 
@@ -57,29 +57,29 @@ class Name:
 @dataclass(frozen=True)
 class Call:
     fn: str
-    args: tuple["Node", ...]
-    kwargs: tuple[tuple[str, "Node"], ...]
+    args: tuple[Node, ...]
+    kwargs: tuple[tuple[str, Node], ...]
 
 
 @dataclass(frozen=True)
 class Bin:
     op: str
-    left: "Node"
-    right: "Node"
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Unary:
     op: str
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class Paren:
-    inner: "Node"
+    inner: Node
 
 
-Node = Union[Num, Name, Call, Bin, Unary, Paren]
+Node = Num | Name | Call | Bin | Unary | Paren
 
 # binding powers, R's precedence (?Syntax): ^ > unary -+ > : > %in% > * / > + -
 _INFIX = {"+": 10, "-": 10, "*": 20, "/": 20, "%in%": 25, ":": 30, "^": 40, "**": 40}

@@ -54,7 +54,7 @@ class StudyModel:
     panel: str | None = None  # xtreg's panel variable
 
     @classmethod
-    def parse(cls, text: str, design: Design) -> "StudyModel":
+    def parse(cls, text: str, design: Design) -> StudyModel:
         if not isinstance(text, str) or not text.strip():
             raise FormulaError(f"a study model must be a non-empty string, got {text!r}")
         default = _default_regression(design)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ NCOLS = 4
 
 
 def plot(
-    result: "StudyResult",
+    result: StudyResult,
     kind: Kind = "distributions",
     *,
     file: str | os.PathLike | None = None,
@@ -95,7 +96,7 @@ def _short(label: str, limit: int = 48) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "\u2026"
 
 
-def _point_label(result: "StudyResult", point: int) -> str:
+def _point_label(result: StudyResult, point: int) -> str:
     sub = result.replicates.loc[result.replicates["point"] == point, list(result.grid)]
     if sub.empty:
         return f"point {point}"
@@ -105,7 +106,7 @@ def _point_label(result: "StudyResult", point: int) -> str:
 
 
 def distributions(
-    result: "StudyResult", *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
+    result: StudyResult, *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
 ) -> Figure:
     """Histograms of the estimates per model and parameter, one per grid point, and the truth."""
     reps = _select(result.replicates, models, parameters)
@@ -153,7 +154,7 @@ def distributions(
     return fig
 
 
-def _x_axis(result: "StudyResult", summary: pd.DataFrame) -> tuple[str | None, np.ndarray, list[str] | None, bool]:
+def _x_axis(result: StudyResult, summary: pd.DataFrame) -> tuple[str | None, np.ndarray, list[str] | None, bool]:
     """The x column, positions, tick labels (categorical) and whether to use log scale."""
     if not result.grid:
         return None, np.zeros(len(summary)), None, False
@@ -167,7 +168,7 @@ def _x_axis(result: "StudyResult", summary: pd.DataFrame) -> tuple[str | None, n
     return key, np.array([cats.index(str(v)) for v in vals], dtype=float), cats, False
 
 
-def _series(result: "StudyResult", sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def _series(result: StudyResult, sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One line per model and combination of the grid's other keys."""
     others = list(result.grid)[1:]
     out = []
@@ -186,7 +187,7 @@ def _series(result: "StudyResult", sub: pd.DataFrame) -> list[tuple[str, pd.Data
 
 
 def _against_grid(
-    result: "StudyResult",
+    result: StudyResult,
     column: str,
     *,
     models,
@@ -263,7 +264,7 @@ def _against_grid(
 
 
 def coverage(
-    result: "StudyResult", *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
+    result: StudyResult, *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
 ) -> Figure:
     """Coverage of the CIs per parameter against the grid (bars: +-2 Monte Carlo SEs)."""
     return _against_grid(
@@ -279,7 +280,7 @@ def coverage(
 
 
 def rmse(
-    result: "StudyResult", *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
+    result: StudyResult, *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
 ) -> Figure:
     """RMSE of the estimates per parameter against the grid."""
     return _against_grid(

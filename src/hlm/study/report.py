@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; line-height: 1.45; padding: 0 1em; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
 p.lead { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.82em; margin: 0.6em 0; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: right; white-space: nowrap; }
@@ -93,7 +94,7 @@ def _coverage_flags(summary: pd.DataFrame, level: float) -> pd.Series:
     return pd.Series(np.isfinite(c) & (np.abs(c - level) > 2 * mcse), index=summary.index)
 
 
-def _estimate_tables(result: "StudyResult", summ: pd.DataFrame) -> list[str]:
+def _estimate_tables(result: StudyResult, summ: pd.DataFrame) -> list[str]:
     """One table per model: the grid values, then the parameter rows."""
     cols = [
         *result.grid,
@@ -118,7 +119,7 @@ def _estimate_tables(result: "StudyResult", summ: pd.DataFrame) -> list[str]:
     return out
 
 
-def report_html(result: "StudyResult", *, title: str | None = None) -> str:
+def report_html(result: StudyResult, *, title: str | None = None) -> str:
     """The report as one HTML document (see the module docstring)."""
     from hlm.study.plots import plot
 
@@ -137,7 +138,8 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="lead">{result.reps:,} replicate(s) at each of {npts} design point(s), {len(result.models)} model(s); '
+        f'<p class="lead">{result.reps:,} replicate(s) at each of {npts} design point(s), '
+        f"{len(result.models)} model(s); "
         f"seed {result.seed}; {result.n_jobs} worker process(es); {result.seconds:,.1f} s "
         f"({_fmt(rate)} replicates/s); {'REML' if result.reml else 'ML'}; "
         f"{'Wald' if result.intervals else 'no'} intervals for variance components at {result.level:.0%}. "
@@ -163,12 +165,14 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
         "(<i>coverage_mcse</i>: its Monte Carlo SE; shaded when more than 2 Monte Carlo SEs from nominal).</p>",
         *_estimate_tables(result, summ),
         "<h2>Sampling distributions</h2>",
-        f'<img alt="sampling distributions of the estimates" src="data:image/png;base64,{_png(plot(result, "distributions"))}">',
+        '<img alt="sampling distributions of the estimates" '
+        f'src="data:image/png;base64,{_png(plot(result, "distributions"))}">',
     ]
     if summ["coverage"].notna().any():
         parts += [
             "<h2>Coverage</h2>",
-            f'<img alt="coverage of the confidence intervals" src="data:image/png;base64,{_png(plot(result, "coverage"))}">',
+            '<img alt="coverage of the confidence intervals" '
+            f'src="data:image/png;base64,{_png(plot(result, "coverage"))}">',
         ]
     parts += [
         "<h2>RMSE</h2>",
@@ -194,7 +198,7 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
 
 
 def write_report(
-    result: "StudyResult", path: str | os.PathLike, *, title: str | None = None, overwrite: bool = False
+    result: StudyResult, path: str | os.PathLike, *, title: str | None = None, overwrite: bool = False
 ) -> Path:
     """Write :func:`report_html` to ``path`` (.html; an existing file only with ``overwrite=True``)."""
     target = output_file(path, {".html": "html", ".htm": "html"}, overwrite=overwrite)[0]
@@ -202,7 +206,7 @@ def write_report(
     return target
 
 
-def text_summary(result: "StudyResult") -> str:
+def text_summary(result: StudyResult) -> str:
     """A plain-text summary: one block per design point and model."""
     summ = result.summary()
     fits = result.fit_summary()

@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -135,7 +136,7 @@ class StudyResult:
         reml: bool,
         intervals: bool,
         level: float,
-    ) -> "StudyResult":
+    ) -> StudyResult:
         grid = {k: list(dict.fromkeys(v[i] for v in grid_values)) for i, k in enumerate(grid_keys)}
         fit_frame = _with_grid(pd.DataFrame(fits, columns=FIT_COLUMNS), grid_keys, grid_values)
         failed = [

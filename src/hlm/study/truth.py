@@ -34,8 +34,8 @@ OLS models no level: its ``sigma`` estimates the total SD.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class Truth:
     variables: tuple[str, ...]
 
     @classmethod
-    def from_design(cls, design: Design) -> "Truth":
+    def from_design(cls, design: Design) -> Truth:
         levels = []
         for lv in design.levels:
             f = lv.covariance_factor()
