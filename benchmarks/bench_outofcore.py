@@ -168,7 +168,7 @@ def phase_spark(glob: str, threads: int | None) -> dict:
     from pyspark.sql import SparkSession
 
     from hlm.aggregate.spark import aggregate_spark
-    from hlm.lmm import fit_aggregates
+    from hlm.lmm.pipeline import fit_aggregates
     from hlm.spec import parse_model
 
     t = time.perf_counter()

@@ -23,7 +23,7 @@ from hlm.core.collinear import remove_collinear
 from hlm.core.objective import DevianceFunction
 from hlm.core.structure import build_structure
 from hlm.errors import DataError, FormulaError
-from hlm.lmm import aggregate
+from hlm.lmm.pipeline import aggregate
 from hlm.spec import parse_model
 
 duckdb = pytest.importorskip("duckdb")

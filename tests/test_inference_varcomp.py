@@ -17,10 +17,9 @@ import pytest
 
 import hlm
 from conftest import dataset, reference
-from hlm.core.optimize import fd_derivatives
-from hlm.inference.numderiv import hessian
-from hlm.inference.params import Criterion, VarParams, full_deviance
 from hlm.inference.varcomp import varcomp, varcomp_vcov
+from hlm.lmm.params import Criterion, VarParams, full_deviance
+from hlm.numerics.derivatives import fd_derivatives, hessian
 
 VARCOMP = [
     "Dyestuff__intercept_ML",

@@ -24,7 +24,7 @@ from hlm.aggregate.duckdb import aggregate_duckdb
 from hlm.core.nested import leaf_classes
 from hlm.core.objective import DevianceFunction
 from hlm.errors import DataError, HLMWarning, OptionError
-from hlm.lmm import aggregate
+from hlm.lmm.pipeline import aggregate
 from hlm.spec import parse_model
 
 MODELS = ["y ~ x + (1 | d/s/t/st)", "y x || d: || s: || t: || st:"]

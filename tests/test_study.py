@@ -240,7 +240,7 @@ def test_failed_fits_are_recorded(monkeypatch):
             raise DataError("simulated failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(hlm, "fit", flaky)
+    monkeypatch.setattr(hlm.api, "fit", flaky)  # the study fits through hlm.api.fit
     res = study(small_design(), [MIXED], reps=4, seed=2, n_jobs=1, progress=False, intervals=False)
     assert res.fits["error"].notna().sum() == 2
     s = res.summary()

@@ -6,6 +6,7 @@
 """
 
 from hlm.aggregate.duckdb import write_predictions, write_ranef
+from hlm.api import Fit, fit
 from hlm.diagnose import NestingReport, nesting
 from hlm.errors import (
     ColumnError,
@@ -22,9 +23,7 @@ from hlm.errors import (
     SingularFitWarning,
     StructureWarning,
 )
-from hlm.fit import Fit
 from hlm.inference.likelihood_ratio import compare, lrtest
-from hlm.lmm import fit
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.spec import ModelSpec, parse_model
 from hlm.study import StudyResult, study

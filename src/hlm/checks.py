@@ -36,7 +36,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -52,10 +51,8 @@ from hlm.diagnose.messages import (
 )
 from hlm.diagnose.structure import implicit_nesting, stata_level_order
 from hlm.errors import IdentifiabilityError, NestingError, StructureWarning
+from hlm.lmm.result import LmmResult
 from hlm.spec.terms import ModelSpec, RandomTerm
-
-if TYPE_CHECKING:
-    from hlm.fit import Fit
 
 _INTERCEPTS = ("(Intercept)", "_cons", "Intercept")
 _OPTION: ContextVar[str] = ContextVar("hlm_reorder_option", default="reorder=True")
@@ -333,7 +330,7 @@ def implicit_nesting_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
 
 
 # ---- boundary fits ---------------------------------------------------------------------
-def _structured_boundary(fit: Fit, term, lam: np.ndarray, tol: float) -> list[str]:
+def _structured_boundary(fit: LmmResult, term, lam: np.ndarray, tol: float) -> list[str]:
     """The boundary of a cov(identity) / cov(exchangeable) term: its diagonal parameter
     (t or alpha, Lambda = alpha I + beta J) at 0 means a zero shared variance, or for an
     exchangeable term with beta != 0 a correlation of +1 (every effect the same); alpha + q
@@ -392,7 +389,7 @@ def _components(n: int, pairs: Sequence[tuple[int, int]]) -> int:
     return len({find(i) for i in range(n)})
 
 
-def boundary_messages(fit: Fit, tol: float | None = None) -> list[str]:
+def boundary_messages(fit: LmmResult, tol: float | None = None) -> list[str]:
     """What is on the boundary of a singular fit, one phrase per component, with what it
     means, and nothing else.  For each term's covariance matrix (in units of the residual
     variance), with :math:`d_k` the SD of effect k given the effects before it (the fit is

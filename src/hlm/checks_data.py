@@ -34,7 +34,9 @@ from hlm.aggregate.stats import Aggregates
 from hlm.errors import DataError, IdentifiabilityError, StructureWarning
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.lmm.result import LmmResult
+
+if TYPE_CHECKING:
     from hlm.spec.terms import ModelSpec
 
 MAX_FACTOR_LEVELS = 1000
@@ -136,7 +138,7 @@ def _constant_given_intercept(agg: Aggregates) -> bool:
     return bool(yy - sy * sy / n <= CONSTANT_TOL * yy)
 
 
-def check_finite(fit: Fit) -> None:
+def check_finite(fit: LmmResult) -> None:
     """Refuse a fit whose estimates are not all finite numbers."""
     parts = {
         "fixed effects": fit.profiled.beta,

@@ -20,7 +20,7 @@ y - fitted (lme4's default for lmer), not scaled by sqrt(w).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,12 +30,10 @@ from formulaic.errors import FormulaicError
 from hlm.aggregate.stats import pooled_message
 from hlm.design import OFFSET_COLUMN
 from hlm.errors import DataError, OptionError
+from hlm.lmm.result import LmmResult
 from hlm.modelframe import pool_name, used_columns
 from hlm.source import to_pandas
 from hlm.weights import ARRAY_NAME, as_array
-
-if TYPE_CHECKING:
-    from hlm.fit import Fit
 
 CHUNK_ROWS = 200_000
 
@@ -83,13 +81,13 @@ def _row_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return labels
 
 
-def _needed_columns(fit: Fit) -> list[str]:
+def _needed_columns(fit: LmmResult) -> list[str]:
     spec = fit.spec
     cols = [c for c in used_columns(spec) if c != spec.response]
     return cols
 
 
-def _fixed_matrix(fit: Fit, chunk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _fixed_matrix(fit: LmmResult, chunk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """X of the chunk's rows in the fit's column order, and the offset."""
     design = fit.x_model_spec
     if design is None:
@@ -105,7 +103,7 @@ def _fixed_matrix(fit: Fit, chunk: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     return X[:, [pos[n] for n in fit.aggregates.xnames]], design.offset(chunk)
 
 
-def _pool_matrix(fit: Fit, chunk: pd.DataFrame) -> np.ndarray:
+def _pool_matrix(fit: LmmResult, chunk: pd.DataFrame) -> np.ndarray:
     """Z pool columns for the chunk's rows (matched to the fit's pool by name)."""
     pool = fit.aggregates.pool
     Z = np.zeros((len(chunk), len(pool)))
@@ -140,7 +138,7 @@ def _pool_matrix(fit: Fit, chunk: pd.DataFrame) -> np.ndarray:
 
 
 def predict_frame(
-    fit: Fit, frame: pd.DataFrame, *, re: bool, new_levels: str, chunk_rows: int = CHUNK_ROWS
+    fit: LmmResult, frame: pd.DataFrame, *, re: bool, new_levels: str, chunk_rows: int = CHUNK_ROWS
 ) -> np.ndarray:
     """Predictions for complete rows of ``frame`` (no missing values in needed columns)."""
     beta = np.asarray(fit.profiled.beta, dtype=float)
@@ -150,7 +148,7 @@ def predict_frame(
             f"{msg}, nor are their conditional modes; predict with re=False, or write conditional predictions with "
             "hlm.write_predictions(fit, data, 'out.parquet'), which computes them in DuckDB"
         )
-    modes = fit._conditional_modes if re else None
+    modes = fit.conditional_modes if re else None
     agg, struct = fit.aggregates, fit.structure
     lookups = [(_level_index(fac), fac.columns) for fac in agg.factors] if re else []
     for start in range(0, len(frame), chunk_rows):
@@ -177,7 +175,7 @@ def predict_frame(
 
 
 def predict(
-    fit: Fit,
+    fit: LmmResult,
     newdata: Any = None,
     *,
     re: bool = True,
@@ -205,7 +203,7 @@ def predict(
     return pd.Series(out, index=index, name="predicted")
 
 
-def _used_rows(fit: Fit) -> tuple[pd.DataFrame, np.ndarray | None]:
+def _used_rows(fit: LmmResult) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The rows the fit used (none missing in a model column, no zero precision weight) and
     their precision weights (None without)."""
     if fit.data is None:
@@ -225,14 +223,14 @@ def _used_rows(fit: Fit) -> tuple[pd.DataFrame, np.ndarray | None]:
     return frame.loc[keep, cols], np.asarray(w, dtype=float)[keep]
 
 
-def fitted(fit: Fit, *, chunk_rows: int = CHUNK_ROWS) -> pd.Series:
+def fitted(fit: LmmResult, *, chunk_rows: int = CHUNK_ROWS) -> pd.Series:
     """Conditional fitted values X beta + Z b for the rows used in the fit (lme4's fitted)."""
     frame, _ = _used_rows(fit)
     values = predict_frame(fit, frame, re=True, new_levels="error", chunk_rows=chunk_rows)
     return pd.Series(values, index=frame.index, name="fitted")
 
 
-def residuals(fit: Fit, *, pearson: bool = False, chunk_rows: int = CHUNK_ROWS) -> pd.Series:
+def residuals(fit: LmmResult, *, pearson: bool = False, chunk_rows: int = CHUNK_ROWS) -> pd.Series:
     """Response minus conditional fitted values for the rows used in the fit; ``pearson``:
     times sqrt(w_i) under precision weights (lme4's type="pearson"; the same without)."""
     frame, w = _used_rows(fit)

@@ -58,7 +58,7 @@ from hlm.core.crossed import DENSE_LIMIT, lambda_matrix
 from hlm.core.nested import sum_by
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.lmm.result import LmmResult
 
 RANEF_COLUMNS = ["group", "level", "term", "estimate", "std_error"]
 _CHUNK = 2048
@@ -86,12 +86,12 @@ def _batched_inv_lower(S: np.ndarray) -> np.ndarray:
     return np.linalg.inv(F)
 
 
-def _residual_weights(fit: Fit) -> np.ndarray:
+def _residual_weights(fit: LmmResult) -> np.ndarray:
     """w = [-beta; 1], so that Z'K w = Z'(y - X beta)."""
     return np.append(-np.asarray(fit.profiled.beta, dtype=float), 1.0)
 
 
-def intercept_chain_modes(fit: Fit) -> ConditionalModes:
+def intercept_chain_modes(fit: LmmResult) -> ConditionalModes:
     """Nested random intercepts: the scalar recursion of the module docstring.  A pooled
     innermost factor (:class:`~hlm.aggregate.stats.LeafClasses`) enters its parents by size
     class and gets no modes (None): its groups are not in memory."""
@@ -135,7 +135,7 @@ def intercept_chain_modes(fit: Fit) -> ConditionalModes:
     return replace(modes, pooled_parent=below) if start else modes
 
 
-def nested_modes(fit: Fit) -> ConditionalModes:
+def nested_modes(fit: LmmResult) -> ConditionalModes:
     """Bottom-up elimination, top-down back-substitution and selected inverse (see module)."""
     agg, struct = fit.aggregates, fit.structure
     chain = agg.chain
@@ -221,7 +221,7 @@ def nested_modes(fit: Fit) -> ConditionalModes:
 
 
 def _assemble(
-    fit: Fit, per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None], lambdas: list[np.ndarray]
+    fit: LmmResult, per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None], lambdas: list[np.ndarray]
 ) -> ConditionalModes:
     s2 = fit.sigma**2
     modes, condvar = [], []
@@ -237,7 +237,7 @@ def _assemble(
     return ConditionalModes(tuple(modes), tuple(condvar))
 
 
-def crossed_modes(fit: Fit) -> ConditionalModes:
+def crossed_modes(fit: LmmResult) -> ConditionalModes:
     """Blocked Cholesky (dense Schur complement) or sparse LU, as in ``core.crossed``."""
     agg, struct = fit.aggregates, fit.structure
     system = fit.devfun.crossed
@@ -315,7 +315,7 @@ def crossed_modes(fit: Fit) -> ConditionalModes:
     return _assemble(fit, per_factor, lambdas)
 
 
-def conditional_modes(fit: Fit) -> ConditionalModes:
+def conditional_modes(fit: LmmResult) -> ConditionalModes:
     """Conditional modes and covariances for every grouping factor of ``fit``."""
     agg = fit.aggregates
     if not agg.nested:
@@ -323,12 +323,12 @@ def conditional_modes(fit: Fit) -> ConditionalModes:
     return intercept_chain_modes(fit) if agg.pool == ("(Intercept)",) else nested_modes(fit)
 
 
-def factor_order(fit: Fit) -> list[int]:
+def factor_order(fit: LmmResult) -> list[int]:
     """Factors in lme4's order (by first appearance among the sorted terms)."""
     return list(dict.fromkeys(t.factor for t in fit.structure.terms))
 
 
-def factor_columns(fit: Fit, f: int) -> list[str]:
+def factor_columns(fit: LmmResult, f: int) -> list[str]:
     """Random-effect column names of factor f in its local order."""
     names = [""] * len(fit.structure.factor_cols[f])
     for term in fit.structure.terms:
@@ -338,7 +338,7 @@ def factor_columns(fit: Fit, f: int) -> list[str]:
     return names
 
 
-def ranef_frame(fit: Fit, modes: ConditionalModes) -> pd.DataFrame:
+def ranef_frame(fit: LmmResult, modes: ConditionalModes) -> pd.DataFrame:
     """Tidy conditional modes: one row per (group, term, level), lme4's order.  The text
     columns are Arrow-backed strings (:func:`~hlm.aggregate.stats.text_dtype`), assembled
     as Arrow chunks (the labels, each name repeated), never as Python objects."""

@@ -35,19 +35,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from hlm.errors import DataError
-from hlm.inference.params import VarParams
-from hlm.inference.varcomp import VarCompInfo, information
+from hlm.lmm.information import VarCompInfo
+from hlm.lmm.params import VarParams
+from hlm.lmm.result import LmmResult
 from hlm.ranef import factor_order
-
-if TYPE_CHECKING:
-    from hlm.fit import Fit
 
 VARCOMP_COLUMNS = ["level", "group", "var1", "var2", "estimate", "std_error", "conf_low", "conf_high"]
 ICC_COLUMNS = [
@@ -65,7 +62,7 @@ ICC_COLUMNS = [
 
 
 # ---- the random-effects parameter table ----------------------------------------------------
-def stata_factor_order(fit: Fit) -> list[int]:
+def stata_factor_order(fit: LmmResult) -> list[int]:
     """Factors outermost first (Stata's order of levels): for nested chains the reverse of
     the chain, for crossed factors fewest levels first."""
     if fit.aggregates.chain is not None:
@@ -73,7 +70,7 @@ def stata_factor_order(fit: Fit) -> list[int]:
     return list(reversed(factor_order(fit)))
 
 
-def varcomp_table(fit: Fit, vc: VarCompInfo | None = None, *, level: float = 0.95) -> pd.DataFrame:
+def varcomp_table(fit: LmmResult, vc: VarCompInfo | None = None, *, level: float = 0.95) -> pd.DataFrame:
     """:func:`hlm.inference.varcomp.varcomp` (SDs and correlations with SEs and CIs on the
     log-SD / atanh scale) in Stata's order: levels outermost first; within a term slopes
     before the intercept, then correlations (var1 before var2 in the term's column order)."""
@@ -106,7 +103,7 @@ def varcomp_table(fit: Fit, vc: VarCompInfo | None = None, *, level: float = 0.9
 
 # ---- variance share per level ---------------------------------------------------------------
 def _level_variances(
-    fit: Fit, info: VarCompInfo, at: Mapping[str, float], levels: list[int]
+    fit: LmmResult, info: VarCompInfo, at: Mapping[str, float], levels: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """[v_level for levels..., sigma^2] with v = z' Sigma_f z at covariates ``at``, and their
     gradients in eta (rows; see the module docstring)."""
@@ -153,13 +150,13 @@ def _level_variances(
 
 
 def icc_table(
-    fit: Fit, at: Mapping[str, float] | None = None, *, level: float = 0.95, vc: VarCompInfo | None = None
+    fit: LmmResult, at: Mapping[str, float] | None = None, *, level: float = 0.95, vc: VarCompInfo | None = None
 ) -> pd.DataFrame:
     """One row per level (innermost first) and the residual; see the module docstring.
 
     ``at`` maps random-slope column names (as in ``fit.varcorr``'s var1) to the covariate
     values at which slope variances enter; unnamed columns are 0.  ``vc`` is
-    :func:`hlm.inference.varcomp.information`'s result when already computed.
+    :attr:`hlm.lmm.result.LmmResult.varcomp_info`'s result when already computed.
     """
     at = dict(at or {})
     known = {c for t in fit.structure.terms for c in t.columns}
@@ -168,7 +165,7 @@ def icc_table(
         raise DataError(
             f"at= names {', '.join(unknown)}, which are not random-effect columns ({', '.join(sorted(known))})"
         )
-    info = information(fit) if vc is None else vc
+    info = fit.varcomp_info if vc is None else vc
     levels = list(fit.aggregates.chain) if fit.aggregates.chain is not None else factor_order(fit)
     v, grad = _level_variances(fit, info, at, levels)
     full = np.zeros((len(info.free), len(info.free)))
@@ -230,7 +227,7 @@ def _expit(x: float) -> float:
 
 
 # ---- R^2 ----------------------------------------------------------------------------------
-def _column_sums(fit: Fit) -> np.ndarray:
+def _column_sums(fit: LmmResult) -> np.ndarray:
     """Sum over rows of each fixed-effect column (from an intercept in X or in the Z pool)."""
     agg = fit.aggregates
     for icol, name in enumerate(agg.xnames):
@@ -244,14 +241,14 @@ def _column_sums(fit: Fit) -> np.ndarray:
     raise DataError("R^2 needs the column means of X: the model has no intercept in the fixed or random part")
 
 
-def _global_ztz(fit: Fit) -> np.ndarray:
+def _global_ztz(fit: LmmResult) -> np.ndarray:
     for fac in fit.aggregates.factors:
         if fac.ztz is not None:
             return fac.ztz.sum(axis=0)
     raise DataError("the aggregates carry no Z'Z")
 
 
-def r2_table(fit: Fit) -> dict[str, float]:
+def r2_table(fit: LmmResult) -> dict[str, float]:
     """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension for slopes)."""
     agg = fit.aggregates
     if agg.weights is not None:

@@ -410,7 +410,7 @@ def write_predictions(
     joins, zb = [], []
     pooled = None
     if re:
-        modes = fit._conditional_modes.modes
+        modes = fit.conditional_modes.modes
         agg = fit.aggregates
         for f, fac in enumerate(agg.factors):
             cols = fit.structure.factor_cols[f]
@@ -467,7 +467,7 @@ def write_ranef(
         src.con.register("hlm_ranef_kept", fit.ranef())
     parts = ['SELECT "group", level, term, estimate, std_error FROM hlm_ranef_kept']
     agg = fit.aggregates
-    modes = fit._conditional_modes
+    modes = fit.conditional_modes
     for f, fac in enumerate(agg.factors):
         if fac.pooled is None:
             continue

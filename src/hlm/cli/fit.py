@@ -58,8 +58,8 @@ def fit_command(
     force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
 ) -> None:
     """Fit a linear mixed model and print its summary."""
+    from hlm.api import fit
     from hlm.checks import option_spelling
-    from hlm.lmm import fit
 
     if style is not None and style not in ("stata", "lme4"):
         raise fail(f"--style must be 'stata' or 'lme4', not '{style}'")

@@ -1,9 +1,9 @@
 """Minimise the profiled deviance over theta and record how it went.
 
-BOBYQA (nlopt's, as lme4 uses by default) with bounds: diagonal elements of Lambda >= 0.
-Convergence is data: the :class:`OptSummary` keeps the starting and final theta, the
-number of evaluations, the seconds, nlopt's return code, and lme4's post-fit checks: the
-finite-difference gradient and Hessian at the optimum, the scaled gradient
+BOBYQA (:mod:`hlm.numerics.bobyqa`) with bounds: diagonal elements of Lambda >= 0.
+Convergence is data: the :class:`~hlm.numerics.bobyqa.OptSummary` keeps the starting and
+final theta, the number of evaluations, the seconds, nlopt's return code, and lme4's post-fit
+checks: the finite-difference gradient and Hessian at the optimum, the scaled gradient
 ``max |H^{-1} g|`` (lme4's ``check.conv.grad``, tolerance 2e-3) and whether the Hessian is
 positive definite.  Parameters on the boundary are excluded from those checks.
 """
@@ -12,93 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import nlopt
 import numpy as np
 
-GRAD_TOL = 2e-3
-SINGULAR_TOL = 1e-4
+from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary, bobyqa
+from hlm.numerics.derivatives import fd_derivatives
 
-_CODES = {
-    1: "success",
-    2: "stopval reached",
-    3: "ftol reached",
-    4: "xtol reached",
-    5: "maxeval reached",
-    6: "maxtime reached",
-    -1: "failure",
-    -2: "invalid args",
-    -3: "out of memory",
-    -4: "roundoff limited",
-    -5: "forced stop",
-}
-
-
-@dataclass(frozen=True)
-class OptSummary:
-    """What the optimizer did (MixedModels.jl's OptSummary)."""
-
-    optimizer: str
-    theta0: tuple[float, ...]
-    theta: tuple[float, ...]
-    lower: tuple[float, ...]
-    fmin: float
-    feval: int
-    seconds: float
-    return_code: str
-    gradient: tuple[float, ...]
-    scaled_gradient: float
-    hessian_pd: bool
-
-    @property
-    def converged(self) -> bool:
-        ok = self.return_code in ("success", "ftol reached", "xtol reached", "stopval reached", "roundoff limited")
-        return ok and self.scaled_gradient < GRAD_TOL
-
-    def to_dict(self) -> dict:
-        return {
-            "optimizer": self.optimizer,
-            "theta0": list(self.theta0),
-            "theta": list(self.theta),
-            "fmin": self.fmin,
-            "feval": self.feval,
-            "seconds": self.seconds,
-            "return_code": self.return_code,
-            "gradient": list(self.gradient),
-            "scaled_gradient": self.scaled_gradient,
-            "hessian_pd": self.hessian_pd,
-            "converged": self.converged,
-        }
-
-
-def fd_derivatives(
-    fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray, *, hessian: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Central-difference gradient and (unless ``hessian=False``) Hessian over the free
-    coordinates; without the Hessian the identity is returned in its place."""
-    n = len(x)
-    h = 1e-4 * np.maximum(np.abs(x), 1e-2)
-    g = np.zeros(n)
-    H = np.eye(n)
-    idx = np.flatnonzero(free)
-    f0 = fun(x) if len(idx) else 0.0
-    for i in idx:
-        e = np.zeros(n)
-        e[i] = h[i]
-        fp, fm = fun(x + e), fun(x - e)
-        g[i] = (fp - fm) / (2 * h[i])
-        H[i, i] = (fp - 2 * f0 + fm) / h[i] ** 2
-    if not hessian:
-        return g, np.eye(n)
-    for a, i in enumerate(idx):
-        for j in idx[a + 1 :]:
-            ei, ej = np.zeros(n), np.zeros(n)
-            ei[i], ej[j] = h[i], h[j]
-            H[i, j] = H[j, i] = (fun(x + ei + ej) - fun(x + ei - ej) - fun(x - ei + ej) + fun(x - ei - ej)) / (
-                4 * h[i] * h[j]
-            )
-    return g, H
+__all__ = ["SINGULAR_TOL", "OptSummary", "fd_derivatives", "minimize"]
 
 
 def _newton(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[bool, float, np.ndarray | None]:
@@ -122,35 +42,22 @@ def minimize(
 ) -> OptSummary:
     """BOBYQA from theta0 within the bounds, then lme4's convergence checks."""
     start = time.perf_counter()
-    count = [0]
-    best: list = [np.inf, np.asarray(theta0, dtype=float)]  # kept if nlopt stops on round-off
-
-    def objective(x: np.ndarray, grad: np.ndarray) -> float:
-        count[0] += 1
-        f = float(fun(x))
-        if f < best[0]:
-            best[0], best[1] = f, np.array(x, dtype=float)
-        return f
-
     n = len(theta0)
     if n == 0:
         f = fun(theta0)
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
-    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
-    opt.set_min_objective(objective)
-    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
-    opt.set_ftol_rel(1e-14)
-    opt.set_ftol_abs(1e-12)
-    opt.set_xtol_abs(1e-10)
-    opt.set_maxeval(maxeval)
-    opt.set_initial_step(np.full(n, 0.25))
-    try:
-        theta = opt.optimize(np.asarray(theta0, dtype=float))
-        code = _CODES.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
-    except nlopt.RoundoffLimited:
-        theta, code = best[1], "roundoff limited"
-    except (RuntimeError, ValueError) as exc:
-        theta, code = best[1], f"failure: {exc}"
+    run = bobyqa(
+        fun,
+        theta0,
+        lower,
+        step=0.25,
+        ftol_abs=1e-12,
+        ftol_rel=1e-14,
+        xtol_abs=1e-10,
+        maxeval=maxeval,
+        catch_failures=True,
+    )
+    theta, code = run.x, run.code
     theta = np.where(np.isfinite(lower), np.maximum(theta, lower), theta)
     fmin = float(fun(theta))
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
@@ -163,7 +70,7 @@ def minimize(
             theta, fmin = trial, f_trial
             g, _ = fd_derivatives(fun, theta, free, hessian=False)
             pd_ok, scaled, _ = _newton(g, H, free)
-    feval = count[0]
+    feval = run.feval
     return OptSummary(
         "nlopt BOBYQA",
         tuple(map(float, theta0)),

@@ -1,6 +1,6 @@
 """Inference after the fit: variance-component SEs and CIs, confidence intervals (Wald,
 profile, bootstrap), likelihood-ratio tests and fixed-effect tests with Satterthwaite or
-Kenward-Roger df.  Everything works from the aggregates a :class:`~hlm.fit.Fit` carries."""
+Kenward-Roger df.  Everything works from the aggregates a fitted record (:class:`~hlm.lmm.result.LmmResult`) carries."""
 
 from hlm.inference.bootstrap import BootResult, boot_confint, bootstrap
 from hlm.inference.confint import confint, wald_confint

@@ -37,8 +37,9 @@ import pandas as pd
 from hlm.aggregate.stats import pooled_message
 from hlm.core.objective import DevianceFunction
 from hlm.errors import OptionError
-from hlm.inference.params import VarParams
-from hlm.inference.profile import CI_COLUMNS, _bobyqa
+from hlm.inference.profile import CI_COLUMNS
+from hlm.lmm.params import VarParams
+from hlm.numerics.bobyqa import minimize_bounded
 from hlm.weights import ARRAY_NAME
 
 How = Literal["auto", "aggregates", "rows"]
@@ -204,7 +205,7 @@ def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: 
         agg = sim.aggregates(rng, beta, sigma, theta0)
         devfun = DevianceFunction.build(agg, fit.structure, fit.reml)
         start = np.where(np.isfinite(lower), np.maximum(theta0, 0.05), theta0)
-        theta, _ = _bobyqa(
+        theta, _ = minimize_bounded(
             lambda t: devfun(t), start, np.where(np.isfinite(lower), lower, -np.inf), upper, 0.25, ftol=1e-8, xtol=1e-6
         )
         prof = devfun.profiled(theta)

@@ -4,7 +4,7 @@ and the Wald chi2 of all slopes (Stata's header).
 Satterthwaite (lmerTest's ``contest1D``).  For a contrast l, v(phi) = l' C(phi) l with
 C = sigma^2 Q_XX^{-1}(theta) and phi = (theta, sigma).  With A = 2 H^{-1}, H the Hessian of
 the fit's criterion D(theta, sigma) = dof log(2 pi sigma^2) + a(theta) + b(theta)/sigma^2
-(see :mod:`hlm.inference.params`; only the theta-derivatives of a, b and Q_XX^{-1} are
+(see :mod:`hlm.lmm.params`; only the theta-derivatives of a, b and Q_XX^{-1} are
 numerical):
 
     D_tt = a'' + b''/s^2,  D_ts = -2 b'/s^3,  D_ss = -2 dof/s^2 + 6 b/s^4,
@@ -36,7 +36,7 @@ from scipy import stats
 
 from hlm.aggregate.stats import pooled_message
 from hlm.errors import OptionError
-from hlm.inference.params import Criterion
+from hlm.lmm.params import Criterion
 
 DDF = Literal["none", "satterthwaite", "kenward-roger"]
 KR_MAX_Q = 4000
@@ -49,7 +49,7 @@ def satterthwaite_parts(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     A = 2 H^{-1} (Moore-Penrose over positive eigenvalues, as lmerTest)."""
     crit = Criterion(fit.devfun)
     s, p = fit.sigma, fit.aggregates.p
-    d = fit._theta_derivatives  # hlm.inference.params.ThetaDerivatives, computed once per fit
+    d = fit.theta_derivatives
     f0, grad, hess = d.value, d.grad, d.hess
     m = len(grad)
     b0 = f0[1]

@@ -39,6 +39,8 @@ from scipy import stats
 
 from hlm.core.deviance import profile
 from hlm.errors import ComparisonError, HLMWarning
+from hlm.lmm.pipeline import fit_aggregates
+from hlm.lmm.result import LmmResult
 
 COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value", "p_value_chibar2"]
 
@@ -137,12 +139,10 @@ def _n_sd(fit) -> int:
     return sum(1 for (_, r, c) in fit.structure.theta_pos if r == c)
 
 
-def refit_ml(fit):
+def refit_ml(fit: LmmResult) -> LmmResult:
     """The same model refitted by maximum likelihood from its aggregates (no rows needed)."""
     if not fit.reml:
         return fit
-    from hlm.lmm import fit_aggregates
-
     return fit_aggregates(
         fit.spec,
         fit.aggregates,
@@ -151,16 +151,15 @@ def refit_ml(fit):
         x_model_spec=fit.x_model_spec,
         notes=fit.notes,
         weights=fit.weights,
+        record=type(fit),
     )
 
 
 def _prepare(models: tuple, refit: bool) -> list:
-    from hlm.fit import Fit
-
     if len(models) < 2:
         raise ComparisonError("compare needs at least two fitted models")
     for m in models:
-        if not isinstance(m, Fit):
+        if not isinstance(m, LmmResult):
             raise ComparisonError(f"compare and lrtest take fits from hlm.fit, not {type(m).__name__} ({m!r:.40})")
     n = {m.nobs for m in models}
     if len(n) > 1:

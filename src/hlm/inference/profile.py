@@ -11,7 +11,7 @@ lme4 tabulates zeta and interpolates splines; here the limits are found by root 
 (Brent) on zeta, each evaluation an inner optimisation (BOBYQA) warm-started from the last.
 
 * Variance parameters: the criterion in the natural parameters eta = (log sd, atanh r,
-  log sigma) (see :mod:`hlm.inference.params`), with one coordinate held fixed.  If zeta stays
+  log sigma) (see :mod:`hlm.lmm.params`), with one coordinate held fixed.  If zeta stays
   inside the cutoff as an SD goes to 0 (a correlation to -+1), the limit is 0 (-+1), as lme4.
 * Fixed effect j held at b: with K' = [X_{-j}, y - b x_j] = K T, K'H^{-1}K' = T'QT, so beta_{-j}
   and sigma are profiled analytically and only theta is optimised.  No rows are needed.
@@ -27,49 +27,19 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import nlopt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from hlm.core.deviance import LOG2PI
 from hlm.core.deviance import profile as profiled_criterion
-from hlm.inference.params import Criterion, VarParams
+from hlm.lmm.params import Criterion, VarParams
+from hlm.numerics.bobyqa import minimize_bounded
 
 CI_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "conf_low", "conf_high", "method"]
 PROFILE_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "value", "zeta"]
 LOG_SD_FLOOR = -30.0
 ATANH_MAX = 10.0
-
-
-def _bobyqa(
-    fun,
-    x0: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    step: float = 0.1,
-    *,
-    ftol: float = 1e-10,
-    xtol: float = 1e-9,
-) -> tuple[np.ndarray, float]:
-    n = len(x0)
-    if n == 0:
-        return x0, float(fun(x0))
-    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
-    opt.set_min_objective(lambda x, g: float(fun(x)))
-    opt.set_lower_bounds(lower)
-    opt.set_upper_bounds(upper)
-    opt.set_ftol_abs(ftol)
-    opt.set_ftol_rel(1e-15)
-    opt.set_xtol_abs(xtol)
-    opt.set_maxeval(20_000)
-    opt.set_initial_step(np.full(n, step))
-    x0 = np.clip(x0, lower + 1e-12, upper - 1e-12)
-    try:
-        x = opt.optimize(x0)
-    except nlopt.RoundoffLimited:
-        x = x0
-    return x, float(fun(x))
 
 
 def _atanh_floor(low: float) -> float:
@@ -124,7 +94,7 @@ class _VarianceProfiler:
             eta[k] = value
             return self.deviance(eta)
 
-        x, d = _bobyqa(fun, start[others], self.lower[others], self.upper[others])
+        x, d = minimize_bounded(fun, start[others], self.lower[others], self.upper[others])
         eta = start.copy()
         eta[others] = x
         eta[k] = value
@@ -157,7 +127,7 @@ class _FixedProfiler:
 
     def profile_at(self, b: float) -> float:
         start = min(self.seen, key=lambda item: abs(item[0] - b))[1]  # warm start from the nearest point
-        theta, d = _bobyqa(lambda t: self.deviance(t, b), start, self.lower, np.full(len(start), np.inf))
+        theta, d = minimize_bounded(lambda t: self.deviance(t, b), start, self.lower, np.full(len(start), np.inf))
         self.seen.append((b, theta))
         return d
 
@@ -265,7 +235,7 @@ def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
 
         fit = refit_ml(fit)
     vprof = _VarianceProfiler(fit)
-    info = fit._varcomp_info  # hlm.inference.varcomp.information, computed once per fit
+    info = fit.varcomp_info
     se_nat = np.full(len(info.free), 0.5)
     se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 1e-12))
     for k, p in enumerate(vprof.vp.params):

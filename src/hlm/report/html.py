@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.api import Fit
 
 
 def _num(x: object) -> str:

@@ -24,7 +24,7 @@ from hlm.errors import FileError, OptionError
 from hlm.outputs import output_file
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.api import Fit
 
 BAND_LIMIT = 5000  # above this many levels the intervals are drawn as one band
 LABEL_LIMIT = 40  # label levels on the axis up to this many

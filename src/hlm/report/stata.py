@@ -19,7 +19,7 @@ from hlm.variance_share import stata_factor_order, varcomp_table
 if TYPE_CHECKING:
     import pandas as pd
 
-    from hlm.fit import Fit
+    from hlm.api import Fit
 
 RULE = "-" * 78
 
@@ -81,7 +81,7 @@ def level_name(fit: Fit, f: int) -> str:
 def random_effects_table(fit: Fit) -> pd.DataFrame:
     """The random-effects parameters in Stata's order with the SEs and CIs of
     ``fit.varcomp()`` (:func:`hlm.variance_share.varcomp_table`)."""
-    return varcomp_table(fit, fit._varcomp_info)
+    return varcomp_table(fit, fit.varcomp_info)
 
 
 def _kv(label: str, value: str) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 from hlm.errors import DataError
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.api import Fit
 
 RESIDUAL_ROWS_LIMIT = 1_000_000  # scaled residuals need a pass over the rows
 

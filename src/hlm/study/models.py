@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hlm import api
 from hlm.errors import FormulaError, HLMError
 from hlm.simulate.design import INTERCEPT, Design
 from hlm.spec import parse_model
@@ -140,9 +141,7 @@ def fit_model(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if model.kind == "mixed":
-                import hlm
-
-                fit = hlm.fit(model.model, frame, reml=reml)
+                fit = api.fit(model.model, frame, reml=reml)
             else:
                 from hlm.panel import xtreg
 
@@ -176,9 +175,9 @@ def _fixed_rows(terms, est, se, truth: Truth, z: float) -> list[ParamRow]:
 def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -> tuple[list[ParamRow], str | None]:
     """Rows of a mixed-model fit.  Estimates come straight from the fit's arrays (pandas
     frames cost more than the rest of the extraction); intervals from
-    :func:`hlm.inference.varcomp.information` (one numerical Hessian shared by the SDs and
+    :attr:`hlm.lmm.result.LmmResult.varcomp_info` (one numerical Hessian shared by the SDs and
     the ICCs)."""
-    from hlm.fit import term_covariances
+    from hlm.lmm.result import term_covariances
 
     prof = fit.profiled
     beta = np.asarray(prof.beta, dtype=float)
@@ -210,10 +209,9 @@ def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -
     icc_ci: dict[str, tuple[float, float]] = {}
     if intervals:
         try:
-            from hlm.inference.varcomp import information
             from hlm.variance_share import icc_table, varcomp_table
 
-            vc = information(fit)
+            vc = fit.varcomp_info
             for r in varcomp_table(fit, vc, level=level).itertuples(index=False):
                 key = (r.level, None if _missing(r.var1) else r.var1, None if _missing(r.var2) else r.var2)
                 ci[key] = (_num(r.std_error), _num(r.conf_low), _num(r.conf_high))

@@ -31,7 +31,7 @@ import numpy as np
 from hlm.core.deviance import LOG2PI, profile
 from hlm.core.objective import DevianceFunction
 from hlm.core.structure import Structure
-from hlm.inference.numderiv import derivatives
+from hlm.numerics.derivatives import derivatives
 
 Kind = Literal["sd", "cor", "sigma"]
 ZERO_SD = 1e-4  # relative SDs below this are on the boundary (lme4's singular tolerance)
