@@ -14,7 +14,7 @@ import time
 import warnings
 
 import hlm
-from hlm.demo import LME4, seed_design
+from hlm.cli.demo_script import LME4, seed_design
 from hlm.simulate import simulate
 
 

@@ -19,11 +19,11 @@ import hlm
 from conftest import MIXED, dataset, reference
 from hlm.aggregate import aggregate_any
 from hlm.aggregate.duckdb import aggregate_duckdb
-from hlm.core.collinear import remove_collinear
-from hlm.core.objective import DevianceFunction
-from hlm.core.structure import build_structure
 from hlm.errors import DataError, FormulaError
+from hlm.lmm.collinear import remove_collinear
+from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.pipeline import aggregate
+from hlm.lmm.structure import build_structure
 from hlm.spec import parse_model
 
 duckdb = pytest.importorskip("duckdb")

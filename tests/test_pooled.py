@@ -21,9 +21,9 @@ import pytest
 import hlm
 from hlm.aggregate import sql as q
 from hlm.aggregate.duckdb import aggregate_duckdb
-from hlm.core.nested import leaf_classes
-from hlm.core.objective import DevianceFunction
 from hlm.errors import DataError, HLMWarning, OptionError
+from hlm.lmm.nested import leaf_classes
+from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.pipeline import aggregate
 from hlm.spec import parse_model
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import hlm
-import hlm.ranef as ranef_module
+import hlm.lmm.ranef as ranef_module
 from conftest import MIXED, reference
 
 

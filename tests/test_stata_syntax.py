@@ -450,7 +450,7 @@ def test_exchangeable_correlation_intervals_stay_in_its_range():
 
 
 def test_seed_commands_fit_the_demo_models():
-    from hlm.demo import RIGHT, seed_design
+    from hlm.cli.demo_script import RIGHT, seed_design
     from hlm.simulate import simulate
 
     frame = simulate(seed_design(3), seed=7)

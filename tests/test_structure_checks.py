@@ -1,4 +1,4 @@
-"""Structure checks wired into hlm.fit (hlm.checks): reversed nesting, implicit nesting,
+"""Structure checks wired into hlm.fit (hlm.lmm.checks): reversed nesting, implicit nesting,
 identifiability, boundary fits -- and the seed's reversed 4-level model on the seed's design.
 
 Tolerance for the recovered SDs (seed's design, 50 districts, 80,000 rows, seed 2026):
@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 import hlm
-from hlm.checks import boundary_messages
 from hlm.cli import run
 from hlm.errors import (
     IdentifiabilityError,
@@ -24,6 +23,7 @@ from hlm.errors import (
     SingularFitWarning,
     StructureWarning,
 )
+from hlm.lmm.checks import boundary_messages
 from hlm.simulate import Design, simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ import pytest
 
 import hlm
 from conftest import dataset, reference
-from hlm.checks import boundary_messages
 from hlm.errors import SingularFitWarning, StructureWarning
+from hlm.lmm.checks import boundary_messages
 
 
 def fit_quietly(model: str, data: pd.DataFrame):

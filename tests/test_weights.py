@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 import hlm
 from conftest import DATA, REFERENCE, dataset
 from hlm.aggregate.memory import aggregate_frame
-from hlm.core.nested import nested_terms
-from hlm.core.objective import DevianceFunction
-from hlm.core.structure import build_structure
 from hlm.errors import ComparisonError, DataError, OptionError
 from hlm.inference.bootstrap import bootstrap
+from hlm.lmm.nested import nested_terms
+from hlm.lmm.objective import DevianceFunction
+from hlm.lmm.structure import build_structure
 from hlm.modelframe import build_frame
 from hlm.spec import parse_model
 

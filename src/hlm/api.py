@@ -16,18 +16,18 @@ from scipy import stats
 
 from hlm.aggregate import Backend
 from hlm.aggregate.stats import pooled_message
-from hlm.checks import implicit_nesting_warning, level_order
-from hlm.checks_data import within_order_warning
 from hlm.design import with_offset
 from hlm.errors import HLMWarning, OptionError
 from hlm.inference.confint import confint
 from hlm.inference.ddf import fixed_effects_table, wald_slopes
 from hlm.inference.likelihood_ratio import LRTest, lr_vs_linear
 from hlm.inference.varcomp import varcomp, varcomp_vcov
+from hlm.lmm.checks import implicit_nesting_warning, level_order
+from hlm.lmm.checks_data import within_order_warning
 from hlm.lmm.pipeline import aggregate, criterion, fit_aggregates
+from hlm.lmm.ranef import ranef_frame
 from hlm.lmm.result import LmmResult
 from hlm.predict import fitted, predict, residuals
-from hlm.ranef import ranef_frame
 from hlm.report.html import fit_html
 from hlm.report.plots import plot
 from hlm.report.stata import stata_summary
@@ -121,7 +121,7 @@ class Fit(LmmResult):
 
     def ranef(self) -> pd.DataFrame:
         """Conditional modes and conditional SDs (lme4's ``ranef(condVar=TRUE)``): columns
-        group, level, term, estimate, std_error (see :mod:`hlm.ranef`)."""
+        group, level, term, estimate, std_error (see :mod:`hlm.lmm.ranef`)."""
         if (msg := pooled_message(self.aggregates)) is not None:
             warnings.warn(
                 f"{msg}: their conditional modes are left out; hlm.write_ranef(fit, data, 'ranef.parquet') "
@@ -237,7 +237,7 @@ def fit(
     reorder : nested levels listed inner to outer (``|| student: || school:``) raise a
         :class:`~hlm.errors.NestingError` naming the right order; ``reorder=True`` fits that
         order instead, with a :class:`~hlm.errors.StructureWarning` and a note.  See
-        :mod:`hlm.checks` for this and the other structure checks.
+        :mod:`hlm.lmm.checks` for this and the other structure checks.
     weights : PRECISION weights, as lme4's ``lmer(..., weights = w)``: a column name (read
         in the same pass, on every backend) or one value per row; row i has residual
         variance sigma^2 / w_i.  Not sampling (survey) weights.  Numeric, finite, >= 0;

@@ -21,9 +21,9 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.checks_data import check_factor_levels, frame_factor_levels
 from hlm.design import build_design, build_fixed, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
+from hlm.lmm.checks_data import check_factor_levels, frame_factor_levels
 from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
 from hlm.spec.factor_variables import check_factor_values, stata_column_name
 from hlm.spec.terms import ModelSpec

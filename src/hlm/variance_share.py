@@ -43,8 +43,8 @@ from scipy import stats
 from hlm.errors import DataError
 from hlm.lmm.information import VarCompInfo
 from hlm.lmm.params import VarParams
+from hlm.lmm.ranef import factor_order
 from hlm.lmm.result import LmmResult
-from hlm.ranef import factor_order
 
 VARCOMP_COLUMNS = ["level", "group", "var1", "var2", "estimate", "std_error", "conf_low", "conf_high"]
 ICC_COLUMNS = [

@@ -452,12 +452,12 @@ def write_ranef(
     A pooled group g is a random intercept nested in its parent p.  Given the ancestors, with
     t = theta^2, n_g its complete rows, r_g the sum of y - X beta over them, S_g = 1 + t n_g,
     and c_p, V_p the sum of p's and its ancestors' modes and its conditional variance over
-    sigma^2 (the scalar recursion of :mod:`hlm.ranef`),
+    sigma^2 (the scalar recursion of :mod:`hlm.lmm.ranef`),
 
         b_g = t (r_g - n_g c_p) / S_g,    Var(b_g) = sigma^2 t (1 + t n_g^2 V_p / S_g) / S_g.
 
     Rows come in no particular order.  Returns the number of rows written."""
-    from hlm.ranef import factor_columns
+    from hlm.lmm.ranef import factor_columns
 
     output_file(out_path, OUTPUT_FORMATS, overwrite=overwrite)
     src = _writer_source("write_ranef", source, sql, con, progress)

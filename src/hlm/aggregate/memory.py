@@ -49,7 +49,7 @@ def cross_block(
 
 def aggregate_frame(mf: ModelFrame) -> Aggregates:
     """Compute :class:`Aggregates` from a :class:`ModelFrame`.  Values whose products
-    overflow give infinite cross-products, refused by :func:`hlm.checks_data.check_scales`
+    overflow give infinite cross-products, refused by :func:`hlm.lmm.checks_data.check_scales`
     (so numpy's overflow warnings are silenced here)."""
     with np.errstate(over="ignore", invalid="ignore"):
         return _aggregate_frame(mf)

@@ -50,9 +50,9 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
-from hlm.checks_data import check_factor_levels, check_fixed_count
 from hlm.design import design_of, random_rformulas, rformula
 from hlm.errors import ColumnError, DataError, FormulaError
+from hlm.lmm.checks_data import check_factor_levels, check_fixed_count
 from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
 from hlm.source import check_columns
 from hlm.spec.rformula import RFormula

@@ -6,7 +6,7 @@ With K = [X y] (k = p + 1 columns) and the pool of random-effect columns Z (z co
 * with precision weights w (lme4's ``weights=``; residual variance sigma^2 / w_i) every
   sum over rows is weighted (``K'WK``, ``Z_g'W_gZ_g``, ...): the fit is then the unweighted
   one of the rows scaled by sqrt(w_i), and ``log_weights = sum log w_i`` enters the
-  deviance (:class:`hlm.core.objective.DevianceFunction`); counts stay row counts;
+  deviance (:class:`hlm.lmm.objective.DevianceFunction`); counts stay row counts;
 * per grouping factor f and group g: the count n_g and, where the core needs them, the
   within-group cross-products ``ztz[g] = Z_g'Z_g`` (z x z) and ``ztk[g] = Z_g'K_g`` (z x k);
 * for nested factors (a chain, innermost first) the parent of every group;
@@ -34,11 +34,11 @@ class LeafClasses:
     """The innermost factor of a chain of random intercepts, its groups pooled by size.
 
     A leaf group g enters the nested recursion only through its count n_g and its sums
-    S_g = 1'K_g (:mod:`hlm.core.nested`); with precision weights, through its weight sum
+    S_g = 1'K_g (:mod:`hlm.lmm.nested`); with precision weights, through its weight sum
     W_g = 1'W_g1 and S_g = 1'W_gK_g, and the classes are by W_g.  Grouping the leaves by count c, what is needed
     is, per class, the number of groups and sum S_g S_g', and per parent group and class
     the number of children and the sum of their S_g -- exact, and O(parents x classes)
-    instead of O(leaf groups).  Computed from the leaf's groups (:func:`hlm.core.nested.
+    instead of O(leaf groups).  Computed from the leaf's groups (:func:`hlm.lmm.nested.
     leaf_classes`) or directly by the SQL backends, which then never fetch the leaves."""
 
     counts: np.ndarray  # (m,) distinct leaf counts c (weight sums W_g with precision weights)

@@ -59,7 +59,7 @@ def fit_command(
 ) -> None:
     """Fit a linear mixed model and print its summary."""
     from hlm.api import fit
-    from hlm.checks import option_spelling
+    from hlm.lmm.checks import option_spelling
 
     if style is not None and style not in ("stata", "lme4"):
         raise fail(f"--style must be 'stata' or 'lme4', not '{style}'")

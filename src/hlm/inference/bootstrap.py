@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 
 from hlm.aggregate.stats import pooled_message
-from hlm.core.objective import DevianceFunction
 from hlm.errors import OptionError
 from hlm.inference.profile import CI_COLUMNS
+from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.params import VarParams
 from hlm.numerics.bobyqa import minimize_bounded
 from hlm.weights import ARRAY_NAME

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.core.deviance import profile
 from hlm.errors import ComparisonError, HLMWarning
+from hlm.lmm.deviance import profile
 from hlm.lmm.pipeline import fit_aggregates
 from hlm.lmm.result import LmmResult
 

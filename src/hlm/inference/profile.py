@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.core.deviance import LOG2PI
-from hlm.core.deviance import profile as profiled_criterion
+from hlm.lmm.deviance import LOG2PI
+from hlm.lmm.deviance import profile as profiled_criterion
 from hlm.lmm.params import Criterion, VarParams
 from hlm.numerics.bobyqa import minimize_bounded
 

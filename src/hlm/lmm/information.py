@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hlm.core.objective import DevianceFunction
-from hlm.core.structure import Structure
+from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.params import ThetaDerivatives, VarParams
+from hlm.lmm.structure import Structure
 from hlm.numerics.derivatives import derivatives
 
 STEP = 0.01

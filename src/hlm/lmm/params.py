@@ -28,9 +28,9 @@ from typing import Literal
 
 import numpy as np
 
-from hlm.core.deviance import LOG2PI, profile
-from hlm.core.objective import DevianceFunction
-from hlm.core.structure import Structure
+from hlm.lmm.deviance import LOG2PI, profile
+from hlm.lmm.objective import DevianceFunction
+from hlm.lmm.structure import Structure
 from hlm.numerics.derivatives import derivatives
 
 Kind = Literal["sd", "cor", "sigma"]

@@ -17,12 +17,13 @@ import numpy as np
 from hlm.aggregate import Backend, aggregate_any, choose_backend
 from hlm.aggregate.memory import aggregate_frame
 from hlm.aggregate.stats import Aggregates
-from hlm.checks import (
+from hlm.errors import ConvergenceWarning, DataError, OptionError, SingularFitWarning
+from hlm.lmm.checks import (
     boundary_messages,
     check_degrees_of_freedom,
     check_identifiable,
 )
-from hlm.checks_data import (
+from hlm.lmm.checks_data import (
     check_finite,
     check_fixed_count,
     check_random_columns,
@@ -30,12 +31,11 @@ from hlm.checks_data import (
     check_response_varies,
     check_scales,
 )
-from hlm.core.collinear import remove_collinear
-from hlm.core.objective import DevianceFunction
-from hlm.core.scaling import minimize_standardized
-from hlm.core.structure import build_structure
-from hlm.errors import ConvergenceWarning, DataError, OptionError, SingularFitWarning
+from hlm.lmm.collinear import remove_collinear
+from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.result import LmmResult
+from hlm.lmm.scaling import minimize_standardized
+from hlm.lmm.structure import build_structure
 from hlm.modelframe import build_frame
 from hlm.spec import ModelSpec
 from hlm.weights import Weights

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 
 from hlm.aggregate.stats import Aggregates
-from hlm.core.deviance import Profiled, ml_deviance_at
-from hlm.core.objective import DevianceFunction
-from hlm.core.scaling import standardized_theta
-from hlm.core.structure import Structure
+from hlm.lmm.deviance import Profiled, ml_deviance_at
 from hlm.lmm.information import VarCompInfo, information
+from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.params import ThetaDerivatives
+from hlm.lmm.ranef import ConditionalModes, conditional_modes
+from hlm.lmm.scaling import standardized_theta
+from hlm.lmm.structure import Structure
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
-from hlm.ranef import ConditionalModes, conditional_modes
 from hlm.spec.terms import ModelSpec
 
 VARCORR_COLUMNS = ["group", "var1", "var2", "vcov", "sdcor"]
@@ -185,7 +185,7 @@ class LmmResult:
     # ---- derived values shared by several features, computed once ----
     @cached_property
     def conditional_modes(self) -> ConditionalModes:
-        """The conditional modes b and their conditional covariances (see :mod:`hlm.ranef`)."""
+        """The conditional modes b and their conditional covariances (see :mod:`hlm.lmm.ranef`)."""
         return conditional_modes(self)
 
     @cached_property

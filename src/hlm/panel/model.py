@@ -30,8 +30,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from hlm.aggregate import choose_backend
-from hlm.checks_data import check_panel_response
 from hlm.errors import DataError, OptionError
+from hlm.lmm.checks_data import check_panel_response
 from hlm.panel import covariance as cov
 from hlm.panel.design import PanelDesign, build_design
 from hlm.panel.engine import engine_design

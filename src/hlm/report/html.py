@@ -60,7 +60,7 @@ def fit_html(fit: Fit) -> str:
     for note in fit.notes:
         parts.append(f"<p><small>note: {escape(note)}</small></p>")
     if fit.singular:
-        from hlm.checks import boundary_messages
+        from hlm.lmm.checks import boundary_messages
 
         parts += [f"<p><small>boundary (singular) fit: {escape(m)}</small></p>" for m in boundary_messages(fit)]
     parts.append("</div>")

@@ -233,7 +233,7 @@ def stata_summary(fit: Fit) -> str:
     for note in fit.notes:
         lines.append(f"Note: {note}.")
     if fit.singular:
-        from hlm.checks import boundary_messages
+        from hlm.lmm.checks import boundary_messages
 
         lines += [f"Note: boundary (singular) fit: {m}." for m in boundary_messages(fit)]
         lines.append("Note: standard errors of components on the boundary are not reported.")

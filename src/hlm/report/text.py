@@ -111,7 +111,7 @@ def lme4_summary(fit: Fit, *, residuals: bool = True) -> str:
     for note in fit.notes:
         lines.append(f"note: {note}")
     if fit.singular:
-        from hlm.checks import boundary_messages
+        from hlm.lmm.checks import boundary_messages
 
         lines += [f"boundary (singular) fit: {m}" for m in boundary_messages(fit)]
     elif not fit.converged:

@@ -54,8 +54,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from hlm.aggregate.stats import ARROW_TEXT, text_dtype
-from hlm.core.crossed import DENSE_LIMIT, lambda_matrix
-from hlm.core.nested import sum_by
+from hlm.lmm.crossed import DENSE_LIMIT, lambda_matrix
+from hlm.lmm.nested import sum_by
 
 if TYPE_CHECKING:
     from hlm.lmm.result import LmmResult

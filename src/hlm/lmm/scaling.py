@@ -20,10 +20,10 @@ from dataclasses import replace
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
-from hlm.core.objective import DevianceFunction
-from hlm.core.optimize import SINGULAR_TOL, OptSummary, minimize
-from hlm.core.start import anova_start
-from hlm.core.structure import Structure
+from hlm.lmm.objective import DevianceFunction
+from hlm.lmm.optimize import SINGULAR_TOL, OptSummary, minimize
+from hlm.lmm.start import anova_start
+from hlm.lmm.structure import Structure
 
 
 def _rms(sumsq: np.ndarray, n: int) -> np.ndarray:

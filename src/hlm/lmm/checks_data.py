@@ -9,7 +9,7 @@
 * :func:`check_scales` -- values whose squares overflow or underflow double precision
   (root mean square beyond 1e+-100): the cross-products the fit is computed from would be
   infinite or zero.  Within that range columns are standardised internally
-  (:mod:`hlm.core.scaling`), so their units do not matter.
+  (:mod:`hlm.lmm.scaling`), so their units do not matter.
 * :func:`check_response_varies` -- a response that the fixed effects reproduce exactly, a
   constant one above all: the residual sum of squares of y on X, relative to y'y, is
   below :data:`CONSTANT_TOL`, so sigma = 0 and no variance can be estimated.
@@ -198,8 +198,8 @@ def within_order_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
     """Warn (:class:`StructureWarning`) and return the message when a nested path has ids
     numbered within their parents and looks listed inner to outer
     (:func:`hlm.diagnose.ambiguity.reversed_reading`); None otherwise."""
-    from hlm.checks import _factor_of, _key_frame, _paths
     from hlm.diagnose.ambiguity import reversed_reading
+    from hlm.lmm.checks import _factor_of, _key_frame, _paths
 
     messages = []
     groups = {t.group for t in spec.random}
@@ -222,7 +222,7 @@ def check_random_columns(agg: Aggregates) -> None:
     over the rows (a slope on a constant column, the same column twice under two names):
     only the variance of their sum could be estimated.  Read from Z'Z = sum over any
     factor's groups of Z_g'Z_g, with the pivoted check the fixed effects use."""
-    from hlm.core.collinear import aliased_columns
+    from hlm.lmm.collinear import aliased_columns
 
     with_ztz = next((f for f in agg.factors if f.ztz is not None), None)
     if with_ztz is None or len(agg.pool) < 2:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates
-from hlm.core.nested import sum_by
-from hlm.core.structure import Structure
+from hlm.lmm.nested import sum_by
+from hlm.lmm.structure import Structure
 
 
 def _group_moments(agg: Aggregates, col: int) -> list[tuple[int, float, float, float] | None]:

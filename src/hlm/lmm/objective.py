@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates
-from hlm.core.crossed import CrossedSystem, build_crossed, crossed_terms
-from hlm.core.deviance import Profiled, profile
-from hlm.core.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
-from hlm.core.structure import Structure
+from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms
+from hlm.lmm.deviance import Profiled, profile
+from hlm.lmm.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
+from hlm.lmm.structure import Structure
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from hlm.aggregate.stats import Aggregates
-from hlm.core.structure import Structure
+from hlm.lmm.structure import Structure
 
 DENSE_LIMIT = 4000
 

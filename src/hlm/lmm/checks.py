@@ -402,7 +402,7 @@ def boundary_messages(fit: LmmResult, tol: float | None = None) -> list[str]:
       correlations are all inside (-1, 1) but one of which is a combination of the other two):
       the covariance matrix of the effects is rank-deficient, with its rank.
     """
-    from hlm.core.optimize import SINGULAR_TOL
+    from hlm.lmm.optimize import SINGULAR_TOL
 
     tol = SINGULAR_TOL if tol is None else tol
     struct = fit.structure

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates, LeafClasses
-from hlm.core.structure import Structure
+from hlm.lmm.structure import Structure
 
 
 def leaf_classes(agg: Aggregates) -> LeafClasses | None:
