@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hlm.source import check_columns
+
 Factor = str | tuple[str, ...]
 """A grouping factor: one column, or the interaction of several (outermost first)."""
 
@@ -270,3 +272,20 @@ def pair_stats(outer: Key, inner: Key, cells: tuple[Key, np.ndarray] | None = No
         replicated_share=float(np.count_nonzero(sizes >= 2) / len(sizes)),
         within_pattern=pattern,
     )
+
+
+def codes_of(frame: pd.DataFrame, factors: Sequence[Factor]) -> Codes:
+    """The coded columns of ``factors`` (checked to exist in ``frame``)."""
+    cols = [c for f in factors for c in factor_columns(as_factor(f))]
+    check_columns(cols, frame.columns)
+    return Codes(frame, cols)
+
+
+def cumulative_groups(codes: Codes, levels: Sequence[str]) -> list[int]:
+    """Groups of ``levels[:j+1]`` for each j: each level read within the ones before it."""
+    return [codes.key(tuple(levels[: j + 1])).n for j in range(len(levels))]
+
+
+def subdivision_defects(counts: Sequence[int]) -> list[int]:
+    """Indexes of levels that do not subdivide the level before them."""
+    return [j for j in range(1, len(counts)) if counts[j] <= counts[j - 1]]
