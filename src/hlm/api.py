@@ -16,6 +16,7 @@ from scipy import stats
 
 from hlm.aggregate import Backend
 from hlm.aggregate.stats import pooled_message
+from hlm.data.source import check_file
 from hlm.design import with_offset
 from hlm.errors import HLMWarning, OptionError
 from hlm.inference.confint import confint
@@ -32,7 +33,6 @@ from hlm.report.html import fit_html
 from hlm.report.plots import plot
 from hlm.report.stata import stata_summary
 from hlm.report.text import lme4_summary, output_sections
-from hlm.source import check_file
 from hlm.spec import ModelSpec, parse_model
 from hlm.variance_share import icc_table, r2_table
 from hlm.weights import Weights

@@ -12,6 +12,7 @@ the frozen states) on new rows.  Stata syntax keeps formulaic's text and Stata's
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,7 +22,9 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
+from hlm.data.source import choose_backend
 from hlm.errors import DataError, FormulaError, OptionError
+from hlm.spec.factor_variables import stata_column_name
 from hlm.spec.rformula import Atom, Name, RFormula, deparse, translate
 from hlm.spec.terms import ModelSpec
 from hlm.transforms import CONTEXT, evaluate, poly_state, scale_state
@@ -267,8 +270,6 @@ def build_design(spec: ModelSpec, rf: RFormula, data: pd.DataFrame) -> tuple[np.
 
 def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
     """X of the rows of ``data`` (complete rows) and the frozen design."""
-    from hlm.modelframe import fixed_name
-
     rf = rformula(spec)
     if rf is None:
         try:
@@ -294,8 +295,7 @@ def with_offset(spec: ModelSpec, data: Any, offset: Any) -> tuple[ModelSpec, Any
     if isinstance(offset, str):
         column = offset
     else:
-        from hlm.aggregate import choose_backend
-        from hlm.source import to_pandas
+        from hlm.data.source import to_pandas
 
         if choose_backend(data) != "memory":
             raise OptionError(
@@ -308,3 +308,22 @@ def with_offset(spec: ModelSpec, data: Any, offset: Any) -> tuple[ModelSpec, Any
         data, column = frame.assign(**{OFFSET_COLUMN: values}), OFFSET_COLUMN
     term = f"offset({deparse(Name(column))})"
     return replace(spec, fixed=f"{spec.fixed} + {term}"), data
+
+
+_LEVEL = re.compile(r"\[T\.(.*?)\]")
+
+
+def fixed_name(name: str, syntax: str) -> str:
+    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``, ``2.arm``) style (random
+    slopes and Stata syntax; lme4 fixed parts are named by :mod:`hlm.design`)."""
+    if syntax == "stata":
+        return stata_column_name(name)
+    if name == "Intercept":
+        return "(Intercept)"
+    return _LEVEL.sub(lambda m: m.group(1), name)
+
+
+def pool_name(name: str, syntax: str) -> str:
+    """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
+    the intercept), other columns as the fixed part names them."""
+    return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)

@@ -4,14 +4,13 @@ Rows with a missing value in any used column are dropped (and counted).  The fix
 columns come from :mod:`hlm.design`, whose frozen :class:`~hlm.design.FixedDesign` is kept
 so ``predict(newdata)`` can rebuild X for new rows; y is the response minus the offset.
 A categorical column's levels are those of the rows used, in the order its source declares
-(:mod:`hlm.source`); the first is the reference.  Grouping factors are coded ``0..G-1`` in
+(:mod:`hlm.data.source`); the first is the reference.  Grouping factors are coded ``0..G-1`` in
 sorted order of their values, interactions by the lexicographic order of their components.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,36 +20,14 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.design import build_design, build_fixed, random_rformulas, rformula
+from hlm.data.codes import dense_codes, determines, factor_key, first_rows
+from hlm.data.source import check_columns, file_kind, to_pandas, warn_lost_categories
+from hlm.design import build_design, build_fixed, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels, frame_factor_levels
-from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
-from hlm.spec.factor_variables import check_factor_values, stata_column_name
+from hlm.spec.factor_variables import check_factor_values
 from hlm.spec.terms import ModelSpec
 from hlm.weights import ARRAY_NAME, as_array, validate, weights_name
-
-_LEVEL = re.compile(r"\[T\.(.*?)\]")
-
-
-def fixed_name(name: str, syntax: str) -> str:
-    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``, ``2.arm``) style (random
-    slopes and Stata syntax; lme4 fixed parts are named by :mod:`hlm.design`)."""
-    if syntax == "stata":
-        return stata_column_name(name)
-    if name == "Intercept":
-        return "(Intercept)"
-    return _LEVEL.sub(lambda m: m.group(1), name)
-
-
-def pool_name(name: str, syntax: str) -> str:
-    """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
-    the intercept), other columns as the fixed part names them."""
-    return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)
-
-
-def factor_key(group: tuple[str, ...]) -> frozenset[str]:
-    """Identity of a grouping factor: the set of columns it interacts."""
-    return frozenset(group)
 
 
 @dataclass(frozen=True)
@@ -107,32 +84,6 @@ def _matrix(rhs: str, frame: pd.DataFrame, what: str):
         return model_matrix(rhs, frame, na_action="raise", output="pandas")
     except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:
         raise FormulaError(f"cannot build {what} '{rhs}': {str(exc).splitlines()[0]}") from None
-
-
-def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Codes 0..G-1 in sorted order of the values; O(n) for integers of moderate range."""
-    if values.dtype.kind in "iu" and len(values):
-        lo, hi = int(values.min()), int(values.max())
-        if hi - lo <= 4 * len(values) + 1024:
-            present = np.zeros(hi - lo + 1, dtype=bool)
-            shifted = values - lo
-            present[shifted] = True
-            remap = np.cumsum(present, dtype=np.int64) - 1
-            return remap[shifted], int(present.sum())
-    codes, uniques = pd.factorize(values, sort=True)
-    return codes.astype(np.int64), len(uniques)
-
-
-def first_rows(codes: np.ndarray, G: int, backwards: np.ndarray | None = None) -> np.ndarray:
-    """Index of the first row of every group (``backwards``: ``arange(n)[::-1]``, reusable)."""
-    first = np.empty(G, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1) if backwards is None else backwards
-    return first
-
-
-def determines(codes: np.ndarray, first: np.ndarray, other: np.ndarray) -> bool:
-    """Whether each group of ``codes`` (first rows ``first``) has a single value of ``other``."""
-    return bool(np.array_equal(other[first][codes], other))
 
 
 def _implies(

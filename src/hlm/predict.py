@@ -28,11 +28,11 @@ from formulaic import model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import pooled_message
-from hlm.design import OFFSET_COLUMN
+from hlm.data.source import to_pandas
+from hlm.design import OFFSET_COLUMN, pool_name
 from hlm.errors import DataError, OptionError
 from hlm.lmm.result import LmmResult
-from hlm.modelframe import pool_name, used_columns
-from hlm.source import to_pandas
+from hlm.modelframe import used_columns
 from hlm.weights import ARRAY_NAME, as_array
 
 CHUNK_ROWS = 200_000

@@ -21,9 +21,9 @@ import pandas as pd
 
 from hlm.aggregate import sql as q
 from hlm.aggregate.stats import Aggregates
+from hlm.data.source import is_relation, parquet_levels
 from hlm.errors import DataError, FileError, HLMError, HLMWarning, OptionError
 from hlm.outputs import output_file
-from hlm.source import parquet_levels
 from hlm.spec.terms import ModelSpec
 
 
@@ -56,12 +56,6 @@ def _duckdb():
     except ImportError:  # pragma: no cover - duckdb is a dependency
         raise HLMError("the DuckDB backend needs the duckdb package: pip install duckdb") from None
     return duckdb
-
-
-def is_relation(obj: Any) -> bool:
-    """Whether ``obj`` is a DuckDB relation."""
-    mod = type(obj).__module__ or ""
-    return mod.startswith("duckdb") and hasattr(obj, "sql_query") and hasattr(obj, "columns")
 
 
 def table_function(path: str | os.PathLike) -> str:

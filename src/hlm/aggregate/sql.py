@@ -50,11 +50,11 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, LeafClasses
-from hlm.design import design_of, random_rformulas, rformula
+from hlm.data.codes import dense_codes, factor_key, first_rows
+from hlm.data.source import check_columns
+from hlm.design import design_of, fixed_name, pool_name, random_rformulas, rformula
 from hlm.errors import ColumnError, DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels, check_fixed_count
-from hlm.modelframe import dense_codes, factor_key, fixed_name, pool_name
-from hlm.source import check_columns
 from hlm.spec.rformula import RFormula
 from hlm.spec.terms import ModelSpec
 from hlm.transforms import CONTEXT, poly_state_from_moments
@@ -1175,12 +1175,6 @@ def _count(p: Plan, a: int, c: int) -> bool:
     return p.weights is None and p._zexpr(a) == "1.0" and p._kexpr(c) == "1.0"
 
 
-def _first_rows(code: np.ndarray, m: int) -> np.ndarray:
-    first = np.empty(m, dtype=np.int64)
-    first[code[::-1]] = np.arange(len(code) - 1, -1, -1)
-    return first
-
-
 def _assemble_suffix(
     p: Plan, agg: Aggregates, chain: Sequence[int], cols: dict
 ) -> tuple[Aggregates, np.ndarray] | None:
@@ -1202,7 +1196,7 @@ def _assemble_suffix(
         if code is None:
             code, m = rank, r
         else:
-            first = _first_rows(rank, r)
+            first = first_rows(rank, r)
             if np.array_equal(code[first][rank], code):  # the value determines the outer group
                 code, m = rank, r
             else:
@@ -1237,7 +1231,7 @@ def _assemble_suffix(
     for f in chain[1:]:
         fac = p.factors[f]
         c, mf = codes.pop(f)
-        first = _first_rows(c, mf)
+        first = first_rows(c, mf)
         fcounts = np.bincount(c, weights=counts, minlength=mf).round().astype(np.int64)
         factors[f] = FactorStats(fac.name, fac.columns, tuple(cols[f"g{i}"][first] for i in fac.keys), fcounts)
         parents.append(c if prev_first is None else c[prev_first])

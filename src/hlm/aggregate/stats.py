@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.dtypes import StringDType
 
+from hlm.data.codes import first_rows
+
 
 @dataclass(frozen=True)
 class LeafClasses:
@@ -189,8 +191,7 @@ def nesting_chain(
     for inner, outer in zip(order, order[1:]):
         ci, co = codes[inner], codes[outer]
         if first is None:
-            rows = np.empty(nlevels[inner], dtype=np.int64)
-            rows[ci[::-1]] = np.arange(len(ci) - 1, -1, -1)
+            rows = first_rows(ci, nlevels[inner])
         else:
             rows = first[inner]
         parent = co[rows]

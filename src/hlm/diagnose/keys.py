@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hlm.source import check_columns
+from hlm.data.source import check_columns
 
 Factor = str | tuple[str, ...]
 """A grouping factor: one column, or the interaction of several (outermost first)."""

@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from hlm.data.source import to_pandas
 from hlm.diagnose.ambiguity import reversed_reading
 from hlm.diagnose.keys import Codes
 from hlm.diagnose.messages import lme4_term, stata_levels
 from hlm.diagnose.structure import tree_order
 from hlm.errors import DataError
-from hlm.source import to_pandas
 
 Relation = Literal["same", "nested", "implicit", "crossed"]
 IdStyle = Literal["unique", "within parent"]

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hlm.data.source import to_pandas
 from hlm.errors import DataError, FormulaError, OptionError
-from hlm.source import to_pandas
 from hlm.spec.factor_variables import stata_column_name
 from hlm.spec.stata import parse_stata, split_command
 

@@ -19,12 +19,12 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from hlm.errors import ColumnError, DataError, FileError, HLMWarning
+from hlm.errors import ColumnError, DataError, FileError, HLMWarning, OptionError
 
 READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".dta": "dta"}
 
@@ -282,3 +282,38 @@ def categories_as_text(frame: pd.DataFrame, skip: Iterable[str] = ()) -> pd.Data
             out = out.copy() if out is frame else out
             out[col] = values.cat.rename_categories([str(c) for c in values.cat.categories])
     return out
+
+
+Backend = Literal["auto", "memory", "duckdb", "spark"]
+_ENGINE_SUFFIXES = (".parquet", ".pq", ".csv", ".txt", ".tsv")
+
+
+def is_relation(obj: Any) -> bool:
+    """Whether ``obj`` is a DuckDB relation."""
+    mod = type(obj).__module__ or ""
+    return mod.startswith("duckdb") and hasattr(obj, "sql_query") and hasattr(obj, "columns")
+
+
+def _is_spark(data: Any) -> bool:
+    return (type(data).__module__ or "").startswith("pyspark.sql") and hasattr(data, "createOrReplaceTempView")
+
+
+def choose_backend(data: Any, backend: Backend = "auto", *, sql: str | None = None) -> str:
+    """The backend ``backend="auto"`` means for ``data``.
+
+    SQL text or a duckdb relation -> duckdb; a path or glob of Parquet/CSV files -> duckdb
+    (the embedded default for files); a Spark DataFrame -> spark; anything else -> memory.
+    """
+    if backend not in ("auto", "memory", "duckdb", "spark"):
+        raise OptionError(f"unknown backend '{backend}'; use 'auto', 'memory', 'duckdb' or 'spark'")
+    if backend != "auto":
+        return backend
+    if sql is not None or is_relation(data):
+        return "duckdb"
+    if _is_spark(data):
+        return "spark"
+    if isinstance(data, (str, os.PathLike)):
+        text = str(data)
+        if text.lower().endswith(_ENGINE_SUFFIXES) or any(ch in text for ch in "*?["):
+            return "duckdb"
+    return "memory"
