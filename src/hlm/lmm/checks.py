@@ -69,17 +69,17 @@ def option_spelling(option: str) -> Iterator[None]:
 
 
 # ---- helpers ---------------------------------------------------------------------------
-def _factor_of(agg: Aggregates, columns: Sequence[str]) -> FactorStats | None:
+def factor_of(agg: Aggregates, columns: Sequence[str]) -> FactorStats | None:
     want = frozenset(columns)
     return next((f for f in agg.factors if frozenset(f.columns) == want), None)
 
 
-def _key_frame(fac: FactorStats) -> pd.DataFrame:
+def key_frame(fac: FactorStats) -> pd.DataFrame:
     """One row per group: the value of each of the factor's columns (distinct combinations)."""
     return pd.DataFrame({c: k for c, k in zip(fac.columns, fac.keys)})
 
 
-def _paths(spec: ModelSpec) -> list[tuple[str, ...]]:
+def nesting_paths(spec: ModelSpec) -> list[tuple[str, ...]]:
     """Maximal nested paths: groups (a, b, ...) of two or more columns whose every prefix
     is also the group of a term -- ``|| a: || b: || c:`` or ``(1|a/b/c)``."""
     groups = list(dict.fromkeys(t.group for t in spec.random))
@@ -151,7 +151,7 @@ def _subdivides(agg: Aggregates, path: Sequence[str]) -> bool:
     """Whether every level of ``path`` has more groups than the one before it, read off the
     aggregates' factors (one per prefix of the path): such an order is never flagged
     (:func:`hlm.diagnose.structure.stata_level_order`), so the rows need not be looked at."""
-    facs = [_factor_of(agg, path[: j + 1]) for j in range(len(path))]
+    facs = [factor_of(agg, path[: j + 1]) for j in range(len(path))]
     if any(f is None for f in facs):
         return False
     sizes = [f.nlevels for f in facs if f is not None]
@@ -166,11 +166,11 @@ def level_order(spec: ModelSpec, agg: Aggregates, *, reorder: bool = False) -> t
     :class:`StructureWarning` is issued too).  The fit must then be re-aggregated."""
     syntax = spec.syntax
     new, notes = spec, []
-    for path in _paths(spec):
-        fac = _factor_of(agg, path)
+    for path in nesting_paths(spec):
+        fac = factor_of(agg, path)
         if fac is None or _subdivides(agg, path):
             continue
-        frame = _key_frame(fac)
+        frame = key_frame(fac)
         corrected = stata_level_order(frame, path)
         if corrected is None:
             continue
@@ -220,7 +220,7 @@ def check_identifiable(spec: ModelSpec, agg: Aggregates) -> None:
         name = _level_name(terms[ts[0]], syntax)
         if q == 1 and terms[ts[0]].intercept:
             factor = as_factor(terms[ts[0]].group)
-            frame = None if fac.pooled is not None else _key_frame(fac)
+            frame = None if fac.pooled is not None else key_frame(fac)
             raise IdentifiabilityError(singleton_message(frame, [factor], syntax=syntax, ngroups=fac.nlevels))
         raise IdentifiabilityError(
             f"the {fac.nlevels:,} {name} groups carry {q} random effects each, {fac.nlevels * q:,} in all, for "
@@ -276,7 +276,7 @@ def _check_same_partition(spec: ModelSpec, agg: Aggregates, by_factor: dict[int,
     i, j = sorted(pairs[0], key=lambda f: by_factor[f][0])  # in listing order
     ti, tj = spec.random[by_factor[i][0]], spec.random[by_factor[j][0]]
     fa, fb = as_factor(ti.group), as_factor(tj.group)
-    message = same_partition_message(_key_frame(agg.factors[i]), [(fa, fb)], syntax=spec.syntax)
+    message = same_partition_message(key_frame(agg.factors[i]), [(fa, fb)], syntax=spec.syntax)
     if len(pairs) > 1:
         message += f" ({len(pairs) - 1} more such pair{'s' if len(pairs) > 2 else ''})"
     raise IdentifiabilityError(message)

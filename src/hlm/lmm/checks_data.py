@@ -199,15 +199,15 @@ def within_order_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
     numbered within their parents and looks listed inner to outer
     (:func:`hlm.diagnose.ambiguity.reversed_reading`); None otherwise."""
     from hlm.diagnose.ambiguity import reversed_reading
-    from hlm.lmm.checks import _factor_of, _key_frame, _paths
+    from hlm.lmm.checks import factor_of, key_frame, nesting_paths
 
     messages = []
     groups = {t.group for t in spec.random}
-    for path in _paths(spec):
-        fac = _factor_of(agg, path)
+    for path in nesting_paths(spec):
+        fac = factor_of(agg, path)
         if fac is None or fac.pooled is not None or any((c,) in groups for c in path[1:]):
             continue  # an inner column with a term of its own is a modelled cross, not a nesting
-        message = reversed_reading(_key_frame(fac), path, syntax=spec.syntax)
+        message = reversed_reading(key_frame(fac), path, syntax=spec.syntax)
         if message is not None:
             messages.append(message)
     if not messages:

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats as sps
 
 from hlm.errors import ComparisonError, HLMWarning
-from hlm.panel.results import PanelFit, _g
+from hlm.panel.results import PanelFit, stata_g
 
 NOT_PD = "V_b-V_B is not positive definite"
 CHI2_NEG = (
@@ -66,7 +66,7 @@ class HausmanTest:
             "-" * 13 + "+" + "-" * 64,
         ]
         for t, b, B, s in zip(self.terms, self.b_consistent, self.b_efficient, self.se_diff):
-            lines.append(f"{t[:12]:>12} |{_g(b, 11)}{_g(B, 12)}{_g(b - B, 14)}{_g(s, 16)}")
+            lines.append(f"{t[:12]:>12} |{stata_g(b, 11)}{stata_g(B, 12)}{stata_g(b - B, 14)}{stata_g(s, 16)}")
         lines += [
             "-" * 78,
             "                          b = Consistent under H0 and Ha; obtained from xtreg, fe.",

@@ -106,7 +106,7 @@ def _with_panel_clusters(design: PanelDesign) -> PanelDesign:
 # ----------------------------------------------------------------------------- algebra
 
 
-def _keep(M: np.ndarray, cols: list[int], scale: np.ndarray, tol: float = 1e-9) -> list[int]:
+def independent_columns(M: np.ndarray, cols: list[int], scale: np.ndarray, tol: float = 1e-9) -> list[int]:
     """Columns of ``cols`` (in order) that are not linear combinations of earlier kept ones."""
     kept: list[int] = []
     for j in cols:
@@ -119,7 +119,7 @@ def _keep(M: np.ndarray, cols: list[int], scale: np.ndarray, tol: float = 1e-9) 
     return kept
 
 
-def _ols(M: np.ndarray, kx: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
+def ols(M: np.ndarray, kx: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
     """(A^-1, b, SSR) of the regression of the last column on columns kx of moment matrix M."""
     y = M.shape[0] - 1
     Ainv = np.linalg.inv(M[np.ix_(kx, kx)])
@@ -215,10 +215,10 @@ def _within(stats: PanelStats, names: tuple[str, ...]):
     p = stats.ZZ.shape[0] - 1
     W = stats.within
     cand = list(range(1, p))
-    slopes = _keep(W, cand, np.diag(stats.ZZ))
+    slopes = independent_columns(W, cand, np.diag(stats.ZZ))
     if not slopes:
         raise DataError("no regressor varies within panels; the within estimator has nothing to estimate")
-    Ainv, b, ssr = _ols(W, slopes)
+    Ainv, b, ssr = ols(W, slopes)
     df = stats.N - stats.n - len(slopes)
     if df <= 0:
         raise DataError(f"too few rows for the within estimator: N - n - k = {df}")
@@ -253,7 +253,7 @@ def _fit_fe(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     sigma_e = float(np.sqrt(s2))
     sigma_u = float(np.std(u, ddof=1)) if n > 1 else float("nan")
     # F test that all u_i = 0: pooled OLS on the same regressors against the within fit
-    _, _, ssr_pooled = _ols(stats.ZZ, [0] + slopes)
+    _, _, ssr_pooled = ols(stats.ZZ, [0] + slopes)
     F_u = ((ssr_pooled - ssr) / (n - 1)) / s2 if n > 1 else float("nan")
     f_u = TestStat("F", F_u, n - 1, df, float(sps.f.sf(F_u, n - 1, df)) if n > 1 else float("nan"))
     # corr(u_i, Xb) over the rows
@@ -297,15 +297,15 @@ def _re_components(stats: PanelStats, names: tuple[str, ...], sa: bool) -> tuple
     scale = np.diag(stats.ZZ)
     if sa:
         B = stats.between(weighted=True)
-        kb = _keep(B, list(range(p)), scale)
-        Binv, _, quad = _ols(B, kb)
+        kb = independent_columns(B, list(range(p)), scale)
+        Binv, _, quad = ols(B, kb)
         C = stats.S.T @ stats.S
         tr = float(np.trace(Binv @ C[np.ix_(kb, kb)]))
         s2u, tbar = (quad - (n - len(kb)) * s2e) / (N - tr), None
     else:
         U = stats.between(weighted=False)
-        kb = _keep(U, list(range(p)), scale)
-        _, _, ssr_b = _ols(U, kb)
+        kb = independent_columns(U, list(range(p)), scale)
+        _, _, ssr_b = ols(U, kb)
         tbar = n / float(np.sum(1.0 / stats.T))
         s2u = ssr_b / (n - len(kb)) - s2e / tbar
     if n - len(kb) <= 0:
@@ -318,10 +318,10 @@ def _fit_re(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     s2u, s2e, tbar = _re_components(stats, design.names, sa)
     theta = 1.0 - np.sqrt(s2e / (stats.T * s2u + s2e))
     M = stats.moment(theta * (2.0 - theta) / stats.T)
-    kx = _keep(M, list(range(p)), np.diag(stats.ZZ))
+    kx = independent_columns(M, list(range(p)), np.diag(stats.ZZ))
     if not kx or kx[0] != 0:
         raise DataError("the constant is collinear with the regressors")
-    Ainv, b, ssr = _ols(M, kx)
+    Ainv, b, ssr = ols(M, kx)
     K = len(kx)
     s2 = ssr / (N - K)
     if vce == "cluster":
@@ -364,8 +364,8 @@ def _fit_re(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
 def _fit_be(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> PanelFit:
     n, p = stats.n, stats.ZZ.shape[0] - 1
     U = stats.between(weighted=False)
-    kx = _keep(U, list(range(p)), np.diag(stats.ZZ))
-    Ainv, b, ssr = _ols(U, kx)
+    kx = independent_columns(U, list(range(p)), np.diag(stats.ZZ))
+    Ainv, b, ssr = ols(U, kx)
     df = n - len(kx)
     if df <= 0:
         raise DataError(f"the between estimator needs more panels ({n}) than coefficients ({len(kx)})")
@@ -391,8 +391,8 @@ def _fit_be(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
 
 def _fit_pooled(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> PanelFit:
     N, p = stats.N, stats.ZZ.shape[0] - 1
-    kx = _keep(stats.ZZ, list(range(p)), np.diag(stats.ZZ))
-    Ainv, b, ssr = _ols(stats.ZZ, kx)
+    kx = independent_columns(stats.ZZ, list(range(p)), np.diag(stats.ZZ))
+    Ainv, b, ssr = ols(stats.ZZ, kx)
     K = len(kx)
     df = N - K
     if df <= 0:

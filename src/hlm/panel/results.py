@@ -227,7 +227,7 @@ def _num(x: Any) -> Any:
     return None if not math.isfinite(x) else x
 
 
-def _g(x: float | None, width: int = 10, digits: int = 7) -> str:
+def stata_g(x: float | None, width: int = 10, digits: int = 7) -> str:
     """Stata-like %9.0g: up to ``digits`` significant digits, no leading zero."""
     if x is None or not math.isfinite(x):
         return ".".rjust(width)
@@ -297,22 +297,22 @@ def _stata_lines(fit: PanelFit) -> list[str]:
     lines.append(rule)
     for r in fit.tidy().itertuples():
         lines.append(
-            f"{r.term[:12]:>12} |{_g(r.estimate, 11)}{_g(r.std_error, 11)}{r.statistic:9.2f}"
-            f"{r.p_value:8.3f}{_g(r.conf_low, 13)}{_g(r.conf_high, 12)}"
+            f"{r.term[:12]:>12} |{stata_g(r.estimate, 11)}{stata_g(r.std_error, 11)}{r.statistic:9.2f}"
+            f"{r.p_value:8.3f}{stata_g(r.conf_low, 13)}{stata_g(r.conf_high, 12)}"
         )
     for name in fit.omitted:
         lines.append(f"{name[:12]:>12} |{'0':>11}  (omitted)")
     if fit.estimator in ("fe", "re"):
         lines.append(rule)
-        lines.append(f"{'sigma_u':>12} |{_g(fit.sigma_u, 11, 8)}")
-        lines.append(f"{'sigma_e':>12} |{_g(fit.sigma_e, 11, 8)}")
-        lines.append(f"{'rho':>12} |{_g(fit.rho, 11, 8)}   (fraction of variance due to u_i)")
+        lines.append(f"{'sigma_u':>12} |{stata_g(fit.sigma_u, 11, 8)}")
+        lines.append(f"{'sigma_e':>12} |{stata_g(fit.sigma_e, 11, 8)}")
+        lines.append(f"{'rho':>12} |{stata_g(fit.rho, 11, 8)}   (fraction of variance due to u_i)")
     lines.append("-" * 78)
     if fit.estimator == "fe" and fit.f_u is not None:
         f = fit.f_u
         lines.append(f"F test that all u_i=0: F({f.df1:g}, {f.df2:g}) = {f.stat:.2f}{'Prob > F = ':>28}{f.p:.4f}")
     if fit.estimator == "be":
-        lines.append(f"sd(u_i + avg(e_i.)) = {_g(fit.sigma, 9).strip()}")
+        lines.append(f"sd(u_i + avg(e_i.)) = {stata_g(fit.sigma, 9).strip()}")
     if fit.estimator == "re" and fit.re_method == "baltagi-chang":
         lines.append("Variance components: Baltagi-Chang (Stata's re sa)")
     if fit.n_dropped:

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats as sps
 
 from hlm.errors import OptionError
-from hlm.panel.model import _keep, _ols
+from hlm.panel.model import independent_columns, ols
 from hlm.panel.results import PanelFit
 
 
@@ -76,8 +76,8 @@ def xttest0(re: PanelFit) -> BreuschPaganTest:
         raise OptionError("xttest0 needs an xtreg fit with estimator='re'")
     st = re.stats
     p = st.ZZ.shape[0] - 1
-    kx = _keep(st.ZZ, list(range(p)), np.diag(st.ZZ))
-    _, b, ssr = _ols(st.ZZ, kx)
+    kx = independent_columns(st.ZZ, list(range(p)), np.diag(st.ZZ))
+    _, b, ssr = ols(st.ZZ, kx)
     e_sums = st.S[:, p] - st.S[:, kx] @ b
     A = float(e_sums @ e_sums) / ssr - 1.0
     denom = 2.0 * float(st.T @ (st.T - 1.0))

@@ -34,8 +34,8 @@ from hlm.simulate.parts import (
     FrozenMap,
     Level,
     Observations,
-    _name,
-    _sd,
+    checked_name,
+    checked_sd,
     mean_count,
 )
 from hlm.simulate.toml import design_from_dict, design_to_dict, read_design, set_path, write_design
@@ -64,9 +64,9 @@ class Design:
         if not all(isinstance(c, Covariate) for c in covs):
             raise OptionError("covariates must be hlm.simulate.Covariate values")
         object.__setattr__(self, "covariates", covs)
-        object.__setattr__(self, "residual_sd", _sd(self.residual_sd, "residual_sd"))
+        object.__setattr__(self, "residual_sd", checked_sd(self.residual_sd, "residual_sd"))
         object.__setattr__(self, "fixed", FrozenMap(self.fixed, what="fixed effect"))
-        _name(self.response, "response")
+        checked_name(self.response, "response")
         self._check_names()
 
     def _check_names(self) -> None:

@@ -60,13 +60,13 @@ class FrozenMap(Mapping[str, float]):
         return repr(dict(self._items))
 
 
-def _name(value: object, what: str) -> str:
+def checked_name(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.isidentifier():
         raise OptionError(f"{what} must be a column name (letters, digits, _), got {value!r}")
     return value
 
 
-def _sd(value: object, what: str) -> float:
+def checked_sd(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise OptionError(f"{what} must be a number, got {value!r}")
     if value < 0:
@@ -74,7 +74,7 @@ def _sd(value: object, what: str) -> float:
     return float(value)
 
 
-def _count(value: object, what: str) -> Count:
+def checked_count(value: object, what: str) -> Count:
     """A fixed whole number >= 1 or a count distribution whose draws are >= 1."""
     if isinstance(value, str):
         value = parse_distribution(value, what=what)
@@ -121,15 +121,17 @@ class Level:
 
     def __post_init__(self) -> None:
         what = f"levels.{self.name}"
-        _name(self.name, "a level's name")
-        object.__setattr__(self, "id", _name(self.id if self.id is not None else f"{self.name}_id", f"{what}.id"))
-        object.__setattr__(self, "n", _count(self.n, f"{what}.n"))
-        object.__setattr__(self, "sd", _sd(self.sd, f"{what}.sd"))
+        checked_name(self.name, "a level's name")
+        object.__setattr__(
+            self, "id", checked_name(self.id if self.id is not None else f"{self.name}_id", f"{what}.id")
+        )
+        object.__setattr__(self, "n", checked_count(self.n, f"{what}.n"))
+        object.__setattr__(self, "sd", checked_sd(self.sd, f"{what}.sd"))
         slopes = FrozenMap(self.slopes, what=f"{what}.slopes")
         for k, v in slopes.items():
-            _sd(v, f"{what}.slopes.{k}")
+            checked_sd(v, f"{what}.slopes.{k}")
         object.__setattr__(self, "slopes", slopes)
-        corr = _corr(self.corr, len(slopes) + 1, f"{what}.corr")
+        corr = checked_corr(self.corr, len(slopes) + 1, f"{what}.corr")
         if not slopes and corr not in (0.0, ((1.0,),)):
             raise OptionError(f"{what}.corr correlates random slopes with the intercept; give {what}.slopes first")
         object.__setattr__(self, "corr", 0.0 if not slopes else corr)
@@ -153,7 +155,7 @@ class Level:
         return sds[:, None] * f
 
 
-def _corr(value: object, q: int, what: str) -> float | tuple[tuple[float, ...], ...]:
+def checked_corr(value: object, q: int, what: str) -> float | tuple[tuple[float, ...], ...]:
     if isinstance(value, bool):
         raise OptionError(f"{what} must be a number or a matrix, got {value!r}")
     if isinstance(value, (int, float)):
@@ -187,9 +189,9 @@ class Observations:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "n", _count(self.n, "observations.n"))
+        object.__setattr__(self, "n", checked_count(self.n, "observations.n"))
         if self.name is not None:
-            _name(self.name, "observations.name")
+            checked_name(self.name, "observations.name")
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ class Covariate:
     level: str | None = None
 
     def __post_init__(self) -> None:
-        _name(self.name, "a covariate's name")
+        checked_name(self.name, "a covariate's name")
         object.__setattr__(self, "dist", parse_distribution(self.dist, what=f"covariates.{self.name}.dist"))
         if self.level is not None and not isinstance(self.level, str):
             raise OptionError(f"covariates.{self.name}.level must be a level's name, got {self.level!r}")
