@@ -1,4 +1,4 @@
-"""Innermost groups pooled in the database (hlm.aggregate.sql.POOL_LEAF_GROUPS).
+"""Innermost groups pooled in the database (hlm.aggregate.sql.chain.POOL_LEAF_GROUPS).
 
 A chain of random intercepts with many innermost groups is aggregated by DuckDB (or Spark)
 into size classes per parent group, so the innermost groups never reach Python.  These
@@ -32,7 +32,7 @@ MODELS = ["y ~ x + (1 | d/s/t/st)", "y x || d: || s: || t: || st:"]
 
 @pytest.fixture
 def pooled(monkeypatch):
-    monkeypatch.setattr(q, "POOL_LEAF_GROUPS", 0)
+    monkeypatch.setattr(q.chain, "POOL_LEAF_GROUPS", 0)
 
 
 def _design(ids: str, seed: int = 5) -> pd.DataFrame:
@@ -210,7 +210,7 @@ def test_few_leaf_groups_are_not_pooled(tmp_path, monkeypatch):
     """Above the row threshold the pooled query runs, but with fewer innermost groups than
     the threshold the leaf groups are fetched as usual."""
     df = _design("sorted")
-    monkeypatch.setattr(q, "POOL_LEAF_GROUPS", len(df) - 10)  # rows >= threshold > students
+    monkeypatch.setattr(q.chain, "POOL_LEAF_GROUPS", len(df) - 10)  # rows >= threshold > students
     spec = parse_model(MODELS[0])
     agg = aggregate_duckdb(spec, _write(df, tmp_path))
     leaf = agg.factors[agg.chain[0]]

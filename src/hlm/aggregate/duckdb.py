@@ -295,7 +295,7 @@ def aggregate_duckdb(
     Queries: a prepass for categorical levels and ``center()`` means when the model needs
     them, a ``COUNT(*)`` of all rows, one global scan for ``[X y]'[X y]`` and one grouped
     scan for the per-group statistics: for a chain of random intercepts with at least
-    :data:`~hlm.aggregate.sql.POOL_LEAF_GROUPS` innermost groups, two nested ``GROUP BY``s
+    :data:`~hlm.aggregate.sql.chain.POOL_LEAF_GROUPS` innermost groups, two nested ``GROUP BY``s
     that pool those groups by size (one row per parent group and size comes back); for other
     slash-nested factors ``(1|a/b/c)`` a plain ``GROUP BY`` of the innermost groups (the
     outer ones are derived from them); else
@@ -390,7 +390,7 @@ def write_predictions(
 
     The conditional modes b travel to DuckDB as one small table per grouping factor (one row
     per group) joined on the grouping columns; levels absent from the fit get b = 0.  The
-    modes of a factor pooled in the database (:data:`hlm.aggregate.sql.POOL_LEAF_GROUPS`) are
+    modes of a factor pooled in the database (:data:`hlm.aggregate.sql.chain.POOL_LEAF_GROUPS`) are
     computed there (:func:`_pooled_leaf_modes`).  Rows the model cannot use (a missing value
     in a model column) get NULL.  Rows keep the source's order for a single file, unless a
     factor is pooled (then DuckDB's order; every source column is written).  Returns the
@@ -440,7 +440,7 @@ def write_ranef(
     """``fit.ranef()`` written to ``out_path`` (Parquet, or CSV for a ``.csv`` name; an
     existing file only with ``overwrite=True``) (columns group, level, term,
     estimate, std_error), including the groups of a factor pooled in the database
-    (:data:`hlm.aggregate.sql.POOL_LEAF_GROUPS`), whose modes DuckDB computes from the rows
+    (:data:`hlm.aggregate.sql.chain.POOL_LEAF_GROUPS`), whose modes DuckDB computes from the rows
     of ``source`` (the fitted data) in one GROUP BY.
 
     A pooled group g is a random intercept nested in its parent p.  Given the ancestors, with
