@@ -318,7 +318,7 @@ def test_spark_precision_weights(spark, tmp_path):
 
 
 def test_write_predictions_matches_predict(hsb, tmp_path):
-    from hlm.aggregate.duckdb import write_predictions
+    from hlm.predict.duckdb import write_predictions
 
     df, path = hsb
     model = "mAch ~ sx * cses + (cses | school)"

@@ -79,7 +79,7 @@ def test_float_coded_levels_and_missing_rows(fits):
 
 
 def test_chunked_pass_is_identical(fits):
-    from hlm.predict import predict
+    from hlm.predict.memory import predict
 
     fit = fits("Pastes__nested_REML")
     whole = predict(fit, None)

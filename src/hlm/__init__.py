@@ -5,7 +5,6 @@
 >>> m.fixef, m.varcorr, m.summary()
 """
 
-from hlm.aggregate.duckdb import write_predictions, write_ranef
 from hlm.api import Fit, fit
 from hlm.diagnose import NestingReport, nesting
 from hlm.errors import (
@@ -25,6 +24,7 @@ from hlm.errors import (
 )
 from hlm.inference.likelihood_ratio import compare, lrtest
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
+from hlm.predict import write_predictions, write_ranef
 from hlm.spec import ModelSpec, parse_model
 from hlm.study import StudyResult, study
 

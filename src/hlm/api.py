@@ -28,7 +28,7 @@ from hlm.lmm.checks_data import within_order_warning
 from hlm.lmm.pipeline import aggregate, criterion, fit_aggregates
 from hlm.lmm.ranef import ranef_frame
 from hlm.lmm.result import LmmResult
-from hlm.predict import fitted, predict, residuals
+from hlm.predict.memory import fitted, predict, residuals
 from hlm.report.html import fit_html
 from hlm.report.plots import plot
 from hlm.report.stata import stata_summary

@@ -30,6 +30,9 @@ from numpy.dtypes import StringDType
 
 from hlm.data.codes import first_rows
 
+INTERCEPT = "(Intercept)"
+"""The name of the intercept column in the pool of random-effect columns (both syntaxes)."""
+
 
 @dataclass(frozen=True)
 class LeafClasses:
@@ -155,6 +158,11 @@ class Aggregates:
     @property
     def nested(self) -> bool:
         return self.chain is not None
+
+    @property
+    def intercepts_only(self) -> bool:
+        """Every random term is a scalar intercept (the pool is the intercept column alone)."""
+        return self.pool == (INTERCEPT,)
 
     @property
     def p(self) -> int:

@@ -182,9 +182,9 @@ def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: 
     if nsim < 1:
         raise OptionError("nsim must be at least 1")
     if how == "auto":
-        how = "aggregates" if fit.aggregates.nested else "rows"
+        how = "rows" if fit.devfun.evaluator == "crossed" else "aggregates"
     if how == "aggregates":
-        if not fit.aggregates.nested:
+        if fit.devfun.evaluator == "crossed":
             raise OptionError("how='aggregates' needs nested grouping factors; use how='rows'")
         sim = _AggregateSimulator(fit)
     elif how == "rows":

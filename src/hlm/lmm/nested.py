@@ -37,7 +37,7 @@ from hlm.lmm.structure import Structure
 def leaf_classes(agg: Aggregates) -> LeafClasses | None:
     """Pool the leaf level by count (:class:`LeafClasses`) when that is exact and saves
     work, else None; a leaf that an SQL backend pooled already is returned as it is."""
-    if agg.chain is None or len(agg.chain) < 2 or agg.pool != ("(Intercept)",):
+    if agg.chain is None or len(agg.chain) < 2 or not agg.intercepts_only:
         return None
     leaf = agg.factors[agg.chain[0]]
     if leaf.pooled is not None:
@@ -88,7 +88,7 @@ class InterceptChain:
 def intercept_chain(agg: Aggregates, pooled: bool) -> InterceptChain | None:
     """The fast layout when every level is a scalar random intercept, else None.  With the
     leaf level ``pooled`` (see :class:`LeafClasses`) its per-group layout is not built."""
-    if agg.chain is None or agg.pool != ("(Intercept)",):
+    if agg.chain is None or not agg.intercepts_only:
         return None
     leaf = agg.factors[agg.chain[0]]
     M = None if pooled else np.ascontiguousarray(np.concatenate([leaf.ztz[:, 0, :], leaf.ztk[:, 0, :]], axis=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -11,6 +12,8 @@ from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.lmm.deviance import Profiled, profile
 from hlm.lmm.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
 from hlm.lmm.structure import Structure
+
+Evaluator = Literal["intercepts", "nested", "crossed"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,17 @@ class DevianceFunction:
     def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> DevianceFunction:
         if not agg.nested:
             return cls(agg, struct, reml, build_crossed(agg, struct))
-        pooled = leaf_classes(agg) if agg.pool == ("(Intercept)",) else None
+        pooled = leaf_classes(agg) if agg.intercepts_only else None
         return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled)
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """The algorithm chosen for this structure when the function was built: a chain of
+        scalar intercepts, nested factors, or crossed factors.  Later stages (conditional
+        modes, bootstrap, df) ask this instead of choosing again."""
+        if self.intercepts is not None:
+            return "intercepts"
+        return "nested" if self.crossed is None else "crossed"
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K at theta, H = Var(y) / sigma^2.

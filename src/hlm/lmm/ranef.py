@@ -97,7 +97,7 @@ def intercept_chain_modes(fit: LmmResult) -> ConditionalModes:
     class and gets no modes (None): its groups are not in memory."""
     agg = fit.aggregates
     chain = agg.chain
-    assert chain is not None and agg.pool == ("(Intercept)",)
+    assert chain is not None and agg.intercepts_only
     m = len(chain)
     lambdas = fit.structure.lambdas(fit.theta)
     lam = [float(lambdas[f][0, 0]) for f in chain]
@@ -317,10 +317,10 @@ def crossed_modes(fit: LmmResult) -> ConditionalModes:
 
 def conditional_modes(fit: LmmResult) -> ConditionalModes:
     """Conditional modes and covariances for every grouping factor of ``fit``."""
-    agg = fit.aggregates
-    if not agg.nested:
+    evaluator = fit.devfun.evaluator
+    if evaluator == "crossed":
         return crossed_modes(fit)
-    return intercept_chain_modes(fit) if agg.pool == ("(Intercept)",) else nested_modes(fit)
+    return intercept_chain_modes(fit) if evaluator == "intercepts" else nested_modes(fit)
 
 
 def factor_order(fit: LmmResult) -> list[int]:

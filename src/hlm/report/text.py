@@ -46,7 +46,7 @@ def abbreviate(name: str, minlength: int = 6) -> str:
 def scaled_residual_quantiles(fit: Fit) -> np.ndarray | None:
     """Min, quartiles, max of Pearson residuals / sigma (lme4's scaled residuals; None without
     data or for very large data)."""
-    from hlm.predict import residuals
+    from hlm.predict.memory import residuals
 
     if fit.data is None or fit.nobs > RESIDUAL_ROWS_LIMIT:
         return None

@@ -12,7 +12,7 @@ from hlm.aggregate.sql.assemble import assemble
 from hlm.aggregate.sql.chain import assemble_chain, pooled_chain
 from hlm.aggregate.sql.dialect import Runner, as_array
 from hlm.aggregate.sql.plan import Plan, check_complete_rows
-from hlm.aggregate.stats import Aggregates
+from hlm.aggregate.stats import INTERCEPT, Aggregates
 from hlm.lmm.checks_data import check_fixed_count
 from hlm.weights import check_counts
 
@@ -49,7 +49,7 @@ def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, n
     if (
         nested is not None
         and len(nested[0]) >= 2
-        and p.pool == ("(Intercept)",)
+        and p.pool == (INTERCEPT,)
         and ntotal >= chain.POOL_LEAF_GROUPS
         and p.weights is None
     ):
