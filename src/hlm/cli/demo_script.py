@@ -1,4 +1,4 @@
-"""The seed's exploration (shared/seed/stata_hlm_exploration.txt), replayed correctly.
+"""A Stata user's exploration of a four-level design (the seed, ``examples/seed.toml``), replayed correctly.
 
 Students (2 semesters each) nested in teachers, schools and districts, SDs 2/3/4/5 and a
 residual SD of 6, tutoring assigned to 20% of student-semesters with effect 2.  Each step

@@ -10,7 +10,7 @@ group's rows for U = [Z_pool, K]:
 
 The K'K block is only ever needed in total, so per group we carry M_zz (z x z) and M_zk
 (z x k) and subtract each level's K-block correction from the global K'K.  The parent's M
-is the sum of its children's.  For random intercepts this is DESIGN.md's recursion
+is the sum of its children's.  For random intercepts this is the scalar recursion
 ``Q -= t/(1+tW) S S'``, ``W <- W/(1+tW)``, ``S <- S/(1+tW)``.  Cost: O(groups), no rows.
 
 Leaf compression: when the only random-effect column is the intercept, the leaf groups are
