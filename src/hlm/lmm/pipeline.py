@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from hlm.aggregate import Backend, aggregate_any, choose_backend
-from hlm.aggregate.memory import aggregate_frame
+from hlm.aggregate import Backend, aggregate_any
 from hlm.aggregate.stats import Aggregates
 from hlm.errors import ConvergenceWarning, DataError, OptionError, SingularFitWarning
 from hlm.lmm.checks import (
@@ -36,7 +35,6 @@ from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.result import LmmResult
 from hlm.lmm.scaling import minimize_standardized
 from hlm.lmm.structure import build_structure
-from hlm.modelframe import build_frame
 from hlm.spec import ModelSpec
 from hlm.weights import Weights
 
@@ -58,9 +56,6 @@ def aggregate(
     Spark, frames -> numpy), "memory", "duckdb" or "spark"; see :func:`hlm.aggregate.aggregate_any`.
     ``weights``: precision weights (:mod:`hlm.weights`); every sum over rows is weighted.
     """
-    if backend == "auto" and sql is None and choose_backend(data) == "memory":
-        frame = build_frame(spec, data, weights)
-        return aggregate_frame(frame), frame.x_model_spec
     return aggregate_any(spec, data, backend=backend, sql=sql, con=con, weights=weights)
 
 
