@@ -26,7 +26,6 @@ LONG_FUNCTIONS = {
     ("hlm.aggregate.sql.assemble", "assemble"): 118,
     ("hlm.simulate.draw", "draw_block"): 115,
     ("hlm.study.run", "study"): 110,
-    ("hlm.study.models", "_mixed_rows"): 90,
 }
 LONG_MODULES: dict[str, int] = {}
 

@@ -39,6 +39,7 @@ from hlm.errors import OptionError
 from hlm.inference.profile import CI_COLUMNS
 from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.params import VarParams
+from hlm.lmm.result import LmmResult
 from hlm.numerics.bobyqa import minimize_bounded
 from hlm.weights import ARRAY_NAME
 
@@ -172,7 +173,7 @@ class _RowSimulator:
         return replace(agg, ktk=ktk, factors=tuple(factors))
 
 
-def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: bool = True) -> BootResult:
+def bootstrap(fit: LmmResult, *, nsim: int = 1000, seed=None, how: How = "auto", progress: bool = True) -> BootResult:
     """``nsim`` parametric-bootstrap replicates of every variance parameter and fixed effect.
 
     ``how="aggregates"`` simulates the sufficient statistics directly (nested factors only),

@@ -15,11 +15,12 @@ from scipy import stats
 
 from hlm.errors import OptionError
 from hlm.inference.profile import CI_COLUMNS
+from hlm.lmm.result import LmmResult
 
 Method = Literal["wald", "profile", "boot"]
 
 
-def wald_confint(fit, *, level: float = 0.95) -> pd.DataFrame:
+def wald_confint(fit: LmmResult, *, level: float = 0.95) -> pd.DataFrame:
     from hlm.inference.varcomp import varcomp
 
     vc = varcomp(fit, level=level)

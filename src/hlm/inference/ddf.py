@@ -37,6 +37,7 @@ from scipy import stats
 from hlm.aggregate.stats import pooled_message
 from hlm.errors import OptionError
 from hlm.lmm.params import Criterion
+from hlm.lmm.result import LmmResult
 
 DDF = Literal["none", "satterthwaite", "kenward-roger"]
 KR_MAX_Q = 4000
@@ -44,7 +45,7 @@ DDF_COLUMNS = ["term", "estimate", "std_error", "df", "statistic", "p_value", "c
 
 
 # ---- Satterthwaite -------------------------------------------------------------------------
-def satterthwaite_parts(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def satterthwaite_parts(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C, J, A): vcov(beta), its Jacobian (n_phi, p, p) w.r.t. phi = (theta, sigma), and
     A = 2 H^{-1} (Moore-Penrose over positive eigenvalues, as lmerTest)."""
     crit = Criterion(fit.devfun)
@@ -67,7 +68,7 @@ def satterthwaite_parts(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s**2 * qinv, J, A
 
 
-def satterthwaite_df(fit, L: np.ndarray | None = None) -> np.ndarray:
+def satterthwaite_df(fit: LmmResult, L: np.ndarray | None = None) -> np.ndarray:
     """Satterthwaite df of each row of L (default: each fixed effect)."""
     C, J, A = satterthwaite_parts(fit)
     L = np.eye(C.shape[0]) if L is None else np.atleast_2d(np.asarray(L, dtype=float))
@@ -77,7 +78,7 @@ def satterthwaite_df(fit, L: np.ndarray | None = None) -> np.ndarray:
 
 
 # ---- Kenward-Roger -------------------------------------------------------------------------
-def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
     """Dense Z'Z (q, q), Z'K (q, k) and per factor (offset, G_f, q_f), factors largest first."""
     agg, struct = fit.aggregates, fit.structure
     qf = [len(c) for c in struct.factor_cols]
@@ -124,12 +125,12 @@ def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, in
     return ztz, ztk, [(f, *blk) for f, blk in zip(order, blocks)]
 
 
-def _lambda_dense(fit, blocks) -> np.ndarray:
+def _lambda_dense(fit: LmmResult, blocks) -> np.ndarray:
     lambdas = fit.structure.lambdas(np.asarray(fit.theta, dtype=float))
     return sp.block_diag([sp.kron(sp.identity(G), sp.csr_matrix(lambdas[f])) for f, _, G, _ in blocks]).toarray()
 
 
-def _kr_parameters(fit, blocks) -> list[tuple[np.ndarray, np.ndarray]]:
+def _kr_parameters(fit: LmmResult, blocks) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per variance/covariance parameter of each term: the index pairs (rows, cols) of D_i,
     D_i = I_G (x) E_rc on the term's columns within its factor's block."""
     where = {f: (off, G, qf) for f, off, G, qf in blocks}
@@ -153,7 +154,7 @@ def _apply_d(d: tuple[np.ndarray, np.ndarray], A: np.ndarray) -> np.ndarray:
     return out
 
 
-def kenward_roger_parts(fit) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+def kenward_roger_parts(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """(Phi, Phi_A, [P_i], W) as pbkrtest's ``vcovAdj`` (see the module docstring)."""
     if fit.structure.structured:  # its D_i are one per covariance entry, not per shared parameter
         raise OptionError(
@@ -231,7 +232,7 @@ def kenward_roger_parts(fit) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], 
     return Phi, Phi + 2.0 * Phi @ U @ Phi, P, W
 
 
-def kenward_roger_df(fit, L: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def kenward_roger_df(fit: LmmResult, L: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Kenward-Roger df and adjusted variance of each row of L (default: each fixed effect)."""
     Phi, PhiA, P, W = kenward_roger_parts(fit)
     L = np.eye(Phi.shape[0]) if L is None else np.atleast_2d(np.asarray(L, dtype=float))
@@ -267,7 +268,7 @@ def _kr_ddf(A1: float, A2: float, q: int) -> float:
 
 
 # ---- tables --------------------------------------------------------------------------------
-def fixed_effects_table(fit, *, ddf: DDF = "none", level: float = 0.95) -> pd.DataFrame:
+def fixed_effects_table(fit: LmmResult, *, ddf: DDF = "none", level: float = 0.95) -> pd.DataFrame:
     """Fixed effects with z tests (``ddf="none"``, Stata) or t tests on Satterthwaite or
     Kenward-Roger df (with the KR-adjusted standard errors).  Columns: term, estimate,
     std_error, df (inf for z), statistic, p_value, conf_low, conf_high."""
@@ -300,7 +301,7 @@ def fixed_effects_table(fit, *, ddf: DDF = "none", level: float = 0.95) -> pd.Da
     )
 
 
-def wald_slopes(fit) -> tuple[float, int, float]:
+def wald_slopes(fit: LmmResult) -> tuple[float, int, float]:
     """Stata's header test that all fixed slopes (every term but the intercept) are zero:
     chi2 = b_s' V_s^{-1} b_s on (number of slopes) df; returns (chi2, df, p)."""
     names = list(fit.aggregates.xnames)

@@ -79,7 +79,7 @@ def linear_model_criterion(agg, reml: bool) -> float:
     return profile(-agg.log_weights, np.asarray(agg.ktk, dtype=float), agg.nobs, reml).objective
 
 
-def lr_vs_linear(fit) -> LRTest:
+def lr_vs_linear(fit: LmmResult) -> LRTest:
     """Stata's "LR test vs. linear model" for a fitted mixed model."""
     crit0 = linear_model_criterion(fit.aggregates, fit.reml)
     crit1 = fit.profiled.objective
@@ -108,7 +108,7 @@ def _same_fixed(a, b) -> bool:
     return bool(np.allclose(xa.ktk[:p, :p], xb.ktk[:p, :p], rtol=1e-10, atol=0.0))
 
 
-def _random_parts(fit) -> tuple[set, set]:
+def _random_parts(fit: LmmResult) -> tuple[set, set]:
     """The random effects of a fit as (factor, column) pairs and correlated
     (factor, column, column) triples, factors named by their set of grouping columns."""
     cols, pairs = set(), set()
@@ -135,7 +135,7 @@ def nested_in(small, large) -> str | None:
     return None
 
 
-def _n_sd(fit) -> int:
+def _n_sd(fit: LmmResult) -> int:
     return sum(1 for (_, r, c) in fit.structure.theta_pos if r == c)
 
 

@@ -34,6 +34,7 @@ from scipy import stats
 from hlm.lmm.deviance import LOG2PI
 from hlm.lmm.deviance import profile as profiled_criterion
 from hlm.lmm.params import Criterion, VarParams
+from hlm.lmm.result import LmmResult
 from hlm.numerics.bobyqa import minimize_bounded
 
 CI_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "conf_low", "conf_high", "method"]
@@ -227,7 +228,7 @@ class _Curve:
         return v
 
 
-def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
+def _curves(fit: LmmResult, parm: list[str] | None = None) -> Iterator[_Curve]:
     """A :class:`_Curve` per SD, correlation, sigma (lme4's order) and fixed effect; REML fits
     are profiled on their ML refit (see the module docstring)."""
     if fit.reml:
@@ -268,7 +269,7 @@ def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
         )
 
 
-def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+def profile_confint(fit: LmmResult, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
     """Profile-likelihood intervals for every SD, correlation, sigma and fixed effect.
 
     Rows in lme4's order (``.sig01``..., ``.sigma``, then the fixed effects); ``parm``
@@ -284,7 +285,7 @@ def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) 
     return pd.DataFrame(rows, columns=CI_COLUMNS)
 
 
-def profile(fit, *, alphamax: float = 0.01, parm: list[str] | None = None, npoints: int = 6) -> pd.DataFrame:
+def profile(fit: LmmResult, *, alphamax: float = 0.01, parm: list[str] | None = None, npoints: int = 6) -> pd.DataFrame:
     """The profile zeta of every parameter (lme4's ``profile(fit)``), for plotting.
 
     Each parameter is traced from its estimate out to |zeta| = sqrt(chi2_1(1 - alphamax))

@@ -32,9 +32,11 @@ from scipy import stats
 
 from hlm import api
 from hlm.errors import FormulaError, HLMError
+from hlm.lmm.result import LmmResult, term_covariances
 from hlm.simulate.design import INTERCEPT, Design
 from hlm.spec import parse_model
 from hlm.study.truth import INTERCEPT_COLUMN, Truth
+from hlm.variance_share import icc_table, varcomp_table
 
 Kind = Literal["mixed", "xtreg", "ols"]
 _XTREG = re.compile(r"^\s*xtreg\s+(fe|re|be|pooled)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(.+))?$", re.S)
@@ -172,13 +174,33 @@ def _fixed_rows(terms, est, se, truth: Truth, z: float) -> list[ParamRow]:
     return rows
 
 
-def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -> tuple[list[ParamRow], str | None]:
+def _intervals(
+    fit: LmmResult, level: float
+) -> tuple[dict[tuple, tuple[float, float, float]], dict[str, tuple[float, float]], str | None]:
+    """Wald SEs and limits of the variance components and the ICCs' limits, keyed as the
+    rows are; empty with the reason when they cannot be computed."""
+    ci: dict[tuple, tuple[float, float, float]] = {}
+    icc_ci: dict[str, tuple[float, float]] = {}
+    try:
+        vc = fit.varcomp_info
+        for r in varcomp_table(fit, vc, level=level).itertuples(index=False):
+            key = (r.level, None if _missing(r.var1) else r.var1, None if _missing(r.var2) else r.var2)
+            ci[key] = (_num(r.std_error), _num(r.conf_low), _num(r.conf_high))
+        if fit.aggregates.chain is not None:
+            for r in icc_table(fit, vc=vc, level=level).itertuples(index=False):
+                icc_ci[r.level] = (_num(r.icc_low), _num(r.icc_high))
+    except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        return {}, {}, f"intervals: {_one_line(exc)}"
+    return ci, icc_ci, None
+
+
+def _mixed_rows(
+    fit: LmmResult, truth: Truth, *, intervals: bool, level: float, z: float
+) -> tuple[list[ParamRow], str | None]:
     """Rows of a mixed-model fit.  Estimates come straight from the fit's arrays (pandas
     frames cost more than the rest of the extraction); intervals from
     :attr:`hlm.lmm.result.LmmResult.varcomp_info` (one numerical Hessian shared by the SDs and
     the ICCs)."""
-    from hlm.lmm.result import term_covariances
-
     prof = fit.profiled
     beta = np.asarray(prof.beta, dtype=float)
     se = np.sqrt(np.diag(prof.sigma2 * np.asarray(prof.qxx_inv)))
@@ -204,23 +226,7 @@ def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -
                 comps.append((fname, term.columns[i], term.columns[j], r))
     comps.append(("Residual", None, None, sigma))
 
-    err = None
-    ci: dict[tuple, tuple[float, float, float]] = {}
-    icc_ci: dict[str, tuple[float, float]] = {}
-    if intervals:
-        try:
-            from hlm.variance_share import icc_table, varcomp_table
-
-            vc = fit.varcomp_info
-            for r in varcomp_table(fit, vc, level=level).itertuples(index=False):
-                key = (r.level, None if _missing(r.var1) else r.var1, None if _missing(r.var2) else r.var2)
-                ci[key] = (_num(r.std_error), _num(r.conf_low), _num(r.conf_high))
-            if fit.aggregates.chain is not None:
-                for r in icc_table(fit, vc=vc, level=level).itertuples(index=False):
-                    icc_ci[r.level] = (_num(r.icc_low), _num(r.icc_high))
-        except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            err = f"intervals: {_one_line(exc)}"
-            ci, icc_ci = {}, {}
+    ci, icc_ci, err = _intervals(fit, level) if intervals else ({}, {}, None)
 
     for fname, v1, v2, est in comps:
         s, lo, hi = ci.get((fname, v1, v2), (nan, nan, nan))
