@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 import hlm
-from conftest import dataset, reference
 from hlm.inference.varcomp import varcomp, varcomp_vcov
 from hlm.lmm.params import Criterion, VarParams, full_deviance
 from hlm.numerics.derivatives import fd_derivatives, hessian
+from support import dataset, reference
 
 VARCOMP = [
     "Dyestuff__intercept_ML",

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import support
 from hlm.cli import run
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = support.ROOT
+DATA = support.DATA
 SEED_TOML = str(ROOT / "examples" / "seed.toml")
 MODEL = "Reaction ~ Days + (1|Subject)"
 

@@ -9,13 +9,13 @@ within 10% of it (40% for district, whose SD rests on 50 groups: SE about 0.3 of
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import hlm
+import support
 from hlm.cli import run
 from hlm.errors import (
     IdentifiabilityError,
@@ -26,8 +26,8 @@ from hlm.errors import (
 from hlm.lmm.checks import boundary_messages
 from hlm.simulate import Design, simulate
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = support.ROOT
+DATA = support.DATA
 STATA_REVERSED = "perform tutoring || student_id: || teach_id: || school_id: || dist_id:"
 STATA_RIGHT = "perform tutoring || dist_id: || school_id: || teach_id: || student_id:"
 LME4_REVERSED = "perform ~ tutoring + (1|student_id/teach_id/school_id/dist_id)"

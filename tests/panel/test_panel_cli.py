@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from conftest import DATA, reference
 from hlm.cli import run
+from support import DATA, reference
 
 UNB = str(DATA / "Grunfeld_unbalanced.csv")
 BAL = str(DATA / "Grunfeld.csv")

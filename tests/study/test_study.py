@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 
 import hlm
+import support
 from hlm.errors import DataError, FormulaError, OptionError
 from hlm.simulate import Covariate, Design, Level, Observations, simulate
 from hlm.study import StudyModel, Truth, replicate_seed, study
 from hlm.study.result import SUMMARY_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = support.ROOT
 SEED_TOML = ROOT / "examples" / "seed.toml"
 MIXED = "perform ~ tutoring + (1|dist_id/school_id/student_id)"
 STATA = "perform tutoring || dist_id: || school_id: || student_id:"

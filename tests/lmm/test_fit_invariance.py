@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 import hlm
-from conftest import dataset, reference
+from support import dataset, reference
 
 
 def _key(fit):

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import support
 from hlm.cli import run
 from hlm.errors import FileError, HLMError, OptionError
 from hlm.simulate import (
@@ -34,7 +35,7 @@ from hlm.simulate import (
     write_frame,
 )
 
-SEED_TOML = Path(__file__).resolve().parents[1] / "examples" / "seed.toml"
+SEED_TOML = support.ROOT / "examples" / "seed.toml"
 Z = 4.0  # standard errors allowed in statistical checks
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import hlm
-from conftest import MIXED, dataset, reference
+from support import MIXED, dataset, reference
 
 
 def close_sd(ours: float, theirs: float) -> bool:

@@ -15,11 +15,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import dataset, reference
 from hlm.errors import ColumnError, ComparisonError, DataError, FormulaError, OptionError
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
 from hlm.panel.hausman import NOT_PD, hausman_statistic
 from hlm.panel.results import stata_percentile
+from support import dataset, reference
 
 RTOL = 1e-6
 MODEL = "inv value capital"

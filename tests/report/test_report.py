@@ -16,11 +16,11 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 import hlm
-from conftest import DATA, dataset, reference
 from hlm.cli import run
 from hlm.errors import OptionError
 from hlm.report.stata import sg
 from hlm.report.text import abbreviate
+from support import DATA, dataset, reference
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 
 import hlm
 import hlm.lmm.ranef as ranef_module
-from conftest import MIXED, reference
+from support import MIXED, reference
 
 
 def _check_against(table: pd.DataFrame, ref: dict) -> None:

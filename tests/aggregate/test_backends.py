@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 import hlm
-from conftest import MIXED, dataset, reference
 from hlm.aggregate import aggregate_any
 from hlm.aggregate.duckdb import aggregate_duckdb
 from hlm.errors import DataError, FormulaError
@@ -25,6 +24,7 @@ from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.pipeline import aggregate
 from hlm.lmm.structure import build_structure
 from hlm.spec import parse_model
+from support import MIXED, dataset, reference
 
 duckdb = pytest.importorskip("duckdb")
 

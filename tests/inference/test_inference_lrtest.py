@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 
 import hlm
-from conftest import dataset, reference
 from hlm.errors import ComparisonError
 from hlm.inference.likelihood_ratio import lr_vs_linear
+from support import dataset, reference
 
 
 def _fit(formula, data, reml):

@@ -17,9 +17,9 @@ import pytest
 from scipy import stats
 
 import hlm
-from conftest import dataset, reference
 from hlm.errors import DataError
 from hlm.variance_share import varcomp_table
+from support import dataset, reference
 
 VARCOMP = [
     "Dyestuff__intercept_ML",

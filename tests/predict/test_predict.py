@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import hlm
-from conftest import dataset, reference
 from hlm.errors import DataError, OptionError
+from support import dataset, reference
 
 WITH_FITTED = [
     "sleepstudy__slope_REML",

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import reference
 from hlm.inference.ddf import fixed_effects_table, wald_slopes
+from support import reference
 
 REML = [
     "Dyestuff2__intercept_REML",

@@ -13,10 +13,10 @@ import pytest
 from scipy import optimize
 
 import hlm
-from conftest import dataset, reference
 from hlm.errors import FormulaError, OptionError
 from hlm.modelframe import build_frame
 from hlm.spec import parse_model
+from support import dataset, reference
 
 LOG2PI = np.log(2 * np.pi)
 

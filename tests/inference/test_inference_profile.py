@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hlm
-from conftest import dataset, reference
+from support import dataset, reference
 
 PROFILE = ["Dyestuff__intercept_ML", "Pastes__nested_ML", "sleepstudy__slope_ML", "Hsb82__ri_ML"]
 

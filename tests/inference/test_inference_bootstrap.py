@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import hlm
-from conftest import dataset
 from hlm.errors import OptionError
 from hlm.inference.bootstrap import _AggregateSimulator, _RowSimulator, bootstrap
+from support import dataset
 
 
 @pytest.fixture(scope="module")

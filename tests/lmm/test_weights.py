@@ -19,7 +19,6 @@ import pytest
 from typer.testing import CliRunner
 
 import hlm
-from conftest import DATA, REFERENCE, dataset
 from hlm.aggregate.memory import aggregate_frame
 from hlm.errors import ComparisonError, DataError, OptionError
 from hlm.inference.bootstrap import bootstrap
@@ -28,6 +27,7 @@ from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.structure import build_structure
 from hlm.modelframe import build_frame
 from hlm.spec import parse_model
+from support import DATA, REFERENCE, dataset
 
 SLOPE = "Reaction ~ Days + (Days | Subject)"
 LOG2PI = math.log(2 * math.pi)

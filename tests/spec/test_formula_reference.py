@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import hlm
-from conftest import dataset, reference
 from hlm.errors import DataError, FormulaError, OptionError
 from hlm.modelframe import build_frame
 from hlm.spec import parse_model
+from support import dataset, reference
 
 FORMULA = [
     "sleepstudyF__formula_Isq_REML",

@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 import hlm
-from conftest import dataset, reference
 from hlm.errors import SingularFitWarning, StructureWarning
 from hlm.lmm.checks import boundary_messages
+from support import dataset, reference
 
 
 def fit_quietly(model: str, data: pd.DataFrame):

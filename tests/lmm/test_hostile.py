@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import hlm
-from conftest import reference
+import support
 from hlm.cli import run
 from hlm.errors import (
     ComparisonError,
@@ -30,9 +30,10 @@ from hlm.errors import (
     IdentifiabilityError,
     StructureWarning,
 )
+from support import reference
 
-DATA = Path(__file__).parent / "data"
-SEED_TOML = str(Path(__file__).resolve().parents[1] / "examples" / "seed.toml")
+DATA = support.DATA
+SEED_TOML = str(support.ROOT / "examples" / "seed.toml")
 SLOPES = "Reaction ~ Days + (Days|Subject)"
 READ_ONLY = Path("/proc")  # no file can be created there, whoever runs the tests
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import support
 from hlm.cli import run
 from hlm.diagnose import (
     check_level_order,
@@ -26,7 +26,7 @@ from hlm.diagnose import (
 )
 from hlm.errors import ColumnError, DataError, NestingError, StructureWarning
 
-DATA = Path(__file__).parent / "data"
+DATA = support.DATA
 LEVELS = ["dist_id", "school_id", "teach_id", "student_id"]
 REVERSED = LEVELS[::-1]
 

@@ -4,13 +4,13 @@ one-line message naming the problem and the fix (formula errors add the text and
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import hlm
+import support
 from hlm.errors import (
     ColumnError,
     ComparisonError,
@@ -23,7 +23,7 @@ from hlm.errors import (
     OptionError,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = support.DATA
 MODEL = "Reaction ~ Days + (1|Subject)"
 
 
