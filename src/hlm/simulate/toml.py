@@ -32,16 +32,17 @@ from __future__ import annotations
 
 import difflib
 import os
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 from hlm.errors import FileError, OptionError
 from hlm.simulate.distributions import KINDS
