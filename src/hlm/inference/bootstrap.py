@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from hlm.aggregate.stats import pooled_message
+from hlm.aggregate.stats import Aggregates, pooled_message
 from hlm.errors import OptionError
 from hlm.inference.profile import CI_COLUMNS
 from hlm.lmm.objective import DevianceFunction
@@ -43,6 +43,7 @@ from hlm.lmm.result import LmmResult
 from hlm.numerics.bobyqa import minimize_bounded
 from hlm.weights import ARRAY_NAME
 
+Seed = int | np.random.SeedSequence | np.random.Generator | None
 How = Literal["auto", "aggregates", "rows"]
 
 
@@ -59,7 +60,7 @@ class BootResult:
 class _AggregateSimulator:
     """Draws the y-dependent aggregates of a nested model directly (module docstring)."""
 
-    def __init__(self, fit):
+    def __init__(self, fit: LmmResult) -> None:
         agg, struct = fit.aggregates, fit.structure
         if (msg := pooled_message(agg)) is not None:
             raise OptionError(
@@ -112,7 +113,7 @@ class _AggregateSimulator:
         ee = sigma**2 * (float(np.sum(xi**2) + np.sum(xi_x**2)) + rng.chisquare(self.resid_df))
         return zty, xty, mu2 + 2.0 * mue + ee
 
-    def aggregates(self, rng, beta, sigma, theta):
+    def aggregates(self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray) -> Aggregates:
         zty, xty, yty = self.draw(rng, beta, sigma, theta)
         agg = self.agg
         p = agg.p
@@ -130,7 +131,7 @@ class _AggregateSimulator:
 class _RowSimulator:
     """Simulates y* on the model frame's rows and recomputes the y-parts of the aggregates."""
 
-    def __init__(self, fit):
+    def __init__(self, fit: LmmResult) -> None:
         if fit.data is None:
             raise OptionError(
                 "this bootstrap needs the rows (crossed factors): fit from a data frame or file, "
@@ -149,7 +150,7 @@ class _RowSimulator:
         self.codes = [f.codes for f in frame.factors]
         self.agg, self.struct = agg, fit.structure
 
-    def aggregates(self, rng, beta, sigma, theta):
+    def aggregates(self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray) -> Aggregates:
         agg, struct = self.agg, self.struct
         y = self.X @ beta + sigma * self.sd_scale * rng.standard_normal(len(self.X))
         for f, lam in enumerate(struct.lambdas(theta)):
@@ -173,7 +174,9 @@ class _RowSimulator:
         return replace(agg, ktk=ktk, factors=tuple(factors))
 
 
-def bootstrap(fit: LmmResult, *, nsim: int = 1000, seed=None, how: How = "auto", progress: bool = True) -> BootResult:
+def bootstrap(
+    fit: LmmResult, *, nsim: int = 1000, seed: Seed = None, how: How = "auto", progress: bool = True
+) -> BootResult:
     """``nsim`` parametric-bootstrap replicates of every variance parameter and fixed effect.
 
     ``how="aggregates"`` simulates the sufficient statistics directly (nested factors only),
@@ -241,7 +244,13 @@ def bootstrap(fit: LmmResult, *, nsim: int = 1000, seed=None, how: How = "auto",
 
 
 def boot_confint(
-    fit, *, level: float = 0.95, nsim: int = 1000, seed=None, how: How = "auto", progress: bool = True
+    fit: LmmResult,
+    *,
+    level: float = 0.95,
+    nsim: int = 1000,
+    seed: Seed = None,
+    how: How = "auto",
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Percentile intervals from :func:`bootstrap` (lme4's ``confint(method="boot")``)."""
     res = bootstrap(fit, nsim=nsim, seed=seed, how=how, progress=progress)

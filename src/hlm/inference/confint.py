@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from hlm.errors import OptionError
+from hlm.inference.bootstrap import Seed
 from hlm.inference.profile import CI_COLUMNS
 from hlm.lmm.result import LmmResult
 
@@ -35,7 +36,13 @@ def wald_confint(fit: LmmResult, *, level: float = 0.95) -> pd.DataFrame:
 
 
 def confint(
-    fit, *, method: Method = "wald", level: float = 0.95, nsim: int = 1000, seed=None, progress: bool = True
+    fit: LmmResult,
+    *,
+    method: Method = "wald",
+    level: float = 0.95,
+    nsim: int = 1000,
+    seed: Seed = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Confidence intervals for every SD, correlation, sigma and fixed effect.
 

@@ -125,12 +125,12 @@ def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[i
     return ztz, ztk, [(f, *blk) for f, blk in zip(order, blocks)]
 
 
-def _lambda_dense(fit: LmmResult, blocks) -> np.ndarray:
+def _lambda_dense(fit: LmmResult, blocks: list[tuple[int, int, int]]) -> np.ndarray:
     lambdas = fit.structure.lambdas(np.asarray(fit.theta, dtype=float))
     return sp.block_diag([sp.kron(sp.identity(G), sp.csr_matrix(lambdas[f])) for f, _, G, _ in blocks]).toarray()
 
 
-def _kr_parameters(fit: LmmResult, blocks) -> list[tuple[np.ndarray, np.ndarray]]:
+def _kr_parameters(fit: LmmResult, blocks: list[tuple[int, int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per variance/covariance parameter of each term: the index pairs (rows, cols) of D_i,
     D_i = I_G (x) E_rc on the term's columns within its factor's block."""
     where = {f: (off, G, qf) for f, off, G, qf in blocks}

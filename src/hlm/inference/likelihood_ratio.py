@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hlm.aggregate.stats import Aggregates
 from hlm.errors import ComparisonError, HLMWarning
 from hlm.lmm.deviance import profile
 from hlm.lmm.pipeline import fit_aggregates
@@ -73,7 +74,7 @@ class LRTest:
         return head + (f"\nNote: {self.note}" if self.note else "")
 
 
-def linear_model_criterion(agg, reml: bool) -> float:
+def linear_model_criterion(agg: Aggregates, reml: bool) -> float:
     """The linear model's -2 log L (ML) or REML criterion from the aggregates (H = W^{-1}
     with precision weights: log|H| = -sum log w)."""
     return profile(-agg.log_weights, np.asarray(agg.ktk, dtype=float), agg.nobs, reml).objective
@@ -100,7 +101,7 @@ def lr_vs_linear(fit: LmmResult) -> LRTest:
     )
 
 
-def _same_fixed(a, b) -> bool:
+def _same_fixed(a: LmmResult, b: LmmResult) -> bool:
     xa, xb = a.aggregates, b.aggregates
     if tuple(xa.xnames) != tuple(xb.xnames):
         return False
@@ -119,7 +120,7 @@ def _random_parts(fit: LmmResult) -> tuple[set, set]:
     return cols, pairs
 
 
-def nested_in(small, large) -> str | None:
+def nested_in(small: LmmResult, large: LmmResult) -> str | None:
     """None when ``small`` is a special case of ``large`` (its fixed effects, random effects
     and their correlations all in ``large``), else what ``small`` has that ``large`` lacks."""
     extra = [x for x in small.aggregates.xnames if x not in large.aggregates.xnames]
@@ -190,7 +191,7 @@ def _prepare(models: tuple, refit: bool) -> list:
     return list(models)
 
 
-def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> pd.DataFrame:
+def compare(*models: LmmResult, refit_ml: bool = False, names: list[str] | None = None) -> pd.DataFrame:
     """Likelihood-ratio comparison of nested fits (lme4's ``anova``), one row per model.
 
     Columns: model, npar, aic, bic, loglik, deviance (-2 loglik), chisq, df, p_value (naive
@@ -238,7 +239,7 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
     return out
 
 
-def lrtest(m0, m1, *, refit_ml: bool = False) -> LRTest:
+def lrtest(m0: LmmResult, m1: LmmResult, *, refit_ml: bool = False) -> LRTest:
     """The likelihood-ratio test of the smaller fit against the larger one.
 
     ``p_value`` is the boundary mixture (chibar2) when the larger model adds exactly one

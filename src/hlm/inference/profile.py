@@ -51,7 +51,7 @@ def _atanh_floor(low: float) -> float:
 class _VarianceProfiler:
     """D(eta) with beta profiled out, eta = (log sd | atanh r per theta position, log sigma)."""
 
-    def __init__(self, fit):
+    def __init__(self, fit: LmmResult) -> None:
         self.fit = fit
         self.vp = VarParams.of(fit.structure)
         self.crit = Criterion(fit.devfun)
@@ -105,7 +105,7 @@ class _VarianceProfiler:
 class _FixedProfiler:
     """D(b) for fixed effect j held at b: theta optimised, beta_{-j} and sigma profiled."""
 
-    def __init__(self, fit, j: int):
+    def __init__(self, fit: LmmResult, j: int) -> None:
         self.fit = fit
         k = fit.aggregates.ktk.shape[0]
         self.j = j
