@@ -47,7 +47,7 @@ _CSV_TYPES = "auto_type_candidates=['BIGINT', 'DOUBLE', 'VARCHAR']"  # as pandas
 _CSV_NULLS = "nullstr=['', 'NA', 'N/A', 'NaN', 'nan', 'NULL', 'null']"
 
 
-def duckdb_module():
+def duckdb_module() -> Any:
     try:
         import duckdb
     except ImportError:  # pragma: no cover - duckdb is a dependency

@@ -100,7 +100,7 @@ _BLOCK = 4096  # groups summed into a local Q before it is added to the total (l
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _absorb(M, g, t, q_acc, out, parent):
+def _absorb(M: np.ndarray, g: int, t: float, q_acc: np.ndarray, out: np.ndarray, parent: int) -> float:
     """Group g's step (row g of M): d = 1 + t W, Q -= t S S'/d, M/d added to the parent;
     returns d."""
     d = 1.0 + t * M[g, 0]
@@ -117,7 +117,7 @@ def _absorb(M, g, t, q_acc, out, parent):
 
 
 @numba.njit(cache=True, nogil=True)
-def _subtract(Q, q_acc):
+def _subtract(Q: np.ndarray, q_acc: np.ndarray) -> None:
     """Q -= the block's accumulated upper triangle (mirrored); reset the accumulator."""
     k = Q.shape[0]
     for i in range(k):
@@ -129,7 +129,7 @@ def _subtract(Q, q_acc):
 
 
 @numba.njit(cache=True, nogil=True)
-def _level(M, t, parent, n_parent, Q):
+def _level(M: np.ndarray, t: float, parent: np.ndarray, n_parent: int, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Absorb one level's groups (rows of M) into Q; returns (d per group, the parents' M)."""
     G, w = M.shape
     out = np.zeros((n_parent, w))
@@ -143,7 +143,16 @@ def _level(M, t, parent, n_parent, Q):
 
 
 @numba.njit(cache=True, nogil=True)
-def _pooled_level(children, sums, counts, inv_d, t, parent, n_parent, Q):
+def _pooled_level(
+    children: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    inv_d: np.ndarray,
+    t: float,
+    parent: np.ndarray,
+    n_parent: int,
+    Q: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """The pooled leaf's parent level: each group's M = [sum_c children c/d_c, sum_c sums/d_c]
     is built on the fly (see :class:`LeafClasses`), then absorbed as in ``_level``."""
     G, m = children.shape

@@ -23,8 +23,9 @@ import math
 import re
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,9 @@ from hlm.simulate.design import INTERCEPT, Design
 from hlm.spec import parse_model
 from hlm.study.truth import INTERCEPT_COLUMN, Truth
 from hlm.variance_share import icc_table, varcomp_table
+
+if TYPE_CHECKING:
+    from hlm.panel.results import PanelFit
 
 Kind = Literal["mixed", "xtreg", "ols"]
 _XTREG = re.compile(r"^\s*xtreg\s+(fe|re|be|pooled)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(.+))?$", re.S)
@@ -163,7 +167,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def _fixed_rows(terms, est, se, truth: Truth, z: float) -> list[ParamRow]:
+def _fixed_rows(terms: Sequence[str], est: np.ndarray, se: np.ndarray, truth: Truth, z: float) -> list[ParamRow]:
     rows = []
     for term, e, s in zip(terms, est, se):
         t = truth.fixed_truth(term)
@@ -290,7 +294,7 @@ def _ordered(rows: list[ParamRow], truth: Truth) -> list[ParamRow]:
     ]
 
 
-def _panel_rows(model: StudyModel, fit, truth: Truth, z: float) -> list[ParamRow]:
+def _panel_rows(model: StudyModel, fit: PanelFit, truth: Truth, z: float) -> list[ParamRow]:
     tidy = fit.tidy()
     rows = _fixed_rows(tidy["term"], tidy["estimate"].to_numpy(), tidy["std_error"].to_numpy(), truth, z)
     nan = float("nan")
