@@ -79,7 +79,7 @@ def used_columns(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys([spec.response, *model_variables(spec), *spec.group_columns]))
 
 
-def _matrix(rhs: str, frame: pd.DataFrame, what: str):
+def _matrix(rhs: str, frame: pd.DataFrame, what: str) -> Any:
     try:
         return model_matrix(rhs, frame, na_action="raise", output="pandas")
     except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:

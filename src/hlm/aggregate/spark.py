@@ -26,7 +26,7 @@ from hlm.errors import DataError, HLMError, OptionError
 from hlm.spec.terms import ModelSpec
 
 
-def _require_pyspark():
+def _require_pyspark() -> type:
     try:
         import pyspark  # noqa: F401
         from pyspark.sql import DataFrame

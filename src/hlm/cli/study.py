@@ -14,6 +14,7 @@ an existing file is replaced only with ``--force``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def study_command(
                 typer.echo(f"wrote the {what} to {path}")
 
 
-def _write_all(outputs) -> None:
+def _write_all(outputs: Sequence[tuple[Path | None, Callable[[Path], Any]]]) -> None:
     """Write every requested file under a temporary name and rename them only when all
     succeeded, so a failure leaves no output file behind."""
     staged: list[tuple[Path, Path]] = []

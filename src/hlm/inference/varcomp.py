@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from hlm.lmm.information import VarCompInfo
+from hlm.lmm.params import VarParam
 from hlm.lmm.result import LmmResult
 
 VARCOMP_COLUMNS = [
@@ -59,7 +60,7 @@ def varcomp_vcov(fit: LmmResult, info: VarCompInfo | None = None) -> pd.DataFram
     return pd.DataFrame(info.vcov, index=names, columns=names)
 
 
-def _natural_label(p) -> str:
+def _natural_label(p: VarParam) -> str:
     if p.kind == "sd":
         return f"log_sd:{p.group}|{p.var1}"
     if p.kind == "cor":

@@ -186,7 +186,9 @@ def _common(design: PanelDesign, stats: PanelStats, vce: str) -> dict[str, Any]:
     )
 
 
-def _slopes_last_cons(names: tuple[str, ...], kx: list[int], b: np.ndarray, V: np.ndarray):
+def _slopes_last_cons(
+    names: tuple[str, ...], kx: list[int], b: np.ndarray, V: np.ndarray
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Reorder (``_cons`` first) -> Stata's order (slopes, then ``_cons``)."""
     order = list(range(1, len(kx))) + [0]
     terms = tuple(names[kx[i]] for i in order)

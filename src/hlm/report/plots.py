@@ -81,7 +81,7 @@ def variance_shares(fit: Fit, *, level: float = 0.95, at: Mapping[str, float] | 
     return fig
 
 
-def _profile_label(row) -> str:
+def _profile_label(row: Any) -> str:
     if row.kind == "sd":
         return f"sd({row.var1} | {row.group})"
     if row.kind == "cor":

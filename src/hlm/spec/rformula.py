@@ -26,6 +26,7 @@ literals in the formula text (:meth:`RFormula.formula`), so the same text serves
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -263,7 +264,7 @@ class Atom:
         return f"r_scale({self.code}, {float(centre)!r}, {float(scale)!r})"
 
 
-def _tuple(values) -> str:
+def _tuple(values: Sequence[object]) -> str:
     return "(" + ", ".join(repr(float(v)) for v in values) + ",)"
 
 

@@ -22,6 +22,8 @@ import pandas as pd
 from hlm.outputs import output_file
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from hlm.study.result import StudyResult
 
 _CSS = """
@@ -79,7 +81,7 @@ def _html_table(frame: pd.DataFrame, *, flag: pd.Series | None = None, flag_colu
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def _png(fig) -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return base64.b64encode(buf.getvalue()).decode("ascii")

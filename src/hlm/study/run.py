@@ -105,7 +105,7 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _mp_context():
+def _mp_context() -> Any:
     import multiprocessing as mp
 
     return mp.get_context("fork") if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else None

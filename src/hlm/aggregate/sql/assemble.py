@@ -5,7 +5,7 @@ assembled in numpy (their number is the number of groups, never of rows).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -183,7 +183,7 @@ def sorted_order(vals: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.nda
     else a lexicographic sort."""
     n = len(vals[0])
 
-    def runs(order):
+    def runs(order: np.ndarray | None) -> list[np.ndarray] | None:
         cols = [v if order is None else v[order] for v in vals]
         undecided = np.ones(max(n - 1, 0), dtype=bool)  # pairs equal in the columns so far
         starts = []
@@ -221,7 +221,13 @@ def sorted_order(vals: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.nda
     return order, starts
 
 
-def nesting_of(p: Plan, frows, keyvals, nlev, cols):
+def nesting_of(
+    p: Plan,
+    frows: Sequence[np.ndarray],
+    keyvals: Sequence[Sequence[np.ndarray]],
+    nlev: Sequence[int],
+    cols: Mapping[str, np.ndarray],
+) -> tuple[tuple[int, ...] | None, tuple[np.ndarray, ...]]:
     """(chain, parents) as :func:`hlm.aggregate.stats.nesting_chain` decides it, or (None, ())."""
     F = len(p.factors)
     if F == 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ def column_kind(sql_type: str) -> Kind:
     return "other"
 
 
-def ordered_levels(present, declared: Sequence | None) -> list:
+def ordered_levels(present: Any, declared: Sequence | None) -> list:
     """The levels present, in the order the source declares (a categorical's categories);
     sorted where it declares none, and any it does not declare after it, sorted."""
     values = sorted(v.item() if isinstance(v, np.generic) else v for v in present)
@@ -79,7 +79,7 @@ def ordered_levels(present, declared: Sequence | None) -> list:
     return sorted(values, key=lambda v: (0, rank[v]) if v in rank else (1, 0))
 
 
-def first_value(col):
+def first_value(col: Any) -> Any:
     arr = col if not isinstance(col, pd.Series) else col.to_numpy()
     value = arr[0]
     if isinstance(value, np.ma.core.MaskedConstant):
@@ -87,7 +87,7 @@ def first_value(col):
     return value
 
 
-def as_array(values) -> np.ndarray:
+def as_array(values: Any) -> np.ndarray:
     if isinstance(values, np.ma.MaskedArray):
         return values.filled(np.nan) if values.dtype.kind == "f" else np.asarray(values.data)
     if isinstance(values, pd.Series):

@@ -8,6 +8,7 @@ import ast
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,7 @@ class ModelColumn:
     sql: str
 
 
-def _literal(value, dialect: Dialect) -> str:
+def _literal(value: Any, dialect: Dialect) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, np.integer)):
@@ -109,7 +110,7 @@ class Translator:
             raise FormulaError(f"the SQL backends support C(column) only; cannot translate the term '{expr}'")
         return None
 
-    def base_level(self, expr: str, levels: list):
+    def base_level(self, expr: str, levels: list) -> Any:
         """The reference level a reduced coding of the categorical factor leaves out: the
         first level, or ``contr.treatment(base=...)``'s (Stata's ``ib2.x``)."""
         node = self._parse(expr)
@@ -141,7 +142,7 @@ class Translator:
             z.append(f"((({x}) - {alpha[i]!r}) * {z[i]} - {norm2[i + 1] / norm2[i]!r} * {z[i - 1]})")
         return [f"({z[j]} / {float(np.sqrt(norm2[j + 1]))!r})" for j in range(1, degree + 1)]
 
-    def indicator(self, column: str, level) -> str:
+    def indicator(self, column: str, level: Any) -> str:
         col = self.dialect.ident(column)
         return f"CASE WHEN {col} = {_literal(level, self.dialect)} THEN 1.0 ELSE 0.0 END"
 
@@ -213,7 +214,7 @@ class Translator:
         raise self._unsupported(expr, "not translatable to SQL")
 
 
-def _coding(node: ast.Call):
+def _coding(node: ast.Call) -> Any:
     """The coding a ``C()`` call asks for: "first" (treatment, first level), "full"
     (``spans_intercept=False``), a base level (``contr.treatment(base=v)``), None if other."""
     if len(node.args) == 1 and not node.keywords:
