@@ -133,7 +133,7 @@ class _FixedProfiler:
         return d
 
 
-def _illinois(zeta, target: float, a: float, za: float, b: float, zb: float) -> float:
+def _illinois(zeta: Callable[[float], float], target: float, a: float, za: float, b: float, zb: float) -> float:
     """Root of zeta(x) = target in [a, b] by the Illinois (modified regula falsi) method, using
     the bracket's known values (inner optimisations are not re-run at the ends)."""
     fa, fb = za - target, zb - target
@@ -158,7 +158,7 @@ def _illinois(zeta, target: float, a: float, za: float, b: float, zb: float) -> 
     return x
 
 
-def _limit(zeta, x_hat: float, step: float, target: float, bound: float | None) -> float:
+def _limit(zeta: Callable[[float], float], x_hat: float, step: float, target: float, bound: float | None) -> float:
     """x beyond x_hat (in the direction of target's sign) with zeta(x) = target; ``bound`` is
     where the parameter space ends (returned when zeta never reaches the target), None if
     it does not end.  The first trial is the Wald guess x_hat + target * step."""
@@ -245,7 +245,7 @@ def _curves(fit: LmmResult, parm: list[str] | None = None) -> Iterator[_Curve]:
         x_hat = vprof.eta_hat[k]
         seen: list[tuple[float, np.ndarray]] = [(x_hat, vprof.eta_hat.copy())]
 
-        def zeta(x: float, k=k, seen=seen, x_hat=x_hat) -> float:
+        def zeta(x: float, k: int = k, seen: list[tuple[float, np.ndarray]] = seen, x_hat: float = x_hat) -> float:
             start = min(seen, key=lambda item: abs(item[0] - x))[1]  # warm start from the nearest point
             d, eta = vprof.profile_at(k, x, start)
             seen.append((x, eta))
@@ -260,7 +260,7 @@ def _curves(fit: LmmResult, parm: list[str] | None = None) -> Iterator[_Curve]:
             continue
         fprof = _FixedProfiler(fit, j)
 
-        def zeta_f(b: float, j=j, fprof=fprof) -> float:
+        def zeta_f(b: float, j: int = j, fprof: _FixedProfiler = fprof) -> float:
             d = fprof.profile_at(b)
             return math.copysign(math.sqrt(max(d - fit.profiled.objective, 0.0)), b - beta[j])
 

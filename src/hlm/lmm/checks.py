@@ -52,6 +52,7 @@ from hlm.diagnose.messages import (
 from hlm.diagnose.structure import implicit_nesting, stata_level_order
 from hlm.errors import IdentifiabilityError, NestingError, StructureWarning
 from hlm.lmm.result import LmmResult
+from hlm.lmm.structure import TermInfo
 from hlm.spec.terms import ModelSpec, RandomTerm
 
 _INTERCEPTS = ("(Intercept)", "_cons", "Intercept")
@@ -330,7 +331,7 @@ def implicit_nesting_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
 
 
 # ---- boundary fits ---------------------------------------------------------------------
-def _structured_boundary(fit: LmmResult, term, lam: np.ndarray, tol: float) -> list[str]:
+def _structured_boundary(fit: LmmResult, term: TermInfo, lam: np.ndarray, tol: float) -> list[str]:
     """The boundary of a cov(identity) / cov(exchangeable) term: its diagonal parameter
     (t or alpha, Lambda = alpha I + beta J) at 0 means a zero shared variance, or for an
     exchangeable term with beta != 0 a correlation of +1 (every effect the same); alpha + q

@@ -105,7 +105,7 @@ def assemble(
     cols = {name: as_array(v) for name, v in groups.items()}
     which = _split_sets(p, cols, p.factor_sets())
 
-    def block(rows: np.ndarray, cols=cols):
+    def block(rows: np.ndarray, cols: dict[str, np.ndarray] = cols) -> tuple[np.ndarray, np.ndarray]:
         ztz = np.empty((len(rows), z, z))
         ztk = np.empty((len(rows), z, k))
         for a in range(z):
