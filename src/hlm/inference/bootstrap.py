@@ -92,7 +92,9 @@ class _AggregateSimulator:
             anc.append(par[anc[-1]])
         self.anc = dict(zip(agg.chain, anc))
 
-    def draw(self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray):
+    def draw(
+        self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         agg, struct = self.agg, self.struct
         G, z = self.A.shape[0], self.A.shape[1]
         c = np.zeros((G, z))

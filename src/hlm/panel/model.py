@@ -212,7 +212,9 @@ def _cluster_vcov(design: PanelDesign, Xt: np.ndarray, e: np.ndarray, bread: np.
 # ----------------------------------------------------------------------------- estimators
 
 
-def _within(stats: PanelStats, names: tuple[str, ...]):
+def _within(
+    stats: PanelStats, names: tuple[str, ...]
+) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray, float, int, tuple[str, ...]]:
     """Within regression: (W, slope columns, A^-1, b, SSR, df)."""
     p = stats.ZZ.shape[0] - 1
     W = stats.within

@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ import pandas as pd
 from hlm.errors import OptionError
 from hlm.outputs import output_file
 from hlm.simulate.design import Design
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIT_COLUMNS = [
     "point",
@@ -283,7 +286,7 @@ class StudyResult:
         *,
         file: str | os.PathLike | None = None,
         **kwargs: Any,
-    ):
+    ) -> Figure:
         """A matplotlib Figure (saved to ``file`` when given), see :mod:`hlm.study.plots`."""
         from hlm.study.plots import plot
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from formulaic import Formula
@@ -236,7 +237,15 @@ def _translate(
     fixed: str,
     alias: Mapping[str, str],
     zparts: Sequence[tuple[RFormula, dict[int, tuple]]] | None,
-):
+) -> tuple[
+    Translator,
+    list[ModelColumn],
+    Any,
+    list[str],
+    list[ModelColumn],
+    tuple[tuple[int, ...], ...],
+    tuple[Any, ...],
+]:
     """The fixed and random columns as SQL; ``zparts`` (lme4): each random term read with R's
     semantics and its frozen states, whose designs (R's names) are returned too."""
     tr = Translator(dialect, kinds, levels, means, alias)
@@ -417,7 +426,7 @@ def _states(rf: RFormula, tr: Translator, skeleton: Plan, run: Runner, src: str)
 
 def _translate_needs(
     spec: ModelSpec, dialect: Dialect, kinds: Mapping[str, Kind], rf: RFormula | None, zrfs: Sequence[RFormula] | None
-):
+) -> tuple[Translator]:
     """Walk every factor once to collect the categorical columns and center() arguments."""
     alias = {} if rf is None else dict(rf.alias)
     for z in zrfs or ():
