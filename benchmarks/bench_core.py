@@ -122,8 +122,13 @@ def crossed_frame(seed: int = 20240501):
     s = rng.integers(0, ns, n)
     d = rng.integers(0, nd, n)
     dept = rng.integers(0, ndept, n)
-    y = (3.0 + rng.normal(0, 0.3, ns)[s] + rng.normal(0, 0.5, nd)[d] + rng.normal(0, 0.1, ndept)[dept]
-         + rng.normal(0, 1.2, n))
+    y = (
+        3.0
+        + rng.normal(0, 0.3, ns)[s]
+        + rng.normal(0, 0.5, nd)[d]
+        + rng.normal(0, 0.1, ndept)[dept]
+        + rng.normal(0, 1.2, n)
+    )
     return pd.DataFrame({"s": s, "d": d, "dept": dept, "y": y})
 
 
@@ -133,10 +138,16 @@ def group_key(name: str) -> frozenset[str]:
 
 def fit_summary(fit: Any) -> dict[str, Any]:
     vc = fit.varcorr
-    return {"reml_criterion": float(fit.reml_criterion), "groups": [str(g) for g in vc["group"]],
-            "sdcor": [float(v) for v in vc["sdcor"]], "fixef": {str(k): float(v) for k, v in fit.fixef.items()},
-            "feval": int(fit.optsummary.feval), "opt_seconds": float(fit.optsummary.seconds),
-            "converged": bool(fit.converged), "singular": bool(fit.singular)}
+    return {
+        "reml_criterion": float(fit.reml_criterion),
+        "groups": [str(g) for g in vc["group"]],
+        "sdcor": [float(v) for v in vc["sdcor"]],
+        "fixef": {str(k): float(v) for k, v in fit.fixef.items()},
+        "feval": int(fit.optsummary.feval),
+        "opt_seconds": float(fit.optsummary.seconds),
+        "converged": bool(fit.converged),
+        "singular": bool(fit.singular),
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -203,15 +214,20 @@ def child_statsmodels(args: argparse.Namespace) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = MixedLM.from_formula("perform ~ tutoring", data=df, groups="dist_id", re_formula="1",
-                                     vc_formula=vc)
+        model = MixedLM.from_formula("perform ~ tutoring", data=df, groups="dist_id", re_formula="1", vc_formula=vc)
         res = model.fit(reml=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     sds = {"dist_id": float(np.sqrt(res.cov_re.iloc[0, 0]))}
     sds.update({k: float(np.sqrt(v)) for k, v in zip(model.exog_vc.names, res.vcomp)})
     sds["Residual"] = float(np.sqrt(res.scale))
-    return {"wall": wall, "cpu": cpu, "reml_criterion": float(-2 * res.llf), "sds": sds,
-            "converged": bool(res.converged), "version": statsmodels.__version__}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "reml_criterion": float(-2 * res.llf),
+        "sds": sds,
+        "converged": bool(res.converged),
+        "version": statsmodels.__version__,
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,8 +239,9 @@ def run_child(argv: list[str], timeout: float, env: dict[str, str] | None = None
     """Run this script as a child (``env`` added to the environment); return (its JSON or None, a note)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
     try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout,
-                           env={**os.environ, **(env or {})})
+        p = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        )
     except subprocess.TimeoutExpired:
         return None, f"> {timeout:.0f} s (stopped)"
     if p.returncode != 0:
@@ -236,16 +253,23 @@ def run_child(argv: list[str], timeout: float, env: dict[str, str] | None = None
 def run_lmer(csv: Path, formula: str) -> tuple[dict[str, Any] | None, str]:
     if shutil.which("Rscript") is None:
         return None, "Rscript not installed"
-    chk = subprocess.run(["Rscript", "-e", "cat(all(sapply(c('lme4','jsonlite','data.table'), "
-                          "requireNamespace, quietly=TRUE)))"], capture_output=True, text=True)
+    chk = subprocess.run(
+        ["Rscript", "-e", "cat(all(sapply(c('lme4','jsonlite','data.table'), requireNamespace, quietly=TRUE)))"],
+        capture_output=True,
+        text=True,
+    )
     if chk.stdout.strip() != "TRUE":
         return None, "R package lme4 (or jsonlite / data.table) not installed"
     script, res = TMP / "lmer.R", TMP / "lmer.json"
     script.write_text(R_SCRIPT)
     res.unlink(missing_ok=True)
     try:
-        p = subprocess.run(["Rscript", str(script), str(csv), formula, str(res)], capture_output=True,
-                           text=True, timeout=LMER_TIMEOUT_S)
+        p = subprocess.run(
+            ["Rscript", str(script), str(csv), formula, str(res)],
+            capture_output=True,
+            text=True,
+            timeout=LMER_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         return None, f"> {LMER_TIMEOUT_S} s (stopped)"
     if p.returncode != 0 or not res.exists():
@@ -266,8 +290,13 @@ def agreement(h: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
             worst, worst_name = rel, g
     obj = abs(h["reml_criterion"] - r["reml_criterion"]) / abs(r["reml_criterion"])
     fe = max(abs(h["fixef"][k] - v) for k, v in r["fixef"].items())
-    return {"obj_rel": obj, "sd_rel": worst, "sd_worst": worst_name, "fixef_abs": fe,
-            "ok": obj <= TOL_OBJ and worst <= TOL_SD}
+    return {
+        "obj_rel": obj,
+        "sd_rel": worst,
+        "sd_worst": worst_name,
+        "fixef_abs": fe,
+        "ok": obj <= TOL_OBJ and worst <= TOL_SD,
+    }
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -294,9 +323,16 @@ def parent(args: argparse.Namespace) -> None:
             if want_lmer or want_sm:
                 argv += ["--csv-out", str(csv)]
             h, note = run_child(argv, timeout=1800)
-            entry: dict[str, Any] = {"districts": districts, "rows": rows, "hlm": h, "hlm_note": note,
-                                     "lmer": None, "lmer_note": "not run at this size", "sm": None,
-                                     "sm_note": "not run at this size"}
+            entry: dict[str, Any] = {
+                "districts": districts,
+                "rows": rows,
+                "hlm": h,
+                "hlm_note": note,
+                "lmer": None,
+                "lmer_note": "not run at this size",
+                "sm": None,
+                "sm_note": "not run at this size",
+            }
             if h and want_lmer:
                 log(f"lmer at {rows:,} rows")
                 entry["lmer"], entry["lmer_note"] = run_lmer(csv, NESTED)
@@ -305,8 +341,9 @@ def parent(args: argparse.Namespace) -> None:
                     log(f"lmer {entry['lmer']['elapsed']:.2f} s; agreement {entry['agree']}")
             if h and want_sm:
                 log(f"statsmodels MixedLM at {rows:,} rows (stopped after {STATSMODELS_TIMEOUT_S} s)")
-                entry["sm"], entry["sm_note"] = run_child(["--child", "statsmodels", "--csv-in", str(csv)],
-                                                          timeout=STATSMODELS_TIMEOUT_S)
+                entry["sm"], entry["sm_note"] = run_child(
+                    ["--child", "statsmodels", "--csv-in", str(csv)], timeout=STATSMODELS_TIMEOUT_S
+                )
             csv.unlink(missing_ok=True)
             results["nested"].append(entry)
         if not args.no_crossed:
@@ -322,8 +359,9 @@ def parent(args: argparse.Namespace) -> None:
                     c["agree"] = agreement(h["fit"], c["lmer"])
             if not args.no_one_thread:
                 log("crossed model: hlm with OPENBLAS_NUM_THREADS=1 (diagnostic)")
-                c["hlm1"], c["hlm1_note"] = run_child(["--child", "hlm", "--csv-in", str(csv), "--repeat",
-                                                       str(args.repeat)], 1200, env=ONE_THREAD)
+                c["hlm1"], c["hlm1_note"] = run_child(
+                    ["--child", "hlm", "--csv-in", str(csv), "--repeat", str(args.repeat)], 1200, env=ONE_THREAD
+                )
             csv.unlink(missing_ok=True)
             results["crossed"] = c
     finally:
@@ -344,18 +382,23 @@ def render(res: dict[str, Any], args: argparse.Namespace) -> str:
     rver = next((e["lmer"]["R"] for e in res["nested"] + [res["crossed"] or {}] if e.get("lmer")), None)
     smv = next((e["sm"]["version"] for e in res["nested"] if e.get("sm")), None)
     L.append("## Core: 4-level nested and 3-factor crossed random-intercept models (REML)\n")
-    L.append(f"Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}"
-             + (f", R {rver} with lme4 {lme4}" if lme4 else ", lme4 not available")
-             + (f", statsmodels {smv}" if smv else "") + f"; load average {os.getloadavg()[0]:.1f} at the end."
-             + (" **--quick mode** (80,000 rows and the crossed model only)." if args.quick else ""))
-    L.append(f"\nNested model `{NESTED}` on the seed design (`examples/seed.toml`, `hlm.simulate` seed 1). "
-             f"hlm: best of {args.repeat} fits (1 at 8,000,000 rows) in a fresh subprocess per size, after a "
-             "warm-up fit on 3,200 rows; wall seconds of `hlm.fit` on an in-memory pandas frame, CPU seconds "
-             "in brackets. Floor: `df.groupby(\"student_id\")[[\"perform\", \"tutoring\"]].sum()` in the same "
-             "process, best of 4. lmer: one `lmer()` call timed with `system.time` (elapsed; user+sys in "
-             "brackets), run right after hlm on the same rows. statsmodels `MixedLM` (groups = dist_id, "
-             "variance components for school, teacher, student), one fit, stopped after "
-             f"{STATSMODELS_TIMEOUT_S} s.\n")
+    L.append(
+        f"Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}"
+        + (f", R {rver} with lme4 {lme4}" if lme4 else ", lme4 not available")
+        + (f", statsmodels {smv}" if smv else "")
+        + f"; load average {os.getloadavg()[0]:.1f} at the end."
+        + (" **--quick mode** (80,000 rows and the crossed model only)." if args.quick else "")
+    )
+    L.append(
+        f"\nNested model `{NESTED}` on the seed design (`examples/seed.toml`, `hlm.simulate` seed 1). "
+        f"hlm: best of {args.repeat} fits (1 at 8,000,000 rows) in a fresh subprocess per size, after a "
+        "warm-up fit on 3,200 rows; wall seconds of `hlm.fit` on an in-memory pandas frame, CPU seconds "
+        'in brackets. Floor: `df.groupby("student_id")[["perform", "tutoring"]].sum()` in the same '
+        "process, best of 4. lmer: one `lmer()` call timed with `system.time` (elapsed; user+sys in "
+        "brackets), run right after hlm on the same rows. statsmodels `MixedLM` (groups = dist_id, "
+        "variance components for school, teacher, student), one fit, stopped after "
+        f"{STATSMODELS_TIMEOUT_S} s.\n"
+    )
     L.append("| rows | hlm s | hlm evals | floor s | hlm / floor | lmer s | lmer evals | lmer / hlm | statsmodels s |")
     L.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for e in res["nested"]:
@@ -367,29 +410,46 @@ def render(res: dict[str, Any], args: argparse.Namespace) -> str:
         hc = h["hlm_cpu"][int(np.argmin(h["hlm_wall"]))]
         lm = f"{r['elapsed']:.2f} ({r['cpu']:.2f})" if r else e["lmer_note"]
         smt = f"{sm['wall']:.1f}" if sm else e["sm_note"]
-        L.append(f"| {e['rows']:,} | {th:.3f} ({hc:.3f}) | {h['fit']['feval']} | {fl:.3f} | {ratio(th, fl)} | "
-                 f"{lm} | {r['feval'] if r else ''} | {ratio(r['elapsed'] if r else None, th)} | {smt} |")
-    L.append("\nAll hlm wall times (s): " + "; ".join(
-        f"{e['rows']:,}: " + ", ".join(f"{t:.3f}" for t in e["hlm"]["hlm_wall"]) for e in res["nested"] if e["hlm"])
-        + ". Floor times (s): " + "; ".join(
-        f"{e['rows']:,}: " + ", ".join(f"{t:.3f}" for t in e["hlm"]["floor"]) for e in res["nested"] if e["hlm"]) + ".")
+        L.append(
+            f"| {e['rows']:,} | {th:.3f} ({hc:.3f}) | {h['fit']['feval']} | {fl:.3f} | {ratio(th, fl)} | "
+            f"{lm} | {r['feval'] if r else ''} | {ratio(r['elapsed'] if r else None, th)} | {smt} |"
+        )
+    L.append(
+        "\nAll hlm wall times (s): "
+        + "; ".join(
+            f"{e['rows']:,}: " + ", ".join(f"{t:.3f}" for t in e["hlm"]["hlm_wall"]) for e in res["nested"] if e["hlm"]
+        )
+        + ". Floor times (s): "
+        + "; ".join(
+            f"{e['rows']:,}: " + ", ".join(f"{t:.3f}" for t in e["hlm"]["floor"]) for e in res["nested"] if e["hlm"]
+        )
+        + "."
+    )
 
     L.append("\n### Peak memory of hlm (fresh subprocess per size)\n")
-    L.append("RSS before the fits = interpreter + libraries + the frame, after a warm-up fit; peak during fits = "
-             "VmHWM reset just before the fits; increment = the memory the fit itself adds over the frame.\n")
-    L.append("| rows | frame MiB | RSS before fits MiB | peak RSS during fits MiB | increment MiB | child ru_maxrss MiB |")
+    L.append(
+        "RSS before the fits = interpreter + libraries + the frame, after a warm-up fit; peak during fits = "
+        "VmHWM reset just before the fits; increment = the memory the fit itself adds over the frame.\n"
+    )
+    L.append(
+        "| rows | frame MiB | RSS before fits MiB | peak RSS during fits MiB | increment MiB | child ru_maxrss MiB |"
+    )
     L.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for e in res["nested"]:
         h = e["hlm"]
         if not h:
             continue
         inc = h["peak_fit_mib"] - h["rss_before_mib"] if h["peak_fit_mib"] and h["rss_before_mib"] else None
-        L.append(f"| {e['rows']:,} | {h['data_mib']:.0f} | {fmt(h['rss_before_mib'], 0)} | "
-                 f"{fmt(h['peak_fit_mib'], 0)} | {fmt(inc, 0)} | {h['maxrss_mib']:.0f} |")
+        L.append(
+            f"| {e['rows']:,} | {h['data_mib']:.0f} | {fmt(h['rss_before_mib'], 0)} | "
+            f"{fmt(h['peak_fit_mib'], 0)} | {fmt(inc, 0)} | {h['maxrss_mib']:.0f} |"
+        )
 
     L.append("\n### Agreement of hlm with lmer (REML criterion within 1e-6 relative, SDs within 1e-4 relative)\n")
-    L.append("| data | hlm REML criterion | lmer REML criterion | rel. diff | max SD rel. diff (term) | "
-             "max fixef abs. diff | agree |")
+    L.append(
+        "| data | hlm REML criterion | lmer REML criterion | rel. diff | max SD rel. diff (term) | "
+        "max fixef abs. diff | agree |"
+    )
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     rows_agree = [(f"nested, {e['rows']:,} rows", e) for e in res["nested"] if e.get("agree")]
     if res["crossed"] and res["crossed"].get("agree"):
@@ -399,24 +459,30 @@ def render(res: dict[str, Any], args: argparse.Namespace) -> str:
         if "obj_rel" not in a:
             L.append(f"| {label} | | | | {a['note']} | | no |")
             continue
-        L.append(f"| {label} | {e['hlm']['fit']['reml_criterion']:.6f} | {e['lmer']['reml_criterion']:.6f} | "
-                 f"{a['obj_rel']:.1e} | {a['sd_rel']:.1e} ({a['sd_worst']}) | {a['fixef_abs']:.1e} | "
-                 f"{'yes' if a['ok'] else 'NO'} |")
+        L.append(
+            f"| {label} | {e['hlm']['fit']['reml_criterion']:.6f} | {e['lmer']['reml_criterion']:.6f} | "
+            f"{a['obj_rel']:.1e} | {a['sd_rel']:.1e} ({a['sd_worst']}) | {a['fixef_abs']:.1e} | "
+            f"{'yes' if a['ok'] else 'NO'} |"
+        )
     for e in res["nested"]:
         sm = e.get("sm")
         if sm:
-            L.append(f"\nstatsmodels at {e['rows']:,} rows: REML criterion {sm['reml_criterion']:.4f} "
-                     f"(hlm {e['hlm']['fit']['reml_criterion']:.4f}), SDs "
-                     + ", ".join(f"{k} {v:.4f}" for k, v in sm["sds"].items())
-                     + f", converged {sm['converged']}.")
+            L.append(
+                f"\nstatsmodels at {e['rows']:,} rows: REML criterion {sm['reml_criterion']:.4f} "
+                f"(hlm {e['hlm']['fit']['reml_criterion']:.4f}), SDs "
+                + ", ".join(f"{k} {v:.4f}" for k, v in sm["sds"].items())
+                + f", converged {sm['converged']}."
+            )
 
     c = res["crossed"]
     if c:
         L.append(f"\n### Crossed: `{CROSSED}`\n")
-        L.append("Synthetic InstEval-like data: 73,421 rows; s 3,000, d 1,100, dept 30 levels assigned at random; "
-                 "y = 3 + s + d + dept + e with SDs 0.3, 0.5, 0.1, 1.2. hlm best of "
-                 f"{len(c['hlm']['hlm_wall']) if c['hlm'] else args.repeat} fits in a fresh subprocess (fewer "
-                 f"repeats when they take over {REPEAT_BUDGET_S} s); lmer one call right after, on the same CSV.\n")
+        L.append(
+            "Synthetic InstEval-like data: 73,421 rows; s 3,000, d 1,100, dept 30 levels assigned at random; "
+            "y = 3 + s + d + dept + e with SDs 0.3, 0.5, 0.1, 1.2. hlm best of "
+            f"{len(c['hlm']['hlm_wall']) if c['hlm'] else args.repeat} fits in a fresh subprocess (fewer "
+            f"repeats when they take over {REPEAT_BUDGET_S} s); lmer one call right after, on the same CSV.\n"
+        )
         L.append("| hlm s | hlm evals | lmer s | lmer evals | lmer / hlm |")
         L.append("| ---: | ---: | ---: | ---: | ---: |")
         h, r = c["hlm"], c["lmer"]
@@ -424,19 +490,27 @@ def render(res: dict[str, Any], args: argparse.Namespace) -> str:
             th = min(h["hlm_wall"])
             hc = h["hlm_cpu"][int(np.argmin(h["hlm_wall"]))]
             lm = f"{r['elapsed']:.2f} ({r['cpu']:.2f})" if r else c["lmer_note"]
-            L.append(f"| {th:.3f} ({hc:.3f}) | {h['fit']['feval']} | {lm} | {r['feval'] if r else ''} | "
-                     f"{ratio(r['elapsed'] if r else None, th)} |")
-            L.append("\nhlm SDs: " + ", ".join(f"{g} {s:.4f}" for g, s in zip(h["fit"]["groups"], h["fit"]["sdcor"]))
-                     + f"; all hlm wall times (s): {', '.join(f'{t:.3f}' for t in h['hlm_wall'])}.")
+            L.append(
+                f"| {th:.3f} ({hc:.3f}) | {h['fit']['feval']} | {lm} | {r['feval'] if r else ''} | "
+                f"{ratio(r['elapsed'] if r else None, th)} |"
+            )
+            L.append(
+                "\nhlm SDs: "
+                + ", ".join(f"{g} {s:.4f}" for g, s in zip(h["fit"]["groups"], h["fit"]["sdcor"]))
+                + f"; all hlm wall times (s): {', '.join(f'{t:.3f}' for t in h['hlm_wall'])}."
+            )
         else:
             L.append(f"| {c['hlm_note']} | | | | |")
         h1 = c.get("hlm1")
         if h1:
             th1 = min(h1["hlm_wall"])
             hc1 = h1["hlm_cpu"][int(np.argmin(h1["hlm_wall"]))]
-            L.append(f"\nDiagnostic, same data, hlm with `OPENBLAS_NUM_THREADS=1` (best of {len(h1['hlm_wall'])}): "
-                     f"{th1:.3f} s ({hc1:.3f} s CPU), {h1['fit']['feval']} evaluations"
-                     + (f"; lmer / hlm = {ratio(r['elapsed'], th1)}" if r else "") + ".")
+            L.append(
+                f"\nDiagnostic, same data, hlm with `OPENBLAS_NUM_THREADS=1` (best of {len(h1['hlm_wall'])}): "
+                f"{th1:.3f} s ({hc1:.3f} s CPU), {h1['fit']['feval']} evaluations"
+                + (f"; lmer / hlm = {ratio(r['elapsed'], th1)}" if r else "")
+                + "."
+            )
         elif "hlm1_note" in c:
             L.append(f"\nDiagnostic hlm with `OPENBLAS_NUM_THREADS=1`: {c['hlm1_note']}.")
 
@@ -460,20 +534,28 @@ def render(res: dict[str, Any], args: argparse.Namespace) -> str:
     e = by.get(5000)
     if e and e["hlm"]:
         x = min(e["hlm"]["hlm_wall"]) / min(e["hlm"]["floor"])
-        L.append(f"- hlm within 5x the group-by floor at 8,000,000 rows: **{'met' if x <= TARGET['floor8m'] else 'NOT met'}**, "
-                 f"{x:.2f}x ({min(e['hlm']['hlm_wall']):.2f} s vs {min(e['hlm']['floor']):.2f} s).")
+        L.append(
+            "- hlm within 5x the group-by floor at 8,000,000 rows: "
+            f"**{'met' if x <= TARGET['floor8m'] else 'NOT met'}**, "
+            f"{x:.2f}x ({min(e['hlm']['hlm_wall']):.2f} s vs {min(e['hlm']['floor']):.2f} s)."
+        )
     if c and c["hlm"]:
         if c["lmer"]:
             x = c["lmer"]["elapsed"] / min(c["hlm"]["hlm_wall"])
-            L.append(f"- crossed model, hlm vs lmer (>= 10x): **{'met' if x >= TARGET['crossed'] else 'NOT met'}**, "
-                     f"{x:,.1f}x.")
+            L.append(
+                f"- crossed model, hlm vs lmer (>= 10x): **{'met' if x >= TARGET['crossed'] else 'NOT met'}**, "
+                f"{x:,.1f}x."
+            )
         else:
             L.append(f"- crossed model vs lmer: not measured ({c['lmer_note']}).")
     agrees = [(lbl, e["agree"]["ok"]) for lbl, e in rows_agree]
     if agrees:
         bad = [lbl for lbl, ok in agrees if not ok]
-        L.append(f"- agreement with lmer: **{'met' if not bad else 'NOT met'}**"
-                 + (f" (fails: {', '.join(bad)})" if bad else f" on all {len(agrees)} comparisons") + ".")
+        L.append(
+            f"- agreement with lmer: **{'met' if not bad else 'NOT met'}**"
+            + (f" (fails: {', '.join(bad)})" if bad else f" on all {len(agrees)} comparisons")
+            + "."
+        )
     return "\n".join(L)
 
 
@@ -485,10 +567,14 @@ def main() -> None:
     ap.add_argument("--no-lmer", action="store_true")
     ap.add_argument("--no-statsmodels", action="store_true")
     ap.add_argument("--no-crossed", action="store_true")
-    ap.add_argument("--no-one-thread", action="store_true",
-                    help="skip the extra crossed hlm run with OPENBLAS_NUM_THREADS=1")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "out" / "core.json"),
-                    help="also write the raw results as JSON here (default benchmarks/out/core.json)")
+    ap.add_argument(
+        "--no-one-thread", action="store_true", help="skip the extra crossed hlm run with OPENBLAS_NUM_THREADS=1"
+    )
+    ap.add_argument(
+        "--json",
+        default=str(ROOT / "benchmarks" / "out" / "core.json"),
+        help="also write the raw results as JSON here (default benchmarks/out/core.json)",
+    )
     ap.add_argument("--render", metavar="JSON", help="only print the Markdown for results saved by --json")
     ap.add_argument("--child", choices=["hlm", "statsmodels"], help=argparse.SUPPRESS)
     ap.add_argument("--districts", type=int, default=50, help=argparse.SUPPRESS)

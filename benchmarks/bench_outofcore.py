@@ -42,8 +42,21 @@ def write_data(rows: int, folder: Path, chunk_rows: int = 5_000_000) -> str:
     """``hlm simulate examples/seed.toml --seed 1 --set levels.district.n=N -o folder --rows-per-file R``."""
     districts = max(1, round(rows / ROWS_PER_DISTRICT))
     seed = Path(__file__).resolve().parents[1] / "examples" / "seed.toml"
-    cmd = [sys.executable, "-c", "import sys; from hlm.cli import main; sys.exit(main())", "simulate", str(seed), "--seed", "1", "--set", f"levels.district.n={districts}",
-           "-o", str(folder), "--rows-per-file", str(chunk_rows)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from hlm.cli import main; sys.exit(main())",
+        "simulate",
+        str(seed),
+        "--seed",
+        "1",
+        "--set",
+        f"levels.district.n={districts}",
+        "-o",
+        str(folder),
+        "--rows-per-file",
+        str(chunk_rows),
+    ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         return "hlm simulate"
@@ -67,11 +80,23 @@ def _numpy_writer(districts: int, folder: Path, chunk_rows: int) -> None:
         t = np.repeat(np.arange(start * 40, (start + nd) * 40) + 1, ROWS_PER_DISTRICT // 40)
         st = np.repeat(np.arange(start * 800, (start + nd) * 800) + 1, 2)
         tut = (rng.random(len(d)) < 0.2).astype(np.int8)
-        eff = (2 * rng.standard_normal(nd)[d - d[0]] + 3 * rng.standard_normal(nd * 5)[s - s[0]]
-               + 4 * rng.standard_normal(nd * 40)[t - t[0]] + 5 * rng.standard_normal(nd * 800)[st - st[0]])
+        eff = (
+            2 * rng.standard_normal(nd)[d - d[0]]
+            + 3 * rng.standard_normal(nd * 5)[s - s[0]]
+            + 4 * rng.standard_normal(nd * 40)[t - t[0]]
+            + 5 * rng.standard_normal(nd * 800)[st - st[0]]
+        )
         y = 2.0 * tut + eff + 6 * rng.standard_normal(len(d))
-        table = pa.table({"dist_id": d.astype(np.int32), "school_id": s.astype(np.int32), "teach_id": t.astype(np.int32),
-                          "student_id": st.astype(np.int32), "tutoring": tut, "perform": y})
+        table = pa.table(
+            {
+                "dist_id": d.astype(np.int32),
+                "school_id": s.astype(np.int32),
+                "teach_id": t.astype(np.int32),
+                "student_id": st.astype(np.int32),
+                "tutoring": tut,
+                "perform": y,
+            }
+        )
         pq.write_table(table, folder / f"part-{part:05d}.parquet")
 
 
@@ -82,10 +107,16 @@ def phase_baseline(glob: str, threads: int | None) -> dict:
     if threads:
         con.execute(f"SET threads = {threads}")
     t = time.perf_counter()
-    res = con.execute(f"SELECT student_id, count(*) AS n, sum(perform) AS sp, sum(tutoring) AS st "
-                      f"FROM read_parquet('{glob}') GROUP BY student_id").fetchnumpy()
-    return {"phase": "duckdb_groupby", "seconds": time.perf_counter() - t, "groups": len(res["n"]),
-            "peak_rss_mb": peak_rss_mb()}
+    res = con.execute(
+        f"SELECT student_id, count(*) AS n, sum(perform) AS sp, sum(tutoring) AS st "
+        f"FROM read_parquet('{glob}') GROUP BY student_id"
+    ).fetchnumpy()
+    return {
+        "phase": "duckdb_groupby",
+        "seconds": time.perf_counter() - t,
+        "groups": len(res["n"]),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def phase_fit(glob: str, threads: int | None) -> dict:
@@ -116,11 +147,20 @@ def phase_fit(glob: str, threads: int | None) -> dict:
     fit = hlm.fit(MODEL, glob, con=con)
     t2 = time.perf_counter()
     agg = fit.aggregates
-    return {"phase": "hlm_fit_duckdb", "seconds": t2 - t0, "aggregate_seconds": marks["aggregated"] - t0,
-            "optimise_seconds": t2 - marks["aggregated"], "nobs": agg.nobs, "groups": [f.nlevels for f in agg.factors],
-            "pooled": any(f.pooled is not None for f in agg.factors), "evaluations": fit.optsummary.feval,
-            "fixef": fit.fixef.round(4).to_dict(), "sd": [round(float(x), 4) for x in fit.varcorr["sdcor"]],
-            "converged": bool(fit.converged), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "phase": "hlm_fit_duckdb",
+        "seconds": t2 - t0,
+        "aggregate_seconds": marks["aggregated"] - t0,
+        "optimise_seconds": t2 - marks["aggregated"],
+        "nobs": agg.nobs,
+        "groups": [f.nlevels for f in agg.factors],
+        "pooled": any(f.pooled is not None for f in agg.factors),
+        "evaluations": fit.optsummary.feval,
+        "fixef": fit.fixef.round(4).to_dict(),
+        "sd": [round(float(x), 4) for x in fit.varcorr["sdcor"]],
+        "converged": bool(fit.converged),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def phase_spark(glob: str, threads: int | None) -> dict:
@@ -128,14 +168,19 @@ def phase_spark(glob: str, threads: int | None) -> dict:
     from pyspark.sql import SparkSession
 
     from hlm.aggregate.spark import aggregate_spark
-    from hlm.lmm import fit_aggregates
+    from hlm.lmm.pipeline import fit_aggregates
     from hlm.spec import parse_model
 
     t = time.perf_counter()
-    spark = (SparkSession.builder.master(f"local[{threads or os.cpu_count()}]").appName("hlm-bench")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.driver.memory", "6g").config("spark.sql.shuffle.partitions", str(4 * (os.cpu_count() or 2)))
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.master(f"local[{threads or os.cpu_count()}]")
+        .appName("hlm-bench")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "6g")
+        .config("spark.sql.shuffle.partitions", str(4 * (os.cpu_count() or 2)))
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     start = time.perf_counter() - t
     df = spark.read.parquet(str(Path(glob).parent))
@@ -146,10 +191,18 @@ def phase_spark(glob: str, threads: int | None) -> dict:
     fit = fit_aggregates(spec, agg, reml=True, x_model_spec=plan.x_model_spec)
     t2 = time.perf_counter()
     spark.stop()
-    return {"phase": "hlm_fit_spark", "seconds": t2 - t0, "aggregate_seconds": t1 - t0, "optimise_seconds": t2 - t1,
-            "session_start_seconds": start, "nobs": agg.nobs, "fixef": fit.fixef.round(4).to_dict(),
-            "sd": [round(float(x), 4) for x in fit.varcorr["sdcor"]], "converged": bool(fit.converged),
-            "peak_rss_mb_python": peak_rss_mb()}
+    return {
+        "phase": "hlm_fit_spark",
+        "seconds": t2 - t0,
+        "aggregate_seconds": t1 - t0,
+        "optimise_seconds": t2 - t1,
+        "session_start_seconds": start,
+        "nobs": agg.nobs,
+        "fixef": fit.fixef.round(4).to_dict(),
+        "sd": [round(float(x), 4) for x in fit.varcorr["sdcor"]],
+        "converged": bool(fit.converged),
+        "peak_rss_mb_python": peak_rss_mb(),
+    }
 
 
 def run_phase(name: str, glob: str, threads: int | None) -> dict:
@@ -166,8 +219,11 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/hlm_bench")
     ap.add_argument("--keep", action="store_true", help="keep the Parquet files (and reuse them if present)")
     ap.add_argument("--rows-per-file", type=lambda s: int(float(s.replace("_", ""))), default=5_000_000)
-    ap.add_argument("--data", help="use the Parquet files already in this folder (written by hlm simulate) "
-                    "instead of writing --rows rows; they are kept")
+    ap.add_argument(
+        "--data",
+        help="use the Parquet files already in this folder (written by hlm simulate) "
+        "instead of writing --rows rows; they are kept",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--spark", action="store_true", help="also fit from a Spark DataFrame (local mode) of the files")
     ap.add_argument("--phase", choices=["baseline", "fit", "spark"], help=argparse.SUPPRESS)
@@ -193,18 +249,23 @@ def main() -> None:
     fit = run_phase("fit", glob, args.threads)
     base2 = run_phase("baseline", glob, args.threads)
     base = min(base1["seconds"], base2["seconds"])
-    print(f"\n| rows | parquet | DuckDB GROUP BY student_id | hlm REML fit via DuckDB (aggregate + optimise) "
-          f"| ratio | peak RSS fit | peak RSS GROUP BY |\n|---|---|---|---|---|---|---|\n"
-          f"| {fit['nobs']:,} | {size / 2**20:,.0f} MiB | {base:.2f} s | {fit['seconds']:.2f} s "
-          f"({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) | {fit['seconds'] / base:.2f}x "
-          f"| {fit['peak_rss_mb']:,.0f} MiB | {max(base1['peak_rss_mb'], base2['peak_rss_mb']):,.0f} MiB |")
+    print(
+        f"\n| rows | parquet | DuckDB GROUP BY student_id | hlm REML fit via DuckDB (aggregate + optimise) "
+        f"| ratio | peak RSS fit | peak RSS GROUP BY |\n|---|---|---|---|---|---|---|\n"
+        f"| {fit['nobs']:,} | {size / 2**20:,.0f} MiB | {base:.2f} s | {fit['seconds']:.2f} s "
+        f"({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) | {fit['seconds'] / base:.2f}x "
+        f"| {fit['peak_rss_mb']:,.0f} MiB | {max(base1['peak_rss_mb'], base2['peak_rss_mb']):,.0f} MiB |"
+    )
     if args.spark:
         sp = run_phase("spark", glob, args.threads)
-        print(f"\n| rows | hlm via DuckDB (aggregate + optimise) | hlm via Spark local[{args.threads or os.cpu_count()}] "
-              f"(aggregate + optimise) | Spark / DuckDB | Spark session start |\n|---|---|---|---|---|\n"
-              f"| {fit['nobs']:,} | {fit['seconds']:.2f} s ({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) "
-              f"| {sp['seconds']:.2f} s ({sp['aggregate_seconds']:.2f} + {sp['optimise_seconds']:.2f}) "
-              f"| {sp['seconds'] / fit['seconds']:.1f}x | {sp['session_start_seconds']:.1f} s |")
+        print(
+            f"\n| rows | hlm via DuckDB (aggregate + optimise) | hlm via Spark local[{args.threads or os.cpu_count()}] "
+            f"(aggregate + optimise) | Spark / DuckDB | Spark session start |\n|---|---|---|---|---|\n"
+            f"| {fit['nobs']:,} | {fit['seconds']:.2f} s "
+            f"({fit['aggregate_seconds']:.2f} + {fit['optimise_seconds']:.2f}) "
+            f"| {sp['seconds']:.2f} s ({sp['aggregate_seconds']:.2f} + {sp['optimise_seconds']:.2f}) "
+            f"| {sp['seconds'] / fit['seconds']:.1f}x | {sp['session_start_seconds']:.1f} s |"
+        )
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
     if not (args.keep or args.data):
         shutil.rmtree(folder, ignore_errors=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -73,11 +73,21 @@ def main() -> None:
 
             t_idx, d = best_of(lm_data, 1)
             t_lfe, lfe = best_of(lambda: PanelOLS(d["y"], d[["const", "x1", "x2"]], entity_effects=True).fit(), 1)
-            results.append(("linearmodels PanelOLS(entity_effects) (+ set_index)", t_lfe + t_idx,
-                            f"b = {lfe.params['x1']:.4f}, {lfe.params['x2']:.4f}"))
+            results.append(
+                (
+                    "linearmodels PanelOLS(entity_effects) (+ set_index)",
+                    t_lfe + t_idx,
+                    f"b = {lfe.params['x1']:.4f}, {lfe.params['x2']:.4f}",
+                )
+            )
             t_lre, lre = best_of(lambda: RandomEffects(d["y"], d[["const", "x1", "x2"]]).fit(), 1)
-            results.append(("linearmodels RandomEffects (+ set_index)", t_lre + t_idx,
-                            f"b = {lre.params['x1']:.4f}, {lre.params['x2']:.4f}"))
+            results.append(
+                (
+                    "linearmodels RandomEffects (+ set_index)",
+                    t_lre + t_idx,
+                    f"b = {lre.params['x1']:.4f}, {lre.params['x2']:.4f}",
+                )
+            )
         except ImportError:
             results.append(("linearmodels", float("nan"), "not installed"))
         except Exception as exc:  # report, do not abort the benchmark
@@ -94,9 +104,11 @@ def main() -> None:
             results.append(("pyfixest", float("nan"), f"failed: {type(exc).__name__}: {exc}"[:80]))
 
     print(f"## Panel estimators: {rows:,} rows, {panels:,} panels\n")
-    print(f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, pandas {pd.__version__}; best of {args.repeat} for pandas and hlm "
-          "fe/re, one run for the others.\n")
+    print(
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, pandas {pd.__version__}; best of {args.repeat} for pandas and hlm "
+        "fe/re, one run for the others.\n"
+    )
     print("| method | seconds | ratio to pandas group-by | note |")
     print("| --- | ---: | ---: | --- |")
     for name, t, note in results:
@@ -104,8 +116,10 @@ def main() -> None:
         ratio = "n/a" if not np.isfinite(t) else f"{t / t_gb:.2f}x"
         print(f"| {name} | {sec} | {ratio} | {note} |")
     ok = t_fe <= 3 * t_gb and t_re <= 3 * t_gb
-    print(f"\nTarget (fe and re within 3x the group-by): {'met' if ok else 'NOT met'} "
-          f"(fe {t_fe / t_gb:.2f}x, re {t_re / t_gb:.2f}x).")
+    print(
+        f"\nTarget (fe and re within 3x the group-by): {'met' if ok else 'NOT met'} "
+        f"(fe {t_fe / t_gb:.2f}x, re {t_re / t_gb:.2f}x)."
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
     design = Design.from_toml(SEED_TOML).set("levels.district.n", args.districts)
     n = int(design.expected_rows())
-    print(f"seed design, {args.districts:,} districts: {n:,} rows; numpy {np.__version__}; best/median of {args.repeats}")
+    print(
+        f"seed design, {args.districts:,} districts: {n:,} rows; numpy {np.__version__}; best/median of {args.repeats}"
+    )
 
     cold = timed(lambda: simulate(design, seed=0))
     warm = [timed(lambda i=i: simulate(design, seed=i + 1)) for i in range(args.repeats)]
@@ -60,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def line(label: str, secs: list[float]) -> None:
         best, med = min(secs), statistics.median(secs)
-        print(f"  {label:34s} best {best:6.3f} s  {n / best / 1e6:6.1f} M rows/s   median {med:6.3f} s  {n / med / 1e6:6.1f} M rows/s")
+        print(
+            f"  {label:34s} best {best:6.3f} s  {n / best / 1e6:6.1f} M rows/s   "
+            f"median {med:6.3f} s  {n / med / 1e6:6.1f} M rows/s"
+        )
 
     line("floor: rng.standard_normal(n)", floor)
     line("simulate (warm)", warm)
@@ -82,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
     rate = n / min(warm)
     ok = rate >= args.floor_rate
-    print(f"{'PASS' if ok else 'FAIL'}: {rate / 1e6:.1f} M rows/s {'>=' if ok else '<'} {args.floor_rate / 1e6:.0f} M rows/s")
+    print(
+        f"{'PASS' if ok else 'FAIL'}: {rate / 1e6:.1f} M rows/s "
+        f"{'>=' if ok else '<'} {args.floor_rate / 1e6:.0f} M rows/s"
+    )
     return 0 if ok else 1
 
 

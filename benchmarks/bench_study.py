@@ -86,8 +86,11 @@ def per_rep_costs(design, n: int) -> dict[str, float]:
 def lmer_seconds(design) -> tuple[float | None, str]:
     if shutil.which("Rscript") is None:
         return None, "Rscript not found"
-    probe = subprocess.run(["Rscript", "-e", "suppressMessages(library(lme4)); cat(as.character(packageVersion('lme4')))"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["Rscript", "-e", "suppressMessages(library(lme4)); cat(as.character(packageVersion('lme4')))"],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         return None, "lme4 not installed"
     from hlm.simulate import simulate
@@ -137,8 +140,9 @@ def main() -> None:
     fast = hlm.study(design, MODEL, args.reps, seed=1, n_jobs=args.jobs, intervals=False, progress=sys.stderr.isatty())
     c1 = cpu_children()
     print(f"study of {args.ci_reps} replicates with intervals ...", file=sys.stderr)
-    full = hlm.study(design, MODEL, args.ci_reps, seed=2024, n_jobs=args.jobs, intervals=True,
-                     progress=sys.stderr.isatty())
+    full = hlm.study(
+        design, MODEL, args.ci_reps, seed=2024, n_jobs=args.jobs, intervals=True, progress=sys.stderr.isatty()
+    )
     c2 = cpu_children()
     load1 = load()
     lmer, lmer_note = (None, "skipped (--no-lmer)") if args.no_lmer else lmer_seconds(design)
@@ -151,7 +155,8 @@ def main() -> None:
     out = [
         "## Monte Carlo study (hlm.study): the seed's design, 80,000 rows, 4-level REML",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; Python {platform.python_version()}; "
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()}; "
         f"load average before / after: {load0} -> {load1} (other processes slow every number).",
         "",
         "| step (one replicate, serial, median) | seconds |",
@@ -161,7 +166,8 @@ def main() -> None:
         f"| study extraction of the estimates | {costs['extract']:.4f} |",
         f"| SEs / CIs of SDs and ICCs (`intervals=True`) | {costs['intervals']:.4f} |",
         "",
-        "| run | replicates | processes | wall s | replicates / s | CPU-s per replicate | wall s per fit in the workers (mean) |",
+        "| run | replicates | processes | wall s | replicates / s | CPU-s per replicate "
+        "| wall s per fit in the workers (mean) |",
         "|---|---:|---:|---:|---:|---:|---:|",
         f"| `hlm.study(..., intervals=False)` | {args.reps:,} | {fast.n_jobs} | {fast.seconds:.1f} | "
         f"{args.reps / fast.seconds:.1f} | {per_rep_fast:.3f} | {fs['seconds']:.3f} |",
@@ -174,20 +180,25 @@ def main() -> None:
         "",
     ]
     if lmer is not None:
-        out.append(f"`lmer` (R, {lmer_note}): {lmer:.2f} s per fit of the same 80,000 rows (best of 3), "
-                   f"{lmer / costs['fit']:.0f}x hlm's fit; 1,000 replicates would take about {lmer * 1000 / 60:.0f} "
-                   "CPU-minutes of fitting alone.")
+        out.append(
+            f"`lmer` (R, {lmer_note}): {lmer:.2f} s per fit of the same 80,000 rows (best of 3), "
+            f"{lmer / costs['fit']:.0f}x hlm's fit; 1,000 replicates would take about {lmer * 1000 / 60:.0f} "
+            "CPU-minutes of fitting alone."
+        )
     else:
         out.append(f"`lmer`: not measured ({lmer_note}).")
     out += [
         "",
         f"Acceptance study ({args.ci_reps} replicates, seed 2024): coverage of the 95% CI of tutoring "
         f"{s.loc['tutoring', 'coverage']:.3f} (target [0.92, 0.98]); mean SD estimates / truth: "
-        + ", ".join(f"{lv} {s.loc[f'sd[{lv}]', 'mean'] / s.loc[f'sd[{lv}]', 'truth']:.3f}"
-                    for lv in ("district", "school", "teacher", "student"))
+        + ", ".join(
+            f"{lv} {s.loc[f'sd[{lv}]', 'mean'] / s.loc[f'sd[{lv}]', 'truth']:.3f}"
+            for lv in ("district", "school", "teacher", "student")
+        )
         + f"; residual {s.loc['sd[residual]', 'mean'] / 6.0:.3f}. "
-        f"Coverage of the SD CIs: " + ", ".join(f"{lv} {s.loc[f'sd[{lv}]', 'coverage']:.3f}"
-                                                for lv in ("district", "school", "teacher", "student")) + ".",
+        f"Coverage of the SD CIs: "
+        + ", ".join(f"{lv} {s.loc[f'sd[{lv}]', 'coverage']:.3f}" for lv in ("district", "school", "teacher", "student"))
+        + ".",
         "",
     ]
     print("\n".join(out))

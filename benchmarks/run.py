@@ -35,7 +35,7 @@ STDERR_TAIL = 40
 
 
 def discover() -> dict[str, Path]:
-    return {p.stem[len("bench_"):]: p for p in sorted(HERE.glob("bench_*.py"))}
+    return {p.stem[len("bench_") :]: p for p in sorted(HERE.glob("bench_*.py"))}
 
 
 def script_timeout(path: Path, default: float) -> float:
@@ -65,16 +65,18 @@ def machine_line() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ""
     if hasattr(os, "getloadavg"):
-        load = ", load average at start {:.1f}".format(os.getloadavg()[0])
+        load = f", load average at start {os.getloadavg()[0]:.1f}"
     return f"{cpu}, {cores} cores{mem}; Python {platform.python_version()} on {platform.system()}{load}"
 
 
 def git_line() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=HERE,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=HERE, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         return f"commit {rev}{' + uncommitted changes under src/' if dirty else ''}" if rev else ""
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -88,8 +90,9 @@ def run_one(name: str, path: Path, quick: bool, timeout: float) -> tuple[str, bo
         cmd.append("--quick")
     print(f"[bench] {path.name}: {' '.join(cmd[1:])} (timeout {timeout:.0f} s)", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     out_chunks: list[str] = []
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
 
@@ -138,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="scripts to run by name (bench_<name>.py); default all")
     ap.add_argument("--quick", action="store_true", help="pass --quick to the scripts that take it")
-    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                    help=f"seconds per script unless it sets BENCH_TIMEOUT_S (default {DEFAULT_TIMEOUT_S})")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds per script unless it sets BENCH_TIMEOUT_S (default {DEFAULT_TIMEOUT_S})",
+    )
     args = ap.parse_args(argv)
 
     scripts = discover()

@@ -5,26 +5,60 @@
 >>> m.fixef, m.varcorr, m.summary()
 """
 
-from hlm.errors import (
-    ColumnError, ComparisonError, DataError, FileError, FormulaError, HLMError, HLMWarning,
-    IdentifiabilityError, NestingError, OptionError, ConvergenceWarning, SingularFitWarning, StructureWarning,
-)
-from hlm.aggregate.duckdb import write_predictions, write_ranef
+from hlm import power as power  # hlm.power: analytic power, MDES, sample size and budgets
+from hlm.api import Fit, fit
 from hlm.diagnose import NestingReport, nesting
-from hlm.fit import Fit
+from hlm.errors import (
+    ColumnError,
+    ComparisonError,
+    ConvergenceWarning,
+    DataError,
+    FileError,
+    FormulaError,
+    HLMError,
+    HLMWarning,
+    IdentifiabilityError,
+    NestingError,
+    OptionError,
+    SingularFitWarning,
+    StructureWarning,
+)
 from hlm.inference.likelihood_ratio import compare, lrtest
-from hlm.lmm import fit
 from hlm.panel import PanelFit, hausman, xtreg, xttest0
+from hlm.predict import write_predictions, write_ranef
 from hlm.spec import ModelSpec, parse_model
 from hlm.study import StudyResult, study
-from hlm import power as power  # hlm.power: analytic power, MDES, sample size and budgets
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "Fit", "ModelSpec", "parse_model", "lrtest", "compare", "xtreg", "hausman", "xttest0", "PanelFit", "study", "StudyResult",
-    "write_predictions", "write_ranef",
-    "HLMError", "HLMWarning", "FormulaError", "ColumnError", "DataError", "FileError", "NestingError",
-    "IdentifiabilityError", "ComparisonError", "OptionError",
-    "nesting", "NestingReport", "ConvergenceWarning", "SingularFitWarning", "StructureWarning",
+    "fit",
+    "Fit",
+    "ModelSpec",
+    "parse_model",
+    "lrtest",
+    "compare",
+    "xtreg",
+    "hausman",
+    "xttest0",
+    "PanelFit",
+    "study",
+    "StudyResult",
+    "write_predictions",
+    "write_ranef",
+    "HLMError",
+    "HLMWarning",
+    "FormulaError",
+    "ColumnError",
+    "DataError",
+    "FileError",
+    "NestingError",
+    "IdentifiabilityError",
+    "ComparisonError",
+    "OptionError",
+    "nesting",
+    "NestingReport",
+    "ConvergenceWarning",
+    "SingularFitWarning",
+    "StructureWarning",
 ]

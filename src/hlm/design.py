@@ -12,15 +12,19 @@ the frozen states) on new rows.  Stata syntax keeps formulaic's text and Stata's
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
+from hlm.data.source import choose_backend
 from hlm.errors import DataError, FormulaError, OptionError
+from hlm.spec.factor_variables import stata_column_name
 from hlm.spec.rformula import Atom, Name, RFormula, deparse, translate
 from hlm.spec.terms import ModelSpec
 from hlm.transforms import CONTEXT, evaluate, poly_state, scale_state
@@ -55,8 +59,13 @@ def _r_codes(terms: list[tuple[int, ...]], categorical: set[int], intercept: boo
     one is coded by dummies."""
     codes: list[dict[int, bool]] = []
     for t, term in enumerate(terms):
-        codes.append({v: not (set(term) - {v}) or any(set(term) - {v} <= set(p) for p in terms[:t])
-                      for v in term if v in categorical})
+        codes.append(
+            {
+                v: not (set(term) - {v}) or any(set(term) - {v} <= set(p) for p in terms[:t])
+                for v in term
+                if v in categorical
+            }
+        )
     if not intercept:
         for code in codes:
             if code:
@@ -65,8 +74,9 @@ def _r_codes(terms: list[tuple[int, ...]], categorical: set[int], intercept: boo
     return codes
 
 
-def r_names(model_spec: Any, atoms: Mapping[str, Atom],
-            order: Mapping[str, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def r_names(
+    model_spec: Any, atoms: Mapping[str, Atom], order: Mapping[str, int]
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """R's name of every column of formulaic's model matrix (see the module docstring) and the
     permutation of formulaic's columns into R's order.
 
@@ -96,11 +106,14 @@ def r_names(model_spec: Any, atoms: Mapping[str, Atom],
             continue
         code = next(codes)
         scoped = struct.scoped_terms
-        if len(scoped) != 1 or any(code[order[sf.factor.expr]] != sf.reduced for sf in scoped[0].factors
-                                   if order[sf.factor.expr] in code):
+        if len(scoped) != 1 or any(
+            code[order[sf.factor.expr]] != sf.reduced for sf in scoped[0].factors if order[sf.factor.expr] in code
+        ):
             label = ":".join(atoms[e].rname for e in sorted((f.expr for f in struct.term.factors), key=order.get))
-            raise FormulaError(f"the term '{label}' is an interaction without its margins, which R codes "
-                               "differently (rank-deficient); write the main effects too, e.g. a*b for a:b")
+            raise FormulaError(
+                f"the term '{label}' is an interaction without its margins, which R codes "
+                "differently (rank-deficient); write the main effects too, e.g. a*b for a:b"
+            )
         levels: list[list[str]] = []
         for sf in scoped[0].factors:
             atom = atoms[sf.factor.expr]
@@ -135,7 +148,7 @@ class FixedDesign:
     names: tuple[str, ...]
     model_spec: Any = field(repr=False, compare=False)
     order: tuple[int, ...] | None = None  # formulaic's columns -> R's order
-    random: tuple["FixedDesign | None", ...] = ()  # lme4: each random term's columns (None: intercept only)
+    random: tuple[FixedDesign | None, ...] = ()  # lme4: each random term's columns (None: intercept only)
 
     @property
     def has_offset(self) -> bool:
@@ -158,8 +171,9 @@ class FixedDesign:
         try:
             mm = self.model_spec.get_model_matrix(self.frame(data), context=CONTEXT if self.alias else None)
         except _ERRORS as exc:
-            raise DataError(f"cannot build the fixed-effects columns for the new rows: {str(exc).splitlines()[0]}") \
-                from None
+            raise DataError(
+                f"cannot build the fixed-effects columns for the new rows: {str(exc).splitlines()[0]}"
+            ) from None
         X = np.asarray(mm.to_numpy(dtype=float))
         return X if self.order is None else X[:, self.order]
 
@@ -175,8 +189,7 @@ class FixedDesign:
 
 def _numeric_env(alias: tuple[tuple[str, str], ...], data: pd.DataFrame) -> dict[str, np.ndarray]:
     """The numeric (and boolean) columns under their safe names, as floats."""
-    return {safe: data[col].to_numpy(dtype=float) for safe, col in alias
-            if data[col].dtype.kind in "iufb"}
+    return {safe: data[col].to_numpy(dtype=float) for safe, col in alias if data[col].dtype.kind in "iufb"}
 
 
 def _evaluate(code: str, env: dict[str, np.ndarray], alias: tuple[tuple[str, str], ...], what: str) -> np.ndarray:
@@ -207,8 +220,13 @@ def atom_map(rf: RFormula, states: Mapping[int, tuple]) -> tuple[dict[str, Atom]
     return dict(zip(exprs, rf.atoms)), {e: i for i, e in enumerate(exprs)}
 
 
-def design_of(spec: ModelSpec, rf: RFormula | None, states: Mapping[int, tuple], model_spec: Any,
-              names: tuple[str, ...] | None = None) -> FixedDesign:
+def design_of(
+    spec: ModelSpec,
+    rf: RFormula | None,
+    states: Mapping[int, tuple],
+    model_spec: Any,
+    names: tuple[str, ...] | None = None,
+) -> FixedDesign:
     """The :class:`FixedDesign` of a fixed part whose formulaic ``model_spec`` is built."""
     if rf is None:
         return FixedDesign(spec.syntax, spec.fixed, (), (), names or (), model_spec)
@@ -216,8 +234,15 @@ def design_of(spec: ModelSpec, rf: RFormula | None, states: Mapping[int, tuple],
         names, order = r_names(model_spec, *atom_map(rf, states))
     except KeyError:  # formulaic wrote a factor otherwise than alone: never guess a name
         raise FormulaError(f"cannot name the columns of '{rf.text}'") from None
-    return FixedDesign("lme4", rf.formula(dict(states)), rf.alias, rf.offsets, names, model_spec,
-                       None if order == tuple(range(len(order))) else order)
+    return FixedDesign(
+        "lme4",
+        rf.formula(dict(states)),
+        rf.alias,
+        rf.offsets,
+        names,
+        model_spec,
+        None if order == tuple(range(len(order))) else order,
+    )
 
 
 def random_rformulas(spec: ModelSpec) -> tuple[RFormula, ...] | None:
@@ -245,8 +270,6 @@ def build_design(spec: ModelSpec, rf: RFormula, data: pd.DataFrame) -> tuple[np.
 
 def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
     """X of the rows of ``data`` (complete rows) and the frozen design."""
-    from hlm.modelframe import fixed_name
-
     rf = rformula(spec)
     if rf is None:
         try:
@@ -272,12 +295,12 @@ def with_offset(spec: ModelSpec, data: Any, offset: Any) -> tuple[ModelSpec, Any
     if isinstance(offset, str):
         column = offset
     else:
-        from hlm.aggregate import choose_backend
-        from hlm.source import to_pandas
+        from hlm.data.source import to_pandas
 
         if choose_backend(data) != "memory":
-            raise OptionError("offset= as an array needs in-memory data; for files and SQL name a column: "
-                              "offset='column'")
+            raise OptionError(
+                "offset= as an array needs in-memory data; for files and SQL name a column: offset='column'"
+            )
         values = np.asarray(offset, dtype=float).ravel()
         frame = to_pandas(data)
         if len(values) != len(frame):
@@ -285,3 +308,22 @@ def with_offset(spec: ModelSpec, data: Any, offset: Any) -> tuple[ModelSpec, Any
         data, column = frame.assign(**{OFFSET_COLUMN: values}), OFFSET_COLUMN
     term = f"offset({deparse(Name(column))})"
     return replace(spec, fixed=f"{spec.fixed} + {term}"), data
+
+
+_LEVEL = re.compile(r"\[T\.(.*?)\]")
+
+
+def fixed_name(name: str, syntax: str) -> str:
+    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``, ``2.arm``) style (random
+    slopes and Stata syntax; lme4 fixed parts are named by :mod:`hlm.design`)."""
+    if syntax == "stata":
+        return stata_column_name(name)
+    if name == "Intercept":
+        return "(Intercept)"
+    return _LEVEL.sub(lambda m: m.group(1), name)
+
+
+def pool_name(name: str, syntax: str) -> str:
+    """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
+    the intercept), other columns as the fixed part names them."""
+    return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)

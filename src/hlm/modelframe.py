@@ -4,52 +4,30 @@ Rows with a missing value in any used column are dropped (and counted).  The fix
 columns come from :mod:`hlm.design`, whose frozen :class:`~hlm.design.FixedDesign` is kept
 so ``predict(newdata)`` can rebuild X for new rows; y is the response minus the offset.
 A categorical column's levels are those of the rows used, in the order its source declares
-(:mod:`hlm.source`); the first is the reference.  Grouping factors are coded ``0..G-1`` in
+(:mod:`hlm.data.source`); the first is the reference.  Grouping factors are coded ``0..G-1`` in
 sorted order of their values, interactions by the lexicographic order of their components.
 """
 
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.checks_data import check_factor_levels, frame_factor_levels
-from hlm.design import build_design, build_fixed, random_rformulas, rformula
+from hlm.data.codes import dense_codes, determines, factor_key, first_rows
+from hlm.data.source import check_columns, file_kind, to_pandas, warn_lost_categories
+from hlm.design import build_design, build_fixed, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
-from hlm.source import check_columns, file_kind, to_pandas, warn_lost_categories
-from hlm.spec.factor_variables import check_factor_values, stata_column_name
+from hlm.lmm.checks_data import check_factor_levels, frame_factor_levels
+from hlm.spec.factor_variables import check_factor_values
 from hlm.spec.terms import ModelSpec
 from hlm.weights import ARRAY_NAME, as_array, validate, weights_name
-
-_LEVEL = re.compile(r"\[T\.(.*?)\]")
-
-
-def fixed_name(name: str, syntax: str) -> str:
-    """formulaic column name -> lme4 (``sxMale``) or Stata (``_cons``, ``2.arm``) style (random
-    slopes and Stata syntax; lme4 fixed parts are named by :mod:`hlm.design`)."""
-    if syntax == "stata":
-        return stata_column_name(name)
-    if name == "Intercept":
-        return "(Intercept)"
-    return _LEVEL.sub(lambda m: m.group(1), name)
-
-
-def pool_name(name: str, syntax: str) -> str:
-    """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
-    the intercept), other columns as the fixed part names them."""
-    return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)
-
-
-def factor_key(group: tuple[str, ...]) -> frozenset[str]:
-    """Identity of a grouping factor: the set of columns it interacts."""
-    return frozenset(group)
 
 
 @dataclass(frozen=True)
@@ -101,41 +79,16 @@ def used_columns(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys([spec.response, *model_variables(spec), *spec.group_columns]))
 
 
-def _matrix(rhs: str, frame: pd.DataFrame, what: str):
+def _matrix(rhs: str, frame: pd.DataFrame, what: str) -> Any:
     try:
         return model_matrix(rhs, frame, na_action="raise", output="pandas")
     except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:
         raise FormulaError(f"cannot build {what} '{rhs}': {str(exc).splitlines()[0]}") from None
 
 
-def dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Codes 0..G-1 in sorted order of the values; O(n) for integers of moderate range."""
-    if values.dtype.kind in "iu" and len(values):
-        lo, hi = int(values.min()), int(values.max())
-        if hi - lo <= 4 * len(values) + 1024:
-            present = np.zeros(hi - lo + 1, dtype=bool)
-            shifted = values - lo
-            present[shifted] = True
-            remap = np.cumsum(present, dtype=np.int64) - 1
-            return remap[shifted], int(present.sum())
-    codes, uniques = pd.factorize(values, sort=True)
-    return codes.astype(np.int64), len(uniques)
-
-
-def first_rows(codes: np.ndarray, G: int, backwards: np.ndarray | None = None) -> np.ndarray:
-    """Index of the first row of every group (``backwards``: ``arange(n)[::-1]``, reusable)."""
-    first = np.empty(G, dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1) if backwards is None else backwards
-    return first
-
-
-def determines(codes: np.ndarray, first: np.ndarray, other: np.ndarray) -> bool:
-    """Whether each group of ``codes`` (first rows ``first``) has a single value of ``other``."""
-    return bool(np.array_equal(other[first][codes], other))
-
-
-def _implies(a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
-             implied: dict[str, set[str]]) -> bool:
+def _implies(
+    a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]], implied: dict[str, set[str]]
+) -> bool:
     """Whether column ``a`` determines column ``b`` (memoised, and used transitively)."""
     known = implied.setdefault(a, set())
     if b in known or any(b in implied.get(mid, ()) for mid in list(known)):
@@ -148,9 +101,14 @@ def _implies(a: str, b: str, coded: dict[str, tuple[np.ndarray, int, np.ndarray]
     return False
 
 
-def _code_factor(frame: pd.DataFrame, name: str, columns: tuple[str, ...],
-                 coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
-                 implied: dict[str, set[str]], backwards: np.ndarray) -> GroupingFactor:
+def _code_factor(
+    frame: pd.DataFrame,
+    name: str,
+    columns: tuple[str, ...],
+    coded: dict[str, tuple[np.ndarray, int, np.ndarray]],
+    implied: dict[str, set[str]],
+    backwards: np.ndarray,
+) -> GroupingFactor:
     """Code the interaction of ``columns``, levels in lexicographic order of the columns.
 
     ``coded`` caches each column's codes and first rows across factors; ``implied[a]``
@@ -185,8 +143,10 @@ def _check_finite(M: np.ndarray, names: Sequence[str]) -> None:
     """A model column computed to +-inf or NaN (log(0), sqrt(-1)) is an error naming it."""
     bad = ~np.isfinite(M).all(axis=0)
     if bad.any():
-        raise DataError(f"column '{names[int(np.argmax(bad))]}' has infinite values or NaN (such as log or sqrt of a "
-                        "negative number); remove or recode them")
+        raise DataError(
+            f"column '{names[int(np.argmax(bad))]}' has infinite values or NaN (such as log or sqrt of a "
+            "negative number); remove or recode them"
+        )
 
 
 def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
@@ -208,7 +168,9 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     w_raw = None if wname is None else frame[wname] if wname != ARRAY_NAME else as_array(weights, len(frame))
     y_raw = frame[spec.response]
     if not (pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)):
-        raise DataError(f"the response '{spec.response}' is not numeric ({y_raw.dtype}); convert it or pick a numeric column")
+        raise DataError(
+            f"the response '{spec.response}' is not numeric ({y_raw.dtype}); convert it or pick a numeric column"
+        )
     keep = np.ones(len(frame), dtype=bool)
     for col in cols:
         values = frame[col]
@@ -229,8 +191,11 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     if ndropped or zero:
         frame = frame.loc[keep]
     if len(frame) == 0:
-        raise DataError("every row has a missing value in a model column" + (" or a zero weight" if zero else "")
-                        + "; nothing is left to fit")
+        raise DataError(
+            "every row has a missing value in a model column"
+            + (" or a zero weight" if zero else "")
+            + "; nothing is left to fit"
+        )
     frame = frame.reset_index(drop=True)
     for col in frame.columns:  # the levels of the rows used, in the source's order (as the SQL backends)
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
@@ -280,12 +245,26 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     built: dict[frozenset[str], GroupingFactor] = {}
     backwards = np.arange(len(frame) - 1, -1, -1)
     for term in sorted(spec.random, key=lambda t: len(t.group)):  # outer factors first: their
-        key = factor_key(term.group)                                # nesting facts are reused
+        key = factor_key(term.group)  # nesting facts are reused
         if key not in built:
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
             built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
     factors = [built[k] for k in keys]
     term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
     design = replace(design, random=tuple(zdesigns)) if zrfs is not None else design
-    return ModelFrame(spec, y, X, design.names, design, tuple(pool), Z, tuple(term_columns),
-                      tuple(factors), tuple(term_factor), ndropped, w, wname, zero)
+    return ModelFrame(
+        spec,
+        y,
+        X,
+        design.names,
+        design,
+        tuple(pool),
+        Z,
+        tuple(term_columns),
+        tuple(factors),
+        tuple(term_factor),
+        ndropped,
+        w,
+        wname,
+        zero,
+    )

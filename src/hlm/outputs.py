@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from hlm.errors import FileError
 
@@ -41,8 +41,9 @@ def writable_folder(folder: Path, path: str | os.PathLike) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".hlm-probe-", dir=folder)
     except OSError as exc:
-        raise FileError(f"cannot write '{path}': the folder '{folder}' is not writable ({exc.strerror or exc})") \
-            from None
+        raise FileError(
+            f"cannot write '{path}': the folder '{folder}' is not writable ({exc.strerror or exc})"
+        ) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -55,8 +56,10 @@ def output_file(path: str | os.PathLike, formats: Mapping[str, str], *, overwrit
     target = Path(path)
     kind = formats.get(target.suffix.lower())
     if kind is None:
-        raise FileError(f"cannot write '{path}': unsupported extension '{target.suffix or '(none)'}'; use "
-                        f"{', '.join(sorted(formats))}")
+        raise FileError(
+            f"cannot write '{path}': unsupported extension '{target.suffix or '(none)'}'; use "
+            f"{', '.join(sorted(formats))}"
+        )
     writable_folder(target.parent, path)
     if target.is_dir():
         raise FileError(f"cannot write '{path}': it is a folder")
@@ -77,8 +80,10 @@ def output_folder(path: str | os.PathLike, *, overwrite: bool = False, suffix: s
             raise FileError(f"'{path}' already exists and is not a folder; remove it or choose another")
         entries = list(target.iterdir())
         if entries and not overwrite:
-            raise FileError(f"'{path}' already exists and is not an empty folder; pass {_FORCE.get()} to replace "
-                            "it, or choose another")
+            raise FileError(
+                f"'{path}' already exists and is not an empty folder; pass {_FORCE.get()} to replace "
+                "it, or choose another"
+            )
         if any(e.is_dir() or e.suffix.lower() != suffix for e in entries):
             raise FileError(f"'{path}' holds files other than {suffix} files; remove it or choose another")
     return target

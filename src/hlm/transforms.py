@@ -14,7 +14,8 @@ or from the moments sum t^j (:func:`poly_state_from_moments`, for the SQL backen
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +26,13 @@ def _float(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
-def poly_columns(x: Any, degree: int, alpha: Sequence[float] = (),
-                 norm2: Sequence[float] = ()) -> dict[str, np.ndarray]:
+def poly_columns(
+    x: Any, degree: int, alpha: Sequence[float] = (), norm2: Sequence[float] = ()
+) -> dict[str, np.ndarray]:
     """Columns ``"1".."k"`` of ``poly(x, k)``: raw powers without state, else the recurrence."""
     x = _float(x)
     if not len(alpha):
-        return {str(j): x ** j for j in range(1, degree + 1)}
+        return {str(j): x**j for j in range(1, degree + 1)}
     z = [np.ones_like(x), x - alpha[0]]
     for i in range(1, degree):
         z.append((x - alpha[i]) * z[i] - (norm2[i + 1] / norm2[i]) * z[i - 1])
@@ -50,13 +52,14 @@ def poly_state(x: np.ndarray, degree: int) -> tuple[tuple[float, ...], tuple[flo
     t = x - xbar
     q, r = np.linalg.qr(np.vander(t, degree + 1, increasing=True))
     z = q * np.diag(r)
-    norm2 = (z ** 2).sum(axis=0)
-    alpha = (t[:, None] * z ** 2).sum(axis=0) / norm2 + xbar
+    norm2 = (z**2).sum(axis=0)
+    alpha = (t[:, None] * z**2).sum(axis=0) / norm2 + xbar
     return tuple(alpha[:degree]), (1.0, *norm2)
 
 
-def poly_state_from_moments(mean: float, moments: Sequence[float], degree: int,
-                            distinct: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def poly_state_from_moments(
+    mean: float, moments: Sequence[float], degree: int, distinct: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(alpha, norm2) from ``moments[j] = sum (x - mean)^j``, j = 0..2k (Stieltjes' procedure)."""
     _check_degree(degree, distinct)
     m = np.asarray(moments, dtype=float)
@@ -95,16 +98,23 @@ def scale_state(x: np.ndarray, center: bool, scale: bool) -> tuple[float, float]
 
 def _elementwise(fn: Any) -> Any:
     """``fn`` on floats, quietly: a NaN or infinite result is reported by the caller, naming the term."""
+
     def apply(x: Any) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return fn(_float(x))
+
     return apply
 
 
 CONTEXT: dict[str, Any] = {
-    "r_num": _float, "r_I": _float, "r_poly": poly_columns, "r_scale": scale_columns,
-    **{f"r_{name}": _elementwise(getattr(np, name))
-       for name in ("log", "exp", "sqrt", "abs", "log1p", "expm1", "log2", "log10")},
+    "r_num": _float,
+    "r_I": _float,
+    "r_poly": poly_columns,
+    "r_scale": scale_columns,
+    **{
+        f"r_{name}": _elementwise(getattr(np, name))
+        for name in ("log", "exp", "sqrt", "abs", "log1p", "expm1", "log2", "log10")
+    },
 }
 """The functions the formulas of :mod:`hlm.spec.rformula` call (formulaic's context)."""
 

@@ -34,26 +34,35 @@ has no single residual variance to use and is refused for weighted fits.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from hlm.errors import DataError
-from hlm.inference.params import VarParams
-from hlm.inference.varcomp import VarCompInfo, information
-from hlm.ranef import factor_order
-
-if TYPE_CHECKING:
-    from hlm.fit import Fit
+from hlm.lmm.information import VarCompInfo
+from hlm.lmm.params import VarParams
+from hlm.lmm.ranef import factor_order
+from hlm.lmm.result import LmmResult
 
 VARCOMP_COLUMNS = ["level", "group", "var1", "var2", "estimate", "std_error", "conf_low", "conf_high"]
-ICC_COLUMNS = ["level", "variance", "variance_low", "variance_high", "share", "share_low", "share_high",
-               "icc", "icc_low", "icc_high"]
+ICC_COLUMNS = [
+    "level",
+    "variance",
+    "variance_low",
+    "variance_high",
+    "share",
+    "share_low",
+    "share_high",
+    "icc",
+    "icc_low",
+    "icc_high",
+]
+
 
 # ---- the random-effects parameter table ----------------------------------------------------
-def stata_factor_order(fit: "Fit") -> list[int]:
+def stata_factor_order(fit: LmmResult) -> list[int]:
     """Factors outermost first (Stata's order of levels): for nested chains the reverse of
     the chain, for crossed factors fewest levels first."""
     if fit.aggregates.chain is not None:
@@ -61,7 +70,7 @@ def stata_factor_order(fit: "Fit") -> list[int]:
     return list(reversed(factor_order(fit)))
 
 
-def varcomp_table(fit: "Fit", vc: VarCompInfo | None = None, *, level: float = 0.95) -> pd.DataFrame:
+def varcomp_table(fit: LmmResult, vc: VarCompInfo | None = None, *, level: float = 0.95) -> pd.DataFrame:
     """:func:`hlm.inference.varcomp.varcomp` (SDs and correlations with SEs and CIs on the
     log-SD / atanh scale) in Stata's order: levels outermost first; within a term slopes
     before the intercept, then correlations (var1 before var2 in the term's column order)."""
@@ -93,8 +102,9 @@ def varcomp_table(fit: "Fit", vc: VarCompInfo | None = None, *, level: float = 0
 
 
 # ---- variance share per level ---------------------------------------------------------------
-def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
-                     levels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _level_variances(
+    fit: LmmResult, info: VarCompInfo, at: Mapping[str, float], levels: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """[v_level for levels..., sigma^2] with v = z' Sigma_f z at covariates ``at``, and their
     gradients in eta (rows; see the module docstring)."""
     struct, params, est = fit.structure, info.vp.params, info.estimates
@@ -126,8 +136,11 @@ def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
         z, r = zs[p.term], row[struct.terms[p.term].factor]
         if struct.terms[p.term].cov != "unstructured":  # v_t = s^2 z'[(1 - r) I + r J] z
             sd = sds[p.term][0]
-            grad[r, k] = (2.0 * float(z @ covz[p.term]) if p.kind == "sd"
-                          else sd**2 * (z.sum() ** 2 - z @ z) * (1.0 - est[k] ** 2))
+            grad[r, k] = (
+                2.0 * float(z @ covz[p.term])
+                if p.kind == "sd"
+                else sd**2 * (z.sum() ** 2 - z @ z) * (1.0 - est[k] ** 2)
+            )
         elif p.kind == "sd":
             grad[r, k] = 2.0 * z[p.i] * covz[p.term][p.i]
         else:
@@ -136,21 +149,23 @@ def _level_variances(fit: "Fit", info: VarCompInfo, at: Mapping[str, float],
     return v, grad
 
 
-def icc_table(fit: "Fit", at: Mapping[str, float] | None = None, *, level: float = 0.95,
-              vc: VarCompInfo | None = None) -> pd.DataFrame:
+def icc_table(
+    fit: LmmResult, at: Mapping[str, float] | None = None, *, level: float = 0.95, vc: VarCompInfo | None = None
+) -> pd.DataFrame:
     """One row per level (innermost first) and the residual; see the module docstring.
 
     ``at`` maps random-slope column names (as in ``fit.varcorr``'s var1) to the covariate
     values at which slope variances enter; unnamed columns are 0.  ``vc`` is
-    :func:`hlm.inference.varcomp.information`'s result when already computed.
+    :attr:`hlm.lmm.result.LmmResult.varcomp_info`'s result when already computed.
     """
     at = dict(at or {})
     known = {c for t in fit.structure.terms for c in t.columns}
     unknown = sorted(set(at) - known)
     if unknown:
-        raise DataError(f"at= names {', '.join(unknown)}, which are not random-effect columns "
-                        f"({', '.join(sorted(known))})")
-    info = information(fit) if vc is None else vc
+        raise DataError(
+            f"at= names {', '.join(unknown)}, which are not random-effect columns ({', '.join(sorted(known))})"
+        )
+    info = fit.varcomp_info if vc is None else vc
     levels = list(fit.aggregates.chain) if fit.aggregates.chain is not None else factor_order(fit)
     v, grad = _level_variances(fit, info, at, levels)
     full = np.zeros((len(info.free), len(info.free)))
@@ -194,11 +209,15 @@ def icc_table(fit: "Fit", at: Mapping[str, float] | None = None, *, level: float
     notes = []
     if slopes:
         shown = ", ".join(f"{c} = {at.get(c, 0.0):g}" for c in slopes)
-        notes.append("with random slopes a level's variance is z' Sigma z and changes with the covariates; "
-                     f"shares and ICCs shown at {shown}")
+        notes.append(
+            "with random slopes a level's variance is z' Sigma z and changes with the covariates; "
+            f"shares and ICCs shown at {shown}"
+        )
     if not nested and len(levels) > 1:
-        notes.append("crossed factors: the ICC of a factor is the correlation of two observations that "
-                     "share only that factor's group")
+        notes.append(
+            "crossed factors: the ICC of a factor is the correlation of two observations that "
+            "share only that factor's group"
+        )
     out.attrs["note"] = "; ".join(notes)
     return out
 
@@ -208,47 +227,54 @@ def _expit(x: float) -> float:
 
 
 # ---- R^2 ----------------------------------------------------------------------------------
-def _column_sums(fit: "Fit") -> np.ndarray:
+def _column_sums(fit: LmmResult) -> np.ndarray:
     """Sum over rows of each fixed-effect column (from an intercept in X or in the Z pool)."""
     agg = fit.aggregates
     for icol, name in enumerate(agg.xnames):
         if name in ("(Intercept)", "_cons"):
-            return agg.ktk[icol, :len(agg.xnames)]
+            return agg.ktk[icol, : len(agg.xnames)]
     if "(Intercept)" in agg.pool:
         c = agg.pool.index("(Intercept)")
         for fac in agg.factors:
             if fac.ztk is not None:
-                return fac.ztk[:, c, :len(agg.xnames)].sum(axis=0)
+                return fac.ztk[:, c, : len(agg.xnames)].sum(axis=0)
     raise DataError("R^2 needs the column means of X: the model has no intercept in the fixed or random part")
 
 
-def _global_ztz(fit: "Fit") -> np.ndarray:
+def _global_ztz(fit: LmmResult) -> np.ndarray:
     for fac in fit.aggregates.factors:
         if fac.ztz is not None:
             return fac.ztz.sum(axis=0)
     raise DataError("the aggregates carry no Z'Z")
 
 
-def r2_table(fit: "Fit") -> dict[str, float]:
+def r2_table(fit: LmmResult) -> dict[str, float]:
     """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension for slopes)."""
     agg = fit.aggregates
     if agg.weights is not None:
-        raise DataError("R^2 is not defined for a fit with precision weights (the residual variance sigma^2 / w_i "
-                        "differs by row); report the variance components or fit without weights")
+        raise DataError(
+            "R^2 is not defined for a fit with precision weights (the residual variance sigma^2 / w_i "
+            "differs by row); report the variance components or fit without weights"
+        )
     n, p = fit.nobs, len(agg.xnames)
     beta = np.asarray(fit.profiled.beta, dtype=float)
     ss = float(beta @ agg.ktk[:p, :p] @ beta)
     mean = float(_column_sums(fit) @ beta) / n
-    var_f = (ss - n * mean ** 2) / (n - 1)
+    var_f = (ss - n * mean**2) / (n - 1)
     ztz = _global_ztz(fit)
     lambdas = fit.structure.lambdas(fit.theta)
     var_r = 0.0
     for f, cols in enumerate(fit.structure.factor_cols):
         if not cols:
             continue
-        sigma_f = fit.sigma ** 2 * lambdas[f] @ lambdas[f].T
+        sigma_f = fit.sigma**2 * lambdas[f] @ lambdas[f].T
         var_r += float(np.trace(sigma_f @ ztz[np.ix_(list(cols), list(cols))])) / n
-    var_e = fit.sigma ** 2
+    var_e = fit.sigma**2
     tot = var_f + var_r + var_e
-    return {"marginal": var_f / tot, "conditional": (var_f + var_r) / tot,
-            "var_fixed": var_f, "var_random": var_r, "var_residual": var_e}
+    return {
+        "marginal": var_f / tot,
+        "conditional": (var_f + var_r) / tot,
+        "var_fixed": var_f,
+        "var_random": var_r,
+        "var_residual": var_e,
+    }

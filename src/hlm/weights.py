@@ -51,13 +51,13 @@ def check_counts(name: str, *, missing: int, infinite: int, negative: int) -> No
     """One-line DataError for the first kind of bad weight that occurs (counts over the rows used)."""
     what = _what(name)
     if missing:
-        raise DataError(f"{what} has {missing:,} missing values; fill them or drop those rows "
-                        "(a weight of 0 drops a row)")
+        raise DataError(
+            f"{what} has {missing:,} missing values; fill them or drop those rows (a weight of 0 drops a row)"
+        )
     if infinite:
         raise DataError(f"{what} has {infinite:,} infinite values; precision weights must be finite")
     if negative:
-        raise DataError(f"{what} has {negative:,} negative values; precision weights must be >= 0 "
-                        "(0 drops the row)")
+        raise DataError(f"{what} has {negative:,} negative values; precision weights must be >= 0 (0 drops the row)")
 
 
 def as_array(weights: Any, nrows: int) -> np.ndarray:
@@ -65,8 +65,10 @@ def as_array(weights: Any, nrows: int) -> np.ndarray:
     used), as a numpy array of the given dtype."""
     values = weights.to_numpy() if isinstance(weights, pd.Series) else np.asarray(weights)
     if values.ndim != 1 or len(values) != nrows:
-        raise DataError(f"the weights array has shape {values.shape} but the data has {nrows:,} rows; "
-                        "pass one weight per row, or the name of a column")
+        raise DataError(
+            f"the weights array has shape {values.shape} but the data has {nrows:,} rows; "
+            "pass one weight per row, or the name of a column"
+        )
     return values
 
 
@@ -77,6 +79,5 @@ def validate(values: Any, name: str) -> np.ndarray:
     check_kind(numeric, name, series.dtype)
     missing = int(series.isna().sum())
     w = series.to_numpy(dtype=float, na_value=np.nan)
-    check_counts(name, missing=missing, infinite=int((~np.isfinite(w)).sum()) - missing,
-                 negative=int((w < 0).sum()))
+    check_counts(name, missing=missing, infinite=int((~np.isfinite(w)).sum()) - missing, negative=int((w < 0).sum()))
     return w

@@ -9,8 +9,9 @@ from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats, nesting_cha
 from hlm.modelframe import ModelFrame
 
 
-def group_crossprods(codes: np.ndarray, G: int, Z: np.ndarray, K: np.ndarray,
-                     w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def group_crossprods(
+    codes: np.ndarray, G: int, Z: np.ndarray, K: np.ndarray, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per group: Z_g'W_gZ_g (G, z, z) and Z_g'W_gK_g (G, z, k), by weighted bincounts
     (W = I without precision weights ``w``)."""
     z, k = Z.shape[1], K.shape[1]
@@ -32,8 +33,9 @@ def group_crossprods(codes: np.ndarray, G: int, Z: np.ndarray, K: np.ndarray,
     return ztz, ztk
 
 
-def cross_block(i: int, j: int, ci: np.ndarray, cj: np.ndarray, Gj: int, Z: np.ndarray,
-                w: np.ndarray | None = None) -> CrossBlock:
+def cross_block(
+    i: int, j: int, ci: np.ndarray, cj: np.ndarray, Gj: int, Z: np.ndarray, w: np.ndarray | None = None
+) -> CrossBlock:
     """Sum of w z z' over the rows shared by each pair of groups (gi, gj) (w = 1 unweighted)."""
     pair, inverse = np.unique(ci * Gj + cj, return_inverse=True)
     z = Z.shape[1]
@@ -47,7 +49,7 @@ def cross_block(i: int, j: int, ci: np.ndarray, cj: np.ndarray, Gj: int, Z: np.n
 
 def aggregate_frame(mf: ModelFrame) -> Aggregates:
     """Compute :class:`Aggregates` from a :class:`ModelFrame`.  Values whose products
-    overflow give infinite cross-products, refused by :func:`hlm.checks_data.check_scales`
+    overflow give infinite cross-products, refused by :func:`hlm.lmm.checks_data.check_scales`
     (so numpy's overflow warnings are silenced here)."""
     with np.errstate(over="ignore", invalid="ignore"):
         return _aggregate_frame(mf)
@@ -60,8 +62,11 @@ def _aggregate_frame(mf: ModelFrame) -> Aggregates:
     ktk = K.T @ K if mf.w is None else K.T @ (mf.w[:, None] * K)
     codes = [f.codes for f in mf.factors]
     nlev = [len(f.keys[0]) for f in mf.factors]
-    nested = (nesting_chain(codes, nlev, [f.first for f in mf.factors], [frozenset(f.columns) for f in mf.factors])
-              if codes else ((), ()))
+    nested = (
+        nesting_chain(codes, nlev, [f.first for f in mf.factors], [frozenset(f.columns) for f in mf.factors])
+        if codes
+        else ((), ())
+    )
     stats = []
     for idx, f in enumerate(mf.factors):
         counts = np.bincount(f.codes, minlength=nlev[idx]).astype(np.int64)
@@ -74,8 +79,19 @@ def _aggregate_frame(mf: ModelFrame) -> Aggregates:
             for j in range(i + 1, len(codes)):
                 cross.append(cross_block(i, j, codes[i], codes[j], nlev[j], mf.Z, mf.w))
     return Aggregates(
-        nobs=len(mf.y), ndropped=mf.ndropped, response=mf.spec.response, xnames=mf.xnames, pool=mf.pool,
-        ktk=ktk, factors=tuple(stats), term_factor=mf.term_factor, term_columns=mf.term_columns, chain=None if nested is None else nested[0],
-        parents=() if nested is None else nested[1], cross=tuple(cross), weights=mf.weights,
-        log_weights=0.0 if mf.w is None else float(np.log(mf.w).sum()), zero_weights=mf.zero_weights,
+        nobs=len(mf.y),
+        ndropped=mf.ndropped,
+        response=mf.spec.response,
+        xnames=mf.xnames,
+        pool=mf.pool,
+        ktk=ktk,
+        factors=tuple(stats),
+        term_factor=mf.term_factor,
+        term_columns=mf.term_columns,
+        chain=None if nested is None else nested[0],
+        parents=() if nested is None else nested[1],
+        cross=tuple(cross),
+        weights=mf.weights,
+        log_weights=0.0 if mf.w is None else float(np.log(mf.w).sum()),
+        zero_weights=mf.zero_weights,
     )

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from hlm.errors import DataError, HLMError, OptionError
 from hlm.spec.terms import ModelSpec
 
 
-def _require_pyspark():
+def _require_pyspark() -> type:
     try:
         import pyspark  # noqa: F401
         from pyspark.sql import DataFrame

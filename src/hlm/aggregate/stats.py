@@ -6,7 +6,7 @@ With K = [X y] (k = p + 1 columns) and the pool of random-effect columns Z (z co
 * with precision weights w (lme4's ``weights=``; residual variance sigma^2 / w_i) every
   sum over rows is weighted (``K'WK``, ``Z_g'W_gZ_g``, ...): the fit is then the unweighted
   one of the rows scaled by sqrt(w_i), and ``log_weights = sum log w_i`` enters the
-  deviance (:class:`hlm.core.objective.DevianceFunction`); counts stay row counts;
+  deviance (:class:`hlm.lmm.objective.DevianceFunction`); counts stay row counts;
 * per grouping factor f and group g: the count n_g and, where the core needs them, the
   within-group cross-products ``ztz[g] = Z_g'Z_g`` (z x z) and ``ztk[g] = Z_g'K_g`` (z x k);
 * for nested factors (a chain, innermost first) the parent of every group;
@@ -28,17 +28,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.dtypes import StringDType
 
+from hlm.data.codes import first_rows
+
+INTERCEPT = "(Intercept)"
+"""The name of the intercept column in the pool of random-effect columns (both syntaxes)."""
+
 
 @dataclass(frozen=True)
 class LeafClasses:
     """The innermost factor of a chain of random intercepts, its groups pooled by size.
 
     A leaf group g enters the nested recursion only through its count n_g and its sums
-    S_g = 1'K_g (:mod:`hlm.core.nested`); with precision weights, through its weight sum
+    S_g = 1'K_g (:mod:`hlm.lmm.nested`); with precision weights, through its weight sum
     W_g = 1'W_g1 and S_g = 1'W_gK_g, and the classes are by W_g.  Grouping the leaves by count c, what is needed
     is, per class, the number of groups and sum S_g S_g', and per parent group and class
     the number of children and the sum of their S_g -- exact, and O(parents x classes)
-    instead of O(leaf groups).  Computed from the leaf's groups (:func:`hlm.core.nested.
+    instead of O(leaf groups).  Computed from the leaf's groups (:func:`hlm.lmm.nested.
     leaf_classes`) or directly by the SQL backends, which then never fetch the leaves."""
 
     counts: np.ndarray  # (m,) distinct leaf counts c (weight sums W_g with precision weights)
@@ -47,10 +52,15 @@ class LeafClasses:
     children: np.ndarray  # (G_parent, m) children per parent and class
     sums: np.ndarray  # (G_parent, m, k) sum of S_g per parent and class
 
-    def keep_columns(self, keep: np.ndarray) -> "LeafClasses":
+    def keep_columns(self, keep: np.ndarray) -> LeafClasses:
         """The classes restricted to the columns ``keep`` of K."""
-        return LeafClasses(self.counts, self.ngroups, self.sss[:, keep][:, :, keep], self.children,
-                           np.ascontiguousarray(self.sums[:, :, keep]))
+        return LeafClasses(
+            self.counts,
+            self.ngroups,
+            self.sss[:, keep][:, :, keep],
+            self.children,
+            np.ascontiguousarray(self.sums[:, :, keep]),
+        )
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,11 @@ class Aggregates:
         return self.chain is not None
 
     @property
+    def intercepts_only(self) -> bool:
+        """Every random term is a scalar intercept (the pool is the intercept column alone)."""
+        return self.pool == (INTERCEPT,)
+
+    @property
     def p(self) -> int:
         return len(self.xnames)
 
@@ -159,13 +174,19 @@ def pooled_message(agg: Aggregates) -> str | None:
     memory, or None when no factor is pooled."""
     for fac in agg.factors:
         if fac.pooled is not None:
-            return (f"the {fac.nlevels:,} groups of '{fac.name}' were pooled by size in the database when "
-                    "fitting and are not held in memory")
+            return (
+                f"the {fac.nlevels:,} groups of '{fac.name}' were pooled by size in the database when "
+                "fitting and are not held in memory"
+            )
     return None
 
 
-def nesting_chain(codes: list[np.ndarray], nlevels: list[int], first: list[np.ndarray] | None = None,
-                  columns: list[frozenset[str]] | None = None) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
+def nesting_chain(
+    codes: list[np.ndarray],
+    nlevels: list[int],
+    first: list[np.ndarray] | None = None,
+    columns: list[frozenset[str]] | None = None,
+) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
     """Order factors innermost first and return (chain, parents) if each is nested in the next.
 
     Factor a is nested in b when every group of a lies in exactly one group of b; the
@@ -178,8 +199,7 @@ def nesting_chain(codes: list[np.ndarray], nlevels: list[int], first: list[np.nd
     for inner, outer in zip(order, order[1:]):
         ci, co = codes[inner], codes[outer]
         if first is None:
-            rows = np.empty(nlevels[inner], dtype=np.int64)
-            rows[ci[::-1]] = np.arange(len(ci) - 1, -1, -1)
+            rows = first_rows(ci, nlevels[inner])
         else:
             rows = first[inner]
         parent = co[rows]

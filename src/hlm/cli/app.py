@@ -58,8 +58,10 @@ def run(argv: list[str] | None = None) -> int:
             return 2
         if os.environ.get("HLM_DEBUG"):
             raise
-        typer.echo(f"error: internal error ({type(exc).__name__}: {exc}); please report it "
-                   "(HLM_DEBUG=1 shows the traceback)", err=True)
+        typer.echo(
+            f"error: internal error ({type(exc).__name__}: {exc}); please report it (HLM_DEBUG=1 shows the traceback)",
+            err=True,
+        )
         return 1
 
 

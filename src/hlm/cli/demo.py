@@ -1,4 +1,4 @@
-"""CLI command: ``hlm demo`` replays the seed's exploration (see hlm.demo)."""
+"""CLI command: ``hlm demo`` replays the seed's exploration (see hlm.cli.demo_script)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def demo_command(
     reps: int = typer.Option(40, "--reps", help="Replicates of the small study at the end"),
 ) -> None:
     """Replay the seed's Stata exploration, correctly, in seconds."""
-    from hlm.demo import run_demo
+    from hlm.cli.demo_script import run_demo
 
     if districts < 2:
         raise typer.BadParameter("needs at least 2 districts", param_hint="--districts")

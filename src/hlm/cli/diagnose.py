@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import List
 
 import typer
 
@@ -13,7 +12,7 @@ from hlm.cli.app import app
 @app.command("nesting")
 def nesting_command(
     data: str = typer.Argument(..., help="Data file: .csv, .parquet or .dta."),
-    variables: List[str] = typer.Argument(..., help="Grouping variables, in any order."),
+    variables: list[str] = typer.Argument(..., help="Grouping variables, in any order."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """How grouping variables nest: per pair nested / implicitly nested / crossed / the same,

@@ -24,8 +24,9 @@ def _plot_target(plot: str, force: bool) -> Path:
     """Check ``--plot FILE`` before fitting: a known image type, a writable folder, and an
     existing file only with ``--force``."""
     if Path(plot).suffix.lower() not in PLOT_FORMATS:
-        raise OptionError(f"--plot {plot}: unsupported image type '{Path(plot).suffix or '(none)'}'; "
-                          f"use {', '.join(PLOT_FORMATS)}")
+        raise OptionError(
+            f"--plot {plot}: unsupported image type '{Path(plot).suffix or '(none)'}'; use {', '.join(PLOT_FORMATS)}"
+        )
     return output_file(plot, PLOT_FORMATS, overwrite=force)[0]
 
 
@@ -33,24 +34,32 @@ def _plot_target(plot: str, force: bool) -> Path:
 def fit_command(
     data: str = typer.Argument(..., help="Data file: .csv, .parquet or .dta"),
     model: str = typer.Argument(..., help="lme4 formula 'y ~ x + (1|g)' or Stata syntax 'y x || g:'"),
-    ml: bool = typer.Option(False, "--ml", help="Maximum likelihood instead of REML (default: the model's "
-                                                "', mle'/', reml' or command, else REML)"),
+    ml: bool = typer.Option(
+        False,
+        "--ml",
+        help="Maximum likelihood instead of REML (default: the model's ', mle'/', reml' or command, else REML)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the fit as JSON"),
     style: str = typer.Option(None, "--style", help="Summary layout: stata or lme4 (default: the model's syntax)"),
     plot: str = typer.Option(None, "--plot", help="Save a plot to FILE.png (see --plot-kind)"),
-    plot_kind: str = typer.Option("caterpillar", "--plot-kind",
-                                  help="caterpillar (conditional modes), variance (share per level) or "
-                                       "profile (profile zeta per parameter)"),
-    reorder: bool = typer.Option(False, "--reorder",
-                                 help="Fit nested levels listed inner to outer in the corrected order (else an error)"),
-    weights: str = typer.Option(None, "--weights",
-                                help="Column of PRECISION weights, as lme4's weights= (row variance sigma^2/w); "
-                                     "not sampling/survey weights"),
+    plot_kind: str = typer.Option(
+        "caterpillar",
+        "--plot-kind",
+        help="caterpillar (conditional modes), variance (share per level) or profile (profile zeta per parameter)",
+    ),
+    reorder: bool = typer.Option(
+        False, "--reorder", help="Fit nested levels listed inner to outer in the corrected order (else an error)"
+    ),
+    weights: str = typer.Option(
+        None,
+        "--weights",
+        help="Column of PRECISION weights, as lme4's weights= (row variance sigma^2/w); not sampling/survey weights",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
 ) -> None:
     """Fit a linear mixed model and print its summary."""
-    from hlm.checks import option_spelling
-    from hlm.lmm import fit
+    from hlm.api import fit
+    from hlm.lmm.checks import option_spelling
 
     if style is not None and style not in ("stata", "lme4"):
         raise fail(f"--style must be 'stata' or 'lme4', not '{style}'")
@@ -61,8 +70,11 @@ def fit_command(
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
         result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
-        text = json.dumps(result.to_dict(), indent=2, allow_nan=True) if as_json else \
-            result.summary(style=style or result.spec.syntax)
+        text = (
+            json.dumps(result.to_dict(), indent=2, allow_nan=True)
+            if as_json
+            else result.summary(style=style or result.spec.syntax)
+        )
         if target is not None:
             from hlm.report.plots import save_figure
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Optional
 
 import typer
 
@@ -23,7 +22,7 @@ def _estimator(fe: bool, re: bool, be: bool, pooled: bool) -> str:
     return chosen[0] if chosen else "fe"
 
 
-def _vce(vce: Optional[list[str]]) -> tuple[str, Optional[str]]:
+def _vce(vce: list[str] | None) -> tuple[str, str | None]:
     if not vce:
         return "conventional", None
     kind = vce[0].lower()
@@ -51,7 +50,7 @@ def xtreg_command(
     be: bool = typer.Option(False, "--be", help="Between effects."),
     pooled: bool = typer.Option(False, "--pooled", help="Pooled OLS."),
     sa: bool = typer.Option(False, "--sa", help="With --re: Baltagi-Chang variance components."),
-    vce: Optional[str] = typer.Option(None, "--vce", help="robust, or cluster (followed by VAR)."),
+    vce: str | None = typer.Option(None, "--vce", help="robust, or cluster (followed by VAR)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Linear panel regression with Stata xtreg's numbers."""
@@ -65,8 +64,15 @@ def xtreg_command(
         raise OptionError("--sa (Baltagi-Chang variance components) applies to --re only")
     if estimator == "be" and vce_kind != "conventional":
         raise OptionError("--be has no robust or cluster-robust standard errors (as in Stata); drop --vce")
-    fit = xtreg(model, data, panel=panel, estimator=estimator,  # type: ignore[arg-type]
-                vce=vce_kind, cluster=cluster, sa=sa)  # type: ignore[arg-type]
+    fit = xtreg(
+        model,
+        data,
+        panel=panel,
+        estimator=estimator,  # type: ignore[arg-type]
+        vce=vce_kind,
+        cluster=cluster,
+        sa=sa,
+    )  # type: ignore[arg-type]
     typer.echo(json.dumps(fit.to_dict(), indent=2) if as_json else fit.summary())
 
 

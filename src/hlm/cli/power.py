@@ -46,10 +46,15 @@ def _show(values: tuple) -> str:
 
 @app.command("power")
 def power_command(
-    design: str = typer.Argument(..., help="Design: cra2, cra3, cra4 (cluster assignment), bira2, bira3 (blocked), "
-                                           "or sd (precision of the top level's SD)."),
+    design: str = typer.Argument(
+        ...,
+        help="Design: cra2, cra3, cra4 (cluster assignment), bira2, bira3 (blocked), "
+        "or sd (precision of the top level's SD).",
+    ),
     sizes: str | None = typer.Option(
-        None, "--sizes", help="Units per level, outermost first, e.g. 40,20 (clusters, per cluster); ? = solve for it.",
+        None,
+        "--sizes",
+        help="Units per level, outermost first, e.g. 40,20 (clusters, per cluster); ? = solve for it.",
     ),
     icc: str = typer.Option(..., "--icc", help="ICCs of levels L..2, outermost first, e.g. 0.06,0.17."),
     effect: float | None = typer.Option(None, "--effect", help="Standardised effect: report power (or a sample size)."),
@@ -68,13 +73,25 @@ def power_command(
 ) -> None:
     """Analytic MDES, power, sample size or budget allocation for a multilevel randomised design."""
     icc_values = _numbers("--icc", icc)
-    common: dict[str, Any] = {"r2": _numbers("--r2", r2), "omega": _numbers("--omega", omega), "p": p, "alpha": alpha,
-                              "covariates": covariates, "two_sided": not one_sided}
+    common: dict[str, Any] = {
+        "r2": _numbers("--r2", r2),
+        "omega": _numbers("--omega", omega),
+        "p": p,
+        "alpha": alpha,
+        "covariates": covariates,
+        "two_sided": not one_sided,
+    }
     size_values = _numbers("--sizes", sizes, missing=True)
     if design == "sd":
-        _sd_precision(size_values, icc_values, margin, confidence,
-                      [flag for flag, value in [("--effect", effect), ("--r2", r2), ("--omega", omega), ("--costs", costs),
-                                                ("--budget", budget), ("--target", target)] if value is not None])
+        given = {
+            "--effect": effect,
+            "--r2": r2,
+            "--omega": omega,
+            "--costs": costs,
+            "--budget": budget,
+            "--target": target,
+        }
+        _sd_precision(size_values, icc_values, margin, confidence, [f for f, v in given.items() if v is not None])
         return
     if margin is not None:
         raise OptionError("--margin applies to 'hlm power sd' (the precision of the top level's SD)")
@@ -82,37 +99,81 @@ def power_command(
     if costs is not None:
         if effect is not None:
             raise OptionError("--effect does not apply with --costs (give --budget or --target)")
-        cost_values = _numbers("--costs", costs)
-        best = allocate(design, cost_values, icc_values, budget=budget, target=target,  # type: ignore[arg-type]
-                        sizes=size_values, power=target_power, **common)
-        typer.echo(f"{design}: best sizes {_show(best.sizes)}, cost {best.cost:g}, MDES {best.mdes:.4f} "
-                   f"({test}, power {target_power:g})")
-        if best.continuous is not None:
-            shown = " x ".join(f"{v:.2f}" for v in best.continuous)
-            typer.echo(f"continuous optimum (Raudenbush 1997): {shown}, cost {best.continuous_cost:g}, "
-                       f"MDES {best.continuous_mdes:.4f}")
+        _allocation(
+            design, _numbers("--costs", costs), icc_values, budget, target, size_values, target_power, test, common
+        )
         return
     if budget is not None or target is not None:
         raise OptionError("--budget and --target need --costs (the cost per unit at each level)")
-    if size_values is None:
+    _analytic(design, size_values, icc_values, effect, target_power, test, common)
+
+
+def _allocation(
+    design: str,
+    costs: tuple,
+    icc: tuple | None,
+    budget: float | None,
+    target: float | None,
+    sizes: tuple | None,
+    target_power: float,
+    test: str,
+    common: dict[str, Any],
+) -> None:
+    """``--costs``: the integer allocation for a budget or a target MDES, and the continuous optimum."""
+    best = allocate(
+        design,
+        costs,
+        icc,
+        budget=budget,
+        target=target,  # type: ignore[arg-type]
+        sizes=sizes,
+        power=target_power,
+        **common,
+    )
+    typer.echo(
+        f"{design}: best sizes {_show(best.sizes)}, cost {best.cost:g}, MDES {best.mdes:.4f} "
+        f"({test}, power {target_power:g})"
+    )
+    if best.continuous is not None:
+        shown = " x ".join(f"{v:.2f}" for v in best.continuous)
+        typer.echo(
+            f"continuous optimum (Raudenbush 1997): {shown}, cost {best.continuous_cost:g}, "
+            f"MDES {best.continuous_mdes:.4f}"
+        )
+
+
+def _analytic(
+    design: str,
+    sizes: tuple | None,
+    icc: tuple | None,
+    effect: float | None,
+    target_power: float,
+    test: str,
+    common: dict[str, Any],
+) -> None:
+    """A sample size (a ? in --sizes), the power to detect --effect, or the MDES."""
+    if sizes is None:
         raise OptionError("--sizes is required (units per level, outermost first; ? for the one to solve for)")
-    if None in size_values:
+    if None in sizes:
         if effect is None:
             raise OptionError("a ? in --sizes asks for a sample size: give the --effect to detect")
-        n = sample_size(design, size_values, icc_values, effect, power=target_power, **common)  # type: ignore[arg-type]
-        typer.echo(f"{design}: {n} units needed at the ? in {_show(size_values)} to detect {effect:g} "
-                   f"with power {target_power:g} ({test})")
+        n = sample_size(design, sizes, icc, effect, power=target_power, **common)  # type: ignore[arg-type]
+        typer.echo(
+            f"{design}: {n} units needed at the ? in {_show(sizes)} to detect {effect:g} "
+            f"with power {target_power:g} ({test})"
+        )
         return
     if effect is not None:
-        value = power(design, size_values, icc_values, effect, **common)  # type: ignore[arg-type]
-        typer.echo(f"{design}, sizes {_show(size_values)}: power {value:.4f} to detect {effect:g} ({test})")
+        value = power(design, sizes, icc, effect, **common)  # type: ignore[arg-type]
+        typer.echo(f"{design}, sizes {_show(sizes)}: power {value:.4f} to detect {effect:g} ({test})")
         return
-    value = mdes(design, size_values, icc_values, power=target_power, **common)  # type: ignore[arg-type]
-    typer.echo(f"{design}, sizes {_show(size_values)}: MDES {value:.4f} ({test}, power {target_power:g})")
+    value = mdes(design, sizes, icc, power=target_power, **common)  # type: ignore[arg-type]
+    typer.echo(f"{design}, sizes {_show(sizes)}: MDES {value:.4f} ({test}, power {target_power:g})")
 
 
-def _sd_precision(sizes: tuple | None, icc: tuple | None, margin: float | None, confidence: float,
-                  unused: list[str]) -> None:
+def _sd_precision(
+    sizes: tuple | None, icc: tuple | None, margin: float | None, confidence: float, unused: list[str]
+) -> None:
     """``hlm power sd``: the top SD's margin, or the top-level units that reach ``--margin``."""
     if unused:
         raise OptionError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to 'hlm power sd'")
@@ -122,8 +183,10 @@ def _sd_precision(sizes: tuple | None, icc: tuple | None, margin: float | None, 
         if margin is None:
             raise OptionError("a ? in --sizes asks for the top-level units: give the --margin to reach")
         n = sd_sample_size(sizes, icc, margin, confidence)  # type: ignore[arg-type]
-        typer.echo(f"sd: {n} top-level units estimate the top SD within +-{margin:.0%} "
-                   f"({confidence:.0%} confidence), with {_show(sizes[1:])} below each")
+        typer.echo(
+            f"sd: {n} top-level units estimate the top SD within +-{margin:.0%} "
+            f"({confidence:.0%} confidence), with {_show(sizes[1:])} below each"
+        )
         return
     value = sd_margin(sizes, icc, confidence)  # type: ignore[arg-type]
     typer.echo(f"sd, sizes {_show(sizes)}: the top SD is estimated within +-{value:.1%} ({confidence:.0%} confidence)")

@@ -12,7 +12,6 @@ output is checked before simulating.  Nothing is written when the command fails.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -26,14 +25,22 @@ from hlm.simulate.run import WRITERS
 @app.command("simulate")
 def simulate_command(
     design: Path = typer.Argument(..., help="Design file (TOML), e.g. examples/seed.toml."),
-    seed: int = typer.Option(..., "--seed", help="Random seed (a whole number >= 0); the same seed gives the same file."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file: .csv, .parquet or .dta (a folder with --rows-per-file)."),
-    set_: Optional[List[str]] = typer.Option(
+    seed: int = typer.Option(
+        ..., "--seed", help="Random seed (a whole number >= 0); the same seed gives the same file."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Output file: .csv, .parquet or .dta (a folder with --rows-per-file)."
+    ),
+    set_: list[str] | None = typer.Option(
         None, "--set", help="Override a design value, e.g. --set levels.district.n=50 (repeatable)."
     ),
-    ids: str = typer.Option("global", "--ids", help="Id columns: global (1..N), within (1..n inside each parent, Stata's form) or both."),
-    effects: bool = typer.Option(False, "--effects", help="Also write the true random effects (u_<level>) and residuals."),
-    rows_per_file: Optional[int] = typer.Option(
+    ids: str = typer.Option(
+        "global", "--ids", help="Id columns: global (1..N), within (1..n inside each parent, Stata's form) or both."
+    ),
+    effects: bool = typer.Option(
+        False, "--effects", help="Also write the true random effects (u_<level>) and residuals."
+    ),
+    rows_per_file: int | None = typer.Option(
         None, "--rows-per-file", help="Write a folder of Parquet files of about this many rows each."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file (or folder of Parquet files)."),
@@ -44,7 +51,9 @@ def simulate_command(
     if seed < 0:
         raise OptionError(f"--seed must be >= 0, got {seed}")
     if rows_per_file is None and output.suffix.lower() not in WRITERS:
-        raise OptionError(f"-o {output}: unsupported extension '{output.suffix or '(none)'}'; use .csv, .parquet or .dta")
+        raise OptionError(
+            f"-o {output}: unsupported extension '{output.suffix or '(none)'}'; use .csv, .parquet or .dta"
+        )
     if rows_per_file is not None and output.suffix.lower() not in ("", ".parquet"):
         raise OptionError(f"with --rows-per-file, -o names a folder of Parquet files, not '{output}'")
     if rows_per_file is not None and rows_per_file < 1:
@@ -59,8 +68,15 @@ def simulate_command(
         key, value = parse_assignment(text)
         d = d.set(key, value)
     if rows_per_file is not None:
-        files = simulate_to_parquet(d, output, seed=seed, chunk_rows=rows_per_file, ids=ids, effects=effects,  # type: ignore[arg-type]
-                                    overwrite=force)
+        files = simulate_to_parquet(
+            d,
+            output,
+            seed=seed,
+            chunk_rows=rows_per_file,
+            ids=ids,
+            effects=effects,  # type: ignore[arg-type]
+            overwrite=force,
+        )
         typer.echo(f"wrote {len(files)} Parquet file(s) to {output}/")
         return
     frame = simulate(d, seed=seed, ids=ids, effects=effects)  # type: ignore[arg-type]

@@ -14,9 +14,9 @@ an existing file is replaced only with ``--force``.
 from __future__ import annotations
 
 import os
-
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -60,22 +60,40 @@ def _split(values: str) -> list[str]:
 @app.command("study")
 def study_command(
     design: Path = typer.Argument(..., help="Design file (TOML), e.g. examples/seed.toml."),
-    model: List[str] = typer.Option(..., "--model", "-m", help=(
-        "A model to fit to every replicate (repeatable): a mixed model in lme4 or Stata syntax, "
-        "'xtreg fe PANEL', 'xtreg re PANEL', or 'ols'.")),
+    model: list[str] = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help=(
+            "A model to fit to every replicate (repeatable): a mixed model in lme4 or Stata syntax, "
+            "'xtreg fe PANEL', 'xtreg re PANEL', or 'ols'."
+        ),
+    ),
     reps: int = typer.Option(..., "--reps", "-r", help="Replicates per design point."),
     seed: int = typer.Option(0, "--seed", help="The study's seed (a whole number >= 0)."),
-    grid: Optional[List[str]] = typer.Option(None, "--grid", help=(
-        "Repeat over design values, e.g. --grid levels.district.n=5,10,50 (repeatable: every combination).")),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a design value, e.g. --set levels.district.n=50 (repeatable)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: the number of CPUs)."),
+    grid: list[str] | None = typer.Option(
+        None,
+        "--grid",
+        help=("Repeat over design values, e.g. --grid levels.district.n=5,10,50 (repeatable: every combination)."),
+    ),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="Override a design value, e.g. --set levels.district.n=50 (repeatable)."
+    ),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Worker processes (default: the number of CPUs)."),
     ml: bool = typer.Option(False, "--ml", help="Fit the mixed models by maximum likelihood instead of REML."),
-    no_intervals: bool = typer.Option(False, "--no-intervals", help=(
-        "Skip the SEs and CIs of the variance components and ICCs (about halves the time per fit).")),
+    no_intervals: bool = typer.Option(
+        False,
+        "--no-intervals",
+        help=("Skip the SEs and CIs of the variance components and ICCs (about halves the time per fit)."),
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print settings, fit summary and summary as JSON."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report to FILE.html."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the replicates (one row per replicate, model and parameter) to FILE.csv."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."),
+    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report to FILE.html."),
+    csv: Path | None = typer.Option(
+        None, "--csv", help="Write the replicates (one row per replicate, model and parameter) to FILE.csv."
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace existing --report / --csv files (else an error)."),
 ) -> None:
     """Simulate a design many times, fit models, and report bias, RMSE and CI coverage."""
@@ -97,8 +115,17 @@ def study_command(
     for text in set_ or []:
         key, value = parse_assignment(text)
         d = d.set(key, value)
-    result = study(d, list(model), reps, seed, parse_grid(list(grid or [])), n_jobs=jobs, reml=False if ml else None,
-                   intervals=not no_intervals, progress=progress)
+    result = study(
+        d,
+        list(model),
+        reps,
+        seed,
+        parse_grid(list(grid or [])),
+        n_jobs=jobs,
+        reml=False if ml else None,
+        intervals=not no_intervals,
+        progress=progress,
+    )
     _write_all(((csv, result.to_csv), (report, result.report)))
     if as_json:
         typer.echo(result.to_json())
@@ -109,7 +136,7 @@ def study_command(
                 typer.echo(f"wrote the {what} to {path}")
 
 
-def _write_all(outputs) -> None:
+def _write_all(outputs: Sequence[tuple[Path | None, Callable[[Path], Any]]]) -> None:
     """Write every requested file under a temporary name and rename them only when all
     succeeded, so a failure leaves no output file behind."""
     staged: list[tuple[Path, Path]] = []
@@ -124,4 +151,3 @@ def _write_all(outputs) -> None:
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
-

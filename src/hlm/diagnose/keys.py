@@ -19,13 +19,15 @@ The statistics of a pairing (:class:`PairStats`) are the basis of every diagnosi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
-Factor = Union[str, tuple[str, ...]]
+from hlm.data.source import check_columns
+
+Factor = str | tuple[str, ...]
 """A grouping factor: one column, or the interaction of several (outermost first)."""
 
 #: fraction of cells that must fit the within-parent numbering pattern (see PairStats)
@@ -171,7 +173,7 @@ class Codes:
         label = self._labels[column][code]
         return label.item() if isinstance(label, np.generic) else label
 
-    def pair(self, outer: Factor, inner: Factor) -> "PairStats":
+    def pair(self, outer: Factor, inner: Factor) -> PairStats:
         """Statistics of the pairing of two factors (cached)."""
         outer, inner = as_factor(outer), as_factor(inner)
         if (outer, inner) not in self._pairs:
@@ -270,3 +272,20 @@ def pair_stats(outer: Key, inner: Key, cells: tuple[Key, np.ndarray] | None = No
         replicated_share=float(np.count_nonzero(sizes >= 2) / len(sizes)),
         within_pattern=pattern,
     )
+
+
+def codes_of(frame: pd.DataFrame, factors: Sequence[Factor]) -> Codes:
+    """The coded columns of ``factors`` (checked to exist in ``frame``)."""
+    cols = [c for f in factors for c in factor_columns(as_factor(f))]
+    check_columns(cols, frame.columns)
+    return Codes(frame, cols)
+
+
+def cumulative_groups(codes: Codes, levels: Sequence[str]) -> list[int]:
+    """Groups of ``levels[:j+1]`` for each j: each level read within the ones before it."""
+    return [codes.key(tuple(levels[: j + 1])).n for j in range(len(levels))]
+
+
+def subdivision_defects(counts: Sequence[int]) -> list[int]:
+    """Indexes of levels that do not subdivide the level before them."""
+    return [j for j in range(1, len(counts)) if counts[j] <= counts[j - 1]]

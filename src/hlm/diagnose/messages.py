@@ -3,12 +3,20 @@ names the problem with the numbers behind it and the fix, in the user's syntax."
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import pandas as pd
 
-from hlm.diagnose.keys import Factor, as_factor, factor_columns, factor_name
-from hlm.diagnose.structure import _codes, _cumulative, _defects
+from hlm.diagnose.keys import (
+    Factor,
+    as_factor,
+    codes_of,
+    cumulative_groups,
+    factor_columns,
+    factor_name,
+    subdivision_defects,
+)
 
 Syntax = Literal["stata", "lme4"]
 
@@ -44,12 +52,12 @@ def reversed_order_message(
     lists levels outermost first: `|| dist_id: || school_id: || teach_id: || student_id:`
     (or pass reorder=True)"."""
     levels, corrected = list(levels), list(corrected)
-    counts = _cumulative(_codes(frame, levels), levels)
+    counts = cumulative_groups(codes_of(frame, levels), levels)
     backwards = corrected == levels[::-1]
     if len(set(counts)) == 1:
         what = f"every level has {counts[0]:,} groups, as many as {levels[0]}"
     else:
-        j = _defects(counts)[0]
+        j = subdivision_defects(counts)[0]
         within = ":".join(levels[:j])
         what = (
             f"{levels[j]} adds no groups when read within {within} ({counts[j]:,} either way), "
@@ -120,7 +128,7 @@ def implicit_nesting_message(
         return ""
     factors = list(factors) if factors is not None else list(dict.fromkeys(f for p in pairs for f in p))
     outer, inner = pairs[0]
-    codes = _codes(frame, [outer, inner])
+    codes = codes_of(frame, [outer, inner])
     s = codes.pair(outer, inner)
     label = codes.label(inner, s.busiest_inner)
     crossed = " + ".join(f"(1|{f})" for f in dict.fromkeys(f for p in pairs for f in p))
@@ -146,7 +154,7 @@ def same_partition_message(
     if not pairs:
         return ""
     a, b = pairs[0]
-    n = _codes(frame, [a]).key(a).n
+    n = codes_of(frame, [a]).key(a).n
     more = f" (and {len(pairs) - 1} more such pair{'s' if len(pairs) > 2 else ''})" if len(pairs) > 1 else ""
     return (
         f"{factor_name(a)} and {factor_name(b)} define the same {n:,} groups{more}, so their variances "
@@ -154,8 +162,9 @@ def same_partition_message(
     )
 
 
-def singleton_message(frame: pd.DataFrame | None, factors: Sequence[Factor], *, syntax: Syntax = "lme4",
-                      ngroups: int | None = None) -> str:
+def singleton_message(
+    frame: pd.DataFrame | None, factors: Sequence[Factor], *, syntax: Syntax = "lme4", ngroups: int | None = None
+) -> str:
     """Error text for :func:`~hlm.diagnose.structure.singleton_levels`; the first factor's
     group count comes from ``frame`` unless ``ngroups`` gives it."""
     factors = [as_factor(f) for f in factors]
@@ -164,7 +173,7 @@ def singleton_message(frame: pd.DataFrame | None, factors: Sequence[Factor], *, 
     f = factors[0]
     drop = " and ".join(_term(x, syntax) for x in factors)
     if len(factors) == 1:
-        n = ngroups if ngroups is not None else _codes(frame, [f]).key(f).n
+        n = ngroups if ngroups is not None else codes_of(frame, [f]).key(f).n
         who = f"every {factor_name(f)} group has exactly one observation ({n:,} groups)"
     else:
         who = f"every group of {', '.join(factor_name(x) for x in factors)} has exactly one observation"

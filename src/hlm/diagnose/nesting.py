@@ -11,17 +11,18 @@ the precise definitions; everything is computed from integer codes, O(rows) per 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 
+from hlm.data.source import to_pandas
 from hlm.diagnose.ambiguity import reversed_reading
 from hlm.diagnose.keys import Codes
 from hlm.diagnose.messages import lme4_term, stata_levels
 from hlm.diagnose.structure import tree_order
 from hlm.errors import DataError
-from hlm.source import to_pandas
 
 Relation = Literal["same", "nested", "implicit", "crossed"]
 IdStyle = Literal["unique", "within parent"]
@@ -130,9 +131,11 @@ class NestingReport:
 
     def summary(self) -> str:
         """The report as text."""
-        lines = [f"Nesting of {len(self.variables)} grouping variable{'s' if len(self.variables) != 1 else ''} "
-                 f"in {self.nobs:,} observations"
-                 + (f" ({self.dropped:,} rows with a missing id left out)" if self.dropped else "")]
+        lines = [
+            f"Nesting of {len(self.variables)} grouping variable{'s' if len(self.variables) != 1 else ''} "
+            f"in {self.nobs:,} observations"
+            + (f" ({self.dropped:,} rows with a missing id left out)" if self.dropped else "")
+        ]
         width = max(len(v) for v in self.variables)
         lines.append("")
         if self.levels is not None:
@@ -229,7 +232,8 @@ def _chain(codes: Codes, order: list[str]) -> tuple[tuple[LevelInfo, ...] | None
             style = "within parent"
         else:
             why = (
-                "most combinations hold a single row" if not s.replicated
+                "most combinations hold a single row"
+                if not s.replicated
                 else "the combinations do not follow a within-parent numbering"
             )
             return None, (
@@ -264,9 +268,7 @@ def nesting(data: Any, variables: Sequence[str]) -> NestingReport:
         raise DataError(f"no observations to diagnose: {what}")
     order = tree_order(codes, variables)
     rank = {v: i for i, v in enumerate(order)}
-    pairs = tuple(
-        _pair(codes, a, b, rank) for i, a in enumerate(variables) for b in variables[i + 1 :]
-    )
+    pairs = tuple(_pair(codes, a, b, rank) for i, a in enumerate(variables) for b in variables[i + 1 :])
     levels, note = _chain(codes, order)
     ambiguity = reversed_reading(frame, order) if levels is not None and codes.dropped == 0 else None
     return NestingReport(

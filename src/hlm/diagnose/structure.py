@@ -19,26 +19,17 @@ Definitions (all on the rows where none of the involved columns is missing):
 from __future__ import annotations
 
 import warnings
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from hlm.diagnose.keys import Codes, Factor, as_factor, factor_columns
+from hlm.diagnose.keys import Codes, Factor, as_factor, codes_of, cumulative_groups, subdivision_defects
+from hlm.diagnose.messages import reordered_message, reversed_order_message
 from hlm.errors import NestingError, StructureWarning
-from hlm.source import check_columns
 
 Syntax = Literal["stata", "lme4"]
-
-
-def _codes(frame: pd.DataFrame, factors: Sequence[Factor]) -> Codes:
-    cols = [c for f in factors for c in factor_columns(as_factor(f))]
-    check_columns(cols, frame.columns)
-    return Codes(frame, cols)
-
-
-def _cumulative(codes: Codes, levels: Sequence[str]) -> list[int]:
-    return [codes.key(tuple(levels[: j + 1])).n for j in range(len(levels))]
 
 
 def level_groups(frame: pd.DataFrame, levels: Sequence[str]) -> list[int]:
@@ -48,12 +39,7 @@ def level_groups(frame: pd.DataFrame, levels: Sequence[str]) -> list[int]:
     levels = list(levels)
     if not levels:
         return []
-    return _cumulative(_codes(frame, levels), levels)
-
-
-def _defects(counts: Sequence[int]) -> list[int]:
-    """Indexes of levels that do not subdivide the level before them."""
-    return [j for j in range(1, len(counts)) if counts[j] <= counts[j - 1]]
+    return cumulative_groups(codes_of(frame, levels), levels)
 
 
 def tree_order(codes: Codes, variables: Sequence[str]) -> list[str]:
@@ -85,21 +71,21 @@ def _corrected_order(frame: pd.DataFrame, levels: Sequence[str]) -> list[str] | 
     levels = list(levels)
     if len(levels) < 2 or len(set(levels)) != len(levels):
         return None
-    codes = _codes(frame, levels)
+    codes = codes_of(frame, levels)
     if codes.nobs == 0:
         return None
-    given = _defects(_cumulative(codes, levels))
+    given = subdivision_defects(cumulative_groups(codes, levels))
     if not given:
         return None  # every level subdivides: a valid reading, never flagged
     order = tree_order(codes, levels)
     if order == levels:
         return None
-    counts = _cumulative(codes, order)
+    counts = cumulative_groups(codes, order)
     if counts[0] < 2:
         return None  # a constant variable is not an outer level; the order is not the problem
     # defects that no order can remove: a variable with the same partition as one before it
-    inherent = [j for j in _defects(counts) if any(codes.pair(order[i], order[j]).same for i in range(j))]
-    if set(_defects(counts)) - set(inherent) or len(inherent) >= len(given):
+    inherent = [j for j in subdivision_defects(counts) if any(codes.pair(order[i], order[j]).same for i in range(j))]
+    if set(subdivision_defects(counts)) - set(inherent) or len(inherent) >= len(given):
         return None
     return order
 
@@ -149,8 +135,6 @@ def check_level_order(
     :class:`StructureWarning` when it is wrong and ``reorder``; else a
     :class:`NestingError` naming the right order (``option`` is how the caller spells
     reordering, e.g. ``--reorder`` on the command line)."""
-    from hlm.diagnose.messages import reordered_message, reversed_order_message
-
     corrected = _corrected_order(frame, levels)
     if corrected is None:
         return list(levels)
@@ -186,15 +170,10 @@ def implicit_nesting(frame: pd.DataFrame, factors: Sequence[str]) -> list[tuple[
     factors = list(dict.fromkeys(factors))
     if len(factors) < 2:
         return []
-    codes = _codes(frame, factors)
+    codes = codes_of(frame, factors)
     if codes.nobs == 0:
         return []
-    return [
-        (a, b)
-        for i, a in enumerate(factors)
-        for b in factors[i + 1 :]
-        if codes.pair(a, b).implicit
-    ]
+    return [(a, b) for i, a in enumerate(factors) for b in factors[i + 1 :] if codes.pair(a, b).implicit]
 
 
 def same_partition(frame: pd.DataFrame, factors: Sequence[str | Sequence[str]]) -> list[tuple[Factor, Factor]]:
@@ -204,15 +183,10 @@ def same_partition(frame: pd.DataFrame, factors: Sequence[str | Sequence[str]]) 
     items = list(dict.fromkeys(as_factor(f) for f in factors))
     if len(items) < 2:
         return []
-    codes = _codes(frame, items)
+    codes = codes_of(frame, items)
     if codes.nobs == 0:
         return []
-    return [
-        (a, b)
-        for i, a in enumerate(items)
-        for b in items[i + 1 :]
-        if codes.pair(a, b).same
-    ]
+    return [(a, b) for i, a in enumerate(items) for b in items[i + 1 :] if codes.pair(a, b).same]
 
 
 def singleton_levels(frame: pd.DataFrame, factors: Sequence[str | Sequence[str]]) -> list[Factor]:
@@ -221,7 +195,7 @@ def singleton_levels(frame: pd.DataFrame, factors: Sequence[str | Sequence[str]]
     items = list(dict.fromkeys(as_factor(f) for f in factors))
     if not items:
         return []
-    codes = _codes(frame, items)
+    codes = codes_of(frame, items)
     if codes.nobs == 0:
         return []
     return [f for f in items if codes.key(f).n == codes.nobs]

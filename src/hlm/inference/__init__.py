@@ -1,6 +1,6 @@
 """Inference after the fit: variance-component SEs and CIs, confidence intervals (Wald,
 profile, bootstrap), likelihood-ratio tests and fixed-effect tests with Satterthwaite or
-Kenward-Roger df.  Everything works from the aggregates a :class:`~hlm.fit.Fit` carries."""
+Kenward-Roger df.  Everything works from the aggregates a fitted record (:class:`~hlm.lmm.result.LmmResult`) carries."""
 
 from hlm.inference.bootstrap import BootResult, boot_confint, bootstrap
 from hlm.inference.confint import confint, wald_confint
@@ -10,7 +10,21 @@ from hlm.inference.profile import profile_confint
 from hlm.inference.varcomp import varcomp, varcomp_vcov
 
 __all__ = [
-    "BootResult", "LRTest", "boot_confint", "bootstrap", "compare", "confint", "fixed_effects_table",
-    "kenward_roger_df", "lr_vs_linear", "lrtest", "profile_confint", "refit_ml", "satterthwaite_df",
-    "varcomp", "varcomp_vcov", "wald_confint", "wald_slopes",
+    "BootResult",
+    "LRTest",
+    "boot_confint",
+    "bootstrap",
+    "compare",
+    "confint",
+    "fixed_effects_table",
+    "kenward_roger_df",
+    "lr_vs_linear",
+    "lrtest",
+    "profile_confint",
+    "refit_ml",
+    "satterthwaite_df",
+    "varcomp",
+    "varcomp_vcov",
+    "wald_confint",
+    "wald_slopes",
 ]

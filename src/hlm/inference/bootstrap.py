@@ -34,13 +34,16 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from hlm.aggregate.stats import pooled_message
-from hlm.core.objective import DevianceFunction
+from hlm.aggregate.stats import Aggregates, pooled_message
 from hlm.errors import OptionError
-from hlm.inference.params import VarParams
-from hlm.inference.profile import CI_COLUMNS, _bobyqa
+from hlm.inference.profile import CI_COLUMNS
+from hlm.lmm.objective import DevianceFunction
+from hlm.lmm.params import VarParams
+from hlm.lmm.result import LmmResult
+from hlm.numerics.bobyqa import minimize_bounded
 from hlm.weights import ARRAY_NAME
 
+Seed = int | np.random.SeedSequence | np.random.Generator | None
 How = Literal["auto", "aggregates", "rows"]
 
 
@@ -57,11 +60,13 @@ class BootResult:
 class _AggregateSimulator:
     """Draws the y-dependent aggregates of a nested model directly (module docstring)."""
 
-    def __init__(self, fit):
+    def __init__(self, fit: LmmResult) -> None:
         agg, struct = fit.aggregates, fit.structure
         if (msg := pooled_message(agg)) is not None:
-            raise OptionError(f"the parametric bootstrap simulates every group, but {msg}; "
-                              "use confint(method='profile') or method='wald'")
+            raise OptionError(
+                f"the parametric bootstrap simulates every group, but {msg}; "
+                "use confint(method='profile') or method='wald'"
+            )
         self.agg, self.struct = agg, struct
         p = agg.p
         leaf = agg.factors[agg.chain[0]]
@@ -87,7 +92,9 @@ class _AggregateSimulator:
             anc.append(par[anc[-1]])
         self.anc = dict(zip(agg.chain, anc))
 
-    def draw(self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray):
+    def draw(
+        self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         agg, struct = self.agg, self.struct
         G, z = self.A.shape[0], self.A.shape[1]
         c = np.zeros((G, z))
@@ -108,7 +115,7 @@ class _AggregateSimulator:
         ee = sigma**2 * (float(np.sum(xi**2) + np.sum(xi_x**2)) + rng.chisquare(self.resid_df))
         return zty, xty, mu2 + 2.0 * mue + ee
 
-    def aggregates(self, rng, beta, sigma, theta):
+    def aggregates(self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray) -> Aggregates:
         zty, xty, yty = self.draw(rng, beta, sigma, theta)
         agg = self.agg
         p = agg.p
@@ -126,10 +133,12 @@ class _AggregateSimulator:
 class _RowSimulator:
     """Simulates y* on the model frame's rows and recomputes the y-parts of the aggregates."""
 
-    def __init__(self, fit):
+    def __init__(self, fit: LmmResult) -> None:
         if fit.data is None:
-            raise OptionError("this bootstrap needs the rows (crossed factors): fit from a data frame or file, "
-                              "or use confint(method='profile')")
+            raise OptionError(
+                "this bootstrap needs the rows (crossed factors): fit from a data frame or file, "
+                "or use confint(method='profile')"
+            )
         from hlm.modelframe import build_frame
 
         agg = fit.aggregates
@@ -143,7 +152,7 @@ class _RowSimulator:
         self.codes = [f.codes for f in frame.factors]
         self.agg, self.struct = agg, fit.structure
 
-    def aggregates(self, rng, beta, sigma, theta):
+    def aggregates(self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray) -> Aggregates:
         agg, struct = self.agg, self.struct
         y = self.X @ beta + sigma * self.sd_scale * rng.standard_normal(len(self.X))
         for f, lam in enumerate(struct.lambdas(theta)):
@@ -167,7 +176,9 @@ class _RowSimulator:
         return replace(agg, ktk=ktk, factors=tuple(factors))
 
 
-def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: bool = True) -> BootResult:
+def bootstrap(
+    fit: LmmResult, *, nsim: int = 1000, seed: Seed = None, how: How = "auto", progress: bool = True
+) -> BootResult:
     """``nsim`` parametric-bootstrap replicates of every variance parameter and fixed effect.
 
     ``how="aggregates"`` simulates the sufficient statistics directly (nested factors only),
@@ -177,9 +188,9 @@ def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: 
     if nsim < 1:
         raise OptionError("nsim must be at least 1")
     if how == "auto":
-        how = "aggregates" if fit.aggregates.nested else "rows"
+        how = "rows" if fit.devfun.evaluator == "crossed" else "aggregates"
     if how == "aggregates":
-        if not fit.aggregates.nested:
+        if fit.devfun.evaluator == "crossed":
             raise OptionError("how='aggregates' needs nested grouping factors; use how='rows'")
         sim = _AggregateSimulator(fit)
     elif how == "rows":
@@ -200,16 +211,30 @@ def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: 
         agg = sim.aggregates(rng, beta, sigma, theta0)
         devfun = DevianceFunction.build(agg, fit.structure, fit.reml)
         start = np.where(np.isfinite(lower), np.maximum(theta0, 0.05), theta0)
-        theta, _ = _bobyqa(lambda t: devfun(t), start, np.where(np.isfinite(lower), lower, -np.inf), upper, 0.25, ftol=1e-8, xtol=1e-6)
+        theta, _ = minimize_bounded(
+            lambda t: devfun(t), start, np.where(np.isfinite(lower), lower, -np.inf), upper, 0.25, ftol=1e-8, xtol=1e-6
+        )
         prof = devfun.profiled(theta)
         out[i] = np.concatenate([vp.estimates(theta, float(np.sqrt(prof.sigma2))), prof.beta])
 
     if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        with Progress(TextColumn("[bold]bootstrap[/] ({task.fields[how]})"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]bootstrap[/] ({task.fields[how]})"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task("bootstrap", total=nsim, how=how)
             for i in range(nsim):
                 one(i)
@@ -220,8 +245,15 @@ def bootstrap(fit, *, nsim: int = 1000, seed=None, how: How = "auto", progress: 
     return BootResult(names, est, out, how)
 
 
-def boot_confint(fit, *, level: float = 0.95, nsim: int = 1000, seed=None, how: How = "auto",
-                 progress: bool = True) -> pd.DataFrame:
+def boot_confint(
+    fit: LmmResult,
+    *,
+    level: float = 0.95,
+    nsim: int = 1000,
+    seed: Seed = None,
+    how: How = "auto",
+    progress: bool = True,
+) -> pd.DataFrame:
     """Percentile intervals from :func:`bootstrap` (lme4's ``confint(method="boot")``)."""
     res = bootstrap(fit, nsim=nsim, seed=seed, how=how, progress=progress)
     lo, hi = np.nanquantile(res.replicates, [(1 - level) / 2, (1 + level) / 2], axis=0)

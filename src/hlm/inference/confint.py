@@ -14,25 +14,36 @@ import pandas as pd
 from scipy import stats
 
 from hlm.errors import OptionError
+from hlm.inference.bootstrap import Seed
 from hlm.inference.profile import CI_COLUMNS
+from hlm.lmm.result import LmmResult
 
 Method = Literal["wald", "profile", "boot"]
 
 
-def wald_confint(fit, *, level: float = 0.95) -> pd.DataFrame:
+def wald_confint(fit: LmmResult, *, level: float = 0.95) -> pd.DataFrame:
     from hlm.inference.varcomp import varcomp
 
     vc = varcomp(fit, level=level)
-    rows = [(r.parameter, r.kind, r.group, r.var1, r.var2, r.estimate, r.conf_low, r.conf_high, "wald")
-            for r in vc.itertuples()]
+    rows = [
+        (r.parameter, r.kind, r.group, r.var1, r.var2, r.estimate, r.conf_low, r.conf_high, "wald")
+        for r in vc.itertuples()
+    ]
     q = stats.norm.ppf(0.5 + level / 2)
     for name, est, se in zip(fit.aggregates.xnames, fit.fixef, fit.se):
         rows.append((name, "fixed", None, name, None, est, est - q * se, est + q * se, "wald"))
     return pd.DataFrame(rows, columns=CI_COLUMNS)
 
 
-def confint(fit, *, method: Method = "wald", level: float = 0.95, nsim: int = 1000, seed=None,
-            progress: bool = True) -> pd.DataFrame:
+def confint(
+    fit: LmmResult,
+    *,
+    method: Method = "wald",
+    level: float = 0.95,
+    nsim: int = 1000,
+    seed: Seed = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Confidence intervals for every SD, correlation, sigma and fixed effect.
 
     Columns: parameter (lme4's ``.sig01``..., ``.sigma``, fixed-effect names), kind (sd, cor,

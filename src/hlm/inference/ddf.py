@@ -4,7 +4,7 @@ and the Wald chi2 of all slopes (Stata's header).
 Satterthwaite (lmerTest's ``contest1D``).  For a contrast l, v(phi) = l' C(phi) l with
 C = sigma^2 Q_XX^{-1}(theta) and phi = (theta, sigma).  With A = 2 H^{-1}, H the Hessian of
 the fit's criterion D(theta, sigma) = dof log(2 pi sigma^2) + a(theta) + b(theta)/sigma^2
-(see :mod:`hlm.inference.params`; only the theta-derivatives of a, b and Q_XX^{-1} are
+(see :mod:`hlm.lmm.params`; only the theta-derivatives of a, b and Q_XX^{-1} are
 numerical):
 
     D_tt = a'' + b''/s^2,  D_ts = -2 b'/s^3,  D_ss = -2 dof/s^2 + 6 b/s^4,
@@ -36,7 +36,8 @@ from scipy import stats
 
 from hlm.aggregate.stats import pooled_message
 from hlm.errors import OptionError
-from hlm.inference.params import Criterion
+from hlm.lmm.params import Criterion
+from hlm.lmm.result import LmmResult
 
 DDF = Literal["none", "satterthwaite", "kenward-roger"]
 KR_MAX_Q = 4000
@@ -44,12 +45,12 @@ DDF_COLUMNS = ["term", "estimate", "std_error", "df", "statistic", "p_value", "c
 
 
 # ---- Satterthwaite -------------------------------------------------------------------------
-def satterthwaite_parts(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def satterthwaite_parts(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C, J, A): vcov(beta), its Jacobian (n_phi, p, p) w.r.t. phi = (theta, sigma), and
     A = 2 H^{-1} (Moore-Penrose over positive eigenvalues, as lmerTest)."""
     crit = Criterion(fit.devfun)
     s, p = fit.sigma, fit.aggregates.p
-    d = fit._theta_derivatives  # hlm.inference.params.ThetaDerivatives, computed once per fit
+    d = fit.theta_derivatives
     f0, grad, hess = d.value, d.grad, d.hess
     m = len(grad)
     b0 = f0[1]
@@ -67,7 +68,7 @@ def satterthwaite_parts(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s**2 * qinv, J, A
 
 
-def satterthwaite_df(fit, L: np.ndarray | None = None) -> np.ndarray:
+def satterthwaite_df(fit: LmmResult, L: np.ndarray | None = None) -> np.ndarray:
     """Satterthwaite df of each row of L (default: each fixed effect)."""
     C, J, A = satterthwaite_parts(fit)
     L = np.eye(C.shape[0]) if L is None else np.atleast_2d(np.asarray(L, dtype=float))
@@ -77,16 +78,17 @@ def satterthwaite_df(fit, L: np.ndarray | None = None) -> np.ndarray:
 
 
 # ---- Kenward-Roger -------------------------------------------------------------------------
-def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
     """Dense Z'Z (q, q), Z'K (q, k) and per factor (offset, G_f, q_f), factors largest first."""
     agg, struct = fit.aggregates, fit.structure
     qf = [len(c) for c in struct.factor_cols]
-    if agg.nested:
+    if fit.devfun.evaluator != "crossed" and agg.chain is not None:
         order = list(agg.chain)
         leaf = agg.factors[order[0]]
         if (msg := pooled_message(agg)) is not None:
-            raise OptionError(f"Kenward-Roger needs every group's random-effects design, but {msg}; "
-                              "use ddf='satterthwaite'")
+            raise OptionError(
+                f"Kenward-Roger needs every group's random-effects design, but {msg}; use ddf='satterthwaite'"
+            )
         anc = [np.arange(leaf.nlevels)]
         for par in agg.parents:
             anc.append(par[anc[-1]])
@@ -108,8 +110,9 @@ def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, in
                         rows.append(offs[a] + anc[a] * qf[f] + i)
                         cols.append(offs[b] + anc[b] * qf[h] + j)
                         vals.append(leaf.ztz[:, Jf[i], Jh[j]])
-        ztz = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                            shape=(q, q)).toarray()
+        ztz = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(q, q)
+        ).toarray()
     else:
         system = fit.devfun.crossed
         order = list(system.order)
@@ -122,12 +125,12 @@ def _random_design(fit) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, in
     return ztz, ztk, [(f, *blk) for f, blk in zip(order, blocks)]
 
 
-def _lambda_dense(fit, blocks) -> np.ndarray:
+def _lambda_dense(fit: LmmResult, blocks: list[tuple[int, int, int]]) -> np.ndarray:
     lambdas = fit.structure.lambdas(np.asarray(fit.theta, dtype=float))
     return sp.block_diag([sp.kron(sp.identity(G), sp.csr_matrix(lambdas[f])) for f, _, G, _ in blocks]).toarray()
 
 
-def _kr_parameters(fit, blocks) -> list[tuple[np.ndarray, np.ndarray]]:
+def _kr_parameters(fit: LmmResult, blocks: list[tuple[int, int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per variance/covariance parameter of each term: the index pairs (rows, cols) of D_i,
     D_i = I_G (x) E_rc on the term's columns within its factor's block."""
     where = {f: (off, G, qf) for f, off, G, qf in blocks}
@@ -151,11 +154,12 @@ def _apply_d(d: tuple[np.ndarray, np.ndarray], A: np.ndarray) -> np.ndarray:
     return out
 
 
-def kenward_roger_parts(fit) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+def kenward_roger_parts(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """(Phi, Phi_A, [P_i], W) as pbkrtest's ``vcovAdj`` (see the module docstring)."""
     if fit.structure.structured:  # its D_i are one per covariance entry, not per shared parameter
-        raise OptionError("Kenward-Roger is not implemented for cov(identity) or cov(exchangeable) terms; "
-                          "use ddf='satterthwaite'")
+        raise OptionError(
+            "Kenward-Roger is not implemented for cov(identity) or cov(exchangeable) terms; use ddf='satterthwaite'"
+        )
     ztz, ztk, blocks = _random_design(fit)
     q = ztz.shape[0]
     if q > KR_MAX_Q:
@@ -228,7 +232,7 @@ def kenward_roger_parts(fit) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], 
     return Phi, Phi + 2.0 * Phi @ U @ Phi, P, W
 
 
-def kenward_roger_df(fit, L: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def kenward_roger_df(fit: LmmResult, L: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Kenward-Roger df and adjusted variance of each row of L (default: each fixed effect)."""
     Phi, PhiA, P, W = kenward_roger_parts(fit)
     L = np.eye(Phi.shape[0]) if L is None else np.atleast_2d(np.asarray(L, dtype=float))
@@ -264,7 +268,7 @@ def _kr_ddf(A1: float, A2: float, q: int) -> float:
 
 
 # ---- tables --------------------------------------------------------------------------------
-def fixed_effects_table(fit, *, ddf: DDF = "none", level: float = 0.95) -> pd.DataFrame:
+def fixed_effects_table(fit: LmmResult, *, ddf: DDF = "none", level: float = 0.95) -> pd.DataFrame:
     """Fixed effects with z tests (``ddf="none"``, Stata) or t tests on Satterthwaite or
     Kenward-Roger df (with the KR-adjusted standard errors).  Columns: term, estimate,
     std_error, df (inf for z), statistic, p_value, conf_low, conf_high."""
@@ -282,12 +286,22 @@ def fixed_effects_table(fit, *, ddf: DDF = "none", level: float = 0.95) -> pd.Da
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
     crit = stats.t.ppf(0.5 + level / 2.0, df)
-    return pd.DataFrame({"term": list(fit.aggregates.xnames), "estimate": est, "std_error": se, "df": df,
-                         "statistic": t, "p_value": 2.0 * stats.t.sf(np.abs(t), df),
-                         "conf_low": est - crit * se, "conf_high": est + crit * se}, columns=DDF_COLUMNS)
+    return pd.DataFrame(
+        {
+            "term": list(fit.aggregates.xnames),
+            "estimate": est,
+            "std_error": se,
+            "df": df,
+            "statistic": t,
+            "p_value": 2.0 * stats.t.sf(np.abs(t), df),
+            "conf_low": est - crit * se,
+            "conf_high": est + crit * se,
+        },
+        columns=DDF_COLUMNS,
+    )
 
 
-def wald_slopes(fit) -> tuple[float, int, float]:
+def wald_slopes(fit: LmmResult) -> tuple[float, int, float]:
     """Stata's header test that all fixed slopes (every term but the intercept) are zero:
     chi2 = b_s' V_s^{-1} b_s on (number of slopes) df; returns (chi2, df, p)."""
     names = list(fit.aggregates.xnames)

@@ -16,7 +16,8 @@ Between fits (:func:`lrtest`, :func:`compare`, lme4's ``anova``): models sorted 
 number of parameters; a model must be nested in the next (:func:`nested_in`: its fixed
 effects and its random effects -- each grouping factor's columns and correlations -- a
 subset of the larger model's), else :func:`lrtest` raises :class:`~hlm.errors.ComparisonError`
-and :func:`compare` reports AIC and BIC only, with a note.  Each row's chi2 = 2 (log L_i - log L_{i-1}) on the difference in
+and :func:`compare` reports AIC and BIC only, with a note.  Each row's chi2 = 2 (log L_i - log L_{i-1}) on the
+difference in
 parameters, ``p_value`` = P(chi2_df > chi2) (lme4's naive p).  When the larger model adds
 exactly one variance (with or without its covariances, and the same fixed effects) the
 null is on the boundary and ``p_value_chibar2`` gives the mixture
@@ -36,11 +37,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.core.deviance import profile
+from hlm.aggregate.stats import Aggregates
 from hlm.errors import ComparisonError, HLMWarning
+from hlm.lmm.deviance import profile
+from hlm.lmm.pipeline import fit_aggregates
+from hlm.lmm.result import LmmResult
 
-COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value",
-                   "p_value_chibar2"]
+COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value", "p_value_chibar2"]
 
 
 @dataclass(frozen=True)
@@ -58,22 +61,26 @@ class LRTest:
 
     def __str__(self) -> str:
         if self.distribution == "chibar2(01)":
-            return f"LR test vs. linear model: chibar2(01) = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+            return (
+                f"LR test vs. linear model: chibar2(01) = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+            )
         if "mixture" in self.distribution:
-            head = (f"LR test: chibar2 = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
-                    f"   ({self.distribution})")
+            head = (
+                f"LR test: chibar2 = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
+                f"   ({self.distribution})"
+            )
         else:
             head = f"LR test: {self.distribution} = {self.statistic:.2f}   Prob > chi2 = {self.p_value:.4f}"
         return head + (f"\nNote: {self.note}" if self.note else "")
 
 
-def linear_model_criterion(agg, reml: bool) -> float:
+def linear_model_criterion(agg: Aggregates, reml: bool) -> float:
     """The linear model's -2 log L (ML) or REML criterion from the aggregates (H = W^{-1}
     with precision weights: log|H| = -sum log w)."""
     return profile(-agg.log_weights, np.asarray(agg.ktk, dtype=float), agg.nobs, reml).objective
 
 
-def lr_vs_linear(fit) -> LRTest:
+def lr_vs_linear(fit: LmmResult) -> LRTest:
     """Stata's "LR test vs. linear model" for a fitted mixed model."""
     crit0 = linear_model_criterion(fit.aggregates, fit.reml)
     crit1 = fit.profiled.objective
@@ -81,14 +88,20 @@ def lr_vs_linear(fit) -> LRTest:
     k = fit.structure.ntheta
     if k == 1:
         p = 0.5 * float(stats.chi2.sf(x, 1)) if x > 0 else 1.0  # P(chibar2(01) >= 0) = 1
-        return LRTest(x, 1, p, "chibar2(01)", -0.5 * crit0, -0.5 * crit1,
-                      p_value_naive=float(stats.chi2.sf(x, 1)))
-    return LRTest(x, k, float(stats.chi2.sf(x, k)), f"chi2({k})", -0.5 * crit0, -0.5 * crit1,
-                  note="LR test is conservative and provided only for reference.",
-                  p_value_naive=float(stats.chi2.sf(x, k)))
+        return LRTest(x, 1, p, "chibar2(01)", -0.5 * crit0, -0.5 * crit1, p_value_naive=float(stats.chi2.sf(x, 1)))
+    return LRTest(
+        x,
+        k,
+        float(stats.chi2.sf(x, k)),
+        f"chi2({k})",
+        -0.5 * crit0,
+        -0.5 * crit1,
+        note="LR test is conservative and provided only for reference.",
+        p_value_naive=float(stats.chi2.sf(x, k)),
+    )
 
 
-def _same_fixed(a, b) -> bool:
+def _same_fixed(a: LmmResult, b: LmmResult) -> bool:
     xa, xb = a.aggregates, b.aggregates
     if tuple(xa.xnames) != tuple(xb.xnames):
         return False
@@ -96,18 +109,18 @@ def _same_fixed(a, b) -> bool:
     return bool(np.allclose(xa.ktk[:p, :p], xb.ktk[:p, :p], rtol=1e-10, atol=0.0))
 
 
-def _random_parts(fit) -> tuple[set, set]:
+def _random_parts(fit: LmmResult) -> tuple[set, set]:
     """The random effects of a fit as (factor, column) pairs and correlated
     (factor, column, column) triples, factors named by their set of grouping columns."""
     cols, pairs = set(), set()
     for term in fit.structure.terms:
         key = frozenset(fit.aggregates.factors[term.factor].columns)
         cols |= {(key, c) for c in term.columns}
-        pairs |= {(key, *sorted((a, b))) for i, a in enumerate(term.columns) for b in term.columns[i + 1:]}
+        pairs |= {(key, *sorted((a, b))) for i, a in enumerate(term.columns) for b in term.columns[i + 1 :]}
     return cols, pairs
 
 
-def nested_in(small, large) -> str | None:
+def nested_in(small: LmmResult, large: LmmResult) -> str | None:
     """None when ``small`` is a special case of ``large`` (its fixed effects, random effects
     and their correlations all in ``large``), else what ``small`` has that ``large`` lacks."""
     extra = [x for x in small.aggregates.xnames if x not in large.aggregates.xnames]
@@ -123,35 +136,42 @@ def nested_in(small, large) -> str | None:
     return None
 
 
-def _n_sd(fit) -> int:
+def _n_sd(fit: LmmResult) -> int:
     return sum(1 for (_, r, c) in fit.structure.theta_pos if r == c)
 
 
-def refit_ml(fit):
+def refit_ml(fit: LmmResult) -> LmmResult:
     """The same model refitted by maximum likelihood from its aggregates (no rows needed)."""
     if not fit.reml:
         return fit
-    from hlm.lmm import fit_aggregates
-
-    return fit_aggregates(fit.spec, fit.aggregates, reml=False, data=fit.data, x_model_spec=fit.x_model_spec,
-                          notes=fit.notes, weights=fit.weights)
+    return fit_aggregates(
+        fit.spec,
+        fit.aggregates,
+        reml=False,
+        data=fit.data,
+        x_model_spec=fit.x_model_spec,
+        notes=fit.notes,
+        weights=fit.weights,
+        record=type(fit),
+    )
 
 
 def _prepare(models: tuple, refit: bool) -> list:
-    from hlm.fit import Fit
-
     if len(models) < 2:
         raise ComparisonError("compare needs at least two fitted models")
     for m in models:
-        if not isinstance(m, Fit):
+        if not isinstance(m, LmmResult):
             raise ComparisonError(f"compare and lrtest take fits from hlm.fit, not {type(m).__name__} ({m!r:.40})")
     n = {m.nobs for m in models}
     if len(n) > 1:
-        raise ComparisonError(f"the models were fitted to different numbers of observations ({sorted(n)}); "
-                              "compare models fitted to the same rows")
+        raise ComparisonError(
+            f"the models were fitted to different numbers of observations ({sorted(n)}); "
+            "compare models fitted to the same rows"
+        )
     if len({(m.aggregates.weights is None, round(m.aggregates.log_weights, 9)) for m in models}) > 1:
-        raise ComparisonError("the models have different precision weights; compare models fitted with the same "
-                              "weights")
+        raise ComparisonError(
+            "the models have different precision weights; compare models fitted with the same weights"
+        )
     y = {round(float(m.aggregates.ktk[-1, -1]), 6) for m in models}
     if len(y) > 1:
         raise ComparisonError("the models have different responses or rows; compare models of the same data")
@@ -160,16 +180,18 @@ def _prepare(models: tuple, refit: bool) -> list:
     mixed_criteria = len({m.reml for m in models}) > 1
     if any_reml and (fixed_differ or mixed_criteria):
         if not refit:
-            raise ComparisonError("compare mean structures using ML, not REML: refit with reml=False or pass "
-                                  "refit_ml=True" if fixed_differ else
-                                  "cannot compare a REML fit with an ML fit: pass refit_ml=True")
+            raise ComparisonError(
+                "compare mean structures using ML, not REML: refit with reml=False or pass refit_ml=True"
+                if fixed_differ
+                else "cannot compare a REML fit with an ML fit: pass refit_ml=True"
+            )
         return [refit_ml(m) for m in models]
     if refit:
         return [refit_ml(m) for m in models]
     return list(models)
 
 
-def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> pd.DataFrame:
+def compare(*models: LmmResult, refit_ml: bool = False, names: list[str] | None = None) -> pd.DataFrame:
     """Likelihood-ratio comparison of nested fits (lme4's ``anova``), one row per model.
 
     Columns: model, npar, aic, bic, loglik, deviance (-2 loglik), chisq, df, p_value (naive
@@ -187,22 +209,26 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
     rows = []
     notes = []
     prev = None
+    prev_label = ""
     for i in order:
         m = fits[i]
         ll = m.loglik
         chisq = df = p = pmix = np.nan
         missing = None if prev is None else nested_in(prev, m)
         if missing is not None:
-            notes.append(f"{labels[i]} is not nested in {prev_label} ({prev_label} has {missing}, {labels[i]} does "
-                         "not): no LR test; compare AIC and BIC only")
+            notes.append(
+                f"{labels[i]} is not nested in {prev_label} ({prev_label} has {missing}, {labels[i]} does "
+                "not): no LR test; compare AIC and BIC only"
+            )
         elif prev is not None:
             df = m.df_model - prev.df_model
             chisq = max(2.0 * (ll - prev.loglik), 0.0)
             if df > 0:
                 p = float(stats.chi2.sf(chisq, df))
                 if _n_sd(m) - _n_sd(prev) == 1 and _same_fixed(m, prev):
-                    pmix = 0.5 * float(stats.chi2.sf(chisq, df - 1) if df > 1 else (chisq <= 0)) \
-                        + 0.5 * float(stats.chi2.sf(chisq, df))
+                    pmix = 0.5 * float(stats.chi2.sf(chisq, df - 1) if df > 1 else (chisq <= 0)) + 0.5 * float(
+                        stats.chi2.sf(chisq, df)
+                    )
         rows.append((labels[i], m.df_model, m.aic, m.bic, ll, -2.0 * ll, chisq, df, p, pmix))
         prev, prev_label = m, labels[i]
     out = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
@@ -213,7 +239,7 @@ def compare(*models, refit_ml: bool = False, names: list[str] | None = None) -> 
     return out
 
 
-def lrtest(m0, m1, *, refit_ml: bool = False) -> LRTest:
+def lrtest(m0: LmmResult, m1: LmmResult, *, refit_ml: bool = False) -> LRTest:
     """The likelihood-ratio test of the smaller fit against the larger one.
 
     ``p_value`` is the boundary mixture (chibar2) when the larger model adds exactly one
@@ -223,18 +249,27 @@ def lrtest(m0, m1, *, refit_ml: bool = False) -> LRTest:
     fits = sorted(_prepare((m0, m1), refit_ml), key=lambda m: m.df_model)
     missing = nested_in(fits[0], fits[1])
     if missing is not None:
-        raise ComparisonError(f"the models are not nested: the smaller one has {missing} and the larger one does "
-                              "not, so an LR test does not apply; compare their AIC and BIC (hlm.compare)")
+        raise ComparisonError(
+            f"the models are not nested: the smaller one has {missing} and the larger one does "
+            "not, so an LR test does not apply; compare their AIC and BIC (hlm.compare)"
+        )
     table = compare(*fits)
     row = table.iloc[1]
     if int(row["df"]) <= 0:
-        raise ComparisonError("the two models have the same number of parameters; an LR test needs nested "
-                              "models that differ in parameters")
+        raise ComparisonError(
+            "the two models have the same number of parameters; an LR test needs nested "
+            "models that differ in parameters"
+        )
     mixture = not math.isnan(row["p_value_chibar2"])
-    return LRTest(float(row["chisq"]), int(row["df"]),
-                  float(row["p_value_chibar2"] if mixture else row["p_value"]),
-                  f"chibar2 mixture of chi2({int(row['df']) - 1}) and chi2({int(row['df'])})" if mixture
-                  else f"chi2({int(row['df'])})",
-                  float(table.iloc[0]["loglik"]), float(row["loglik"]),
-                  note="one variance on the boundary under the null: 50:50 mixture" if mixture else "",
-                  p_value_naive=float(row["p_value"]))
+    return LRTest(
+        float(row["chisq"]),
+        int(row["df"]),
+        float(row["p_value_chibar2"] if mixture else row["p_value"]),
+        f"chibar2 mixture of chi2({int(row['df']) - 1}) and chi2({int(row['df'])})"
+        if mixture
+        else f"chi2({int(row['df'])})",
+        float(table.iloc[0]["loglik"]),
+        float(row["loglik"]),
+        note="one variance on the boundary under the null: 50:50 mixture" if mixture else "",
+        p_value_naive=float(row["p_value"]),
+    )

@@ -11,7 +11,7 @@ lme4 tabulates zeta and interpolates splines; here the limits are found by root 
 (Brent) on zeta, each evaluation an inner optimisation (BOBYQA) warm-started from the last.
 
 * Variance parameters: the criterion in the natural parameters eta = (log sd, atanh r,
-  log sigma) (see :mod:`hlm.inference.params`), with one coordinate held fixed.  If zeta stays
+  log sigma) (see :mod:`hlm.lmm.params`), with one coordinate held fixed.  If zeta stays
   inside the cutoff as an SD goes to 0 (a correlation to -+1), the limit is 0 (-+1), as lme4.
 * Fixed effect j held at b: with K' = [X_{-j}, y - b x_j] = K T, K'H^{-1}K' = T'QT, so beta_{-j}
   and sigma are profiled analytically and only theta is optimised.  No rows are needed.
@@ -24,44 +24,23 @@ lme4 tabulates zeta and interpolates splines; here the limits are found by root 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
-import nlopt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.core.deviance import LOG2PI
-from hlm.core.deviance import profile as profiled_criterion
-from hlm.inference.params import Criterion, VarParams
+from hlm.lmm.deviance import LOG2PI
+from hlm.lmm.deviance import profile as profiled_criterion
+from hlm.lmm.params import Criterion, VarParams
+from hlm.lmm.result import LmmResult
+from hlm.numerics.bobyqa import minimize_bounded
 
 CI_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "conf_low", "conf_high", "method"]
 PROFILE_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "value", "zeta"]
 LOG_SD_FLOOR = -30.0
 ATANH_MAX = 10.0
-
-
-def _bobyqa(fun, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray, step: float = 0.1, *,
-            ftol: float = 1e-10, xtol: float = 1e-9) -> tuple[np.ndarray, float]:
-    n = len(x0)
-    if n == 0:
-        return x0, float(fun(x0))
-    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
-    opt.set_min_objective(lambda x, g: float(fun(x)))
-    opt.set_lower_bounds(lower)
-    opt.set_upper_bounds(upper)
-    opt.set_ftol_abs(ftol)
-    opt.set_ftol_rel(1e-15)
-    opt.set_xtol_abs(xtol)
-    opt.set_maxeval(20_000)
-    opt.set_initial_step(np.full(n, step))
-    x0 = np.clip(x0, lower + 1e-12, upper - 1e-12)
-    try:
-        x = opt.optimize(x0)
-    except nlopt.RoundoffLimited:
-        x = x0
-    return x, float(fun(x))
 
 
 def _atanh_floor(low: float) -> float:
@@ -72,7 +51,7 @@ def _atanh_floor(low: float) -> float:
 class _VarianceProfiler:
     """D(eta) with beta profiled out, eta = (log sd | atanh r per theta position, log sigma)."""
 
-    def __init__(self, fit):
+    def __init__(self, fit: LmmResult) -> None:
         self.fit = fit
         self.vp = VarParams.of(fit.structure)
         self.crit = Criterion(fit.devfun)
@@ -86,8 +65,10 @@ class _VarianceProfiler:
             else:
                 eta[k] = math.log(v) if v > 0 else floor
         self.eta_hat = eta
-        self.lower = np.array([LOG_SD_FLOOR if sd else _atanh_floor(self.vp.cor_lower(k))
-                               for k, sd in enumerate(self.is_sd[:-1])] + [LOG_SD_FLOOR])
+        self.lower = np.array(
+            [LOG_SD_FLOOR if sd else _atanh_floor(self.vp.cor_lower(k)) for k, sd in enumerate(self.is_sd[:-1])]
+            + [LOG_SD_FLOOR]
+        )
         self.upper = np.where(self.is_sd, np.inf, ATANH_MAX)
         self.lower[-1], self.upper[-1] = LOG_SD_FLOOR, np.inf
         self.d_hat = fit.profiled.objective
@@ -114,7 +95,7 @@ class _VarianceProfiler:
             eta[k] = value
             return self.deviance(eta)
 
-        x, d = _bobyqa(fun, start[others], self.lower[others], self.upper[others])
+        x, d = minimize_bounded(fun, start[others], self.lower[others], self.upper[others])
         eta = start.copy()
         eta[others] = x
         eta[k] = value
@@ -124,7 +105,7 @@ class _VarianceProfiler:
 class _FixedProfiler:
     """D(b) for fixed effect j held at b: theta optimised, beta_{-j} and sigma profiled."""
 
-    def __init__(self, fit, j: int):
+    def __init__(self, fit: LmmResult, j: int) -> None:
         self.fit = fit
         k = fit.aggregates.ktk.shape[0]
         self.j = j
@@ -147,12 +128,12 @@ class _FixedProfiler:
 
     def profile_at(self, b: float) -> float:
         start = min(self.seen, key=lambda item: abs(item[0] - b))[1]  # warm start from the nearest point
-        theta, d = _bobyqa(lambda t: self.deviance(t, b), start, self.lower, np.full(len(start), np.inf))
+        theta, d = minimize_bounded(lambda t: self.deviance(t, b), start, self.lower, np.full(len(start), np.inf))
         self.seen.append((b, theta))
         return d
 
 
-def _illinois(zeta, target: float, a: float, za: float, b: float, zb: float) -> float:
+def _illinois(zeta: Callable[[float], float], target: float, a: float, za: float, b: float, zb: float) -> float:
     """Root of zeta(x) = target in [a, b] by the Illinois (modified regula falsi) method, using
     the bracket's known values (inner optimisations are not re-run at the ends)."""
     fa, fb = za - target, zb - target
@@ -177,7 +158,7 @@ def _illinois(zeta, target: float, a: float, za: float, b: float, zb: float) -> 
     return x
 
 
-def _limit(zeta, x_hat: float, step: float, target: float, bound: float | None) -> float:
+def _limit(zeta: Callable[[float], float], x_hat: float, step: float, target: float, bound: float | None) -> float:
     """x beyond x_hat (in the direction of target's sign) with zeta(x) = target; ``bound`` is
     where the parameter space ends (returned when zeta never reaches the target), None if
     it does not end.  The first trial is the Wald guess x_hat + target * step."""
@@ -247,7 +228,7 @@ class _Curve:
         return v
 
 
-def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
+def _curves(fit: LmmResult, parm: list[str] | None = None) -> Iterator[_Curve]:
     """A :class:`_Curve` per SD, correlation, sigma (lme4's order) and fixed effect; REML fits
     are profiled on their ML refit (see the module docstring)."""
     if fit.reml:
@@ -255,7 +236,7 @@ def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
 
         fit = refit_ml(fit)
     vprof = _VarianceProfiler(fit)
-    info = fit._varcomp_info  # hlm.inference.varcomp.information, computed once per fit
+    info = fit.varcomp_info
     se_nat = np.full(len(info.free), 0.5)
     se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 1e-12))
     for k, p in enumerate(vprof.vp.params):
@@ -264,7 +245,7 @@ def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
         x_hat = vprof.eta_hat[k]
         seen: list[tuple[float, np.ndarray]] = [(x_hat, vprof.eta_hat.copy())]
 
-        def zeta(x: float, k=k, seen=seen, x_hat=x_hat) -> float:
+        def zeta(x: float, k: int = k, seen: list[tuple[float, np.ndarray]] = seen, x_hat: float = x_hat) -> float:
             start = min(seen, key=lambda item: abs(item[0] - x))[1]  # warm start from the nearest point
             d, eta = vprof.profile_at(k, x, start)
             seen.append((x, eta))
@@ -279,15 +260,16 @@ def _curves(fit, parm: list[str] | None = None) -> Iterator[_Curve]:
             continue
         fprof = _FixedProfiler(fit, j)
 
-        def zeta_f(b: float, j=j, fprof=fprof) -> float:
+        def zeta_f(b: float, j: int = j, fprof: _FixedProfiler = fprof) -> float:
             d = fprof.profile_at(b)
             return math.copysign(math.sqrt(max(d - fit.profiled.objective, 0.0)), b - beta[j])
 
-        yield _Curve(name, "fixed", None, name, None, float(beta[j]), float(beta[j]), float(se[j]), (None, None),
-                     zeta_f)
+        yield _Curve(
+            name, "fixed", None, name, None, float(beta[j]), float(beta[j]), float(se[j]), (None, None), zeta_f
+        )
 
 
-def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+def profile_confint(fit: LmmResult, *, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
     """Profile-likelihood intervals for every SD, correlation, sigma and fixed effect.
 
     Rows in lme4's order (``.sig01``..., ``.sigma``, then the fixed effects); ``parm``
@@ -297,12 +279,13 @@ def profile_confint(fit, *, level: float = 0.95, parm: list[str] | None = None) 
     rows = []
     for c in _curves(fit, parm):
         lo, hi = c.limits(cut)
-        rows.append((c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(lo), c.to_natural(hi),
-                     "profile"))
+        rows.append(
+            (c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(lo), c.to_natural(hi), "profile")
+        )
     return pd.DataFrame(rows, columns=CI_COLUMNS)
 
 
-def profile(fit, *, alphamax: float = 0.01, parm: list[str] | None = None, npoints: int = 6) -> pd.DataFrame:
+def profile(fit: LmmResult, *, alphamax: float = 0.01, parm: list[str] | None = None, npoints: int = 6) -> pd.DataFrame:
     """The profile zeta of every parameter (lme4's ``profile(fit)``), for plotting.
 
     Each parameter is traced from its estimate out to |zeta| = sqrt(chi2_1(1 - alphamax))

@@ -1,7 +1,7 @@
 """Standard errors and Wald confidence limits of the variance components (Stata's ``mixed``).
 
 The observed information of the natural variance parameters eta = (log sd, atanh r,
-log sigma) (see :mod:`hlm.inference.params`) is half the Hessian of the fit's criterion:
+log sigma) (see :mod:`hlm.lmm.params`) is half the Hessian of the fit's criterion:
 the ML deviance -2 log L (beta profiled out; at the optimum this equals the variance block
 of the inverse Hessian of the full likelihood in (beta, eta), which is what Stata and
 glmmTMB's ``sdreport`` report), or the REML criterion for REML fits.  With
@@ -11,7 +11,7 @@ D(u, ls) = c ls + a(u) + b(u) exp(-2 ls) in u = (log relative sd, atanh r):
 
 where only the derivatives of a and b in u are numerical.  They come by the chain rule from
 the fit's theta-derivatives of a and b (Richardson central differences, shared with the
-Satterthwaite df; see :class:`hlm.inference.params.ThetaDerivatives`) through the cheap map
+Satterthwaite df; see :class:`hlm.lmm.params.ThetaDerivatives`) through the cheap map
 theta(u), whose Jacobian J and second derivatives T_k = d2 theta_k / du2 are differences of
 the map alone (no deviance evaluations):
 
@@ -30,88 +30,37 @@ covariance than theta(u); the theta-derivatives are then taken at theta(u), not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.inference.numderiv import derivatives
-from hlm.inference.params import ThetaDerivatives, VarParams
+from hlm.lmm.information import VarCompInfo
+from hlm.lmm.params import VarParam
+from hlm.lmm.result import LmmResult
 
-VARCOMP_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "std_error", "conf_low",
-                   "conf_high", "se_natural"]
-STEP = 0.01
-
-
-@dataclass(frozen=True)
-class VarCompInfo:
-    """The information matrix of the free natural parameters at the estimates."""
-
-    vp: VarParams
-    estimates: np.ndarray  # sd / cor / sigma, all parameters
-    natural: np.ndarray  # log sd / atanh r / log sigma, all parameters
-    free: np.ndarray  # bool, all parameters (sigma always free)
-    hessian: np.ndarray  # of the criterion D = -2 log L over the free natural parameters
-
-    @property
-    def vcov(self) -> np.ndarray:
-        """Cov(eta_free) = 2 H^{-1} (pseudo-inverse when H is singular)."""
-        try:
-            return 2.0 * np.linalg.inv(self.hessian)
-        except np.linalg.LinAlgError:
-            return 2.0 * np.linalg.pinv(self.hessian)
+VARCOMP_COLUMNS = [
+    "parameter",
+    "kind",
+    "group",
+    "var1",
+    "var2",
+    "estimate",
+    "std_error",
+    "conf_low",
+    "conf_high",
+    "se_natural",
+]
 
 
-def information(fit) -> VarCompInfo:
-    """The Hessian of the fit's criterion in the natural parameters (see the module docstring)."""
-    vp = VarParams.of(fit.structure)
-    theta, sigma = np.asarray(fit.theta, dtype=float), fit.sigma
-    rel = vp.relative(theta)
-    u_all = vp.to_unconstrained(rel)
-    free_theta = vp.free(theta)
-    idx = np.flatnonzero(free_theta)
-
-    def theta_of(u_free: np.ndarray) -> np.ndarray:
-        u = u_all.copy()
-        u[idx] = u_free
-        return vp.theta_from_relative(vp.from_unconstrained(u))
-
-    at = theta_of(u_all[idx])  # theta, unless a zero SD left theta another root (module docstring)
-    shared = np.allclose(at, theta, rtol=1e-10, atol=1e-12)
-    d = fit._theta_derivatives if shared else ThetaDerivatives.at(fit.devfun, at)
-    b0 = d.value[1]
-    ga, Ha = d.grad[:, :2], d.hess[:, :, :2]  # theta-derivatives of (a, b)
-    if len(idx):
-        _, J, T = derivatives(theta_of, u_all[idx], np.full(len(idx), STEP))  # (n, m), (n, n, m)
-        grad = J @ ga
-        hess = np.einsum("ik,klc,jl->ijc", J, Ha, J) + T @ ga
-    else:
-        grad, hess = np.zeros((0, 2)), np.zeros((0, 0, 2))
-    scale = np.exp(-2.0 * np.log(sigma))
-    m = len(idx)
-    H = np.zeros((m + 1, m + 1))
-    H[:m, :m] = hess[:, :, 0] + hess[:, :, 1] * scale
-    H[:m, m] = H[m, :m] = -2.0 * grad[:, 1] * scale
-    H[m, m] = 4.0 * b0 * scale
-    A = np.eye(m + 1)
-    A[:m, m] = -vp.is_sd()[idx].astype(float)  # u_k = log sd_k - log sigma for SDs
-    H_eta = A.T @ H @ A
-    est = vp.estimates(theta, sigma)
-    natural = np.append(np.where(vp.is_sd(), np.log(np.maximum(est[:-1], 1e-300)), np.arctanh(
-        np.clip(est[:-1], -1 + 1e-15, 1 - 1e-15))), np.log(sigma))
-    return VarCompInfo(vp, est, natural, np.append(free_theta, True), H_eta)
-
-
-def varcomp_vcov(fit, info: VarCompInfo | None = None) -> pd.DataFrame:
+def varcomp_vcov(fit: LmmResult, info: VarCompInfo | None = None) -> pd.DataFrame:
     """Covariance of the free natural parameters (log sd, atanh r, log sigma), labelled;
-    ``info`` is :func:`information`'s result when already computed."""
-    info = information(fit) if info is None else info
+    ``info`` is the fit's ``varcomp_info`` when already computed."""
+    info = fit.varcomp_info if info is None else info
     names = [_natural_label(p) for p, f in zip(info.vp.params, info.free) if f]
     return pd.DataFrame(info.vcov, index=names, columns=names)
 
 
-def _natural_label(p) -> str:
+def _natural_label(p: VarParam) -> str:
     if p.kind == "sd":
         return f"log_sd:{p.group}|{p.var1}"
     if p.kind == "cor":
@@ -119,15 +68,15 @@ def _natural_label(p) -> str:
     return "log_sd:Residual"
 
 
-def varcomp(fit, *, level: float = 0.95, info: VarCompInfo | None = None) -> pd.DataFrame:
+def varcomp(fit: LmmResult, *, level: float = 0.95, info: VarCompInfo | None = None) -> pd.DataFrame:
     """Random-effect SDs, correlations and the residual SD with standard errors and CIs.
 
     One row per variance parameter in lme4's order (``.sig01`` ... then ``.sigma``); columns
     ``parameter, kind, group, var1, var2, estimate, std_error, conf_low, conf_high,
     se_natural`` (the SE on the log-SD / atanh scale).  Boundary parameters have NaN
-    standard errors and limits.  ``info`` is :func:`information`'s result when already computed.
+    standard errors and limits.  ``info`` is the fit's ``varcomp_info`` when already computed.
     """
-    info = information(fit) if info is None else info
+    info = fit.varcomp_info if info is None else info
     se_nat = np.full(len(info.free), np.nan)
     se_nat[info.free] = np.sqrt(np.maximum(np.diag(info.vcov), 0.0))
     q = stats.norm.ppf(0.5 + level / 2.0)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hlm.data.source import to_pandas
 from hlm.errors import DataError, FormulaError, OptionError
-from hlm.source import to_pandas
 from hlm.spec.factor_variables import stata_column_name
 from hlm.spec.stata import parse_stata, split_command
 
@@ -53,7 +53,9 @@ def parse_model(model: str) -> tuple[str, str, str]:
         raise FormulaError(f"'{command}' fits a mixed model: use hlm.fit (or 'hlm fit')")
     model = model[begin:]
     if "|" in model:
-        raise FormulaError("a panel model has no random-effects levels ('|'); the panel is given by panel=", model, model.index("|"))
+        raise FormulaError(
+            "a panel model has no random-effects levels ('|'); the panel is given by panel=", model, model.index("|")
+        )
     if "~" in model:
         lhs, rhs = model.split("~", 1)
         response = lhs.strip()
@@ -62,10 +64,12 @@ def parse_model(model: str) -> tuple[str, str, str]:
         rhs = rhs.strip() or "1"
         syntax = "formula"
     else:
-        if "," in model and "nocon" in model[model.index(","):].lower():
+        if "," in model and "nocon" in model[model.index(",") :].lower():
             raise FormulaError("xtreg always estimates a constant; remove 'noconstant'", model, model.index(","))
         if "," in model:
-            raise FormulaError("options such as ', fe' are keyword arguments here (estimator='fe')", model, model.index(","))
+            raise FormulaError(
+                "options such as ', fe' are keyword arguments here (estimator='fe')", model, model.index(",")
+            )
         spec = parse_stata(model)
         response, rhs, syntax = spec.response, spec.fixed, "stata"
     return response, rhs, syntax
@@ -166,7 +170,16 @@ def build_design(model: str, data: Any, *, panel: str, cluster: str | None = Non
         if n_clusters < 2:
             raise OptionError(f"cluster variable '{cluster}' has a single cluster; cluster-robust SEs need at least 2")
     return PanelDesign(
-        model=model, response=response, names=names, y=y, X=X,
-        codes=codes.astype(np.intp, copy=False), panels=panels, panel_var=panel,
-        cluster_codes=cluster_codes, cluster_var=cluster, n_clusters=n_clusters, n_dropped=n_dropped,
+        model=model,
+        response=response,
+        names=names,
+        y=y,
+        X=X,
+        codes=codes.astype(np.intp, copy=False),
+        panels=panels,
+        panel_var=panel,
+        cluster_codes=cluster_codes,
+        cluster_var=cluster,
+        n_clusters=n_clusters,
+        n_dropped=n_dropped,
     )

@@ -20,18 +20,21 @@ from hlm.panel.stats import PanelStats
 from hlm.spec.terms import ModelSpec, RandomTerm
 
 
-def engine_stats(model: str, data: Any = None, *, panel: str, sql: str | None = None,
-                 con: Any = None) -> tuple[PanelStats, Aggregates]:
+def engine_stats(
+    model: str, data: Any = None, *, panel: str, sql: str | None = None, con: Any = None
+) -> tuple[PanelStats, Aggregates]:
     """``(PanelStats, Aggregates)`` of ``model`` by panel, from any aggregation backend."""
     response, rhs, syntax = parse_model(model)
-    spec = ModelSpec(model, response, rhs, (RandomTerm((), True, (panel,), panel),),
-                     "stata" if syntax == "stata" else "lme4")
+    spec = ModelSpec(
+        model, response, rhs, (RandomTerm((), True, (panel,), panel),), "stata" if syntax == "stata" else "lme4"
+    )
     agg, _ = aggregate_any(spec, data, sql=sql, con=con)
     if not agg.xnames or agg.xnames[0] not in ("(Intercept)", "_cons"):
         raise OptionError("panel models need the constant as the first column; drop '0 +' / '- 1'")
     fac = agg.factors[0]
-    stats = PanelStats(N=agg.nobs, T=fac.counts.astype(float), S=np.ascontiguousarray(fac.ztk[:, 0, :]),
-                       ZZ=agg.ktk.copy())
+    stats = PanelStats(
+        N=agg.nobs, T=fac.counts.astype(float), S=np.ascontiguousarray(fac.ztk[:, 0, :]), ZZ=agg.ktk.copy()
+    )
     return stats, agg
 
 
@@ -39,7 +42,18 @@ def engine_design(model: str, data: Any, *, panel: str) -> tuple[PanelDesign, Pa
     """A row-free design (names, panel labels, dropped rows) and the statistics, for the
     estimators with conventional standard errors."""
     stats, agg = engine_stats(model, data, panel=panel)
-    design = PanelDesign(model=model, response=agg.response, names=("_cons",) + tuple(agg.xnames[1:]),
-                         y=None, X=None, codes=None, panels=agg.factors[0].keys[0], panel_var=panel,
-                         cluster_codes=None, cluster_var=None, n_clusters=0, n_dropped=agg.ndropped)
+    design = PanelDesign(
+        model=model,
+        response=agg.response,
+        names=("_cons",) + tuple(agg.xnames[1:]),
+        y=None,
+        X=None,
+        codes=None,
+        panels=agg.factors[0].keys[0],
+        panel_var=panel,
+        cluster_codes=None,
+        cluster_var=None,
+        n_clusters=0,
+        n_dropped=agg.ndropped,
+    )
     return design, stats

@@ -20,11 +20,13 @@ import numpy as np
 from scipy import stats as sps
 
 from hlm.errors import ComparisonError, HLMWarning
-from hlm.panel.results import PanelFit, _g
+from hlm.panel.results import PanelFit, stata_g
 
 NOT_PD = "V_b-V_B is not positive definite"
-CHI2_NEG = ("chi2<0 ==> model fitted on these data fails to meet the asymptotic assumptions "
-            "of the Hausman test; see suest for a generalized test")
+CHI2_NEG = (
+    "chi2<0 ==> model fitted on these data fails to meet the asymptotic assumptions "
+    "of the Hausman test; see suest for a generalized test"
+)
 
 
 @dataclass(frozen=True)
@@ -43,24 +45,38 @@ class HausmanTest:
 
     def to_dict(self) -> dict[str, Any]:
         fin = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731
-        return {"chi2": fin(self.chi2), "df": self.df, "p": fin(self.p), "note": self.note,
-                "sigmamore": self.sigmamore, "terms": list(self.terms),
-                "b_fe": [float(v) for v in self.b_consistent], "b_re": [float(v) for v in self.b_efficient],
-                "se_diff": [fin(v) for v in self.se_diff]}
+        return {
+            "chi2": fin(self.chi2),
+            "df": self.df,
+            "p": fin(self.p),
+            "note": self.note,
+            "sigmamore": self.sigmamore,
+            "terms": list(self.terms),
+            "b_fe": [float(v) for v in self.b_consistent],
+            "b_re": [float(v) for v in self.b_efficient],
+            "se_diff": [fin(v) for v in self.se_diff],
+        }
 
     def summary(self) -> str:
-        lines = ["", f"{'':13}{'---- Coefficients ----':>26}",
-                 f"{'':13}|{'(b)':>11}{'(B)':>12}{'(b-B)':>14}{'sqrt(diag(V_b-V_B))':>22}",
-                 f"{'':13}|{'fe':>11}{'re':>12}{'Difference':>14}{'Std. err.':>16}",
-                 "-" * 13 + "+" + "-" * 64]
+        lines = [
+            "",
+            f"{'':13}{'---- Coefficients ----':>26}",
+            f"{'':13}|{'(b)':>11}{'(B)':>12}{'(b-B)':>14}{'sqrt(diag(V_b-V_B))':>22}",
+            f"{'':13}|{'fe':>11}{'re':>12}{'Difference':>14}{'Std. err.':>16}",
+            "-" * 13 + "+" + "-" * 64,
+        ]
         for t, b, B, s in zip(self.terms, self.b_consistent, self.b_efficient, self.se_diff):
-            lines.append(f"{t[:12]:>12} |{_g(b, 11)}{_g(B, 12)}{_g(b - B, 14)}{_g(s, 16)}")
-        lines += ["-" * 78,
-                  "                          b = Consistent under H0 and Ha; obtained from xtreg, fe.",
-                  "           B = Inconsistent under Ha, efficient under H0; obtained from xtreg, re.",
-                  "", "Test of H0: Difference in coefficients not systematic", "",
-                  f"    chi2({self.df}) = (b-B)'[(V_b-V_B)^(-1)](b-B)",
-                  f"            = {self.chi2:10.2f}"]
+            lines.append(f"{t[:12]:>12} |{stata_g(b, 11)}{stata_g(B, 12)}{stata_g(b - B, 14)}{stata_g(s, 16)}")
+        lines += [
+            "-" * 78,
+            "                          b = Consistent under H0 and Ha; obtained from xtreg, fe.",
+            "           B = Inconsistent under Ha, efficient under H0; obtained from xtreg, re.",
+            "",
+            "Test of H0: Difference in coefficients not systematic",
+            "",
+            f"    chi2({self.df}) = (b-B)'[(V_b-V_B)^(-1)](b-B)",
+            f"            = {self.chi2:10.2f}",
+        ]
         if np.isfinite(self.p):
             lines.append(f"Prob > chi2 = {self.p:10.4f}")
         if self.note:
@@ -94,8 +110,10 @@ def hausman(fe: PanelFit, re: PanelFit, *, sigmamore: bool = False) -> HausmanTe
     if not isinstance(fe, PanelFit) or not isinstance(re, PanelFit):
         raise ComparisonError("hausman(fe, re) takes two xtreg fits")
     if fe.estimator != "fe" or re.estimator != "re":
-        raise ComparisonError(f"hausman(fe, re): pass the fixed-effects fit first and the random-effects "
-                              f"fit second (got {fe.estimator!r}, {re.estimator!r})")
+        raise ComparisonError(
+            f"hausman(fe, re): pass the fixed-effects fit first and the random-effects "
+            f"fit second (got {fe.estimator!r}, {re.estimator!r})"
+        )
     if fe.vce != "conventional" or re.vce != "conventional":
         raise ComparisonError("the Hausman test needs conventional SEs: refit both models without vce robust/cluster")
     if (fe.response, fe.nobs, fe.ngroups, fe.panel_var) != (re.response, re.nobs, re.ngroups, re.panel_var):

@@ -30,8 +30,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from hlm.aggregate import choose_backend
-from hlm.checks_data import check_panel_response
 from hlm.errors import DataError, OptionError
+from hlm.lmm.checks_data import check_panel_response
 from hlm.panel import covariance as cov
 from hlm.panel.design import PanelDesign, build_design
 from hlm.panel.engine import engine_design
@@ -77,8 +77,10 @@ def xtreg(
     backend = choose_backend(data)
     if backend != "memory" and (vce == "conventional" or backend == "spark"):
         if vce != "conventional":
-            raise OptionError("robust and cluster standard errors need a second pass over the rows, which the "
-                              "Spark path does not make yet; use vce='conventional' or collect the rows")
+            raise OptionError(
+                "robust and cluster standard errors need a second pass over the rows, which the "
+                "Spark path does not make yet; use vce='conventional' or collect the rows"
+            )
         design, stats = engine_design(model, data, panel=panel)  # one GROUP BY where the data is
         check_panel_response((*design.names, design.response), stats.N, stats.ZZ, stats.S, stats.T, estimator)
         return fitter(design, stats, vce, sa)
@@ -104,7 +106,7 @@ def _with_panel_clusters(design: PanelDesign) -> PanelDesign:
 # ----------------------------------------------------------------------------- algebra
 
 
-def _keep(M: np.ndarray, cols: list[int], scale: np.ndarray, tol: float = 1e-9) -> list[int]:
+def independent_columns(M: np.ndarray, cols: list[int], scale: np.ndarray, tol: float = 1e-9) -> list[int]:
     """Columns of ``cols`` (in order) that are not linear combinations of earlier kept ones."""
     kept: list[int] = []
     for j in cols:
@@ -117,7 +119,7 @@ def _keep(M: np.ndarray, cols: list[int], scale: np.ndarray, tol: float = 1e-9) 
     return kept
 
 
-def _ols(M: np.ndarray, kx: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
+def ols(M: np.ndarray, kx: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
     """(A^-1, b, SSR) of the regression of the last column on columns kx of moment matrix M."""
     y = M.shape[0] - 1
     Ainv = np.linalg.inv(M[np.ix_(kx, kx)])
@@ -165,18 +167,28 @@ def _chi2_test(b: np.ndarray, V: np.ndarray) -> TestStat:
 
 
 def _panel_shape(stats: PanelStats) -> dict[str, Any]:
-    return dict(nobs=stats.N, ngroups=stats.n, T_min=int(stats.T.min()), T_avg=float(stats.T.mean()),
-                T_max=int(stats.T.max()))
+    return dict(
+        nobs=stats.N, ngroups=stats.n, T_min=int(stats.T.min()), T_avg=float(stats.T.mean()), T_max=int(stats.T.max())
+    )
 
 
 def _common(design: PanelDesign, stats: PanelStats, vce: str) -> dict[str, Any]:
-    return dict(model=design.model, response=design.response, panel_var=design.panel_var, vce=vce,
-                cluster_var=design.cluster_var if vce == "cluster" else None,
-                n_clusters=design.n_clusters if vce == "cluster" else None,
-                n_dropped=design.n_dropped, stats=stats, **_panel_shape(stats))
+    return dict(
+        model=design.model,
+        response=design.response,
+        panel_var=design.panel_var,
+        vce=vce,
+        cluster_var=design.cluster_var if vce == "cluster" else None,
+        n_clusters=design.n_clusters if vce == "cluster" else None,
+        n_dropped=design.n_dropped,
+        stats=stats,
+        **_panel_shape(stats),
+    )
 
 
-def _slopes_last_cons(names: tuple[str, ...], kx: list[int], b: np.ndarray, V: np.ndarray):
+def _slopes_last_cons(
+    names: tuple[str, ...], kx: list[int], b: np.ndarray, V: np.ndarray
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Reorder (``_cons`` first) -> Stata's order (slopes, then ``_cons``)."""
     order = list(range(1, len(kx))) + [0]
     terms = tuple(names[kx[i]] for i in order)
@@ -200,15 +212,17 @@ def _cluster_vcov(design: PanelDesign, Xt: np.ndarray, e: np.ndarray, bread: np.
 # ----------------------------------------------------------------------------- estimators
 
 
-def _within(stats: PanelStats, names: tuple[str, ...]):
+def _within(
+    stats: PanelStats, names: tuple[str, ...]
+) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray, float, int, tuple[str, ...]]:
     """Within regression: (W, slope columns, A^-1, b, SSR, df)."""
     p = stats.ZZ.shape[0] - 1
     W = stats.within
     cand = list(range(1, p))
-    slopes = _keep(W, cand, np.diag(stats.ZZ))
+    slopes = independent_columns(W, cand, np.diag(stats.ZZ))
     if not slopes:
         raise DataError("no regressor varies within panels; the within estimator has nothing to estimate")
-    Ainv, b, ssr = _ols(W, slopes)
+    Ainv, b, ssr = ols(W, slopes)
     df = stats.N - stats.n - len(slopes)
     if df <= 0:
         raise DataError(f"too few rows for the within estimator: N - n - k = {df}")
@@ -243,7 +257,7 @@ def _fit_fe(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     sigma_e = float(np.sqrt(s2))
     sigma_u = float(np.std(u, ddof=1)) if n > 1 else float("nan")
     # F test that all u_i = 0: pooled OLS on the same regressors against the within fit
-    _, _, ssr_pooled = _ols(stats.ZZ, [0] + slopes)
+    _, _, ssr_pooled = ols(stats.ZZ, [0] + slopes)
     F_u = ((ssr_pooled - ssr) / (n - 1)) / s2 if n > 1 else float("nan")
     f_u = TestStat("F", F_u, n - 1, df, float(sps.f.sf(F_u, n - 1, df)) if n > 1 else float("nan"))
     # corr(u_i, Xb) over the rows
@@ -258,10 +272,24 @@ def _fit_fe(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     corr = cov_uxb / np.sqrt(var_u * var_xb) if var_u > 0 and var_xb > 0 else float("nan")
     r2w, r2b, r2o = _r2s(stats, slopes, b)
     return PanelFit(
-        estimator="fe", terms=terms, params=params, vcov=V, df_resid=df_t, omitted=omitted,
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, sigma_u=sigma_u, sigma_e=sigma_e,
-        rho=sigma_u**2 / (sigma_u**2 + sigma_e**2), ssr=ssr, model_test=_f_test(b, Vb, df_t), f_u=f_u,
-        corr_u_xb=float(corr), u=_by_panel(design, u), **_common(design, stats, vce),
+        estimator="fe",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=df_t,
+        omitted=omitted,
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        sigma_u=sigma_u,
+        sigma_e=sigma_e,
+        rho=sigma_u**2 / (sigma_u**2 + sigma_e**2),
+        ssr=ssr,
+        model_test=_f_test(b, Vb, df_t),
+        f_u=f_u,
+        corr_u_xb=float(corr),
+        u=_by_panel(design, u),
+        **_common(design, stats, vce),
     )
 
 
@@ -273,15 +301,15 @@ def _re_components(stats: PanelStats, names: tuple[str, ...], sa: bool) -> tuple
     scale = np.diag(stats.ZZ)
     if sa:
         B = stats.between(weighted=True)
-        kb = _keep(B, list(range(p)), scale)
-        Binv, _, quad = _ols(B, kb)
+        kb = independent_columns(B, list(range(p)), scale)
+        Binv, _, quad = ols(B, kb)
         C = stats.S.T @ stats.S
         tr = float(np.trace(Binv @ C[np.ix_(kb, kb)]))
         s2u, tbar = (quad - (n - len(kb)) * s2e) / (N - tr), None
     else:
         U = stats.between(weighted=False)
-        kb = _keep(U, list(range(p)), scale)
-        _, _, ssr_b = _ols(U, kb)
+        kb = independent_columns(U, list(range(p)), scale)
+        _, _, ssr_b = ols(U, kb)
         tbar = n / float(np.sum(1.0 / stats.T))
         s2u = ssr_b / (n - len(kb)) - s2e / tbar
     if n - len(kb) <= 0:
@@ -294,10 +322,10 @@ def _fit_re(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     s2u, s2e, tbar = _re_components(stats, design.names, sa)
     theta = 1.0 - np.sqrt(s2e / (stats.T * s2u + s2e))
     M = stats.moment(theta * (2.0 - theta) / stats.T)
-    kx = _keep(M, list(range(p)), np.diag(stats.ZZ))
+    kx = independent_columns(M, list(range(p)), np.diag(stats.ZZ))
     if not kx or kx[0] != 0:
         raise DataError("the constant is collinear with the regressors")
-    Ainv, b, ssr = _ols(M, kx)
+    Ainv, b, ssr = ols(M, kx)
     K = len(kx)
     s2 = ssr / (N - K)
     if vce == "cluster":
@@ -314,12 +342,25 @@ def _fit_re(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     balanced = bool(stats.T.min() == stats.T.max())
     sigma_u, sigma_e = float(np.sqrt(s2u)), float(np.sqrt(s2e))
     return PanelFit(
-        estimator="re", terms=terms, params=params, vcov=V, df_resid=None,
+        estimator="re",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=None,
         omitted=_omitted(design.names, kx, list(range(p))),
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, sigma_u=sigma_u, sigma_e=sigma_e,
-        rho=s2u / (s2u + s2e) if s2u + s2e > 0 else float("nan"), ssr=ssr, model_test=_chi2_test(bs, Vs),
-        theta=float(theta[0]) if balanced else None, theta_by_panel=_by_panel(design, theta),
-        re_method="baltagi-chang" if sa else "swamy-arora", Tbar=tbar, sigma=float(np.sqrt(s2)),
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        sigma_u=sigma_u,
+        sigma_e=sigma_e,
+        rho=s2u / (s2u + s2e) if s2u + s2e > 0 else float("nan"),
+        ssr=ssr,
+        model_test=_chi2_test(bs, Vs),
+        theta=float(theta[0]) if balanced else None,
+        theta_by_panel=_by_panel(design, theta),
+        re_method="baltagi-chang" if sa else "swamy-arora",
+        Tbar=tbar,
+        sigma=float(np.sqrt(s2)),
         **_common(design, stats, vce),
     )
 
@@ -327,8 +368,8 @@ def _fit_re(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
 def _fit_be(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> PanelFit:
     n, p = stats.n, stats.ZZ.shape[0] - 1
     U = stats.between(weighted=False)
-    kx = _keep(U, list(range(p)), np.diag(stats.ZZ))
-    Ainv, b, ssr = _ols(U, kx)
+    kx = independent_columns(U, list(range(p)), np.diag(stats.ZZ))
+    Ainv, b, ssr = ols(U, kx)
     df = n - len(kx)
     if df <= 0:
         raise DataError(f"the between estimator needs more panels ({n}) than coefficients ({len(kx)})")
@@ -336,17 +377,26 @@ def _fit_be(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     terms, params, V = _slopes_last_cons(design.names, kx, b, s2 * Ainv)
     r2w, r2b, r2o = _r2s(stats, kx[1:], b[1:])
     return PanelFit(
-        estimator="be", terms=terms, params=params, vcov=V, df_resid=df,
+        estimator="be",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=df,
         omitted=_omitted(design.names, kx, list(range(p))),
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, ssr=ssr, sigma=float(np.sqrt(s2)),
-        model_test=_f_test(params[:-1], V[:-1, :-1], df), **_common(design, stats, vce),
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        ssr=ssr,
+        sigma=float(np.sqrt(s2)),
+        model_test=_f_test(params[:-1], V[:-1, :-1], df),
+        **_common(design, stats, vce),
     )
 
 
 def _fit_pooled(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> PanelFit:
     N, p = stats.N, stats.ZZ.shape[0] - 1
-    kx = _keep(stats.ZZ, list(range(p)), np.diag(stats.ZZ))
-    Ainv, b, ssr = _ols(stats.ZZ, kx)
+    kx = independent_columns(stats.ZZ, list(range(p)), np.diag(stats.ZZ))
+    Ainv, b, ssr = ols(stats.ZZ, kx)
     K = len(kx)
     df = N - K
     if df <= 0:
@@ -369,9 +419,19 @@ def _fit_pooled(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> P
     r2 = 1.0 - ssr / tss if tss > 0 else float("nan")
     r2w, r2b, r2o = _r2s(stats, kx[1:], b[1:])
     return PanelFit(
-        estimator="pooled", terms=terms, params=params, vcov=V, df_resid=df_t,
+        estimator="pooled",
+        terms=terms,
+        params=params,
+        vcov=V,
+        df_resid=df_t,
         omitted=_omitted(design.names, kx, list(range(p))),
-        r2_within=r2w, r2_between=r2b, r2_overall=r2o, r2=r2, adj_r2=1.0 - (1.0 - r2) * (N - 1) / df,
-        ssr=ssr, sigma=float(np.sqrt(s2)), model_test=_f_test(params[:-1], V[:-1, :-1], df_t),
+        r2_within=r2w,
+        r2_between=r2b,
+        r2_overall=r2o,
+        r2=r2,
+        adj_r2=1.0 - (1.0 - r2) * (N - 1) / df,
+        ssr=ssr,
+        sigma=float(np.sqrt(s2)),
+        model_test=_f_test(params[:-1], V[:-1, :-1], df_t),
         **_common(design, stats, vce),
     )

@@ -136,19 +136,30 @@ class PanelFit:
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = self.params / se
         crit = self._crit()
-        return pd.DataFrame({
-            "term": list(self.terms), "estimate": self.params, "std_error": se, "statistic": stat,
-            "p_value": self._pvalues(stat), "conf_low": self.params - crit * se,
-            "conf_high": self.params + crit * se,
-        })
+        return pd.DataFrame(
+            {
+                "term": list(self.terms),
+                "estimate": self.params,
+                "std_error": se,
+                "statistic": stat,
+                "p_value": self._pvalues(stat),
+                "conf_low": self.params - crit * se,
+                "conf_high": self.params + crit * se,
+            }
+        )
 
     def theta_summary(self) -> dict[str, float] | None:
         """min / 5% / median / 95% / max of theta_i over panels (Stata's percentiles)."""
         if self.theta_by_panel is None:
             return None
         v = self.theta_by_panel.to_numpy()
-        return {"min": float(v.min()), "p5": stata_percentile(v, 5), "p50": stata_percentile(v, 50),
-                "p95": stata_percentile(v, 95), "max": float(v.max())}
+        return {
+            "min": float(v.min()),
+            "p5": stata_percentile(v, 5),
+            "p50": stata_percentile(v, 50),
+            "p95": stata_percentile(v, 95),
+            "max": float(v.max()),
+        }
 
     # ------------------------------------------------------------------ output
     def to_dict(self) -> dict[str, Any]:
@@ -158,24 +169,46 @@ class PanelFit:
         if self.estimator == "re":
             theta = self.theta if self.balanced else self.theta_summary()
         out: dict[str, Any] = {
-            "estimator": self.estimator, "model": self.model, "panel": self.panel_var,
-            "nobs": self.nobs, "ngroups": self.ngroups, "n_dropped": self.n_dropped,
+            "estimator": self.estimator,
+            "model": self.model,
+            "panel": self.panel_var,
+            "nobs": self.nobs,
+            "ngroups": self.ngroups,
+            "n_dropped": self.n_dropped,
             "T": {"min": self.T_min, "avg": self.T_avg, "max": self.T_max},
-            "vce": self.vce, "cluster": self.cluster_var, "n_clusters": self.n_clusters,
+            "vce": self.vce,
+            "cluster": self.cluster_var,
+            "n_clusters": self.n_clusters,
             "coef": [
-                {"term": r.term, "estimate": _num(r.estimate), "se": _num(r.std_error),
-                 "statistic": _num(r.statistic), "p": _num(r.p_value),
-                 "conf_low": _num(r.conf_low), "conf_high": _num(r.conf_high)}
+                {
+                    "term": r.term,
+                    "estimate": _num(r.estimate),
+                    "se": _num(r.std_error),
+                    "statistic": _num(r.statistic),
+                    "p": _num(r.p_value),
+                    "conf_low": _num(r.conf_low),
+                    "conf_high": _num(r.conf_high),
+                }
                 for r in tidy.itertuples()
             ],
-            "df_resid": self.df_resid, "omitted": list(self.omitted),
-            "sigma_u": _num(self.sigma_u), "sigma_e": _num(self.sigma_e), "rho": _num(self.rho),
-            "theta": theta, "sigma": _num(self.sigma),
-            "r2_within": _num(self.r2_within), "r2_between": _num(self.r2_between),
-            "r2_overall": _num(self.r2_overall), "r2": _num(self.r2), "adj_r2": _num(self.adj_r2),
-            "ssr": _num(self.ssr), "model_test": self.model_test.to_dict(),
+            "df_resid": self.df_resid,
+            "omitted": list(self.omitted),
+            "sigma_u": _num(self.sigma_u),
+            "sigma_e": _num(self.sigma_e),
+            "rho": _num(self.rho),
+            "theta": theta,
+            "sigma": _num(self.sigma),
+            "r2_within": _num(self.r2_within),
+            "r2_between": _num(self.r2_between),
+            "r2_overall": _num(self.r2_overall),
+            "r2": _num(self.r2),
+            "adj_r2": _num(self.adj_r2),
+            "ssr": _num(self.ssr),
+            "model_test": self.model_test.to_dict(),
             "f_test_u": None if self.f_u is None else self.f_u.to_dict(),
-            "corr_u_xb": _num(self.corr_u_xb), "re_method": self.re_method, "Tbar": _num(self.Tbar),
+            "corr_u_xb": _num(self.corr_u_xb),
+            "re_method": self.re_method,
+            "Tbar": _num(self.Tbar),
         }
         return out
 
@@ -194,7 +227,7 @@ def _num(x: Any) -> Any:
     return None if not math.isfinite(x) else x
 
 
-def _g(x: float | None, width: int = 10, digits: int = 7) -> str:
+def stata_g(x: float | None, width: int = 10, digits: int = 7) -> str:
     """Stata-like %9.0g: up to ``digits`` significant digits, no leading zero."""
     if x is None or not math.isfinite(x):
         return ".".rjust(width)
@@ -231,16 +264,22 @@ def _stata_lines(fit: PanelFit) -> list[str]:
         lines.append(_head(f"     Between = {fit.r2_between:.4f}", "             avg", f"{fit.T_avg:.1f}"))
         lines.append(_head(f"     Overall = {fit.r2_overall:.4f}", "             max", f"{fit.T_max:,}"))
         lines.append("")
-        corr = {"fe": f"corr(u_i, Xb) = {fit.corr_u_xb or float('nan'):.4f}", "re": "corr(u_i, X) = 0 (assumed)",
-                "be": ""}
+        corr = {
+            "fe": f"corr(u_i, Xb) = {fit.corr_u_xb or float('nan'):.4f}",
+            "re": "corr(u_i, X) = 0 (assumed)",
+            "be": "",
+        }
         prob = "Prob > F" if mt.kind == "F" else "Prob > chi2"
         lines.append(_head("", mt.label, f"{mt.stat:.2f}"))
         lines.append(_head(corr[fit.estimator], prob, f"{mt.p:.4f}"))
     if fit.estimator == "re" and not fit.balanced:
         t = fit.theta_summary() or {}
-        lines += ["", "------------------- theta --------------------",
-                  "  min      5%       median        95%      max",
-                  f"{t['min']:.4f}   {t['p5']:.4f}     {t['p50']:.4f}     {t['p95']:.4f}   {t['max']:.4f}"]
+        lines += [
+            "",
+            "------------------- theta --------------------",
+            "  min      5%       median        95%      max",
+            f"{t['min']:.4f}   {t['p5']:.4f}     {t['p50']:.4f}     {t['p95']:.4f}   {t['max']:.4f}",
+        ]
     lines.append("")
     if fit.vce == "cluster":
         lines.append(f"{f'(Std. err. adjusted for {fit.n_clusters:,} clusters in {fit.cluster_var})':>78}")
@@ -252,24 +291,28 @@ def _stata_lines(fit: PanelFit) -> list[str]:
     lines.append("-" * 78)
     if se_label:
         lines.append(f"{'':>13}|{'':>22}{se_label:>6}")
-    lines.append(f"{fit.response[:12]:>12} | Coefficient  Std. err.{stat_name:>8}    P>|{stat_name}|     [95% conf. interval]")
+    lines.append(
+        f"{fit.response[:12]:>12} | Coefficient  Std. err.{stat_name:>8}    P>|{stat_name}|     [95% conf. interval]"
+    )
     lines.append(rule)
     for r in fit.tidy().itertuples():
-        lines.append(f"{r.term[:12]:>12} |{_g(r.estimate, 11)}{_g(r.std_error, 11)}{r.statistic:9.2f}"
-                     f"{r.p_value:8.3f}{_g(r.conf_low, 13)}{_g(r.conf_high, 12)}")
+        lines.append(
+            f"{r.term[:12]:>12} |{stata_g(r.estimate, 11)}{stata_g(r.std_error, 11)}{r.statistic:9.2f}"
+            f"{r.p_value:8.3f}{stata_g(r.conf_low, 13)}{stata_g(r.conf_high, 12)}"
+        )
     for name in fit.omitted:
         lines.append(f"{name[:12]:>12} |{'0':>11}  (omitted)")
     if fit.estimator in ("fe", "re"):
         lines.append(rule)
-        lines.append(f"{'sigma_u':>12} |{_g(fit.sigma_u, 11, 8)}")
-        lines.append(f"{'sigma_e':>12} |{_g(fit.sigma_e, 11, 8)}")
-        lines.append(f"{'rho':>12} |{_g(fit.rho, 11, 8)}   (fraction of variance due to u_i)")
+        lines.append(f"{'sigma_u':>12} |{stata_g(fit.sigma_u, 11, 8)}")
+        lines.append(f"{'sigma_e':>12} |{stata_g(fit.sigma_e, 11, 8)}")
+        lines.append(f"{'rho':>12} |{stata_g(fit.rho, 11, 8)}   (fraction of variance due to u_i)")
     lines.append("-" * 78)
     if fit.estimator == "fe" and fit.f_u is not None:
         f = fit.f_u
         lines.append(f"F test that all u_i=0: F({f.df1:g}, {f.df2:g}) = {f.stat:.2f}{'Prob > F = ':>28}{f.p:.4f}")
     if fit.estimator == "be":
-        lines.append(f"sd(u_i + avg(e_i.)) = {_g(fit.sigma, 9).strip()}")
+        lines.append(f"sd(u_i + avg(e_i.)) = {stata_g(fit.sigma, 9).strip()}")
     if fit.estimator == "re" and fit.re_method == "baltagi-chang":
         lines.append("Variance components: Baltagi-Chang (Stata's re sa)")
     if fit.n_dropped:

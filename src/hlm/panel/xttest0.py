@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats as sps
 
 from hlm.errors import OptionError
-from hlm.panel.model import _keep, _ols
+from hlm.panel.model import independent_columns, ols
 from hlm.panel.results import PanelFit
 
 
@@ -36,18 +36,34 @@ class BreuschPaganTest:
     p: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"var_y": self.var_y, "var_e": self.var_e, "var_u": self.var_u, "lm": self.lm,
-                "p_chi2": self.p_chi2, "chibar2": self.chibar2, "p": self.p}
+        return {
+            "var_y": self.var_y,
+            "var_e": self.var_e,
+            "var_u": self.var_u,
+            "lm": self.lm,
+            "p_chi2": self.p_chi2,
+            "chibar2": self.chibar2,
+            "p": self.p,
+        }
 
     def summary(self) -> str:
         rows = [(self.response, self.var_y), ("e", self.var_e), ("u", self.var_u)]
-        lines = ["", "Breusch and Pagan Lagrangian multiplier test for random effects", "",
-                 "        Estimated results:", f"{'':>21}|       Var     SD = sqrt(Var)",
-                 f"{'':>12}" + "-" * 9 + "+" + "-" * 29]
+        lines = [
+            "",
+            "Breusch and Pagan Lagrangian multiplier test for random effects",
+            "",
+            "        Estimated results:",
+            f"{'':>21}|       Var     SD = sqrt(Var)",
+            f"{'':>12}" + "-" * 9 + "+" + "-" * 29,
+        ]
         for name, v in rows:
             lines.append(f"{name[:19]:>20} |  {v:10.6g}    {np.sqrt(v):10.6g}")
-        lines += ["", "        Test: Var(u) = 0", f"{'chibar2(01) = ':>36}{self.chibar2:8.2f}",
-                  f"{'Prob > chibar2 = ':>36}{self.p:8.4f}"]
+        lines += [
+            "",
+            "        Test: Var(u) = 0",
+            f"{'chibar2(01) = ':>36}{self.chibar2:8.2f}",
+            f"{'Prob > chibar2 = ':>36}{self.p:8.4f}",
+        ]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -60,8 +76,8 @@ def xttest0(re: PanelFit) -> BreuschPaganTest:
         raise OptionError("xttest0 needs an xtreg fit with estimator='re'")
     st = re.stats
     p = st.ZZ.shape[0] - 1
-    kx = _keep(st.ZZ, list(range(p)), np.diag(st.ZZ))
-    _, b, ssr = _ols(st.ZZ, kx)
+    kx = independent_columns(st.ZZ, list(range(p)), np.diag(st.ZZ))
+    _, b, ssr = ols(st.ZZ, kx)
     e_sums = st.S[:, p] - st.S[:, kx] @ b
     A = float(e_sums @ e_sums) / ssr - 1.0
     denom = 2.0 * float(st.T @ (st.T - 1.0))
@@ -70,5 +86,13 @@ def xttest0(re: PanelFit) -> BreuschPaganTest:
     p_one = 0.5 * float(sps.chi2.sf(chibar2, 1)) if chibar2 > 0 else 1.0
     ybar = st.ZZ[0, p] / st.N
     var_y = (st.ZZ[p, p] - st.N * ybar * ybar) / (st.N - 1)
-    return BreuschPaganTest(re.response, float(var_y), float(re.sigma_e) ** 2, float(re.sigma_u) ** 2,
-                            float(lm), float(sps.chi2.sf(lm, 1)), float(chibar2), p_one)
+    return BreuschPaganTest(
+        re.response,
+        float(var_y),
+        float(re.sigma_e) ** 2,
+        float(re.sigma_u) ** 2,
+        float(lm),
+        float(sps.chi2.sf(lm, 1)),
+        float(chibar2),
+        p_one,
+    )

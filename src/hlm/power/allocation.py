@@ -58,7 +58,7 @@ def _candidates(costs: Sequence[float], fixed: Sequence[float | None], limit: fl
     the deeper levels, at one unit each, still fit.
     """
     rows = np.zeros((1, 0), dtype=np.int64)
-    ratio = np.ones(1)               # N_k / N_top so far
+    ratio = np.ones(1)  # N_k / N_top so far
     spent = np.full(1, float(costs[0]))
     for k in range(1, len(costs)):
         deeper = float(sum(costs[k:]))
@@ -70,8 +70,10 @@ def _candidates(costs: Sequence[float], fixed: Sequence[float | None], limit: fl
         else:
             counts = np.maximum(cap, 0)
             if counts.sum() > _MAX_CANDIDATES:
-                raise OptionError(f"the budget allows over {_MAX_CANDIDATES:,} allocations of the lower levels; "
-                                  "fix some sizes (e.g. the individuals per cluster) to search the rest")
+                raise OptionError(
+                    f"the budget allows over {_MAX_CANDIDATES:,} allocations of the lower levels; "
+                    "fix some sizes (e.g. the individuals per cluster) to search the rest"
+                )
             values = np.concatenate([np.arange(1, c + 1) for c in counts]) if counts.sum() else np.zeros(0, np.int64)
         keep = np.repeat(np.arange(len(rows)), counts)
         rows = np.column_stack([rows[keep], values])
@@ -97,8 +99,9 @@ def _continuous(terms: Terms, costs: Sequence[float], budget: float) -> tuple[tu
     return sizes, total**2 / budget
 
 
-def _continuous_mdes(terms: Terms, c: Sequence[float], budget: float, alpha: float, power: float,
-                     two_sided: bool) -> float:
+def _continuous_mdes(
+    terms: Terms, c: Sequence[float], budget: float, alpha: float, power: float, two_sided: bool
+) -> float:
     """MDES of the continuous optimum for ``budget`` (df from its real-valued top-level size)."""
     sizes, var = _continuous(terms, c, budget)  # type: ignore[misc]
     if terms.df(sizes[0]) <= 0:
@@ -106,10 +109,22 @@ def _continuous_mdes(terms: Terms, c: Sequence[float], budget: float, alpha: flo
     return float(t_multiplier(terms.df(sizes[0]), alpha, power, two_sided)) * var**0.5
 
 
-def allocate(design: str, costs: Sequence[float], icc: Sequence[float] | float, *, budget: float | None = None,
-             target: float | None = None, sizes: Sequence[float | None] | None = None,
-             r2: Sequence[float] | None = None, omega: Sequence[float] | float | None = None, p: float = 0.5,
-             alpha: float = 0.05, power: float = 0.8, covariates: int = 0, two_sided: bool = True) -> Allocation:
+def allocate(
+    design: str,
+    costs: Sequence[float],
+    icc: Sequence[float] | float,
+    *,
+    budget: float | None = None,
+    target: float | None = None,
+    sizes: Sequence[float | None] | None = None,
+    r2: Sequence[float] | None = None,
+    omega: Sequence[float] | float | None = None,
+    p: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    covariates: int = 0,
+    two_sided: bool = True,
+) -> Allocation:
     """The whole-number sizes that minimise the MDES within ``budget`` (or the cost of MDES <= ``target``).
 
     ``costs`` lists the cost of one unit at each level, outermost first; the total cost is
@@ -137,16 +152,19 @@ def allocate(design: str, costs: Sequence[float], icc: Sequence[float] | float, 
         if number("budget", budget) <= 0:
             raise OptionError(f"budget must be a finite number > 0, got {budget!r}")
         if budget < terms.min_top() * cheapest:
-            raise DataError(f"a budget of {budget:g} buys fewer than the {terms.min_top()} top-level units {design} "
-                            f"needs (each costs at least {cheapest:g})")
+            raise DataError(
+                f"a budget of {budget:g} buys fewer than the {terms.min_top()} top-level units {design} "
+                f"needs (each costs at least {cheapest:g})"
+            )
         return _within_budget(terms, c, fixed, float(budget), alpha, power, two_sided)
     if number("target", target) <= 0:
         raise OptionError(f"target (the MDES to reach) must be a finite number > 0, got {target!r}")
     return _for_target(terms, c, fixed, number("target", target), cheapest, alpha, power, two_sided)
 
 
-def _within_budget(terms: Terms, c: list[float], fixed: tuple, budget: float, alpha: float, power: float,
-                   two_sided: bool) -> Allocation:
+def _within_budget(
+    terms: Terms, c: list[float], fixed: tuple, budget: float, alpha: float, power: float, two_sided: bool
+) -> Allocation:
     rows = _candidates(c, fixed, budget / terms.min_top())
     ratios = _ratios(rows)
     per_top = ratios @ np.asarray(c)
@@ -157,14 +175,22 @@ def _within_budget(terms: Terms, c: list[float], fixed: tuple, budget: float, al
     best = int(np.lexsort((cost, mdes))[0])
     cont = _continuous(terms, c, budget)
     cont_mdes = None if cont is None else _continuous_mdes(terms, c, budget, alpha, power, two_sided)
-    return Allocation(terms.design, (int(top[best]),) + tuple(int(v) for v in rows[best]), float(cost[best]),
-                      float(mdes[best]), None if cont is None else cont[0], cont_mdes,
-                      None if cont is None else budget)
+    return Allocation(
+        terms.design,
+        (int(top[best]),) + tuple(int(v) for v in rows[best]),
+        float(cost[best]),
+        float(mdes[best]),
+        None if cont is None else cont[0],
+        cont_mdes,
+        None if cont is None else budget,
+    )
 
 
-def _fewest_top(terms: Terms, scale: np.ndarray, target: float, alpha: float, power: float,
-                two_sided: bool) -> np.ndarray:
+def _fewest_top(
+    terms: Terms, scale: np.ndarray, target: float, alpha: float, power: float, two_sided: bool
+) -> np.ndarray:
     """The fewest top-level units with M(df) sqrt(scale / top) <= target, per candidate."""
+
     def ok(top: np.ndarray) -> np.ndarray:
         return t_multiplier(terms.df(top), alpha, power, two_sided) * np.sqrt(scale / top) <= target
 
@@ -186,8 +212,16 @@ def _fewest_top(terms: Terms, scale: np.ndarray, target: float, alpha: float, po
     return np.where(done, low, high)
 
 
-def _for_target(terms: Terms, c: list[float], fixed: tuple, target: float, cheapest: float, alpha: float,
-                power: float, two_sided: bool) -> Allocation:
+def _for_target(
+    terms: Terms,
+    c: list[float],
+    fixed: tuple,
+    target: float,
+    cheapest: float,
+    alpha: float,
+    power: float,
+    two_sided: bool,
+) -> Allocation:
     a = np.asarray(terms.a)
     start = _ratios(np.asarray([[1 if v is None else int(v) for v in fixed[1:]]], dtype=np.int64))
     top0 = _fewest_top(terms, (a / start).sum(axis=1), target, alpha, power, two_sided)
@@ -209,5 +243,12 @@ def _for_target(terms: Terms, c: list[float], fixed: tuple, target: float, cheap
             low, high = (mid, high) if _continuous_mdes(terms, c, mid, alpha, power, two_sided) > target else (low, mid)
         cont_sizes = _continuous(terms, c, high)[0]  # type: ignore[index]
         cont_mdes, cont_cost = _continuous_mdes(terms, c, high, alpha, power, two_sided), high
-    return Allocation(terms.design, (int(top[best]),) + tuple(int(v) for v in rows[best]), float(cost[best]),
-                      float(mdes[best]), cont_sizes, cont_mdes, cont_cost)
+    return Allocation(
+        terms.design,
+        (int(top[best]),) + tuple(int(v) for v in rows[best]),
+        float(cost[best]),
+        float(mdes[best]),
+        cont_sizes,
+        cont_mdes,
+        cont_cost,
+    )

@@ -49,15 +49,25 @@ def _nct_tail(x: float, df: float, ncp: float, upper: bool) -> float:
         return value
     phi = stats.norm.sf if upper else stats.norm.cdf
     chi2 = stats.chi2(df)  # V's mass lies within its 1e-14 and 1 - 1e-14 quantiles
-    return float(integrate.quad(lambda v: phi(x * (v / df) ** 0.5 - ncp) * chi2.pdf(v), chi2.ppf(1e-14),
-                                chi2.isf(1e-14), points=[max(df - 2, 0.0)], epsabs=1e-13, limit=200)[0])
+    return float(
+        integrate.quad(
+            lambda v: phi(x * (v / df) ** 0.5 - ncp) * chi2.pdf(v),
+            chi2.ppf(1e-14),
+            chi2.isf(1e-14),
+            points=[max(df - 2, 0.0)],
+            epsabs=1e-13,
+            limit=200,
+        )[0]
+    )
 
 
 def _power_at(terms: Terms, sizes: Sequence[float], effect: float, alpha: float, two_sided: bool) -> float:
     df = terms.df(sizes[0])
     if df < 1:
-        raise OptionError(f"{terms.design} with {sizes[0]:g} top-level units and {terms.covariates} covariate(s) "
-                          f"leaves {df:g} degrees of freedom; use at least {terms.min_top()} top-level units")
+        raise OptionError(
+            f"{terms.design} with {sizes[0]:g} top-level units and {terms.covariates} covariate(s) "
+            f"leaves {df:g} degrees of freedom; use at least {terms.min_top()} top-level units"
+        )
     se = standard_error(terms, sizes)
     crit = _critical(alpha, df, two_sided)
     if se == 0:  # no variance left (a limit): any non-zero effect is detected
@@ -71,8 +81,10 @@ def multiplier(terms: Terms, top: float, alpha: float, power: float, two_sided: 
     """PowerUp!'s multiplier M = t(1 - alpha/2, df) + t(power, df)."""
     df = terms.df(top)
     if df < 1:
-        raise OptionError(f"{terms.design} with {top:g} top-level units and {terms.covariates} covariate(s) "
-                          f"leaves {df:g} degrees of freedom; use at least {terms.min_top()} top-level units")
+        raise OptionError(
+            f"{terms.design} with {top:g} top-level units and {terms.covariates} covariate(s) "
+            f"leaves {df:g} degrees of freedom; use at least {terms.min_top()} top-level units"
+        )
     return float(t_multiplier(df, alpha, power, two_sided))
 
 
@@ -81,9 +93,18 @@ def t_multiplier(df: float | np.ndarray, alpha: float, power: float, two_sided: 
     return stats.t.ppf(1 - alpha / 2 if two_sided else 1 - alpha, df) + stats.t.ppf(power, df)
 
 
-def mdes(design: str, sizes: Sequence[float], icc: Sequence[float] | float, r2: Sequence[float] | None = None,
-         p: float = 0.5, alpha: float = 0.05, power: float = 0.8, covariates: int = 0, two_sided: bool = True,
-         omega: Sequence[float] | float | None = None) -> float:
+def mdes(
+    design: str,
+    sizes: Sequence[float],
+    icc: Sequence[float] | float,
+    r2: Sequence[float] | None = None,
+    p: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    covariates: int = 0,
+    two_sided: bool = True,
+    omega: Sequence[float] | float | None = None,
+) -> float:
     """Minimum detectable effect size (in SDs of the outcome): M * SE (Dong & Maynard 2013).
 
     ``sizes``, ``icc``, ``omega`` and ``r2`` are listed outermost level first (``r2`` ends with
@@ -95,18 +116,37 @@ def mdes(design: str, sizes: Sequence[float], icc: Sequence[float] | float, r2: 
     return m * standard_error(terms, full)
 
 
-def power(design: str, sizes: Sequence[float], icc: Sequence[float] | float, effect: float,
-          r2: Sequence[float] | None = None, p: float = 0.5, alpha: float = 0.05, covariates: int = 0,
-          two_sided: bool = True, omega: Sequence[float] | float | None = None) -> float:
+def power(
+    design: str,
+    sizes: Sequence[float],
+    icc: Sequence[float] | float,
+    effect: float,
+    r2: Sequence[float] | None = None,
+    p: float = 0.5,
+    alpha: float = 0.05,
+    covariates: int = 0,
+    two_sided: bool = True,
+    omega: Sequence[float] | float | None = None,
+) -> float:
     """Power of the t test of the treatment effect from the noncentral t (lambda = effect / SE)."""
     terms = design_terms(design, icc, r2, omega, p, covariates)
     full: tuple[float, ...] = check_sizes(design, sizes)  # type: ignore[assignment]  # no None allowed here
     return _power_at(terms, full, number("effect", effect), probability("alpha", alpha), two_sided)
 
 
-def sample_size(design: str, sizes: Sequence[float | None], icc: Sequence[float] | float, effect: float,
-                r2: Sequence[float] | None = None, p: float = 0.5, alpha: float = 0.05, power: float = 0.8,
-                covariates: int = 0, two_sided: bool = True, omega: Sequence[float] | float | None = None) -> int:
+def sample_size(
+    design: str,
+    sizes: Sequence[float | None],
+    icc: Sequence[float] | float,
+    effect: float,
+    r2: Sequence[float] | None = None,
+    p: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    covariates: int = 0,
+    two_sided: bool = True,
+    omega: Sequence[float] | float | None = None,
+) -> int:
     """The smallest whole number of units at the level whose size is ``None`` that reaches ``power``.
 
     Power rises with every size, so a doubling search then bisection finds it.  A lower level
@@ -134,11 +174,18 @@ def sample_size(design: str, sizes: Sequence[float | None], icc: Sequence[float]
 
     low = terms.min_top() if at == 0 else 1
     if at > 0:
-        limit = _power_at(terms, [float("inf") if i == at else s for i, s in enumerate(given)],  # type: ignore[misc]
-                          effect, alpha, two_sided)
+        limit = _power_at(
+            terms,
+            [float("inf") if i == at else s for i, s in enumerate(given)],  # type: ignore[misc]
+            effect,
+            alpha,
+            two_sided,
+        )
         if limit < target:
-            raise DataError(f"no number of units at sizes[{at}] reaches power {target:g}: with the other sizes "
-                            f"fixed the power tends to {limit:.4f}; increase a higher level instead")
+            raise DataError(
+                f"no number of units at sizes[{at}] reaches power {target:g}: with the other sizes "
+                f"fixed the power tends to {limit:.4f}; increase a higher level instead"
+            )
     if reaches(low):
         return low
     high = low

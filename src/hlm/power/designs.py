@@ -36,9 +36,11 @@ from hlm.errors import OptionError
 
 DESIGNS = {"cra2": 2, "cra3": 3, "cra4": 4, "bira2": 2, "bira3": 3}
 
-_SIZE_NAMES = {2: "(clusters, individuals per cluster)",
-               3: "(top units, middle units per top unit, individuals per middle unit)",
-               4: "(level-4 units, level-3 per level-4, level-2 per level-3, individuals per level-2)"}
+_SIZE_NAMES = {
+    2: "(clusters, individuals per cluster)",
+    3: "(top units, middle units per top unit, individuals per middle unit)",
+    4: "(level-4 units, level-3 per level-4, level-2 per level-3, individuals per level-2)",
+}
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,14 @@ def check_sizes(design: str, sizes: Sequence[float | None], allow_missing: bool 
     return tuple(out)
 
 
-def design_terms(design: str, icc: Sequence[float] | float, r2: Sequence[float] | None = None,
-                 omega: Sequence[float] | float | None = None, p: float = 0.5, covariates: int = 0) -> Terms:
+def design_terms(
+    design: str,
+    icc: Sequence[float] | float,
+    r2: Sequence[float] | None = None,
+    omega: Sequence[float] | float | None = None,
+    p: float = 0.5,
+    covariates: int = 0,
+) -> Terms:
     """Reduce a design and its parameters to :class:`Terms`, refusing impossible values."""
     levels = check_design(design)
     upper = levels - 1
@@ -126,8 +134,10 @@ def design_terms(design: str, icc: Sequence[float] | float, r2: Sequence[float] 
         a = tuple(v * (1 - r) / (p * (1 - p)) for v, r in zip(rho, r2s[:-1])) + (level1,)
     else:
         if omega is None:
-            raise OptionError(f"{design} needs omega, the treatment-effect variance over the block variance at "
-                              f"{above}; give omega=0 for a constant effect")
+            raise OptionError(
+                f"{design} needs omega, the treatment-effect variance over the block variance at "
+                f"{above}; give omega=0 for a constant effect"
+            )
         om = listed("omega", omega, upper, above)
         if any(v < 0 for v in om):
             raise OptionError(f"omega must be >= 0, got {omega!r}")

@@ -55,13 +55,13 @@ def _check(sizes: Sequence[float | None], icc: Sequence[float] | float) -> tuple
 
 
 def _margin(sizes: Sequence[float], rho: tuple[float, ...], confidence: float) -> float:
-    variances = list(rho) + [1 - sum(rho)]               # top ... level 1, total variance 1
-    below = [prod(sizes[k + 1:]) for k in range(len(sizes))]  # observations under one unit of each level
+    variances = list(rho) + [1 - sum(rho)]  # top ... level 1, total variance 1
+    below = [prod(sizes[k + 1 :]) for k in range(len(sizes))]  # observations under one unit of each level
     next_ms = sum(v * b for v, b in zip(variances[1:], below[1:]))
     top_ms = next_ms + below[0] * variances[0]
     n_top, m1 = sizes[0], sizes[1]
     var_tau2 = 2 / below[0] ** 2 * (top_ms**2 / (n_top - 1) + next_ms**2 / (n_top * (m1 - 1)))
-    se_rel = var_tau2**0.5 / (2 * variances[0])           # SE(tau_hat) / tau
+    se_rel = var_tau2**0.5 / (2 * variances[0])  # SE(tau_hat) / tau
     return float(stats.norm.ppf(1 - (1 - confidence) / 2)) * se_rel
 
 
@@ -77,8 +77,9 @@ def sd_margin(sizes: Sequence[float], icc: Sequence[float] | float, confidence: 
     return _margin(checked, rho, probability("confidence", confidence))  # type: ignore[arg-type]
 
 
-def sd_sample_size(sizes: Sequence[float | None], icc: Sequence[float] | float, margin: float,
-                   confidence: float = 0.95) -> int:
+def sd_sample_size(
+    sizes: Sequence[float | None], icc: Sequence[float] | float, margin: float, confidence: float = 0.95
+) -> int:
     """The fewest top-level units (``sizes[0]`` is ``None``) estimating the top SD within +-``margin``."""
     checked, rho = _check(sizes, icc)
     if checked[0] is not None or None in checked[1:]:

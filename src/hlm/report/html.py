@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.api import Fit
 
 
 def _num(x: object) -> str:
@@ -24,13 +24,16 @@ def _num(x: object) -> str:
 
 def _table(frame: pd.DataFrame, caption: str) -> str:
     head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_num(v)}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
-    return (f"<table class='hlm'><caption style='text-align:left;font-weight:bold'>{escape(caption)}</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_num(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False)
+    )
+    return (
+        f"<table class='hlm'><caption style='text-align:left;font-weight:bold'>{escape(caption)}</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
-def fit_html(fit: "Fit") -> str:
+def fit_html(fit: Fit) -> str:
     """The notebook representation."""
     from hlm.report.stata import random_effects_table
 
@@ -57,7 +60,7 @@ def fit_html(fit: "Fit") -> str:
     for note in fit.notes:
         parts.append(f"<p><small>note: {escape(note)}</small></p>")
     if fit.singular:
-        from hlm.checks import boundary_messages
+        from hlm.lmm.checks import boundary_messages
 
         parts += [f"<p><small>boundary (singular) fit: {escape(m)}</small></p>" for m in boundary_messages(fit)]
     parts.append("</div>")

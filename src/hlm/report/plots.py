@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,14 +24,14 @@ from hlm.errors import FileError, OptionError
 from hlm.outputs import output_file
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.api import Fit
 
 BAND_LIMIT = 5000  # above this many levels the intervals are drawn as one band
 LABEL_LIMIT = 40  # label levels on the axis up to this many
 PROFILE_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)  # lme4's xyplot(profile) marks these intervals
 
 
-def caterpillar(fit: "Fit", *, level: float = 0.95) -> Figure:
+def caterpillar(fit: Fit, *, level: float = 0.95) -> Figure:
     """One panel per (grouping factor, term): sorted conditional modes with intervals."""
     re = fit.ranef()
     z = stats.norm.ppf(0.5 + level / 2)
@@ -58,7 +59,7 @@ def caterpillar(fit: "Fit", *, level: float = 0.95) -> Figure:
     return fig
 
 
-def variance_shares(fit: "Fit", *, level: float = 0.95, at: Mapping[str, float] | None = None) -> Figure:
+def variance_shares(fit: Fit, *, level: float = 0.95, at: Mapping[str, float] | None = None) -> Figure:
     """Bar chart of each level's share of the unexplained variance with CIs."""
     icc = fit.icc(at, level=level)
     share = icc["share"].to_numpy()
@@ -80,7 +81,7 @@ def variance_shares(fit: "Fit", *, level: float = 0.95, at: Mapping[str, float] 
     return fig
 
 
-def _profile_label(row) -> str:
+def _profile_label(row: Any) -> str:
     if row.kind == "sd":
         return f"sd({row.var1} | {row.group})"
     if row.kind == "cor":
@@ -90,8 +91,14 @@ def _profile_label(row) -> str:
     return str(row.parameter)
 
 
-def profile_zeta(fit: "Fit", *, levels: tuple[float, ...] = PROFILE_LEVELS, parm: list[str] | None = None,
-                 npoints: int = 6, ncol: int = 4) -> Figure:
+def profile_zeta(
+    fit: Fit,
+    *,
+    levels: tuple[float, ...] = PROFILE_LEVELS,
+    parm: list[str] | None = None,
+    npoints: int = 6,
+    ncol: int = 4,
+) -> Figure:
     """One panel per parameter: zeta against the parameter, traced out to the largest of
     ``levels``, with the profile interval of each level drawn where zeta crosses -+z."""
     from hlm.inference.profile import profile
@@ -123,7 +130,7 @@ def profile_zeta(fit: "Fit", *, levels: tuple[float, ...] = PROFILE_LEVELS, parm
                 xz = float(np.interp(sign * z, zz[order], xx[order]))
                 ax.plot([xz, xz], [0.0, sign * z], color="0.45", linewidth=0.7, linestyle=":")
         ax.set_title(_profile_label(next(sub.itertuples())), fontsize=9)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     for ax in axes[::ncol]:
         ax.set_ylabel("zeta")
@@ -157,8 +164,7 @@ def save_figure(fig: Figure, file: Any, *, overwrite: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def plot(fit: "Fit", kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False,
-         **kwargs: Any) -> Figure:
+def plot(fit: Fit, kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False, **kwargs: Any) -> Figure:
     """``fit.plot``: build the figure and save it to ``file`` if given (checked first; an
     existing file is replaced only with ``overwrite=True``)."""
     if kind not in PLOT_KINDS:

@@ -12,7 +12,7 @@ import pandas as pd
 from hlm.errors import DataError
 
 if TYPE_CHECKING:
-    from hlm.fit import Fit
+    from hlm.api import Fit
 
 RESIDUAL_ROWS_LIMIT = 1_000_000  # scaled residuals need a pass over the rows
 
@@ -43,10 +43,10 @@ def abbreviate(name: str, minlength: int = 6) -> str:
     return out if len(out) <= minlength + 2 else out[:minlength]
 
 
-def scaled_residual_quantiles(fit: "Fit") -> np.ndarray | None:
+def scaled_residual_quantiles(fit: Fit) -> np.ndarray | None:
     """Min, quartiles, max of Pearson residuals / sigma (lme4's scaled residuals; None without
     data or for very large data)."""
-    from hlm.predict import residuals
+    from hlm.predict.memory import residuals
 
     if fit.data is None or fit.nobs > RESIDUAL_ROWS_LIMIT:
         return None
@@ -57,7 +57,7 @@ def scaled_residual_quantiles(fit: "Fit") -> np.ndarray | None:
     return np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
 
 
-def lme4_summary(fit: "Fit", *, residuals: bool = True) -> str:
+def lme4_summary(fit: Fit, *, residuals: bool = True) -> str:
     """``summary(lmer)``-style text."""
     crit = "REML" if fit.reml else "maximum likelihood"
     lines = [f"Linear mixed model fit by {crit}", f"Formula: {fit.spec.text}", ""]
@@ -66,12 +66,17 @@ def lme4_summary(fit: "Fit", *, residuals: bool = True) -> str:
         lines.append(f"REML criterion {where}: {fit.reml_criterion:.4f}")
     else:
         lines.append(f"{'AIC':>10} {'BIC':>10} {'logLik':>10} {'deviance':>10} {'df.resid':>9}")
-        lines.append(f"{fit.aic:>10.1f} {fit.bic:>10.1f} {fit.loglik:>10.1f} {fit.deviance:>10.1f} "
-                     f"{fit.nobs - fit.df_model:>9d}")
+        lines.append(
+            f"{fit.aic:>10.1f} {fit.bic:>10.1f} {fit.loglik:>10.1f} {fit.deviance:>10.1f} {fit.nobs - fit.df_model:>9d}"
+        )
     q = scaled_residual_quantiles(fit) if residuals else None
     if q is not None:
-        lines += ["", "Scaled residuals: ", "".join(f"{h:>9}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
-                  "".join(f"{v:>9.4f}" for v in q)]
+        lines += [
+            "",
+            "Scaled residuals: ",
+            "".join(f"{h:>9}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
+            "".join(f"{v:>9.4f}" for v in q),
+        ]
     lines += ["", "Random effects:", f" {'Groups':<12} {'Name':<14} {'Variance':>10} {'Std.Dev.':>10} Corr"]
     vc = fit.varcorr
     for group in dict.fromkeys(vc["group"]):
@@ -81,10 +86,16 @@ def lme4_summary(fit: "Fit", *, residuals: bool = True) -> str:
         for i, (_, row) in enumerate(var.iterrows()):
             name = "" if pd.isna(row["var1"]) else str(row["var1"])
             corrs = " ".join(f"{c:5.2f}" for c in cor[cor["var2"] == row["var1"]]["sdcor"])
-            lines.append(f" {group if i == 0 else '':<12} {name:<14} {row['vcov']:>10.4g} {row['sdcor']:>10.4g} {corrs}")
+            lines.append(
+                f" {group if i == 0 else '':<12} {name:<14} {row['vcov']:>10.4g} {row['sdcor']:>10.4g} {corrs}"
+            )
     groups = "; ".join(f"{k}, {v}" for k, v in fit.ngroups.items())
-    lines += [f"Number of obs: {fit.nobs}, groups:  {groups}", "", "Fixed effects:",
-              f" {'':<16} {'Estimate':>10} {'Std. Error':>10} {'t value':>8}"]
+    lines += [
+        f"Number of obs: {fit.nobs}, groups:  {groups}",
+        "",
+        "Fixed effects:",
+        f" {'':<16} {'Estimate':>10} {'Std. Error':>10} {'t value':>8}",
+    ]
     for _, row in fit.tidy().iterrows():
         lines.append(f" {row['term']:<16} {_fmt(row['estimate'])} {_fmt(row['std_error'])} {row['statistic']:>8.3f}")
     names = list(fit.aggregates.xnames)
@@ -100,7 +111,7 @@ def lme4_summary(fit: "Fit", *, residuals: bool = True) -> str:
     for note in fit.notes:
         lines.append(f"note: {note}")
     if fit.singular:
-        from hlm.checks import boundary_messages
+        from hlm.lmm.checks import boundary_messages
 
         lines += [f"boundary (singular) fit: {m}" for m in boundary_messages(fit)]
     elif not fit.converged:
@@ -121,7 +132,7 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
-def output_sections(fit: "Fit", *, ranef: bool = False) -> dict[str, Any]:
+def output_sections(fit: Fit, *, ranef: bool = False) -> dict[str, Any]:
     """Sections ``to_dict`` adds: varcomp (SDs with SEs and CIs), LR test vs the linear
     model, Wald chi2 of the slopes, ICC per level, R^2, and optionally the ranef table."""
     from hlm.report.stata import random_effects_table
@@ -130,8 +141,13 @@ def output_sections(fit: "Fit", *, ranef: bool = False) -> dict[str, Any]:
     lr = fit.lr_test_linear()
     out: dict[str, Any] = {
         "varcomp": records(random_effects_table(fit)),
-        "lr_test_linear": {"statistic": _clean(lr.statistic), "df": lr.df, "p_value": _clean(lr.p_value),
-                           "distribution": lr.distribution, "loglik_linear": _clean(lr.loglik0)},
+        "lr_test_linear": {
+            "statistic": _clean(lr.statistic),
+            "df": lr.df,
+            "p_value": _clean(lr.p_value),
+            "distribution": lr.distribution,
+            "loglik_linear": _clean(lr.loglik0),
+        },
         "wald_slopes": {"chi2": _clean(chi2), "df": k, "p_value": _clean(p)},
     }
     icc = fit.icc()

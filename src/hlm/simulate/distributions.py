@@ -23,7 +23,6 @@ from __future__ import annotations
 import ast
 import math
 from dataclasses import dataclass, fields
-from typing import Union
 
 import numpy as np
 
@@ -178,8 +177,8 @@ class UniformInt:
         return f"UniformInt({self.low}, {self.high})"
 
 
-Distribution = Union[Bernoulli, Normal, Uniform, Poisson, UniformInt]
-CountDistribution = Union[Poisson, UniformInt]
+Distribution = Bernoulli | Normal | Uniform | Poisson | UniformInt
+CountDistribution = Poisson | UniformInt
 KINDS: dict[str, type] = {c.__name__: c for c in (Bernoulli, Normal, Uniform, Poisson, UniformInt)}
 
 

@@ -161,4 +161,3 @@ def simulate_to_parquet(
             raise FileError(f"cannot write '{path}': {exc.strerror or exc}") from None
         raise
     return [target / n for n in names]
-

@@ -32,18 +32,26 @@ from __future__ import annotations
 
 import difflib
 import os
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomli_w
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
 from hlm.errors import FileError, OptionError
-from hlm.simulate.design import Covariate, Design, Level, Observations
 from hlm.simulate.distributions import KINDS
+from hlm.simulate.parts import Covariate, Level, Observations
+
+if TYPE_CHECKING:
+    from hlm.simulate.design import Design
+
+D = TypeVar("D", bound="Design")
 
 DISTRIBUTIONS = tuple(KINDS.values())
 
@@ -93,8 +101,9 @@ def design_to_dict(design: Design) -> dict[str, Any]:
     }
 
 
-def design_from_dict(data: Mapping[str, Any]) -> Design:
-    """A design from plain data (the TOML form); unknown keys and bad values are OptionErrors."""
+def design_from_dict(data: Mapping[str, Any], cls: type[D]) -> D:
+    """A design (of class ``cls``) from plain data (the TOML form); unknown keys and bad values
+    are OptionErrors."""
     data = _check_keys(data, TOP_KEYS, "the design")
     raw_levels = data.get("levels")
     if not isinstance(raw_levels, list) or not raw_levels:
@@ -104,19 +113,19 @@ def design_from_dict(data: Mapping[str, Any]) -> Design:
         where = f"levels.{raw.get('name', i) if isinstance(raw, Mapping) else i}"
         item = _check_keys(raw, LEVEL_KEYS, where)
         if "name" not in item:
-            raise OptionError(f"{where} needs a name, e.g. name = \"district\"")
+            raise OptionError(f'{where} needs a name, e.g. name = "district"')
         levels.append(Level(item.pop("name"), **item))
     obs = _check_keys(data.get("observations", {}), OBSERVATION_KEYS, "observations")
     covariates = []
     raw_covs = data.get("covariates", {})
     if not isinstance(raw_covs, Mapping):
-        raise OptionError("covariates must be a table: name = \"Bernoulli(0.2)\" or name = { dist = ..., level = ... }")
+        raise OptionError('covariates must be a table: name = "Bernoulli(0.2)" or name = { dist = ..., level = ... }')
     for name, spec in raw_covs.items():
         if isinstance(spec, (str, *DISTRIBUTIONS)):
             spec = {"dist": spec}
         spec = _check_keys(spec, COVARIATE_KEYS, f"covariates.{name}")
         if "dist" not in spec:
-            raise OptionError(f"covariates.{name} needs a dist, e.g. dist = \"Bernoulli(0.2)\"")
+            raise OptionError(f'covariates.{name} needs a dist, e.g. dist = "Bernoulli(0.2)"')
         covariates.append(Covariate(name, spec["dist"], level=spec.get("level")))
     fixed = data.get("fixed", {})
     if not isinstance(fixed, Mapping):
@@ -125,10 +134,10 @@ def design_from_dict(data: Mapping[str, Any]) -> Design:
     for key in ("response", "residual_sd"):
         if key in data:
             kwargs[key] = data[key]
-    return Design(levels, **kwargs)
+    return cls(levels, **kwargs)
 
 
-def read_design(path: str | os.PathLike) -> Design:
+def read_design(path: str | os.PathLike, cls: type[D]) -> D:
     """Read a design file; problems are FileErrors (file) or OptionErrors (content)."""
     p = Path(path)
     if not p.is_file():
@@ -141,7 +150,7 @@ def read_design(path: str | os.PathLike) -> Design:
     except OSError as exc:
         raise FileError(f"cannot read design file '{path}': {exc.strerror or exc}") from None
     try:
-        return design_from_dict(data)
+        return design_from_dict(data, cls)
     except OptionError as exc:
         raise OptionError(f"in '{path}': {exc}") from None
 
@@ -177,7 +186,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), parse_value(value)
 
 
-def set_path(design: Design, path: str, value: Any) -> Design:
+def set_path(design: D, path: str, value: Any) -> D:
     """A copy of ``design`` with the value at a dotted path replaced.
 
     Levels are addressed by name (``levels.school.sd``); missing tables on the way are
@@ -213,4 +222,4 @@ def set_path(design: Design, path: str, value: Any) -> Design:
     if len(parts) == 1 and parts[0] not in TOP_KEYS:
         _check_keys({parts[0]: None}, TOP_KEYS, "the design")
     node[parts[-1]] = value
-    return design_from_dict(data)
+    return design_from_dict(data, type(design))

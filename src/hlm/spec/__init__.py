@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from hlm.errors import FormulaError
 from hlm.spec.formula import parse_lme4
 from hlm.spec.stata import parse_stata
 from hlm.spec.terms import ModelSpec, RandomTerm
-from hlm.errors import FormulaError
 
 
-def parse_model(model: "str | ModelSpec") -> ModelSpec:
+def parse_model(model: str | ModelSpec) -> ModelSpec:
     """Parse a model string: lme4 formula if it contains ``~``, Stata syntax otherwise."""
     if isinstance(model, ModelSpec):
         return model

@@ -72,8 +72,9 @@ def _factor(token: str, in_interaction: bool, text: str, pos: int) -> _Factor:
     paren = m.group("paren")
     if paren is None or paren.lower() == "first":
         return _Factor(var, False)
-    raise FormulaError(f"ib({paren}). is not supported; name the base level's value (ib2.{var}) or use "
-                       f"ib(first).{var}", text, pos)
+    raise FormulaError(
+        f"ib({paren}). is not supported; name the base level's value (ib2.{var}) or use ib(first).{var}", text, pos
+    )
 
 
 def _term(factors: tuple[_Factor, ...], text: str, pos: int) -> Term:
@@ -127,15 +128,21 @@ def fixed_terms(tokens: list[tuple[str, int]], noconstant: bool, text: str) -> l
             raise FormulaError(f"an interaction of factor variables needs its main effects; write {names}", text, pos)
         for f in fvs if len(fvs) == 1 and not cont else ():  # a factor's main effect
             if noconstant and f.base != "none":
-                raise FormulaError(f"with noconstant, Stata keeps the base level of {f.var} out of the model; "
-                                   f"write ibn.{f.var} for every level, or keep the constant", text, pos)
+                raise FormulaError(
+                    f"with noconstant, Stata keeps the base level of {f.var} out of the model; "
+                    f"write ibn.{f.var} for every level, or keep the constant",
+                    text,
+                    pos,
+                )
             if not noconstant and f.base == "none":
                 raise FormulaError(f"ibn.{f.var} (no base level) needs noconstant", text, pos)
     return [term_formula(t) for t in terms]
 
 
-_PART = re.compile(r"(?P<fv>C\((?P<var>\w+)[^\[]*\)\[(?:T\.)?(?P<level>.*?)\])(?=:|$)|"
-                   r"(?P<pow>I\((?P<pvar>\w+) \*\* (?P<k>\d+)\))(?=:|$)|(?P<plain>[^:]+)(?=:|$)")
+_PART = re.compile(
+    r"(?P<fv>C\((?P<var>\w+)[^\[]*\)\[(?:T\.)?(?P<level>.*?)\])(?=:|$)|"
+    r"(?P<pow>I\((?P<pvar>\w+) \*\* (?P<k>\d+)\))(?=:|$)|(?P<plain>[^:]+)(?=:|$)"
+)
 
 
 def _level_label(level: str, var: str) -> str:
@@ -167,7 +174,7 @@ def stata_column_name(name: str) -> str:
     return "#".join(out)
 
 
-def check_factor_values(spec: ModelSpec, frame: "pd.DataFrame") -> None:
+def check_factor_values(spec: ModelSpec, frame: pd.DataFrame) -> None:
     """Stata's rule for factor variables: nonnegative integers (or value-labelled categories).
     A continuous column written as ``i.x`` would otherwise become one dummy per distinct value."""
     rhs = " ".join([spec.fixed] + [t.rhs for t in spec.random])
@@ -176,5 +183,7 @@ def check_factor_values(spec: ModelSpec, frame: "pd.DataFrame") -> None:
             continue
         values = frame[var].to_numpy(dtype=float)
         if (values < 0).any() or (values != np.round(values)).any():
-            raise DataError(f"factor variable {var} has negative or noninteger values (Stata's rule); use c.{var} "
-                            "for a continuous effect, or recode it")
+            raise DataError(
+                f"factor variable {var} has negative or noninteger values (Stata's rule); use c.{var} "
+                "for a continuous effect, or recode it"
+            )

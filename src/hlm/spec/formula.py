@@ -64,9 +64,7 @@ def _bar_position(inner: str) -> tuple[int, int] | None:
 def _group_name(col: str, full: str, pos: int) -> str:
     col = col.strip()
     if not col or not _NAME.match(col):
-        raise FormulaError(
-            "a grouping factor must be a column name (use a:b for an interaction)", full, pos
-        )
+        raise FormulaError("a grouping factor must be a column name (use a:b for an interaction)", full, pos)
     return col.strip("`")
 
 

@@ -26,19 +26,23 @@ literals in the formula text (:meth:`RFormula.formula`), so the same text serves
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Union
+from typing import Literal
 
 from hlm.errors import FormulaError
 
 # ----------------------------------------------------------------------------- R grammar
 
-_TOKEN = re.compile(r"""\s*(?:
+_TOKEN = re.compile(
+    r"""\s*(?:
     (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)
   | (?P<name>(?:[^\W\d]|\.)[\w.]*|`[^`]+`)
   | (?P<op>%in%|\*\*|[-+*/^:(),=])
-)""", re.VERBOSE)
+)""",
+    re.VERBOSE,
+)
 
 
 @dataclass(frozen=True)
@@ -54,29 +58,29 @@ class Name:
 @dataclass(frozen=True)
 class Call:
     fn: str
-    args: tuple["Node", ...]
-    kwargs: tuple[tuple[str, "Node"], ...]
+    args: tuple[Node, ...]
+    kwargs: tuple[tuple[str, Node], ...]
 
 
 @dataclass(frozen=True)
 class Bin:
     op: str
-    left: "Node"
-    right: "Node"
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Unary:
     op: str
-    operand: "Node"
+    operand: Node
 
 
 @dataclass(frozen=True)
 class Paren:
-    inner: "Node"
+    inner: Node
 
 
-Node = Union[Num, Name, Call, Bin, Unary, Paren]
+Node = Num | Name | Call | Bin | Unary | Paren
 
 # binding powers, R's precedence (?Syntax): ^ > unary -+ > : > %in% > * / > + -
 _INFIX = {"+": 10, "-": 10, "*": 20, "/": 20, "%in%": 25, ":": 30, "^": 40, "**": 40}
@@ -162,8 +166,11 @@ class _Parser:
                 kwargs.append((tok[1].strip("`"), self.expr(0)))
             else:
                 if kwargs:
-                    raise FormulaError(f"a positional argument follows a named one in {fn}()", self.text, tok[2]
-                                       if tok else len(self.text))
+                    raise FormulaError(
+                        f"a positional argument follows a named one in {fn}()",
+                        self.text,
+                        tok[2] if tok else len(self.text),
+                    )
                 args.append(self.expr(0))
             sep = self.take()
             if sep[1] == ")":
@@ -199,14 +206,24 @@ def deparse(node: Node) -> str:
 
 # ----------------------------------------------------------------------------- translation
 
-_MATH = {"log": "r_log", "exp": "r_exp", "sqrt": "r_sqrt", "abs": "r_abs", "log1p": "r_log1p",
-         "expm1": "r_expm1", "log2": "r_log2", "log10": "r_log10"}
+_MATH = {
+    "log": "r_log",
+    "exp": "r_exp",
+    "sqrt": "r_sqrt",
+    "abs": "r_abs",
+    "log1p": "r_log1p",
+    "expm1": "r_expm1",
+    "log2": "r_log2",
+    "log10": "r_log10",
+}
 for _m in ("log", "exp", "sqrt", "abs", "log1p", "expm1", "log2", "log10"):  # numpy spellings, as before
     _MATH[f"np.{_m}"] = _MATH[f"numpy.{_m}"] = _MATH[_m]
 _FACTOR = ("factor", "as.factor", "C")
 _LOGICAL = {"TRUE": True, "FALSE": False, "T": True, "F": False}
-SUPPORTED = ("I(), log, log1p, log2, log10, exp, expm1, sqrt, abs, factor(), as.factor(), poly(x, k), "
-             "poly(x, k, raw = TRUE), scale(), center(), offset()")
+SUPPORTED = (
+    "I(), log, log1p, log2, log10, exp, expm1, sqrt, abs, factor(), as.factor(), poly(x, k), "
+    "poly(x, k, raw = TRUE), scale(), center(), offset()"
+)
 
 AtomKind = Literal["value", "factor", "poly", "scale"]
 
@@ -247,7 +264,7 @@ class Atom:
         return f"r_scale({self.code}, {float(centre)!r}, {float(scale)!r})"
 
 
-def _tuple(values) -> str:
+def _tuple(values: Sequence[object]) -> str:
     return "(" + ", ".join(repr(float(v)) for v in values) + ",)"
 
 
@@ -418,5 +435,10 @@ def translate(rhs: str) -> RFormula:
     node = _Parser(rhs).parse()
     tr = _Translate(rhs)
     template = tr.term(node, True)
-    return RFormula(rhs, template if template is not None else "1", tuple(tr.atoms),
-                    tuple((safe, col) for col, safe in tr.alias.items()), tuple(tr.offsets))
+    return RFormula(
+        rhs,
+        template if template is not None else "1",
+        tuple(tr.atoms),
+        tuple((safe, col) for col, safe in tr.alias.items()),
+        tuple(tr.offsets),
+    )

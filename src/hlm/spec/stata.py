@@ -29,8 +29,11 @@ from hlm.spec.terms import CovKind, ModelSpec, RandomTerm
 
 _COV = re.compile(r"^cov(a|ar|ari|aria|arian|arianc|ariance)?\((\w+)\)$")
 _COV_KINDS: dict[str, tuple[int, CovKind | None]] = {  # name: (shortest abbreviation, kind)
-    "unstructured": (2, "unstructured"), "independent": (3, None), "identity": (2, "identity"),
-    "exchangeable": (2, "exchangeable")}
+    "unstructured": (2, "unstructured"),
+    "independent": (3, None),
+    "identity": (2, "identity"),
+    "exchangeable": (2, "exchangeable"),
+}
 
 
 def _cov_kind(word: str) -> tuple[bool, CovKind | None]:
@@ -46,9 +49,30 @@ _NOCONS = ("nocons", "noconst", "noconstant", "nocon")
 
 COMMAND_REML = {"mixed": False, "xtmixed": True}
 """The criterion each supported leading command defaults to (True: REML)."""
-_LATER = ("melogit", "meqrlogit", "mepoisson", "meqrpoisson", "meglm", "menbreg", "meprobit", "mecloglog",
-          "meologit", "meoprobit", "mestreg", "metobit", "meintreg", "xtmelogit", "xtmepoisson", "gsem",
-          "xtlogit", "xtprobit", "xtpoisson", "xtnbreg", "xtgee", "regress")
+_LATER = (
+    "melogit",
+    "meqrlogit",
+    "mepoisson",
+    "meqrpoisson",
+    "meglm",
+    "menbreg",
+    "meprobit",
+    "mecloglog",
+    "meologit",
+    "meoprobit",
+    "mestreg",
+    "metobit",
+    "meintreg",
+    "xtmelogit",
+    "xtmepoisson",
+    "gsem",
+    "xtlogit",
+    "xtprobit",
+    "xtpoisson",
+    "xtnbreg",
+    "xtgee",
+    "regress",
+)
 
 
 def split_command(text: str) -> tuple[str | None, int]:
@@ -63,8 +87,9 @@ def split_command(text: str) -> tuple[str | None, int]:
     if word in COMMAND_REML or word == "xtreg":
         return word, m.end()
     if word in _LATER:
-        raise FormulaError(f"'{word}' is not supported yet: hlm fits linear mixed models (mixed, xtmixed) "
-                           "and xtreg (hlm.xtreg)")
+        raise FormulaError(
+            f"'{word}' is not supported yet: hlm fits linear mixed models (mixed, xtmixed) and xtreg (hlm.xtreg)"
+        )
     return None, 0
 
 
@@ -91,8 +116,12 @@ def _options(segment: str, offset: int, text: str) -> _Options:
         elif (m := _COV.match(low)) is not None:
             known, cov = _cov_kind(m.group(2))
             if not known:
-                raise FormulaError(f"cov({m.group(2)}) is not supported; use cov(independent), cov(unstructured), "
-                                   "cov(identity) or cov(exchangeable)", text, pos)
+                raise FormulaError(
+                    f"cov({m.group(2)}) is not supported; use cov(independent), cov(unstructured), "
+                    "cov(identity) or cov(exchangeable)",
+                    text,
+                    pos,
+                )
             cov_given = True
         elif low in _ESTIMATION:
             if reml is not None and reml != _ESTIMATION[low]:
@@ -120,8 +149,9 @@ def _level_terms(slopes: tuple[str, ...], opts: _Options, group: tuple[str, ...]
         return [RandomTerm(slopes, intercept, group, level, opts.cov)]
     if len(slopes) + intercept == 1:
         return [RandomTerm(slopes, intercept, group, level)]
-    return ([RandomTerm((), True, group, level)] if intercept else []) + \
-        [RandomTerm((s,), False, group, level) for s in slopes]
+    return ([RandomTerm((), True, group, level)] if intercept else []) + [
+        RandomTerm((s,), False, group, level) for s in slopes
+    ]
 
 
 def parse_stata(text: str) -> ModelSpec:
@@ -165,7 +195,9 @@ def parse_stata(text: str) -> ModelSpec:
         if not level:
             raise FormulaError("missing level variable before ':'", text, spos + colon)
         if level.lower() == "_all":
-            raise FormulaError("'_all: R.x' crossed effects are not supported; use lme4 syntax '(1|a) + (1|b)'", text, lpos)
+            raise FormulaError(
+                "'_all: R.x' crossed effects are not supported; use lme4 syntax '(1|a) + (1|b)'", text, lpos
+            )
         check_var(level, text, lpos)
         if level in path:
             raise FormulaError(f"level '{level}' is listed twice", text, lpos)
@@ -175,8 +207,9 @@ def parse_stata(text: str) -> ModelSpec:
         opts = _Options() if opts_text is None else _options(opts_text, opos, text)
         if opts.reml is not None:
             if n != len(parts) - 1:
-                raise FormulaError("mle/reml are estimation options: put them after the last level", text,
-                                   opts.reml_pos)
+                raise FormulaError(
+                    "mle/reml are estimation options: put them after the last level", text, opts.reml_pos
+                )
             estimation.append((opts.reml, opts.reml_pos))
         if opts.noconstant and not slopes:
             raise FormulaError("noconstant leaves this level with no random effects", text, opos)
@@ -184,5 +217,6 @@ def parse_stata(text: str) -> ModelSpec:
     if len({r for r, _ in estimation}) > 1:
         raise FormulaError("both mle and reml are given; choose one", text, estimation[-1][1])
     reml = estimation[0][0] if estimation else COMMAND_REML.get(command or "")
-    return ModelSpec(text=text, response=response, fixed=fixed_rhs, random=tuple(random), syntax="stata",
-                     reml=reml, command=command)
+    return ModelSpec(
+        text=text, response=response, fixed=fixed_rhs, random=tuple(random), syntax="stata", reml=reml, command=command
+    )

@@ -88,6 +88,6 @@ class ModelSpec:
                 seen.setdefault(col, None)
         return tuple(seen)
 
-    def with_random(self, random: tuple[RandomTerm, ...]) -> "ModelSpec":
+    def with_random(self, random: tuple[RandomTerm, ...]) -> ModelSpec:
         """A copy with other random terms (used to reorder reversed nesting)."""
         return replace(self, random=random)

@@ -23,17 +23,24 @@ import math
 import re
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hlm import api
 from hlm.errors import FormulaError, HLMError
+from hlm.lmm.result import LmmResult, term_covariances
 from hlm.simulate.design import INTERCEPT, Design
 from hlm.spec import parse_model
 from hlm.study.truth import INTERCEPT_COLUMN, Truth
+from hlm.variance_share import icc_table, varcomp_table
+
+if TYPE_CHECKING:
+    from hlm.panel.results import PanelFit
 
 Kind = Literal["mixed", "xtreg", "ols"]
 _XTREG = re.compile(r"^\s*xtreg\s+(fe|re|be|pooled)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(.+))?$", re.S)
@@ -54,7 +61,7 @@ class StudyModel:
     panel: str | None = None  # xtreg's panel variable
 
     @classmethod
-    def parse(cls, text: str, design: Design) -> "StudyModel":
+    def parse(cls, text: str, design: Design) -> StudyModel:
         if not isinstance(text, str) or not text.strip():
             raise FormulaError(f"a study model must be a non-empty string, got {text!r}")
         default = _default_regression(design)
@@ -63,8 +70,10 @@ class StudyModel:
             est, panel, formula = m.group(1), m.group(2), m.group(3)
             out = cls(text, "xtreg", (formula or default).strip(), est, panel)
         elif text.strip().startswith("xtreg"):
-            raise FormulaError(f"cannot read '{text}': write 'xtreg fe PANEL' or 'xtreg re PANEL' "
-                               "(optionally ': y ~ x'), e.g. 'xtreg fe student_id'")
+            raise FormulaError(
+                f"cannot read '{text}': write 'xtreg fe PANEL' or 'xtreg re PANEL' "
+                "(optionally ': y ~ x'), e.g. 'xtreg fe student_id'"
+            )
         elif _OLS.match(text):
             formula = _OLS.match(text).group(1)  # type: ignore[union-attr]
             out = cls(text, "ols", (formula or default).strip(), "pooled", design.levels[-1].id)
@@ -86,8 +95,10 @@ class StudyModel:
         need = used_columns(spec) + ([self.panel] if self.panel else [])
         missing = [c for c in need if c not in have]
         if missing:
-            raise FormulaError(f"model '{self.label}' uses {', '.join(repr(c) for c in missing)}, which the design "
-                               f"does not simulate; its columns are {', '.join(have)}")
+            raise FormulaError(
+                f"model '{self.label}' uses {', '.join(repr(c) for c in missing)}, which the design "
+                f"does not simulate; its columns are {', '.join(have)}"
+            )
 
 
 def design_columns(design: Design) -> list[str]:
@@ -117,8 +128,15 @@ class FitOutcome:
     rows: list[ParamRow]
 
 
-def fit_model(model: StudyModel, frame: pd.DataFrame, truth: Truth, *, reml: bool | None = None,
-              intervals: bool = True, level: float = 0.95) -> FitOutcome:
+def fit_model(
+    model: StudyModel,
+    frame: pd.DataFrame,
+    truth: Truth,
+    *,
+    reml: bool | None = None,
+    intervals: bool = True,
+    level: float = 0.95,
+) -> FitOutcome:
     """Fit ``model`` to ``frame``; estimates, SEs and CIs of every parameter with a truth.
 
     Errors of the fit are returned (``error``), not raised, so that a study goes on.
@@ -129,9 +147,7 @@ def fit_model(model: StudyModel, frame: pd.DataFrame, truth: Truth, *, reml: boo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if model.kind == "mixed":
-                import hlm
-
-                fit = hlm.fit(model.model, frame, reml=reml)
+                fit = api.fit(model.model, frame, reml=reml)
             else:
                 from hlm.panel import xtreg
 
@@ -151,7 +167,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def _fixed_rows(terms, est, se, truth: Truth, z: float) -> list[ParamRow]:
+def _fixed_rows(terms: Sequence[str], est: np.ndarray, se: np.ndarray, truth: Truth, z: float) -> list[ParamRow]:
     rows = []
     for term, e, s in zip(terms, est, se):
         t = truth.fixed_truth(term)
@@ -162,13 +178,33 @@ def _fixed_rows(terms, est, se, truth: Truth, z: float) -> list[ParamRow]:
     return rows
 
 
-def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -> tuple[list[ParamRow], str | None]:
+def _intervals(
+    fit: LmmResult, level: float
+) -> tuple[dict[tuple, tuple[float, float, float]], dict[str, tuple[float, float]], str | None]:
+    """Wald SEs and limits of the variance components and the ICCs' limits, keyed as the
+    rows are; empty with the reason when they cannot be computed."""
+    ci: dict[tuple, tuple[float, float, float]] = {}
+    icc_ci: dict[str, tuple[float, float]] = {}
+    try:
+        vc = fit.varcomp_info
+        for r in varcomp_table(fit, vc, level=level).itertuples(index=False):
+            key = (r.level, None if _missing(r.var1) else r.var1, None if _missing(r.var2) else r.var2)
+            ci[key] = (_num(r.std_error), _num(r.conf_low), _num(r.conf_high))
+        if fit.aggregates.chain is not None:
+            for r in icc_table(fit, vc=vc, level=level).itertuples(index=False):
+                icc_ci[r.level] = (_num(r.icc_low), _num(r.icc_high))
+    except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        return {}, {}, f"intervals: {_one_line(exc)}"
+    return ci, icc_ci, None
+
+
+def _mixed_rows(
+    fit: LmmResult, truth: Truth, *, intervals: bool, level: float, z: float
+) -> tuple[list[ParamRow], str | None]:
     """Rows of a mixed-model fit.  Estimates come straight from the fit's arrays (pandas
     frames cost more than the rest of the extraction); intervals from
-    :func:`hlm.inference.varcomp.information` (one numerical Hessian shared by the SDs and
+    :attr:`hlm.lmm.result.LmmResult.varcomp_info` (one numerical Hessian shared by the SDs and
     the ICCs)."""
-    from hlm.fit import term_covariances
-
     prof = fit.profiled
     beta = np.asarray(prof.beta, dtype=float)
     se = np.sqrt(np.diag(prof.sigma2 * np.asarray(prof.qxx_inv)))
@@ -194,24 +230,7 @@ def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -
                 comps.append((fname, term.columns[i], term.columns[j], r))
     comps.append(("Residual", None, None, sigma))
 
-    err = None
-    ci: dict[tuple, tuple[float, float, float]] = {}
-    icc_ci: dict[str, tuple[float, float]] = {}
-    if intervals:
-        try:
-            from hlm.inference.varcomp import information
-            from hlm.variance_share import icc_table, varcomp_table
-
-            vc = information(fit)
-            for r in varcomp_table(fit, vc, level=level).itertuples(index=False):
-                key = (r.level, None if _missing(r.var1) else r.var1, None if _missing(r.var2) else r.var2)
-                ci[key] = (_num(r.std_error), _num(r.conf_low), _num(r.conf_high))
-            if fit.aggregates.chain is not None:
-                for r in icc_table(fit, vc=vc, level=level).itertuples(index=False):
-                    icc_ci[r.level] = (_num(r.icc_low), _num(r.icc_high))
-        except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            err = f"intervals: {_one_line(exc)}"
-            ci, icc_ci = {}, {}
+    ci, icc_ci, err = _intervals(fit, level) if intervals else ({}, {}, None)
 
     for fname, v1, v2, est in comps:
         s, lo, hi = ci.get((fname, v1, v2), (nan, nan, nan))
@@ -226,8 +245,18 @@ def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -
             name = f"sd[{lname}]" if v1 == INTERCEPT_COLUMN else f"sd[{lname}:{v1}]"
             rows.append((name, "sd", f"sd({v1}|{fname})", truth.sd(modelled, li, str(v1)), est, s, lo, hi))
         else:
-            rows.append((f"cor[{lname}:{v1},{v2}]", "cor", f"cor({v1},{v2}|{fname})",
-                         truth.cor(modelled, li, str(v1), v2), est, s, lo, hi))
+            rows.append(
+                (
+                    f"cor[{lname}:{v1},{v2}]",
+                    "cor",
+                    f"cor({v1},{v2}|{fname})",
+                    truth.cor(modelled, li, str(v1), v2),
+                    est,
+                    s,
+                    lo,
+                    hi,
+                )
+            )
 
     chain = fit.aggregates.chain  # nested factors, innermost first: ICCs are defined
     if chain is not None:
@@ -239,8 +268,9 @@ def _mixed_rows(fit, truth: Truth, *, intervals: bool, level: float, z: float) -
                 continue
             est = sum(intercept_var[n] for n in names[k:]) / total
             lo, hi = icc_ci.get(fname, (nan, nan))
-            rows.append((f"icc[{truth.level_name(li)}]", "icc", f"icc({fname})", truth.icc(modelled, li), est,
-                         nan, lo, hi))
+            rows.append(
+                (f"icc[{truth.level_name(li)}]", "icc", f"icc({fname})", truth.icc(modelled, li), est, nan, lo, hi)
+            )
     return _ordered(rows, truth), err
 
 
@@ -252,14 +282,19 @@ def _ordered(rows: list[ParamRow], truth: Truth) -> list[ParamRow]:
     names = [lv.name for lv in truth.levels]
 
     def level_of(name: str) -> int:
-        inner = name[name.find("[") + 1:].split(":")[0].rstrip("]")
+        inner = name[name.find("[") + 1 :].split(":")[0].rstrip("]")
         return names.index(inner) if inner in names else len(names)
 
-    return [r for _, r in sorted(enumerate(rows), key=lambda kr: (_KIND_ORDER[kr[1][1]],
-            0 if kr[1][1] == "fixed" else level_of(kr[1][0]), kr[0]))]
+    return [
+        r
+        for _, r in sorted(
+            enumerate(rows),
+            key=lambda kr: (_KIND_ORDER[kr[1][1]], 0 if kr[1][1] == "fixed" else level_of(kr[1][0]), kr[0]),
+        )
+    ]
 
 
-def _panel_rows(model: StudyModel, fit, truth: Truth, z: float) -> list[ParamRow]:
+def _panel_rows(model: StudyModel, fit: PanelFit, truth: Truth, z: float) -> list[ParamRow]:
     tidy = fit.tidy()
     rows = _fixed_rows(tidy["term"], tidy["estimate"].to_numpy(), tidy["std_error"].to_numpy(), truth, z)
     nan = float("nan")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,15 @@ MAX_PANELS = 36
 NCOLS = 4
 
 
-def plot(result: "StudyResult", kind: Kind = "distributions", *, file: str | os.PathLike | None = None,
-         models: Sequence[str] | None = None, parameters: Sequence[str] | None = None,
-         overwrite: bool = False) -> Figure:
+def plot(
+    result: StudyResult,
+    kind: Kind = "distributions",
+    *,
+    file: str | os.PathLike | None = None,
+    models: Sequence[str] | None = None,
+    parameters: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Figure:
     """Build the ``kind`` figure (see the module docstring); save it to ``file`` when given
     (checked first, see :func:`hlm.report.plots.save_figure`)."""
     makers = {"distributions": distributions, "coverage": coverage, "rmse": rmse}
@@ -58,8 +65,14 @@ def _figure(n: int, *, width: float = 3.4, height: float = 2.5, legend_rows: int
     fig_h = height * nrows + top_in + bottom_in
     fig = Figure(figsize=(width * ncols, fig_h))
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.06 if ncols > 1 else 0.15, right=0.98, top=1 - top_in / fig_h,
-                        bottom=bottom_in / fig_h, wspace=0.28, hspace=0.75)
+    fig.subplots_adjust(
+        left=0.06 if ncols > 1 else 0.15,
+        right=0.98,
+        top=1 - top_in / fig_h,
+        bottom=bottom_in / fig_h,
+        wspace=0.28,
+        hspace=0.75,
+    )
     axes = [fig.add_subplot(nrows, ncols, k + 1) for k in range(max(n, 1))]
     return fig, axes[:n]
 
@@ -83,16 +96,18 @@ def _short(label: str, limit: int = 48) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "\u2026"
 
 
-def _point_label(result: "StudyResult", point: int) -> str:
+def _point_label(result: StudyResult, point: int) -> str:
     sub = result.replicates.loc[result.replicates["point"] == point, list(result.grid)]
     if sub.empty:
         return f"point {point}"
-    return ", ".join(f"{k.split('.')[-2] if k.count('.') >= 1 else k}.{k.split('.')[-1]}={sub[k].iloc[0]}"
-                     for k in result.grid)
+    return ", ".join(
+        f"{k.split('.')[-2] if k.count('.') >= 1 else k}.{k.split('.')[-1]}={sub[k].iloc[0]}" for k in result.grid
+    )
 
 
-def distributions(result: "StudyResult", *, models: Sequence[str] | None = None,
-                  parameters: Sequence[str] | None = None) -> Figure:
+def distributions(
+    result: StudyResult, *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
+) -> Figure:
     """Histograms of the estimates per model and parameter, one per grid point, and the truth."""
     reps = _select(result.replicates, models, parameters)
     reps = reps[np.isfinite(reps["estimate"].to_numpy(dtype=float))]
@@ -115,10 +130,18 @@ def distributions(result: "StudyResult", *, models: Sequence[str] | None = None,
                 continue
             colour = f"C{k % 10}"
             label = _point_label(result, pt) if len(points) > 1 else None
-            ax.hist(np.clip(s["estimate"], bins[0], bins[-1]), bins=bins, histtype="step" if len(points) > 1 else "stepfilled",
-                    color=colour, alpha=1.0 if len(points) > 1 else 0.6, linewidth=1.2, label=label)
-            ax.axvline(float(s["truth"].iloc[0]), color="black" if len(points) == 1 else colour,
-                       linestyle="--", linewidth=1.2)
+            ax.hist(
+                np.clip(s["estimate"], bins[0], bins[-1]),
+                bins=bins,
+                histtype="step" if len(points) > 1 else "stepfilled",
+                color=colour,
+                alpha=1.0 if len(points) > 1 else 0.6,
+                linewidth=1.2,
+                label=label,
+            )
+            ax.axvline(
+                float(s["truth"].iloc[0]), color="black" if len(points) == 1 else colour, linestyle="--", linewidth=1.2
+            )
         ax.set_title(f"{param}\n{_short(model)}", fontsize=8.5)
         ax.set_yticks([])
         ax.tick_params(labelsize=7.5)
@@ -131,7 +154,7 @@ def distributions(result: "StudyResult", *, models: Sequence[str] | None = None,
     return fig
 
 
-def _x_axis(result: "StudyResult", summary: pd.DataFrame) -> tuple[str | None, np.ndarray, list[str] | None, bool]:
+def _x_axis(result: StudyResult, summary: pd.DataFrame) -> tuple[str | None, np.ndarray, list[str] | None, bool]:
     """The x column, positions, tick labels (categorical) and whether to use log scale."""
     if not result.grid:
         return None, np.zeros(len(summary)), None, False
@@ -145,7 +168,7 @@ def _x_axis(result: "StudyResult", summary: pd.DataFrame) -> tuple[str | None, n
     return key, np.array([cats.index(str(v)) for v in vals], dtype=float), cats, False
 
 
-def _series(result: "StudyResult", sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def _series(result: StudyResult, sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """One line per model and combination of the grid's other keys."""
     others = list(result.grid)[1:]
     out = []
@@ -163,15 +186,26 @@ def _series(result: "StudyResult", sub: pd.DataFrame) -> list[tuple[str, pd.Data
     return out
 
 
-def _against_grid(result: "StudyResult", column: str, *, models, parameters, title: str, ylabel: str,
-                  nominal: float | None = None, error: str | None = None) -> Figure:
+def _against_grid(
+    result: StudyResult,
+    column: str,
+    *,
+    models: Sequence[str] | None,
+    parameters: Sequence[str] | None,
+    title: str,
+    ylabel: str,
+    nominal: float | None = None,
+    error: str | None = None,
+) -> Figure:
     summ = _select(result.summary(), models, parameters)
     summ = summ[np.isfinite(summ[column].to_numpy(dtype=float))]
     params = list(dict.fromkeys(summ["parameter"]))[:MAX_PANELS]
     nseries = max(1, len(_series(result, summ)))
     fig, axes = _figure(len(params), legend_rows=math.ceil(nseries / 3))
     if not params:
-        return _empty(fig, f"no {ylabel.lower()} to show" + (" (the study has no intervals)" if column == "coverage" else ""))
+        return _empty(
+            fig, f"no {ylabel.lower()} to show" + (" (the study has no intervals)" if column == "coverage" else "")
+        )
     key, _, cats, log = _x_axis(result, summ)
     for ax, param in zip(axes, params):
         sub = summ[summ["parameter"] == param]
@@ -183,21 +217,34 @@ def _against_grid(result: "StudyResult", column: str, *, models, parameters, tit
             y = s[column].to_numpy(dtype=float)
             order = np.argsort(x, kind="stable")
             yerr = 2 * s[error].to_numpy(dtype=float)[order] if error else None
-            ax.errorbar(x[order], y[order], yerr=yerr, marker="o", markersize=3.5, linewidth=1.2, capsize=2,
-                        color=f"C{k % 10}", label=label)
+            ax.errorbar(
+                x[order],
+                y[order],
+                yerr=yerr,
+                marker="o",
+                markersize=3.5,
+                linewidth=1.2,
+                capsize=2,
+                color=f"C{k % 10}",
+                label=label,
+            )
         if nominal is not None:
             ax.axhline(nominal, color="black", linestyle="--", linewidth=1.0)
         if key is None:
-            ax.set_xticks(range(len(result.models)), [_short(m, 18) for m in result.models], fontsize=6.5,
-                          rotation=20, ha="right")
+            ax.set_xticks(
+                range(len(result.models)), [_short(m, 18) for m in result.models], fontsize=6.5, rotation=20, ha="right"
+            )
             ax.set_xlim(-0.5, len(result.models) - 0.5)
         else:
             if cats is not None:
                 ax.set_xticks(range(len(cats)), cats, fontsize=7)
             if log:
                 ax.set_xscale("log")
-                ax.set_xticks(sorted(set(float(v) for v in result.grid[key])),
-                              [str(v) for v in sorted(set(result.grid[key]))], fontsize=7)
+                ax.set_xticks(
+                    sorted(set(float(v) for v in result.grid[key])),
+                    [str(v) for v in sorted(set(result.grid[key]))],
+                    fontsize=7,
+                )
                 ax.minorticks_off()
             ax.set_xlabel(key, fontsize=8)
         if log and column == "rmse" and np.all(sub[column] > 0):
@@ -216,16 +263,31 @@ def _against_grid(result: "StudyResult", column: str, *, models, parameters, tit
     return fig
 
 
-def coverage(result: "StudyResult", *, models: Sequence[str] | None = None,
-             parameters: Sequence[str] | None = None) -> Figure:
+def coverage(
+    result: StudyResult, *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
+) -> Figure:
     """Coverage of the CIs per parameter against the grid (bars: +-2 Monte Carlo SEs)."""
-    return _against_grid(result, "coverage", models=models, parameters=parameters,
-                         title=f"Coverage of the {result.level:.0%} CIs (dashed: nominal; bars: \u00b12 MC SE)",
-                         ylabel="coverage", nominal=result.level, error="coverage_mcse")
+    return _against_grid(
+        result,
+        "coverage",
+        models=models,
+        parameters=parameters,
+        title=f"Coverage of the {result.level:.0%} CIs (dashed: nominal; bars: \u00b12 MC SE)",
+        ylabel="coverage",
+        nominal=result.level,
+        error="coverage_mcse",
+    )
 
 
-def rmse(result: "StudyResult", *, models: Sequence[str] | None = None,
-         parameters: Sequence[str] | None = None) -> Figure:
+def rmse(
+    result: StudyResult, *, models: Sequence[str] | None = None, parameters: Sequence[str] | None = None
+) -> Figure:
     """RMSE of the estimates per parameter against the grid."""
-    return _against_grid(result, "rmse", models=models, parameters=parameters,
-                         title="Root mean squared error of the estimates", ylabel="RMSE")
+    return _against_grid(
+        result,
+        "rmse",
+        models=models,
+        parameters=parameters,
+        title="Root mean squared error of the estimates",
+        ylabel="RMSE",
+    )

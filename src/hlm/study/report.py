@@ -22,12 +22,15 @@ import pandas as pd
 from hlm.outputs import output_file
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from hlm.study.result import StudyResult
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; line-height: 1.45; padding: 0 1em; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
 p.lead { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 0.82em; margin: 0.6em 0; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; text-align: right; white-space: nowrap; }
@@ -83,7 +86,7 @@ def _html_table(frame: pd.DataFrame, *, flag: pd.Series | None = None, flag_colu
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def _png(fig) -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -98,10 +101,23 @@ def _coverage_flags(summary: pd.DataFrame, level: float) -> pd.Series:
     return pd.Series(np.isfinite(c) & (np.abs(c - level) > 2 * mcse), index=summary.index)
 
 
-def _estimate_tables(result: "StudyResult", summ: pd.DataFrame) -> list[str]:
+def _estimate_tables(result: StudyResult, summ: pd.DataFrame) -> list[str]:
     """One table per model: the grid values, then the parameter rows."""
-    cols = [*result.grid, "parameter", "truth", "n", "mean", "bias", "rel_bias", "rmse", "sd", "mean_se", "coverage",
-            "coverage_mcse", "n_ci"]
+    cols = [
+        *result.grid,
+        "parameter",
+        "truth",
+        "n",
+        "mean",
+        "bias",
+        "rel_bias",
+        "rmse",
+        "sd",
+        "mean_se",
+        "coverage",
+        "coverage_mcse",
+        "n_ci",
+    ]
     out = []
     for k, model in enumerate(result.models, 1):
         sub = summ[summ["model"] == model].reset_index(drop=True)
@@ -110,7 +126,7 @@ def _estimate_tables(result: "StudyResult", summ: pd.DataFrame) -> list[str]:
     return out
 
 
-def report_html(result: "StudyResult", *, title: str | None = None) -> str:
+def report_html(result: StudyResult, *, title: str | None = None) -> str:
     """The report as one HTML document (see the module docstring)."""
     from hlm.study.plots import plot
 
@@ -118,22 +134,28 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
     summ = result.summary()
     fits = result.fit_summary()
     npts = len(result.designs)
-    grid_text = ("; ".join(f"{html.escape(k)} = {', '.join(html.escape(str(v)) for v in vs)}"
-                           for k, vs in result.grid.items()) or "none (one design)")
+    grid_text = (
+        "; ".join(f"{html.escape(k)} = {', '.join(html.escape(str(v)) for v in vs)}" for k, vs in result.grid.items())
+        or "none (one design)"
+    )
     rate = result.reps * npts / result.seconds if result.seconds > 0 else float("nan")
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="lead">{result.reps:,} replicate(s) at each of {npts} design point(s), {len(result.models)} model(s); '
+        f'<p class="lead">{result.reps:,} replicate(s) at each of {npts} design point(s), '
+        f"{len(result.models)} model(s); "
         f"seed {result.seed}; {result.n_jobs} worker process(es); {result.seconds:,.1f} s "
         f"({_fmt(rate)} replicates/s); {_criterion(result.reml)}; "
         f"{'Wald' if result.intervals else 'no'} intervals for variance components at {result.level:.0%}. "
         f"Written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by hlm.</p>",
         "<h2>Set-up</h2>",
         f"<p><b>Grid:</b> {grid_text}</p>",
-        "<p><b>Models:</b></p><ol>" + "".join(f"<li><code>{html.escape(m)}</code></li>" for m in result.models) + "</ol>",
+        "<p><b>Models:</b></p><ol>"
+        + "".join(f"<li><code>{html.escape(m)}</code></li>" for m in result.models)
+        + "</ol>",
         "<details><summary><b>Design</b> (TOML; the grid overrides its values)</summary>"
         f"<pre>{html.escape(result.design.to_toml())}</pre></details>",
         "<h2>Fits</h2>",
@@ -150,59 +172,82 @@ def report_html(result: "StudyResult", *, title: str | None = None) -> str:
         "(<i>coverage_mcse</i>: its Monte Carlo SE; shaded when more than 2 Monte Carlo SEs from nominal).</p>",
         *_estimate_tables(result, summ),
         "<h2>Sampling distributions</h2>",
-        f'<img alt="sampling distributions of the estimates" src="data:image/png;base64,{_png(plot(result, "distributions"))}">',
+        '<img alt="sampling distributions of the estimates" '
+        f'src="data:image/png;base64,{_png(plot(result, "distributions"))}">',
     ]
     if summ["coverage"].notna().any():
-        parts += ["<h2>Coverage</h2>",
-                  f'<img alt="coverage of the confidence intervals" src="data:image/png;base64,{_png(plot(result, "coverage"))}">']
-    parts += ["<h2>RMSE</h2>",
-              f'<img alt="root mean squared error" src="data:image/png;base64,{_png(plot(result, "rmse"))}">']
+        parts += [
+            "<h2>Coverage</h2>",
+            '<img alt="coverage of the confidence intervals" '
+            f'src="data:image/png;base64,{_png(plot(result, "coverage"))}">',
+        ]
+    parts += [
+        "<h2>RMSE</h2>",
+        f'<img alt="root mean squared error" src="data:image/png;base64,{_png(plot(result, "rmse"))}">',
+    ]
     errors = result.fits["error"].dropna()
     if len(errors):
         counts = errors.value_counts().head(10)
-        parts += ["<h2>Errors</h2><ul>"] + [f"<li>{n} &times; <code>{html.escape(str(e))}</code></li>"
-                                           for e, n in counts.items()] + ["</ul>"]
-    parts += ["<h2>Reproduce</h2>",
-              "<p>Replicate <i>r</i> at design point <i>j</i> is "
-              "<code>hlm.simulate.simulate(design, seed=s)</code> with the seed <i>s</i> in the replicates "
-              f"(<code>result.replicates</code>); the study as a whole: <code>hlm.study(design, models, reps={result.reps}, "
-              f"seed={result.seed}, grid=...)</code>, whatever the number of processes.</p>",
-              "</body></html>"]
+        parts += (
+            ["<h2>Errors</h2><ul>"]
+            + [f"<li>{n} &times; <code>{html.escape(str(e))}</code></li>" for e, n in counts.items()]
+            + ["</ul>"]
+        )
+    parts += [
+        "<h2>Reproduce</h2>",
+        "<p>Replicate <i>r</i> at design point <i>j</i> is "
+        "<code>hlm.simulate.simulate(design, seed=s)</code> with the seed <i>s</i> in the replicates "
+        f"(<code>result.replicates</code>); the study as a whole: <code>hlm.study(design, models, reps={result.reps}, "
+        f"seed={result.seed}, grid=...)</code>, whatever the number of processes.</p>",
+        "</body></html>",
+    ]
     return "\n".join(parts)
 
 
-def write_report(result: "StudyResult", path: str | os.PathLike, *, title: str | None = None,
-                 overwrite: bool = False) -> Path:
+def write_report(
+    result: StudyResult, path: str | os.PathLike, *, title: str | None = None, overwrite: bool = False
+) -> Path:
     """Write :func:`report_html` to ``path`` (.html; an existing file only with ``overwrite=True``)."""
     target = output_file(path, {".html": "html", ".htm": "html"}, overwrite=overwrite)[0]
     target.write_text(report_html(result, title=title), encoding="utf-8")
     return target
 
 
-def text_summary(result: "StudyResult") -> str:
+def text_summary(result: StudyResult) -> str:
     """A plain-text summary: one block per design point and model."""
     summ = result.summary()
     fits = result.fit_summary()
     npts = len(result.designs)
     rate = result.reps * npts / result.seconds if result.seconds > 0 else float("nan")
-    lines = [f"Monte Carlo study: {result.reps:,} replicate(s) x {npts} design point(s), {len(result.models)} model(s), "
-             f"seed {result.seed}; {result.seconds:,.1f} s on {result.n_jobs} process(es) ({_fmt(rate)} replicates/s)"]
+    lines = [
+        f"Monte Carlo study: {result.reps:,} replicate(s) x {npts} design point(s), {len(result.models)} model(s), "
+        f"seed {result.seed}; {result.seconds:,.1f} s on {result.n_jobs} process(es) ({_fmt(rate)} replicates/s)"
+    ]
     cols = ["parameter", "truth", "mean", "bias", "rel_bias", "rmse", "sd", "mean_se", "coverage"]
     for (pt, model), g in summ.groupby(["point", "model"], sort=False):
         f = fits[(fits["point"] == pt) & (fits["model"] == model)].iloc[0]
         where = ", ".join(f"{k}={g[k].iloc[0]}" for k in result.grid)
         reason = f"; most common failure: {f['reason']}" if isinstance(f["reason"], str) else ""
-        lines += ["", f"{model}" + (f"   [{where}]" if where else ""),
-                  f"  fits {int(f['n_fits'])}: converged {f['converged']:.1%}, singular {f['singular']:.1%}, "
-                  f"failed {f['failed']:.1%}; {f['seconds']:.3f} s per fit{reason}"]
+        lines += [
+            "",
+            f"{model}" + (f"   [{where}]" if where else ""),
+            f"  fits {int(f['n_fits'])}: converged {f['converged']:.1%}, singular {f['singular']:.1%}, "
+            f"failed {f['failed']:.1%}; {f['seconds']:.3f} s per fit{reason}",
+        ]
         g = g[g["parameter"].notna()]
         if g.empty:
             lines.append("  no estimates: every fit failed")
             continue
-        table = [[_fmt(v) if c != "parameter" else str(v) for c, v in zip(cols, row)]
-                 for row in g[cols].itertuples(index=False, name=None)]
+        table = [
+            [_fmt(v) if c != "parameter" else str(v) for c, v in zip(cols, row)]
+            for row in g[cols].itertuples(index=False, name=None)
+        ]
         widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
-        lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths))))
+        lines.append(
+            "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths)))
+        )
         for r in table:
-            lines.append("  " + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+            lines.append(
+                "  " + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+            )
     return "\n".join(lines)

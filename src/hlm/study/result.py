@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,14 +38,69 @@ from hlm.errors import OptionError
 from hlm.outputs import output_file
 from hlm.simulate.design import Design
 
-FIT_COLUMNS = ["point", "rep", "seed", "model", "converged", "singular", "seconds", "seconds_ci",
-               "seconds_simulate", "error"]
-PARAM_COLUMNS = ["point", "rep", "seed", "model", "parameter", "kind", "term", "truth", "estimate", "std_error",
-                 "conf_low", "conf_high", "converged", "singular"]
-SUMMARY_COLUMNS = ["model", "parameter", "kind", "truth", "n", "mean", "bias", "rel_bias", "rmse", "sd", "mean_se",
-                   "coverage", "coverage_mcse", "n_ci", "converged", "singular", "failed", "seconds", "reason"]
-FIT_SUMMARY_COLUMNS = ["model", "n_fits", "converged", "singular", "failed", "seconds", "seconds_ci",
-                       "seconds_simulate", "reason"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+FIT_COLUMNS = [
+    "point",
+    "rep",
+    "seed",
+    "model",
+    "converged",
+    "singular",
+    "seconds",
+    "seconds_ci",
+    "seconds_simulate",
+    "error",
+]
+PARAM_COLUMNS = [
+    "point",
+    "rep",
+    "seed",
+    "model",
+    "parameter",
+    "kind",
+    "term",
+    "truth",
+    "estimate",
+    "std_error",
+    "conf_low",
+    "conf_high",
+    "converged",
+    "singular",
+]
+SUMMARY_COLUMNS = [
+    "model",
+    "parameter",
+    "kind",
+    "truth",
+    "n",
+    "mean",
+    "bias",
+    "rel_bias",
+    "rmse",
+    "sd",
+    "mean_se",
+    "coverage",
+    "coverage_mcse",
+    "n_ci",
+    "converged",
+    "singular",
+    "failed",
+    "seconds",
+    "reason",
+]
+FIT_SUMMARY_COLUMNS = [
+    "model",
+    "n_fits",
+    "converged",
+    "singular",
+    "failed",
+    "seconds",
+    "seconds_ci",
+    "seconds_simulate",
+    "reason",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,13 +122,31 @@ class StudyResult:
     level: float = 0.95
 
     @classmethod
-    def build(cls, *, design: Design, models: tuple[str, ...], reps: int, seed: int, grid_keys: tuple[str, ...],
-              grid_values: list[tuple[Any, ...]], designs: list[Design], fits: list[tuple], params: list[tuple],
-              seconds: float, n_jobs: int, reml: bool | None, intervals: bool, level: float) -> "StudyResult":
+    def build(
+        cls,
+        *,
+        design: Design,
+        models: tuple[str, ...],
+        reps: int,
+        seed: int,
+        grid_keys: tuple[str, ...],
+        grid_values: list[tuple[Any, ...]],
+        designs: list[Design],
+        fits: list[tuple],
+        params: list[tuple],
+        seconds: float,
+        n_jobs: int,
+        reml: bool | None,
+        intervals: bool,
+        level: float,
+    ) -> StudyResult:
         grid = {k: list(dict.fromkeys(v[i] for v in grid_values)) for i, k in enumerate(grid_keys)}
         fit_frame = _with_grid(pd.DataFrame(fits, columns=FIT_COLUMNS), grid_keys, grid_values)
-        failed = [(pt, rep, sd, model, None, None, None, np.nan, np.nan, np.nan, np.nan, np.nan, conv, sing, err)
-                  for pt, rep, sd, model, conv, sing, *_, err in fits if _is_failure(err)]
+        failed = [
+            (pt, rep, sd, model, None, None, None, np.nan, np.nan, np.nan, np.nan, np.nan, conv, sing, err)
+            for pt, rep, sd, model, conv, sing, *_, err in fits
+            if _is_failure(err)
+        ]
         par = pd.DataFrame([(*row, None) for row in params] + failed, columns=[*PARAM_COLUMNS, "error"])
         par = par.sort_values(["point", "rep"], kind="stable").reset_index(drop=True)
         for col in ("truth", "estimate", "std_error", "conf_low", "conf_high"):
@@ -81,8 +155,9 @@ class StudyResult:
         covered = (par["conf_low"] <= par["truth"]) & (par["truth"] <= par["conf_high"])
         par.insert(PARAM_COLUMNS.index("conf_high") + 1, "covered", covered.astype("boolean").where(has_ci, pd.NA))
         par = _with_grid(par, grid_keys, grid_values)
-        return cls(design, models, reps, seed, grid, tuple(designs), par, fit_frame, seconds, n_jobs, reml,
-                   intervals, level)
+        return cls(
+            design, models, reps, seed, grid, tuple(designs), par, fit_frame, seconds, n_jobs, reml, intervals, level
+        )
 
     # ---- summaries ------------------------------------------------------------------------
     @property
@@ -96,10 +171,16 @@ class StudyResult:
         f = self.fits
         keys = self.group_keys + ["model"]
         g = f.groupby(keys, sort=False, dropna=False)
-        out = g.agg(n_fits=("rep", "size"), converged=("converged", "mean"), singular=("singular", "mean"),
-                    failed=("error", lambda e: float(np.mean([_is_failure(x) for x in e]))),
-                    seconds=("seconds", "mean"), seconds_ci=("seconds_ci", "mean"),
-                    seconds_simulate=("seconds_simulate", "mean"), reason=("error", _most_common_failure)).reset_index()
+        out = g.agg(
+            n_fits=("rep", "size"),
+            converged=("converged", "mean"),
+            singular=("singular", "mean"),
+            failed=("error", lambda e: float(np.mean([_is_failure(x) for x in e]))),
+            seconds=("seconds", "mean"),
+            seconds_ci=("seconds_ci", "mean"),
+            seconds_simulate=("seconds_simulate", "mean"),
+            reason=("error", _most_common_failure),
+        ).reset_index()
         return _order(out, self.group_keys + FIT_SUMMARY_COLUMNS, self.models)
 
     def summary(self) -> pd.DataFrame:
@@ -123,13 +204,24 @@ class StudyResult:
             se = se[np.isfinite(se)]
             mean = float(est.mean()) if n else float("nan")
             bias = mean - truth
-            rows.append((*key, g["kind"].iloc[0], truth, n, mean, bias,
-                         bias / truth if truth != 0 else float("nan"),
-                         float(np.sqrt(np.mean((est - truth) ** 2))) if n else float("nan"),
-                         float(est.std(ddof=1)) if n > 1 else float("nan"),
-                         float(se.mean()) if len(se) else float("nan"),
-                         c, math.sqrt(c * (1 - c) / n_ci) if n_ci else float("nan"), n_ci))
-        cols = keys + SUMMARY_COLUMNS[2:SUMMARY_COLUMNS.index("n_ci") + 1]
+            rows.append(
+                (
+                    *key,
+                    g["kind"].iloc[0],
+                    truth,
+                    n,
+                    mean,
+                    bias,
+                    bias / truth if truth != 0 else float("nan"),
+                    float(np.sqrt(np.mean((est - truth) ** 2))) if n else float("nan"),
+                    float(est.std(ddof=1)) if n > 1 else float("nan"),
+                    float(se.mean()) if len(se) else float("nan"),
+                    c,
+                    math.sqrt(c * (1 - c) / n_ci) if n_ci else float("nan"),
+                    n_ci,
+                )
+            )
+        cols = keys + SUMMARY_COLUMNS[2 : SUMMARY_COLUMNS.index("n_ci") + 1]
         out = pd.DataFrame(rows, columns=cols)
         fs = self.fit_summary()[self.group_keys + ["model", "converged", "singular", "failed", "seconds", "reason"]]
         out = out.merge(fs, on=self.group_keys + ["model"], how="right", sort=False)  # every point, even all failed
@@ -138,8 +230,13 @@ class StudyResult:
         return _order(out, self.group_keys + SUMMARY_COLUMNS, self.models)
 
     # ---- exports --------------------------------------------------------------------------
-    def to_csv(self, path: str | os.PathLike, *, table: Literal["replicates", "summary", "fits"] = "replicates",
-               overwrite: bool = False) -> Path:
+    def to_csv(
+        self,
+        path: str | os.PathLike,
+        *,
+        table: Literal["replicates", "summary", "fits"] = "replicates",
+        overwrite: bool = False,
+    ) -> Path:
         """Write the replicates (default), the summary or the per-fit records as CSV (an
         existing file only with ``overwrite=True``)."""
         frames = {"replicates": lambda: self.replicates, "summary": self.summary, "fits": lambda: self.fits}
@@ -152,9 +249,16 @@ class StudyResult:
     def settings(self) -> dict[str, Any]:
         """The study's inputs and run facts, JSON-ready."""
         return {
-            "design": self.design.to_dict(), "models": list(self.models), "reps": self.reps, "seed": self.seed,
-            "grid": {k: [_plain(v) for v in vs] for k, vs in self.grid.items()}, "n_jobs": self.n_jobs,
-            "reml": self.reml, "intervals": self.intervals, "level": self.level, "seconds": self.seconds,
+            "design": self.design.to_dict(),
+            "models": list(self.models),
+            "reps": self.reps,
+            "seed": self.seed,
+            "grid": {k: [_plain(v) for v in vs] for k, vs in self.grid.items()},
+            "n_jobs": self.n_jobs,
+            "reml": self.reml,
+            "intervals": self.intervals,
+            "level": self.level,
+            "seconds": self.seconds,
             "replicates_per_second": self.reps * len(self.designs) / self.seconds if self.seconds > 0 else None,
         }
 
@@ -165,8 +269,9 @@ class StudyResult:
             out["replicates"] = _records(self.replicates)
         return out
 
-    def to_json(self, path: str | os.PathLike | None = None, *, replicates: bool = False,
-                overwrite: bool = False) -> str:
+    def to_json(
+        self, path: str | os.PathLike | None = None, *, replicates: bool = False, overwrite: bool = False
+    ) -> str:
         """The :meth:`to_dict` data as JSON text (NaN as null); also written to ``path`` (an
         existing file only with ``overwrite=True``)."""
         text = json.dumps(self.to_dict(replicates=replicates), indent=2, allow_nan=False)
@@ -175,8 +280,13 @@ class StudyResult:
         return text
 
     # ---- plots and report -----------------------------------------------------------------
-    def plot(self, kind: Literal["distributions", "coverage", "rmse"] = "distributions", *,
-             file: str | os.PathLike | None = None, **kwargs: Any):
+    def plot(
+        self,
+        kind: Literal["distributions", "coverage", "rmse"] = "distributions",
+        *,
+        file: str | os.PathLike | None = None,
+        **kwargs: Any,
+    ) -> Figure:
         """A matplotlib Figure (saved to ``file`` when given), see :mod:`hlm.study.plots`."""
         from hlm.study.plots import plot
 

@@ -20,9 +20,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,9 @@ class _Point:
     truth: Truth
 
 
-def grid_points(design: Design, grid: Mapping[str, Sequence[Any]] | None,
-                models: Sequence[str]) -> tuple[tuple[str, ...], list[_Point]]:
+def grid_points(
+    design: Design, grid: Mapping[str, Sequence[Any]] | None, models: Sequence[str]
+) -> tuple[tuple[str, ...], list[_Point]]:
     """The cartesian product of the grid's values (first key varying slowest)."""
     if grid is None:
         grid = {}
@@ -78,8 +80,9 @@ def grid_points(design: Design, grid: Mapping[str, Sequence[Any]] | None,
     return keys, points
 
 
-def _run_chunk(point: _Point, reps: Sequence[int], seed: int, reml: bool | None, intervals: bool,
-               level: float) -> tuple[list[tuple], list[tuple]]:
+def _run_chunk(
+    point: _Point, reps: Sequence[int], seed: int, reml: bool | None, intervals: bool, level: float
+) -> tuple[list[tuple], list[tuple]]:
     """Simulate and fit replicates ``reps`` of one grid point (runs in a worker)."""
     fits: list[tuple] = []
     params: list[tuple] = []
@@ -102,7 +105,7 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _mp_context():
+def _mp_context() -> Any:
     import multiprocessing as mp
 
     return mp.get_context("fork") if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else None
@@ -134,8 +137,7 @@ def study(
     grid : design paths to lists of values, e.g. ``{"levels.district.n": [5, 10, 50]}``;
         the study runs at every combination.
     n_jobs : worker processes (default ``os.cpu_count()``); 1 runs in this process.
-    reml : REML (True) or ML (False) for the mixed models; None (default): what each model
-        string says (Stata's ``mixed`` or ``, mle`` mean ML), else REML.
+    reml : REML (True) or ML (False); None (default): as each model string says, else REML.
     intervals : SEs and Wald CIs (log-SD scale; logit scale for ICCs) of the variance
         components from the observed information.  They cost about as much as the fit
         itself; without them SDs and ICCs have estimates only (fixed effects always have
@@ -204,9 +206,20 @@ def study(
     fits = [row for i in range(len(tasks)) for row in results[i][0]]
     params = [row for i in range(len(tasks)) for row in results[i][1]]
     return StudyResult.build(
-        design=design, models=tuple(models), reps=int(reps), seed=int(seed), grid_keys=keys,
-        grid_values=[p.values for p in points], designs=[p.design for p in points], fits=fits, params=params,
-        seconds=seconds, n_jobs=n_jobs, reml=reml, intervals=intervals, level=level,
+        design=design,
+        models=tuple(models),
+        reps=int(reps),
+        seed=int(seed),
+        grid_keys=keys,
+        grid_values=[p.values for p in points],
+        designs=[p.design for p in points],
+        fits=fits,
+        params=params,
+        seconds=seconds,
+        n_jobs=n_jobs,
+        reml=reml,
+        intervals=intervals,
+        level=level,
     )
 
 
@@ -220,15 +233,28 @@ class _Progress:
         self._progress = None
         self._task = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=False)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self._progress.start()
             self._task = self._progress.add_task(self.title, total=self.total)
         return self

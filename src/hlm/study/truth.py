@@ -34,8 +34,8 @@ OLS models no level: its ``sigma`` estimates the total SD.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -70,12 +70,12 @@ class Truth:
     variables: tuple[str, ...]
 
     @classmethod
-    def from_design(cls, design: Design) -> "Truth":
+    def from_design(cls, design: Design) -> Truth:
         levels = []
         for lv in design.levels:
             f = lv.covariance_factor()
             levels.append(LevelTruth(lv.name, str(lv.id), (INTERCEPT_COLUMN, *lv.slopes), f @ f.T))
-        return cls(tuple(levels), design.residual_sd ** 2, dict(design.fixed), tuple(design.variables()))
+        return cls(tuple(levels), design.residual_sd**2, dict(design.fixed), tuple(design.variables()))
 
     # ---- matching -----------------------------------------------------------------------
     def level_index(self, group: str | Iterable[str] | None) -> int | None:

@@ -1,0 +1,270 @@
+"""The :class:`Fit` users see: the fitted record (:class:`hlm.lmm.result.LmmResult`) with every
+feature as a method, and :func:`fit`, the stages of :mod:`hlm.lmm.pipeline` composed.  This is
+the only module that imports every feature; features import the record, never this module.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hlm.aggregate import Backend
+from hlm.aggregate.stats import pooled_message
+from hlm.data.source import check_file
+from hlm.design import with_offset
+from hlm.errors import HLMWarning, OptionError
+from hlm.inference.confint import confint
+from hlm.inference.ddf import fixed_effects_table, wald_slopes
+from hlm.inference.likelihood_ratio import LRTest, lr_vs_linear
+from hlm.inference.varcomp import varcomp, varcomp_vcov
+from hlm.lmm.checks import implicit_nesting_warning, level_order
+from hlm.lmm.checks_data import within_order_warning
+from hlm.lmm.pipeline import aggregate, criterion, fit_aggregates
+from hlm.lmm.ranef import ranef_frame
+from hlm.lmm.result import LmmResult
+from hlm.predict.memory import fitted, predict, residuals
+from hlm.report.html import fit_html
+from hlm.report.plots import plot
+from hlm.report.stata import stata_summary
+from hlm.report.text import lme4_summary, output_sections
+from hlm.spec import ModelSpec, parse_model
+from hlm.variance_share import icc_table, r2_table
+from hlm.weights import Weights
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+TIDY_COLUMNS = ["term", "estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"]
+
+
+@dataclass(frozen=True)
+class Fit(LmmResult):
+    """A fitted linear mixed model: the record of :mod:`hlm.lmm.result` and its features."""
+
+    # ---- tables ------------------------------------------------------------------------
+    def tidy(
+        self, *, level: float = 0.95, ddf: Literal["none", "satterthwaite", "kenward-roger"] = "none"
+    ) -> pd.DataFrame:
+        """Fixed effects with Wald z statistics, p-values and confidence limits; with
+        ``ddf="satterthwaite"`` or ``"kenward-roger"`` t tests on those df (an extra ``df``
+        column; Kenward-Roger also adjusts the SEs), see :mod:`hlm.inference.ddf`."""
+        if ddf != "none":
+            return fixed_effects_table(self, ddf=ddf, level=level)
+        est, se = self.fixef.to_numpy(), self.se.to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = est / se
+        q = stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame(
+            {
+                "term": list(self.aggregates.xnames),
+                "estimate": est,
+                "std_error": se,
+                "statistic": z,
+                "p_value": 2 * stats.norm.sf(np.abs(z)),
+                "conf_low": est - q * se,
+                "conf_high": est + q * se,
+            },
+            columns=TIDY_COLUMNS,
+        )
+
+    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
+        """A readable text summary in lme4's layout or Stata's ``mixed`` layout."""
+        if style == "stata":
+            return stata_summary(self)
+        if style != "lme4":
+            raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
+        return lme4_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_dict(self, *, ranef: bool = False) -> dict[str, Any]:
+        """A JSON-ready dictionary (see the CLI's ``--json``); ``ranef=True`` adds the
+        conditional modes of every level."""
+        vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
+        out = {
+            "model": self.spec.text,
+            "reml": self.reml,
+            "nobs": self.nobs,
+            "ndropped": self.ndropped,
+            "weights": self.aggregates.weights,
+            "ngroups": self.ngroups,
+            "fixef": [
+                {"term": t, "estimate": float(e), "se": float(s)}
+                for t, e, s in zip(self.aggregates.xnames, self.fixef, self.se)
+            ],
+            "dropped_columns": list(self.dropped_columns),
+            "varcorr": [
+                {k: (None if v is None else (float(v) if k in ("vcov", "sdcor") else v)) for k, v in row.items()}
+                for row in vc.to_dict(orient="records")
+            ],
+            "sigma": self.sigma,
+            "theta": [float(t) for t in self.theta],
+            "loglik": self.loglik,
+            "deviance": self.deviance,
+            "reml_criterion": self.reml_criterion,
+            "aic": self.aic,
+            "bic": self.bic,
+            "converged": self.converged,
+            "singular": self.singular,
+            "optimizer": self.optsummary.to_dict(),
+            "notes": list(self.notes),
+        }
+        out.update(self._output_sections(ranef=ranef))
+        return out
+
+    def ranef(self) -> pd.DataFrame:
+        """Conditional modes and conditional SDs (lme4's ``ranef(condVar=TRUE)``): columns
+        group, level, term, estimate, std_error (see :mod:`hlm.lmm.ranef`)."""
+        if (msg := pooled_message(self.aggregates)) is not None:
+            warnings.warn(
+                f"{msg}: their conditional modes are left out; hlm.write_ranef(fit, data, 'ranef.parquet') "
+                "writes them all",
+                HLMWarning,
+                stacklevel=2,
+            )
+        return ranef_frame(self, self.conditional_modes)
+
+    def predict(
+        self, newdata: Any = None, *, re: bool = True, new_levels: Literal["population", "error"] = "population"
+    ) -> pd.Series:
+        """X beta (+ Z b with ``re=True``) for ``newdata`` (default: the fitted data);
+        unseen levels get the population value or raise (see :mod:`hlm.predict`)."""
+        return predict(self, newdata, re=re, new_levels=new_levels)
+
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values for the rows used in the fit."""
+        return fitted(self)
+
+    def residuals(self) -> pd.Series:
+        """Response minus conditional fitted values for the rows used in the fit."""
+        return residuals(self)
+
+    def icc(self, at: dict[str, float] | None = None, *, level: float = 0.95) -> pd.DataFrame:
+        """Variance, share and intra-class correlation per level with CIs (see
+        :mod:`hlm.variance_share`); ``at`` gives random-slope covariate values (default 0)."""
+        return icc_table(self, at, level=level, vc=self.varcomp_info)
+
+    def r2(self) -> dict[str, float]:
+        """Nakagawa & Schielzeth marginal and conditional R^2 (Johnson's extension)."""
+        return r2_table(self)
+
+    def plot(
+        self,
+        kind: Literal["caterpillar", "variance", "profile"] = "caterpillar",
+        file: Any = None,
+        *,
+        overwrite: bool = False,
+        **kwargs: Any,
+    ) -> Figure:
+        """A matplotlib Figure (saved to ``file`` when given, its format by the extension; an
+        existing file only with ``overwrite=True``); see :mod:`hlm.report.plots`."""
+        return plot(self, kind, file=file, overwrite=overwrite, **kwargs)
+
+    def _repr_html_(self) -> str:
+        return fit_html(self)
+
+    def _output_sections(self, *, ranef: bool = False) -> dict[str, Any]:
+        return output_sections(self, ranef=ranef)
+
+    # ---- inference (hlm.inference) ----
+    def varcomp(self, *, level: float = 0.95) -> pd.DataFrame:
+        """SDs, correlations and sigma with SEs from the observed information and CIs on the
+        log-SD / atanh scale (Stata's ``mixed``), see :mod:`hlm.inference.varcomp`."""
+        return varcomp(self, level=level, info=self.varcomp_info)
+
+    @property
+    def varcomp_vcov(self) -> pd.DataFrame:
+        """Covariance of (log SDs, atanh correlations, log sigma) from the observed information."""
+        return varcomp_vcov(self, info=self.varcomp_info)
+
+    def confint(
+        self,
+        *,
+        method: Literal["wald", "profile", "boot"] = "wald",
+        level: float = 0.95,
+        nsim: int = 1000,
+        seed: Any = None,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Confidence intervals for SDs, correlations, sigma and fixed effects: Wald (Stata's
+        log-SD scale), profile likelihood (lme4) or parametric bootstrap (percentile, ``nsim``
+        replicates), see :mod:`hlm.inference.confint`."""
+        return confint(self, method=method, level=level, nsim=nsim, seed=seed, progress=progress)
+
+    def lr_test_linear(self) -> LRTest:
+        """Stata's "LR test vs. linear model" (chibar2(01) for one variance parameter, a
+        conservative chi2(k) otherwise), see :mod:`hlm.inference.likelihood_ratio`."""
+        return lr_vs_linear(self)
+
+    def wald_test(self) -> tuple[float, int, float]:
+        """Stata's header Wald chi2 that all slopes are zero: (chi2, df, p)."""
+        return wald_slopes(self)
+
+
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+) -> Fit:
+    """Fit a linear mixed model.
+
+    Parameters
+    ----------
+    model : an lme4 formula (``"y ~ x + (1 | school/class)"``), read with R's semantics
+        (``I(x^2)``, ``poly``, ``scale``, ``offset``, R's column names; see :mod:`hlm.spec.rformula`),
+        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``).
+    data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
+    reml : REML (True) or maximum likelihood (False); None (default): what the model string
+        says (Stata's ``, mle`` / ``, reml``; ``mixed`` means ML, ``xtmixed`` REML), else REML.
+        An argument that contradicts the string raises :class:`~hlm.errors.OptionError`.
+    backend : "auto" (files, ``sql=`` and duckdb relations -> DuckDB; Spark DataFrames ->
+        Spark; frames -> numpy), "memory", "duckdb" or "spark".
+    sql, con : aggregate the result of a DuckDB query (on ``con``, default a fresh connection).
+    reorder : nested levels listed inner to outer (``|| student: || school:``) raise a
+        :class:`~hlm.errors.NestingError` naming the right order; ``reorder=True`` fits that
+        order instead, with a :class:`~hlm.errors.StructureWarning` and a note.  See
+        :mod:`hlm.lmm.checks` for this and the other structure checks.
+    weights : PRECISION weights, as lme4's ``lmer(..., weights = w)``: a column name (read
+        in the same pass, on every backend) or one value per row; row i has residual
+        variance sigma^2 / w_i.  Not sampling (survey) weights.  Numeric, finite, >= 0;
+        a zero weight drops the row (counted in the notes).  See :mod:`hlm.weights`.
+    offset : as lme4's ``offset=``: a column name or an array with one value per row (the
+        same as adding ``offset(...)`` to the formula): y - offset is modelled, and fitted
+        values and predictions add it back.
+    """
+    spec, data = with_offset(parse_model(model), data, offset)
+    use_reml, notes = criterion(spec, reml)
+    if offset is not None:  # the model string does not show it
+        notes += (f"offset: {offset if isinstance(offset, str) else 'the array given as offset='}",)
+    if isinstance(data, (str, os.PathLike)):
+        check_file(data)
+    agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
+    if (reordered := level_order(spec, agg, reorder=reorder)) is not None:
+        spec, note = reordered
+        agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
+        notes += (note,)
+    implicit_nesting_warning(spec, agg)
+    within_order_warning(spec, agg)
+    if agg.ndropped:
+        notes += (f"{agg.ndropped} rows dropped for missing values",)
+    if agg.weights is not None:
+        notes += (f"precision weights {agg.weights}: row i has residual variance sigma^2 / w_i",)
+    if agg.zero_weights:
+        notes += (f"{agg.zero_weights} rows dropped for a zero weight",)
+    return fit_aggregates(
+        spec, agg, reml=use_reml, data=data, x_model_spec=x_spec, notes=notes, weights=weights, record=Fit
+    )

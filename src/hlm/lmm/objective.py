@@ -1,0 +1,71 @@
+"""The deviance function of theta (lme4's ``mkLmerDevfun``) built from aggregates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from hlm.aggregate.stats import Aggregates
+from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms
+from hlm.lmm.deviance import Profiled, profile
+from hlm.lmm.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
+from hlm.lmm.structure import Structure
+
+Evaluator = Literal["intercepts", "nested", "crossed"]
+
+
+@dataclass(frozen=True)
+class DevianceFunction:
+    """theta -> REML criterion or ML deviance; nested or crossed evaluation by structure."""
+
+    agg: Aggregates
+    struct: Structure
+    reml: bool
+    crossed: CrossedSystem | None = field(default=None)
+    intercepts: InterceptChain | None = field(default=None)
+    pooled: LeafClasses | None = field(default=None)
+
+    @classmethod
+    def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> DevianceFunction:
+        if not agg.nested:
+            return cls(agg, struct, reml, build_crossed(agg, struct))
+        pooled = leaf_classes(agg) if agg.intercepts_only else None
+        return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled)
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """The algorithm chosen for this structure when the function was built: a chain of
+        scalar intercepts, nested factors, or crossed factors.  Later stages (conditional
+        modes, bootstrap, df) ask this instead of choosing again."""
+        if self.intercepts is not None:
+            return "intercepts"
+        return "nested" if self.crossed is None else "crossed"
+
+    def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """log|H| and K'H^{-1}K at theta, H = Var(y) / sigma^2.
+
+        With precision weights W the core works on the rows scaled by W^{1/2} (weighted
+        aggregates), where H_w = I + Z_w Lambda Lambda' Z_w'; then H = W^{-1/2} H_w W^{-1/2},
+        so log|H| = log|H_w| - sum log w (lme4's ldL2 - ldW) and K'H^{-1}K = K_w'H_w^{-1}K_w."""
+        lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
+        if self.intercepts is not None:
+            logdet, Q = intercept_terms(self.agg, self.intercepts, lambdas, self.pooled)
+        elif self.crossed is None:
+            logdet, Q = nested_terms(self.agg, self.struct, lambdas)
+        else:
+            logdet, Q = crossed_terms(self.crossed, self.agg, lambdas)
+        if self.agg.weights is not None:
+            logdet -= self.agg.log_weights
+        return logdet, Q
+
+    def profiled(self, theta: np.ndarray) -> Profiled:
+        logdet, Q = self.terms(theta)
+        return profile(logdet, Q, self.agg.nobs, self.reml)
+
+    def __call__(self, theta: np.ndarray) -> float:
+        try:
+            return self.profiled(theta).objective
+        except np.linalg.LinAlgError:
+            return np.inf

@@ -1,0 +1,94 @@
+"""Richardson-extrapolated central differences (numDeriv's idea) for vector-valued functions.
+
+For a step h the central estimates of the gradient and Hessian,
+
+    g_i   = (f(x + h e_i) - f(x - h e_i)) / 2h
+    H_ii  = (f(x + h e_i) - 2 f(x) + f(x - h e_i)) / h^2
+    H_ij  = (f(x+h e_i+h e_j) - f(x+h e_i-h e_j) - f(x-h e_i+h e_j) + f(x-h e_i-h e_j)) / 4h^2,
+
+have errors in even powers of h; with the steps h, h/2 (, h/4, ...) Neville's table
+R_{k,m} = (4^m R_{k,m-1} - R_{k-1,m-1}) / (4^m - 1) removes them order by order.  ``f`` may
+return an array: every output is differentiated from the same evaluations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def _extrapolate(estimates: list[np.ndarray]) -> np.ndarray:
+    table = list(estimates)
+    for m in range(1, len(table)):
+        factor = 4.0**m
+        table = [(factor * table[k + 1] - table[k]) / (factor - 1.0) for k in range(len(table) - 1)]
+    return table[0]
+
+
+def _central(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, f0: np.ndarray, step: np.ndarray, idx: np.ndarray, cross: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and Hessian over the coordinates ``idx`` (the mixed
+    second differences only with ``cross``); zero elsewhere."""
+    n = len(x)
+    g = np.zeros((n,) + f0.shape)
+    H = np.zeros((n, n) + f0.shape)
+    for i in idx:
+        e = np.zeros(n)
+        e[i] = step[i]
+        fp, fm = np.asarray(f(x + e)), np.asarray(f(x - e))
+        g[i] = (fp - fm) / (2.0 * step[i])
+        H[i, i] = (fp - 2.0 * f0 + fm) / step[i] ** 2
+    if cross:
+        for a, i in enumerate(idx):
+            for j in idx[a + 1 :]:
+                ei, ej = np.zeros(n), np.zeros(n)
+                ei[i], ej[j] = step[i], step[j]
+                val = (
+                    np.asarray(f(x + ei + ej))
+                    - np.asarray(f(x + ei - ej))
+                    - np.asarray(f(x - ei + ej))
+                    + np.asarray(f(x - ei - ej))
+                ) / (4.0 * step[i] * step[j])
+                H[i, j] = H[j, i] = val
+    return g, H
+
+
+def derivatives(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray, *, levels: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """f(x), the gradient (n, ...) and the Hessian (n, n, ...) of every output of f."""
+    x = np.asarray(x, dtype=float)
+    f0 = np.asarray(f(x), dtype=float)
+    grads, hessians = [], []
+    for level in range(levels):
+        step = np.asarray(h, dtype=float) / 2.0**level
+        g, H = _central(f, x, f0, step, np.arange(len(x)), True)
+        grads.append(g)
+        hessians.append(H)
+    return f0, _extrapolate(grads), _extrapolate(hessians)
+
+
+def fd_derivatives(
+    fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray, *, hessian: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and (unless ``hessian=False``) Hessian over the free
+    coordinates with step 1e-4 max(|x|, 0.01), no extrapolation (lme4's convergence check);
+    the Hessian is the identity on the fixed coordinates, and in place of the Hessian
+    without ``hessian``."""
+    n = len(x)
+    h = 1e-4 * np.maximum(np.abs(x), 1e-2)
+    idx = np.flatnonzero(free)
+    f0 = np.asarray(fun(x) if len(idx) else 0.0, dtype=float)
+    g, H = _central(fun, x, f0, h, idx, hessian)
+    if not hessian:
+        return g, np.eye(n)
+    fixed = np.setdiff1d(np.arange(n), idx)
+    H[fixed, fixed] = 1.0
+    return g, H
+
+
+def hessian(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray, *, levels: int = 2) -> np.ndarray:
+    """The Hessian of a scalar function."""
+    return derivatives(lambda v: np.array([f(v)]), x, h, levels=levels)[2][..., 0]

@@ -1,0 +1,99 @@
+"""``hlm power``: the analytic functions on the command line; bad input is one ``error:`` line, exit 2.
+
+Expected numbers are PowerUpR's documented cross-checks (see test_power_analytic) and
+Raudenbush's (1997) continuous optimum n* = sqrt((c2 / c1) (1 - rho) / rho).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hlm.cli import run
+
+
+def _ok(capsys, argv: list[str]) -> str:
+    assert run(argv) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+def test_mdes_power_and_sample_size(capsys):
+    assert "MDES 0.6290" in _ok(capsys, ["power", "cra2", "--sizes", "20,15", "--icc", "0.17"])
+    assert "power 0.80" in _ok(capsys, ["power", "cra2", "--sizes", "20,15", "--icc", "0.17", "--effect", "0.629"])
+    out = _ok(capsys, ["power", "bira3", "--sizes", "100,10,69", "--icc", "0.20,0.15", "--omega", "0.1,0.1"])
+    assert "MDES 0.0450" in out
+    # PowerUp! Excel: cra3 with rho = .38/.10, R2 = .87/.53/.37, one covariate -> K = 66 for es = .20
+    out = _ok(
+        capsys,
+        [
+            "power",
+            "cra3",
+            "--sizes",
+            "?,2,20",
+            "--icc",
+            "0.38,0.10",
+            "--r2",
+            "0.87,0.53,0.37",
+            "--covariates",
+            "1",
+            "--effect",
+            "0.20",
+        ],
+    )
+    assert out.startswith("cra3: 66 units needed")
+
+
+def test_one_sided_is_more_powerful(capsys):
+    two = _ok(capsys, ["power", "cra2", "--sizes", "30,20", "--icc", "0.1", "--effect", "0.3"])
+    one = _ok(capsys, ["power", "cra2", "--sizes", "30,20", "--icc", "0.1", "--effect", "0.3", "--one-sided"])
+    assert float(one.split("power ")[1].split()[0]) > float(two.split("power ")[1].split()[0])
+
+
+def test_budget_allocation(capsys):
+    out = _ok(capsys, ["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "20000"])
+    lines = out.splitlines()
+    assert lines[0].startswith("cra2: best sizes ")
+    n_star = (300 / 10 * 0.9 / 0.1) ** 0.5
+    assert f"x {n_star:.2f}" in lines[1]
+    out = _ok(capsys, ["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--target", "0.4", "--sizes", "?,12"])
+    assert " x 12," in out.splitlines()[0]
+
+
+def test_sd_precision(capsys):
+    out = _ok(capsys, ["power", "sd", "--sizes", "?,10,20,25", "--icc", "0.1,0.1,0.2", "--margin", "0.25"])
+    n = int(out.split()[1])
+    assert out.startswith("sd: ") and "within +-25%" in out
+    out = _ok(capsys, ["power", "sd", "--sizes", f"{n},10,20,25", "--icc", "0.1,0.1,0.2"])
+    assert float(out.split("+-")[1].split("%")[0]) <= 25.0
+
+
+@pytest.mark.parametrize(
+    "argv,text",
+    [
+        (
+            ["power", "sd", "--sizes", "?,10", "--icc", "0.1", "--margin", "0.25", "--effect", "3"],
+            "--effect does not apply",
+        ),
+        (["power", "sd", "--sizes", "?,10", "--icc", "0.1"], "give the --margin"),
+        (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--margin", "0.2"], "applies to 'hlm power sd'"),
+        (["power", "cra9", "--sizes", "20,15", "--icc", "0.1"], "unknown design 'cra9'"),
+        (["power", "cra2", "--sizes", "20,x", "--icc", "0.1"], "--sizes: 'x' is not a number"),
+        (["power", "cra2", "--sizes", "20,15"], "Missing option '--icc'"),
+        (["power", "cra2", "--icc", "0.1"], "--sizes is required"),
+        (["power", "cra2", "--sizes", "?,15", "--icc", "0.1"], "give the --effect"),
+        (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--budget", "9"], "need --costs"),
+        (["power", "cra2", "--icc", "0.1", "--costs", "300,10"], "exactly one of budget"),
+        (["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "1e4", "--effect", "0.2"], "--effect"),
+        (["power", "bira2", "--sizes", "20,15", "--icc", "0.1"], "needs omega"),
+        (["power", "cra2", "--sizes", "3,15", "--icc", "0.1", "--covariates", "1"], "degrees of freedom"),
+        (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--p", "1.5"], "treated proportion"),
+        (["power", "cra2", "--sizes", "20,?", "--icc", "0.5", "--effect", "0.2"], "tends to"),
+    ],
+)
+def test_bad_input_is_one_error_line(capsys, argv, text):
+    assert run(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: ") and len(err.rstrip("\n").splitlines()) == 1, err
+    assert text in err and "Traceback" not in err
