@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates
+from hlm.core.blocked import BlockedSystem, build_blocked
 from hlm.core.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.core.deviance import Profiled, profile
 from hlm.core.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
@@ -23,11 +24,14 @@ class DevianceFunction:
     crossed: CrossedSystem | None = field(default=None)
     intercepts: InterceptChain | None = field(default=None)
     pooled: LeafClasses | None = field(default=None)
+    blocked: BlockedSystem | None = field(default=None)
 
     @classmethod
     def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> "DevianceFunction":
         if not agg.nested:
-            return cls(agg, struct, reml, build_crossed(agg, struct))
+            crossed = build_crossed(agg, struct)
+            q = [len(cols) for cols in struct.factor_cols]
+            return cls(agg, struct, reml, crossed, blocked=build_blocked(crossed, agg, q))
         pooled = leaf_classes(agg) if agg.pool == ("(Intercept)",) else None
         return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled)
 
@@ -40,6 +44,8 @@ class DevianceFunction:
         lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
         if self.intercepts is not None:
             logdet, Q = intercept_terms(self.agg, self.intercepts, lambdas, self.pooled)
+        elif self.blocked is not None:
+            logdet, Q = self.blocked.terms(lambdas)
         elif self.crossed is None:
             logdet, Q = nested_terms(self.agg, self.struct, lambdas)
         else:
