@@ -40,7 +40,7 @@ class BlockedSystem:
     first: int  # factor of the block-diagonal part
     q1: int
     b11: np.ndarray  # (G1, q1, q1)
-    b21: np.ndarray  # (G1, m, q1): B21 split by the first factor's groups
+    b21t: np.ndarray  # (G1, q1, m): B21' split by the first factor's groups
     b22: np.ndarray  # (m, m)
     k1: np.ndarray  # (G1, q1, k)
     k2: np.ndarray  # (m, k)
@@ -55,29 +55,35 @@ class BlockedSystem:
             out[off:off + G * q] = np.matmul(lambdas[f].T, rows).reshape(G * q, -1)
         return out
 
+    def _times_lam_rest(self, lambdas: list[np.ndarray], X: np.ndarray) -> np.ndarray:
+        """X LamR for X with m columns."""
+        out = np.empty_like(X)
+        for f, off, G, q in self.rest:
+            cols = X[:, off:off + G * q].reshape(X.shape[0], G, q)
+            out[:, off:off + G * q] = np.matmul(cols, lambdas[f]).reshape(X.shape[0], G * q)
+        return out
+
     def terms(self, lambdas: list[np.ndarray]) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K (see the module docstring)."""
         lam1 = lambdas[self.first]
+        G1, q1, m = self.b21t.shape
         A11 = np.matmul(np.matmul(lam1.T, self.b11), lam1)
-        A11[:, np.arange(self.q1), np.arange(self.q1)] += 1.0
+        A11[:, np.arange(q1), np.arange(q1)] += 1.0
         L1 = np.linalg.cholesky(A11)
         L1inv = np.linalg.inv(L1)
         logdet = 2.0 * float(np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
-        r1 = np.matmul(L1inv, np.matmul(lam1.T, self.k1))  # (G1, q1, k)
-        Q = self.ktk - np.einsum("gik,gil->kl", r1, r1)
-        M = np.matmul(lam1, np.transpose(L1inv, (0, 2, 1)))  # (G1, q1, q1)
-        P = np.matmul(self.b21, M)  # (G1, m, q1)
-        m = self.b22.shape[0]
-        P2 = np.ascontiguousarray(np.transpose(P, (1, 0, 2))).reshape(m, -1)
-        S = self.b22 - dsyrk(1.0, P2, lower=1)  # lower triangle valid
-        S = np.tril(S) + np.tril(S, -1).T
-        S = self._lam_rest_t(lambdas, self._lam_rest_t(lambdas, S).T)
+        r1 = np.matmul(L1inv, np.matmul(lam1.T, self.k1)).reshape(G1 * q1, -1)  # (n1, k)
+        Q = self.ktk - r1.T @ r1
+        Mt = np.matmul(L1inv, lam1.T)  # M_g' = L1_g^{-1} lam1'
+        Pt = self._times_lam_rest(lambdas, np.matmul(Mt, self.b21t).reshape(G1 * q1, m))  # (LamR' P)'
+        S = self._times_lam_rest(lambdas, self._lam_rest_t(lambdas, self.b22))
+        S = dsyrk(-1.0, Pt, beta=1.0, c=S, trans=1, lower=1, overwrite_c=1)  # lower triangle
         S[np.diag_indices(m)] += 1.0
         L22 = sla.cholesky(S, lower=True, overwrite_a=True, check_finite=False)
         logdet += 2.0 * float(np.log(np.diag(L22)).sum())
-        v = np.matmul(M, r1)  # (G1, q1, k)
-        Bv = np.einsum("gmi,gik->mk", self.b21, v)
-        r2 = sla.solve_triangular(L22, self._lam_rest_t(lambdas, self.k2 - Bv), lower=True, check_finite=False)
+        v = np.matmul(np.transpose(Mt, (0, 2, 1)), r1.reshape(G1, q1, -1)).reshape(G1 * q1, -1)  # M_g r1_g
+        rhs = self._lam_rest_t(lambdas, self.k2 - self.b21t.reshape(G1 * q1, m).T @ v)
+        r2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
         return logdet, Q - r2.T @ r2
 
 
@@ -95,11 +101,11 @@ def build_blocked(system: CrossedSystem, agg: Aggregates, q: list[int]) -> Block
     f1 = system.order[0]
     q1 = q[f1]
     G1 = n1 // q1
-    b21 = np.ascontiguousarray(b21s.toarray().reshape(m, G1, q1).transpose(1, 0, 2))
+    b21t = np.ascontiguousarray(b21s.toarray().T).reshape(G1, q1, m)
     rest, off = [], 0
     for f, size in zip(system.order[1:], system.sizes[1:]):
         rest.append((f, off, size // q[f], q[f]))
         off += size
     k = system.ztk.shape[1]
-    return BlockedSystem(f1, q1, system.first_ztz, b21, system.ztz[n1:, n1:].toarray(),
+    return BlockedSystem(f1, q1, system.first_ztz, b21t, system.ztz[n1:, n1:].toarray(),
                          system.ztk[:n1].reshape(G1, q1, k), system.ztk[n1:], agg.ktk, tuple(rest))

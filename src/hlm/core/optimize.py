@@ -6,6 +6,10 @@ number of evaluations, the seconds, nlopt's return code, and lme4's post-fit che
 finite-difference gradient and Hessian at the optimum, the scaled gradient
 ``max |H^{-1} g|`` (lme4's ``check.conv.grad``, tolerance 2e-3) and whether the Hessian is
 positive definite.  Parameters on the boundary are excluded from those checks.
+With more than ``HESSIAN_MAX`` free parameters the 2n^2 evaluations of the Hessian are not
+spent: the check is the gradient itself, max |g| over the free parameters, and the forward
+slope of every parameter on its bound (a bound parameter whose increase lowers the
+criterion is not at an optimum); a failed check restarts BOBYQA from where it stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import numpy as np
 
 GRAD_TOL = 2e-3
 SINGULAR_TOL = 1e-4
+HESSIAN_MAX = 24
+RESTARTS = 2
 
 _CODES = {1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached",
           5: "maxeval reached", 6: "maxtime reached", -1: "failure", -2: "invalid args",
@@ -39,7 +45,7 @@ class OptSummary:
     return_code: str
     gradient: tuple[float, ...]
     scaled_gradient: float
-    hessian_pd: bool
+    hessian_pd: bool | None  # None: not computed (more than HESSIAN_MAX free parameters)
 
     @property
     def converged(self) -> bool:
@@ -96,6 +102,62 @@ def _newton(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[bool, float
     return True, float(np.max(np.abs(delta))), step
 
 
+def _bobyqa(objective: Callable, theta0: np.ndarray, lower: np.ndarray, maxeval: int, best: list,
+            step: float = 0.25) -> tuple[np.ndarray, str]:
+    """One BOBYQA run (nlopt) from theta0; on round-off or failure the best point seen."""
+    n = len(theta0)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
+    opt.set_min_objective(objective)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    opt.set_ftol_rel(1e-14)
+    opt.set_ftol_abs(1e-12)
+    opt.set_xtol_abs(1e-10)
+    opt.set_maxeval(maxeval)
+    opt.set_initial_step(np.full(n, step))
+    try:
+        theta = opt.optimize(theta0)
+        code = _CODES.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
+    except nlopt.RoundoffLimited:
+        theta, code = best[1], "roundoff limited"
+    except (RuntimeError, ValueError) as exc:
+        theta, code = best[1], f"failure: {exc}"
+    return np.where(np.isfinite(lower), np.maximum(theta, lower), theta), code
+
+
+def gradient_verdict(fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, lower: np.ndarray
+                     ) -> tuple[np.ndarray, float]:
+    """Central-difference gradient over the free parameters and, for a parameter on its bound,
+    the forward slope (f(theta + h e_i) - f(theta)) / h; the verdict is the larger of max |g|
+    (free) and max(-slope, 0) (bound): below GRAD_TOL no feasible direction descends."""
+    free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
+    g, _ = fd_derivatives(fun, theta, free, hessian=False)
+    worst = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    h = 1e-4
+    for i in np.flatnonzero(~free):
+        e = np.zeros(len(theta))
+        e[i] = h
+        g[i] = (float(fun(theta + e)) - fmin) / h
+        worst = max(worst, -g[i])
+    return g, worst
+
+
+def _gradient_check(fun: Callable, objective: Callable, theta: np.ndarray, fmin: float, code: str,
+                    lower: np.ndarray, maxeval: int, best: list) -> tuple[np.ndarray, float, str, np.ndarray, float]:
+    """The many-parameter check (module docstring), with up to RESTARTS restarts of BOBYQA
+    from a point that fails it; the lowest point is kept."""
+    g, worst = gradient_verdict(fun, theta, fmin, lower)
+    for _ in range(RESTARTS):
+        if worst < GRAD_TOL:
+            break
+        again, code_again = _bobyqa(objective, theta, lower, maxeval, best, step=0.05)
+        f_again = float(fun(again))
+        if not f_again < fmin:
+            break
+        theta, fmin, code = again, f_again, code_again
+        g, worst = gradient_verdict(fun, theta, fmin, lower)
+    return theta, fmin, code, g, worst
+
+
 def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *,
              maxeval: int = 100_000) -> OptSummary:
     """BOBYQA from theta0 within the bounds, then lme4's convergence checks."""
@@ -114,24 +176,14 @@ def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
     if n == 0:
         f = fun(theta0)
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
-    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
-    opt.set_min_objective(objective)
-    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
-    opt.set_ftol_rel(1e-14)
-    opt.set_ftol_abs(1e-12)
-    opt.set_xtol_abs(1e-10)
-    opt.set_maxeval(maxeval)
-    opt.set_initial_step(np.full(n, 0.25))
-    try:
-        theta = opt.optimize(np.asarray(theta0, dtype=float))
-        code = _CODES.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
-    except nlopt.RoundoffLimited:
-        theta, code = best[1], "roundoff limited"
-    except (RuntimeError, ValueError) as exc:
-        theta, code = best[1], f"failure: {exc}"
-    theta = np.where(np.isfinite(lower), np.maximum(theta, lower), theta)
+    theta, code = _bobyqa(objective, np.asarray(theta0, dtype=float), lower, maxeval, best)
     fmin = float(fun(theta))
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
+    if free.sum() > HESSIAN_MAX:
+        theta, fmin, code, g, scaled = _gradient_check(fun, objective, theta, fmin, code, lower, maxeval, best)
+        return OptSummary("nlopt BOBYQA", tuple(map(float, theta0)), tuple(map(float, theta)),
+                          tuple(map(float, lower)), fmin, count[0], time.perf_counter() - start, code,
+                          tuple(map(float, g)), scaled, None)
     g, H = fd_derivatives(fun, theta, free)
     pd_ok, scaled, step = _newton(g, H, free)
     if pd_ok and step is not None:  # one Newton polish on the free coordinates
