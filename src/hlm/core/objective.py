@@ -10,6 +10,7 @@ from hlm.aggregate.stats import Aggregates
 from hlm.core.blocked import BlockedSystem, build_blocked
 from hlm.core.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.core.deviance import Profiled, profile
+from hlm.core.kernels import OneLevel, one_level
 from hlm.core.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
 from hlm.core.structure import Structure
 
@@ -25,6 +26,7 @@ class DevianceFunction:
     intercepts: InterceptChain | None = field(default=None)
     pooled: LeafClasses | None = field(default=None)
     blocked: BlockedSystem | None = field(default=None)
+    single: OneLevel | None = field(default=None)
 
     @classmethod
     def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> "DevianceFunction":
@@ -33,7 +35,8 @@ class DevianceFunction:
             q = [len(cols) for cols in struct.factor_cols]
             return cls(agg, struct, reml, crossed, blocked=build_blocked(crossed, agg, q))
         pooled = leaf_classes(agg) if agg.pool == ("(Intercept)",) else None
-        return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled)
+        return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled,
+                   single=one_level(agg, struct))
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K at theta, H = Var(y) / sigma^2.
@@ -44,6 +47,8 @@ class DevianceFunction:
         lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
         if self.intercepts is not None:
             logdet, Q = intercept_terms(self.agg, self.intercepts, lambdas, self.pooled)
+        elif self.single is not None:
+            logdet, Q = self.single.terms(lambdas)
         elif self.blocked is not None:
             logdet, Q = self.blocked.terms(lambdas)
         elif self.crossed is None:
