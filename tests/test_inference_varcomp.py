@@ -170,13 +170,13 @@ def _slopes_with_zero_intercept_sd(seed: int = 10) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "g": g, "h": g // 4})
 
 
-@pytest.mark.parametrize(("reml", "seed"), [(True, 10), (False, 82)])
+@pytest.mark.parametrize(("reml", "seed"), [(True, 10), (False, 113)])
 def test_zero_sd_with_another_cholesky_root(reml, seed):
     """A zero intercept SD under a nonzero entry of Lambda: theta is not the root
     theta(log sd, atanh r) gives for the same covariance, so the theta-derivatives are
     taken there.  The Hessian equals differences of the criterion in the free natural
     parameters (log sd, atanh r, log sigma).  (Seed 10's ML fit had that shape at a local
-    optimum 0.9 above the one the zero-column restart finds; seed 82's ML optimum has it.)"""
+    optimum 0.9 above the one the zero-column restart finds; seed 113's ML optimum has it.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = hlm.fit("y ~ x + (x | h) + (1 | h:g)", _slopes_with_zero_intercept_sd(seed), reml=reml)

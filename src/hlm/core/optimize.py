@@ -124,6 +124,20 @@ def _bobyqa(objective: Callable, theta0: np.ndarray, lower: np.ndarray, maxeval:
     return np.where(np.isfinite(lower), np.maximum(theta, lower), theta), code
 
 
+def snap_to_bounds(fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, lower: np.ndarray
+                   ) -> tuple[np.ndarray, float]:
+    """Put each parameter within SINGULAR_TOL of its bound on the bound where the criterion
+    does not rise beyond round-off: near a zero variance it is flat to round-off, and where BOBYQA stops
+    there (2.5e-8 or 0) is chance; the bound is the answer lme4 reports when it gets there."""
+    for i in np.flatnonzero(np.isfinite(lower) & (theta > lower) & (theta < lower + SINGULAR_TOL)):
+        trial = theta.copy()
+        trial[i] = lower[i]
+        f = float(fun(trial))
+        if f <= fmin + 64 * np.finfo(float).eps * abs(fmin):  # not higher beyond round-off
+            theta, fmin = trial, f
+    return theta, fmin
+
+
 def gradient_verdict(fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, lower: np.ndarray
                      ) -> tuple[np.ndarray, float]:
     """Central-difference gradient over the free parameters and, for a parameter on its bound,
@@ -177,7 +191,7 @@ def minimize(fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.n
         f = fun(theta0)
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
     theta, code = _bobyqa(objective, np.asarray(theta0, dtype=float), lower, maxeval, best)
-    fmin = float(fun(theta))
+    theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
     if free.sum() > HESSIAN_MAX:
         theta, fmin, code, g, scaled = _gradient_check(fun, objective, theta, fmin, code, lower, maxeval, best)
