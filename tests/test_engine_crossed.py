@@ -130,3 +130,27 @@ def test_maximal_72_theta_not_above_lme4():
     assert np.abs(_fd_gradient(fit)).max() < 2e-2
     for row in ref["fixef"]:
         assert abs(fit.fixef[row["term"]] - row["estimate"]) <= 0.1 * row["se"], row["term"]
+
+
+def test_satterthwaite_and_ranef_on_the_blocked_path():
+    """lmerTest's Satterthwaite df and lme4's conditional modes for the zerocorr model (16
+    theta, blocked evaluator), at lme4's theta."""
+    import dataclasses
+
+    from hlm.inference.ddf import fixed_effects_table
+
+    ref = reference("kb07like__crossed_zerocorr_REML")
+    fit = _fit(ref["formula"], reml=True)
+    theta = np.array(ref["theta_vector"])
+    at = dataclasses.replace(fit, optsummary=dataclasses.replace(fit.optsummary, theta=tuple(theta)),
+                             profiled=fit.devfun.profiled(theta))
+    table = fixed_effects_table(at, ddf="satterthwaite")
+    for i, row in enumerate(ref["satterthwaite"]):
+        assert table.term[i] == row["term"]
+        assert table.df[i] == pytest.approx(row["df"], rel=1e-4)
+        assert table.p_value[i] == pytest.approx(row["p"], rel=1e-4)
+    modes = at.ranef()
+    for block in ref["ranef"]:
+        for term, values in block["mode"].items():
+            sub = modes[(modes.group == block["group"]) & (modes.term == term)].head(len(values))
+            np.testing.assert_allclose(sub["estimate"], values, rtol=1e-4, atol=1e-3)
