@@ -109,21 +109,26 @@ def _zero_column_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | N
     return restart
 
 
+def _search(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> OptSummary:
+    """BOBYQA from theta0, then the restarts of a boundary optimum; the lowest converged kept."""
+    opt = minimize(devfun, theta0, struct.lower)
+    for start_at in (_zero_column_restart, _ridge_restart):
+        if (restart := start_at(struct, np.asarray(opt.theta))) is None:
+            continue
+        again = minimize(devfun, restart, struct.lower, maxeval=max(4 * opt.feval, 300))  # bounded extra work
+        if again.converged and again.fmin < opt.fmin:
+            opt = replace(again, theta0=opt.theta0, feval=opt.feval + again.feval, seconds=opt.seconds + again.seconds)
+    return opt
+
+
 def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFunction) -> OptSummary:
     """Minimise ``devfun`` (built on ``agg``) over theta, searching on standardised columns;
     the summary is in the original theta, its criterion ``devfun``'s there."""
     k_rms, z_rms = column_scales(agg, struct)
     if np.all(k_rms == 1.0) and np.all(z_rms == 1.0):
-        return minimize(devfun, anova_start(agg, struct), struct.lower)
+        return _search(devfun, anova_start(agg, struct), struct)
     std = standardized(agg, k_rms, z_rms)
-    std_devfun = DevianceFunction.build(std, struct, devfun.reml)
-    opt = minimize(std_devfun, anova_start(std, struct), struct.lower)
-    for start_at in (_zero_column_restart, _ridge_restart):
-        if (restart := start_at(struct, np.asarray(opt.theta))) is None:
-            continue
-        again = minimize(std_devfun, restart, struct.lower, maxeval=max(4 * opt.feval, 300))  # bounded extra work
-        if again.converged and again.fmin < opt.fmin:
-            opt = replace(again, theta0=opt.theta0, feval=opt.feval + again.feval, seconds=opt.seconds + again.seconds)
+    opt = _search(DevianceFunction.build(std, struct, devfun.reml), anova_start(std, struct), struct)
     m = _row_scales(struct, z_rms)
     theta = np.asarray(opt.theta) * m
     return replace(opt, theta0=tuple(map(float, np.asarray(opt.theta0) * m)), theta=tuple(map(float, theta)),
