@@ -175,7 +175,8 @@ def main() -> None:
             lmer_s, lmer_crit, lmer_txt = _time_lmer(formula, frame, args.lmer_timeout)
         ratio = f"{lmer_s / secs:.1f}x" if lmer_s else ""
         diff = f"{crit - lmer_crit:+.2g}" if lmer_crit is not None else ""
-        rows.append(f"| {name} | {len(frame):,} | {secs:.3g} | {lmer_txt} | {ratio} | {crit:.4f} | {diff} | "
+        label = name.replace("|", "\\|")
+        rows.append(f"| {label} | {len(frame):,} | {secs:.3g} | {lmer_txt} | {ratio} | {crit:.4f} | {diff} | "
                     f"{'yes' if ok else 'no'} |")
     print("## General models (hlm vs lmer, REML)\n")
     print("| model | rows | hlm s | lmer s | lmer/hlm | hlm REML criterion | hlm - lmer | converged |")
