@@ -196,3 +196,88 @@ def product_pairs(b21: sp.csr_matrix) -> int:
     """How many products b_si b_sj (i >= j) the columns of B21 hold."""
     k = np.diff(b21.tocsc().indptr).astype(np.int64)
     return int((k * (k + 1) // 2).sum())
+
+
+@numba.njit(cache=True, nogil=True)
+def _vector_level(Mzz: np.ndarray, Mzk: np.ndarray, J: np.ndarray, lam: np.ndarray, Q: np.ndarray) -> float:
+    """One level of the nested recursion (:mod:`hlm.core.nested`) in place: per group g,
+    with P = lam' M_zz[J, :], R = lam' M_zk[J, :] and L L' = I + P[:, J] lam,
+    Q -= R'(LL')^{-1}R, M_zz -= P'(LL')^{-1}P, M_zk -= P'(LL')^{-1}R; returns log|LL'| summed
+    (nan when a block is not positive definite)."""
+    G, z, k = Mzk.shape
+    q = len(J)
+    A = np.empty((q, q))
+    P = np.empty((q, z))
+    R = np.empty((q, k))
+    logdet = 0.0
+    for g in range(G):
+        for a in range(q):
+            for col in range(z):
+                s = 0.0
+                for c in range(q):
+                    s += lam[c, a] * Mzz[g, J[c], col]
+                P[a, col] = s
+            for col in range(k):
+                s = 0.0
+                for c in range(q):
+                    s += lam[c, a] * Mzk[g, J[c], col]
+                R[a, col] = s
+        for a in range(q):
+            for b in range(a + 1):
+                s = 1.0 if a == b else 0.0
+                for c in range(q):
+                    s += P[a, J[c]] * lam[c, b]
+                A[a, b] = s
+        for j in range(q):
+            s = A[j, j]
+            for c in range(j):
+                s -= A[j, c] * A[j, c]
+            if s <= 0.0:
+                return np.nan
+            d = np.sqrt(s)
+            A[j, j] = d
+            logdet += 2.0 * np.log(d)
+            for i in range(j + 1, q):
+                s = A[i, j]
+                for c in range(j):
+                    s -= A[i, c] * A[j, c]
+                A[i, j] = s / d
+        for a in range(q):  # P <- L^{-1} P, R <- L^{-1} R
+            for col in range(z):
+                s = P[a, col]
+                for c in range(a):
+                    s -= A[a, c] * P[c, col]
+                P[a, col] = s / A[a, a]
+            for col in range(k):
+                s = R[a, col]
+                for c in range(a):
+                    s -= A[a, c] * R[c, col]
+                R[a, col] = s / A[a, a]
+        for i in range(k):
+            for j in range(k):
+                s = 0.0
+                for a in range(q):
+                    s += R[a, i] * R[a, j]
+                Q[i, j] -= s
+        for i in range(z):
+            for j in range(z):
+                s = 0.0
+                for a in range(q):
+                    s += P[a, i] * P[a, j]
+                Mzz[g, i, j] -= s
+            for j in range(k):
+                s = 0.0
+                for a in range(q):
+                    s += P[a, i] * R[a, j]
+                Mzk[g, i, j] -= s
+    return logdet
+
+
+def vector_level(Mzz: np.ndarray, Mzk: np.ndarray, J: list[int], lam: np.ndarray, Q: np.ndarray
+                 ) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`_vector_level` on copies of M_zz and M_zk (Q is updated in place)."""
+    Mzz, Mzk = np.array(Mzz, dtype=float, order="C"), np.array(Mzk, dtype=float, order="C")
+    logdet = _vector_level(Mzz, Mzk, np.asarray(J, dtype=np.int64), np.ascontiguousarray(lam, dtype=float), Q)
+    if not np.isfinite(logdet):
+        raise np.linalg.LinAlgError("I + Lambda'M Lambda is not positive definite")
+    return float(logdet), Mzz, Mzk

@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates, LeafClasses
+from hlm.core.kernels import vector_level
 from hlm.core.structure import Structure
 
 
@@ -215,17 +216,8 @@ def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray]) 
             Mzz = Mzz - Pd[:, :, None] * P[:, None, :]
             Mzk = Mzk - Pd[:, :, None] * R[:, None, :]
         else:
-            A = Mzz[:, J][:, :, J]
-            Gm = np.eye(len(J)) + np.einsum("ji,gjk,kl->gil", lam, A, lam)
-            L = np.linalg.cholesky(Gm)
-            logdet += 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum()
-            P = np.einsum("ji,gjz->giz", lam, Mzz[:, J, :])
-            R = np.einsum("ji,gjk->gik", lam, Mzk[:, J, :])
-            GiP = np.linalg.solve(Gm, P)
-            GiR = np.linalg.solve(Gm, R)
-            Q -= np.einsum("gqc,gqd->cd", R, GiR)
-            Mzz = Mzz - np.einsum("gqa,gqb->gab", P, GiP)
-            Mzk = Mzk - np.einsum("gqa,gqc->gac", P, GiR)
+            ld, Mzz, Mzk = vector_level(Mzz, Mzk, J, lam, Q)
+            logdet += ld
         if level + 1 < len(agg.chain):
             G_parent = agg.factors[agg.chain[level + 1]].nlevels
             parent = agg.parents[level]
