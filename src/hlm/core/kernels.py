@@ -25,8 +25,8 @@ from hlm.core.structure import Structure
 
 @numba.njit(cache=True, nogil=True)
 def _one_level(ztz: np.ndarray, ztk: np.ndarray, lam: np.ndarray, Q: np.ndarray) -> float:
-    """Subtract sum_g y_g'y_g from Q in place and return 2 sum log diag L_g (module docstring);
-    -inf... is never returned: a non-positive pivot returns nan (not positive definite)."""
+    """Subtract sum_g y_g'y_g from Q in place and return 2 sum log diag L_g (module docstring),
+    or nan where a block is not positive definite."""
     G, q, k = ztk.shape
     A = np.empty((q, q))
     T = np.empty((q, q))
