@@ -1,14 +1,12 @@
-"""One grouping factor with vector random effects: log|H| and K'H^{-1}K in one compiled pass.
+"""Compiled (numba) kernels of the engine: the per-group q x q work, written out so an
+evaluation has no Python loop over groups and no temporaries.
 
-With a single factor H is block diagonal by group, so per group g (q effects, k = p + 1
-columns of K = [X y]):
-
-    L_g L_g' = I + lam' (Z'Z)_g lam,      y_g = L_g^{-1} lam' (Z'K)_g,
-    log|H| = 2 sum_g log diag L_g,        K'H^{-1}K = K'K - sum_g y_g' y_g.
-
-The q x q Cholesky and the triangular solve are written out (numba), so an evaluation of a
-sleepstudy-size model costs microseconds and no temporaries; the per-group blocks are laid
-out once per fit (:class:`OneLevel`).
+* :class:`OneLevel`: one grouping factor with vector effects.  Per group g (q effects,
+  k = p + 1 columns of K = [X y]):  L_g L_g' = I + lam' (Z'Z)_g lam,
+  y_g = L_g^{-1} lam' (Z'K)_g,  log|H| = 2 sum_g log diag L_g,  K'H^{-1}K = K'K - sum_g y_g'y_g.
+* :func:`vector_level`: one level of the nested recursion of :mod:`hlm.core.nested`.
+* :class:`SchurGram`: B21 diag(w) B21' for crossed scalar factors, memory O(nnz(B21)).
+* :func:`fixed_solve`: beta and log|X'H^{-1}X| from Q by a p x p Cholesky.
 """
 
 from __future__ import annotations
