@@ -20,13 +20,16 @@ PATH, by ``lmer`` once in an Rscript subprocess that reads the same CSV and time
   simulated); skipped with ``--quick``, and lmer is not run on it (over 15 minutes).
 
 The table gives hlm's and lmer's seconds, the ratio, both criteria and their difference
-(hlm's minus lmer's: negative is a lower optimum).  Prints a Markdown section.
+(hlm's minus lmer's: negative is a lower optimum) and the benchmark process's peak resident
+memory after the model (``ru_maxrss``: data, fits and everything before it; the models run
+from small to large, so the last row is the 1,000,000-row fit's peak).  Prints a Markdown section.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -176,11 +179,12 @@ def main() -> None:
         ratio = f"{lmer_s / secs:.1f}x" if lmer_s else ""
         diff = f"{crit - lmer_crit:+.2g}" if lmer_crit is not None else ""
         label = name.replace("|", "\\|")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows.append(f"| {label} | {len(frame):,} | {secs:.3g} | {lmer_txt} | {ratio} | {crit:.4f} | {diff} | "
-                    f"{'yes' if ok else 'no'} |")
+                    f"{'yes' if ok else 'no'} | {peak:,.0f} |")
     print("## General models (hlm vs lmer, REML)\n")
-    print("| model | rows | hlm s | lmer s | lmer/hlm | hlm REML criterion | hlm - lmer | converged |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| model | rows | hlm s | lmer s | lmer/hlm | hlm REML criterion | hlm - lmer | converged | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     print("\n".join(rows))
     if not use_r:
         print("\nlmer not run (no Rscript, or --no-lmer): hlm times only.")
