@@ -22,7 +22,15 @@ import numpy as np
 from hlm.numerics.bobyqa import GRAD_TOL, SINGULAR_TOL, OptSummary, bobyqa
 from hlm.numerics.derivatives import fd_derivatives
 
-__all__ = ["HESSIAN_MAX", "SINGULAR_TOL", "OptSummary", "fd_derivatives", "gradient_verdict", "minimize"]
+__all__ = [
+    "HESSIAN_MAX",
+    "SINGULAR_TOL",
+    "OptSummary",
+    "fd_derivatives",
+    "gradient_verdict",
+    "minimize",
+    "snap_to_bounds",
+]
 
 HESSIAN_MAX = 24
 RESTARTS = 2
