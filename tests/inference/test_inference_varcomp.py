@@ -174,15 +174,16 @@ def _slopes_with_zero_intercept_sd(seed: int = 10) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "g": g, "h": g // 4})
 
 
-@pytest.mark.parametrize("reml", [True, False])
-def test_zero_sd_with_another_cholesky_root(reml):
+@pytest.mark.parametrize(("reml", "seed"), [(True, 10), (False, 113)])
+def test_zero_sd_with_another_cholesky_root(reml, seed):
     """A zero intercept SD under a nonzero entry of Lambda: theta is not the root
     theta(log sd, atanh r) gives for the same covariance, so the theta-derivatives are
     taken there.  The Hessian equals differences of the criterion in the free natural
-    parameters (log sd, atanh r, log sigma)."""
+    parameters (log sd, atanh r, log sigma).  (Seed 10's ML fit had that shape at a local
+    optimum 0.9 above the one the zero-column restart finds; seed 113's ML optimum has it.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = hlm.fit("y ~ x + (x | h) + (1 | h:g)", _slopes_with_zero_intercept_sd(), reml=reml)
+        fit = hlm.fit("y ~ x + (x | h) + (1 | h:g)", _slopes_with_zero_intercept_sd(seed), reml=reml)
     vp = VarParams.of(fit.structure)
     lam = vp.term_lambda(fit.theta, [t.group for t in fit.structure.terms].index("h"))
     assert lam[0, 0] == 0.0 and lam[1, 0] != 0.0

@@ -188,9 +188,9 @@ def bootstrap(
     if nsim < 1:
         raise OptionError("nsim must be at least 1")
     if how == "auto":
-        how = "rows" if fit.devfun.evaluator == "crossed" else "aggregates"
+        how = "rows" if fit.devfun.crossed_factors else "aggregates"
     if how == "aggregates":
-        if fit.devfun.evaluator == "crossed":
+        if fit.devfun.crossed_factors:
             raise OptionError("how='aggregates' needs nested grouping factors; use how='rows'")
         sim = _AggregateSimulator(fit)
     elif how == "rows":

@@ -82,7 +82,7 @@ def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[i
     """Dense Z'Z (q, q), Z'K (q, k) and per factor (offset, G_f, q_f), factors largest first."""
     agg, struct = fit.aggregates, fit.structure
     qf = [len(c) for c in struct.factor_cols]
-    if fit.devfun.evaluator != "crossed" and agg.chain is not None:
+    if not fit.devfun.crossed_factors and agg.chain is not None:
         order = list(agg.chain)
         leaf = agg.factors[order[0]]
         if (msg := pooled_message(agg)) is not None:

@@ -26,9 +26,11 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from hlm.aggregate.stats import Aggregates
+from hlm.lmm.kernels import SchurGram, product_pairs
 from hlm.lmm.structure import Structure
 
 DENSE_LIMIT = 4000
+PAIR_LIMIT = 2_000_000  # above this many products of B21's columns, :class:`SchurGram` (no stored pairs)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class ScalarBlocks:
     b21: sp.csr_matrix  # (m, G1)
     b22: np.ndarray  # (m, m) dense
     rest_factor: np.ndarray  # (m,) position in ``order`` of each remaining effect
-    schur: SchurPairs
+    schur: SchurPairs | SchurGram
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         b21 = ztz[n1:, :n1].tocsr()
         counts = ztz.diagonal()[:n1].copy()
         rest = np.repeat(np.arange(1, len(order)), sizes[1:])
-        scalar = ScalarBlocks(counts, b21, ztz[n1:, n1:].toarray(), rest, schur_pairs(b21, counts))
+        schur = schur_pairs(b21, counts) if product_pairs(b21) <= PAIR_LIMIT else SchurGram.of(b21, counts)
+        scalar = ScalarBlocks(counts, b21, ztz[n1:, n1:].toarray(), rest, schur)
     return CrossedSystem(
         order,
         sizes,

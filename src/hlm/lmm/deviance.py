@@ -17,6 +17,8 @@ from functools import cached_property
 
 import numpy as np
 
+from hlm.lmm.kernels import fixed_solve
+
 LOG2PI = float(np.log(2.0 * np.pi))
 
 
@@ -43,9 +45,7 @@ def profile(logdet_h: float, Q: np.ndarray, n: int, reml: bool) -> Profiled:
     """Profile beta and sigma out of the objective."""
     p = Q.shape[0] - 1
     if p:
-        L = np.linalg.cholesky(Q[:p, :p])
-        beta = np.linalg.solve(Q[:p, :p], Q[:p, p])
-        logdet_x = 2.0 * float(np.log(np.diag(L)).sum())
+        beta, logdet_x = fixed_solve(Q)
     else:
         beta, logdet_x = np.empty(0), 0.0
     pwrss = float(Q[p, p] - Q[p, :p] @ beta)

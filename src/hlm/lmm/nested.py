@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates, LeafClasses
+from hlm.lmm.kernels import vector_level
 from hlm.lmm.structure import Structure
 
 
@@ -212,6 +213,7 @@ def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray]) 
     logdet = 0.0
     leaf = agg.factors[agg.chain[0]]
     Mzz, Mzk = leaf.ztz, leaf.ztk
+    assert Mzz is not None and Mzk is not None  # vector terms keep every group's blocks
     for level, f in enumerate(agg.chain):
         J = list(struct.factor_cols[f])
         lam = lambdas[f]
@@ -226,17 +228,8 @@ def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray]) 
             Mzz = Mzz - Pd[:, :, None] * P[:, None, :]
             Mzk = Mzk - Pd[:, :, None] * R[:, None, :]
         else:
-            A = Mzz[:, J][:, :, J]
-            Gm = np.eye(len(J)) + np.einsum("ji,gjk,kl->gil", lam, A, lam)
-            L = np.linalg.cholesky(Gm)
-            logdet += 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum()
-            P = np.einsum("ji,gjz->giz", lam, Mzz[:, J, :])
-            R = np.einsum("ji,gjk->gik", lam, Mzk[:, J, :])
-            GiP = np.linalg.solve(Gm, P)
-            GiR = np.linalg.solve(Gm, R)
-            Q -= np.einsum("gqc,gqd->cd", R, GiR)
-            Mzz = Mzz - np.einsum("gqa,gqb->gab", P, GiP)
-            Mzk = Mzk - np.einsum("gqa,gqc->gac", P, GiR)
+            ld, Mzz, Mzk = vector_level(Mzz, Mzk, J, lam, Q)
+            logdet += ld
         if level + 1 < len(agg.chain):
             G_parent = agg.factors[agg.chain[level + 1]].nlevels
             parent = agg.parents[level]

@@ -8,12 +8,15 @@ from typing import Literal
 import numpy as np
 
 from hlm.aggregate.stats import Aggregates
+from hlm.lmm.blocked import BlockedSystem, build_blocked
 from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.lmm.deviance import Profiled, profile
+from hlm.lmm.kernels import OneLevel, one_level
 from hlm.lmm.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
 from hlm.lmm.structure import Structure
 
-Evaluator = Literal["intercepts", "nested", "crossed"]
+Evaluator = Literal["intercepts", "single", "nested", "blocked", "crossed"]
+CROSSED_EVALUATORS: frozenset[Evaluator] = frozenset({"blocked", "crossed"})
 
 
 @dataclass(frozen=True)
@@ -26,22 +29,36 @@ class DevianceFunction:
     crossed: CrossedSystem | None = field(default=None)
     intercepts: InterceptChain | None = field(default=None)
     pooled: LeafClasses | None = field(default=None)
+    blocked: BlockedSystem | None = field(default=None)
+    single: OneLevel | None = field(default=None)
 
     @classmethod
     def build(cls, agg: Aggregates, struct: Structure, reml: bool) -> DevianceFunction:
         if not agg.nested:
-            return cls(agg, struct, reml, build_crossed(agg, struct))
+            crossed = build_crossed(agg, struct)
+            q = [len(cols) for cols in struct.factor_cols]
+            return cls(agg, struct, reml, crossed, blocked=build_blocked(crossed, agg, q))
         pooled = leaf_classes(agg) if agg.intercepts_only else None
-        return cls(agg, struct, reml, None, intercept_chain(agg, pooled is not None), pooled)
+        chain = intercept_chain(agg, pooled is not None)
+        return cls(agg, struct, reml, None, chain, pooled, single=one_level(agg, struct) if chain is None else None)
 
     @property
     def evaluator(self) -> Evaluator:
         """The algorithm chosen for this structure when the function was built: a chain of
-        scalar intercepts, nested factors, or crossed factors.  Later stages (conditional
-        modes, bootstrap, df) ask this instead of choosing again."""
+        scalar intercepts, one factor with vector effects (compiled), nested factors, crossed
+        factors with vector effects in dense blocks, or crossed factors (sparse or scalar).
+        Later stages (conditional modes, bootstrap, df) ask this instead of choosing again."""
         if self.intercepts is not None:
             return "intercepts"
-        return "nested" if self.crossed is None else "crossed"
+        if self.crossed is None:
+            return "nested" if self.single is None else "single"
+        return "crossed" if self.blocked is None else "blocked"
+
+    @property
+    def crossed_factors(self) -> bool:
+        """Whether the evaluator works on crossed factors (its :class:`CrossedSystem` lays out
+        the random effects; nothing nests): conditional modes and simulations follow."""
+        return self.evaluator in CROSSED_EVALUATORS
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K at theta, H = Var(y) / sigma^2.
@@ -52,6 +69,10 @@ class DevianceFunction:
         lambdas = self.struct.lambdas(np.asarray(theta, dtype=float))
         if self.intercepts is not None:
             logdet, Q = intercept_terms(self.agg, self.intercepts, lambdas, self.pooled)
+        elif self.single is not None:
+            logdet, Q = self.single.terms(lambdas)
+        elif self.blocked is not None:
+            logdet, Q = self.blocked.terms(lambdas)
         elif self.crossed is None:
             logdet, Q = nested_terms(self.agg, self.struct, lambdas)
         else:

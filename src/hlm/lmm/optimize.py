@@ -6,6 +6,10 @@ final theta, the number of evaluations, the seconds, nlopt's return code, and lm
 checks: the finite-difference gradient and Hessian at the optimum, the scaled gradient
 ``max |H^{-1} g|`` (lme4's ``check.conv.grad``, tolerance 2e-3) and whether the Hessian is
 positive definite.  Parameters on the boundary are excluded from those checks.
+With more than ``HESSIAN_MAX`` free parameters the 2n^2 evaluations of the Hessian are not
+spent: the check is the gradient itself, max |g| over the free parameters, and the forward
+slope of every parameter on its bound (a bound parameter whose increase lowers the
+criterion is not at an optimum); a failed check restarts BOBYQA from where it stopped.
 """
 
 from __future__ import annotations
@@ -15,10 +19,21 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary, bobyqa
+from hlm.numerics.bobyqa import GRAD_TOL, SINGULAR_TOL, OptSummary, bobyqa
 from hlm.numerics.derivatives import fd_derivatives
 
-__all__ = ["SINGULAR_TOL", "OptSummary", "fd_derivatives", "minimize"]
+__all__ = [
+    "HESSIAN_MAX",
+    "SINGULAR_TOL",
+    "OptSummary",
+    "fd_derivatives",
+    "gradient_verdict",
+    "minimize",
+    "snap_to_bounds",
+]
+
+HESSIAN_MAX = 24
+RESTARTS = 2
 
 
 def _newton(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[bool, float, np.ndarray | None]:
@@ -37,40 +52,90 @@ def _newton(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> tuple[bool, float
     return True, float(np.max(np.abs(delta))), step
 
 
-def minimize(
-    fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *, maxeval: int = 100_000
-) -> OptSummary:
-    """BOBYQA from theta0 within the bounds, then lme4's convergence checks."""
-    start = time.perf_counter()
-    n = len(theta0)
-    if n == 0:
-        f = fun(theta0)
-        return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
+def _bobyqa(
+    fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, maxeval: int, step: float = 0.25
+) -> tuple[np.ndarray, str, int]:
+    """One BOBYQA run from theta0 (on round-off or failure the best point seen), put inside
+    the bounds; with its return code and number of evaluations."""
     run = bobyqa(
         fun,
         theta0,
         lower,
-        step=0.25,
+        step=step,
         ftol_abs=1e-12,
         ftol_rel=1e-14,
         xtol_abs=1e-10,
         maxeval=maxeval,
         catch_failures=True,
     )
-    theta, code = run.x, run.code
-    theta = np.where(np.isfinite(lower), np.maximum(theta, lower), theta)
-    fmin = float(fun(theta))
+    return np.where(np.isfinite(lower), np.maximum(run.x, lower), run.x), run.code, run.feval
+
+
+def snap_to_bounds(
+    fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, lower: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Put each parameter within SINGULAR_TOL of its bound on the bound where the criterion
+    does not rise beyond round-off: near a zero variance it is flat to round-off, and where BOBYQA
+    stops there (2.5e-8 or 0) is chance; the bound is the answer lme4 reports when it gets there."""
+    for i in np.flatnonzero(np.isfinite(lower) & (theta > lower) & (theta < lower + SINGULAR_TOL)):
+        trial = theta.copy()
+        trial[i] = lower[i]
+        f = float(fun(trial))
+        if f <= fmin + 64 * np.finfo(float).eps * abs(fmin):  # not higher beyond round-off
+            theta, fmin = trial, f
+    return theta, fmin
+
+
+def gradient_verdict(
+    fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, lower: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Central-difference gradient over the free parameters and, for a parameter on its bound,
+    the forward slope (f(theta + h e_i) - f(theta)) / h; the verdict is the larger of max |g|
+    (free) and max(-slope, 0) (bound): below GRAD_TOL no feasible direction descends."""
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
-    g, H = fd_derivatives(fun, theta, free)
-    pd_ok, scaled, step = _newton(g, H, free)
-    if pd_ok and step is not None:  # one Newton polish on the free coordinates
-        trial = np.where(np.isfinite(lower), np.maximum(theta + step, lower), theta + step)
-        f_trial = float(fun(trial))
-        if f_trial < fmin:  # the Hessian barely moves over a Newton step: refresh g only
-            theta, fmin = trial, f_trial
-            g, _ = fd_derivatives(fun, theta, free, hessian=False)
-            pd_ok, scaled, _ = _newton(g, H, free)
-    feval = run.feval
+    g, _ = fd_derivatives(fun, theta, free, hessian=False)
+    worst = float(np.max(np.abs(g[free]))) if free.any() else 0.0
+    h = 1e-4
+    for i in np.flatnonzero(~free):
+        e = np.zeros(len(theta))
+        e[i] = h
+        g[i] = (float(fun(theta + e)) - fmin) / h
+        worst = max(worst, -g[i])
+    return g, worst
+
+
+def _gradient_check(
+    fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, code: str, lower: np.ndarray, maxeval: int
+) -> tuple[np.ndarray, float, str, np.ndarray, float, int]:
+    """The many-parameter check (module docstring), with up to RESTARTS restarts of BOBYQA
+    from a point that fails it; the lowest point is kept, with the restarts' evaluations."""
+    g, worst = gradient_verdict(fun, theta, fmin, lower)
+    feval = 0
+    for _ in range(RESTARTS):
+        if worst < GRAD_TOL:
+            break
+        again, code_again, n_again = _bobyqa(fun, theta, lower, maxeval, step=0.05)
+        feval += n_again
+        f_again = float(fun(again))
+        if not f_again < fmin:
+            break
+        theta, fmin, code = again, f_again, code_again
+        g, worst = gradient_verdict(fun, theta, fmin, lower)
+    return theta, fmin, code, g, worst, feval
+
+
+def _summary(
+    theta0: np.ndarray,
+    theta: np.ndarray,
+    lower: np.ndarray,
+    fmin: float,
+    feval: int,
+    start: float,
+    code: str,
+    g: np.ndarray,
+    scaled: float,
+    pd_ok: bool | None,
+) -> OptSummary:
     return OptSummary(
         "nlopt BOBYQA",
         tuple(map(float, theta0)),
@@ -84,3 +149,31 @@ def minimize(
         scaled,
         pd_ok,
     )
+
+
+def minimize(
+    fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *, maxeval: int = 100_000
+) -> OptSummary:
+    """BOBYQA from theta0 within the bounds, then lme4's convergence checks (the gradient
+    check alone above HESSIAN_MAX free parameters)."""
+    start = time.perf_counter()
+    n = len(theta0)
+    if n == 0:
+        f = fun(theta0)
+        return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
+    theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval)
+    theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
+    free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
+    if free.sum() > HESSIAN_MAX:
+        theta, fmin, code, g, scaled, more = _gradient_check(fun, theta, fmin, code, lower, maxeval)
+        return _summary(theta0, theta, lower, fmin, feval + more, start, code, g, scaled, None)
+    g, H = fd_derivatives(fun, theta, free)
+    pd_ok, scaled, step = _newton(g, H, free)
+    if pd_ok and step is not None:  # one Newton polish on the free coordinates
+        trial = np.where(np.isfinite(lower), np.maximum(theta + step, lower), theta + step)
+        f_trial = float(fun(trial))
+        if f_trial < fmin:  # the Hessian barely moves over a Newton step: refresh g only
+            theta, fmin = trial, f_trial
+            g, _ = fd_derivatives(fun, theta, free, hessian=False)
+            pd_ok, scaled, _ = _newton(g, H, free)
+    return _summary(theta0, theta, lower, fmin, feval, start, code, g, scaled, pd_ok)

@@ -317,10 +317,9 @@ def crossed_modes(fit: LmmResult) -> ConditionalModes:
 
 def conditional_modes(fit: LmmResult) -> ConditionalModes:
     """Conditional modes and covariances for every grouping factor of ``fit``."""
-    evaluator = fit.devfun.evaluator
-    if evaluator == "crossed":
+    if fit.devfun.crossed_factors:
         return crossed_modes(fit)
-    return intercept_chain_modes(fit) if evaluator == "intercepts" else nested_modes(fit)
+    return intercept_chain_modes(fit) if fit.devfun.evaluator == "intercepts" else nested_modes(fit)
 
 
 def factor_order(fit: LmmResult) -> list[int]:

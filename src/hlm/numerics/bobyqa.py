@@ -43,7 +43,7 @@ class OptSummary:
     return_code: str
     gradient: tuple[float, ...]
     scaled_gradient: float
-    hessian_pd: bool
+    hessian_pd: bool | None  # None: not computed (more than lmm.optimize.HESSIAN_MAX free parameters)
 
     @property
     def converged(self) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from formulaic import Formula
+
 from hlm.errors import FormulaError
 from hlm.spec.terms import ModelSpec, RandomTerm
 
@@ -115,6 +117,21 @@ def _parse_expr(expr: str, full: str, pos: int) -> tuple[bool, tuple[str, ...]]:
     return intercept, tuple(columns)
 
 
+def _double_bar_columns(columns: tuple[str, ...]) -> list[str]:
+    """The separate terms of ``(x || g)``, as lme4's ``expandDoubleVerts`` takes them from R's
+    ``terms()``: ``a * b`` gives a, b and a:b (each its own independent term)."""
+    out: list[str] = []
+    for col in columns:
+        labels: list[str] = []
+        if "*" in col or "^" in col:
+            try:
+                labels = [str(t) for t in Formula("0 + " + col)]
+            except Exception:  # not formulaic's syntax: the column stays one term, as written
+                labels = []
+        out.extend(labels if len(labels) > 1 else [col])
+    return out
+
+
 def _random_terms(inner: str, full: str, pos: int) -> list[RandomTerm]:
     bar = _bar_position(inner)
     assert bar is not None
@@ -126,7 +143,7 @@ def _random_terms(inner: str, full: str, pos: int) -> list[RandomTerm]:
         if width == 2:  # (x || g): one term per column, independent
             if intercept:
                 terms.append(RandomTerm((), True, cols, name))
-            terms.extend(RandomTerm((c,), False, cols, name) for c in columns)
+            terms.extend(RandomTerm((c,), False, cols, name) for c in _double_bar_columns(columns))
         else:
             terms.append(RandomTerm(columns, intercept, cols, name))
     return terms
