@@ -27,10 +27,13 @@ def _groups(keys: pd.DataFrame, order: Sequence[str]) -> list[int]:
     return [len(keys[list(order[: j + 1])].drop_duplicates()) for j in range(len(order))]
 
 
-def reversed_reading(keys: pd.DataFrame, order: Sequence[str], *, syntax: str = "stata") -> str | None:
+def reversed_reading(
+    keys: pd.DataFrame, order: Sequence[str], *, syntax: str = "stata", groups: Sequence[int] | None = None
+) -> str | None:
     """A warning when ``order`` (levels as listed, read outermost first) has within-parent
     ids and a later level has more distinct ids than the first; else None.  ``keys``: the
-    id columns of the rows, or their distinct combinations."""
+    id columns of the rows, or their distinct combinations; ``groups``: the groups of every
+    prefix of ``order`` when the caller knows them (a fit's factors), else counted here."""
     order = list(order)
     if len(order) < 2:
         return None
@@ -38,7 +41,7 @@ def reversed_reading(keys: pd.DataFrame, order: Sequence[str], *, syntax: str = 
     later = max(order[1:], key=lambda c: distinct[c])
     if distinct[later] <= distinct[order[0]]:
         return None
-    groups = _groups(keys, order)
+    groups = list(groups) if groups is not None else _groups(keys, order)
     if all(distinct[c] == g for c, g in zip(order, groups)):
         return None  # every id unique on its own: the order is decided from the data elsewhere
     rev = order[::-1]

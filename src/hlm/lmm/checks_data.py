@@ -207,7 +207,9 @@ def within_order_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
         fac = factor_of(agg, path)
         if fac is None or fac.pooled is not None or any((c,) in groups for c in path[1:]):
             continue  # an inner column with a term of its own is a modelled cross, not a nesting
-        message = reversed_reading(key_frame(fac), path, syntax=spec.syntax)
+        prefixes = [factor_of(agg, path[: j + 1]) for j in range(len(path))]
+        groups = None if any(f is None for f in prefixes) else [f.nlevels for f in prefixes if f is not None]
+        message = reversed_reading(key_frame(fac), path, syntax=spec.syntax, groups=groups)
         if message is not None:
             messages.append(message)
     if not messages:
