@@ -333,10 +333,12 @@ def _fit_pweights(
     spec = parse_model(model)
     if weights is not None:
         raise OptionError("weights= (precision weights) and pweights= (sampling weights) cannot be combined")
-    if reml or (reml is None and spec.reml):
+    if reml or spec.reml:
         raise OptionError("REML is not defined for a pseudo-likelihood (sampling weights): fit by ML (reml=False)")
-    if backend not in ("auto", "memory") or sql is not None or con is not None or isinstance(data, (str, os.PathLike)):
-        raise OptionError("pweights are supported for in-memory data frames only (backend='memory') so far")
+    if backend not in ("auto", "memory") or sql is not None or con is not None:
+        raise OptionError("pweights are fitted in memory only so far (backend='memory'; files are read into memory)")
+    if isinstance(data, (str, os.PathLike)):
+        check_file(data)
     if offset is not None:
         raise OptionError("offset= is not supported with pweights yet")
     return fit_pseudo(spec, data, pweights, cond_weights=cond_weights, pwscale=pwscale)

@@ -58,7 +58,7 @@ def test_refusals() -> None:
         hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], reml=True)
     with pytest.raises(OptionError, match="cannot be combined"):
         hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], weights="l1_w1")
-    with pytest.raises(OptionError, match="in-memory"):
+    with pytest.raises(OptionError, match="in memory only"):
         hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], backend="duckdb")
     with pytest.raises(OptionError, match="two-level"):
         three = pd.read_csv(DATA / "sleepstudy_3lvl_wts.csv").astype({"Subject": str, "Group": str})
