@@ -36,6 +36,7 @@ from hlm.report.text import lme4_summary, output_sections
 from hlm.spec import ModelSpec, parse_model
 from hlm.survey.fit import fit_pseudo
 from hlm.survey.result import PseudoFit
+from hlm.survey.stata import stata_weights
 from hlm.survey.weights import PwScale
 from hlm.variance_share import icc_table, r2_table
 from hlm.weights import Weights
@@ -290,6 +291,13 @@ def fit(
     pweights, cond_weights, pwscale : SAMPLING (survey) weights, one column per level, the
         observations' first: pseudo-maximum likelihood with cluster-robust SEs, see :mod:`hlm.survey`.
     """
+    if isinstance(model, str) and (declared := stata_weights(model)) is not None:
+        if pweights is not None or pwscale is not None:
+            raise OptionError(
+                "the model string declares sampling weights ([pw=...], pweight()); drop pweights=/pwscale="
+            )
+        model, pweights, cond_weights = declared.model, declared.pweights, True  # Stata's weights are conditional
+        pwscale = declared.pwscale  # type: ignore[assignment]  # checked by hlm.survey.weights
     if pweights is not None:
         return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
     spec, data = with_offset(parse_model(model), data, offset)
