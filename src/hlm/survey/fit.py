@@ -138,5 +138,8 @@ def fit_pseudo(
         nclusters=len(wr.cond[-1]),
         optimizer=code,
         nevals=nevals,
+        rows=wr,
+        structure=struct,
+        aggregates=agg,
         notes=notes,
     )

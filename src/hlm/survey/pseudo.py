@@ -69,8 +69,8 @@ def _sum_by(parent: np.ndarray, arr: np.ndarray, G: int) -> np.ndarray:
     return out
 
 
-def evaluate(rows: WeightedRows, struct: Structure, theta: np.ndarray) -> Pseudo:
-    """The profiled pseudo-likelihood at ``theta`` (see the module docstring)."""
+def cluster_terms(rows: WeightedRows, struct: Structure, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per top-level group k: the weighted logdet_k and Q_k (see the module docstring)."""
     lambdas = struct.lambdas(theta)
     G0 = len(rows.cond[0])
     aZ = rows.a[:, None] * rows.Z
@@ -79,24 +79,41 @@ def evaluate(rows: WeightedRows, struct: Structure, theta: np.ndarray) -> Pseudo
     ntop = len(rows.cond[-1])
     wK = rows.w[:, None] * rows.K
     Qk = _sum_by(rows.top[0][rows.codes], wK[:, :, None] * rows.K[:, None, :], ntop)
-    logdet = 0.0
+    logdet = np.zeros(ntop)
     for level, f in enumerate(rows.chain):
         ld, corr, Mzz, Mzk = _absorb(Mzz, Mzk, list(struct.factor_cols[f]), lambdas[f])
         W = rows.uncond[level]
-        logdet += float(W @ ld)
+        logdet += np.bincount(rows.top[level], weights=W * ld, minlength=ntop)
         Qk -= _sum_by(rows.top[level], W[:, None, None] * corr, ntop)
         if level + 1 < len(rows.chain):
             c = rows.cond[level][:, None, None]
             G = len(rows.cond[level + 1])
             Mzz = _sum_by(rows.parents[level], c * Mzz, G)
             Mzk = _sum_by(rows.parents[level], c * Mzk, G)
+    return logdet, Qk
+
+
+def evaluate(rows: WeightedRows, struct: Structure, theta: np.ndarray) -> Pseudo:
+    """The profiled pseudo-likelihood at ``theta`` (see the module docstring)."""
+    logdet, Qk = cluster_terms(rows, struct, theta)
     Q = Qk.sum(axis=0)
     p = Q.shape[0] - 1
     beta = np.linalg.solve(Q[:p, :p], Q[:p, p])
     N = float(rows.w.sum())
     prss = max(float(Q[p, p] - Q[:p, p] @ beta), np.finfo(float).tiny)
     sigma2 = prss / N
-    return Pseudo(logdet + N * (1.0 + np.log(2.0 * np.pi * sigma2)), beta, sigma2, Q, Qk)
+    return Pseudo(float(logdet.sum()) + N * (1.0 + np.log(2.0 * np.pi * sigma2)), beta, sigma2, Q, Qk)
+
+
+def cluster_loglik(rows: WeightedRows, struct: Structure, phi: np.ndarray) -> np.ndarray:
+    """Each top-level group's pseudo-log-likelihood at phi = (beta, theta, sigma^2), unprofiled:
+    l_k = -1/2 [N_k log(2 pi sigma^2) + logdet_k + (b'Q_k b) / sigma^2] with b = (-beta, 1)."""
+    p = rows.K.shape[1] - 1
+    beta, theta, sigma2 = phi[:p], phi[p:-1], phi[-1]
+    logdet, Qk = cluster_terms(rows, struct, theta)
+    b = np.append(-beta, 1.0)
+    Nk = np.bincount(rows.top[0][rows.codes], weights=rows.w, minlength=len(logdet))
+    return -0.5 * (Nk * np.log(2.0 * np.pi * sigma2) + logdet + np.einsum("i,kij,j->k", b, Qk, b) / sigma2)
 
 
 def robust_vcov(pt: Pseudo) -> tuple[np.ndarray, np.ndarray]:

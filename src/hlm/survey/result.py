@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hlm.aggregate.stats import FactorStats
+from hlm.aggregate.stats import Aggregates, FactorStats
 from hlm.errors import OptionError
 from hlm.lmm.structure import Structure
 from hlm.spec import ModelSpec
+from hlm.survey.pseudo import WeightedRows
+from hlm.survey.sandwich import full_sandwich
 
 TIDY_COLUMNS = ["term", "estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"]
 
@@ -64,8 +66,41 @@ class PseudoFit:
     nclusters: int
     optimizer: str
     nevals: int
+    rows: WeightedRows
+    structure: Structure
+    aggregates: Aggregates
     notes: tuple[str, ...] = field(default=())
     reml: bool = False
+
+    @property
+    def phi(self) -> np.ndarray:
+        """(beta, theta, sigma^2), the parameters of the full sandwich."""
+        return np.concatenate([self.beta, self.theta, [self.sigma**2]])
+
+    def vcov_full_sandwich(self) -> np.ndarray:
+        """The full-Hessian sandwich of phi (:mod:`hlm.survey.sandwich`; not WeMix's beta SEs)."""
+        return full_sandwich(self.rows, self.structure, self.phi)
+
+    def varcorr_full_sandwich(self) -> pd.DataFrame:
+        """:attr:`varcorr` with SEs from the full sandwich by the delta method."""
+        V = self.vcov_full_sandwich()
+        p, phi = len(self.beta), self.phi
+
+        def table(x: np.ndarray) -> np.ndarray:
+            vc = varcorr_table(self.structure, self.aggregates.pool, self.aggregates.factors, x[p:-1], x[-1])
+            return vc.vcov.to_numpy(dtype=float)
+
+        h = 1e-6 * np.maximum(np.abs(phi), 1e-2)
+        J = np.stack(
+            [
+                (table(phi + np.eye(len(phi))[i] * h[i]) - table(phi - np.eye(len(phi))[i] * h[i])) / (2 * h[i])
+                for i in range(len(phi))
+            ],
+            axis=1,
+        )
+        out = self.varcorr.copy()
+        out["std_error"] = np.sqrt(np.diag(J @ V @ J.T))
+        return out
 
     @property
     def fixef(self) -> pd.Series:
@@ -76,12 +111,14 @@ class PseudoFit:
         """Cluster-robust SEs of the fixed effects."""
         return pd.Series(np.sqrt(np.diag(self.vcov)), index=list(self.xnames))
 
-    def tidy(self, *, level: float = 0.95, se: Literal["robust", "model"] = "robust") -> pd.DataFrame:
-        """Fixed effects with Wald z tests on the cluster-robust SEs (``se="model"``: model-based,
-        which ignore the sampling design)."""
-        if se not in ("robust", "model"):
-            raise OptionError(f"se must be 'robust' or 'model', not {se!r}")
-        V = self.vcov if se == "robust" else self.vcov_model
+    def tidy(self, *, level: float = 0.95, se: Literal["robust", "full", "model"] = "robust") -> pd.DataFrame:
+        """Fixed effects with Wald z tests on WeMix's/Stata's cluster-robust SEs; ``se="full"``: the
+        full-Hessian sandwich; ``se="model"``: model-based, which ignore the sampling design."""
+        if se not in ("robust", "full", "model"):
+            raise OptionError(f"se must be 'robust', 'full' or 'model', not {se!r}")
+        p = len(self.beta)
+        V = {"robust": self.vcov, "model": self.vcov_model}.get(se)
+        V = self.vcov_full_sandwich()[:p, :p] if V is None else V
         s = np.sqrt(np.diag(V))
         z = self.beta / s
         q = stats.norm.ppf(0.5 + level / 2)
