@@ -85,6 +85,7 @@ def fit_command(
         if pweights is not None:
             if plot:
                 raise fail("--plot is not available with --pweights")
+            scale: Any = pwscale  # checked by hlm.survey.weights
             result: Any = fit(
                 model,
                 data,
@@ -92,7 +93,7 @@ def fit_command(
                 weights=weights,
                 pweights=pweights.split(","),
                 cond_weights=cond_weights,
-                pwscale=pwscale,  # type: ignore[arg-type]
+                pwscale=scale,
             )
         else:
             result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
