@@ -109,3 +109,14 @@ def test_full_sandwich_matches_the_polished_reference(name: str) -> None:
     got = sorted(vc.std_error)
     want = sorted(v["se_full_sandwich"] for v in r["polished"]["varcomp"])
     assert got == pytest.approx(want, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_variance_component_ses_match_wemix(name: str) -> None:
+    """WeMix's per-level sandwich SEs of the variances (WeMix's finite differences limit them)."""
+    r, fit = reference(name), fitted(name)
+    table = fit.varcorr_se()
+    vc = table.astype(object).where(table.notna(), None)
+    got = {(g, a, b): float(s) for g, a, b, s in zip(vc.grp, vc.var1, vc.var2, vc.std_error)}
+    for v in r["wemix"]["vars"]:
+        assert got[(v["grp"], v["var1"], v["var2"])] == pytest.approx(v["se"], rel=2e-3)

@@ -83,7 +83,29 @@ class PseudoFit:
 
     def varcorr_full_sandwich(self) -> pd.DataFrame:
         """:attr:`varcorr` with SEs from the full sandwich by the delta method."""
-        V = self.vcov_full_sandwich()
+        return self._with_se(self.vcov_full_sandwich(), list(range(len(self.phi))))
+
+    def varcorr_se(self) -> pd.DataFrame:
+        """:attr:`varcorr` with WeMix's variance-component SEs: per level l a sandwich over
+        (theta_l, sigma^2) with beta and the other levels fixed, then the delta method; the
+        residual's SE from the innermost level's block."""
+        p, nt = len(self.beta), len(self.theta)
+        out = None
+        for f in reversed(self.rows.chain):
+            block = [p + t for t in range(nt) if self.structure.theta_pos[t][0] == f] + [p + nt]
+            table = self._with_se(self.full_sandwich_block(block), block)
+            mine = (table.grp == self.aggregates.factors[f].name) | (
+                (table.grp == "Residual") & (f == self.rows.chain[0])
+            )
+            out = table if out is None else out.where(~mine, table)
+        assert out is not None
+        return out
+
+    def full_sandwich_block(self, block: list[int]) -> np.ndarray:
+        return full_sandwich(self.rows, self.structure, self.phi, block)
+
+    def _with_se(self, V: np.ndarray, block: list[int]) -> pd.DataFrame:
+        """varcorr with delta-method SEs from the vcov V of phi[block]."""
         p, phi = len(self.beta), self.phi
 
         def table(x: np.ndarray) -> np.ndarray:
@@ -91,13 +113,8 @@ class PseudoFit:
             return vc.vcov.to_numpy(dtype=float)
 
         h = 1e-6 * np.maximum(np.abs(phi), 1e-2)
-        J = np.stack(
-            [
-                (table(phi + np.eye(len(phi))[i] * h[i]) - table(phi - np.eye(len(phi))[i] * h[i])) / (2 * h[i])
-                for i in range(len(phi))
-            ],
-            axis=1,
-        )
+        E = np.eye(len(phi)) * h
+        J = np.stack([(table(phi + E[i]) - table(phi - E[i])) / (2 * h[i]) for i in block], axis=1)
         out = self.varcorr.copy()
         out["std_error"] = np.sqrt(np.diag(J @ V @ J.T))
         return out

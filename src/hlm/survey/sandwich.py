@@ -17,11 +17,14 @@ def _steps(phi: np.ndarray) -> np.ndarray:
     return 1e-3 * np.maximum(np.abs(phi), 1e-2)  # smaller steps lose the small theta to round-off
 
 
-def full_sandwich(rows: WeightedRows, struct: Structure, phi: np.ndarray) -> np.ndarray:
-    """vcov of phi = (beta, theta, sigma^2) by the full-Hessian sandwich."""
-    n = len(phi)
-    h = _steps(phi)
-    E = np.diag(h)
+def full_sandwich(rows: WeightedRows, struct: Structure, phi: np.ndarray, block: list[int] | None = None) -> np.ndarray:
+    """vcov of phi = (beta, theta, sigma^2) by the full-Hessian sandwich; with ``block`` (indices
+    into phi) the sandwich of those parameters alone, the others held at their estimates."""
+    idx = list(range(len(phi))) if block is None else block
+    n = len(idx)
+    h = _steps(phi[idx])
+    E = np.zeros((n, len(phi)))
+    E[np.arange(n), idx] = h
 
     def ll(x: np.ndarray) -> np.ndarray:
         return cluster_loglik(rows, struct, x)
