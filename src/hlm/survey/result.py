@@ -152,6 +152,20 @@ class PseudoFit:
             columns=TIDY_COLUMNS,
         )
 
+    def icc(self) -> float:
+        """WeMix's ICC: the sum of all random-effect variances (slopes included) over that sum
+        plus the residual variance."""
+        vc = self.varcorr
+        re = float(vc.vcov[(vc.grp != "Residual") & vc.var2.isna()].sum())
+        return re / (re + self.sigma**2)
+
+    def wald_test(self) -> tuple[float, int, float]:
+        """Wald chi2 that all slopes are zero, on the cluster-robust vcov: (chi2, df, p)."""
+        keep = [i for i, t in enumerate(self.xnames) if t != "(Intercept)"]
+        b, V = self.beta[keep], self.vcov[np.ix_(keep, keep)]
+        chi2 = float(b @ np.linalg.solve(V, b))
+        return chi2, len(keep), float(stats.chi2.sf(chi2, len(keep)))
+
     def lr_test_linear(self) -> None:
         raise OptionError("no likelihood-ratio test with sampling weights (a pseudo-likelihood); use Wald tests")
 
