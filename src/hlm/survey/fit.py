@@ -18,7 +18,7 @@ from hlm.lmm.structure import Structure, build_structure
 from hlm.modelframe import ModelFrame, build_frame, used_columns
 from hlm.numerics.bobyqa import bobyqa
 from hlm.spec import ModelSpec
-from hlm.survey.pseudo import WeightedRows, evaluate, robust_vcov
+from hlm.survey.pseudo import WeightedRows, evaluate, robust_vcov, weighted_rows
 from hlm.survey.result import PseudoFit, varcorr_table
 from hlm.survey.weights import LevelWeights, PwScale, check_columns, level_weights
 
@@ -60,7 +60,7 @@ def _layout(
     for level in range(len(chain) - 2, -1, -1):
         top.insert(0, top[0][parents[level]])
     K = np.column_stack([mf.X, mf.y])
-    wr = WeightedRows(
+    wr = weighted_rows(
         mf.Z, K, lw.cond[0], lw.uncond[0], codes[0], tuple(parents), lw.cond[1:], lw.uncond[1:], tuple(top), chain
     )
     return wr, lw, chain

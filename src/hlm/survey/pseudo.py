@@ -25,18 +25,53 @@ from hlm.lmm.structure import Structure
 
 @dataclass(frozen=True)
 class WeightedRows:
-    """Row-level design of a nested model and its weights along the chain (innermost first)."""
+    """The weighted sufficient statistics of a nested model along its chain (innermost first):
+    per leaf group sum_i a_i z_i z_i' and sum_i a_i z_i k_i' (a: conditional level-1 weights),
+    per top-level group sum_i w_i k_i k_i' and sum_i w_i (w: unconditional)."""
 
-    Z: np.ndarray  # (n, z) the random-effect column pool
-    K: np.ndarray  # (n, p + 1) [X y]
-    a: np.ndarray  # (n,) conditional level-1 weights
-    w: np.ndarray  # (n,) unconditional level-1 weights
-    codes: np.ndarray  # (n,) leaf group of each row
+    Mzz: np.ndarray  # (G_leaf, z, z)
+    Mzk: np.ndarray  # (G_leaf, z, p + 1)
+    Qk: np.ndarray  # (G_top, p + 1, p + 1)
+    Nk: np.ndarray  # (G_top,)
     parents: tuple[np.ndarray, ...]  # chain level l's groups -> level l + 1's
     cond: tuple[np.ndarray, ...]  # per chain factor: conditional weight of each group
     uncond: tuple[np.ndarray, ...]  # per chain factor: unconditional weight of each group
     top: tuple[np.ndarray, ...]  # per chain factor: the top-level group of each group
     chain: tuple[int, ...]
+
+    @property
+    def nweights(self) -> float:
+        """N = sum of the unconditional level-1 weights."""
+        return float(self.Nk.sum())
+
+
+def weighted_rows(
+    Z: np.ndarray,
+    K: np.ndarray,
+    a: np.ndarray,
+    w: np.ndarray,
+    codes: np.ndarray,
+    parents: tuple[np.ndarray, ...],
+    cond: tuple[np.ndarray, ...],
+    uncond: tuple[np.ndarray, ...],
+    top: tuple[np.ndarray, ...],
+    chain: tuple[int, ...],
+) -> WeightedRows:
+    """One pass over the rows (Z pool, K = [X y], weights a and w, leaf ``codes``)."""
+    G0, ntop = len(cond[0]), len(cond[-1])
+    aZ = a[:, None] * Z
+    row_top = top[0][codes]
+    return WeightedRows(
+        _sum_by(codes, aZ[:, :, None] * Z[:, None, :], G0),
+        _sum_by(codes, aZ[:, :, None] * K[:, None, :], G0),
+        _sum_by(row_top, (w[:, None] * K)[:, :, None] * K[:, None, :], ntop),
+        np.bincount(row_top, weights=w, minlength=ntop),
+        parents,
+        cond,
+        uncond,
+        top,
+        chain,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,13 +107,8 @@ def _sum_by(parent: np.ndarray, arr: np.ndarray, G: int) -> np.ndarray:
 def cluster_terms(rows: WeightedRows, struct: Structure, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per top-level group k: the weighted logdet_k and Q_k (see the module docstring)."""
     lambdas = struct.lambdas(theta)
-    G0 = len(rows.cond[0])
-    aZ = rows.a[:, None] * rows.Z
-    Mzz = _sum_by(rows.codes, aZ[:, :, None] * rows.Z[:, None, :], G0)
-    Mzk = _sum_by(rows.codes, aZ[:, :, None] * rows.K[:, None, :], G0)
-    ntop = len(rows.cond[-1])
-    wK = rows.w[:, None] * rows.K
-    Qk = _sum_by(rows.top[0][rows.codes], wK[:, :, None] * rows.K[:, None, :], ntop)
+    Mzz, Mzk, Qk = rows.Mzz, rows.Mzk, rows.Qk.copy()
+    ntop = len(Qk)
     logdet = np.zeros(ntop)
     for level, f in enumerate(rows.chain):
         ld, corr, Mzz, Mzk = _absorb(Mzz, Mzk, list(struct.factor_cols[f]), lambdas[f])
@@ -99,7 +129,7 @@ def evaluate(rows: WeightedRows, struct: Structure, theta: np.ndarray) -> Pseudo
     Q = Qk.sum(axis=0)
     p = Q.shape[0] - 1
     beta = np.linalg.solve(Q[:p, :p], Q[:p, p])
-    N = float(rows.w.sum())
+    N = rows.nweights
     prss = max(float(Q[p, p] - Q[:p, p] @ beta), np.finfo(float).tiny)
     sigma2 = prss / N
     return Pseudo(float(logdet.sum()) + N * (1.0 + np.log(2.0 * np.pi * sigma2)), beta, sigma2, Q, Qk)
@@ -108,12 +138,11 @@ def evaluate(rows: WeightedRows, struct: Structure, theta: np.ndarray) -> Pseudo
 def cluster_loglik(rows: WeightedRows, struct: Structure, phi: np.ndarray) -> np.ndarray:
     """Each top-level group's pseudo-log-likelihood at phi = (beta, theta, sigma^2), unprofiled:
     l_k = -1/2 [N_k log(2 pi sigma^2) + logdet_k + (b'Q_k b) / sigma^2] with b = (-beta, 1)."""
-    p = rows.K.shape[1] - 1
+    p = rows.Qk.shape[1] - 1
     beta, theta, sigma2 = phi[:p], phi[p:-1], phi[-1]
     logdet, Qk = cluster_terms(rows, struct, theta)
     b = np.append(-beta, 1.0)
-    Nk = np.bincount(rows.top[0][rows.codes], weights=rows.w, minlength=len(logdet))
-    return -0.5 * (Nk * np.log(2.0 * np.pi * sigma2) + logdet + np.einsum("i,kij,j->k", b, Qk, b) / sigma2)
+    return -0.5 * (rows.Nk * np.log(2.0 * np.pi * sigma2) + logdet + np.einsum("i,kij,j->k", b, Qk, b) / sigma2)
 
 
 def robust_vcov(pt: Pseudo) -> tuple[np.ndarray, np.ndarray]:
