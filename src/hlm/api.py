@@ -298,6 +298,8 @@ def fit(
             )
         model, pweights, cond_weights = declared.model, declared.pweights, True  # Stata's weights are conditional
         pwscale = declared.pwscale  # type: ignore[assignment]  # checked by hlm.survey.weights
+    if pweights is None and (cond_weights or pwscale is not None):
+        raise OptionError("cond_weights= and pwscale= describe sampling weights: give the columns as pweights=")
     if pweights is not None:
         return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
     spec, data = with_offset(parse_model(model), data, offset)

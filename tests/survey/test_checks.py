@@ -79,3 +79,8 @@ def test_output_carries_the_weights() -> None:
     text = fit.summary()
     assert "Log pseudolikelihood" in text
     assert "(Std. err. adjusted for 18 clusters in Subject)" in text
+
+
+def test_scaling_options_need_pweights() -> None:
+    with pytest.raises(OptionError, match="give the columns as pweights="):
+        hlm.fit(RI, sleep(), pwscale="size")
