@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,10 @@ from hlm.report.plots import plot
 from hlm.report.stata import stata_summary
 from hlm.report.text import lme4_summary, output_sections
 from hlm.spec import ModelSpec, parse_model
+from hlm.survey.fit import fit_pseudo
+from hlm.survey.result import PseudoFit
+from hlm.survey.stata import stata_weights
+from hlm.survey.weights import PwScale
 from hlm.variance_share import icc_table, r2_table
 from hlm.weights import Weights
 
@@ -208,6 +212,7 @@ class Fit(LmmResult):
         return wald_slopes(self)
 
 
+@overload
 def fit(
     model: str | ModelSpec,
     data: Any = None,
@@ -219,7 +224,45 @@ def fit(
     reorder: bool = False,
     weights: Weights = None,
     offset: Any = None,
-) -> Fit:
+    pweights: None = None,
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+) -> Fit: ...
+
+
+@overload
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+    pweights: list[str],
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+) -> PseudoFit: ...
+
+
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+    pweights: list[str] | None = None,
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+) -> Fit | PseudoFit:
     """Fit a linear mixed model.
 
     Parameters
@@ -245,7 +288,20 @@ def fit(
     offset : as lme4's ``offset=``: a column name or an array with one value per row (the
         same as adding ``offset(...)`` to the formula): y - offset is modelled, and fitted
         values and predictions add it back.
+    pweights, cond_weights, pwscale : SAMPLING (survey) weights, one column per level, the
+        observations' first: pseudo-maximum likelihood with cluster-robust SEs, see :mod:`hlm.survey`.
     """
+    if isinstance(model, str) and (declared := stata_weights(model)) is not None:
+        if pweights is not None or pwscale is not None:
+            raise OptionError(
+                "the model string declares sampling weights ([pw=...], pweight()); drop pweights=/pwscale="
+            )
+        model, pweights, cond_weights = declared.model, declared.pweights, True  # Stata's weights are conditional
+        pwscale = declared.pwscale  # type: ignore[assignment]  # checked by hlm.survey.weights
+    if pweights is None and (cond_weights or pwscale is not None):
+        raise OptionError("cond_weights= and pwscale= describe sampling weights: give the columns as pweights=")
+    if pweights is not None:
+        return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
     spec, data = with_offset(parse_model(model), data, offset)
     use_reml, notes = criterion(spec, reml)
     if offset is not None:  # the model string does not show it
@@ -268,3 +324,31 @@ def fit(
     return fit_aggregates(
         spec, agg, reml=use_reml, data=data, x_model_spec=x_spec, notes=notes, weights=weights, record=Fit
     )
+
+
+def _fit_pweights(
+    model: str | ModelSpec,
+    data: Any,
+    reml: bool | None,
+    backend: Backend,
+    sql: str | None,
+    con: Any,
+    weights: Weights,
+    offset: Any,
+    pweights: list[str],
+    cond_weights: bool,
+    pwscale: PwScale,
+) -> PseudoFit:
+    """Sampling weights: refuse what pseudo-ML does not define here, then fit (:mod:`hlm.survey`)."""
+    spec = parse_model(model)
+    if weights is not None:
+        raise OptionError("weights= (precision weights) and pweights= (sampling weights) cannot be combined")
+    if reml or spec.reml:
+        raise OptionError("REML is not defined for a pseudo-likelihood (sampling weights): fit by ML (reml=False)")
+    if backend not in ("auto", "memory") or sql is not None or con is not None:
+        raise OptionError("pweights are fitted in memory only so far (backend='memory'; files are read into memory)")
+    if isinstance(data, (str, os.PathLike)):
+        check_file(data)
+    if offset is not None:
+        raise OptionError("offset= is not supported with pweights yet")
+    return fit_pseudo(spec, data, pweights, cond_weights=cond_weights, pwscale=pwscale)

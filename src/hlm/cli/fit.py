@@ -1,5 +1,6 @@
 """CLI command: ``hlm fit DATA MODEL [--ml] [--json] [--style stata|lme4] [--plot FILE.png]
-[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN] [--force]``.
+[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN]
+[--pweights W1,W2 [--cond-weights] [--pwscale size]] [--force]``.
 
 Nothing is printed or written until the fit (and the plot) succeeded; warnings (reordered
 levels, implicitly nested ids, boundary fits) follow the output as ``warning: ...`` lines."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -55,6 +57,17 @@ def fit_command(
         "--weights",
         help="Column of PRECISION weights, as lme4's weights= (row variance sigma^2/w); not sampling/survey weights",
     ),
+    pweights: str = typer.Option(
+        None,
+        "--pweights",
+        help="SAMPLING weight columns, one per level, observations first (w_student,w_school): pseudo-ML, robust SEs",
+    ),
+    cond_weights: bool = typer.Option(
+        False, "--cond-weights", help="The --pweights columns below the top are conditional (as Stata's)"
+    ),
+    pwscale: str = typer.Option(
+        None, "--pwscale", help="Stata's pwscale of the level-1 weights: size, effective or gk"
+    ),
     force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
 ) -> None:
     """Fit a linear mixed model and print its summary."""
@@ -69,7 +82,21 @@ def fit_command(
         target = _plot_target(plot, force) if plot else None
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
-        result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
+        if pweights is not None:
+            if plot:
+                raise fail("--plot is not available with --pweights")
+            scale: Any = pwscale  # checked by hlm.survey.weights
+            result: Any = fit(
+                model,
+                data,
+                reml=False if ml else None,
+                weights=weights,
+                pweights=pweights.split(","),
+                cond_weights=cond_weights,
+                pwscale=scale,
+            )
+        else:
+            result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
         text = (
             json.dumps(result.to_dict(), indent=2, allow_nan=True)
             if as_json

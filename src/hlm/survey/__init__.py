@@ -1,0 +1,1 @@
+"""Sampling (survey) weights at every level: multilevel pseudo-maximum likelihood."""
