@@ -28,6 +28,7 @@ class FrozenMap(Mapping[str, float]):
     """A read-only, hashable, ordered mapping of names to numbers."""
 
     __slots__ = ("_items",)
+    _items: tuple[tuple[str, float], ...]
 
     def __init__(self, items: Mapping[str, Any] | None = None, *, what: str = "value") -> None:
         d = dict(items or {})
