@@ -17,7 +17,7 @@ from hlm.aggregate.sql.dialect import Dialect, Kind, Runner, as_array, column_ki
 from hlm.aggregate.sql.translate import ModelColumn, Translator, model_columns, sql_product
 from hlm.data.codes import factor_key
 from hlm.data.source import check_columns
-from hlm.design import design_of, fixed_name, pool_name, random_rformulas, rformula
+from hlm.design import FixedDesign, design_of, fixed_name, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels
 from hlm.spec.rformula import RFormula
@@ -340,6 +340,7 @@ def plan(
     tr, xcols, x_spec, pool, zcols, term_columns, zdesigns = _translate(
         spec, dialect, kinds, used, levels, means, fixed, alias, zparts
     )
+    design: FixedDesign | None
     if rf is not None:
         design = replace(design_of(spec, rf, states, x_spec), random=zdesigns)
         xnames = design.names
@@ -357,12 +358,12 @@ def plan(
     keys: list[frozenset[str]] = []
     term_factor = []
     for term in spec.random:
-        key = factor_key(term.group)
-        if key not in keys:
-            keys.append(key)
+        fkey = factor_key(term.group)
+        if fkey not in keys:
+            keys.append(fkey)
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
             factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
-        term_factor.append(keys.index(key))
+        term_factor.append(keys.index(fkey))
     return Plan(
         spec,
         dialect,
