@@ -101,8 +101,9 @@ def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray) -> SchurPairs:
     return SchurPairs(classes.astype(float), np.concatenate(cells), np.concatenate(clss), np.concatenate(values))
 
 
-def _group_arrays(fac: FactorStats) -> tuple[np.ndarray, np.ndarray]:
-    """Z_g'Z_g and Z_g'K_g of every group of ``fac``; crossed factors are never pooled."""
+def group_arrays(fac: FactorStats) -> tuple[np.ndarray, np.ndarray]:
+    """Z_g'Z_g and Z_g'K_g of every group of ``fac``, a factor not pooled by size (crossed
+    factors never are)."""
     assert fac.ztz is not None and fac.ztk is not None, f"'{fac.name}' has no per-group arrays"
     return fac.ztz, fac.ztk
 
@@ -125,7 +126,7 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
     for f, stats in enumerate(agg.factors):
         J = list(struct.factor_cols[f])
         g = np.arange(stats.nlevels)
-        put(f, f, g, g, _group_arrays(stats)[0][:, J][:, :, J])
+        put(f, f, g, g, group_arrays(stats)[0][:, J][:, :, J])
     for blk in agg.cross:
         Ji, Jj = list(struct.factor_cols[blk.i]), list(struct.factor_cols[blk.j])
         zz = blk.zz[:, Ji][:, :, Jj]
@@ -135,7 +136,7 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
     ztz = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     ztk = np.concatenate(
         [
-            _group_arrays(agg.factors[f])[1][:, list(struct.factor_cols[f]), :].reshape(-1, agg.ktk.shape[0])
+            group_arrays(agg.factors[f])[1][:, list(struct.factor_cols[f]), :].reshape(-1, agg.ktk.shape[0])
             for f in order
         ]
     )
@@ -153,7 +154,7 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         sizes,
         ztz,
         ztk,
-        _group_arrays(agg.factors[f1])[0][:, J1][:, :, J1],
+        group_arrays(agg.factors[f1])[0][:, J1][:, :, J1],
         _lambda_template([agg.factors[f].nlevels for f in order], [q[f] for f in order]),
         scalar,
     )

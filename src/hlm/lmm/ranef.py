@@ -55,7 +55,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from hlm.aggregate.stats import ARROW_TEXT, text_dtype
-from hlm.lmm.crossed import DENSE_LIMIT, lambda_matrix
+from hlm.lmm.crossed import DENSE_LIMIT, group_arrays, lambda_matrix
 from hlm.lmm.nested import sum_by
 
 if TYPE_CHECKING:
@@ -112,8 +112,8 @@ def intercept_chain_modes(fit: LmmResult) -> ConditionalModes:
         omega[1], rho[1] = pool.children @ (pool.counts * inv), (pool.sums @ w) @ inv
     else:
         start = 0
-        assert leaf.ztz is not None and leaf.ztk is not None  # not pooled, so the groups' arrays are kept
-        omega[0], rho[0] = leaf.ztz[:, 0, 0], leaf.ztk[:, 0, :] @ w
+        ztz, ztk = group_arrays(leaf)
+        omega[0], rho[0] = ztz[:, 0, 0], ztk[:, 0, :] @ w
     for l in range(start, m):
         S[l] = 1.0 + lam[l] ** 2 * omega[l]
         if l < m - 1:
@@ -158,9 +158,8 @@ def nested_modes(fit: LmmResult) -> ConditionalModes:
     off = [{j: int(sum(q[l + 1 : j])) for j in range(l + 1, m)} for l in range(m)]
     D = [int(sum(q[l + 1 :])) for l in range(m)]
 
-    leaf = agg.factors[chain[0]]
-    assert leaf.ztz is not None and leaf.ztk is not None  # not pooled, so the groups' arrays are kept
-    ztz, ztk = leaf.ztz, leaf.ztk @ w  # (G0, z, z), (G0, z)
+    ztz, ztk = group_arrays(agg.factors[chain[0]])
+    ztk = ztk @ w  # (G0, z, z), (G0, z)
     S, O, r = [], [], []
     for l in range(m):
         if l:

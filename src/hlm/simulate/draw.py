@@ -155,14 +155,12 @@ def draw_block(
     within_cols: dict[str, np.ndarray] = {}
     for l, lv in enumerate(levels):
         gid: np.ndarray = np.arange(offsets[l] + 1, offsets[l] + units[l] + 1, dtype=dtype)
-        column = lv.id
-        assert column is not None  # Level fills in its default id column
         if ids != "within":
-            cols[column] = _expand(gid, per_unit[l])
+            cols[lv.id_column] = _expand(gid, per_unit[l])
         if ids != "global":
             within = gid if l == 0 else _within(counts[l], units[l - 1], units[l], dtype)
             target = cols if ids == "within" else within_cols
-            target[column if ids == "within" else column + WITHIN_SUFFIX] = _expand(within, per_unit[l])
+            target[lv.id_column + ("" if ids == "within" else WITHIN_SUFFIX)] = _expand(within, per_unit[l])
     cols.update(within_cols)
     variables: dict[str, np.ndarray] = {}
     if design.observations.name is not None:

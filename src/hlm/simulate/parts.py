@@ -137,6 +137,12 @@ class Level:
             raise OptionError(f"{what}.corr correlates random slopes with the intercept; give {what}.slopes first")
         object.__setattr__(self, "corr", 0.0 if not slopes else corr)
 
+    @property
+    def id_column(self) -> str:
+        """The id column's name: ``id``, which building the level fills in."""
+        assert self.id is not None
+        return self.id
+
     def correlation(self) -> np.ndarray:
         """The correlation matrix of (intercept, slopes...)."""
         q = len(self.slopes) + 1

@@ -340,14 +340,13 @@ def plan(
     tr, xcols, x_spec, pool, zcols, term_columns, zdesigns = _translate(
         spec, dialect, kinds, used, levels, means, fixed, alias, zparts
     )
-    design: FixedDesign | None
-    if rf is not None:
+    if rf is None:
+        xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
+        design: FixedDesign | None = design_of(spec, None, {}, x_spec, xnames) if not means else None
+    else:
         design = replace(design_of(spec, rf, states, x_spec), random=zdesigns)
         xnames = design.names
         xcols = xcols if design.order is None else [xcols[j] for j in design.order]
-    else:
-        xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
-        design = design_of(spec, None, {}, x_spec, xnames) if not means else None
     ycol = f"CAST({dialect.ident(spec.response)} AS DOUBLE)"
     offset = " + ".join(f"({tr.numeric(code)})" for code in rf.offsets) if rf is not None and rf.offsets else None
     if offset is not None:
