@@ -109,7 +109,9 @@ def r_names(
         if len(scoped) != 1 or any(
             code[order[sf.factor.expr]] != sf.reduced for sf in scoped[0].factors if order[sf.factor.expr] in code
         ):
-            label = ":".join(atoms[e].rname for e in sorted((f.expr for f in struct.term.factors), key=order.get))
+            label = ":".join(
+                atoms[e].rname for e in sorted((f.expr for f in struct.term.factors), key=lambda e: order[e])
+            )
             raise FormulaError(
                 f"the term '{label}' is an interaction without its margins, which R codes "
                 "differently (rank-deficient); write the main effects too, e.g. a*b for a:b"

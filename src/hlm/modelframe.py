@@ -182,7 +182,7 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
             keep &= values.notna().to_numpy()
     ndropped = int((~keep).sum())
     w, zero = None, 0
-    if w_raw is not None:
+    if w_raw is not None and wname is not None:
         w_all = np.zeros(len(keep))
         w_all[keep] = validate(w_raw.loc[keep] if isinstance(w_raw, pd.Series) else w_raw[keep], wname)
         zero = int((keep & (w_all == 0)).sum())
@@ -226,10 +226,10 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
             names = [pool_name(c, spec.syntax) for c in mz.columns]
             columns = [mz.iloc[:, j].to_numpy(dtype=float) for j in range(len(names))]
         idx = []
-        for zname, col in zip(names, columns):
+        for zname, zcol in zip(names, columns):
             if zname not in pool:
                 pool.append(zname)
-                zcols.append(np.ones(len(frame)) if col is None else np.asarray(col, dtype=float))
+                zcols.append(np.ones(len(frame)) if zcol is None else np.asarray(zcol, dtype=float))
             idx.append(pool.index(zname))
         term_columns.append(tuple(idx))
     Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))

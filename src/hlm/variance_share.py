@@ -80,8 +80,9 @@ def varcomp_table(fit: LmmResult, vc: VarCompInfo | None = None, *, level: float
     struct, factors = fit.structure, fit.aggregates.factors
     order = {f: i for i, f in enumerate(stata_factor_order(fit))}
     keyed, residual = [], None
-    for p, r in zip(VarParams.of(struct).params, frame.itertuples(index=False)):
-        numbers = (float(r.estimate), float(r.std_error), float(r.conf_low), float(r.conf_high))
+    columns = (frame["estimate"], frame["std_error"], frame["conf_low"], frame["conf_high"])
+    for p, *values in zip(VarParams.of(struct).params, *columns):
+        numbers = tuple(float(v) for v in values)
         if p.kind == "sigma":
             residual = ("Residual", "Residual", None, None) + numbers
             continue

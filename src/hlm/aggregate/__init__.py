@@ -53,10 +53,10 @@ def aggregate_any(
             from hlm.weights import as_array
 
             con = con if con is not None else duckdb.connect()
-            frame = to_pandas(data, used_columns(spec) + ([weights] if isinstance(weights, str) else []))
+            table = to_pandas(data, used_columns(spec) + ([weights] if isinstance(weights, str) else []))
             if wname == ARRAY_NAME:
-                frame = frame.assign(**{ARRAY_NAME: as_array(weights, len(frame))})
-            data = con.from_df(categories_as_text(frame, spec.group_columns))
+                table = table.assign(**{ARRAY_NAME: as_array(weights, len(table))})
+            data = con.from_df(categories_as_text(table, spec.group_columns))
         agg, plan = aggregate_duckdb(spec, data, con, sql=sql, return_plan=True, weights=wname)
         return agg, plan.x_model_spec
     from hlm.aggregate.spark import aggregate_spark

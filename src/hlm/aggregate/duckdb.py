@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -268,6 +268,28 @@ class DuckDBSource:
         return {str(n): str(t) for n, t in zip(res["column_name"], res["column_type"])}
 
 
+@overload
+def aggregate_duckdb(
+    spec: ModelSpec,
+    source: Any = None,
+    con: Any = None,
+    *,
+    sql: str | None = None,
+    progress: bool | None = None,
+    return_plan: Literal[False] = False,
+    weights: str | None = None,
+) -> Aggregates: ...
+@overload
+def aggregate_duckdb(
+    spec: ModelSpec,
+    source: Any = None,
+    con: Any = None,
+    *,
+    sql: str | None = None,
+    progress: bool | None = None,
+    return_plan: Literal[True],
+    weights: str | None = None,
+) -> tuple[Aggregates, q.Plan]: ...
 def aggregate_duckdb(
     spec: ModelSpec,
     source: Any = None,
@@ -277,7 +299,7 @@ def aggregate_duckdb(
     progress: bool | None = None,
     return_plan: bool = False,
     weights: str | None = None,
-) -> Aggregates:
+) -> Aggregates | tuple[Aggregates, q.Plan]:
     """Sufficient statistics of ``source`` computed by DuckDB.
 
     Parameters

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -69,7 +69,17 @@ class _SparkSource:
             pass
 
 
-def aggregate_spark(spec: ModelSpec, df: Any, *, return_plan: bool = False, weights: str | None = None) -> Aggregates:
+@overload
+def aggregate_spark(
+    spec: ModelSpec, df: Any, *, return_plan: Literal[False] = False, weights: str | None = None
+) -> Aggregates: ...
+@overload
+def aggregate_spark(
+    spec: ModelSpec, df: Any, *, return_plan: Literal[True], weights: str | None = None
+) -> tuple[Aggregates, q.Plan]: ...
+def aggregate_spark(
+    spec: ModelSpec, df: Any, *, return_plan: bool = False, weights: str | None = None
+) -> Aggregates | tuple[Aggregates, q.Plan]:
     """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect;
     ``weights``: a column of precision weights)."""
     src = _SparkSource(df)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,7 @@ class FactorStats:
     def nlevels(self) -> int:
         if self.pooled is not None:
             return int(self.pooled.ngroups.sum())
+        assert self.counts is not None  # only a pooled factor lacks its per-group arrays
         return len(self.counts)
 
     def size_range(self) -> tuple[int, float, int]:
@@ -88,6 +90,7 @@ class FactorStats:
         if self.pooled is not None:
             c, g = self.pooled.counts, self.pooled.ngroups
             return int(c.min()), float(c @ g / g.sum()), int(c.max())
+        assert self.counts is not None  # only a pooled factor lacks its per-group arrays
         return int(self.counts.min()), float(self.counts.mean()), int(self.counts.max())
 
     @cached_property
@@ -102,7 +105,7 @@ class FactorStats:
 ARROW_TEXT = pa.large_string()  # the Arrow type of text columns (what pandas' "str" dtype holds)
 
 
-def text_dtype() -> pd.StringDtype:
+def text_dtype() -> pd.StringDtype[Any]:
     """pandas' ``"str"`` dtype (Arrow-backed, NaN for missing; pandas >= 2.3), or the
     Arrow-backed ``"string"`` dtype on older pandas."""
     dtype = pd.api.types.pandas_dtype("str")

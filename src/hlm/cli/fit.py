@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import typer
 
@@ -100,12 +100,14 @@ def fit_command(
         text = (
             json.dumps(result.to_dict(), indent=2, allow_nan=True)
             if as_json
-            else result.summary(style=style or result.spec.syntax)
+            else result.summary(style=cast(Literal["lme4", "stata"], style or result.spec.syntax))
         )
         if target is not None:
             from hlm.report.plots import save_figure
 
-            save_figure(result.plot(plot_kind), target, overwrite=force)
+            save_figure(
+                result.plot(cast(Literal["caterpillar", "variance", "profile"], plot_kind)), target, overwrite=force
+            )
     typer.echo(text)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)

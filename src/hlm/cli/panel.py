@@ -8,21 +8,31 @@ from __future__ import annotations
 
 import json
 import warnings
+from typing import TYPE_CHECKING
 
 import typer
 
 from hlm.cli.app import app
 from hlm.errors import HLMWarning, OptionError
 
+if TYPE_CHECKING:
+    from hlm.panel.model import VCE, Estimator
 
-def _estimator(fe: bool, re: bool, be: bool, pooled: bool) -> str:
-    chosen = [name for name, on in (("fe", fe), ("re", re), ("be", be), ("pooled", pooled)) if on]
+
+def _estimator(fe: bool, re: bool, be: bool, pooled: bool) -> Estimator:
+    options: tuple[tuple[Estimator, bool], ...] = (
+        ("fe", fe),
+        ("re", re),
+        ("be", be),
+        ("pooled", pooled),
+    )
+    chosen = [name for name, on in options if on]
     if len(chosen) > 1:
         raise OptionError(f"choose one estimator, not {' and '.join('--' + c for c in chosen)}")
     return chosen[0] if chosen else "fe"
 
 
-def _vce(vce: list[str] | None) -> tuple[str, str | None]:
+def _vce(vce: list[str] | None) -> tuple[VCE, str | None]:
     if not vce:
         return "conventional", None
     kind = vce[0].lower()
@@ -68,11 +78,11 @@ def xtreg_command(
         model,
         data,
         panel=panel,
-        estimator=estimator,  # type: ignore[arg-type]
+        estimator=estimator,
         vce=vce_kind,
         cluster=cluster,
         sa=sa,
-    )  # type: ignore[arg-type]
+    )
     typer.echo(json.dumps(fit.to_dict(), indent=2) if as_json else fit.summary())
 
 

@@ -13,7 +13,7 @@ with level 1).  See :mod:`hlm.power`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import typer
 
@@ -22,6 +22,10 @@ from hlm.errors import OptionError
 from hlm.power import allocate, mdes, power, sample_size, sd_margin, sd_sample_size
 
 
+@overload
+def _numbers(flag: str, text: str, missing: bool = False) -> tuple: ...
+@overload
+def _numbers(flag: str, text: str | None, missing: bool = False) -> tuple | None: ...
 def _numbers(flag: str, text: str | None, missing: bool = False) -> tuple | None:
     """Parse a comma-separated list; ``?`` marks a missing entry where ``missing``."""
     if text is None:
@@ -111,7 +115,7 @@ def power_command(
 def _allocation(
     design: str,
     costs: tuple,
-    icc: tuple | None,
+    icc: tuple,
     budget: float | None,
     target: float | None,
     sizes: tuple | None,
@@ -125,7 +129,7 @@ def _allocation(
         costs,
         icc,
         budget=budget,
-        target=target,  # type: ignore[arg-type]
+        target=target,
         sizes=sizes,
         power=target_power,
         **common,
@@ -145,7 +149,7 @@ def _allocation(
 def _analytic(
     design: str,
     sizes: tuple | None,
-    icc: tuple | None,
+    icc: tuple,
     effect: float | None,
     target_power: float,
     test: str,
@@ -157,23 +161,21 @@ def _analytic(
     if None in sizes:
         if effect is None:
             raise OptionError("a ? in --sizes asks for a sample size: give the --effect to detect")
-        n = sample_size(design, sizes, icc, effect, power=target_power, **common)  # type: ignore[arg-type]
+        n = sample_size(design, sizes, icc, effect, power=target_power, **common)
         typer.echo(
             f"{design}: {n} units needed at the ? in {_show(sizes)} to detect {effect:g} "
             f"with power {target_power:g} ({test})"
         )
         return
     if effect is not None:
-        value = power(design, sizes, icc, effect, **common)  # type: ignore[arg-type]
+        value = power(design, sizes, icc, effect, **common)
         typer.echo(f"{design}, sizes {_show(sizes)}: power {value:.4f} to detect {effect:g} ({test})")
         return
-    value = mdes(design, sizes, icc, power=target_power, **common)  # type: ignore[arg-type]
+    value = mdes(design, sizes, icc, power=target_power, **common)
     typer.echo(f"{design}, sizes {_show(sizes)}: MDES {value:.4f} ({test}, power {target_power:g})")
 
 
-def _sd_precision(
-    sizes: tuple | None, icc: tuple | None, margin: float | None, confidence: float, unused: list[str]
-) -> None:
+def _sd_precision(sizes: tuple | None, icc: tuple, margin: float | None, confidence: float, unused: list[str]) -> None:
     """``hlm power sd``: the top SD's margin, or the top-level units that reach ``--margin``."""
     if unused:
         raise OptionError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to 'hlm power sd'")
@@ -182,11 +184,11 @@ def _sd_precision(
     if None in sizes:
         if margin is None:
             raise OptionError("a ? in --sizes asks for the top-level units: give the --margin to reach")
-        n = sd_sample_size(sizes, icc, margin, confidence)  # type: ignore[arg-type]
+        n = sd_sample_size(sizes, icc, margin, confidence)
         typer.echo(
             f"sd: {n} top-level units estimate the top SD within +-{margin:.0%} "
             f"({confidence:.0%} confidence), with {_show(sizes[1:])} below each"
         )
         return
-    value = sd_margin(sizes, icc, confidence)  # type: ignore[arg-type]
+    value = sd_margin(sizes, icc, confidence)
     typer.echo(f"sd, sizes {_show(sizes)}: the top SD is estimated within +-{value:.1%} ({confidence:.0%} confidence)")

@@ -12,12 +12,16 @@ output is checked before simulating.  Nothing is written when the command fails.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 
 from hlm.cli.app import app, fail  # noqa: F401
 from hlm.errors import OptionError
 from hlm.outputs import force_spelling, output_file, output_folder
+
+if TYPE_CHECKING:
+    from hlm.simulate.draw import IdForm
 from hlm.simulate import Design, parse_assignment, simulate, simulate_to_parquet, write_frame
 from hlm.simulate.run import WRITERS
 
@@ -48,6 +52,7 @@ def simulate_command(
     """Simulate a multilevel data set from a design file."""
     if ids not in ("global", "within", "both"):
         raise OptionError(f"--ids must be global, within or both, got '{ids}'")
+    id_form = cast("IdForm", ids)  # checked just above
     if seed < 0:
         raise OptionError(f"--seed must be >= 0, got {seed}")
     if rows_per_file is None and output.suffix.lower() not in WRITERS:
@@ -73,13 +78,13 @@ def simulate_command(
             output,
             seed=seed,
             chunk_rows=rows_per_file,
-            ids=ids,
-            effects=effects,  # type: ignore[arg-type]
+            ids=id_form,
+            effects=effects,
             overwrite=force,
         )
         typer.echo(f"wrote {len(files)} Parquet file(s) to {output}/")
         return
-    frame = simulate(d, seed=seed, ids=ids, effects=effects)  # type: ignore[arg-type]
+    frame = simulate(d, seed=seed, ids=id_form, effects=effects)
     write_frame(frame, output, overwrite=force)
     units = ""
     if ids != "within" and len(frame):  # global ids run 1..N, so the last row holds N

@@ -263,7 +263,7 @@ def stata_categoricals(values: pd.DataFrame, labelled: pd.DataFrame) -> pd.DataF
         names = [f"{n} ({v:g})" if n in shared else n for n, v in zip(names, levels)]
         codes = np.full(len(raw), -1, dtype=np.int64)
         codes[present] = np.searchsorted(levels, raw[present])
-        out[col] = pd.Categorical.from_codes(codes, categories=names)
+        out[col] = pd.Categorical.from_codes(codes, categories=pd.Index(names))
     return out
 
 

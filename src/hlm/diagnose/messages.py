@@ -173,7 +173,11 @@ def singleton_message(
     f = factors[0]
     drop = " and ".join(_term(x, syntax) for x in factors)
     if len(factors) == 1:
-        n = ngroups if ngroups is not None else codes_of(frame, [f]).key(f).n
+        if ngroups is not None:
+            n = ngroups
+        else:
+            assert frame is not None, "singleton_message needs the frame or the group count"
+            n = codes_of(frame, [f]).key(f).n
         who = f"every {factor_name(f)} group has exactly one observation ({n:,} groups)"
     else:
         who = f"every group of {', '.join(factor_name(x) for x in factors)} has exactly one observation"

@@ -67,10 +67,12 @@ class _AggregateSimulator:
                 f"the parametric bootstrap simulates every group, but {msg}; "
                 "use confint(method='profile') or method='wald'"
             )
-        self.agg, self.struct = agg, struct
+        assert agg.chain is not None, "nested grouping factors form a chain"
+        self.agg, self.struct, self.chain = agg, struct, agg.chain
         p = agg.p
-        leaf = agg.factors[agg.chain[0]]
-        self.A = leaf.ztz  # (G, z, z)
+        leaf = agg.factors[self.chain[0]]
+        assert leaf.ztz is not None and leaf.ztk is not None  # not pooled, so the groups' arrays are kept
+        self.A: np.ndarray = leaf.ztz  # (G, z, z)
         self.B = np.transpose(leaf.ztk[:, :, :p], (0, 2, 1))  # (G, p, z)
         self.C = agg.ktk[:p, :p]
         lam, U = np.linalg.eigh(self.A)
@@ -90,7 +92,7 @@ class _AggregateSimulator:
         anc = [np.arange(leaf.nlevels)]
         for par in agg.parents:
             anc.append(par[anc[-1]])
-        self.anc = dict(zip(agg.chain, anc))
+        self.anc = dict(zip(self.chain, anc))
 
     def draw(
         self, rng: np.random.Generator, beta: np.ndarray, sigma: float, theta: np.ndarray
@@ -122,9 +124,11 @@ class _AggregateSimulator:
         ktk = agg.ktk.copy()
         ktk[:p, p] = ktk[p, :p] = xty
         ktk[p, p] = yty
-        leaf_idx = agg.chain[0]
+        leaf_idx = self.chain[0]
         factors = list(agg.factors)
-        ztk = factors[leaf_idx].ztk.copy()
+        leaf_ztk = factors[leaf_idx].ztk
+        assert leaf_ztk is not None  # checked when built
+        ztk = leaf_ztk.copy()
         ztk[:, :, p] = zty
         factors[leaf_idx] = replace(factors[leaf_idx], ztk=ztk)
         return replace(agg, ktk=ktk, factors=tuple(factors))
@@ -189,6 +193,7 @@ def bootstrap(
         raise OptionError("nsim must be at least 1")
     if how == "auto":
         how = "rows" if fit.devfun.crossed_factors else "aggregates"
+    sim: _AggregateSimulator | _RowSimulator
     if how == "aggregates":
         if fit.devfun.crossed_factors:
             raise OptionError("how='aggregates' needs nested grouping factors; use how='rows'")
@@ -258,7 +263,7 @@ def boot_confint(
     res = bootstrap(fit, nsim=nsim, seed=seed, how=how, progress=progress)
     lo, hi = np.nanquantile(res.replicates, [(1 - level) / 2, (1 + level) / 2], axis=0)
     vp = VarParams.of(fit.structure)
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for k, p in enumerate(vp.params):
         rows.append((p.name, p.kind, p.group, p.var1, p.var2, res.estimates[k], lo[k], hi[k], "boot"))
     for j, name in enumerate(fit.aggregates.xnames):

@@ -78,8 +78,8 @@ def satterthwaite_df(fit: LmmResult, L: np.ndarray | None = None) -> np.ndarray:
 
 
 # ---- Kenward-Roger -------------------------------------------------------------------------
-def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
-    """Dense Z'Z (q, q), Z'K (q, k) and per factor (offset, G_f, q_f), factors largest first."""
+def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+    """Dense Z'Z (q, q), Z'K (q, k) and per factor (f, offset, G_f, q_f), factors largest first."""
     agg, struct = fit.aggregates, fit.structure
     qf = [len(c) for c in struct.factor_cols]
     if not fit.devfun.crossed_factors and agg.chain is not None:
@@ -89,6 +89,7 @@ def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[i
             raise OptionError(
                 f"Kenward-Roger needs every group's random-effects design, but {msg}; use ddf='satterthwaite'"
             )
+        assert leaf.ztk is not None and leaf.ztz is not None  # not pooled, so the groups' arrays are kept
         anc = [np.arange(leaf.nlevels)]
         for par in agg.parents:
             anc.append(par[anc[-1]])
@@ -115,6 +116,7 @@ def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[i
         ).toarray()
     else:
         system = fit.devfun.crossed
+        assert system is not None  # the crossed evaluator (or a non-nested structure) builds it
         order = list(system.order)
         offs = np.concatenate([[0], np.cumsum(system.sizes)[:-1]]).astype(int)
         q = int(sum(system.sizes))
@@ -125,12 +127,12 @@ def _random_design(fit: LmmResult) -> tuple[np.ndarray, np.ndarray, list[tuple[i
     return ztz, ztk, [(f, *blk) for f, blk in zip(order, blocks)]
 
 
-def _lambda_dense(fit: LmmResult, blocks: list[tuple[int, int, int]]) -> np.ndarray:
+def _lambda_dense(fit: LmmResult, blocks: list[tuple[int, int, int, int]]) -> np.ndarray:
     lambdas = fit.structure.lambdas(np.asarray(fit.theta, dtype=float))
     return sp.block_diag([sp.kron(sp.identity(G), sp.csr_matrix(lambdas[f])) for f, _, G, _ in blocks]).toarray()
 
 
-def _kr_parameters(fit: LmmResult, blocks: list[tuple[int, int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _kr_parameters(fit: LmmResult, blocks: list[tuple[int, int, int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per variance/covariance parameter of each term: the index pairs (rows, cols) of D_i,
     D_i = I_G (x) E_rc on the term's columns within its factor's block."""
     where = {f: (off, G, qf) for f, off, G, qf in blocks}

@@ -214,7 +214,7 @@ def compare(*models: LmmResult, refit_ml: bool = False, names: list[str] | None 
         m = fits[i]
         ll = m.loglik
         chisq = df = p = pmix = np.nan
-        missing = None if prev is None else nested_in(prev, m)
+        missing: str | None = None if prev is None else nested_in(prev, m)
         if missing is not None:
             notes.append(
                 f"{labels[i]} is not nested in {prev_label} ({prev_label} has {missing}, {labels[i]} does "

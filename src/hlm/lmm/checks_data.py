@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from hlm.aggregate.stats import Aggregates
 from hlm.errors import DataError, IdentifiabilityError, StructureWarning
@@ -50,14 +51,15 @@ def check_factor_levels(levels: Mapping[str, int], nrows: int | None = None) -> 
     (in memory, ``nrows`` given) one whose dummy columns would hold more than
     :data:`MAX_DENSE_CELLS` numbers."""
     for col, nlev in levels.items():
-        dense = nrows is not None and nrows * nlev > MAX_DENSE_CELLS
+        cells = None if nrows is None else nrows * nlev
+        dense = cells is not None and cells > MAX_DENSE_CELLS
         if nlev <= MAX_FACTOR_LEVELS and not dense:
             continue
         per = f" on {nrows:,} rows ({nrows / nlev:.3g} rows per level)" if nrows else ""
         limit = (
             f"at most {MAX_FACTOR_LEVELS:,} levels are accepted"
             if nlev > MAX_FACTOR_LEVELS
-            else f"in memory they would hold {nrows * nlev:,} numbers; backend='duckdb' keeps them out of memory"
+            else f"in memory they would hold {cells:,} numbers; backend='duckdb' keeps them out of memory"
         )
         raise DataError(
             f"the categorical column '{col}' has {nlev:,} levels{per}: as a fixed effect it needs {nlev - 1:,} "
@@ -140,7 +142,7 @@ def _constant_given_intercept(agg: Aggregates) -> bool:
 
 def check_finite(fit: LmmResult) -> None:
     """Refuse a fit whose estimates are not all finite numbers."""
-    parts = {
+    parts: dict[str, ArrayLike] = {
         "fixed effects": fit.profiled.beta,
         "variance parameters": fit.theta,
         "residual variance": [fit.profiled.sigma2],
@@ -208,8 +210,8 @@ def within_order_warning(spec: ModelSpec, agg: Aggregates) -> str | None:
         if fac is None or fac.pooled is not None or any((c,) in groups for c in path[1:]):
             continue  # an inner column with a term of its own is a modelled cross, not a nesting
         prefixes = [factor_of(agg, path[: j + 1]) for j in range(len(path))]
-        groups = None if any(f is None for f in prefixes) else [f.nlevels for f in prefixes if f is not None]
-        message = reversed_reading(key_frame(fac), path, syntax=spec.syntax, groups=groups)
+        counts = None if any(f is None for f in prefixes) else [f.nlevels for f in prefixes if f is not None]
+        message = reversed_reading(key_frame(fac), path, syntax=spec.syntax, groups=counts)
         if message is not None:
             messages.append(message)
     if not messages:
@@ -226,10 +228,10 @@ def check_random_columns(agg: Aggregates) -> None:
     factor's groups of Z_g'Z_g, with the pivoted check the fixed effects use."""
     from hlm.lmm.collinear import aliased_columns
 
-    with_ztz = next((f for f in agg.factors if f.ztz is not None), None)
-    if with_ztz is None or len(agg.pool) < 2:
+    first_ztz = next((f.ztz for f in agg.factors if f.ztz is not None), None)
+    if first_ztz is None or len(agg.pool) < 2:
         return
-    ztz = with_ztz.ztz.sum(axis=0)
+    ztz = first_ztz.sum(axis=0)
     for f, fac in enumerate(agg.factors):
         cols = list(dict.fromkeys(c for t, tf in enumerate(agg.term_factor) if tf == f for c in agg.term_columns[t]))
         dropped = aliased_columns(ztz[np.ix_(cols, cols)]) if len(cols) >= 2 else []

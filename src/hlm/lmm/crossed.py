@@ -25,7 +25,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from hlm.aggregate.stats import Aggregates
+from hlm.aggregate.stats import Aggregates, FactorStats
 from hlm.lmm.kernels import SchurGram, product_pairs
 from hlm.lmm.structure import Structure
 
@@ -103,6 +103,13 @@ def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray) -> SchurPairs:
     return SchurPairs(classes.astype(float), np.concatenate(cells), np.concatenate(clss), np.concatenate(values))
 
 
+def group_arrays(fac: FactorStats) -> tuple[np.ndarray, np.ndarray]:
+    """Z_g'Z_g and Z_g'K_g of every group of ``fac``, a factor not pooled by size (crossed
+    factors never are)."""
+    assert fac.ztz is not None and fac.ztk is not None, f"'{fac.name}' has no per-group arrays"
+    return fac.ztz, fac.ztk
+
+
 def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
     """Assemble sparse Z'Z and dense Z'K from the per-group and cross-block aggregates."""
     order = tuple(sorted(range(len(agg.factors)), key=lambda f: -agg.factors[f].nlevels))
@@ -121,7 +128,7 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
     for f, stats in enumerate(agg.factors):
         J = list(struct.factor_cols[f])
         g = np.arange(stats.nlevels)
-        put(f, f, g, g, stats.ztz[:, J][:, :, J])
+        put(f, f, g, g, group_arrays(stats)[0][:, J][:, :, J])
     for blk in agg.cross:
         Ji, Jj = list(struct.factor_cols[blk.i]), list(struct.factor_cols[blk.j])
         zz = blk.zz[:, Ji][:, :, Jj]
@@ -130,7 +137,10 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
     n = int(sum(sizes))
     ztz = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     ztk = np.concatenate(
-        [agg.factors[f].ztk[:, list(struct.factor_cols[f]), :].reshape(-1, agg.ktk.shape[0]) for f in order]
+        [
+            group_arrays(agg.factors[f])[1][:, list(struct.factor_cols[f]), :].reshape(-1, agg.ktk.shape[0])
+            for f in order
+        ]
     )
     f1 = order[0]
     J1 = list(struct.factor_cols[f1])
@@ -147,7 +157,7 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         sizes,
         ztz,
         ztk,
-        agg.factors[f1].ztz[:, J1][:, :, J1],
+        group_arrays(agg.factors[f1])[0][:, J1][:, :, J1],
         _lambda_template([agg.factors[f].nlevels for f in order], [q[f] for f in order]),
         scalar,
     )

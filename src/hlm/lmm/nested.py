@@ -43,6 +43,9 @@ def leaf_classes(agg: Aggregates) -> LeafClasses | None:
     leaf = agg.factors[agg.chain[0]]
     if leaf.pooled is not None:
         return leaf.pooled
+    assert (
+        leaf.counts is not None and leaf.ztz is not None and leaf.ztk is not None
+    )  # an unpooled leaf keeps its groups' arrays
     # a leaf enters through W_g = 1'W_g1: its count, or its weight sum with precision weights
     counts, cls = np.unique(leaf.counts if agg.weights is None else leaf.ztz[:, 0, 0], return_inverse=True)
     G_parent = agg.factors[agg.chain[1]].nlevels
@@ -92,7 +95,10 @@ def intercept_chain(agg: Aggregates, pooled: bool) -> InterceptChain | None:
     if agg.chain is None or not agg.intercepts_only:
         return None
     leaf = agg.factors[agg.chain[0]]
-    M = None if pooled else np.ascontiguousarray(np.concatenate([leaf.ztz[:, 0, :], leaf.ztk[:, 0, :]], axis=1))
+    M = None
+    if not pooled:
+        assert leaf.ztz is not None and leaf.ztk is not None  # an unpooled leaf keeps its groups' arrays
+        M = np.ascontiguousarray(np.concatenate([leaf.ztz[:, 0, :], leaf.ztk[:, 0, :]], axis=1))
     parents = tuple(np.ascontiguousarray(p, dtype=np.int64) for p in agg.parents)
     return InterceptChain(M, parents, tuple(agg.factors[f].nlevels for f in agg.chain))
 
@@ -199,6 +205,7 @@ def intercept_terms(
         logdet += float(np.log(dg).sum())
         start = 2
     else:
+        assert chain.leaf is not None  # built for an unpooled leaf
         M, start = chain.leaf, 0
     for level in range(start, m):
         dg, M = _level(M, ts[level], *parent_of(level), Q)
@@ -212,6 +219,7 @@ def nested_terms(agg: Aggregates, struct: Structure, lambdas: list[np.ndarray]) 
     Q = agg.ktk.copy()
     logdet = 0.0
     leaf = agg.factors[agg.chain[0]]
+    assert leaf.ztz is not None and leaf.ztk is not None  # an unpooled leaf keeps its groups' arrays
     Mzz, Mzk = leaf.ztz, leaf.ztk
     assert Mzz is not None and Mzk is not None  # vector terms keep every group's blocks
     for level, f in enumerate(agg.chain):

@@ -43,6 +43,7 @@ block per group) are needed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -54,7 +55,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from hlm.aggregate.stats import ARROW_TEXT, text_dtype
-from hlm.lmm.crossed import DENSE_LIMIT, lambda_matrix
+from hlm.lmm.crossed import DENSE_LIMIT, group_arrays, lambda_matrix
 from hlm.lmm.nested import sum_by
 
 if TYPE_CHECKING:
@@ -103,15 +104,16 @@ def intercept_chain_modes(fit: LmmResult) -> ConditionalModes:
     lam = [float(lambdas[f][0, 0]) for f in chain]
     w = _residual_weights(fit)
     leaf = agg.factors[chain[0]]
-    omega: list[np.ndarray | None] = [None] * m
-    rho: list[np.ndarray | None] = [None] * m
-    S: list[np.ndarray | None] = [None] * m
+    omega: dict[int, np.ndarray] = {}  # by level, from the first level not absorbed
+    rho: dict[int, np.ndarray] = {}
+    S: dict[int, np.ndarray] = {}
     if (pool := leaf.pooled) is not None:  # absorb the leaf by class: sum_c children (or sums) / S_c
         start, inv = 1, 1.0 / (1.0 + lam[0] ** 2 * pool.counts)
         omega[1], rho[1] = pool.children @ (pool.counts * inv), (pool.sums @ w) @ inv
     else:
         start = 0
-        omega[0], rho[0] = leaf.ztz[:, 0, 0], leaf.ztk[:, 0, :] @ w
+        ztz, ztk = group_arrays(leaf)
+        omega[0], rho[0] = ztz[:, 0, 0], ztk[:, 0, :] @ w
     for l in range(start, m):
         S[l] = 1.0 + lam[l] ** 2 * omega[l]
         if l < m - 1:
@@ -120,7 +122,7 @@ def intercept_chain_modes(fit: LmmResult) -> ConditionalModes:
             omega[l + 1] = sum_by(parent, omega[l] / S[l], G)
             rho[l + 1] = sum_by(parent, rho[l] / S[l], G)
     per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None] = {chain[0]: None}
-    c = V = np.zeros(len(S[-1]))
+    c = V = np.zeros(len(S[m - 1]))
     for l in range(m - 1, start - 1, -1):
         t = lam[l] ** 2
         u = lam[l] * (rho[l] - omega[l] * c) / S[l]
@@ -156,8 +158,8 @@ def nested_modes(fit: LmmResult) -> ConditionalModes:
     off = [{j: int(sum(q[l + 1 : j])) for j in range(l + 1, m)} for l in range(m)]
     D = [int(sum(q[l + 1 :])) for l in range(m)]
 
-    leaf = agg.factors[chain[0]]
-    ztz, ztk = leaf.ztz, leaf.ztk @ w  # (G0, z, z), (G0, z)
+    ztz, ztk = group_arrays(agg.factors[chain[0]])
+    ztk = ztk @ w  # (G0, z, z), (G0, z)
     S, O, r = [], [], []
     for l in range(m):
         if l:
@@ -221,16 +223,18 @@ def nested_modes(fit: LmmResult) -> ConditionalModes:
 
 
 def _assemble(
-    fit: LmmResult, per_factor: dict[int, tuple[np.ndarray, np.ndarray] | None], lambdas: list[np.ndarray]
+    fit: LmmResult, per_factor: Mapping[int, tuple[np.ndarray, np.ndarray] | None], lambdas: list[np.ndarray]
 ) -> ConditionalModes:
     s2 = fit.sigma**2
-    modes, condvar = [], []
+    modes: list[np.ndarray | None] = []
+    condvar: list[np.ndarray | None] = []
     for f in range(len(fit.aggregates.factors)):
-        if per_factor[f] is None:  # a pooled factor
+        entry = per_factor[f]
+        if entry is None:  # a pooled factor
             modes.append(None)
             condvar.append(None)
             continue
-        uf, sig = per_factor[f]
+        uf, sig = entry
         lam = lambdas[f]
         modes.append(uf @ lam.T)
         condvar.append(s2 * np.einsum("ij,gjk,lk->gil", lam, sig, lam))
@@ -350,6 +354,7 @@ def ranef_frame(fit: LmmResult, modes: ConditionalModes) -> pd.DataFrame:
         b, cv = modes.modes[f], modes.condvar[f]
         if b is None:
             continue
+        assert cv is not None  # a factor has both its modes and their covariances, or neither
         labels = pa.array(fac.labels).cast(ARROW_TEXT)
         for a, col in enumerate(factor_columns(fit, f)):
             group.append(pa.repeat(pa.scalar(fac.name, ARROW_TEXT), fac.nlevels))

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from hlm.aggregate.stats import Aggregates
 from hlm.lmm.deviance import Profiled, ml_deviance_at
@@ -33,7 +34,7 @@ from hlm.spec.terms import ModelSpec
 VARCORR_COLUMNS = ["group", "var1", "var2", "vcov", "sdcor"]
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
+def _frozen(a: ArrayLike) -> np.ndarray:
     a = np.array(a, dtype=float, copy=True)
     a.setflags(write=False)
     return a
@@ -51,7 +52,7 @@ def term_covariances(struct: Structure, theta: np.ndarray, sigma: float) -> list
 
 def varcorr_frame(struct: Structure, theta: np.ndarray, sigma: float) -> pd.DataFrame:
     """lme4's ``as.data.frame(VarCorr(fit))``: variances, then covariances, then Residual."""
-    rows = []
+    rows: list[tuple[str, str | None, str | None, float, float]] = []
     for term, cov in zip(struct.terms, term_covariances(struct, theta, sigma)):
         sd = np.sqrt(np.diag(cov))
         for i, name in enumerate(term.columns):

@@ -37,12 +37,12 @@ def column_scales(agg: Aggregates, struct: Structure) -> tuple[np.ndarray, np.nd
     per-column rescaling would not keep)."""
     k_rms = _rms(np.diag(agg.ktk), agg.nobs)
     z_rms = np.ones(len(agg.pool))
-    with_ztz = next((f for f in agg.factors if f.ztz is not None), None)
+    first_ztz = next((f.ztz for f in agg.factors if f.ztz is not None), None)
     for j, name in enumerate(agg.pool):
         if name in agg.xnames:
             z_rms[j] = k_rms[agg.xnames.index(name)]
-        elif with_ztz is not None:
-            z_rms[j] = _rms(with_ztz.ztz[:, j, j].sum(), agg.nobs)
+        elif first_ztz is not None:
+            z_rms[j] = _rms(first_ztz[:, j, j].sum(), agg.nobs)
     for term in struct.terms:
         if term.cov != "unstructured":
             z_rms[[struct.factor_cols[term.factor][i] for i in term.local]] = 1.0

@@ -35,12 +35,15 @@ def _group_moments(agg: Aggregates, col: int) -> list[tuple[int, float, float, f
         sums[agg.chain[1]] = pool.sums[:, :, -1].sum(axis=1)
     if agg.chain is not None:
         for level, f in enumerate(agg.chain[1:]):
+            below = sums[agg.chain[level]]
             if sums[f] is None:
-                sums[f] = sum_by(agg.parents[level], sums[agg.chain[level]], agg.factors[f].nlevels)
+                assert below is not None  # the leaf's sums (or its pool's) start the chain
+                sums[f] = sum_by(agg.parents[level], below, agg.factors[f].nlevels)
     for f, fac in enumerate(agg.factors):
-        if sums[f] is not None and fac.counts is not None:
+        s = sums[f]
+        if s is not None and fac.counts is not None:
             n = fac.counts.astype(float)
-            out[f] = (len(n), float(sums[f].sum()), float((sums[f] ** 2 / n).sum()), float((n**2).sum()))
+            out[f] = (len(n), float(s.sum()), float((s**2 / n).sum()), float((n**2).sum()))
     return out
 
 
@@ -55,9 +58,10 @@ def anova_start(agg: Aggregates, struct: Structure) -> np.ndarray:
     yy = agg.ktk[-1, -1]
     for i, (f, r, c) in enumerate(struct.theta_pos):
         J = struct.factor_cols[f]
-        if r != c or J[r] != col or len(J) != 1 or moments[f] is None:
+        moment = moments[f]
+        if r != c or J[r] != col or len(J) != 1 or moment is None:
             continue
-        G, total, between, sq = moments[f]
+        G, total, between, sq = moment
         ss_total = yy - total**2 / n
         ss_between = between - total**2 / n
         if G < 2 or n <= G:

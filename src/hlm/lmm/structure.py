@@ -111,7 +111,8 @@ def _term_theta(
 def build_structure(agg: Aggregates, term_names: tuple[str, ...], covs: tuple[CovKind, ...] | None = None) -> Structure:
     """Order the terms as lme4 does and lay out theta (``covs``: each term's covariance kind,
     unstructured when not given)."""
-    covs = covs or ("unstructured",) * len(term_names)
+    unstructured: CovKind = "unstructured"
+    kinds = covs or (unstructured,) * len(term_names)
     nlev = [f.nlevels for f in agg.factors]
     order = sorted(range(len(term_names)), key=lambda t: -nlev[agg.term_factor[t]])
     factor_cols: list[list[int]] = [[] for _ in agg.factors]
@@ -138,7 +139,7 @@ def build_structure(agg: Aggregates, term_names: tuple[str, ...], covs: tuple[Co
         seen[base] = count + 1
         group = base if count == 0 else f"{base}.{count}"
         colnames = tuple(agg.pool[c] for c in cols)
-        cov = covs[t] if len(cols) > 1 else "unstructured"
+        cov = kinds[t] if len(cols) > 1 else "unstructured"
         terms.append(TermInfo(group, f, colnames, local, cov))
         for (r, c), low, name, cells in _term_theta(cov, local, group, colnames):
             entries.extend((len(theta_pos), f, rr, cc) for rr, cc in cells)

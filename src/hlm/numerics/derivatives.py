@@ -27,7 +27,12 @@ def _extrapolate(estimates: list[np.ndarray]) -> np.ndarray:
 
 
 def _central(
-    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, f0: np.ndarray, step: np.ndarray, idx: np.ndarray, cross: bool
+    f: Callable[[np.ndarray], np.ndarray | float],
+    x: np.ndarray,
+    f0: np.ndarray,
+    step: np.ndarray,
+    idx: np.ndarray,
+    cross: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Central-difference gradient and Hessian over the coordinates ``idx`` (the mixed
     second differences only with ``cross``); zero elsewhere."""

@@ -32,6 +32,7 @@ def engine_stats(
     if not agg.xnames or agg.xnames[0] not in ("(Intercept)", "_cons"):
         raise OptionError("panel models need the constant as the first column; drop '0 +' / '- 1'")
     fac = agg.factors[0]
+    assert fac.counts is not None and fac.ztk is not None  # a lone grouping factor keeps its per-group arrays
     stats = PanelStats(
         N=agg.nobs, T=fac.counts.astype(float), S=np.ascontiguousarray(fac.ztk[:, 0, :]), ZZ=agg.ktk.copy()
     )

@@ -126,6 +126,7 @@ def hausman(fe: PanelFit, re: PanelFit, *, sigmamore: bool = False) -> HausmanTe
     b, B = fe.params[i], re.params[j]
     Vb, VB = fe.vcov[np.ix_(i, i)], re.vcov[np.ix_(j, j)]
     if sigmamore:
+        assert re.sigma is not None and fe.sigma_e is not None  # set by every re and fe fit
         Vb = Vb * (re.sigma / fe.sigma_e) ** 2
     Vd = Vb - VB
     chi2, df, p, note = hausman_statistic(b - B, Vd)

@@ -93,6 +93,7 @@ def xtreg(
     stats = panel_stats(design)
     check_panel_response((*design.names, design.response), stats.N, stats.ZZ, stats.S, stats.T, estimator)
     if vce == "cluster" and estimator in ("fe", "re"):
+        assert design.codes is not None and design.cluster_codes is not None  # built from the rows
         cov.check_nested(design.codes, design.cluster_codes, stats.n)
     return fitter(design, stats, vce, sa)
 
@@ -204,6 +205,7 @@ def _omitted(names: tuple[str, ...], kept: list[int], candidates: list[int]) -> 
 
 
 def _cluster_vcov(design: PanelDesign, Xt: np.ndarray, e: np.ndarray, bread: np.ndarray, K: int) -> np.ndarray:
+    assert design.cluster_codes is not None  # vce="cluster" names the clusters
     meat = cov.cluster_meat(Xt, e, design.cluster_codes, design.n_clusters)
     q = cov.stata_scale("cluster", len(e), K, design.n_clusters)
     return cov.sandwich(bread, meat, q)
@@ -240,6 +242,7 @@ def _fit_fe(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     a = means[:, y] - means[:, slopes] @ b  # alpha_i = _cons + u_i
     u = a - cons
     if vce == "cluster":
+        assert design.y is not None and design.X is not None and design.codes is not None  # rows in memory
         e = design.y - design.X[:, slopes] @ b - a[design.codes]
         Vb = _cluster_vcov(design, design.X[:, slopes], e, Ainv, k + 1)
         var_cons = float(xbar @ Vb @ xbar)
@@ -330,6 +333,7 @@ def _fit_re(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> Panel
     s2 = ssr / (N - K)
     if vce == "cluster":
         means = stats.means
+        assert design.y is not None and design.X is not None and design.codes is not None  # rows in memory
         th = theta[design.codes]
         Xt = design.X[:, kx] - th[:, None] * means[design.codes][:, kx]
         e = design.y - design.X[:, kx] @ b - th * (means[:, p] - means[:, kx] @ b)[design.codes]
@@ -406,6 +410,7 @@ def _fit_pooled(design: PanelDesign, stats: PanelStats, vce: str, sa: bool) -> P
     if vce == "conventional":
         V = s2 * Ainv
     else:
+        assert design.y is not None and design.X is not None  # robust and cluster SEs read the rows
         Xt = design.X[:, kx]
         e = design.y - Xt @ b
         if vce == "cluster":

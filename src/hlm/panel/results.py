@@ -295,10 +295,12 @@ def _stata_lines(fit: PanelFit) -> list[str]:
         f"{fit.response[:12]:>12} | Coefficient  Std. err.{stat_name:>8}    P>|{stat_name}|     [95% conf. interval]"
     )
     lines.append(rule)
-    for r in fit.tidy().itertuples():
+    for term, estimate, std_error, statistic, p_value, conf_low, conf_high in fit.tidy().itertuples(
+        index=False, name=None
+    ):
         lines.append(
-            f"{r.term[:12]:>12} |{stata_g(r.estimate, 11)}{stata_g(r.std_error, 11)}{r.statistic:9.2f}"
-            f"{r.p_value:8.3f}{stata_g(r.conf_low, 13)}{stata_g(r.conf_high, 12)}"
+            f"{term[:12]:>12} |{stata_g(estimate, 11)}{stata_g(std_error, 11)}{statistic:9.2f}"
+            f"{p_value:8.3f}{stata_g(conf_low, 13)}{stata_g(conf_high, 12)}"
         )
     for name in fit.omitted:
         lines.append(f"{name[:12]:>12} |{'0':>11}  (omitted)")

@@ -47,9 +47,9 @@ class PanelStats:
 
     def moment(self, w: np.ndarray | float) -> np.ndarray:
         """M(w) = Z'Z - sum_i w_i S_i S_i'."""
-        if np.isscalar(w):
-            return self.ZZ - float(w) * (self.S.T @ self.S)
-        return self.ZZ - self.S.T @ (self.S * np.asarray(w)[:, None])
+        if isinstance(w, np.ndarray):
+            return self.ZZ - self.S.T @ (self.S * w[:, None])
+        return self.ZZ - float(w) * (self.S.T @ self.S)
 
     def between(self, *, weighted: bool) -> np.ndarray:
         """sum_i m_i m_i' (unweighted) or sum_i T_i m_i m_i' (weighted)."""
@@ -67,6 +67,7 @@ class PanelStats:
 def panel_stats(design: PanelDesign) -> PanelStats:
     """Aggregate a design: bincount per column over the panel codes and one Z'Z product."""
     X, y, codes = design.X, design.y, design.codes
+    assert X is not None and y is not None and codes is not None, "the rows stay in an engine"
     n = len(design.panels)
     p = X.shape[1]
     T = np.bincount(codes, minlength=n).astype(float)

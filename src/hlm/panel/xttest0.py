@@ -75,6 +75,7 @@ def xttest0(re: PanelFit) -> BreuschPaganTest:
     if not isinstance(re, PanelFit) or re.estimator != "re" or re.stats is None:
         raise OptionError("xttest0 needs an xtreg fit with estimator='re'")
     st = re.stats
+    assert re.sigma_e is not None and re.sigma_u is not None  # set by every re fit
     p = st.ZZ.shape[0] - 1
     kx = independent_columns(st.ZZ, list(range(p)), np.diag(st.ZZ))
     _, b, ssr = ols(st.ZZ, kx)

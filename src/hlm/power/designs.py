@@ -83,7 +83,7 @@ def check_design(design: object) -> int:
     """The number of levels of ``design``; an unknown name is an OptionError."""
     if design not in DESIGNS:
         raise OptionError(f"unknown design {design!r}; use one of {', '.join(DESIGNS)}")
-    return DESIGNS[design]  # type: ignore[index]
+    return DESIGNS[design]
 
 
 def check_sizes(design: str, sizes: Sequence[float | None], allow_missing: bool = False) -> tuple[float | None, ...]:

@@ -126,8 +126,10 @@ def write_predictions(
             if fac.pooled is not None:
                 pooled = (f, fac)
                 continue
+            fmodes = modes[f]
+            assert fmodes is not None  # only pooled factors lack modes
             table = {f"hlm_k{i}": np.asarray(key) for i, key in enumerate(fac.keys)}
-            table.update({f"hlm_b{a}": modes[f][:, a] for a in range(len(cols))})
+            table.update({f"hlm_b{a}": fmodes[:, a] for a in range(len(cols))})
             name = f"hlm_re_{f}"
             src.con.register(name, pd.DataFrame(table))
             on = " AND ".join(f"hlm_src.{d.ident(c)} = r{f}.hlm_k{i}" for i, c in enumerate(fac.columns))

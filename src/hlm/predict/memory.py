@@ -67,11 +67,11 @@ def _level_index(fac: Any) -> pd.Index:
         for part in parts[1:]:
             out = out + _SEP + part.astype(str).astype(object)
         return pd.Index(out)
-    out = []
+    labels: list[str] = []
     for lab in fac.labels:  # labels only: split the lme4-style label
         pieces = str(lab).split(":")
-        out.append(_SEP.join(_norm_label_text(p) for p in pieces) if len(pieces) == len(fac.columns) else str(lab))
-    return pd.Index(out)
+        labels.append(_SEP.join(_norm_label_text(p) for p in pieces) if len(pieces) == len(fac.columns) else str(lab))
+    return pd.Index(labels)
 
 
 def _row_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
@@ -158,7 +158,7 @@ def predict_frame(
         if re and modes is not None:
             Z = _pool_matrix(fit, chunk)
             for f, (index, columns) in enumerate(lookups):
-                codes = index.get_indexer(_row_labels(chunk, columns))
+                codes = index.get_indexer(pd.Index(_row_labels(chunk, columns)))
                 unknown = codes < 0
                 if unknown.any() and new_levels == "error":
                     bad = str(_row_labels(chunk.loc[unknown], columns)[0]).replace(_SEP, ":")
@@ -167,7 +167,9 @@ def predict_frame(
                         "use new_levels='population' to predict it at the population level"
                     )
                 J = list(struct.factor_cols[f])
-                b = modes.modes[f][np.where(unknown, 0, codes)]
+                fmodes = modes.modes[f]
+                assert fmodes is not None  # pooled factors were refused above
+                b = fmodes[np.where(unknown, 0, codes)]
                 contrib = np.einsum("ij,ij->i", Z[:, J], b)
                 pred += np.where(unknown, 0.0, contrib)
         out[start : start + len(chunk)] = pred

@@ -61,7 +61,7 @@ def caterpillar(fit: Fit, *, level: float = 0.95) -> Figure:
 
 def variance_shares(fit: Fit, *, level: float = 0.95, at: Mapping[str, float] | None = None) -> Figure:
     """Bar chart of each level's share of the unexplained variance with CIs."""
-    icc = fit.icc(at, level=level)
+    icc = fit.icc(None if at is None else dict(at), level=level)
     share = icc["share"].to_numpy()
     lo = np.nan_to_num(share - icc["share_low"].to_numpy(), nan=0.0)
     hi = np.nan_to_num(icc["share_high"].to_numpy() - share, nan=0.0)

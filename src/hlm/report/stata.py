@@ -139,8 +139,8 @@ def _header(fit: Fit) -> list[str]:
 
 def _coef_table(fit: Fit) -> list[str]:
     tidy = fit.tidy()
-    rows = list(tidy.itertuples())
-    rows = [r for r in rows if stata_term(r.term) != "_cons"] + [r for r in rows if stata_term(r.term) == "_cons"]
+    rows = tidy.to_dict(orient="records")
+    rows = [r for r in rows if stata_term(r["term"]) != "_cons"] + [r for r in rows if stata_term(r["term"]) == "_cons"]
     lines = [
         RULE,
         f"{abbrev(fit.aggregates.response, 12):>12} |      Coef.   Std. Err.      z    P>|z|     [95% Conf. Interval]",
@@ -148,8 +148,8 @@ def _coef_table(fit: Fit) -> list[str]:
     ]
     for r in rows:
         lines.append(
-            f"{abbrev(stata_term(r.term), 12):>12} | {sg(r.estimate):>10} {sg(r.std_error):>10} "
-            f"{r.statistic:>8.2f} {r.p_value:>7.3f}    {sg(r.conf_low):>9}   {sg(r.conf_high):>9}"
+            f"{abbrev(stata_term(r['term']), 12):>12} | {sg(r['estimate']):>10} {sg(r['std_error']):>10} "
+            f"{r['statistic']:>8.2f} {r['p_value']:>7.3f}    {sg(r['conf_low']):>9}   {sg(r['conf_high']):>9}"
         )
     lines.append(RULE)
     return lines

@@ -129,7 +129,7 @@ def _clean(v: Any) -> Any:
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as JSON-ready dicts (NaN -> None)."""
-    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return [{str(k): _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def output_sections(fit: Fit, *, ranef: bool = False) -> dict[str, Any]:

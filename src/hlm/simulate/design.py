@@ -85,7 +85,7 @@ class Design:
         if len(set(names)) != len(names):
             raise OptionError(f"level names must differ, got {', '.join(names)}")
         for lv in self.levels:
-            claim(lv.id, f"levels.{lv.name}.id")
+            claim(lv.id_column, f"levels.{lv.name}.id")
         if self.observations.name is not None:
             claim(self.observations.name, "observations.name")
         for c in self.covariates:

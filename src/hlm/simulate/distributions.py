@@ -182,10 +182,10 @@ CountDistribution = Poisson | UniformInt
 KINDS: dict[str, type] = {c.__name__: c for c in (Bernoulli, Normal, Uniform, Poisson, UniformInt)}
 
 
-def parse_distribution(text: str, *, what: str = "distribution") -> Distribution:
+def parse_distribution(text: object, *, what: str = "distribution") -> Distribution:
     """Read a distribution from its text form, e.g. ``"Bernoulli(0.2)"`` or ``"Poisson(5, min=1)"``."""
     usage = "write it like Bernoulli(0.2), Normal(0, 1), Uniform(0, 1), Poisson(5, min=1) or UniformInt(3, 8)"
-    if isinstance(text, Distribution.__args__):  # type: ignore[attr-defined]
+    if isinstance(text, Distribution.__args__):
         return text
     if not isinstance(text, str):
         raise OptionError(f"{what} must be a distribution such as 'Bernoulli(0.2)', got {text!r}")

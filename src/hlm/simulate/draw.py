@@ -23,6 +23,7 @@ import numpy as np
 
 from hlm.errors import OptionError
 from hlm.simulate.design import Design, mean_count
+from hlm.simulate.parts import Count
 
 _PIECE = 1 << 16
 IdForm = Literal["global", "within", "both"]
@@ -38,11 +39,11 @@ class Block:
     rows: int
 
 
-def _counts(n: object, parents: int, rng: np.random.Generator) -> np.ndarray | int:
+def _counts(n: Count, parents: int, rng: np.random.Generator) -> np.ndarray | int:
     """Units per parent: a scalar for fixed counts, an int64 array for drawn ones."""
     if isinstance(n, int):
         return n
-    return n.draw(rng, parents)  # type: ignore[union-attr]
+    return n.draw(rng, parents)
 
 
 def _expand(values: np.ndarray, per_unit: np.ndarray | int) -> np.ndarray:
@@ -65,7 +66,8 @@ def _add_scaled(y: np.ndarray, x: np.ndarray, beta: float | np.ndarray) -> None:
     for start in range(0, len(y), step):
         stop = min(start + step, len(y))
         buf = scratch[: stop - start]
-        np.multiply(x[start:stop], beta if np.ndim(beta) == 0 else beta[start:stop], out=buf)
+        piece = beta[start:stop] if isinstance(beta, np.ndarray) and beta.ndim else beta
+        np.multiply(x[start:stop], piece, out=buf)
         y[start:stop] += buf
 
 
@@ -152,13 +154,13 @@ def draw_block(
     cols: dict[str, np.ndarray] = {}
     within_cols: dict[str, np.ndarray] = {}
     for l, lv in enumerate(levels):
-        gid = np.arange(offsets[l] + 1, offsets[l] + units[l] + 1, dtype=dtype)
+        gid: np.ndarray = np.arange(offsets[l] + 1, offsets[l] + units[l] + 1, dtype=dtype)
         if ids != "within":
-            cols[lv.id] = _expand(gid, per_unit[l])
+            cols[lv.id_column] = _expand(gid, per_unit[l])
         if ids != "global":
             within = gid if l == 0 else _within(counts[l], units[l - 1], units[l], dtype)
             target = cols if ids == "within" else within_cols
-            target[lv.id if ids == "within" else lv.id + WITHIN_SUFFIX] = _expand(within, per_unit[l])
+            target[lv.id_column + ("" if ids == "within" else WITHIN_SUFFIX)] = _expand(within, per_unit[l])
     cols.update(within_cols)
     variables: dict[str, np.ndarray] = {}
     if design.observations.name is not None:

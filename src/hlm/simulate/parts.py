@@ -28,6 +28,7 @@ class FrozenMap(Mapping[str, float]):
     """A read-only, hashable, ordered mapping of names to numbers."""
 
     __slots__ = ("_items",)
+    _items: tuple[tuple[str, float], ...]
 
     def __init__(self, items: Mapping[str, Any] | None = None, *, what: str = "value") -> None:
         d = dict(items or {})
@@ -135,6 +136,12 @@ class Level:
         if not slopes and corr not in (0.0, ((1.0,),)):
             raise OptionError(f"{what}.corr correlates random slopes with the intercept; give {what}.slopes first")
         object.__setattr__(self, "corr", 0.0 if not slopes else corr)
+
+    @property
+    def id_column(self) -> str:
+        """The id column's name: ``id``, which building the level fills in."""
+        assert self.id is not None
+        return self.id
 
     def correlation(self) -> np.ndarray:
         """The correlation matrix of (intercept, slopes...)."""

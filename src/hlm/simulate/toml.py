@@ -134,7 +134,7 @@ def design_from_dict(data: Mapping[str, Any], cls: type[D]) -> D:
     for key in ("response", "residual_sd"):
         if key in data:
             kwargs[key] = data[key]
-    return cls(levels, **kwargs)
+    return cls(tuple(levels), **kwargs)
 
 
 def read_design(path: str | os.PathLike, cls: type[D]) -> D:

@@ -155,7 +155,8 @@ class _Parser:
     def call(self, fn: str) -> Call:
         args: list[Node] = []
         kwargs: list[tuple[str, Node]] = []
-        if self.peek() is not None and self.peek()[1] == ")":
+        tok = self.peek()
+        if tok is not None and tok[1] == ")":
             self.take(")")
             return Call(fn, (), ())
         while True:
@@ -264,7 +265,7 @@ class Atom:
         return f"r_scale({self.code}, {float(centre)!r}, {float(scale)!r})"
 
 
-def _tuple(values: Sequence[object]) -> str:
+def _tuple(values: Sequence[float]) -> str:
     return "(" + ", ".join(repr(float(v)) for v in values) + ",)"
 
 

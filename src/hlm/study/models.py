@@ -143,23 +143,26 @@ def fit_model(
     """
     z = float(stats.norm.ppf(0.5 + level / 2))
     t0 = time.perf_counter()
+    mixed: api.Fit | None = None
+    panel: PanelFit | None = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if model.kind == "mixed":
-                fit = api.fit(model.model, frame, reml=reml)
+                mixed = api.fit(model.model, frame, reml=reml)
             else:
                 from hlm.panel import xtreg
 
-                fit = xtreg(model.model, frame, panel=model.panel, estimator=model.estimator)  # type: ignore[arg-type]
+                panel = xtreg(model.model, frame, panel=model.panel, estimator=model.estimator)  # type: ignore[arg-type]
     except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         return FitOutcome(False, False, time.perf_counter() - t0, 0.0, _one_line(exc), [])
     seconds = time.perf_counter() - t0
-    if model.kind == "mixed":
+    if mixed is not None:
         t1 = time.perf_counter()
-        rows, err = _mixed_rows(fit, truth, intervals=intervals, level=level, z=z)
-        return FitOutcome(bool(fit.converged), bool(fit.singular), seconds, time.perf_counter() - t1, err, rows)
-    return FitOutcome(True, False, seconds, 0.0, None, _panel_rows(model, fit, truth, z))
+        rows, err = _mixed_rows(mixed, truth, intervals=intervals, level=level, z=z)
+        return FitOutcome(bool(mixed.converged), bool(mixed.singular), seconds, time.perf_counter() - t1, err, rows)
+    assert panel is not None  # model.kind is "mixed" or a panel estimator
+    return FitOutcome(True, False, seconds, 0.0, None, _panel_rows(model, panel, truth, z))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -192,7 +195,7 @@ def _intervals(
             ci[key] = (_num(r.std_error), _num(r.conf_low), _num(r.conf_high))
         if fit.aggregates.chain is not None:
             for r in icc_table(fit, vc=vc, level=level).itertuples(index=False):
-                icc_ci[r.level] = (_num(r.icc_low), _num(r.icc_high))
+                icc_ci[str(r.level)] = (_num(r.icc_low), _num(r.icc_high))
     except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         return {}, {}, f"intervals: {_one_line(exc)}"
     return ci, icc_ci, None
@@ -296,7 +299,7 @@ def _ordered(rows: list[ParamRow], truth: Truth) -> list[ParamRow]:
 
 def _panel_rows(model: StudyModel, fit: PanelFit, truth: Truth, z: float) -> list[ParamRow]:
     tidy = fit.tidy()
-    rows = _fixed_rows(tidy["term"], tidy["estimate"].to_numpy(), tidy["std_error"].to_numpy(), truth, z)
+    rows = _fixed_rows(tidy["term"].tolist(), tidy["estimate"].to_numpy(), tidy["std_error"].to_numpy(), truth, z)
     nan = float("nan")
     d = fit.to_dict()
     if model.estimator == "pooled":

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from hlm.simulate.run import simulate
 from hlm.study.models import StudyModel, fit_model
 from hlm.study.result import StudyResult
 from hlm.study.truth import Truth
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def replicate_seed(seed: int, point: int, rep: int) -> int:
@@ -230,8 +233,8 @@ class _Progress:
         self.enabled = enabled
         self.total = total
         self.title = title
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -245,7 +248,7 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self._progress = Progress(
+            progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -255,12 +258,12 @@ class _Progress:
                 console=Console(stderr=True),
                 transient=False,
             )
-            self._progress.start()
-            self._task = self._progress.add_task(self.title, total=self.total)
+            progress.start()
+            self._progress, self._task = progress, progress.add_task(self.title, total=self.total)
         return self
 
     def advance(self, n: int) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, n)
 
     def __exit__(self, *exc: object) -> None:

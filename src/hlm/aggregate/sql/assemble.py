@@ -22,7 +22,7 @@ def sorted_codes(values: np.ndarray) -> np.ndarray:
     return dense_codes(np.asarray(values))[0]
 
 
-def lookup_codes(table: list[np.ndarray], probe: list[np.ndarray]) -> np.ndarray:
+def lookup_codes(table: Sequence[np.ndarray], probe: Sequence[np.ndarray]) -> np.ndarray:
     """Row index in ``table`` (key columns, unique tuples) of each probe tuple; -1 if absent."""
     codes_t, codes_p, radix = [], [], 1
     for t, q_ in zip(table, probe):
@@ -144,11 +144,10 @@ def assemble(
     if chain is None and len(p.factors) > 1:
         psets = p.pair_sets()
         have = {s for s in psets if s in which}
-        pcols = (
-            {name: as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()}
-            if len(have) < len(psets)
-            else {}
-        )
+        pcols: dict[str, np.ndarray] = {}
+        if len(have) < len(psets):
+            assert pairs is not None, "the pair sets' rows are needed"
+            pcols = {name: as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()}
         pwhich = _split_sets(p, pcols, [s for s in psets if s not in have]) if pcols else {}
         for i, j in itertools.combinations(range(len(p.factors)), 2):
             s = tuple(sorted(set(p.factors[i].keys) | set(p.factors[j].keys)))
@@ -210,9 +209,9 @@ def sorted_order(vals: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.nda
             starts = runs(order)
             if starts is not None:
                 return order, starts
-    codes = [sorted_codes(v) for v in vals]
-    order = np.lexsort(codes[::-1])
-    sc = [c[order] for c in codes]
+    all_codes = [sorted_codes(v) for v in vals]
+    order = np.lexsort(all_codes[::-1])
+    sc = [c[order] for c in all_codes]
     undecided = np.ones(max(n - 1, 0), dtype=bool)
     starts = []
     for c in sc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
@@ -26,7 +27,9 @@ def assemble_chain(
     """Aggregates of a slash-nested chain (:meth:`Plan.nested_chain`) from the innermost
     factor's groups alone; None when the factors' group counts tie (then the chain order is
     decided as :func:`nesting_of` does, from every factor's groups)."""
-    chain, form = p.nested_chain()
+    nested = p.nested_chain()
+    assert nested is not None, "assemble_chain needs a slash-nested chain"
+    chain, form = nested
     agg = assemble(p, glob, {}, ntotal, _empty=True)  # the global part and its checks
     if isinstance(groups, dict):  # take the arrays over, so each can be freed once reordered
         cols = {name: as_array(groups.pop(name)) for name in list(groups)}
@@ -34,6 +37,12 @@ def assemble_chain(
         cols = {name: as_array(v) for name, v in groups.items()}
     done = (_assemble_suffix if form == "suffix" else _assemble_prefix)(p, agg, chain, cols)
     return None if done is None else done[0]
+
+
+def _every_factor(factors: list[FactorStats | None]) -> tuple[FactorStats, ...]:
+    """The chain's factors in plan order; a slot is None only where :func:`pooled_chain`
+    starts the chain above the leaf and fills the leaf's slot itself."""
+    return cast("tuple[FactorStats, ...]", tuple(factors))
 
 
 def _assemble_prefix(
@@ -79,7 +88,7 @@ def _assemble_prefix(
             prev_starts = st
     return replace(
         agg,
-        factors=tuple(factors),
+        factors=_every_factor(factors),
         term_factor=p.term_factor,
         term_columns=p.term_columns,
         chain=tuple(chain),
@@ -166,7 +175,7 @@ def _assemble_suffix(
         prev_first = first
     return replace(
         agg,
-        factors=tuple(factors),
+        factors=_every_factor(factors),
         term_factor=p.term_factor,
         term_columns=p.term_columns,
         chain=tuple(chain),
@@ -204,7 +213,9 @@ def pooled_chain(
     rows = {f"g{i}": cols[f"g{i}"][st] for i in parent.keys}
     rows["n"] = np.add.reduceat(c_cell * n_cell, st)
     rows.update({f"zk_0_{j}": np.add.reduceat(S[:, j], st) for j in range(k) if p._kexpr(j) != "1.0"})
-    form = p.nested_chain()[1]
+    nested = p.nested_chain()
+    assert nested is not None  # the caller's chain
+    form = nested[1]
     done = (_assemble_suffix if form == "suffix" else _assemble_prefix)(
         p, assemble(p, glob, {}, ntotal, _empty=True), chain[1:], rows
     )

@@ -17,7 +17,7 @@ from hlm.aggregate.sql.dialect import Dialect, Kind, Runner, as_array, column_ki
 from hlm.aggregate.sql.translate import ModelColumn, Translator, model_columns, sql_product
 from hlm.data.codes import factor_key
 from hlm.data.source import check_columns
-from hlm.design import design_of, fixed_name, pool_name, random_rformulas, rformula
+from hlm.design import FixedDesign, design_of, fixed_name, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels
 from hlm.spec.rformula import RFormula
@@ -340,13 +340,13 @@ def plan(
     tr, xcols, x_spec, pool, zcols, term_columns, zdesigns = _translate(
         spec, dialect, kinds, used, levels, means, fixed, alias, zparts
     )
-    if rf is not None:
+    if rf is None:
+        xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
+        design: FixedDesign | None = design_of(spec, None, {}, x_spec, xnames) if not means else None
+    else:
         design = replace(design_of(spec, rf, states, x_spec), random=zdesigns)
         xnames = design.names
         xcols = xcols if design.order is None else [xcols[j] for j in design.order]
-    else:
-        xnames = tuple(fixed_name(c.name, spec.syntax) for c in xcols)
-        design = design_of(spec, None, {}, x_spec, xnames) if not means else None
     ycol = f"CAST({dialect.ident(spec.response)} AS DOUBLE)"
     offset = " + ".join(f"({tr.numeric(code)})" for code in rf.offsets) if rf is not None and rf.offsets else None
     if offset is not None:
@@ -357,12 +357,12 @@ def plan(
     keys: list[frozenset[str]] = []
     term_factor = []
     for term in spec.random:
-        key = factor_key(term.group)
-        if key not in keys:
-            keys.append(key)
+        fkey = factor_key(term.group)
+        if fkey not in keys:
+            keys.append(fkey)
             order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
             factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
-        term_factor.append(keys.index(key))
+        term_factor.append(keys.index(fkey))
     return Plan(
         spec,
         dialect,

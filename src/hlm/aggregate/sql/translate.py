@@ -242,7 +242,7 @@ def _probe_frame(
     """A few rows with the right column types and every categorical level, for formulaic's layout
     (``alias``: safe names of lme4 formulas -> data columns)."""
     n = max([3] + [len(v) for v in levels.values()])
-    data = {}
+    data: dict[str, Any] = {}
     for name in columns:
         col = alias.get(name, name)
         if col in levels and levels[col]:
