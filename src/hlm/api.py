@@ -19,6 +19,8 @@ from hlm.aggregate.stats import pooled_message
 from hlm.data.source import check_file
 from hlm.design import with_offset
 from hlm.errors import HLMWarning, OptionError
+from hlm.glmm import fit_glmm
+from hlm.glmm.result import GlmmResult
 from hlm.inference.confint import confint
 from hlm.inference.ddf import fixed_effects_table, wald_slopes
 from hlm.inference.likelihood_ratio import LRTest, lr_vs_linear
@@ -219,8 +221,11 @@ def fit(
     reorder: bool = False,
     weights: Weights = None,
     offset: Any = None,
-) -> Fit:
-    """Fit a linear mixed model.
+    family: str = "gaussian",
+    link: str | None = None,
+    nagq: int = 1,
+) -> Fit | GlmmResult:
+    """Fit a linear mixed model, or with ``family`` other than "gaussian" a generalized one.
 
     Parameters
     ----------
@@ -245,7 +250,17 @@ def fit(
     offset : as lme4's ``offset=``: a column name or an array with one value per row (the
         same as adding ``offset(...)`` to the formula): y - offset is modelled, and fitted
         values and predictions add it back.
+    family, link, nagq : "binomial" (0/1, a two-level factor, or lme4's ``cbind(successes,
+        failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
+        (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
+        Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.
     """
+    if family != "gaussian":
+        return fit_glmm(
+            model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights, backend=backend
+        )
+    if link not in (None, "identity") or nagq != 1:
+        raise OptionError("link= and nagq= apply to GLMMs: give family='binomial', 'poisson' or 'negative_binomial'")
     spec, data = with_offset(parse_model(model), data, offset)
     use_reml, notes = criterion(spec, reml)
     if offset is not None:  # the model string does not show it

@@ -1,0 +1,155 @@
+"""The GLMM model frame: the response as successes out of trials (or counts), X, the offset,
+and the random-effect design A0 (n x q, sparse) whose columns are the levels of every scalar
+random term, so that eta = offset + X beta + A0 Lambda_theta u with Lambda_theta diagonal.
+
+lme4's ``cbind(successes, failures) ~ ...`` is read here: both expressions are evaluated on
+the data and the response becomes the successes with trials = successes + failures (carried
+through the shared model frame as its row weights, so rows dropped for missing values drop
+both).  A two-level factor or bool response codes its first level 0, as R does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from hlm.data.source import to_pandas
+from hlm.design import with_offset
+from hlm.errors import DataError, OptionError
+from hlm.glmm.family import Family
+from hlm.modelframe import build_frame, used_columns
+from hlm.spec import ModelSpec, parse_model
+
+SUCCESSES, TRIALS = "hlm_successes_", "hlm_trials_"
+_CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*~(.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class GlmmFrame:
+    """Rows used: y successes/counts, n trials (1 for Poisson and binary), X, offset, A0."""
+
+    spec: ModelSpec
+    y: np.ndarray
+    n: np.ndarray
+    X: np.ndarray
+    xnames: tuple[str, ...]
+    offset: np.ndarray
+    A0: sp.csc_matrix
+    blocks: tuple[int, ...]  # per random term: its number of levels (columns of A0)
+    term_labels: tuple[tuple[str, str], ...]  # per term: (group name, column name)
+    levels: tuple[tuple[str, ...], ...]  # per term: its level labels, in A0's column order
+    ndropped: int
+    response: str
+
+
+def _split_cbind(inner: str) -> tuple[str, str]:
+    depth = 0
+    for i, ch in enumerate(inner):
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            return inner[:i].strip(), inner[i + 1 :].strip()
+    raise DataError("cbind() needs two arguments: cbind(successes, failures)")
+
+
+def _read_cbind(model: Any, frame: pd.DataFrame) -> tuple[Any, pd.DataFrame, str | None]:
+    """``cbind(s, f) ~ rhs`` -> ``SUCCESSES ~ rhs`` with the columns SUCCESSES and TRIALS added."""
+    if not isinstance(model, str) or not (m := _CBIND.match(model)):
+        return model, frame, None
+    s_expr, f_expr = _split_cbind(m.group(1))
+    try:
+        s, f = (pd.to_numeric(frame.eval(e), errors="raise") for e in (s_expr, f_expr))
+    except Exception as exc:  # noqa: BLE001 - any evaluation failure is the user's expression
+        raise DataError(f"cannot evaluate cbind({s_expr}, {f_expr}): {str(exc).splitlines()[0]}") from None
+    for name, v in ((s_expr, s), (f_expr, f)):
+        vals = v.dropna().to_numpy(dtype=float)
+        if (vals < 0).any() or (vals != np.round(vals)).any():
+            raise DataError(f"cbind(): '{name}' must be whole numbers >= 0 (successes and failures)")
+    frame = frame.assign(**{SUCCESSES: s.astype(float), TRIALS: (s + f).astype(float)})
+    return f"{SUCCESSES} ~{m.group(2)}", frame, f"cbind({s_expr}, {f_expr})"
+
+
+def _binary(frame: pd.DataFrame, col: str) -> pd.DataFrame:
+    """A bool, two-level factor or text response as 0/1 (first level 0)."""
+    v = frame[col]
+    if pd.api.types.is_bool_dtype(v):
+        return frame.assign(**{col: v.astype(float)})
+    if pd.api.types.is_numeric_dtype(v):
+        return frame
+    levels = list(v.cat.categories) if isinstance(v.dtype, pd.CategoricalDtype) else sorted(v.dropna().unique())
+    if len(levels) != 2:
+        raise DataError(f"the binomial response '{col}' has {len(levels)} levels; it needs exactly two (or 0/1)")
+    return frame.assign(**{col: v.map({levels[0]: 0.0, levels[1]: 1.0}).astype(float)})
+
+
+def _check_response(family: Family, y: np.ndarray, n: np.ndarray, response: str, trials: bool) -> None:
+    if family.name == "binomial":
+        if trials:
+            return
+        if ((y != 0) & (y != 1)).any():
+            inside = bool(((y >= 0) & (y <= 1)).all())
+            raise DataError(
+                f"the binomial response '{response}' must be 0/1"
+                + (" (proportions need trials: cbind(successes, failures) ~ ...)" if inside else "")
+            )
+        return
+    if (y < 0).any():
+        raise DataError(f"the count response '{response}' has negative values; counts must be >= 0")
+    if (y != np.round(y)).any():
+        raise DataError(f"the count response '{response}' has non-integer values; counts must be whole numbers")
+
+
+def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[tuple[str, str], ...], tuple[tuple[str, ...], ...]]:
+    """A0 from the shared frame's Z pool and factor codes (scalar terms only)."""
+    cols, blocks, labels, levels = [], [], [], []
+    nrow = len(mf.y)
+    for t, (term, zcols) in enumerate(zip(mf.spec.random, mf.term_columns)):
+        if len(zcols) != 1:
+            raise OptionError(
+                f"GLMMs take scalar random terms only for now: '({term.rhs} | {term.name})' has {len(zcols)} "
+                "correlated effects; write them as independent terms, e.g. (1 | g) + (0 + x | g)"
+            )
+        fac = mf.factors[mf.term_factor[t]]
+        nlev = len(fac.first)
+        cols.append(sp.csc_matrix((mf.Z[:, zcols[0]], (np.arange(nrow), fac.codes)), shape=(nrow, nlev)))
+        blocks.append(nlev)
+        labels.append((term.name, mf.pool[zcols[0]]))
+        keys = [":".join(str(k[i]) for k in fac.keys) for i in range(nlev)]
+        levels.append(tuple(keys))
+    if not cols:
+        raise OptionError("a GLMM needs at least one random term such as (1 | g); for a GLM use statsmodels")
+    return sp.hstack(cols, format="csc"), tuple(blocks), tuple(labels), tuple(levels)
+
+
+def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, weights: Any = None) -> GlmmFrame:
+    """Read the data into memory and build the GLMM frame (see the module docstring)."""
+    frame = to_pandas(data)
+    text = model if isinstance(model, str) else None
+    model, frame, cbind = _read_cbind(model, frame)
+    if cbind is not None and family.name != "binomial":
+        raise OptionError("cbind(successes, failures) is a binomial response; use family='binomial'")
+    if weights is not None:
+        raise OptionError("weights= is not supported for GLMMs yet; give binomial trials as cbind(successes, failures)")
+    spec = parse_model(model)
+    if text is not None:
+        spec = replace(spec, text=text)
+    spec, frame = with_offset(spec, frame, offset)
+    if family.name == "binomial" and cbind is None:
+        frame = _binary(frame, spec.response)
+    mf = build_frame(spec, frame[[*used_columns(spec), *([TRIALS] if cbind else [])]], TRIALS if cbind else None)
+    y = mf.y
+    off = np.zeros(len(y))
+    if mf.x_model_spec.has_offset:  # the shared frame models y - offset: recover the offset
+        zero = frame.assign(**{spec.response: 0.0})
+        off = -build_frame(spec, zero, TRIALS if cbind else None).y
+        y = y + off
+        if not np.isfinite(off).all():
+            raise DataError("the offset has infinite values or NaN (a log of a non-positive exposure?)")
+    n = mf.w if cbind else np.ones(len(y))
+    _check_response(family, y, n, spec.response, cbind is not None)
+    A0, blocks, labels, levels = _design(mf)
+    return GlmmFrame(spec, y, n, mf.X, mf.xnames, off, A0, blocks, labels, levels, mf.ndropped, cbind or spec.response)
