@@ -77,7 +77,7 @@ def optimize(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
     f = obj.frame
-    beta0 = glm_start(obj.family, f)
+    beta0 = glm_start(replace(obj.family, phi=1.0) if obj.family.name == "negative_binomial" else obj.family, f)
     x0 = np.concatenate([np.ones(obj.ntheta), beta0, [0.0] if obj.family.name == "negative_binomial" else []])
     lower = np.concatenate([np.zeros(obj.ntheta), np.full(len(x0) - obj.ntheta, -np.inf)])
     run = bobyqa(obj, x0, lower, step=0.2, ftol_abs=1e-9, ftol_rel=1e-13, xtol_abs=1e-8, maxeval=20_000)
