@@ -104,7 +104,7 @@ def _check_response(family: Family, y: np.ndarray, n: np.ndarray, response: str,
 
 
 def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[tuple[str, str], ...], tuple[tuple[str, ...], ...]]:
-    """A0 from the shared frame's Z pool and factor codes (scalar terms only)."""
+    """A0 from the shared frame's Z pool and factor codes (scalar terms only), its terms in lme4's order."""
     cols, blocks, labels, levels = [], [], [], []
     nrow = len(mf.y)
     for t, (term, zcols) in enumerate(zip(mf.spec.random, mf.term_columns)):
@@ -122,7 +122,13 @@ def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[tuple[str, s
         levels.append(tuple(keys))
     if not cols:
         raise OptionError("a GLMM needs at least one random term such as (1 | g); for a GLM use statsmodels")
-    return sp.hstack(cols, format="csc"), tuple(blocks), tuple(labels), tuple(levels)
+    order = sorted(range(len(cols)), key=lambda t: -blocks[t])  # lme4: terms by decreasing number of levels
+    return (
+        sp.hstack([cols[t] for t in order], format="csc"),
+        tuple(blocks[t] for t in order),
+        tuple(labels[t] for t in order),
+        tuple(levels[t] for t in order),
+    )
 
 
 def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, weights: Any = None) -> GlmmFrame:
