@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -208,6 +208,42 @@ class Fit(LmmResult):
     def wald_test(self) -> tuple[float, int, float]:
         """Stata's header Wald chi2 that all slopes are zero: (chi2, df, p)."""
         return wald_slopes(self)
+
+
+@overload
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+    family: Literal["gaussian"] = "gaussian",
+    link: str | None = None,
+    nagq: int = 1,
+) -> Fit: ...
+
+
+@overload
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+    family: str,
+    link: str | None = None,
+    nagq: int = 1,
+) -> Fit | GlmmResult: ...
 
 
 def fit(

@@ -62,7 +62,7 @@ def _read_cbind(model: Any, frame: pd.DataFrame) -> tuple[Any, pd.DataFrame, str
         return model, frame, None
     s_expr, f_expr = _split_cbind(m.group(1))
     try:
-        s, f = (pd.to_numeric(frame.eval(e), errors="raise") for e in (s_expr, f_expr))
+        s, f = (pd.Series(pd.to_numeric(frame.eval(e), errors="raise"), index=frame.index) for e in (s_expr, f_expr))
     except Exception as exc:  # noqa: BLE001 - any evaluation failure is the user's expression
         raise DataError(f"cannot evaluate cbind({s_expr}, {f_expr}): {str(exc).splitlines()[0]}") from None
     for name, v in ((s_expr, s), (f_expr, f)):
@@ -152,10 +152,12 @@ def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, wei
     if mf.x_model_spec.has_offset:  # the shared frame models y - offset: recover the offset
         zero = frame.assign(**{spec.response: 0.0})
         off = -build_frame(spec, zero, TRIALS if cbind else None).y
-        y = y + off
         if not np.isfinite(off).all():
             raise DataError("the offset has infinite values or NaN (a log of a non-positive exposure?)")
-    n = mf.w if cbind else np.ones(len(y))
+        y = y + off
+        whole = np.round(y)  # undo the subtraction's rounding on whole-number responses
+        y = np.where(np.abs(y - whole) < 1e-9 * np.maximum(1.0, np.abs(y)), whole, y)
+    n = mf.w if cbind and mf.w is not None else np.ones(len(y))
     _check_response(family, y, n, spec.response, cbind is not None)
     A0, blocks, labels, levels = _design(mf)
     return GlmmFrame(spec, y, n, mf.X, mf.xnames, off, A0, blocks, labels, levels, mf.ndropped, cbind or spec.response)

@@ -1,0 +1,120 @@
+"""GLMM input checks: one-line errors for data a family cannot take, and refusals of what is
+not built; plus the response codings (bool, two-level factor) and offsets against theory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlm
+from hlm.errors import DataError, FormulaError, OptionError
+
+
+def frame(seed: int = 1, n: int = 400, groups: int = 20) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), n // groups)
+    x = rng.normal(size=n)
+    b = rng.normal(scale=0.7, size=groups)[g]
+    t = rng.uniform(0.5, 3.0, size=n)
+    return pd.DataFrame(
+        {
+            "g": g,
+            "x": x,
+            "t": t,
+            "y": (rng.uniform(size=n) < 1 / (1 + np.exp(-(0.3 + 0.8 * x + b)))).astype(int),
+            "c": rng.poisson(t * np.exp(0.2 + 0.5 * x + b)),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "family", "message"),
+    [
+        ({"y": 2}, "binomial", "must be 0/1"),
+        ({"y": 0.5}, "binomial", "proportions need trials"),
+        ({"c": -1}, "poisson", "negative values"),
+        ({"c": 1.5}, "poisson", "non-integer"),
+    ],
+)
+def test_bad_responses_are_one_line_errors(change: dict, family: str, message: str) -> None:
+    col, value = next(iter(change.items()))
+    data = frame().astype({col: float})
+    data.loc[3, col] = value
+    with pytest.raises(DataError, match=message) as info:
+        hlm.fit(f"{col} ~ x + (1 | g)", data, family=family)
+    assert "\n" not in str(info.value)
+
+
+def test_non_positive_exposure() -> None:
+    data = frame()
+    data.loc[5, "t"] = 0.0
+    with pytest.raises(DataError, match="offset"):
+        hlm.fit("c ~ x + offset(log(t)) + (1 | g)", data, family="poisson")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"family": "binomial", "reml": True}, OptionError, "ML"),
+        ({"family": "binomial", "link": "log"}, OptionError, "link 'log'"),
+        ({"family": "gamma"}, OptionError, "family must be"),
+        ({"family": "binomial", "backend": "duckdb"}, OptionError, "in memory"),
+        ({"nagq": 7}, OptionError, "GLMMs"),
+    ],
+)
+def test_refusals(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        hlm.fit("y ~ x + (1 | g)", frame(), **kwargs)
+
+
+def test_vector_random_effects_are_refused() -> None:
+    with pytest.raises(OptionError, match="scalar random terms"):
+        hlm.fit("y ~ x + (x | g)", frame(), family="binomial")
+
+
+def test_agq_needs_one_term() -> None:
+    data = frame().assign(h=lambda d: d.index % 7)
+    with pytest.raises(OptionError, match="exactly one scalar"):
+        hlm.fit("y ~ x + (1 | g) + (1 | h)", data, family="binomial", nagq=5)
+
+
+def test_bool_and_factor_responses_code_the_first_level_zero() -> None:
+    data = frame()
+    base = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
+    as_bool = hlm.fit("y ~ x + (1 | g)", data.assign(y=data.y.astype(bool)), family="binomial")
+    labels = pd.Categorical(np.where(data.y == 1, "pass", "fail"), categories=["fail", "pass"])
+    as_factor = hlm.fit("y ~ x + (1 | g)", data.assign(y=labels), family="binomial")
+    for other in (as_bool, as_factor):
+        assert other.loglik == pytest.approx(base.loglik, abs=1e-8)
+        assert other.fixef.to_numpy() == pytest.approx(base.fixef.to_numpy(), abs=1e-6)
+
+
+def test_offset_argument_equals_formula_offset_and_binary_cbind_equals_01() -> None:
+    """offset= is offset() in the formula; a 0/1 response equals cbind(y, 1 - y) (log choose = 0)."""
+    data = frame().assign(lt=lambda d: np.log(d.t))
+    in_formula = hlm.fit("c ~ x + offset(log(t)) + (1 | g)", data, family="poisson")
+    argument = hlm.fit("c ~ x + (1 | g)", data, family="poisson", offset="lt")
+    assert argument.loglik == pytest.approx(in_formula.loglik, abs=1e-8)
+    assert argument.fixef.to_numpy() == pytest.approx(in_formula.fixef.to_numpy(), abs=1e-6)
+    binary = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
+    trials = hlm.fit("cbind(y, 1 - y) ~ x + (1 | g)", data, family="binomial")
+    assert trials.loglik == pytest.approx(binary.loglik, abs=1e-8)
+
+
+def test_poisson_loglik_is_full_at_theta_zero_limit() -> None:
+    """With no group variation the Laplace value is the GLM's full log-likelihood (-log y! included)."""
+    from scipy import special
+
+    data = frame()
+    data["g"] = np.arange(len(data)) % 2  # two groups: a tiny, possibly zero, variance
+    fit = hlm.fit("c ~ x + (1 | g)", data, family="poisson")
+    eta = fit.fixef["(Intercept)"] + fit.fixef["x"] * data.x + fit.ranef()["estimate"].to_numpy()[data.g]
+    direct = float(np.sum(data.c * eta - np.exp(eta) - special.gammaln(data.c + 1)))
+    assert fit.loglik < direct + 1e-9  # the Laplace marginal lies below the conditional value...
+    assert fit.loglik > direct - 5.0  # ...by the penalty and log-determinant only
+
+
+def test_formula_error_on_bad_cbind() -> None:
+    with pytest.raises((DataError, FormulaError), match="cbind"):
+        hlm.fit("cbind(y) ~ x + (1 | g)", frame(), family="binomial")
