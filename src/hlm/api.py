@@ -21,6 +21,7 @@ from hlm.design import with_offset
 from hlm.errors import HLMWarning, OptionError
 from hlm.glmm import fit_glmm
 from hlm.glmm.result import GlmmResult
+from hlm.glmm.stata import command_of
 from hlm.inference.confint import confint
 from hlm.inference.ddf import fixed_effects_table, wald_slopes
 from hlm.inference.likelihood_ratio import LRTest, lr_vs_linear
@@ -267,7 +268,8 @@ def fit(
     ----------
     model : an lme4 formula (``"y ~ x + (1 | school/class)"``), read with R's semantics
         (``I(x^2)``, ``poly``, ``scale``, ``offset``, R's column names; see :mod:`hlm.spec.rformula`),
-        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``).
+        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``), or a Stata GLMM command
+        (``melogit``, ``meprobit``, ``mecloglog``, ``mepoisson``, ``menbreg``, ``meglm``; see :mod:`hlm.glmm.stata`).
     data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
     reml : REML (True) or maximum likelihood (False); None (default): what the model string
         says (Stata's ``, mle`` / ``, reml``; ``mixed`` means ML, ``xtmixed`` REML), else REML.
@@ -291,7 +293,7 @@ def fit(
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
         Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.
     """
-    if family != "gaussian":
+    if family != "gaussian" or command_of(model) is not None:
         return fit_glmm(
             model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights, backend=backend
         )

@@ -118,3 +118,32 @@ def test_poisson_loglik_is_full_at_theta_zero_limit() -> None:
 def test_formula_error_on_bad_cbind() -> None:
     with pytest.raises((DataError, FormulaError), match="cbind"):
         hlm.fit("cbind(y) ~ x + (1 | g)", frame(), family="binomial")
+
+
+def test_stata_commands_fit_the_lme4_model() -> None:
+    """mepoisson with exposure(), meglm with family()/link() and offset(), melogit/meprobit are
+    the lme4 models they spell (Stata names: _cons)."""
+    data = frame().assign(lt=lambda d: np.log(d.t))
+    lme4 = hlm.fit("c ~ x + offset(log(t)) + (1 | g)", data, family="poisson")
+    for model in ("mepoisson c x, exposure(t) irr || g:", "meglm c x, family(poisson) offset(lt) || g:"):
+        stata = hlm.fit(model, data)
+        assert stata.loglik == pytest.approx(lme4.loglik, abs=1e-8)
+        assert stata.fixef.to_numpy() == pytest.approx(lme4.fixef.to_numpy(), abs=1e-6)
+        assert list(stata.fixef.index) == ["_cons", "x"]
+        assert stata.spec.text == model
+    probit = hlm.fit("y ~ x + (1 | g)", data, family="binomial", link="probit")
+    for model in ("meprobit y x || g:", "meglm y x, family(bernoulli) link(probit) || g:"):
+        assert hlm.fit(model, data).loglik == pytest.approx(probit.loglik, abs=1e-8)
+    assert hlm.fit("melogit y x, or || g:", data).loglik == pytest.approx(
+        hlm.fit("y ~ x + (1 | g)", data, family="binomial").loglik, abs=1e-8
+    )
+
+
+def test_stata_command_conflicts() -> None:
+    data = frame()
+    with pytest.raises(OptionError, match="contradicts"):
+        hlm.fit("melogit y x || g:", data, family="poisson")
+    with pytest.raises(FormulaError, match="meglm options"):
+        hlm.fit("melogit y x, link(probit) || g:", data)
+    with pytest.raises(DataError, match="exposure"):
+        hlm.fit("mepoisson c x, exposure(x) || g:", data)

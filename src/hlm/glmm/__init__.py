@@ -5,13 +5,15 @@ the Laplace deviance), :mod:`.optimize` (BOBYQA, Hessian) and :mod:`.result` (th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hlm.errors import OptionError
 from hlm.glmm.family import Family
-from hlm.glmm.frame import glmm_frame
+from hlm.glmm.frame import StataOffset, glmm_frame
 from hlm.glmm.optimize import Objective, optimize
 from hlm.glmm.result import GlmmResult
+from hlm.glmm.stata import command_of, read_command
 
 
 def fit_glmm(
@@ -28,6 +30,17 @@ def fit_glmm(
 ) -> GlmmResult:
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
     ``nagq > 1`` with one scalar random term); see :mod:`hlm.glmm.optimize`."""
+    text = model if isinstance(model, str) else None
+    if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
+        read = read_command(model)
+        if family not in ("gaussian", read.family) or link not in (None, read.link):
+            raise OptionError(f"the model's command fits {read.family} ({read.link}); it contradicts family=/link=")
+        model, family, link = read.model, read.family, read.link
+        exposure = read.exposure or read.offset
+        if exposure is not None:
+            if offset is not None:
+                raise OptionError("give the offset once: in the command's exposure()/offset() or as offset=")
+            offset = StataOffset(exposure, log=read.exposure is not None)
     fam = Family.of(family, link)
     if reml:
         raise OptionError("GLMMs are fitted by maximum likelihood (ML) only; there is no REML for them")
@@ -41,5 +54,6 @@ def fit_glmm(
     obj = Objective(fam, frame, nagq)
     x, summary, H = optimize(obj)
     theta, beta, fam_hat = obj.split(x)
-    notes = () if offset is None else (f"offset: {offset if isinstance(offset, str) else 'an array'}",)
-    return GlmmResult(frame.spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes)
+    notes = () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
+    spec = frame.spec if text is None else replace(frame.spec, text=text)
+    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes)

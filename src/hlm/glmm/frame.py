@@ -25,7 +25,7 @@ from hlm.glmm.family import Family
 from hlm.modelframe import build_frame, used_columns
 from hlm.spec import ModelSpec, parse_model
 
-SUCCESSES, TRIALS = "hlm_successes_", "hlm_trials_"
+SUCCESSES, TRIALS, OFFSET = "hlm_successes_", "hlm_trials_", "hlm_offset_"
 _CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*~(.*)$", re.S)
 
 
@@ -45,6 +45,28 @@ class GlmmFrame:
     levels: tuple[tuple[str, ...], ...]  # per term: its level labels, in A0's column order
     ndropped: int
     response: str
+
+
+@dataclass(frozen=True)
+class StataOffset:
+    """Stata's ``exposure(t)`` (offset log t, t > 0) or ``offset(v)``: a column of the data."""
+
+    column: str
+    log: bool
+
+    def __str__(self) -> str:
+        return f"{'exposure' if self.log else 'offset'}({self.column})"
+
+    def values(self, frame: pd.DataFrame) -> np.ndarray:
+        """The offset per row (NaN where the column is missing)."""
+        if self.column not in frame:
+            raise DataError(f"{self}: no column '{self.column}' in the data")
+        v = pd.to_numeric(frame[self.column], errors="coerce").to_numpy(dtype=float)
+        if self.log:
+            if (v[~np.isnan(v)] <= 0).any():
+                raise DataError(f"{self}: the exposure must be > 0 in every row")
+            return np.log(v)
+        return v
 
 
 def _split_cbind(inner: str) -> tuple[str, str]:
@@ -131,32 +153,56 @@ def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[tuple[str, s
     )
 
 
+def _stata_offset(spec: ModelSpec, frame: pd.DataFrame, offset: StataOffset, weights: str | None) -> np.ndarray:
+    """The offset on the rows the model frame keeps: built as the response of a second frame,
+    with missing values made common to the offset and the response so both frames keep the same rows."""
+    off = offset.values(frame)
+    y = pd.to_numeric(frame[spec.response], errors="coerce").to_numpy(dtype=float)
+    frame[spec.response] = np.where(np.isnan(off), np.nan, y)
+    frame[OFFSET] = np.where(np.isnan(y), np.nan, off)
+    return build_frame(
+        replace(spec, response=OFFSET), frame[[OFFSET, *used_columns(spec)[1:], *_w(weights)]], weights
+    ).y
+
+
+def _check_offset(off: np.ndarray) -> np.ndarray:
+    if not np.isfinite(off).all():
+        raise DataError("the offset has infinite values or NaN (a log of a non-positive exposure?)")
+    return off
+
+
+def _w(weights: str | None) -> list[str]:
+    return [] if weights is None else [weights]
+
+
 def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, weights: Any = None) -> GlmmFrame:
     """Read the data into memory and build the GLMM frame (see the module docstring)."""
-    frame = to_pandas(data)
+    frame = to_pandas(data).copy()
     text = model if isinstance(model, str) else None
     model, frame, cbind = _read_cbind(model, frame)
     if cbind is not None and family.name != "binomial":
         raise OptionError("cbind(successes, failures) is a binomial response; use family='binomial'")
     if weights is not None:
         raise OptionError("weights= is not supported for GLMMs yet; give binomial trials as cbind(successes, failures)")
+    trials = TRIALS if cbind else None
     spec = parse_model(model)
     if text is not None:
         spec = replace(spec, text=text)
-    spec, frame = with_offset(spec, frame, offset)
+    if not isinstance(offset, StataOffset):
+        spec, frame = with_offset(spec, frame, offset)
     if family.name == "binomial" and cbind is None:
         frame = _binary(frame, spec.response)
-    mf = build_frame(spec, frame[[*used_columns(spec), *([TRIALS] if cbind else [])]], TRIALS if cbind else None)
+    off = _stata_offset(spec, frame, offset, trials) if isinstance(offset, StataOffset) else None
+    mf = build_frame(spec, frame[[*used_columns(spec), *_w(trials)]], trials)
     y = mf.y
-    off = np.zeros(len(y))
     if mf.x_model_spec.has_offset:  # the shared frame models y - offset: recover the offset
         zero = frame.assign(**{spec.response: 0.0})
-        off = -build_frame(spec, zero, TRIALS if cbind else None).y
-        if not np.isfinite(off).all():
-            raise DataError("the offset has infinite values or NaN (a log of a non-positive exposure?)")
+        off = -build_frame(spec, zero, trials).y
+        _check_offset(off)
         y = y + off
         whole = np.round(y)  # undo the subtraction's rounding on whole-number responses
         y = np.where(np.abs(y - whole) < 1e-9 * np.maximum(1.0, np.abs(y)), whole, y)
+    off = np.zeros(len(y)) if off is None else _check_offset(off)
     n = mf.w if cbind and mf.w is not None else np.ones(len(y))
     _check_response(family, y, n, spec.response, cbind is not None)
     A0, blocks, labels, levels = _design(mf)
