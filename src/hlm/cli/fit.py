@@ -1,5 +1,6 @@
 """CLI command: ``hlm fit DATA MODEL [--ml] [--json] [--style stata|lme4] [--plot FILE.png]
-[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN] [--force]``.
+[--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN] [--force]
+[--family binomial|poisson|negative_binomial] [--link LINK] [--nagq K]``.
 
 Nothing is printed or written until the fit (and the plot) succeeded; warnings (reordered
 levels, implicitly nested ids, boundary fits) follow the output as ``warning: ...`` lines."""
@@ -56,9 +57,15 @@ def fit_command(
         help="Column of PRECISION weights, as lme4's weights= (row variance sigma^2/w); not sampling/survey weights",
     ),
     force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
+    family: str = typer.Option(
+        "gaussian", "--family", help="gaussian (linear), binomial, poisson or negative_binomial (a GLMM, by ML)"
+    ),
+    link: str = typer.Option(None, "--link", help="GLMM link: logit, probit, cloglog (binomial) or log"),
+    nagq: int = typer.Option(1, "--nagq", help="GLMM: 1 Laplace; >1 adaptive Gauss-Hermite points (one (1|g) term)"),
 ) -> None:
-    """Fit a linear mixed model and print its summary."""
+    """Fit a linear (or, with --family, a generalized linear) mixed model and print its summary."""
     from hlm.api import fit
+    from hlm.glmm.stata import command_of
     from hlm.lmm.checks import option_spelling
 
     if style is not None and style not in ("stata", "lme4"):
@@ -69,11 +76,18 @@ def fit_command(
         target = _plot_target(plot, force) if plot else None
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
-        result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
+        glmm = family != "gaussian" or link is not None or nagq != 1 or command_of(model) is not None
+        if glmm and (plot or reorder or ml):
+            raise OptionError("--plot, --reorder and --ml are for linear models; a GLMM is fitted by ML")
+        result = (
+            fit(model, data, family=family, link=link, nagq=nagq, weights=weights)
+            if glmm
+            else fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
+        )
         text = (
             json.dumps(result.to_dict(), indent=2, allow_nan=True)
             if as_json
-            else result.summary(style=style or result.spec.syntax)
+            else result.summary(style=style or ("lme4" if glmm else result.spec.syntax))  # type: ignore[arg-type]
         )
         if target is not None:
             from hlm.report.plots import save_figure

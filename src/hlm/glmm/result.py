@@ -181,3 +181,30 @@ class GlmmResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (the CLI's ``--json``)."""
+        return {
+            "model": self.spec.text,
+            "family": self.family,
+            "link": self.link,
+            "nagq": self.nagq,
+            "nobs": self.nobs,
+            "ngroups": self.ngroups,
+            "fixef": [
+                {"term": t, "estimate": float(e), "se": float(s)}
+                for t, e, s in zip(self.frame.xnames, self.fixef, self.se)
+            ],
+            "varcorr": [
+                {"group": g, "var1": c, "sdcor": float(v)} for (g, c), v in zip(self.frame.term_labels, self.theta)
+            ],
+            "dispersion": self.dispersion,
+            "loglik": self.loglik,
+            "deviance": self.deviance,
+            "aic": self.aic,
+            "bic": self.bic,
+            "converged": self.converged,
+            "singular": self.singular,
+            "optimizer": self.optsummary.to_dict(),
+            "notes": list(self.notes),
+        }
