@@ -147,3 +147,20 @@ def test_stata_command_conflicts() -> None:
         hlm.fit("melogit y x, link(probit) || g:", data)
     with pytest.raises(DataError, match="exposure"):
         hlm.fit("mepoisson c x, exposure(x) || g:", data)
+
+
+@pytest.mark.parametrize("method", ["predict", "fitted", "residuals", "icc", "r2", "confint", "varcomp", "plot"])
+def test_linear_only_features_are_refused(method: str) -> None:
+    fit = hlm.fit("y ~ x + (1 | g)", frame(), family="binomial")
+    with pytest.raises(OptionError, match="not available for GLMMs yet"):
+        getattr(fit, method)()
+
+
+def test_lrtest_refuses_glmms() -> None:
+    from hlm.errors import ComparisonError
+
+    data = frame()
+    m0 = hlm.fit("y ~ 1 + (1 | g)", data, family="binomial")
+    m1 = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
+    with pytest.raises(ComparisonError):
+        hlm.lrtest(m0, m1)
