@@ -80,10 +80,10 @@ def optimize(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     beta0 = glm_start(replace(obj.family, phi=1.0) if obj.family.name == "negative_binomial" else obj.family, f)
     x0 = np.concatenate([np.ones(obj.ntheta), beta0, [0.0] if obj.family.name == "negative_binomial" else []])
     lower = np.concatenate([np.zeros(obj.ntheta), np.full(len(x0) - obj.ntheta, -np.inf)])
-    run = bobyqa(obj, x0, lower, step=0.2, ftol_abs=1e-9, ftol_rel=1e-13, xtol_abs=1e-8, maxeval=20_000)
+    run = bobyqa(obj, x0, lower, step=0.2, ftol_abs=1e-6, ftol_rel=1e-12, xtol_abs=1e-6, maxeval=20_000)
     polish = bobyqa(obj, run.x, lower, step=0.01, ftol_abs=1e-10, ftol_rel=1e-14, xtol_abs=1e-9, maxeval=20_000)
     x = polish.x if obj(polish.x) <= obj(run.x) else run.x
-    f0, g, H = derivatives(lambda v: np.array([obj(v)]), x, np.full(len(x), 1e-4), levels=2)
+    f0, g, H = derivatives(lambda v: np.array([obj(v)]), x, np.full(len(x), 1e-4), levels=1)
     g, H = g[:, 0], H[:, :, 0]
     obj(x)  # leave the modes at the estimates
     finite = bool(np.all(np.isfinite(H)))
