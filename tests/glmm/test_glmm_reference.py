@@ -70,6 +70,8 @@ def check(name: str) -> None:
     assert list(fit.varcorr["group"]) == names
     assert fit.nobs == ref["nobs"]
     assert fit.converged and not fit.singular
+    if tmb_se := ref["checks"].get("glmmTMB", {}).get("se"):  # glmmTMB's SEs: the AD Hessian at the same optimum
+        assert fit.se[list(tmb_se)].to_numpy() == pytest.approx(list(tmb_se.values()), rel=1e-3)
 
 
 @pytest.mark.parametrize("name", FAST)
