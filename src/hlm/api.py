@@ -294,6 +294,8 @@ def fit(
         Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.
     """
     if family != "gaussian" or command_of(model) is not None:
+        if sql is not None or con is not None or reorder:
+            raise OptionError("sql=, con= and reorder= are not available for GLMMs yet; pass the data in memory")
         return fit_glmm(
             model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights, backend=backend
         )

@@ -61,6 +61,8 @@ def test_non_positive_exposure() -> None:
         ({"family": "gamma"}, OptionError, "family must be"),
         ({"family": "binomial", "backend": "duckdb"}, OptionError, "in memory"),
         ({"nagq": 7}, OptionError, "GLMMs"),
+        ({"family": "binomial", "sql": "select * from t"}, OptionError, "sql="),
+        ({"family": "binomial", "reorder": True}, OptionError, "reorder="),
     ],
 )
 def test_refusals(kwargs: dict, error: type, message: str) -> None:
