@@ -11,7 +11,7 @@ from typing import Any
 from hlm.errors import OptionError
 from hlm.glmm.family import Family
 from hlm.glmm.frame import StataOffset, glmm_frame
-from hlm.glmm.optimize import Objective, optimize
+from hlm.glmm.optimize import Objective, estimate
 from hlm.glmm.result import GlmmResult
 from hlm.glmm.stata import command_of, read_command
 
@@ -52,7 +52,7 @@ def fit_glmm(
     if nagq > 1 and len(frame.blocks) != 1:
         raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
     obj = Objective(fam, frame, nagq)
-    x, summary, H = optimize(obj)
+    x, summary, H = estimate(obj)
     theta, beta, fam_hat = obj.split(x)
     notes = () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
     spec = frame.spec if text is None else replace(frame.spec, text=text)

@@ -73,7 +73,7 @@ class Objective:
         return dev if np.isfinite(dev) else np.inf
 
 
-def optimize(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
+def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
     f = obj.frame
