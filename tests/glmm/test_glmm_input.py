@@ -166,3 +166,30 @@ def test_lrtest_refuses_glmms() -> None:
     m1 = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
     with pytest.raises(ComparisonError):
         hlm.lrtest(m0, m1)
+
+
+@pytest.mark.parametrize(("family", "link", "column"), [("binomial", "probit", "y"), ("poisson", "log", "c")])
+def test_agq_equals_numerical_integration(family: str, link: str, column: str) -> None:
+    """nagq=15: the log-likelihood at the estimates is the per-group integral over b ~ N(0, sd^2)
+    computed by scipy's quad, independently of the quadrature and of PIRLS."""
+    from scipy import integrate, special, stats
+
+    data = frame(seed=4, n=120, groups=12)
+    fit = hlm.fit(f"{column} ~ x + (1 | g)", data, family=family, link=link, nagq=15)
+    b0, b1 = fit.fixef["(Intercept)"], fit.fixef["x"]
+    sd = float(fit.varcorr["sdcor"].iloc[0])
+    total = 0.0
+    for _, rows in data.groupby("g"):
+        y, x = rows[column].to_numpy(), rows["x"].to_numpy()
+
+        def density(b: float, y: np.ndarray = y, x: np.ndarray = x) -> float:
+            eta = b0 + b1 * x + b
+            if family == "binomial":
+                p = stats.norm.cdf(eta)
+                ll = np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
+            else:
+                ll = np.sum(y * eta - np.exp(eta) - special.gammaln(y + 1))
+            return float(np.exp(ll) * stats.norm.pdf(b, scale=sd))
+
+        total += np.log(integrate.quad(density, -10 * sd, 10 * sd, epsabs=0, epsrel=1e-12, limit=200)[0])
+    assert fit.loglik == pytest.approx(total, abs=1e-6)
