@@ -49,7 +49,7 @@ def fit_glmm(
     if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 1:
         raise OptionError(f"nagq must be a whole number >= 1, not {nagq!r} (nagq=0 is not available yet)")
     frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
-    if nagq > 1 and len(frame.blocks) != 1:
+    if nagq > 1 and frame.dims != (1,):
         raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
     obj = Objective(fam, frame, nagq)
     x, summary, H = estimate(obj)

@@ -40,8 +40,9 @@ class GlmmFrame:
     xnames: tuple[str, ...]
     offset: np.ndarray
     A0: sp.csc_matrix
-    blocks: tuple[int, ...]  # per random term: its number of levels (columns of A0)
-    term_labels: tuple[tuple[str, str], ...]  # per term: (group name, column name)
+    blocks: tuple[int, ...]  # per random term: its number of levels
+    dims: tuple[int, ...]  # per random term: its number of effects k (A0 has levels x k columns, level-major)
+    term_labels: tuple[tuple[str, tuple[str, ...]], ...]  # per term: (group name, its columns)
     levels: tuple[tuple[str, ...], ...]  # per term: its level labels, in A0's column order
     ndropped: int
     response: str
@@ -125,29 +126,28 @@ def _check_response(family: Family, y: np.ndarray, n: np.ndarray, response: str,
         raise DataError(f"the count response '{response}' has non-integer values; counts must be whole numbers")
 
 
-def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[tuple[str, str], ...], tuple[tuple[str, ...], ...]]:
-    """A0 from the shared frame's Z pool and factor codes (scalar terms only), its terms in lme4's order."""
-    cols, blocks, labels, levels = [], [], [], []
+def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[int, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """A0 from the shared frame's Z pool and factor codes, its terms in lme4's order
+    (decreasing number of levels); a term's columns are level-major (level j, effect c: j k + c)."""
+    cols, blocks, dims, labels, levels = [], [], [], [], []
     nrow = len(mf.y)
     for t, (term, zcols) in enumerate(zip(mf.spec.random, mf.term_columns)):
-        if len(zcols) != 1:
-            raise OptionError(
-                f"GLMMs take scalar random terms only for now: '({term.rhs} | {term.name})' has {len(zcols)} "
-                "correlated effects; write them as independent terms, e.g. (1 | g) + (0 + x | g)"
-            )
         fac = mf.factors[mf.term_factor[t]]
-        nlev = len(fac.first)
-        cols.append(sp.csc_matrix((mf.Z[:, zcols[0]], (np.arange(nrow), fac.codes)), shape=(nrow, nlev)))
+        nlev, k = len(fac.first), len(zcols)
+        rows = np.repeat(np.arange(nrow), k)
+        where = (fac.codes[:, None] * k + np.arange(k)[None, :]).ravel()
+        cols.append(sp.csc_matrix((mf.Z[:, list(zcols)].ravel(), (rows, where)), shape=(nrow, nlev * k)))
         blocks.append(nlev)
-        labels.append((term.name, mf.pool[zcols[0]]))
-        keys = [":".join(str(k[i]) for k in fac.keys) for i in range(nlev)]
-        levels.append(tuple(keys))
+        dims.append(k)
+        labels.append((term.name, tuple(mf.pool[c] for c in zcols)))
+        levels.append(tuple(":".join(str(key[i]) for key in fac.keys) for i in range(nlev)))
     if not cols:
         raise OptionError("a GLMM needs at least one random term such as (1 | g); for a GLM use statsmodels")
-    order = sorted(range(len(cols)), key=lambda t: -blocks[t])  # lme4: terms by decreasing number of levels
+    order = sorted(range(len(cols)), key=lambda t: -blocks[t])
     return (
         sp.hstack([cols[t] for t in order], format="csc"),
         tuple(blocks[t] for t in order),
+        tuple(dims[t] for t in order),
         tuple(labels[t] for t in order),
         tuple(levels[t] for t in order),
     )
@@ -205,5 +205,7 @@ def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, wei
     off = np.zeros(len(y)) if off is None else _check_offset(off)
     n = mf.w if cbind and mf.w is not None else np.ones(len(y))
     _check_response(family, y, n, spec.response, cbind is not None)
-    A0, blocks, labels, levels = _design(mf)
-    return GlmmFrame(spec, y, n, mf.X, mf.xnames, off, A0, blocks, labels, levels, mf.ndropped, cbind or spec.response)
+    A0, blocks, dims, labels, levels = _design(mf)
+    return GlmmFrame(
+        spec, y, n, mf.X, mf.xnames, off, A0, blocks, dims, labels, levels, mf.ndropped, cbind or spec.response
+    )

@@ -27,15 +27,15 @@ Solver = Callable[[np.ndarray], np.ndarray]
 
 
 def factorize(M: sp.spmatrix) -> tuple[Solver, float, Callable[[], np.ndarray]]:
-    """For symmetric positive definite M: a solver, log det M and diag(M^-1) (lazily)."""
+    """For symmetric positive definite M: a solver, log det M and M^-1 (dense, lazily)."""
     q = M.shape[0]
     if q <= DENSE_MAX:
         c = la.cho_factor(M.toarray(), lower=True)
         logdet = 2.0 * float(np.log(np.diag(c[0])).sum())
-        return (lambda b: la.cho_solve(c, b)), logdet, lambda: np.diag(la.cho_solve(c, np.eye(q)))
+        return (lambda b: la.cho_solve(c, b)), logdet, lambda: la.cho_solve(c, np.eye(q))
     lu = spla.splu(sp.csc_matrix(M), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     logdet = float(np.log(np.abs(lu.U.diagonal())).sum())
-    return lu.solve, logdet, lambda: np.diag(lu.solve(np.eye(q)))
+    return lu.solve, logdet, lambda: lu.solve(np.eye(q))
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Modes:
     eta: np.ndarray
     minus2_cond: float  # -2 sum log p(y | eta_hat)
     logdet: float
-    inv_diag: Callable[[], np.ndarray]  # diag (A'WA + I)^-1
+    inverse: Callable[[], np.ndarray]  # (A'WA + I)^-1, dense
 
     @property
     def deviance(self) -> float:
@@ -81,5 +81,5 @@ def pirls(family: Family, y: np.ndarray, n: np.ndarray, A: sp.csc_matrix, eta0: 
         if done:
             break
     _, w = family.score_weight(y, n, eta)
-    _, logdet, inv_diag = factorize(At @ A.multiply(w[:, None]).tocsc() + eye)
-    return Modes(u, eta, m2, logdet, inv_diag)
+    _, logdet, inverse = factorize(At @ A.multiply(w[:, None]).tocsc() + eye)
+    return Modes(u, eta, m2, logdet, inverse)

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.laplace import Modes, pirls
+from hlm.glmm.theta import lambda_matrix, start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import derivatives
 
@@ -44,7 +45,7 @@ class Objective:
 
     @property
     def ntheta(self) -> int:
-        return len(self.frame.blocks)
+        return sum(k * (k + 1) // 2 for k in self.frame.dims)
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Family]:
         k, p = self.ntheta, self.frame.X.shape[1]
@@ -57,8 +58,7 @@ class Objective:
 
     def modes(self, x: np.ndarray) -> Modes:
         theta, beta, fam = self.split(x)
-        lam = np.repeat(theta, self.frame.blocks)
-        A = sp.csc_matrix(self.frame.A0 @ sp.diags(lam))
+        A = sp.csc_matrix(self.frame.A0 @ lambda_matrix(theta, self.frame.dims, self.frame.blocks))
         u0 = self.u if self.u is not None else np.zeros(A.shape[1])
         m = pirls(fam, self.frame.y, self.frame.n, A, self.frame.offset + self.frame.X @ beta, u0)
         self.u = m.u
@@ -78,8 +78,9 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     t0 = time.perf_counter()
     f = obj.frame
     beta0 = glm_start(replace(obj.family, phi=1.0) if obj.family.name == "negative_binomial" else obj.family, f)
-    x0 = np.concatenate([np.ones(obj.ntheta), beta0, [0.0] if obj.family.name == "negative_binomial" else []])
-    lower = np.concatenate([np.zeros(obj.ntheta), np.full(len(x0) - obj.ntheta, -np.inf)])
+    theta0, theta_lower = start_and_lower(f.dims)
+    x0 = np.concatenate([theta0, beta0, [0.0] if obj.family.name == "negative_binomial" else []])
+    lower = np.concatenate([theta_lower, np.full(len(x0) - obj.ntheta, -np.inf)])
     run = bobyqa(obj, x0, lower, step=0.2, ftol_abs=1e-6, ftol_rel=1e-12, xtol_abs=1e-6, maxeval=20_000)
     polish = bobyqa(obj, run.x, lower, step=0.01, ftol_abs=1e-10, ftol_rel=1e-14, xtol_abs=1e-9, maxeval=20_000)
     x = polish.x if obj(polish.x) <= obj(run.x) else run.x

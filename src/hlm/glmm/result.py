@@ -23,6 +23,7 @@ from hlm.errors import OptionError
 from hlm.glmm.family import Family
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.laplace import Modes
+from hlm.glmm.theta import diagonal_positions, lambda_matrix, lower_triangles
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
 from hlm.spec import ModelSpec
 
@@ -54,12 +55,16 @@ class GlmmResult:
         return self.family_info.link
 
     @property
+    def ntheta(self) -> int:
+        return sum(k * (k + 1) // 2 for k in self.frame.dims)
+
+    @property
     def theta(self) -> np.ndarray:
-        return np.array(self.estimates[: len(self.frame.blocks)])
+        return np.array(self.estimates[: self.ntheta])
 
     @property
     def fixef(self) -> pd.Series:
-        k, p = len(self.frame.blocks), len(self.frame.xnames)
+        k, p = self.ntheta, len(self.frame.xnames)
         return pd.Series(self.estimates[k : k + p], index=list(self.frame.xnames), name="estimate")
 
     @property
@@ -69,7 +74,7 @@ class GlmmResult:
 
     @property
     def vcov(self) -> pd.DataFrame:
-        k, p = len(self.frame.blocks), len(self.frame.xnames)
+        k, p = self.ntheta, len(self.frame.xnames)
         try:
             inv = 2.0 * np.linalg.inv(self.hessian)[k : k + p, k : k + p]
         except np.linalg.LinAlgError:
@@ -83,8 +88,17 @@ class GlmmResult:
 
     @property
     def varcorr(self) -> pd.DataFrame:
-        """lme4's ``as.data.frame(VarCorr(fit))``: one row per scalar term, no residual."""
-        rows = [(g, c, None, t * t, abs(t)) for (g, c), t in zip(self.frame.term_labels, self.theta)]
+        """lme4's ``as.data.frame(VarCorr(fit))``: variances, then covariances (with
+        correlations), term by term; no residual row."""
+        rows: list[tuple[Any, ...]] = []
+        for (group, names), L in zip(self.frame.term_labels, lower_triangles(self.theta, self.frame.dims)):
+            cov = L @ L.T
+            sd = np.sqrt(np.diag(cov))
+            rows += [(group, name, None, cov[i, i], sd[i]) for i, name in enumerate(names)]
+            for i in range(len(names)):
+                for j in range(i + 1, len(names)):
+                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else float("nan")
+                    rows.append((group, names[i], names[j], cov[i, j], corr))
         return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
 
     # ---- fit statistics ----
@@ -123,8 +137,8 @@ class GlmmResult:
 
     @property
     def singular(self) -> bool:
-        """A random-effect SD (relative scale theta) within 1e-4 of zero."""
-        return bool(np.any(self.theta < SINGULAR_TOL))
+        """A diagonal of a relative factor L_t within 1e-4 of zero (lme4's isSingular)."""
+        return bool(np.any(self.theta[diagonal_positions(self.frame.dims)] < SINGULAR_TOL))
 
     # ---- tables ----
     def tidy(self, *, level: float = 0.95) -> pd.DataFrame:
@@ -144,16 +158,20 @@ class GlmmResult:
         return pd.DataFrame(data, columns=TIDY_COLUMNS)
 
     def ranef(self) -> pd.DataFrame:
-        """Conditional modes b = theta u and conditional SDs theta sqrt(diag (A'WA + I)^-1), at
-        the estimates (lme4's ``ranef(condVar=TRUE)``): group, level, term, estimate, std_error."""
-        lam = np.repeat(self.theta, self.frame.blocks)
-        sd = np.abs(lam) * np.sqrt(self.modes.inv_diag())
+        """Conditional modes b = Lambda u and conditional SDs sqrt diag(Lambda (A'WA + I)^-1 Lambda'),
+        at the estimates (lme4's ``ranef(condVar=TRUE)``): group, level, term, estimate, std_error."""
+        lam = lambda_matrix(self.theta, self.frame.dims, self.frame.blocks)
+        b = lam @ self.modes.u
+        sd = np.sqrt(np.maximum(np.asarray((lam @ self.modes.inverse()) @ lam.T.toarray()).diagonal(), 0.0))
         rows: list[tuple[Any, ...]] = []
         start = 0
-        for (group, col), levels in zip(self.frame.term_labels, self.frame.levels):
+        for (group, names), levels in zip(self.frame.term_labels, self.frame.levels):
+            k = len(names)
             for j, lev in enumerate(levels):
-                rows.append((group, lev, col, lam[start + j] * self.modes.u[start + j], sd[start + j]))
-            start += len(levels)
+                rows += [
+                    (group, lev, name, b[start + j * k + c], sd[start + j * k + c]) for c, name in enumerate(names)
+                ]
+            start += len(levels) * k
         return pd.DataFrame(rows, columns=["group", "level", "term", "estimate", "std_error"])
 
     def summary(self, style: Literal["lme4"] = "lme4") -> str:
@@ -169,7 +187,10 @@ class GlmmResult:
             f"{self.aic:10.1f} {self.bic:10.1f} {self.loglik:10.1f} {self.deviance:10.1f}",
             "",
             "Random effects:",
-            *(f" {r.group:<12} {r.var1:<12} {r.vcov:10.4g} {r.sdcor:8.4g}" for r in self.varcorr.itertuples()),
+            *(
+                f" {g:<12} {v1:<12} {v2 if isinstance(v2, str) else '':<12} {cov:10.4g} {sd:8.4g}"
+                for g, v1, v2, cov, sd in self.varcorr.itertuples(index=False, name=None)
+            ),
             f"Number of obs: {self.nobs}, groups: " + ", ".join(f"{g}, {n}" for g, n in self.ngroups.items()),
         ]
         if self.dispersion is not None:
