@@ -19,6 +19,9 @@ from hlm.aggregate.stats import pooled_message
 from hlm.data.source import check_file
 from hlm.design import with_offset
 from hlm.errors import HLMWarning, OptionError
+from hlm.glmm import fit_glmm
+from hlm.glmm.result import GlmmResult
+from hlm.glmm.stata import command_of
 from hlm.inference.confint import confint
 from hlm.inference.ddf import fixed_effects_table, wald_slopes
 from hlm.inference.likelihood_ratio import LRTest, lr_vs_linear
@@ -227,6 +230,9 @@ def fit(
     pweights: None = None,
     cond_weights: bool = False,
     pwscale: PwScale = None,
+    family: Literal["gaussian"] = "gaussian",
+    link: str | None = None,
+    nagq: int = 1,
 ) -> Fit: ...
 
 
@@ -245,7 +251,31 @@ def fit(
     pweights: list[str],
     cond_weights: bool = False,
     pwscale: PwScale = None,
+    family: Literal["gaussian"] = "gaussian",
+    link: str | None = None,
+    nagq: int = 1,
 ) -> PseudoFit: ...
+
+
+@overload
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+    pweights: None = None,
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+    family: str,
+    link: str | None = None,
+    nagq: int = 1,
+) -> Fit | GlmmResult: ...
 
 
 def fit(
@@ -262,14 +292,18 @@ def fit(
     pweights: list[str] | None = None,
     cond_weights: bool = False,
     pwscale: PwScale = None,
-) -> Fit | PseudoFit:
-    """Fit a linear mixed model.
+    family: str = "gaussian",
+    link: str | None = None,
+    nagq: int = 1,
+) -> Fit | PseudoFit | GlmmResult:
+    """Fit a linear mixed model, or with ``family`` other than "gaussian" a generalized one.
 
     Parameters
     ----------
     model : an lme4 formula (``"y ~ x + (1 | school/class)"``), read with R's semantics
         (``I(x^2)``, ``poly``, ``scale``, ``offset``, R's column names; see :mod:`hlm.spec.rformula`),
-        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``).
+        or Stata ``mixed`` syntax (``"y x || school: || class:"``; no ``~``), or a Stata GLMM command
+        (``melogit``, ``meprobit``, ``mecloglog``, ``mepoisson``, ``menbreg``, ``meglm``; see :mod:`hlm.glmm.stata`).
     data : pandas or polars DataFrame, pyarrow Table, or a path to .csv, .parquet or .dta.
     reml : REML (True) or maximum likelihood (False); None (default): what the model string
         says (Stata's ``, mle`` / ``, reml``; ``mixed`` means ML, ``xtmixed`` REML), else REML.
@@ -290,6 +324,10 @@ def fit(
         values and predictions add it back.
     pweights, cond_weights, pwscale : SAMPLING (survey) weights, one column per level, the
         observations' first: pseudo-maximum likelihood with cluster-robust SEs, see :mod:`hlm.survey`.
+    family, link, nagq : "binomial" (0/1, a two-level factor, or lme4's ``cbind(successes,
+        failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
+        (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
+        Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.
     """
     if isinstance(model, str) and (declared := stata_weights(model)) is not None:
         if pweights is not None or pwscale is not None:
@@ -300,8 +338,36 @@ def fit(
         pwscale = declared.pwscale  # type: ignore[assignment]  # checked by hlm.survey.weights
     if pweights is None and (cond_weights or pwscale is not None):
         raise OptionError("cond_weights= and pwscale= describe sampling weights: give the columns as pweights=")
+    generalized = family != "gaussian" or command_of(model) is not None
     if pweights is not None:
+        if generalized:
+            raise OptionError(
+                "sampling weights (pweights=) are for linear models so far; weighted GLMMs are not supported yet"
+            )
         return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
+    if generalized:
+        if sql is not None or con is not None or reorder:
+            raise OptionError("sql=, con= and reorder= are not available for GLMMs yet; pass the data in memory")
+        return fit_glmm(
+            model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights, backend=backend
+        )
+    if link not in (None, "identity") or nagq != 1:
+        raise OptionError("link= and nagq= apply to GLMMs: give family='binomial', 'poisson' or 'negative_binomial'")
+    return _fit_linear(model, data, reml, backend, sql, con, reorder, weights, offset)
+
+
+def _fit_linear(
+    model: str | ModelSpec,
+    data: Any,
+    reml: bool | None,
+    backend: Backend,
+    sql: str | None,
+    con: Any,
+    reorder: bool,
+    weights: Weights,
+    offset: Any,
+) -> Fit:
+    """The linear mixed model's stages: parse, aggregate (one pass), structure checks, fit."""
     spec, data = with_offset(parse_model(model), data, offset)
     use_reml, notes = criterion(spec, reml)
     if offset is not None:  # the model string does not show it

@@ -73,7 +73,7 @@ def test_command_default_is_said_in_the_summary():
         ("y x, mle || g:, reml", "both mle and reml"),
         ("y x || g:, mle || h:", "after the last level"),
         ("xtreg y x", "hlm.xtreg"),
-        ("melogit y x || g:", "not supported yet"),
+        ("melogit y x || g:", "GLMM command: fit it with hlm.fit"),
         ("meqrpoisson y x || g:", "not supported yet"),
     ],
 )

@@ -1,6 +1,7 @@
 """CLI command: ``hlm fit DATA MODEL [--ml] [--json] [--style stata|lme4] [--plot FILE.png]
 [--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN]
-[--pweights W1,W2 [--cond-weights] [--pwscale size]] [--force]``.
+[--pweights W1,W2 [--cond-weights] [--pwscale size]] [--force]
+[--family binomial|poisson|negative_binomial] [--link LINK] [--nagq K]``.
 
 Nothing is printed or written until the fit (and the plot) succeeded; warnings (reordered
 levels, implicitly nested ids, boundary fits) follow the output as ``warning: ...`` lines."""
@@ -69,9 +70,14 @@ def fit_command(
         None, "--pwscale", help="Stata's pwscale of the level-1 weights: size, effective or gk"
     ),
     force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
+    family: str = typer.Option(
+        "gaussian", "--family", help="gaussian (linear), binomial, poisson or negative_binomial (a GLMM, by ML)"
+    ),
+    link: str = typer.Option(None, "--link", help="GLMM link: logit, probit, cloglog (binomial) or log"),
+    nagq: int = typer.Option(1, "--nagq", help="GLMM: 1 Laplace; >1 adaptive Gauss-Hermite points (one (1|g) term)"),
 ) -> None:
-    """Fit a linear mixed model and print its summary."""
-    from hlm.api import fit
+    """Fit a linear (or, with --family, a generalized linear) mixed model and print its summary."""
+    from hlm.glmm.stata import command_of
     from hlm.lmm.checks import option_spelling
 
     if style is not None and style not in ("stata", "lme4"):
@@ -82,25 +88,16 @@ def fit_command(
         target = _plot_target(plot, force) if plot else None
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
-        if pweights is not None:
-            if plot:
-                raise fail("--plot is not available with --pweights")
-            scale: Any = pwscale  # checked by hlm.survey.weights
-            result: Any = fit(
-                model,
-                data,
-                reml=False if ml else None,
-                weights=weights,
-                pweights=pweights.split(","),
-                cond_weights=cond_weights,
-                pwscale=scale,
-            )
-        else:
-            result = fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)
+        glmm = family != "gaussian" or link is not None or nagq != 1 or command_of(model) is not None
+        if glmm and (plot or reorder or ml):
+            raise OptionError("--plot, --reorder and --ml are for linear models; a GLMM is fitted by ML")
+        if pweights is not None and plot:
+            raise fail("--plot is not available with --pweights")
+        result = _fit(model, data, ml, reorder, weights, pweights, cond_weights, pwscale, glmm, family, link, nagq)
         text = (
             json.dumps(result.to_dict(), indent=2, allow_nan=True)
             if as_json
-            else result.summary(style=cast(Literal["lme4", "stata"], style or result.spec.syntax))
+            else result.summary(style=cast(Literal["lme4", "stata"], style or ("lme4" if glmm else result.spec.syntax)))
         )
         if target is not None:
             from hlm.report.plots import save_figure
@@ -111,3 +108,39 @@ def fit_command(
     typer.echo(text)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
+
+
+def _fit(
+    model: str,
+    data: str,
+    ml: bool,
+    reorder: bool,
+    weights: str | None,
+    pweights: str | None,
+    cond_weights: bool,
+    pwscale: str | None,
+    glmm: bool,
+    family: str,
+    link: str | None,
+    nagq: int,
+) -> Any:
+    """The fit the options ask for: pseudo-ML with --pweights, a GLMM, or a linear mixed model."""
+    from hlm.api import fit
+
+    if pweights is not None:
+        if glmm:
+            raise OptionError("--pweights is for linear models so far; weighted GLMMs are not supported yet")
+        scale: Any = pwscale  # checked by hlm.survey.weights
+        reml = False if ml else None
+        return fit(
+            model,
+            data,
+            reml=reml,
+            weights=weights,
+            pweights=pweights.split(","),
+            cond_weights=cond_weights,
+            pwscale=scale,
+        )
+    if glmm:
+        return fit(model, data, family=family, link=link, nagq=nagq, weights=weights)
+    return fit(model, data, reml=False if ml else None, reorder=reorder, weights=weights)

@@ -86,6 +86,8 @@ def split_command(text: str) -> tuple[str | None, int]:
     word = m.group(1).lower()
     if word in COMMAND_REML or word == "xtreg":
         return word, m.end()
+    if word in ("melogit", "meprobit", "mecloglog", "mepoisson", "menbreg", "meglm"):
+        raise FormulaError(f"'{word}' is a GLMM command: fit it with hlm.fit (or 'hlm fit'), which reads it")
     if word in _LATER:
         raise FormulaError(
             f"'{word}' is not supported yet: hlm fits linear mixed models (mixed, xtmixed) and xtreg (hlm.xtreg)"

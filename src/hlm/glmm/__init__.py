@@ -1,0 +1,59 @@
+"""Generalized linear mixed models (binomial, Poisson, negative binomial): a family beside
+:mod:`hlm.lmm` with its own stages -- :mod:`.frame` (model frame), :mod:`.laplace` (PIRLS and
+the Laplace deviance), :mod:`.optimize` (BOBYQA, Hessian) and :mod:`.result` (the record).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hlm.errors import OptionError
+from hlm.glmm.family import Family
+from hlm.glmm.frame import StataOffset, glmm_frame
+from hlm.glmm.optimize import Objective, estimate
+from hlm.glmm.result import GlmmResult
+from hlm.glmm.stata import command_of, read_command
+
+
+def fit_glmm(
+    model: Any,
+    data: Any,
+    *,
+    family: str,
+    link: str | None = None,
+    nagq: int = 1,
+    reml: bool | None = None,
+    offset: Any = None,
+    weights: Any = None,
+    backend: str = "auto",
+) -> GlmmResult:
+    """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
+    ``nagq > 1`` with one scalar random term); see :mod:`hlm.glmm.optimize`."""
+    text = model if isinstance(model, str) else None
+    if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
+        read = read_command(model)
+        if family not in ("gaussian", read.family) or link not in (None, read.link):
+            raise OptionError(f"the model's command fits {read.family} ({read.link}); it contradicts family=/link=")
+        model, family, link = read.model, read.family, read.link
+        exposure = read.exposure or read.offset
+        if exposure is not None:
+            if offset is not None:
+                raise OptionError("give the offset once: in the command's exposure()/offset() or as offset=")
+            offset = StataOffset(exposure, log=read.exposure is not None)
+    fam = Family.of(family, link)
+    if reml:
+        raise OptionError("GLMMs are fitted by maximum likelihood (ML) only; there is no REML for them")
+    if backend not in ("auto", "memory"):
+        raise OptionError(f"GLMMs are fitted in memory for now; backend={backend!r} is not available for them")
+    if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 1:
+        raise OptionError(f"nagq must be a whole number >= 1, not {nagq!r} (nagq=0 is not available yet)")
+    frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
+    if nagq > 1 and frame.dims != (1,):
+        raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
+    obj = Objective(fam, frame, nagq)
+    x, summary, H = estimate(obj)
+    theta, beta, fam_hat = obj.split(x)
+    notes = () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
+    spec = frame.spec if text is None else replace(frame.spec, text=text)
+    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes)

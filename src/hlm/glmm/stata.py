@@ -1,0 +1,82 @@
+"""Stata's GLMM commands: ``melogit``, ``meprobit``, ``mecloglog``, ``mepoisson``, ``menbreg``
+and ``meglm ..., family(...) link(...)``.  The command and its GLMM options (``exposure(t)``,
+``offset(v)``, ``family()``, ``link()``, the display options ``or`` and ``irr``) are read here;
+what remains is ``mixed`` syntax for :func:`hlm.spec.parse_stata`.  Stata fits these by ML.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hlm.errors import FormulaError, OptionError
+
+COMMANDS: dict[str, tuple[str, str] | None] = {
+    "melogit": ("binomial", "logit"),
+    "meprobit": ("binomial", "probit"),
+    "mecloglog": ("binomial", "cloglog"),
+    "mepoisson": ("poisson", "log"),
+    "menbreg": ("negative_binomial", "log"),
+    "meglm": None,
+}
+_MEGLM_FAMILY = {
+    "binomial": "binomial",
+    "bernoulli": "binomial",
+    "poisson": "poisson",
+    "nbinomial": "negative_binomial",
+}
+_OPTION = re.compile(r"(\w+)\s*(?:\(([^()]*)\))?")
+
+
+@dataclass(frozen=True)
+class StataGlmm:
+    """A GLMM command read: the ``mixed``-syntax model left, family, link, exposure/offset variable."""
+
+    model: str
+    family: str
+    link: str
+    exposure: str | None = None
+    offset: str | None = None
+
+
+def command_of(model: object) -> str | None:
+    """The GLMM command that ``model`` begins with, or None."""
+    if not isinstance(model, str) or "~" in model:
+        return None
+    m = re.match(r"\s*([A-Za-z_]\w*)\s", model)
+    return m.group(1).lower() if m and m.group(1).lower() in COMMANDS else None
+
+
+def _meglm(options: dict[str, str]) -> tuple[str, str]:
+    fam = options.pop("family", "gaussian").strip().lower()
+    if fam not in _MEGLM_FAMILY:
+        raise FormulaError(f"meglm family({fam}) is not available; use binomial, bernoulli, poisson or nbinomial")
+    family = _MEGLM_FAMILY[fam]
+    default = "log" if family != "binomial" else "logit"
+    return family, options.pop("link", default).strip().lower()
+
+
+def read_command(text: str) -> StataGlmm:
+    """Split a GLMM command line into the ``mixed`` model and the GLMM settings."""
+    command = command_of(text)
+    if command is None:
+        raise FormulaError("a Stata GLMM model begins with melogit, meprobit, mecloglog, mepoisson, menbreg or meglm")
+    rest = text[re.match(r"\s*\w+\s", text).end() :]  # type: ignore[union-attr]
+    fixed, bar, levels = rest.partition("||")
+    body, comma, opts = fixed.partition(",")
+    options: dict[str, str] = {}
+    kept: list[str] = []
+    for m in _OPTION.finditer(opts):
+        name, arg = m.group(1).lower(), m.group(2)
+        if name in ("exposure", "offset", "family", "link") and arg is not None:
+            options[name] = arg.strip()
+        elif name not in ("or", "irr"):  # display options: tidy() reports the link scale
+            kept.append(m.group(0))
+    if options.get("exposure") and options.get("offset"):
+        raise OptionError("give exposure() or offset(), not both")
+    spec = COMMANDS[command]
+    family, link = spec if spec is not None else _meglm(options)
+    if command != "meglm" and ("family" in options or "link" in options):
+        raise FormulaError(f"family() and link() are meglm options; {command} fixes them")
+    model = body + (", " + " ".join(kept) if kept else "") + (" " + bar + levels if bar else "")
+    return StataGlmm(model, family, link, options.get("exposure"), options.get("offset"))
