@@ -275,6 +275,65 @@ def _translate(
     return tr, xcols, x_spec, pool, zcols, tuple(term_columns), tuple(zdesigns)
 
 
+def _check_response_and_groups(
+    spec: ModelSpec, schema: Mapping[str, str], kinds: Mapping[str, Kind], run: Runner, src: str, dialect: Dialect
+) -> None:
+    """Refuse a non-numeric response and a grouping column of a type with no SQL key."""
+    if kinds[spec.response] not in ("numeric", "float", "bool"):
+        _check_not_empty(run, src, dialect, [spec.response])
+        raise DataError(
+            f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
+            "pick a numeric column"
+        )
+    for col in spec.group_columns:
+        if kinds[col] == "other":
+            raise DataError(f"the grouping column '{col}' has type {schema[col]}; cast it to a string or integer")
+
+
+def _prepass(
+    skeleton: Plan,
+    tr: Translator,
+    run: Runner,
+    src: str,
+    declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None,
+) -> tuple[dict[str, list], dict[str, float]]:
+    """The categorical columns' levels over the complete rows and the centred columns' means, in one query."""
+    spec, dialect, used = skeleton.spec, skeleton.dialect, skeleton.used
+    cat = sorted(tr.needs.levels)
+    levels: dict[str, list] = {}
+    means: dict[str, float] = {}
+    query = skeleton.prepass_query(src, cat, tr.needs.means)
+    predictors = sorted(set(cat) | {c for c in tr.needs.columns if c not in spec.group_columns})
+    orders = declared(predictors) if declared is not None else {}
+    if query is not None:
+        res = run(query)
+        for i, col in enumerate(cat):
+            vals = first_value(res[f"lv{i}"])
+            levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
+        for key in tr.needs.means.values():
+            means[key] = float(first_value(res[key]))
+        if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
+            _check_not_empty(run, src, dialect, used)
+            raise DataError("every row has a missing value in a model column; nothing is left to fit")
+        check_factor_levels({col: len(levels[col]) for col in cat})
+    return levels, means
+
+
+def _factors(spec: ModelSpec, group_columns: tuple[str, ...]) -> tuple[tuple[Factor, ...], tuple[int, ...]]:
+    """One grouping factor per distinct group (first-appearance order) and each random term's factor."""
+    factors: list[Factor] = []
+    keys: list[frozenset[str]] = []
+    term_factor = []
+    for term in spec.random:
+        fkey = factor_key(term.group)
+        if fkey not in keys:
+            keys.append(fkey)
+            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
+            factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
+        term_factor.append(keys.index(fkey))
+    return tuple(factors), tuple(term_factor)
+
+
 def plan(
     spec: ModelSpec,
     schema: Mapping[str, str],
@@ -302,33 +361,9 @@ def plan(
     tr, *_ = _translate_needs(spec, dialect, kinds, rf, zrfs)
     used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
     check_columns(used, schema.keys())
-    if kinds[spec.response] not in ("numeric", "float", "bool"):
-        _check_not_empty(run, src, dialect, [spec.response])
-        raise DataError(
-            f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
-            "pick a numeric column"
-        )
-    for col in spec.group_columns:
-        if kinds[col] == "other":
-            raise DataError(f"the grouping column '{col}' has type {schema[col]}; cast it to a string or integer")
-    cat = sorted(tr.needs.levels)
-    levels: dict[str, list] = {}
-    means: dict[str, float] = {}
+    _check_response_and_groups(spec, schema, kinds, run, src, dialect)
     skeleton = Plan(spec, dialect, kinds, used, [], "", [], (), (), (), (), (), ())
-    query = skeleton.prepass_query(src, cat, tr.needs.means)
-    predictors = sorted(set(cat) | {c for c in tr.needs.columns if c not in spec.group_columns})
-    orders = declared(predictors) if declared is not None else {}
-    if query is not None:
-        res = run(query)
-        for i, col in enumerate(cat):
-            vals = first_value(res[f"lv{i}"])
-            levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
-        for key in tr.needs.means.values():
-            means[key] = float(first_value(res[key]))
-        if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
-            _check_not_empty(run, src, dialect, used)
-            raise DataError("every row has a missing value in a model column; nothing is left to fit")
-        check_factor_levels({col: len(levels[col]) for col in cat})
+    levels, means = _prepass(skeleton, tr, run, src, declared)
     alias = dict(tr.alias)
     states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
     zparts = (
@@ -353,16 +388,7 @@ def plan(
         ycol = f"({ycol} - ({offset}))"
 
     group_columns = tuple(spec.group_columns)
-    factors: list[Factor] = []
-    keys: list[frozenset[str]] = []
-    term_factor = []
-    for term in spec.random:
-        fkey = factor_key(term.group)
-        if fkey not in keys:
-            keys.append(fkey)
-            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
-        term_factor.append(keys.index(fkey))
+    factors, term_factor = _factors(spec, group_columns)
     return Plan(
         spec,
         dialect,
@@ -374,8 +400,8 @@ def plan(
         xnames,
         tuple(pool),
         term_columns,
-        tuple(factors),
-        tuple(term_factor),
+        factors,
+        term_factor,
         group_columns,
         design,
         weights=weights,
