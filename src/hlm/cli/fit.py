@@ -16,6 +16,7 @@ import typer
 
 from hlm.cli.app import app, fail
 from hlm.errors import OptionError
+from hlm.models import FittedModel
 from hlm.outputs import force_spelling, output_file
 
 PLOT_KINDS = ("caterpillar", "variance", "profile")  # hlm.report.plots.PLOT_KINDS (not imported: matplotlib)
@@ -71,7 +72,7 @@ def fit_command(
     force: bool = typer.Option(False, "--force", help="Replace the --plot file if it exists (else an error)"),
 ) -> None:
     """Fit a linear mixed model and print its summary."""
-    from hlm.api import fit
+    from hlm.api import Fit, fit
     from hlm.lmm.checks import option_spelling
 
     if style is not None and style not in ("stata", "lme4"):
@@ -86,7 +87,7 @@ def fit_command(
             if plot:
                 raise fail("--plot is not available with --pweights")
             scale: Any = pwscale  # checked by hlm.survey.weights
-            result: Any = fit(
+            result: FittedModel = fit(
                 model,
                 data,
                 reml=False if ml else None,
@@ -105,6 +106,7 @@ def fit_command(
         if target is not None:
             from hlm.report.plots import save_figure
 
+            assert isinstance(result, Fit)  # --plot is refused with --pweights above
             save_figure(
                 result.plot(cast(Literal["caterpillar", "variance", "profile"], plot_kind)), target, overwrite=force
             )
