@@ -22,7 +22,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.data.codes import dense_codes, determines, factor_key, first_rows
 from hlm.data.source import check_columns, file_kind, to_pandas, warn_lost_categories
-from hlm.design import build_design, build_fixed, pool_name, random_rformulas, rformula
+from hlm.design import build_design, build_fixed, column_pool, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels, frame_factor_levels
 from hlm.spec.factor_variables import check_factor_values
@@ -168,9 +168,7 @@ def _random_columns(
 ) -> tuple[list[str], np.ndarray, list[tuple[int, ...]], tuple[Any, ...] | None]:
     """The random-effect column pool Z (names unique across terms), each term's columns in it and,
     for lme4's syntax, each term's R design (None for a plain intercept; no tuple for other syntaxes)."""
-    pool: list[str] = []
-    zcols: list[np.ndarray] = []
-    term_columns: list[tuple[int, ...]] = []
+    named: list[list[tuple[str, np.ndarray]]] = []
     zrfs = random_rformulas(spec)
     zdesigns: list[Any] = []
     for t, term in enumerate(spec.random):
@@ -184,15 +182,12 @@ def _random_columns(
             mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
             names = [pool_name(c, spec.syntax) for c in mz.columns]
             columns = [mz.iloc[:, j].to_numpy(dtype=float) for j in range(len(names))]
-        idx = []
-        for zname, zcol in zip(names, columns):
-            if zname not in pool:
-                pool.append(zname)
-                zcols.append(np.ones(len(frame)) if zcol is None else np.asarray(zcol, dtype=float))
-            idx.append(pool.index(zname))
-        term_columns.append(tuple(idx))
+        named.append(
+            [(n, np.ones(len(frame)) if c is None else np.asarray(c, dtype=float)) for n, c in zip(names, columns)]
+        )
+    pool, zcols, term_columns = column_pool(named)
     Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
-    return pool, Z, term_columns, None if zrfs is None else tuple(zdesigns)
+    return pool, Z, list(term_columns), None if zrfs is None else tuple(zdesigns)
 
 
 def _grouping_factors(spec: ModelSpec, frame: pd.DataFrame) -> tuple[list[GroupingFactor], list[int]]:

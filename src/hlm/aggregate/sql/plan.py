@@ -17,7 +17,7 @@ from hlm.aggregate.sql.dialect import Dialect, Kind, Runner, as_array, column_ki
 from hlm.aggregate.sql.translate import ModelColumn, Translator, model_columns, sql_product
 from hlm.data.codes import factor_key
 from hlm.data.source import check_columns
-from hlm.design import FixedDesign, design_of, fixed_name, pool_name, random_rformulas, rformula
+from hlm.design import FixedDesign, column_pool, design_of, fixed_name, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels
 from hlm.spec.rformula import RFormula
@@ -250,9 +250,7 @@ def _translate(
     semantics and its frozen states, whose designs (R's names) are returned too."""
     tr = Translator(dialect, kinds, levels, means, alias)
     xcols, x_spec = model_columns(fixed, tr, used, "the fixed part")
-    pool: list[str] = []
-    zcols: list[ModelColumn] = []
-    term_columns = []
+    named: list[list[tuple[str, ModelColumn]]] = []
     zdesigns = []
     for t, term in enumerate(spec.random):
         what = f"the random term for '{term.name}'"
@@ -265,14 +263,9 @@ def _translate(
             zdesigns.append(design_of(spec, rf, states, z_spec))
             cols = cols if zdesigns[-1].order is None else [cols[j] for j in zdesigns[-1].order]
             znames = list(zdesigns[-1].names)
-        idx = []
-        for c, zname in zip(cols, znames):
-            if zname not in pool:
-                pool.append(zname)
-                zcols.append(c)
-            idx.append(pool.index(zname))
-        term_columns.append(tuple(idx))
-    return tr, xcols, x_spec, pool, zcols, tuple(term_columns), tuple(zdesigns)
+        named.append(list(zip(znames, cols)))
+    pool, zcols, term_columns = column_pool(named)
+    return tr, xcols, x_spec, pool, zcols, term_columns, tuple(zdesigns)
 
 
 def _check_response_and_groups(
