@@ -22,7 +22,7 @@ from formulaic.errors import FormulaicError
 
 from hlm.data.codes import dense_codes, determines, factor_key, first_rows
 from hlm.data.source import check_columns, file_kind, to_pandas, warn_lost_categories
-from hlm.design import build_design, build_fixed, pool_name, random_rformulas, rformula
+from hlm.design import build_design, build_fixed, column_pool, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels, frame_factor_levels
 from hlm.spec.factor_variables import check_factor_values
@@ -149,6 +149,67 @@ def _check_finite(M: np.ndarray, names: Sequence[str]) -> None:
         )
 
 
+def _complete_rows(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Rows with a value in every model column; refuses complex and infinite values."""
+    keep = np.ones(len(frame), dtype=bool)
+    for col in cols:
+        values = frame[col]
+        if values.dtype.kind == "c":
+            raise DataError(f"column '{col}' holds complex numbers; a model needs real values")
+        if values.dtype.kind == "f" and np.isinf(values.to_numpy()).any():
+            raise DataError(f"column '{col}' has infinite values; remove or recode them")
+        if values.dtype.kind not in "iub":
+            keep &= values.notna().to_numpy()
+    return keep
+
+
+def _random_columns(
+    spec: ModelSpec, frame: pd.DataFrame
+) -> tuple[list[str], np.ndarray, list[tuple[int, ...]], tuple[Any, ...] | None]:
+    """The random-effect column pool Z (names unique across terms), each term's columns in it and,
+    for lme4's syntax, each term's R design (None for a plain intercept; no tuple for other syntaxes)."""
+    named: list[list[tuple[str, np.ndarray]]] = []
+    zrfs = random_rformulas(spec)
+    zdesigns: list[Any] = []
+    for t, term in enumerate(spec.random):
+        zdesigns.append(None)
+        if not term.columns:  # (1 | g): the intercept column needs no formula
+            names, columns = ["(Intercept)"], [None]
+        elif zrfs is not None:  # lme4: R's semantics and names, as the fixed part
+            Zt, zdesigns[-1] = build_design(spec, zrfs[t], frame)
+            names, columns = list(zdesigns[-1].names), list(Zt.T)
+        else:
+            mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
+            names = [pool_name(c, spec.syntax) for c in mz.columns]
+            columns = [mz.iloc[:, j].to_numpy(dtype=float) for j in range(len(names))]
+        named.append(
+            [(n, np.ones(len(frame)) if c is None else np.asarray(c, dtype=float)) for n, c in zip(names, columns)]
+        )
+    pool, zcols, term_columns = column_pool(named)
+    Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
+    return pool, Z, list(term_columns), None if zrfs is None else tuple(zdesigns)
+
+
+def _grouping_factors(spec: ModelSpec, frame: pd.DataFrame) -> tuple[list[GroupingFactor], list[int]]:
+    """One coded grouping factor per distinct group (first-appearance order) and each term's factor."""
+    coded: dict[str, tuple[np.ndarray, int, np.ndarray]] = {}
+    implied: dict[str, set[str]] = {}
+    keys: list[frozenset[str]] = []
+    for term in spec.random:
+        if factor_key(term.group) not in keys:
+            keys.append(factor_key(term.group))
+    built: dict[frozenset[str], GroupingFactor] = {}
+    backwards = np.arange(len(frame) - 1, -1, -1)
+    for term in sorted(spec.random, key=lambda t: len(t.group)):  # outer factors first: their
+        key = factor_key(term.group)  # nesting facts are reused
+        if key not in built:
+            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
+            built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
+    factors = [built[k] for k in keys]
+    term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
+    return factors, term_factor
+
+
 def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     """Validate ``data`` against ``spec`` and build the model frame.
 
@@ -171,15 +232,7 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
         raise DataError(
             f"the response '{spec.response}' is not numeric ({y_raw.dtype}); convert it or pick a numeric column"
         )
-    keep = np.ones(len(frame), dtype=bool)
-    for col in cols:
-        values = frame[col]
-        if values.dtype.kind == "c":
-            raise DataError(f"column '{col}' holds complex numbers; a model needs real values")
-        if values.dtype.kind == "f" and np.isinf(values.to_numpy()).any():
-            raise DataError(f"column '{col}' has infinite values; remove or recode them")
-        if values.dtype.kind not in "iub":
-            keep &= values.notna().to_numpy()
+    keep = _complete_rows(frame, cols)
     ndropped = int((~keep).sum())
     w, zero = None, 0
     if w_raw is not None and wname is not None:
@@ -209,49 +262,12 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
     if design.has_offset:
         y = y - design.offset(frame)
 
-    pool: list[str] = []
-    zcols: list[np.ndarray] = []
-    term_columns: list[tuple[int, ...]] = []
-    zrfs = random_rformulas(spec)
-    zdesigns: list[Any] = []
-    for t, term in enumerate(spec.random):
-        zdesigns.append(None)
-        if not term.columns:  # (1 | g): the intercept column needs no formula
-            names, columns = ["(Intercept)"], [None]
-        elif zrfs is not None:  # lme4: R's semantics and names, as the fixed part
-            Zt, zdesigns[-1] = build_design(spec, zrfs[t], frame)
-            names, columns = list(zdesigns[-1].names), list(Zt.T)
-        else:
-            mz = _matrix(term.rhs, frame, f"the random term for '{term.name}'")
-            names = [pool_name(c, spec.syntax) for c in mz.columns]
-            columns = [mz.iloc[:, j].to_numpy(dtype=float) for j in range(len(names))]
-        idx = []
-        for zname, zcol in zip(names, columns):
-            if zname not in pool:
-                pool.append(zname)
-                zcols.append(np.ones(len(frame)) if zcol is None else np.asarray(zcol, dtype=float))
-            idx.append(pool.index(zname))
-        term_columns.append(tuple(idx))
-    Z = np.column_stack(zcols) if zcols else np.empty((len(frame), 0))
+    pool, Z, term_columns, zdesigns = _random_columns(spec, frame)
     _check_finite(X, design.names)
     _check_finite(Z, pool)
 
-    coded: dict[str, tuple[np.ndarray, int, np.ndarray]] = {}
-    implied: dict[str, set[str]] = {}
-    keys: list[frozenset[str]] = []
-    for term in spec.random:
-        if factor_key(term.group) not in keys:
-            keys.append(factor_key(term.group))
-    built: dict[frozenset[str], GroupingFactor] = {}
-    backwards = np.arange(len(frame) - 1, -1, -1)
-    for term in sorted(spec.random, key=lambda t: len(t.group)):  # outer factors first: their
-        key = factor_key(term.group)  # nesting facts are reused
-        if key not in built:
-            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
-    factors = [built[k] for k in keys]
-    term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
-    design = replace(design, random=tuple(zdesigns)) if zrfs is not None else design
+    factors, term_factor = _grouping_factors(spec, frame)
+    design = replace(design, random=zdesigns) if zdesigns is not None else design
     return ModelFrame(
         spec,
         y,

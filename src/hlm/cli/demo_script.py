@@ -74,16 +74,8 @@ def _district_sd_study(reps: int, seed: int) -> pd.DataFrame:
     return rows[["levels.district.n", "truth", "mean", "sd", "rmse", "singular"]].reset_index(drop=True)
 
 
-def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Callable[[str], None] = print) -> None:
-    """Simulate the seed's data and walk through the analysis it should have had."""
-    start = time.perf_counter()
-    frame = simulate(seed_design(districts), seed=seed)
-    echo(
-        f"The seed's design: {len(frame):,} rows = {districts} districts x 5 schools x 8 teachers x "
-        "20 students x 2 semesters.\nTrue SDs: district 2, school 3, teacher 4, student 5, residual 6; "
-        "tutoring effect 2."
-    )
-
+def _show_single_and_nested_fits(frame: pd.DataFrame, echo: Callable[[str], None]) -> hlm.Fit:
+    """Steps 1-3: panel estimators, the one-level model, then the four-level model and its ICCs."""
     _step(
         echo,
         1,
@@ -113,7 +105,11 @@ def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Cal
     icc = fit.icc()
     cols = [c for c in ("level", "variance", "share", "share_low", "share_high", "icc") if c in icc]
     echo(icc[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return fit
 
+
+def _show_reversed_order(frame: pd.DataFrame, echo: Callable[[str], None]) -> None:
+    """Step 4: the seed's inner-to-outer listing is refused by the level-order check."""
     _step(
         echo,
         4,
@@ -127,6 +123,9 @@ def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Cal
     except HLMError as exc:
         echo(f"error: {exc}")
 
+
+def _show_ml_comparison(frame: pd.DataFrame, fit: hlm.Fit, echo: Callable[[str], None]) -> None:
+    """Step 5: REML fits with different fixed effects are refused; ML refits are compared."""
     _step(
         echo,
         5,
@@ -144,6 +143,20 @@ def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Cal
         test = hlm.lrtest(m0, m1, refit_ml=True)
     echo(f"ML refits: {test}")
 
+
+def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Callable[[str], None] = print) -> None:
+    """Simulate the seed's data and walk through the analysis it should have had."""
+    start = time.perf_counter()
+    frame = simulate(seed_design(districts), seed=seed)
+    echo(
+        f"The seed's design: {len(frame):,} rows = {districts} districts x 5 schools x 8 teachers x "
+        "20 students x 2 semesters.\nTrue SDs: district 2, school 3, teacher 4, student 5, residual 6; "
+        "tutoring effect 2."
+    )
+
+    fit = _show_single_and_nested_fits(frame, echo)
+    _show_reversed_order(frame, echo)
+    _show_ml_comparison(frame, fit, echo)
     _step(
         echo,
         6,

@@ -17,6 +17,7 @@ import typer
 
 from hlm.cli.app import app, fail
 from hlm.errors import OptionError
+from hlm.models import FittedModel
 from hlm.outputs import force_spelling, output_file
 
 PLOT_KINDS = ("caterpillar", "variance", "profile")  # hlm.report.plots.PLOT_KINDS (not imported: matplotlib)
@@ -100,8 +101,10 @@ def fit_command(
             else result.summary(style=cast(Literal["lme4", "stata"], style or ("lme4" if glmm else result.spec.syntax)))
         )
         if target is not None:
+            from hlm.api import Fit
             from hlm.report.plots import save_figure
 
+            assert isinstance(result, Fit)  # --plot is refused with --pweights and for GLMMs above
             save_figure(
                 result.plot(cast(Literal["caterpillar", "variance", "profile"], plot_kind)), target, overwrite=force
             )
@@ -123,7 +126,7 @@ def _fit(
     family: str,
     link: str | None,
     nagq: int,
-) -> Any:
+) -> FittedModel:
     """The fit the options ask for: pseudo-ML with --pweights, a GLMM, or a linear mixed model."""
     from hlm.api import fit
 

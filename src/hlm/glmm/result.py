@@ -174,7 +174,7 @@ class GlmmResult:
             start += len(levels) * k
         return pd.DataFrame(rows, columns=["group", "level", "term", "estimate", "std_error"])
 
-    def summary(self, style: Literal["lme4"] = "lme4") -> str:
+    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
         """glmer's summary layout (Stata's ``melogit`` table is not written yet)."""
         if style != "lme4":
             raise OptionError("GLMM summaries have style='lme4' only for now")

@@ -8,6 +8,7 @@ own; otherwise it is dropped, as Stata ("omitted because of collinearity") and l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -17,30 +18,39 @@ from hlm.aggregate.stats import Aggregates
 TOL = 1e-9
 
 
-def aliased_columns(xtx: np.ndarray, tol: float = TOL) -> list[int]:
-    """Indices of columns of X that are (numerically) combinations of earlier kept ones."""
-    p = xtx.shape[0]
+def independent_columns(
+    M: np.ndarray, cols: Sequence[int] | None = None, scale: np.ndarray | None = None, tol: float = TOL
+) -> list[int]:
+    """Columns of ``cols`` (default: all, in order) that are not combinations of earlier kept ones.
+
+    Column j's residual variance after projecting on the kept columns, r = M_jj - c' M_kk^-1 c
+    (computed in the correlation scaling of M), must exceed ``tol * scale_j``.  ``scale``
+    defaults to M's own diagonal, so the rule is relative: r / M_jj > tol.  The panel
+    estimators pass the raw columns' second moments as ``scale`` while M is a transformed
+    (within, between, quasi-demeaned) moment matrix: a column the transformation nearly
+    removes, such as a time-invariant one in the within regression, is then dropped even when
+    it is not a combination of the others."""
+    scale = np.diag(M) if scale is None else scale
     kept: list[int] = []
-    dropped: list[int] = []
-    for j in range(p):
-        if xtx[j, j] <= 0:
-            dropped.append(j)
+    for j in range(M.shape[0]) if cols is None else cols:
+        if M[j, j] <= 0:
             continue
         cand = kept + [j]
-        sub = xtx[np.ix_(cand, cand)]
-        scale = np.sqrt(np.diag(sub))
-        corr = sub / np.outer(scale, scale)
-        if kept:
-            a = corr[:-1, :-1]
-            b = corr[:-1, -1]
-            try:
-                resid = 1.0 - b @ np.linalg.solve(a, b)
-            except np.linalg.LinAlgError:
-                resid = 0.0
-        else:
-            resid = 1.0
-        (kept if resid > tol else dropped).append(j)
-    return dropped
+        sd = np.sqrt(np.diag(M)[cand])
+        corr = M[np.ix_(cand, cand)] / np.outer(sd, sd)
+        try:
+            resid = 1.0 - corr[:-1, -1] @ np.linalg.solve(corr[:-1, :-1], corr[:-1, -1]) if kept else 1.0
+        except np.linalg.LinAlgError:
+            resid = 0.0
+        if resid * M[j, j] > tol * max(scale[j], np.finfo(float).tiny):
+            kept.append(j)
+    return kept
+
+
+def aliased_columns(xtx: np.ndarray, tol: float = TOL) -> list[int]:
+    """Indices of columns of X that are (numerically) combinations of earlier kept ones."""
+    kept = set(independent_columns(xtx, tol=tol))
+    return [j for j in range(xtx.shape[0]) if j not in kept]
 
 
 def drop_columns(agg: Aggregates, drop: list[int]) -> Aggregates:

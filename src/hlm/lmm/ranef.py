@@ -43,7 +43,7 @@ block per group) are needed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -137,6 +137,26 @@ def intercept_chain_modes(fit: LmmResult) -> ConditionalModes:
     return replace(modes, pooled_parent=below) if start else modes
 
 
+def _ancestor_layout(
+    parents: Sequence[np.ndarray], q: list[int]
+) -> tuple[list[dict[int, np.ndarray]], list[dict[int, int]], list[int]]:
+    """Ancestor maps and offsets of a nesting chain of ``len(q)`` levels, innermost first.
+
+    ``anc[l][j]`` (j > l) maps each level-l group to its level-j ancestor (composing the parent maps),
+    ``off[l][j]`` is where level j's ``q[j]`` columns start in level l's stacked ancestor vector and
+    ``D[l]`` is that vector's length, the sum of ``q[j]`` over j > l.
+    """
+    m = len(q)
+    anc: list[dict[int, np.ndarray]] = [{} for _ in range(m)]
+    for l in range(m - 1):
+        anc[l][l + 1] = np.asarray(parents[l])
+        for j in range(l + 2, m):
+            anc[l][j] = np.asarray(parents[j - 1])[anc[l][j - 1]]
+    off = [{j: int(sum(q[l + 1 : j])) for j in range(l + 1, m)} for l in range(m)]
+    D = [int(sum(q[l + 1 :])) for l in range(m)]
+    return anc, off, D
+
+
 def nested_modes(fit: LmmResult) -> ConditionalModes:
     """Bottom-up elimination, top-down back-substitution and selected inverse (see module)."""
     agg, struct = fit.aggregates, fit.structure
@@ -149,14 +169,7 @@ def nested_modes(fit: LmmResult) -> ConditionalModes:
     q = [len(j) for j in J]
     lam = [lambdas[f] for f in chain]
     G = [agg.factors[f].nlevels for f in chain]
-    # ancestor maps anc[l][j] (j > l) and offsets of level j within level l's ancestor vector
-    anc: list[dict[int, np.ndarray]] = [{} for _ in range(m)]
-    for l in range(m - 1):
-        anc[l][l + 1] = np.asarray(agg.parents[l])
-        for j in range(l + 2, m):
-            anc[l][j] = np.asarray(agg.parents[j - 1])[anc[l][j - 1]]
-    off = [{j: int(sum(q[l + 1 : j])) for j in range(l + 1, m)} for l in range(m)]
-    D = [int(sum(q[l + 1 :])) for l in range(m)]
+    anc, off, D = _ancestor_layout(agg.parents, q)
 
     ztz, ztk = group_arrays(agg.factors[chain[0]])
     ztk = ztk @ w  # (G0, z, z), (G0, z)

@@ -32,6 +32,7 @@ from scipy import stats as sps
 from hlm.aggregate import choose_backend
 from hlm.errors import DataError, OptionError
 from hlm.lmm.checks_data import check_panel_response
+from hlm.lmm.collinear import independent_columns
 from hlm.panel import covariance as cov
 from hlm.panel.design import PanelDesign, build_design
 from hlm.panel.engine import engine_design
@@ -105,19 +106,6 @@ def _with_panel_clusters(design: PanelDesign) -> PanelDesign:
 
 
 # ----------------------------------------------------------------------------- algebra
-
-
-def independent_columns(M: np.ndarray, cols: list[int], scale: np.ndarray, tol: float = 1e-9) -> list[int]:
-    """Columns of ``cols`` (in order) that are not linear combinations of earlier kept ones."""
-    kept: list[int] = []
-    for j in cols:
-        r = M[j, j]
-        if kept:
-            c = M[kept, j]
-            r = r - c @ np.linalg.solve(M[np.ix_(kept, kept)], c)
-        if r > tol * max(scale[j], np.finfo(float).tiny):
-            kept.append(j)
-    return kept
 
 
 def ols(M: np.ndarray, kx: list[int]) -> tuple[np.ndarray, np.ndarray, float]:

@@ -18,7 +18,8 @@ import numpy as np
 from scipy import stats as sps
 
 from hlm.errors import OptionError
-from hlm.panel.model import independent_columns, ols
+from hlm.lmm.collinear import independent_columns
+from hlm.panel.model import ols
 from hlm.panel.results import PanelFit
 
 

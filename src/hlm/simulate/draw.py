@@ -16,6 +16,7 @@ coincide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from hlm.errors import OptionError
 from hlm.simulate.design import Design, mean_count
-from hlm.simulate.parts import Count
+from hlm.simulate.parts import Count, Level
 
 _PIECE = 1 << 16
 IdForm = Literal["global", "within", "both"]
@@ -94,6 +95,70 @@ def _sum_children(per_child: np.ndarray | int, counts: np.ndarray | int, parents
     return np.add.reduceat(child, starts)
 
 
+def _tree(
+    design: Design, rng: np.random.Generator, top_units: int
+) -> tuple[list[np.ndarray | int], list[int], np.ndarray | int, int, list[np.ndarray | int]]:
+    """The unit tree: children per parent at each level (an int when balanced), units per level,
+    observations per innermost unit, the row count and the rows per unit of each level."""
+    levels = design.levels
+    k = len(levels)
+    counts: list[np.ndarray | int] = [top_units]
+    units = [top_units]
+    for lv in levels[1:]:
+        c = _counts(lv.n, units[-1], rng)
+        counts.append(c)
+        units.append(units[-1] * c if isinstance(c, int) else int(c.sum()))
+    obs = _counts(design.observations.n, units[-1], rng)
+    rows = units[-1] * obs if isinstance(obs, int) else int(obs.sum())
+
+    # rows per unit of each level, innermost first
+    per_unit: list[np.ndarray | int] = [0] * k
+    per_unit[k - 1] = obs
+    for l in range(k - 2, -1, -1):
+        per_unit[l] = _sum_children(per_unit[l + 1], counts[l + 1], units[l])
+    return counts, units, obs, rows, per_unit
+
+
+def _random_effects(
+    levels: Sequence[Level], counts: list[np.ndarray | int], units: list[int], rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray | None], np.ndarray]:
+    """Each level's intercepts and slopes per unit, and the intercepts summed down to the innermost units."""
+    k = len(levels)
+    intercepts: list[np.ndarray] = []
+    slopes: list[np.ndarray | None] = []
+    for l, lv in enumerate(levels):
+        if lv.slopes:  # unit-major: each unit's (intercept, slopes) are consecutive draws
+            b = rng.standard_normal((units[l], 1 + len(lv.slopes))) @ lv.covariance_factor().T
+            intercepts.append(np.ascontiguousarray(b[:, 0]))
+            slopes.append(b[:, 1:])
+        else:
+            u = rng.standard_normal(units[l])
+            u *= lv.sd
+            intercepts.append(u)
+            slopes.append(None)
+    acc = intercepts[0]
+    for l in range(1, k):
+        acc = _expand(acc, counts[l])
+        acc += intercepts[l]
+    return intercepts, slopes, acc
+
+
+def _covariates(
+    design: Design, rng: np.random.Generator, rows: int, units: list[int], per_unit: list[np.ndarray | int]
+) -> dict[str, np.ndarray]:
+    """Each covariate drawn per row, or per unit of its level and repeated over that unit's rows."""
+    out: dict[str, np.ndarray] = {}
+    level_index = {lv.name: l for l, lv in enumerate(design.levels)}
+    for cov in design.covariates:
+        if cov.level is None:
+            x = cov.dist.draw(rng, rows)
+        else:
+            l = level_index[cov.level]
+            x = _expand(cov.dist.draw(rng, units[l]), per_unit[l])
+        out[cov.name] = x
+    return out
+
+
 def draw_block(
     design: Design,
     rng: np.random.Generator,
@@ -113,41 +178,10 @@ def draw_block(
     k = len(levels)
     offsets = offsets or (0,) * k
 
-    # 1. the tree: counts per parent and units per level
-    counts: list[np.ndarray | int] = [top_units]
-    units = [top_units]
-    for lv in levels[1:]:
-        c = _counts(lv.n, units[-1], rng)
-        counts.append(c)
-        units.append(units[-1] * c if isinstance(c, int) else int(c.sum()))
-    obs = _counts(design.observations.n, units[-1], rng)
-    rows = units[-1] * obs if isinstance(obs, int) else int(obs.sum())
+    counts, units, obs, rows, per_unit = _tree(design, rng, top_units)
+    intercepts, slopes, acc = _random_effects(levels, counts, units, rng)
 
-    # rows per unit of each level, innermost first
-    per_unit: list[np.ndarray | int] = [0] * k
-    per_unit[k - 1] = obs
-    for l in range(k - 2, -1, -1):
-        per_unit[l] = _sum_children(per_unit[l + 1], counts[l + 1], units[l])
-
-    # 2. random effects: intercepts pushed down the tree, slopes kept per level
-    intercepts: list[np.ndarray] = []
-    slopes: list[np.ndarray | None] = []
-    for l, lv in enumerate(levels):
-        if lv.slopes:  # unit-major: each unit's (intercept, slopes) are consecutive draws
-            b = rng.standard_normal((units[l], 1 + len(lv.slopes))) @ lv.covariance_factor().T
-            intercepts.append(np.ascontiguousarray(b[:, 0]))
-            slopes.append(b[:, 1:])
-        else:
-            u = rng.standard_normal(units[l])
-            u *= lv.sd
-            intercepts.append(u)
-            slopes.append(None)
-    acc = intercepts[0]
-    for l in range(1, k):
-        acc = _expand(acc, counts[l])
-        acc += intercepts[l]
-
-    # 3. ids and occasion
+    # ids and occasion
     dtype = id_dtype(design)
     if dtype is np.int32 and max(o + u for o, u in zip(offsets, units)) >= 2**31:
         dtype = np.int64  # an extreme draw of an unbalanced design
@@ -168,18 +202,11 @@ def draw_block(
         cols[design.observations.name] = occasion
         variables[design.observations.name] = occasion
 
-    # 4. covariates
-    level_index = {lv.name: l for l, lv in enumerate(levels)}
-    for cov in design.covariates:
-        if cov.level is None:
-            x = cov.dist.draw(rng, rows)
-        else:
-            l = level_index[cov.level]
-            x = _expand(cov.dist.draw(rng, units[l]), per_unit[l])
-        cols[cov.name] = x
-        variables[cov.name] = x
+    covariates = _covariates(design, rng, rows, units, per_unit)
+    cols.update(covariates)
+    variables.update(covariates)
 
-    # 5. response: residual + intercept effects + fixed part + slopes
+    # response: residual + intercept effects + fixed part + slopes
     residual = rng.standard_normal(rows)
     residual *= design.residual_sd
     y = residual.copy() if effects else residual

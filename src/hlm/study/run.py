@@ -114,6 +114,64 @@ def _mp_context() -> Any:
     return mp.get_context("fork") if "fork" in mp.get_all_start_methods() and sys.platform != "darwin" else None
 
 
+def _checked_options(
+    models: str | Sequence[str], reps: int, seed: int, level: float, n_jobs: int | None
+) -> tuple[list[str], int]:
+    """The model list and the worker count (default: the CPUs), refusing invalid options."""
+    models = [models] if isinstance(models, str) else list(models)
+    if not models:
+        raise OptionError("give at least one model")
+    if len(set(models)) != len(models):
+        raise OptionError("the same model is given twice")
+    if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
+        raise OptionError(f"reps must be a whole number >= 1, got {reps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OptionError(f"seed must be a whole number >= 0, got {seed!r}")
+    if not 0 < level < 1:
+        raise OptionError(f"level must be between 0 and 1, got {level}")
+    n_jobs = (os.cpu_count() or 1) if n_jobs is None else n_jobs
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise OptionError(f"n_jobs must be a whole number >= 1, got {n_jobs!r}")
+    return models, int(n_jobs)
+
+
+def _run_tasks(
+    tasks: list[tuple[_Point, range]],
+    options: tuple[int, bool | None, bool, float],
+    n_jobs: int,
+    progress: bool,
+    title: str,
+    total: int,
+) -> dict[int, tuple[list, list]]:
+    """Each task's (fits, params) rows, by task index: in this process for one job, else in a
+    process pool; ``options`` are :func:`_run_chunk`'s (seed, reml, intervals, level)."""
+    results: dict[int, tuple[list, list]] = {}
+    if n_jobs == 1:
+        with _Progress(total, enabled=progress, title=title) as bar:
+            for i, (p, rr) in enumerate(tasks):
+                results[i] = _run_chunk(p, rr, *options)
+                bar.advance(len(rr))
+    else:
+        # The workers are forked at the first submit, before the progress bar's thread starts.
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=_mp_context()) as pool:
+            pending: dict[Future, tuple[int, int]] = {
+                pool.submit(_run_chunk, p, rr, *options): (i, len(rr)) for i, (p, rr) in enumerate(tasks)
+            }
+            try:
+                with _Progress(total, enabled=progress, title=title) as bar:
+                    while pending:
+                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            i, n = pending.pop(fut)
+                            results[i] = fut.result()
+                            bar.advance(n)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    return results
+
+
 def study(
     design: Design | str | os.PathLike,
     models: str | Sequence[str],
@@ -153,21 +211,7 @@ def study(
         design = Design.from_toml(design)
     if not isinstance(design, Design):
         raise OptionError(f"design must be an hlm.simulate.Design or a design file, not {type(design).__name__}")
-    models = [models] if isinstance(models, str) else list(models)
-    if not models:
-        raise OptionError("give at least one model")
-    if len(set(models)) != len(models):
-        raise OptionError("the same model is given twice")
-    if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
-        raise OptionError(f"reps must be a whole number >= 1, got {reps!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise OptionError(f"seed must be a whole number >= 0, got {seed!r}")
-    if not 0 < level < 1:
-        raise OptionError(f"level must be between 0 and 1, got {level}")
-    cpus = os.cpu_count() or 1
-    n_jobs = cpus if n_jobs is None else n_jobs
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
-        raise OptionError(f"n_jobs must be a whole number >= 1, got {n_jobs!r}")
+    models, n_jobs = _checked_options(models, reps, seed, level, n_jobs)
     keys, points = grid_points(design, grid, models)
     total = int(reps) * len(points)
     n_jobs = int(min(n_jobs, total))
@@ -178,32 +222,8 @@ def study(
         progress = sys.stderr.isatty()
 
     t0 = time.perf_counter()
-    results: dict[int, tuple[list, list]] = {}
     title = f"study: {len(models)} model(s), {total} replicate(s)"
-    if n_jobs == 1:
-        with _Progress(total, enabled=bool(progress), title=title) as bar:
-            for i, (p, rr) in enumerate(tasks):
-                results[i] = _run_chunk(p, rr, int(seed), reml, intervals, level)
-                bar.advance(len(rr))
-    else:
-        # The workers are forked at the first submit, before the progress bar's thread starts.
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=_mp_context()) as pool:
-            pending: dict[Future, tuple[int, int]] = {
-                pool.submit(_run_chunk, p, rr, int(seed), reml, intervals, level): (i, len(rr))
-                for i, (p, rr) in enumerate(tasks)
-            }
-            try:
-                with _Progress(total, enabled=bool(progress), title=title) as bar:
-                    while pending:
-                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in done:
-                            i, n = pending.pop(fut)
-                            results[i] = fut.result()
-                            bar.advance(n)
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
+    results = _run_tasks(tasks, (int(seed), reml, intervals, level), n_jobs, bool(progress), title, total)
     seconds = time.perf_counter() - t0
 
     fits = [row for i in range(len(tasks)) for row in results[i][0]]

@@ -54,19 +54,8 @@ def _split_sets(p: Plan, cols: Mapping[str, np.ndarray], sets: list[tuple[int, .
     return {s: np.flatnonzero(gid == sum(2**j for j, i in enumerate(used) if i not in s)) for s in sets}
 
 
-def assemble(
-    p: Plan,
-    glob: Mapping[str, np.ndarray],
-    groups: Mapping[str, np.ndarray],
-    ntotal: int,
-    pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None = None,
-    *,
-    _empty: bool = False,
-) -> Aggregates:
-    """Aggregates from the global row and the grouped rows of :meth:`Plan.group_query`.
-
-    ``pairs(sets)`` runs :meth:`Plan.group_query` for the pair sets when the factors turn
-    out crossed (not one nested chain)."""
+def _nobs_checked(p: Plan, glob: Mapping[str, np.ndarray], ntotal: int) -> int:
+    """The complete rows' count; refuses no rows and columns whose sums met an infinity or NaN."""
     nobs = int(as_array(glob["n"])[0])
     if nobs == 0:
         raise DataError(
@@ -82,11 +71,95 @@ def assemble(
                 f"column '{name}' has infinite values or NaN (such as log or sqrt of a negative number); "
                 "remove or recode them"
             )
-    k, z = p.k, len(p.zcols)
+    return nobs
+
+
+def _global_ktk(p: Plan, glob: Mapping[str, np.ndarray]) -> np.ndarray:
+    """K'K of the fixed columns and the response, symmetric from the upper triangle's sums."""
+    k = p.k
     ktk = np.empty((k, k))
     for a in range(k):
         for b in range(a, k):
             ktk[a, b] = ktk[b, a] = float(as_array(glob[f"kk_{a}_{b}"])[0])
+    return ktk
+
+
+def _group_blocks(p: Plan, rows: np.ndarray, cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per group row: Z'Z and Z'K from the sums (a sum the plan did not query is the row count)."""
+    k, z = p.k, len(p.zcols)
+    ztz = np.empty((len(rows), z, z))
+    ztk = np.empty((len(rows), z, k))
+    for a in range(z):
+        for b in range(a, z):
+            ztz[:, a, b] = ztz[:, b, a] = cols.get(f"zz_{a}_{b}", cols["n"])[rows]
+        for c in range(k):
+            name = f"zk_{a}_{c}"
+            ztk[:, a, c] = cols[name][rows] if name in cols else cols["n"][rows] if sums_are_counts(p, a, c) else np.nan
+    return ztz, ztk
+
+
+def _factor_rows(
+    p: Plan, cols: Mapping[str, np.ndarray], which: Mapping[tuple[int, ...], np.ndarray]
+) -> tuple[list[np.ndarray], list[list[np.ndarray]], list[np.ndarray]]:
+    """Per factor: its rows in label order, its key columns in that order and its groups' row counts."""
+    frows: list[np.ndarray] = []
+    keyvals: list[list[np.ndarray]] = []
+    counts: list[np.ndarray] = []
+    for f in p.factors:
+        rows = which[tuple(sorted(f.keys))]
+        vals = [cols[f"g{i}"][rows] for i in f.keys]
+        codes = [sorted_codes(v) for v in vals]
+        order = np.lexsort(codes[::-1]) if codes else np.arange(len(rows))
+        rows = rows[order]
+        frows.append(rows)
+        keyvals.append([v[order] for v in vals])
+        counts.append(cols["n"][rows].astype(np.int64))
+    return frows, keyvals, counts
+
+
+def _cross_blocks(
+    p: Plan,
+    cols: Mapping[str, np.ndarray],
+    which: Mapping[tuple[int, ...], np.ndarray],
+    keyvals: list[list[np.ndarray]],
+    pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None,
+) -> list[CrossBlock]:
+    """Z'Z between the groups of every pair of crossed factors, from the pair sets' rows
+    (queried through ``pairs`` where the grouped rows do not hold them already)."""
+    psets = p.pair_sets()
+    have = {s for s in psets if s in which}
+    pcols: dict[str, np.ndarray] = {}
+    if len(have) < len(psets):
+        assert pairs is not None, "the pair sets' rows are needed"
+        pcols = {name: as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()}
+    pwhich = _split_sets(p, pcols, [s for s in psets if s not in have]) if pcols else {}
+    cross: list[CrossBlock] = []
+    for i, j in itertools.combinations(range(len(p.factors)), 2):
+        s = tuple(sorted(set(p.factors[i].keys) | set(p.factors[j].keys)))
+        src_cols, rows = (cols, which[s]) if s in have else (pcols, pwhich[s])
+        gi = lookup_codes(keyvals[i], [src_cols[f"g{c}"][rows] for c in p.factors[i].keys])
+        gj = lookup_codes(keyvals[j], [src_cols[f"g{c}"][rows] for c in p.factors[j].keys])
+        order = np.lexsort((gj, gi))
+        zz, _ = _group_blocks(p, rows[order], src_cols)
+        cross.append(CrossBlock(i, j, gi[order].astype(np.int64), gj[order].astype(np.int64), zz))
+    return cross
+
+
+def assemble(
+    p: Plan,
+    glob: Mapping[str, np.ndarray],
+    groups: Mapping[str, np.ndarray],
+    ntotal: int,
+    pairs: Callable[[list[tuple[int, ...]]], Mapping[str, np.ndarray]] | None = None,
+    *,
+    _empty: bool = False,
+) -> Aggregates:
+    """Aggregates from the global row and the grouped rows of :meth:`Plan.group_query`.
+
+    ``pairs(sets)`` runs :meth:`Plan.group_query` for the pair sets when the factors turn
+    out crossed (not one nested chain)."""
+    nobs = _nobs_checked(p, glob, ntotal)
+    ktk = _global_ktk(p, glob)
     if _empty:  # the global part only (assemble_chain does the groups)
         return Aggregates(
             nobs=nobs,
@@ -104,59 +177,14 @@ def assemble(
 
     cols = {name: as_array(v) for name, v in groups.items()}
     which = _split_sets(p, cols, p.factor_sets())
-
-    def block(rows: np.ndarray, cols: dict[str, np.ndarray] = cols) -> tuple[np.ndarray, np.ndarray]:
-        ztz = np.empty((len(rows), z, z))
-        ztk = np.empty((len(rows), z, k))
-        for a in range(z):
-            for b in range(a, z):
-                ztz[:, a, b] = ztz[:, b, a] = cols.get(f"zz_{a}_{b}", cols["n"])[rows]
-            for c in range(k):
-                name = f"zk_{a}_{c}"
-                ztk[:, a, c] = (
-                    cols[name][rows] if name in cols else cols["n"][rows] if sums_are_counts(p, a, c) else np.nan
-                )
-        return ztz, ztk
-
-    # per factor: rows in label order
-    frows: list[np.ndarray] = []
-    keyvals: list[list[np.ndarray]] = []
-    stats_parts = []
-    for f in p.factors:
-        rows = which[tuple(sorted(f.keys))]
-        vals = [cols[f"g{i}"][rows] for i in f.keys]
-        codes = [sorted_codes(v) for v in vals]
-        order = np.lexsort(codes[::-1]) if codes else np.arange(len(rows))
-        rows = rows[order]
-        vals = [v[order] for v in vals]
-        frows.append(rows)
-        keyvals.append(vals)
-        stats_parts.append((f, tuple(vals), cols["n"][rows].astype(np.int64)))
-    nlev = [len(r) for r in frows]
-
-    chain, parents = nesting_of(p, frows, keyvals, nlev, cols)
+    frows, keyvals, counts = _factor_rows(p, cols, which)
+    chain, parents = nesting_of(p, frows, keyvals, [len(r) for r in frows], cols)
     factors = []
-    for idx, (f, keys, counts) in enumerate(stats_parts):
+    for idx, f in enumerate(p.factors):
         need = chain is None or idx == chain[0]
-        ztz, ztk = block(frows[idx]) if need else (None, None)
-        factors.append(FactorStats(f.name, f.columns, keys, counts, ztz, ztk))
-    cross: list[CrossBlock] = []
-    if chain is None and len(p.factors) > 1:
-        psets = p.pair_sets()
-        have = {s for s in psets if s in which}
-        pcols: dict[str, np.ndarray] = {}
-        if len(have) < len(psets):
-            assert pairs is not None, "the pair sets' rows are needed"
-            pcols = {name: as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()}
-        pwhich = _split_sets(p, pcols, [s for s in psets if s not in have]) if pcols else {}
-        for i, j in itertools.combinations(range(len(p.factors)), 2):
-            s = tuple(sorted(set(p.factors[i].keys) | set(p.factors[j].keys)))
-            src_cols, rows = (cols, which[s]) if s in have else (pcols, pwhich[s])
-            gi = lookup_codes(keyvals[i], [src_cols[f"g{c}"][rows] for c in p.factors[i].keys])
-            gj = lookup_codes(keyvals[j], [src_cols[f"g{c}"][rows] for c in p.factors[j].keys])
-            order = np.lexsort((gj, gi))
-            zz, _ = block(rows[order], src_cols)
-            cross.append(CrossBlock(i, j, gi[order].astype(np.int64), gj[order].astype(np.int64), zz))
+        ztz, ztk = _group_blocks(p, frows[idx], cols) if need else (None, None)
+        factors.append(FactorStats(f.name, f.columns, tuple(keyvals[idx]), counts[idx], ztz, ztk))
+    cross = _cross_blocks(p, cols, which, keyvals, pairs) if chain is None and len(p.factors) > 1 else []
     return Aggregates(
         nobs=nobs,
         ndropped=int(ntotal) - nobs,

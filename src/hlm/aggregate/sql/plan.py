@@ -17,7 +17,7 @@ from hlm.aggregate.sql.dialect import Dialect, Kind, Runner, as_array, column_ki
 from hlm.aggregate.sql.translate import ModelColumn, Translator, model_columns, sql_product
 from hlm.data.codes import factor_key
 from hlm.data.source import check_columns
-from hlm.design import FixedDesign, design_of, fixed_name, pool_name, random_rformulas, rformula
+from hlm.design import FixedDesign, column_pool, design_of, fixed_name, pool_name, random_rformulas, rformula
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels
 from hlm.spec.rformula import RFormula
@@ -250,9 +250,7 @@ def _translate(
     semantics and its frozen states, whose designs (R's names) are returned too."""
     tr = Translator(dialect, kinds, levels, means, alias)
     xcols, x_spec = model_columns(fixed, tr, used, "the fixed part")
-    pool: list[str] = []
-    zcols: list[ModelColumn] = []
-    term_columns = []
+    named: list[list[tuple[str, ModelColumn]]] = []
     zdesigns = []
     for t, term in enumerate(spec.random):
         what = f"the random term for '{term.name}'"
@@ -265,14 +263,68 @@ def _translate(
             zdesigns.append(design_of(spec, rf, states, z_spec))
             cols = cols if zdesigns[-1].order is None else [cols[j] for j in zdesigns[-1].order]
             znames = list(zdesigns[-1].names)
-        idx = []
-        for c, zname in zip(cols, znames):
-            if zname not in pool:
-                pool.append(zname)
-                zcols.append(c)
-            idx.append(pool.index(zname))
-        term_columns.append(tuple(idx))
-    return tr, xcols, x_spec, pool, zcols, tuple(term_columns), tuple(zdesigns)
+        named.append(list(zip(znames, cols)))
+    pool, zcols, term_columns = column_pool(named)
+    return tr, xcols, x_spec, pool, zcols, term_columns, tuple(zdesigns)
+
+
+def _check_response_and_groups(
+    spec: ModelSpec, schema: Mapping[str, str], kinds: Mapping[str, Kind], run: Runner, src: str, dialect: Dialect
+) -> None:
+    """Refuse a non-numeric response and a grouping column of a type with no SQL key."""
+    if kinds[spec.response] not in ("numeric", "float", "bool"):
+        _check_not_empty(run, src, dialect, [spec.response])
+        raise DataError(
+            f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
+            "pick a numeric column"
+        )
+    for col in spec.group_columns:
+        if kinds[col] == "other":
+            raise DataError(f"the grouping column '{col}' has type {schema[col]}; cast it to a string or integer")
+
+
+def _prepass(
+    skeleton: Plan,
+    tr: Translator,
+    run: Runner,
+    src: str,
+    declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None,
+) -> tuple[dict[str, list], dict[str, float]]:
+    """The categorical columns' levels over the complete rows and the centred columns' means, in one query."""
+    spec, dialect, used = skeleton.spec, skeleton.dialect, skeleton.used
+    cat = sorted(tr.needs.levels)
+    levels: dict[str, list] = {}
+    means: dict[str, float] = {}
+    query = skeleton.prepass_query(src, cat, tr.needs.means)
+    predictors = sorted(set(cat) | {c for c in tr.needs.columns if c not in spec.group_columns})
+    orders = declared(predictors) if declared is not None else {}
+    if query is not None:
+        res = run(query)
+        for i, col in enumerate(cat):
+            vals = first_value(res[f"lv{i}"])
+            levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
+        for key in tr.needs.means.values():
+            means[key] = float(first_value(res[key]))
+        if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
+            _check_not_empty(run, src, dialect, used)
+            raise DataError("every row has a missing value in a model column; nothing is left to fit")
+        check_factor_levels({col: len(levels[col]) for col in cat})
+    return levels, means
+
+
+def _factors(spec: ModelSpec, group_columns: tuple[str, ...]) -> tuple[tuple[Factor, ...], tuple[int, ...]]:
+    """One grouping factor per distinct group (first-appearance order) and each random term's factor."""
+    factors: list[Factor] = []
+    keys: list[frozenset[str]] = []
+    term_factor = []
+    for term in spec.random:
+        fkey = factor_key(term.group)
+        if fkey not in keys:
+            keys.append(fkey)
+            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
+            factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
+        term_factor.append(keys.index(fkey))
+    return tuple(factors), tuple(term_factor)
 
 
 def plan(
@@ -302,33 +354,9 @@ def plan(
     tr, *_ = _translate_needs(spec, dialect, kinds, rf, zrfs)
     used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
     check_columns(used, schema.keys())
-    if kinds[spec.response] not in ("numeric", "float", "bool"):
-        _check_not_empty(run, src, dialect, [spec.response])
-        raise DataError(
-            f"the response '{spec.response}' is not numeric ({schema[spec.response]}); convert it or "
-            "pick a numeric column"
-        )
-    for col in spec.group_columns:
-        if kinds[col] == "other":
-            raise DataError(f"the grouping column '{col}' has type {schema[col]}; cast it to a string or integer")
-    cat = sorted(tr.needs.levels)
-    levels: dict[str, list] = {}
-    means: dict[str, float] = {}
+    _check_response_and_groups(spec, schema, kinds, run, src, dialect)
     skeleton = Plan(spec, dialect, kinds, used, [], "", [], (), (), (), (), (), ())
-    query = skeleton.prepass_query(src, cat, tr.needs.means)
-    predictors = sorted(set(cat) | {c for c in tr.needs.columns if c not in spec.group_columns})
-    orders = declared(predictors) if declared is not None else {}
-    if query is not None:
-        res = run(query)
-        for i, col in enumerate(cat):
-            vals = first_value(res[f"lv{i}"])
-            levels[col] = ordered_levels(vals if vals is not None else [], orders.get(col))
-        for key in tr.needs.means.values():
-            means[key] = float(first_value(res[key]))
-        if any(not levels[col] for col in cat):  # no complete row: name an empty column if there is one
-            _check_not_empty(run, src, dialect, used)
-            raise DataError("every row has a missing value in a model column; nothing is left to fit")
-        check_factor_levels({col: len(levels[col]) for col in cat})
+    levels, means = _prepass(skeleton, tr, run, src, declared)
     alias = dict(tr.alias)
     states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
     zparts = (
@@ -353,16 +381,7 @@ def plan(
         ycol = f"({ycol} - ({offset}))"
 
     group_columns = tuple(spec.group_columns)
-    factors: list[Factor] = []
-    keys: list[frozenset[str]] = []
-    term_factor = []
-    for term in spec.random:
-        fkey = factor_key(term.group)
-        if fkey not in keys:
-            keys.append(fkey)
-            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
-        term_factor.append(keys.index(fkey))
+    factors, term_factor = _factors(spec, group_columns)
     return Plan(
         spec,
         dialect,
@@ -374,8 +393,8 @@ def plan(
         xnames,
         tuple(pool),
         term_columns,
-        tuple(factors),
-        tuple(term_factor),
+        factors,
+        term_factor,
         group_columns,
         design,
         weights=weights,
