@@ -1,31 +1,14 @@
 """Standard errors and Wald confidence limits of the variance components (Stata's ``mixed``).
 
-The observed information of the natural variance parameters eta = (log sd, atanh r,
-log sigma) (see :mod:`hlm.lmm.params`) is half the Hessian of the fit's criterion:
-the ML deviance -2 log L (beta profiled out; at the optimum this equals the variance block
-of the inverse Hessian of the full likelihood in (beta, eta), which is what Stata and
-glmmTMB's ``sdreport`` report), or the REML criterion for REML fits.  With
-D(u, ls) = c ls + a(u) + b(u) exp(-2 ls) in u = (log relative sd, atanh r):
-
-    D_uu = a'' + b'' e^{-2 ls},   D_u,ls = -2 b' e^{-2 ls},   D_ls,ls = 4 b e^{-2 ls},
-
-where only the derivatives of a and b in u are numerical.  They come by the chain rule from
-the fit's theta-derivatives of a and b (Richardson central differences, shared with the
-Satterthwaite df; see :class:`hlm.lmm.params.ThetaDerivatives`) through the cheap map
-theta(u), whose Jacobian J and second derivatives T_k = d2 theta_k / du2 are differences of
-the map alone (no deviance evaluations):
-
-    a_u = J' a_theta,   a_uu = J' a_thetatheta J + sum_k (a_theta)_k T_k   (b likewise).
-
-eta is a linear map of (u, ls) (log sd = w + ls), so H_eta = A' H_(u,ls) A exactly and
-Cov(eta) = 2 H_eta^{-1}.  Then
+The covariance of the natural variance parameters eta = (log sd, atanh r, log sigma) is
+2 H_eta^{-1}, with H_eta the observed information of :mod:`hlm.lmm.information` (where the
+maths is stated).  Then
 
     se(sd) = sd se(log sd),  CI = exp(log sd -+ z se(log sd));
     se(r)  = (1 - r^2) se(atanh r),  CI = tanh(atanh r -+ z se(atanh r)).
 
 Parameters on the boundary (zero SD, |r| = 1, correlations of a zero SD) are held fixed and
-get no standard error.  (A zero SD can leave theta a different square root of the same
-covariance than theta(u); the theta-derivatives are then taken at theta(u), not shared.)
+get no standard error.
 """
 
 from __future__ import annotations
