@@ -11,6 +11,8 @@ take :class:`hlm.lmm.result.LmmResult`.
 
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -57,3 +59,28 @@ class FittedModel(Protocol):
     def summary(self, style: Literal["lme4", "stata"] = ...) -> str: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+class InformationCriteria(ABC):
+    """AIC = -2 log L + 2 k and BIC = -2 log L + log(n) k of a likelihood fit, from the
+    family's own log-likelihood, parameter count k (``df_model``) and observations n."""
+
+    @property
+    @abstractmethod
+    def loglik(self) -> float: ...
+
+    @property
+    @abstractmethod
+    def df_model(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def nobs(self) -> int: ...
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.df_model

@@ -11,7 +11,6 @@ finite-difference Hessian of -2 loglik over (theta, beta[, log phi]).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from hlm.glmm.family import Family
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.laplace import Modes
 from hlm.glmm.theta import diagonal_positions, lambda_matrix, lower_triangles
+from hlm.models import InformationCriteria
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
 from hlm.spec import ModelSpec
 
@@ -31,7 +31,7 @@ TIDY_COLUMNS = ["term", "estimate", "std_error", "statistic", "p_value", "conf_l
 
 
 @dataclass(frozen=True)
-class GlmmResult:
+class GlmmResult(InformationCriteria):
     """A fitted generalized linear mixed model (maximum likelihood)."""
 
     spec: ModelSpec
@@ -122,14 +122,6 @@ class GlmmResult:
     @property
     def df_model(self) -> int:
         return len(self.estimates)
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.df_model
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.df_model
 
     @property
     def converged(self) -> bool:

@@ -28,6 +28,7 @@ from hlm.lmm.params import ThetaDerivatives
 from hlm.lmm.ranef import ConditionalModes, conditional_modes
 from hlm.lmm.scaling import standardized_theta
 from hlm.lmm.structure import Structure
+from hlm.models import InformationCriteria
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
 from hlm.spec.terms import ModelSpec
 
@@ -66,7 +67,7 @@ def varcorr_frame(struct: Structure, theta: np.ndarray, sigma: float) -> pd.Data
 
 
 @dataclass(frozen=True)
-class LmmResult:
+class LmmResult(InformationCriteria):
     """A fitted linear mixed model (see the module docstring for the model)."""
 
     spec: ModelSpec
@@ -147,14 +148,6 @@ class LmmResult:
     def df_model(self) -> int:
         """Number of parameters: fixed effects, theta and sigma."""
         return len(self.aggregates.xnames) + self.structure.ntheta + 1
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.df_model
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.df_model
 
     @property
     def converged(self) -> bool:
