@@ -45,6 +45,21 @@ def _every_factor(factors: list[FactorStats | None]) -> tuple[FactorStats, ...]:
     return cast("tuple[FactorStats, ...]", tuple(factors))
 
 
+def _chained(
+    agg: Aggregates, p: Plan, factors: list[FactorStats | None], chain: Sequence[int], parents: list[np.ndarray]
+) -> Aggregates:
+    """``agg`` with the chain's factors, parent maps and the plan's term layout (no cross blocks)."""
+    return replace(
+        agg,
+        factors=_every_factor(factors),
+        term_factor=p.term_factor,
+        term_columns=p.term_columns,
+        chain=tuple(chain),
+        parents=tuple(parents),
+        cross=(),
+    )
+
+
 def _assemble_prefix(
     p: Plan, agg: Aggregates, chain: Sequence[int], cols: dict
 ) -> tuple[Aggregates, np.ndarray] | None:
@@ -86,15 +101,7 @@ def _assemble_prefix(
             np.cumsum(code, out=code)
             parents.append(code if prev_starts is None else code[prev_starts])
             prev_starts = st
-    return replace(
-        agg,
-        factors=_every_factor(factors),
-        term_factor=p.term_factor,
-        term_columns=p.term_columns,
-        chain=tuple(chain),
-        parents=tuple(parents),
-        cross=(),
-    ), row_code
+    return _chained(agg, p, factors, chain, parents), row_code
 
 
 def _leaf_blocks(p: Plan, cols: dict, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,15 +180,7 @@ def _assemble_suffix(
         factors[f] = FactorStats(fac.name, fac.columns, tuple(cols[f"g{i}"][first] for i in fac.keys), fcounts)
         parents.append(c if prev_first is None else c[prev_first])
         prev_first = first
-    return replace(
-        agg,
-        factors=_every_factor(factors),
-        term_factor=p.term_factor,
-        term_columns=p.term_columns,
-        chain=tuple(chain),
-        parents=tuple(parents),
-        cross=(),
-    ), row_code
+    return _chained(agg, p, factors, chain, parents), row_code
 
 
 def pooled_chain(
