@@ -33,7 +33,6 @@ from hlm.lmm.ranef import ranef_frame
 from hlm.lmm.result import LmmResult
 from hlm.predict.memory import fitted, predict, residuals
 from hlm.report.html import fit_html
-from hlm.report.plots import plot
 from hlm.report.stata import stata_summary
 from hlm.report.text import lme4_summary, output_sections
 from hlm.spec import ModelSpec, parse_model
@@ -172,6 +171,8 @@ class Fit(LmmResult):
     ) -> Figure:
         """A matplotlib Figure (saved to ``file`` when given, its format by the extension; an
         existing file only with ``overwrite=True``); see :mod:`hlm.report.plots`."""
+        from hlm.report.plots import plot  # matplotlib loads with the first plot
+
         return plot(self, kind, file=file, overwrite=overwrite, **kwargs)
 
     def _repr_html_(self) -> str:
