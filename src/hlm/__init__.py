@@ -118,7 +118,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use and keep it here."""
+    """Import a public name (or a subpackage) from its module on first use and keep it here."""
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -126,12 +126,15 @@ def __getattr__(name: str) -> Any:
             value: Any = version("hlm")
         except PackageNotFoundError:  # run from a source tree that was never installed
             value = "unknown"
-    elif name == "power":
-        value = importlib.import_module("hlm.power")
     elif name in _WHERE:
         value = getattr(importlib.import_module(_WHERE[name]), name)
-    else:
-        raise AttributeError(f"module 'hlm' has no attribute {name!r}")
+    else:  # a subpackage (hlm.power, hlm.simulate, ...), as after an eager import
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'hlm' has no attribute {name!r}") from None
     globals()[name] = value
     return value
 
