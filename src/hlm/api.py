@@ -29,7 +29,7 @@ from hlm.inference.varcomp import varcomp, varcomp_vcov
 from hlm.lmm.checks import implicit_nesting_warning, level_order
 from hlm.lmm.checks_data import within_order_warning
 from hlm.lmm.pipeline import aggregate, criterion, fit_aggregates
-from hlm.lmm.ranef import ranef_frame
+from hlm.lmm.ranef import coef_frames, ranef_frame
 from hlm.lmm.result import LmmResult
 from hlm.predict.memory import fitted, predict, residuals
 from hlm.report.html import fit_html
@@ -136,6 +136,12 @@ class Fit(LmmResult):
                 stacklevel=2,
             )
         return ranef_frame(self, self.conditional_modes)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef()``: per grouping factor, each level's coefficients beta + b (fixed
+        effects plus conditional modes), one column per fixed effect; ``fixef`` holds beta alone
+        (see :func:`hlm.lmm.ranef.coef_frames`)."""
+        return coef_frames(self.fixef, self.ranef(), self.spec.intercept_name)
 
     def predict(
         self, newdata: Any = None, *, re: bool = True, new_levels: Literal["population", "error"] = "population"
