@@ -79,8 +79,10 @@ class Fit(LmmResult):
             columns=TIDY_COLUMNS,
         )
 
-    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
-        """A readable text summary in lme4's layout or Stata's ``mixed`` layout."""
+    def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
+        """A readable text summary in lme4's layout or Stata's ``mixed`` layout; by default the
+        layout of the model's syntax (a Stata-syntax model prints Stata's table, as the CLI does)."""
+        style = style or self.spec.syntax
         if style == "stata":
             return stata_summary(self)
         if style != "lme4":

@@ -172,9 +172,10 @@ class GlmmResult(InformationCriteria):
         (see :func:`hlm.lmm.ranef.coef_frames`)."""
         return coef_frames(self.fixef, self.ranef(), self.spec.intercept_name)
 
-    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
-        """glmer's summary layout (Stata's ``melogit`` table is not written yet)."""
-        if style != "lme4":
+    def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
+        """glmer's summary layout, whatever the model's syntax (Stata's ``melogit`` table is not
+        written yet, so ``style="stata"`` is refused)."""
+        if style not in (None, "lme4"):
             raise OptionError("GLMM summaries have style='lme4' only for now")
         how = "Laplace Approximation" if self.nagq == 1 else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
         lines = [
