@@ -372,3 +372,16 @@ def test_model_and_data_errors():
         xtreg(MODEL, d.assign(value=np.nan), panel="firm")
     # pooled cluster needs no nesting
     assert fit(UNB, "pooled", vce="cluster", cluster="year").n_clusters == 19
+
+
+@pytest.mark.parametrize("estimator", ["fe", "re", "be", "pooled"])
+def test_html_repr(estimator):
+    """The notebook table carries the fit's numbers (the Stata reference's, at 4 digits)."""
+    f = fit(UNB, estimator)
+    html = f._repr_html_()
+    assert html.startswith("<div class='hlm-fit'>") and f.title in html
+    assert html.count("<table") == {"fe": 2, "re": 3, "be": 1, "pooled": 1}[estimator]
+    assert f"{f.coef['value']:.4g}" in html and f"{f.se['value']:.4g}" in html
+    if estimator == "fe":
+        ref = reference(REF[UNB])["fixed_effects"]
+        assert f"<td>sigma_u</td><td>{ref['sigma_u']:.4g}</td>" in html and "F test that all u_i = 0" in html
