@@ -211,7 +211,12 @@ class Fit(LmmResult):
     ) -> pd.DataFrame:
         """Confidence intervals for SDs, correlations, sigma and fixed effects: Wald (Stata's
         log-SD scale), profile likelihood (lme4) or parametric bootstrap (percentile, ``nsim``
-        replicates), see :mod:`hlm.inference.confint`."""
+        replicates), see :mod:`hlm.inference.confint`.
+
+        The default is ``method="wald"`` (Stata's ``mixed``, instant), not lme4's profile: ask for
+        ``method="profile"`` to get lme4's ``confint()``.  A REML fit is profiled on its ML refit,
+        as lme4 does; that table's method reads ``profile (ML refit)`` and its ``attrs["note"]``
+        says so."""
         return confint(self, method=method, level=level, nsim=nsim, seed=seed, progress=progress)
 
     def lr_test_linear(self) -> LRTest:
