@@ -60,7 +60,7 @@ def xtreg_command(
     re: bool = typer.Option(False, "--re", help="Random effects (GLS, Swamy-Arora), the default as in Stata."),
     be: bool = typer.Option(False, "--be", help="Between effects."),
     pooled: bool = typer.Option(False, "--pooled", help="Pooled OLS."),
-    sa: bool = typer.Option(False, "--sa", help="With --re: Baltagi-Chang variance components."),
+    sa: bool = typer.Option(False, "--sa", help="Baltagi-Chang variance components (random effects only)."),
     vce: str | None = typer.Option(None, "--vce", help="robust, or cluster (followed by VAR)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
