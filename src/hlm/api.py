@@ -386,8 +386,6 @@ def _fit_linear(
     use_reml, notes = criterion(spec, reml)
     if offset is not None:  # the model string does not show it
         notes += (f"offset: {offset if isinstance(offset, str) else 'the array given as offset='}",)
-    if isinstance(data, (str, os.PathLike)):
-        check_file(data)
     agg, x_spec = aggregate(spec, data, backend=backend, sql=sql, con=con, weights=weights)
     if (reordered := level_order(spec, agg, reorder=reorder)) is not None:
         spec, note = reordered

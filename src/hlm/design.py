@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,6 @@ from hlm.spec.factor_variables import stata_column_name
 from hlm.spec.rformula import Atom, Name, RFormula, deparse, translate
 from hlm.spec.terms import ModelSpec
 from hlm.transforms import CONTEXT, evaluate, poly_state, scale_state
-
-T = TypeVar("T")
 
 _ERRORS = (FormulaicError, SyntaxError, ValueError, TypeError, NameError, KeyError)
 
@@ -272,9 +270,9 @@ def build_design(spec: ModelSpec, rf: RFormula, data: pd.DataFrame) -> tuple[np.
     return (X if design.order is None else X[:, design.order]), design
 
 
-def build_fixed(spec: ModelSpec, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
-    """X of the rows of ``data`` (complete rows) and the frozen design."""
-    rf = rformula(spec)
+def build_fixed(spec: ModelSpec, rf: RFormula | None, data: pd.DataFrame) -> tuple[np.ndarray, FixedDesign]:
+    """X of the rows of ``data`` (complete rows) and the frozen design; ``rf``: the fixed part
+    read with R's semantics (:func:`rformula`), None for Stata syntax."""
     if rf is None:
         try:
             mm = model_matrix(spec.fixed, data, na_action="raise", output="pandas")
@@ -331,21 +329,3 @@ def pool_name(name: str, syntax: str) -> str:
     """A random-effect column's name: ``(Intercept)`` in both syntaxes (the pool's marker of
     the intercept), other columns as the fixed part names them."""
     return "(Intercept)" if name == "Intercept" else fixed_name(name, syntax)
-
-
-def column_pool(terms: Iterable[Sequence[tuple[str, T]]]) -> tuple[list[str], list[T], tuple[tuple[int, ...], ...]]:
-    """The random-effect column pool from each term's (name, column) pairs: the distinct names in
-    first-appearance order with the first column of each, and each term's indices into the pool
-    (terms sharing a name, such as the intercepts of several groupings, share its column)."""
-    pool: list[str] = []
-    columns: list[T] = []
-    term_columns: list[tuple[int, ...]] = []
-    for term in terms:
-        idx = []
-        for name, column in term:
-            if name not in pool:
-                pool.append(name)
-                columns.append(column)
-            idx.append(pool.index(name))
-        term_columns.append(tuple(idx))
-    return pool, columns, tuple(term_columns)

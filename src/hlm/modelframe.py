@@ -17,17 +17,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula, model_matrix
+from formulaic import model_matrix
 from formulaic.errors import FormulaicError
 
-from hlm.data.codes import dense_codes, determines, factor_key, first_rows
+from hlm.data.codes import dense_codes, determines, first_rows
+from hlm.data.layout import Layout, as_layout, build_layout, column_pool
 from hlm.data.source import check_columns, file_kind, to_pandas, warn_lost_categories
-from hlm.design import build_design, build_fixed, column_pool, pool_name, random_rformulas, rformula
+from hlm.design import build_design, build_fixed, pool_name
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels, frame_factor_levels
 from hlm.spec.factor_variables import check_factor_values
 from hlm.spec.terms import ModelSpec
-from hlm.weights import ARRAY_NAME, as_array, validate, weights_name
+from hlm.weights import ARRAY_NAME, as_array, validate
 
 
 @dataclass(frozen=True)
@@ -61,22 +62,9 @@ class ModelFrame:
     zero_weights: int = 0  # rows dropped for a zero weight (not counted in ndropped)
 
 
-def model_variables(spec: ModelSpec) -> list[str]:
-    """Data columns of the fixed part and the random slopes."""
-    cols: list[str] = []
-    try:
-        rf, zrfs = rformula(spec), random_rformulas(spec)
-        cols += list(rf.columns) if rf is not None else sorted(Formula(spec.fixed).required_variables)
-        for t, term in enumerate(spec.random):
-            cols += list(zrfs[t].columns) if zrfs is not None else sorted(Formula(term.rhs).required_variables)
-    except (FormulaicError, SyntaxError, ValueError) as exc:
-        raise FormulaError(f"cannot parse the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
-    return cols
-
-
 def used_columns(spec: ModelSpec) -> list[str]:
     """Data columns the model needs (response, fixed, random slopes, grouping)."""
-    return list(dict.fromkeys([spec.response, *model_variables(spec), *spec.group_columns]))
+    return list(build_layout(spec).columns)
 
 
 def _matrix(rhs: str, frame: pd.DataFrame, what: str) -> Any:
@@ -164,12 +152,12 @@ def _complete_rows(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
 
 
 def _random_columns(
-    spec: ModelSpec, frame: pd.DataFrame
+    layout: Layout, frame: pd.DataFrame
 ) -> tuple[list[str], np.ndarray, list[tuple[int, ...]], tuple[Any, ...] | None]:
     """The random-effect column pool Z (names unique across terms), each term's columns in it and,
     for lme4's syntax, each term's R design (None for a plain intercept; no tuple for other syntaxes)."""
+    spec, zrfs = layout.spec, layout.random
     named: list[list[tuple[str, np.ndarray]]] = []
-    zrfs = random_rformulas(spec)
     zdesigns: list[Any] = []
     for t, term in enumerate(spec.random):
         zdesigns.append(None)
@@ -190,33 +178,26 @@ def _random_columns(
     return pool, Z, list(term_columns), None if zrfs is None else tuple(zdesigns)
 
 
-def _grouping_factors(spec: ModelSpec, frame: pd.DataFrame) -> tuple[list[GroupingFactor], list[int]]:
-    """One coded grouping factor per distinct group (first-appearance order) and each term's factor."""
+def _grouping_factors(layout: Layout, frame: pd.DataFrame) -> tuple[GroupingFactor, ...]:
+    """The layout's grouping factors coded on the rows of ``frame``."""
     coded: dict[str, tuple[np.ndarray, int, np.ndarray]] = {}
     implied: dict[str, set[str]] = {}
-    keys: list[frozenset[str]] = []
-    for term in spec.random:
-        if factor_key(term.group) not in keys:
-            keys.append(factor_key(term.group))
-    built: dict[frozenset[str], GroupingFactor] = {}
+    built: dict[int, GroupingFactor] = {}
     backwards = np.arange(len(frame) - 1, -1, -1)
-    for term in sorted(spec.random, key=lambda t: len(t.group)):  # outer factors first: their
-        key = factor_key(term.group)  # nesting facts are reused
-        if key not in built:
-            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            built[key] = _code_factor(frame, term.name, order, coded, implied, backwards)
-    factors = [built[k] for k in keys]
-    term_factor = [keys.index(factor_key(t.group)) for t in spec.random]
-    return factors, term_factor
+    for f in layout.outer_first():  # nesting facts of outer factors are reused by inner ones
+        fac = layout.factors[f]
+        built[f] = _code_factor(frame, fac.name, fac.columns, coded, implied, backwards)
+    return tuple(built[f] for f in range(len(layout.factors)))
 
 
-def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
-    """Validate ``data`` against ``spec`` and build the model frame.
+def build_frame(model: ModelSpec | Layout, data: Any, weights: Any = None) -> ModelFrame:
+    """Validate ``data`` against the model (its spec or its :class:`~hlm.data.layout.Layout`)
+    and build the model frame.
 
     ``weights``: precision weights (:mod:`hlm.weights`), a column of ``data`` or one value
     per row; rows with a zero weight are dropped and counted apart from missing values."""
-    cols = used_columns(spec)
-    wname = weights_name(weights)
+    layout = as_layout(model, weights)
+    spec, cols, wname = layout.spec, list(layout.columns), layout.weights
     read = cols + [weights] if isinstance(weights, str) and weights not in cols else cols
     frame = to_pandas(data, read, value_labels=spec.syntax != "stata")
     if isinstance(data, (str, os.PathLike)) and file_kind(data) == "parquet":
@@ -255,18 +236,18 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
             frame[col] = frame[col].cat.remove_unused_categories()
     if spec.syntax == "stata":
         check_factor_values(spec, frame)
-    check_factor_levels(frame_factor_levels(frame, model_variables(spec)), len(frame))
+    check_factor_levels(frame_factor_levels(frame, list(layout.variables)), len(frame))
 
-    X, design = build_fixed(spec, frame)
+    X, design = build_fixed(spec, layout.fixed, frame)
     y = y_raw.to_numpy()[keep].astype(float) if ndropped or zero else y_raw.to_numpy().astype(float)
     if design.has_offset:
         y = y - design.offset(frame)
 
-    pool, Z, term_columns, zdesigns = _random_columns(spec, frame)
+    pool, Z, term_columns, zdesigns = _random_columns(layout, frame)
     _check_finite(X, design.names)
     _check_finite(Z, pool)
 
-    factors, term_factor = _grouping_factors(spec, frame)
+    factors = _grouping_factors(layout, frame)
     design = replace(design, random=zdesigns) if zdesigns is not None else design
     return ModelFrame(
         spec,
@@ -277,8 +258,8 @@ def build_frame(spec: ModelSpec, data: Any, weights: Any = None) -> ModelFrame:
         tuple(pool),
         Z,
         tuple(term_columns),
-        tuple(factors),
-        tuple(term_factor),
+        factors,
+        layout.term_factor,
         ndropped,
         w,
         wname,

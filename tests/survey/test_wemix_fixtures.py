@@ -40,7 +40,7 @@ def test_estimates_match_wemix(name: str) -> None:
         assert tid.loc[f["term"], "estimate"] == pytest.approx(f["estimate"], rel=1e-6, abs=1e-6 * f["se"])
         assert tid.loc[f["term"], "std_error"] == pytest.approx(f["se"], rel=1e-6)
     vc = fit.varcorr.astype(object).where(fit.varcorr.notna(), None)
-    got = {(g, a, b): float(v) for g, a, b, v in zip(vc.grp, vc.var1, vc.var2, vc.vcov)}
+    got = {(g, a, b): float(v) for g, a, b, v in zip(vc["group"], vc.var1, vc.var2, vc.vcov)}
     for v in w["vars"]:
         assert got[(v["grp"], v["var1"], v["var2"])] == pytest.approx(
             v["vcov"], rel=1e-4, abs=1e-8 * abs(fit.sigma) ** 2
@@ -117,7 +117,7 @@ def test_variance_component_ses_match_wemix(name: str) -> None:
     r, fit = reference(name), fitted(name)
     table = fit.varcorr_se()
     vc = table.astype(object).where(table.notna(), None)
-    got = {(g, a, b): float(s) for g, a, b, s in zip(vc.grp, vc.var1, vc.var2, vc.std_error)}
+    got = {(g, a, b): float(s) for g, a, b, s in zip(vc["group"], vc.var1, vc.var2, vc.std_error)}
     for v in r["wemix"]["vars"]:
         assert got[(v["grp"], v["var1"], v["var2"])] == pytest.approx(v["se"], rel=5e-4)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from hlm.aggregate import sql as q
 from hlm.aggregate.stats import Aggregates
+from hlm.data.layout import Layout
 from hlm.data.source import is_relation, parquet_levels
 from hlm.errors import DataError, FileError, HLMError, OptionError
 from hlm.spec.terms import ModelSpec
@@ -270,7 +271,7 @@ class DuckDBSource:
 
 @overload
 def aggregate_duckdb(
-    spec: ModelSpec,
+    spec: ModelSpec | Layout,
     source: Any = None,
     con: Any = None,
     *,
@@ -281,7 +282,7 @@ def aggregate_duckdb(
 ) -> Aggregates: ...
 @overload
 def aggregate_duckdb(
-    spec: ModelSpec,
+    spec: ModelSpec | Layout,
     source: Any = None,
     con: Any = None,
     *,
@@ -291,7 +292,7 @@ def aggregate_duckdb(
     weights: str | None = None,
 ) -> tuple[Aggregates, q.Plan]: ...
 def aggregate_duckdb(
-    spec: ModelSpec,
+    spec: ModelSpec | Layout,
     source: Any = None,
     con: Any = None,
     *,
@@ -304,7 +305,7 @@ def aggregate_duckdb(
 
     Parameters
     ----------
-    spec : the parsed model.
+    spec : the parsed model, or its layout (:class:`~hlm.data.layout.Layout`, which carries the weights column).
     source : a path or glob of Parquet/CSV files, or a duckdb relation (ignored with ``sql``).
     con : a duckdb connection for paths and ``sql`` (a fresh in-memory one if omitted).
     sql : a query whose result is the data.

@@ -22,6 +22,7 @@ import numpy as np
 
 from hlm.aggregate import sql as q
 from hlm.aggregate.stats import Aggregates
+from hlm.data.layout import Layout
 from hlm.errors import DataError, HLMError, OptionError
 from hlm.spec.terms import ModelSpec
 
@@ -71,14 +72,14 @@ class _SparkSource:
 
 @overload
 def aggregate_spark(
-    spec: ModelSpec, df: Any, *, return_plan: Literal[False] = False, weights: str | None = None
+    spec: ModelSpec | Layout, df: Any, *, return_plan: Literal[False] = False, weights: str | None = None
 ) -> Aggregates: ...
 @overload
 def aggregate_spark(
-    spec: ModelSpec, df: Any, *, return_plan: Literal[True], weights: str | None = None
+    spec: ModelSpec | Layout, df: Any, *, return_plan: Literal[True], weights: str | None = None
 ) -> tuple[Aggregates, q.Plan]: ...
 def aggregate_spark(
-    spec: ModelSpec, df: Any, *, return_plan: bool = False, weights: str | None = None
+    spec: ModelSpec | Layout, df: Any, *, return_plan: bool = False, weights: str | None = None
 ) -> Aggregates | tuple[Aggregates, q.Plan]:
     """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect;
     ``weights``: a column of precision weights)."""

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hlm.outputs import output_file
+from hlm.study.columns import SUMMARY_COLUMNS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,6 +46,10 @@ dl dt { font-weight: 600; } dl dd { margin: 0 0 0.4em 1.2em; }
 """
 
 _TEXT_COLUMNS = {"model", "parameter", "kind"}
+_ESTIMATE_COLUMNS = [
+    c for c in SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("parameter") : SUMMARY_COLUMNS.index("n_ci") + 1] if c != "kind"
+]
+"""The summary's columns of one parameter's estimates (:data:`SUMMARY_COLUMNS`, less its kind)."""
 
 
 def _criterion(reml: bool | None) -> str:
@@ -103,21 +108,7 @@ def _coverage_flags(summary: pd.DataFrame, level: float) -> pd.Series:
 
 def _estimate_tables(result: StudyResult, summ: pd.DataFrame) -> list[str]:
     """One table per model: the grid values, then the parameter rows."""
-    cols = [
-        *result.grid,
-        "parameter",
-        "truth",
-        "n",
-        "mean",
-        "bias",
-        "rel_bias",
-        "rmse",
-        "sd",
-        "mean_se",
-        "coverage",
-        "coverage_mcse",
-        "n_ci",
-    ]
+    cols = [*result.grid, *_ESTIMATE_COLUMNS]
     out = []
     for k, model in enumerate(result.models, 1):
         sub = summ[summ["model"] == model].reset_index(drop=True)
@@ -223,7 +214,7 @@ def text_summary(result: StudyResult) -> str:
         f"Monte Carlo study: {result.reps:,} replicate(s) x {npts} design point(s), {len(result.models)} model(s), "
         f"seed {result.seed}; {result.seconds:,.1f} s on {result.n_jobs} process(es) ({_fmt(rate)} replicates/s)"
     ]
-    cols = ["parameter", "truth", "mean", "bias", "rel_bias", "rmse", "sd", "mean_se", "coverage"]
+    cols = [c for c in _ESTIMATE_COLUMNS[: _ESTIMATE_COLUMNS.index("coverage") + 1] if c != "n"]
     for (pt, model), g in summ.groupby(["point", "model"], sort=False):
         f = fits[(fits["point"] == pt) & (fits["model"] == model)].iloc[0]
         where = ", ".join(f"{k}={g[k].iloc[0]}" for k in result.grid)

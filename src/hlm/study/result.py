@@ -37,6 +37,7 @@ import pandas as pd
 from hlm.errors import OptionError
 from hlm.outputs import output_file
 from hlm.simulate.design import Design
+from hlm.study.columns import FIT_SUMMARY_COLUMNS, SUMMARY_COLUMNS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -68,38 +69,6 @@ PARAM_COLUMNS = [
     "conf_high",
     "converged",
     "singular",
-]
-SUMMARY_COLUMNS = [
-    "model",
-    "parameter",
-    "kind",
-    "truth",
-    "n",
-    "mean",
-    "bias",
-    "rel_bias",
-    "rmse",
-    "sd",
-    "mean_se",
-    "coverage",
-    "coverage_mcse",
-    "n_ci",
-    "converged",
-    "singular",
-    "failed",
-    "seconds",
-    "reason",
-]
-FIT_SUMMARY_COLUMNS = [
-    "model",
-    "n_fits",
-    "converged",
-    "singular",
-    "failed",
-    "seconds",
-    "seconds_ci",
-    "seconds_simulate",
-    "reason",
 ]
 
 

@@ -34,13 +34,13 @@ def varcorr_table(
         names = [pool[j] for j in struct.factor_cols[f]]
         S = sigma2 * lam @ lam.T
         for i, a in enumerate(names):
-            rows.append({"grp": factors[f].name, "var1": a, "var2": None, "vcov": S[i, i]})
+            rows.append({"group": factors[f].name, "var1": a, "var2": None, "vcov": S[i, i]})
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
                 if S[i, j] != 0.0:
-                    rows.append({"grp": factors[f].name, "var1": names[i], "var2": names[j], "vcov": S[i, j]})
-    rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": sigma2})
-    return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov"])
+                    rows.append({"group": factors[f].name, "var1": names[i], "var2": names[j], "vcov": S[i, j]})
+    rows.append({"group": "Residual", "var1": None, "var2": None, "vcov": sigma2})
+    return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov"])
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ class PseudoFit:
         for f in reversed(self.rows.chain):
             block = [p + t for t in range(nt) if self.structure.theta_pos[t][0] == f] + [p + nt]
             table = self._with_se(self.full_sandwich_block(block), block)
-            mine = (table.grp == self.aggregates.factors[f].name) | (
-                (table.grp == "Residual") & (f == self.rows.chain[0])
+            mine = (table["group"] == self.aggregates.factors[f].name) | (
+                (table["group"] == "Residual") & (f == self.rows.chain[0])
             )
             out = table if out is None else out.where(~mine, table)
         assert out is not None
@@ -156,7 +156,7 @@ class PseudoFit:
         """WeMix's ICC: the sum of all random-effect variances (slopes included) over that sum
         plus the residual variance."""
         vc = self.varcorr
-        re = float(vc.vcov[(vc.grp != "Residual") & vc.var2.isna()].sum())
+        re = float(vc.vcov[(vc["group"] != "Residual") & vc.var2.isna()].sum())
         return re / (re + self.sigma**2)
 
     def wald_test(self) -> tuple[float, int, float]:

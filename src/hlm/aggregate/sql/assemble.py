@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -105,7 +106,7 @@ def _factor_rows(
     frows: list[np.ndarray] = []
     keyvals: list[list[np.ndarray]] = []
     counts: list[np.ndarray] = []
-    for f in p.factors:
+    for f in p.layout.factors:
         rows = which[tuple(sorted(f.keys))]
         vals = [cols[f"g{i}"][rows] for i in f.keys]
         codes = [sorted_codes(v) for v in vals]
@@ -126,7 +127,7 @@ def _cross_blocks(
 ) -> list[CrossBlock]:
     """Z'Z between the groups of every pair of crossed factors, from the pair sets' rows
     (queried through ``pairs`` where the grouped rows do not hold them already)."""
-    psets = p.pair_sets()
+    psets = p.layout.pair_sets()
     have = {s for s in psets if s in which}
     pcols: dict[str, np.ndarray] = {}
     if len(have) < len(psets):
@@ -134,11 +135,11 @@ def _cross_blocks(
         pcols = {name: as_array(v) for name, v in pairs([s for s in psets if s not in have]).items()}
     pwhich = _split_sets(p, pcols, [s for s in psets if s not in have]) if pcols else {}
     cross: list[CrossBlock] = []
-    for i, j in itertools.combinations(range(len(p.factors)), 2):
-        s = tuple(sorted(set(p.factors[i].keys) | set(p.factors[j].keys)))
+    for i, j in itertools.combinations(range(len(p.layout.factors)), 2):
+        s = tuple(sorted(set(p.layout.factors[i].keys) | set(p.layout.factors[j].keys)))
         src_cols, rows = (cols, which[s]) if s in have else (pcols, pwhich[s])
-        gi = lookup_codes(keyvals[i], [src_cols[f"g{c}"][rows] for c in p.factors[i].keys])
-        gj = lookup_codes(keyvals[j], [src_cols[f"g{c}"][rows] for c in p.factors[j].keys])
+        gi = lookup_codes(keyvals[i], [src_cols[f"g{c}"][rows] for c in p.layout.factors[i].keys])
+        gj = lookup_codes(keyvals[j], [src_cols[f"g{c}"][rows] for c in p.layout.factors[j].keys])
         order = np.lexsort((gj, gi))
         zz, _ = _group_blocks(p, rows[order], src_cols)
         cross.append(CrossBlock(i, j, gi[order].astype(np.int64), gj[order].astype(np.int64), zz))
@@ -160,44 +161,33 @@ def assemble(
     out crossed (not one nested chain)."""
     nobs = _nobs_checked(p, glob, ntotal)
     ktk = _global_ktk(p, glob)
-    if _empty:  # the global part only (assemble_chain does the groups)
-        return Aggregates(
-            nobs=nobs,
-            ndropped=int(ntotal) - nobs,
-            response=p.spec.response,
-            xnames=p.xnames,
-            pool=p.pool,
-            ktk=ktk,
-            factors=(),
-            term_factor=p.term_factor,
-            term_columns=p.term_columns,
-            chain=None,
-            parents=(),
-        )
-
-    cols = {name: as_array(v) for name, v in groups.items()}
-    which = _split_sets(p, cols, p.factor_sets())
-    frows, keyvals, counts = _factor_rows(p, cols, which)
-    chain, parents = nesting_of(p, frows, keyvals, [len(r) for r in frows], cols)
-    factors = []
-    for idx, f in enumerate(p.factors):
-        need = chain is None or idx == chain[0]
-        ztz, ztk = _group_blocks(p, frows[idx], cols) if need else (None, None)
-        factors.append(FactorStats(f.name, f.columns, tuple(keyvals[idx]), counts[idx], ztz, ztk))
-    cross = _cross_blocks(p, cols, which, keyvals, pairs) if chain is None and len(p.factors) > 1 else []
-    return Aggregates(
+    base = Aggregates(  # the global part (assemble_chain does the groups when _empty)
         nobs=nobs,
         ndropped=int(ntotal) - nobs,
         response=p.spec.response,
         xnames=p.xnames,
         pool=p.pool,
         ktk=ktk,
-        factors=tuple(factors),
-        term_factor=p.term_factor,
+        factors=(),
+        term_factor=p.layout.term_factor,
         term_columns=p.term_columns,
-        chain=chain,
-        parents=parents if chain is not None else (),
-        cross=tuple(cross),
+        chain=None,
+        parents=(),
+    )
+    if _empty:
+        return base
+    cols = {name: as_array(v) for name, v in groups.items()}
+    which = _split_sets(p, cols, p.layout.factor_sets())
+    frows, keyvals, counts = _factor_rows(p, cols, which)
+    chain, parents = nesting_of(p, frows, keyvals, [len(r) for r in frows], cols)
+    factors = []
+    for idx, f in enumerate(p.layout.factors):
+        need = chain is None or idx == chain[0]
+        ztz, ztk = _group_blocks(p, frows[idx], cols) if need else (None, None)
+        factors.append(FactorStats(f.name, f.columns, tuple(keyvals[idx]), counts[idx], ztz, ztk))
+    cross = _cross_blocks(p, cols, which, keyvals, pairs) if chain is None and len(p.layout.factors) > 1 else []
+    return replace(
+        base, factors=tuple(factors), chain=chain, parents=parents if chain is not None else (), cross=tuple(cross)
     )
 
 
@@ -256,28 +246,28 @@ def nesting_of(
     cols: Mapping[str, np.ndarray],
 ) -> tuple[tuple[int, ...] | None, tuple[np.ndarray, ...]]:
     """(chain, parents) as :func:`hlm.aggregate.stats.nesting_chain` decides it, or (None, ())."""
-    F = len(p.factors)
+    F = len(p.layout.factors)
     if F == 0:
         return (), ()
     order = sorted(range(F), key=lambda f: -nlev[f])
     parents = []
     for inner, outer in zip(order, order[1:]):
-        si, so = set(p.factors[inner].keys), set(p.factors[outer].keys)
+        si, so = set(p.layout.factors[inner].keys), set(p.layout.factors[outer].keys)
         rows = frows[inner]
         if so <= si:
-            probe = [cols[f"g{c}"][rows] for c in p.factors[outer].keys]
+            probe = [cols[f"g{c}"][rows] for c in p.layout.factors[outer].keys]
         elif si < so:
             if nlev[inner] != nlev[outer]:
                 return None, ()
             # a bijection: each outer group's projection onto the inner columns names its inner group
-            back = lookup_codes(keyvals[inner], [cols[f"g{c}"][frows[outer]] for c in p.factors[inner].keys])
+            back = lookup_codes(keyvals[inner], [cols[f"g{c}"][frows[outer]] for c in p.layout.factors[inner].keys])
             parent = np.empty(nlev[inner], dtype=np.int64)
             parent[back] = np.arange(nlev[outer])
             parents.append(parent)
             continue
         else:
             probe = []
-            for c in p.factors[outer].keys:
+            for c in p.layout.factors[outer].keys:
                 if c in si:
                     probe.append(cols[f"g{c}"][rows])
                     continue

@@ -24,10 +24,10 @@ pooled (:meth:`Plan.pooled_query`): the innermost groups never leave the databas
 def assemble_chain(
     p: Plan, glob: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], ntotal: int
 ) -> Aggregates | None:
-    """Aggregates of a slash-nested chain (:meth:`Plan.nested_chain`) from the innermost
+    """Aggregates of a slash-nested chain (:meth:`~hlm.data.layout.Layout.nested_chain`) from the innermost
     factor's groups alone; None when the factors' group counts tie (then the chain order is
     decided as :func:`nesting_of` does, from every factor's groups)."""
-    nested = p.nested_chain()
+    nested = p.layout.nested_chain()
     assert nested is not None, "assemble_chain needs a slash-nested chain"
     chain, form = nested
     agg = assemble(p, glob, {}, ntotal, _empty=True)  # the global part and its checks
@@ -52,7 +52,7 @@ def _chained(
     return replace(
         agg,
         factors=_every_factor(factors),
-        term_factor=p.term_factor,
+        term_factor=p.layout.term_factor,
         term_columns=p.term_columns,
         chain=tuple(chain),
         parents=tuple(parents),
@@ -66,9 +66,9 @@ def _assemble_prefix(
     """:func:`assemble_chain` for labels written outermost first (``school:teacher:student``):
     the rows sorted by their key tuples, every factor's groups are runs of a prefix of the
     keys.  Also returns the innermost code of every input row."""
-    leaf = p.factors[chain[0]]
+    leaf = p.layout.factors[chain[0]]
     order, starts = sorted_order([cols[f"g{i}"] for i in leaf.keys])
-    nlev = [len(starts[len(p.factors[f].keys) - 1]) for f in chain]
+    nlev = [len(starts[len(p.layout.factors[f].keys) - 1]) for f in chain]
     if any(a <= b for a, b in zip(nlev, nlev[1:])):
         return None
     n = len(cols["n"])
@@ -80,11 +80,11 @@ def _assemble_prefix(
         del order
     counts = cols["n"].astype(np.int64)
     ztz, ztk = _leaf_blocks(p, cols, counts)
-    factors: list[FactorStats | None] = [None] * len(p.factors)
+    factors: list[FactorStats | None] = [None] * len(p.layout.factors)
     parents = []
     prev_starts = None
     for pos, f in enumerate(chain):
-        fac = p.factors[f]
+        fac = p.layout.factors[f]
         st = starts[len(fac.keys) - 1]
         keys = tuple(cols[f"g{i}"][st] for i in fac.keys)
         if pos == 0:
@@ -129,9 +129,9 @@ def _assemble_suffix(
     determines the outer group (globally unique ids, checked in O(n)) is its own code, its
     dense rank; otherwise the code ranks the pair (value, outer code).  The innermost groups
     are the rows, sorted once by their code."""
-    leaf = p.factors[chain[0]]
+    leaf = p.layout.factors[chain[0]]
     lk = leaf.keys
-    want = {p.factors[f].keys: f for f in chain}
+    want = {p.layout.factors[f].keys: f for f in chain}
     code, m = None, 0
     codes: dict[int, tuple[np.ndarray, int]] = {}
     for j in range(len(lk) - 1, -1, -1):
@@ -168,12 +168,12 @@ def _assemble_suffix(
     del order
     counts = cols.pop("n").astype(np.int64)
     ztz, ztk = _leaf_blocks(p, cols, counts)
-    factors: list[FactorStats | None] = [None] * len(p.factors)
+    factors: list[FactorStats | None] = [None] * len(p.layout.factors)
     factors[chain[0]] = FactorStats(leaf.name, leaf.columns, tuple(cols[f"g{i}"] for i in lk), counts, ztz, ztk)
     parents = []
     prev_first = None
     for f in chain[1:]:
-        fac = p.factors[f]
+        fac = p.layout.factors[f]
         c, mf = codes.pop(f)
         first = first_rows(c, mf)
         fcounts = np.bincount(c, weights=counts, minlength=mf).round().astype(np.int64)
@@ -197,7 +197,7 @@ def pooled_chain(
     n_cell = cols["n"].astype(np.int64)
     c_cell = cols["c"].astype(np.int64)
     nleaf = int(c_cell.sum())
-    parent = p.factors[chain[1]]
+    parent = p.layout.factors[chain[1]]
     order, starts = sorted_order([cols[f"g{i}"] for i in parent.keys])
     if order is not None:
         cols = {name: v[order] for name, v in cols.items()}
@@ -212,7 +212,7 @@ def pooled_chain(
     rows = {f"g{i}": cols[f"g{i}"][st] for i in parent.keys}
     rows["n"] = np.add.reduceat(c_cell * n_cell, st)
     rows.update({f"zk_0_{j}": np.add.reduceat(S[:, j], st) for j in range(k) if p._kexpr(j) != "1.0"})
-    nested = p.nested_chain()
+    nested = p.layout.nested_chain()
     assert nested is not None  # the caller's chain
     form = nested[1]
     done = (_assemble_suffix if form == "suffix" else _assemble_prefix)(
@@ -234,7 +234,7 @@ def pooled_chain(
         for b in range(a, k):
             sss[:, a, b] = sss[:, b, a] = np.bincount(cls, weights=cols[f"ss_{a}_{b}"], minlength=m)
     pooled = LeafClasses(sizes.astype(float), np.bincount(cls, weights=c_cell, minlength=m), sss, children, sums)
-    leaf = p.factors[chain[0]]
+    leaf = p.layout.factors[chain[0]]
     factors = list(agg.factors)
     factors[chain[0]] = FactorStats(leaf.name, leaf.columns, (), None, pooled=pooled)
     return replace(

@@ -45,7 +45,7 @@ def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, n
             return int(np.nan_to_num(as_array(glob[name]).astype(float))[0])
 
         check_counts(p.weights, missing=count("w_missing"), infinite=count("w_infinite"), negative=count("w_negative"))
-    nested = p.nested_chain()
+    nested = p.layout.nested_chain()
     if (
         nested is not None
         and len(nested[0]) >= 2
@@ -57,7 +57,7 @@ def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, n
         if agg is not None:
             return agg
     if nested is not None:
-        leaf = p.factors[nested[0][0]]
+        leaf = p.layout.factors[nested[0][0]]
         agg = assemble_chain(p, glob, fetch(p.group_query(src, [tuple(sorted(leaf.keys))])), ntotal)
         if agg is not None:
             return agg

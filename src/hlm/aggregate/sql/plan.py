@@ -4,7 +4,6 @@ grouping sets, pooled), built from the model layout by :func:`plan`.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,9 +14,9 @@ from formulaic.errors import FormulaicError
 
 from hlm.aggregate.sql.dialect import Dialect, Kind, Runner, as_array, column_kind, first_value, ordered_levels
 from hlm.aggregate.sql.translate import ModelColumn, Translator, model_columns, sql_product
-from hlm.data.codes import factor_key
+from hlm.data.layout import Layout, as_layout, column_pool
 from hlm.data.source import check_columns
-from hlm.design import FixedDesign, column_pool, design_of, fixed_name, pool_name, random_rformulas, rformula
+from hlm.design import FixedDesign, design_of, fixed_name, pool_name
 from hlm.errors import DataError, FormulaError
 from hlm.lmm.checks_data import check_factor_levels
 from hlm.spec.rformula import RFormula
@@ -26,20 +25,11 @@ from hlm.transforms import poly_state_from_moments
 from hlm.weights import check_kind
 
 
-@dataclass(frozen=True)
-class Factor:
-    """A grouping factor: display name, columns (label order) and their aliases in SQL."""
-
-    name: str
-    columns: tuple[str, ...]
-    keys: tuple[int, ...]  # indices into Plan.group_columns, label order
-
-
 @dataclass
 class Plan:
     """Everything needed to write the queries for one model on one source."""
 
-    spec: ModelSpec
+    layout: Layout
     dialect: Dialect
     kinds: dict[str, Kind]
     used: list[str]
@@ -49,12 +39,17 @@ class Plan:
     xnames: tuple[str, ...]
     pool: tuple[str, ...]
     term_columns: tuple[tuple[int, ...], ...]
-    factors: tuple[Factor, ...]
-    term_factor: tuple[int, ...]
-    group_columns: tuple[str, ...]
     x_model_spec: object = None
-    weights: str | None = None  # a column of precision weights (aliased hw in the base query)
     offset: str | None = None  # SQL of the model's offset, subtracted from the response
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.layout.spec
+
+    @property
+    def weights(self) -> str | None:
+        """The column of precision weights (aliased hw in the base query)."""
+        return self.layout.weights
 
     # ---- SQL pieces
     def where(self) -> str:
@@ -74,7 +69,7 @@ class Plan:
         sel = [f"{c.sql} AS k{j}" for j, c in enumerate(self.xcols)]
         sel.append(f"{self.ycol} AS k{len(self.xcols)}")
         sel += [f"{c.sql} AS z{a}" for a, c in enumerate(self.zcols)]
-        sel += [f"{d.ident(c)} AS g{i}" for i, c in enumerate(self.group_columns)]
+        sel += [f"{d.ident(c)} AS g{i}" for i, c in enumerate(self.layout.group_columns)]
         where = self.where()
         if self.weights is not None:
             w = d.ident(self.weights)
@@ -127,51 +122,10 @@ class Plan:
         zero = f"{self.where()} AND {self.dialect.ident(self.weights)} = 0"
         return f"SELECT COUNT(*) AS n, SUM(CASE WHEN {zero} THEN 1 ELSE 0 END) AS nzero FROM {src}"
 
-    def minmax_columns(self) -> list[int]:
-        """Grouping columns whose MIN/MAX per group decide nesting (pairs neither a subset of the other)."""
-        need: set[int] = set()
-        sets = [set(f.keys) for f in self.factors]
-        for a, sa in enumerate(sets):
-            for b, sb in enumerate(sets):
-                if a != b and not (sa <= sb or sb <= sa):
-                    need |= sb - sa
-        return sorted(need)
-
-    def nested_chain(self) -> tuple[list[int], str] | None:
-        """The factors innermost first and the form of their labels, when the factors are
-        slash-nested: ``(1|a/b/c)``, whose labels lme4 writes innermost first (``c:b:a``:
-        each factor's key columns end with the next outer one's, form ``"suffix"``), or
-        ``(1|a) + (1|a:b) + (1|a:b:c)`` (they begin with them, form ``"prefix"``); else None.
-
-        Such a chain is nested by construction: one ``GROUP BY`` over the innermost factor's
-        columns gives its groups, and every outer factor's groups follow from them
-        (:func:`assemble_chain`)."""
-        if not self.factors:
-            return None
-        order = sorted(range(len(self.factors)), key=lambda f: -len(self.factors[f].keys))
-        for form in ("suffix", "prefix"):
-            ok = True
-            for inner, outer in zip(order, order[1:]):
-                ki, ko = self.factors[inner].keys, self.factors[outer].keys
-                part = ki[len(ki) - len(ko) :] if form == "suffix" else ki[: len(ko)]
-                ok = ok and len(ki) > len(ko) and part == ko
-            if ok:
-                return order, form
-        return None
-
-    def factor_sets(self) -> list[tuple[int, ...]]:
-        """Column sets of the grouping factors."""
-        return list(dict.fromkeys(tuple(sorted(f.keys)) for f in self.factors))
-
-    def pair_sets(self) -> list[tuple[int, ...]]:
-        """Column sets of every pair of factors (crossed factors' shared rows)."""
-        sets = [set(f.keys) for f in self.factors]
-        return list(dict.fromkeys(tuple(sorted(a | b)) for a, b in itertools.combinations(sets, 2)))
-
     def group_query(self, src: str, sets: Sequence[tuple[int, ...]] | None = None, *, ztk: bool = True) -> str:
         """One scan: per group of every grouping set, n, sum z z' (and sum z k', MIN/MAX for nesting);
         with precision weights, sum w z z' and sum w z k'."""
-        sets = list(sets if sets is not None else self.factor_sets())
+        sets = list(sets if sets is not None else self.layout.factor_sets())
         z = len(self.zcols)
         many = len(sets) > 1
         used = sorted(set().union(*map(set, sets)))
@@ -185,7 +139,7 @@ class Plan:
             for c in range(self.k if ztk else 0):
                 if self._summed(zk := sql_product(self._zexpr(a), self._kexpr(c))):
                     sel.append(f"{self._sum(zk)} AS zk_{a}_{c}")
-        for i in self.minmax_columns() if ztk else []:
+        for i in self.layout.minmax_columns() if ztk else []:
             sel += [f"MIN(g{i}) AS mn{i}", f"MAX(g{i}) AS mx{i}"]
         if many:
             groups = "GROUPING SETS (" + ", ".join("(" + ", ".join(f"g{i}" for i in s) + ")" for s in sets) + ")"
@@ -199,7 +153,7 @@ class Plan:
         count n and sums s = 1'K; then per (parent group, n) the number of groups c, the
         sums of s (``zk_0_j``) and of s_a s_b (``ss_a_b``).  Only the second result, one row
         per parent group and size, leaves the database."""
-        leaf, parent = self.factors[chain[0]], self.factors[chain[1]]
+        leaf, parent = self.layout.factors[chain[0]], self.layout.factors[chain[1]]
         svals = ["CAST(n AS DOUBLE)" if self._kexpr(j) == "1.0" else f"s{j}" for j in range(self.k)]
         inner = [f"g{i}" for i in leaf.keys] + ["COUNT(*) AS n"]
         inner += [f"SUM({self._kexpr(j)}) AS s{j}" for j in range(self.k) if self._kexpr(j) != "1.0"]
@@ -312,23 +266,8 @@ def _prepass(
     return levels, means
 
 
-def _factors(spec: ModelSpec, group_columns: tuple[str, ...]) -> tuple[tuple[Factor, ...], tuple[int, ...]]:
-    """One grouping factor per distinct group (first-appearance order) and each random term's factor."""
-    factors: list[Factor] = []
-    keys: list[frozenset[str]] = []
-    term_factor = []
-    for term in spec.random:
-        fkey = factor_key(term.group)
-        if fkey not in keys:
-            keys.append(fkey)
-            order = tuple(term.name.split(":")) if set(term.name.split(":")) == set(term.group) else term.group
-            factors.append(Factor(term.name, order, tuple(group_columns.index(c) for c in order)))
-        term_factor.append(keys.index(fkey))
-    return tuple(factors), tuple(term_factor)
-
-
 def plan(
-    spec: ModelSpec,
+    model: ModelSpec | Layout,
     schema: Mapping[str, str],
     dialect: Dialect,
     run: Runner,
@@ -336,13 +275,16 @@ def plan(
     weights: str | None = None,
     declared: Callable[[Sequence[str]], Mapping[str, Sequence]] | None = None,
 ) -> Plan:
-    """Build the query plan, running the prepass (levels, means) when the model needs one;
-    ``weights``: a column of precision weights.
+    """Build the query plan of the model (its spec or its :class:`~hlm.data.layout.Layout`),
+    running the prepass (levels, means) when the model needs one; ``weights``: a column of
+    precision weights (taken from the layout when one is given).
 
     A categorical column's levels are those present in the complete rows, in the order the
     source declares (``declared(predictor columns)``: e.g. a Parquet file's stored
     dictionaries, a DuckDB ENUM's values), else sorted: the first is the reference level, as
     in the in-memory path."""
+    layout = as_layout(model, weights)
+    spec, weights = layout.spec, layout.weights
     kinds = {c: column_kind(t) for c, t in schema.items()}
     if weights is not None:
         check_columns([weights], schema.keys())
@@ -350,12 +292,12 @@ def plan(
     # walk every factor first: unsupported terms and unknown columns are named before any query,
     # and the columns come from the terms themselves (formulaic's required_variables lists
     # function names such as sqrt and misses the arguments of center())
-    rf, zrfs = rformula(spec), random_rformulas(spec)
+    rf, zrfs = layout.fixed, layout.random
     tr, *_ = _translate_needs(spec, dialect, kinds, rf, zrfs)
     used = list(dict.fromkeys([spec.response, *sorted(tr.needs.columns), *spec.group_columns]))
     check_columns(used, schema.keys())
     _check_response_and_groups(spec, schema, kinds, run, src, dialect)
-    skeleton = Plan(spec, dialect, kinds, used, [], "", [], (), (), (), (), (), ())
+    skeleton = Plan(layout, dialect, kinds, used, [], "", [], (), (), ())
     levels, means = _prepass(skeleton, tr, run, src, declared)
     alias = dict(tr.alias)
     states = _states(rf, Translator(dialect, kinds, alias=alias), skeleton, run, src) if rf is not None else {}
@@ -379,27 +321,7 @@ def plan(
     offset = " + ".join(f"({tr.numeric(code)})" for code in rf.offsets) if rf is not None and rf.offsets else None
     if offset is not None:
         ycol = f"({ycol} - ({offset}))"
-
-    group_columns = tuple(spec.group_columns)
-    factors, term_factor = _factors(spec, group_columns)
-    return Plan(
-        spec,
-        dialect,
-        kinds,
-        used,
-        xcols,
-        ycol,
-        zcols,
-        xnames,
-        tuple(pool),
-        term_columns,
-        factors,
-        term_factor,
-        group_columns,
-        design,
-        weights=weights,
-        offset=offset,
-    )
+    return Plan(layout, dialect, kinds, used, xcols, ycol, zcols, xnames, tuple(pool), term_columns, design, offset)
 
 
 def _states(rf: RFormula, tr: Translator, skeleton: Plan, run: Runner, src: str) -> dict[int, tuple]:
