@@ -142,7 +142,8 @@ class Fit(LmmResult):
     def coef(self) -> dict[str, pd.DataFrame]:
         """lme4's ``coef()``: per grouping factor, each level's coefficients beta + b (fixed
         effects plus conditional modes), one column per fixed effect; ``fixef`` holds beta alone
-        (see :func:`hlm.lmm.ranef.coef_frames`)."""
+        (see :func:`hlm.lmm.ranef.coef_frames`).  A factor whose groups were pooled out of memory
+        is left out, with :meth:`ranef`'s warning."""
         return coef_frames(self.fixef, self.ranef(), self.spec.intercept_name)
 
     def predict(
