@@ -29,11 +29,10 @@ from hlm.inference.varcomp import varcomp, varcomp_vcov
 from hlm.lmm.checks import implicit_nesting_warning, level_order
 from hlm.lmm.checks_data import within_order_warning
 from hlm.lmm.pipeline import aggregate, criterion, fit_aggregates
-from hlm.lmm.ranef import ranef_frame
+from hlm.lmm.ranef import coef_frames, ranef_frame
 from hlm.lmm.result import LmmResult
 from hlm.predict.memory import fitted, predict, residuals
 from hlm.report.html import fit_html
-from hlm.report.plots import plot
 from hlm.report.stata import stata_summary
 from hlm.report.text import lme4_summary, output_sections
 from hlm.spec import ModelSpec, parse_model
@@ -80,8 +79,10 @@ class Fit(LmmResult):
             columns=TIDY_COLUMNS,
         )
 
-    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
-        """A readable text summary in lme4's layout or Stata's ``mixed`` layout."""
+    def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
+        """A readable text summary in lme4's layout or Stata's ``mixed`` layout; by default the
+        layout of the model's syntax (a Stata-syntax model prints Stata's table, as the CLI does)."""
+        style = style or self.spec.syntax
         if style == "stata":
             return stata_summary(self)
         if style != "lme4":
@@ -138,6 +139,13 @@ class Fit(LmmResult):
             )
         return ranef_frame(self, self.conditional_modes)
 
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef()``: per grouping factor, each level's coefficients beta + b (fixed
+        effects plus conditional modes), one column per fixed effect; ``fixef`` holds beta alone
+        (see :func:`hlm.lmm.ranef.coef_frames`).  A factor whose groups were pooled out of memory
+        is left out, with :meth:`ranef`'s warning."""
+        return coef_frames(self.fixef, self.ranef(), self.spec.intercept_name)
+
     def predict(
         self, newdata: Any = None, *, re: bool = True, new_levels: Literal["population", "error"] = "population"
     ) -> pd.Series:
@@ -172,6 +180,8 @@ class Fit(LmmResult):
     ) -> Figure:
         """A matplotlib Figure (saved to ``file`` when given, its format by the extension; an
         existing file only with ``overwrite=True``); see :mod:`hlm.report.plots`."""
+        from hlm.report.plots import plot  # matplotlib loads with the first plot
+
         return plot(self, kind, file=file, overwrite=overwrite, **kwargs)
 
     def _repr_html_(self) -> str:
@@ -202,7 +212,12 @@ class Fit(LmmResult):
     ) -> pd.DataFrame:
         """Confidence intervals for SDs, correlations, sigma and fixed effects: Wald (Stata's
         log-SD scale), profile likelihood (lme4) or parametric bootstrap (percentile, ``nsim``
-        replicates), see :mod:`hlm.inference.confint`."""
+        replicates), see :mod:`hlm.inference.confint`.
+
+        The default is ``method="wald"`` (Stata's ``mixed``, instant), not lme4's profile: ask for
+        ``method="profile"`` to get lme4's ``confint()``.  A REML fit is profiled on its ML refit,
+        as lme4 does; that table's method reads ``profile (ML refit)`` and its ``attrs["note"]``
+        says so."""
         return confint(self, method=method, level=level, nsim=nsim, seed=seed, progress=progress)
 
     def lr_test_linear(self) -> LRTest:

@@ -50,3 +50,12 @@ def test_reml_fit_is_profiled_on_its_ml_refit():
     }
     for name, (lo, hi) in expected.items():
         np.testing.assert_allclose([table.loc[name, "conf_low"], table.loc[name, "conf_high"]], [lo, hi], rtol=1e-3)
+    assert set(table["method"]) == {"profile (ML refit)"}
+    assert "ML refit" in table.attrs["note"] and "estimate" in table.attrs["note"]
+    ml = hlm.fit("Reaction ~ Days + (Days | Subject)", dataset("sleepstudy"), reml=False)
+    assert table.loc[".sigma", "estimate"] == pytest.approx(ml.sigma, rel=1e-5)  # the ML refit's, as the note says
+
+
+def test_ml_fit_profile_carries_no_note(fits):
+    table = fits("Dyestuff__intercept_ML").confint(method="profile")
+    assert set(table["method"]) == {"profile"} and "note" not in table.attrs

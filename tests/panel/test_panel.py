@@ -112,6 +112,15 @@ def test_re_balanced_matches_reference():
     assert fit(BAL, "re").to_dict()["theta"] == pytest.approx(ref["theta"], rel=RTOL)
 
 
+def test_default_estimator_is_random_effects_as_in_stata():
+    """Stata's ``xtreg y x, i(id)`` without an estimator option is ``re`` (Swamy-Arora)."""
+    ref = reference(REF[UNB])["random_effects"]["stata_default_reimpl"]
+    f = xtreg(MODEL, dataset(UNB), panel="firm")
+    assert f.estimator == "re"
+    check_coefs(f, ref["coefficients"])
+    close([f.sigma_u, f.sigma_e], [ref["sigma_u"], ref["sigma_e"]])
+
+
 @pytest.mark.parametrize("sa", [True, False])
 def test_re_unbalanced_matches_reference(sa):
     block = reference(REF[UNB])["random_effects"]
@@ -358,8 +367,21 @@ def test_model_and_data_errors():
     with pytest.raises(ColumnError, match="did you mean"):
         xtreg("inv valu", d, panel="firm")
     with pytest.raises(DataError, match="no regressor varies within"):
-        xtreg("inv ~ I(firm * 2)", d, panel="firm")
+        xtreg("inv ~ I(firm * 2)", d, panel="firm", estimator="fe")
     with pytest.raises(DataError, match="missing"):
         xtreg(MODEL, d.assign(value=np.nan), panel="firm")
     # pooled cluster needs no nesting
     assert fit(UNB, "pooled", vce="cluster", cluster="year").n_clusters == 19
+
+
+@pytest.mark.parametrize("estimator", ["fe", "re", "be", "pooled"])
+def test_html_repr(estimator):
+    """The notebook table carries the fit's numbers (the Stata reference's, at 4 digits)."""
+    f = fit(UNB, estimator)
+    html = f._repr_html_()
+    assert html.startswith("<div class='hlm-fit'>") and f.title in html
+    assert html.count("<table") == {"fe": 2, "re": 3, "be": 1, "pooled": 1}[estimator]
+    assert f"{f.coef['value']:.4g}" in html and f"{f.se['value']:.4g}" in html
+    if estimator == "fe":
+        ref = reference(REF[UNB])["fixed_effects"]
+        assert f"<td>sigma_u</td><td>{ref['sigma_u']:.4g}</td>" in html and "F test that all u_i = 0" in html

@@ -42,13 +42,23 @@ def test_xtreg_re_json_unbalanced(capsys):
     assert coef["value"]["se"] == pytest.approx(ref["coefficients"][1]["se"], rel=1e-6)
 
 
+def test_xtreg_without_estimator_is_re(capsys):
+    ref = reference("Grunfeld_unbalanced__xtreg")["random_effects"]["stata_default_reimpl"]
+    out = run_json(capsys, ["xtreg", UNB, "inv value capital", "-i", "firm", "--json"])
+    assert out["estimator"] == "re" and out["sigma_u"] == pytest.approx(ref["sigma_u"], rel=1e-6)
+
+
 def test_xtreg_sa_and_fe_cluster(capsys):
     ref = reference("Grunfeld_unbalanced__xtreg")["random_effects"]
     out = run_json(capsys, ["xtreg", UNB, "inv ~ value + capital", "-i", "firm", "--re", "--sa", "--json"])
     assert out["sigma_u"] == pytest.approx(ref["sigma_u"], rel=1e-6) and out["re_method"] == "baltagi-chang"
-    out = run_json(capsys, ["xtreg", BAL, "inv value capital", "-i", "firm", "--json", "--vce", "cluster", "firm"])
+    out = run_json(
+        capsys, ["xtreg", BAL, "inv value capital", "-i", "firm", "--fe", "--json", "--vce", "cluster", "firm"]
+    )
     assert out["vce"] == "cluster" and out["n_clusters"] == 10 and out["estimator"] == "fe"
-    out2 = run_json(capsys, ["xtreg", BAL, "inv value capital", "-i", "firm", "--vce", "cluster firm", "--json"])
+    out2 = run_json(
+        capsys, ["xtreg", BAL, "inv value capital", "-i", "firm", "--fe", "--vce", "cluster firm", "--json"]
+    )
     assert out2["coef"] == out["coef"]
 
 

@@ -232,3 +232,13 @@ def test_random_effects_table_takes_fit_varcomp():
     cols = ["estimate", "std_error", "conf_low", "conf_high"]
     own = fit.varcomp().set_index("parameter").loc[[".sig03", ".sig01", ".sig02", ".sigma"]]
     np.testing.assert_allclose(merged[cols].to_numpy(float), own[cols].to_numpy(float), rtol=0)
+
+
+def test_summary_follows_the_model_syntax():
+    """As the CLI: a Stata-syntax model prints Stata's table, an lme4 formula lme4's; style= wins."""
+    stata = _fit("Reaction Days || Subject:", "sleepstudy")
+    lme4 = _fit("Reaction ~ Days + (1 | Subject)", "sleepstudy")
+    assert stata.summary() == stata.summary(style="stata") == str(stata)
+    assert "Mixed-effects" in stata.summary() and "Random effects:" not in stata.summary()
+    assert lme4.summary() == lme4.summary(style="lme4") == str(lme4)
+    assert stata.summary(style="lme4").startswith("Linear mixed model fit by REML")

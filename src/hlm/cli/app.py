@@ -23,8 +23,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``hlm --version``: ``hlm X.Y.Z`` from the installed package's metadata."""
+    if value:
+        import hlm
+
+        typer.echo(f"hlm {hlm.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print hlm's version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
     """Hierarchical linear models: lme4 formulas or Stata syntax, fitted in milliseconds."""
 
 

@@ -98,7 +98,7 @@ def fit_command(
         text = (
             json.dumps(result.to_dict(), indent=2, allow_nan=True)
             if as_json
-            else result.summary(style=cast(Literal["lme4", "stata"], style or ("lme4" if glmm else result.spec.syntax)))
+            else result.summary(style=cast(Literal["lme4", "stata"] | None, style))  # default: the model's syntax
         )
         if target is not None:
             from hlm.api import Fit

@@ -1,6 +1,7 @@
 """CLI commands: ``hlm xtreg`` and ``hlm hausman`` (see hlm.cli.app for error handling).
+Without an estimator option ``hlm xtreg`` fits random effects, as Stata's ``xtreg`` does.
 
-``hlm xtreg DATA MODEL -i PANELVAR --fe|--re|--be|--pooled [--sa] [--vce robust|cluster VAR] [--json]``
+``hlm xtreg DATA MODEL -i PANELVAR [--re|--fe|--be|--pooled] [--sa] [--vce robust|cluster VAR] [--json]``
 ``hlm hausman DATA MODEL -i PANELVAR [--sigmamore] [--json]``
 """
 
@@ -29,7 +30,7 @@ def _estimator(fe: bool, re: bool, be: bool, pooled: bool) -> Estimator:
     chosen = [name for name, on in options if on]
     if len(chosen) > 1:
         raise OptionError(f"choose one estimator, not {' and '.join('--' + c for c in chosen)}")
-    return chosen[0] if chosen else "fe"
+    return chosen[0] if chosen else "re"  # Stata's xtreg without an estimator option
 
 
 def _vce(vce: list[str] | None) -> tuple[VCE, str | None]:
@@ -55,11 +56,11 @@ def xtreg_command(
     data: str = typer.Argument(..., help="Data file (.csv, .parquet, .dta)."),
     model: str = typer.Argument(..., help="'y x1 x2' (Stata) or 'y ~ x1 + x2' (formula)."),
     panel: str = typer.Option(..., "-i", "--panel", help="Panel variable (Stata's i())."),
-    fe: bool = typer.Option(False, "--fe", help="Fixed effects (within), the default."),
-    re: bool = typer.Option(False, "--re", help="Random effects (GLS, Swamy-Arora)."),
+    fe: bool = typer.Option(False, "--fe", help="Fixed effects (within)."),
+    re: bool = typer.Option(False, "--re", help="Random effects (GLS, Swamy-Arora), the default as in Stata."),
     be: bool = typer.Option(False, "--be", help="Between effects."),
     pooled: bool = typer.Option(False, "--pooled", help="Pooled OLS."),
-    sa: bool = typer.Option(False, "--sa", help="With --re: Baltagi-Chang variance components."),
+    sa: bool = typer.Option(False, "--sa", help="Baltagi-Chang variance components (random effects only)."),
     vce: str | None = typer.Option(None, "--vce", help="robust, or cluster (followed by VAR)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:

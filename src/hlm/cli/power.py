@@ -19,7 +19,6 @@ import typer
 
 from hlm.cli.app import app
 from hlm.errors import OptionError
-from hlm.power import allocate, mdes, power, sample_size, sd_margin, sd_sample_size
 
 
 @overload
@@ -124,6 +123,8 @@ def _allocation(
     common: dict[str, Any],
 ) -> None:
     """``--costs``: the integer allocation for a budget or a target MDES, and the continuous optimum."""
+    from hlm.power import allocate
+
     best = allocate(
         design,
         costs,
@@ -156,6 +157,8 @@ def _analytic(
     common: dict[str, Any],
 ) -> None:
     """A sample size (a ? in --sizes), the power to detect --effect, or the MDES."""
+    from hlm.power import mdes, power, sample_size
+
     if sizes is None:
         raise OptionError("--sizes is required (units per level, outermost first; ? for the one to solve for)")
     if None in sizes:
@@ -177,6 +180,8 @@ def _analytic(
 
 def _sd_precision(sizes: tuple | None, icc: tuple, margin: float | None, confidence: float, unused: list[str]) -> None:
     """``hlm power sd``: the top SD's margin, or the top-level units that reach ``--margin``."""
+    from hlm.power import sd_margin, sd_sample_size
+
     if unused:
         raise OptionError(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to 'hlm power sd'")
     if sizes is None:

@@ -22,8 +22,6 @@ from hlm.outputs import force_spelling, output_file, output_folder
 
 if TYPE_CHECKING:
     from hlm.simulate.draw import IdForm
-from hlm.simulate import Design, parse_assignment, simulate, simulate_to_parquet, write_frame
-from hlm.simulate.run import WRITERS
 
 
 @app.command("simulate")
@@ -50,6 +48,9 @@ def simulate_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing output file (or folder of Parquet files)."),
 ) -> None:
     """Simulate a multilevel data set from a design file."""
+    from hlm.simulate import Design, parse_assignment, simulate, simulate_to_parquet, write_frame
+    from hlm.simulate.run import WRITERS
+
     if ids not in ("global", "within", "both"):
         raise OptionError(f"--ids must be global, within or both, got '{ids}'")
     id_form = cast("IdForm", ids)  # checked just above

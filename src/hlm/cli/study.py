@@ -23,11 +23,12 @@ import typer
 from hlm.cli.app import app, fail
 from hlm.errors import OptionError
 from hlm.outputs import force_spelling, output_file
-from hlm.simulate import Design, parse_assignment, parse_value
 
 
 def parse_grid(texts: list[str]) -> dict[str, list[Any]]:
     """``["levels.district.n=5,10,50", ...]`` -> ``{"levels.district.n": [5, 10, 50]}``."""
+    from hlm.simulate import parse_value
+
     grid: dict[str, list[Any]] = {}
     for text in texts:
         key, sep, values = text.partition("=")
@@ -97,6 +98,7 @@ def study_command(
     force: bool = typer.Option(False, "--force", help="Replace existing --report / --csv files (else an error)."),
 ) -> None:
     """Simulate a design many times, fit models, and report bias, RMSE and CI coverage."""
+    from hlm.simulate import Design, parse_assignment
     from hlm.study import study
 
     if reps < 1:

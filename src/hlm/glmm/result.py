@@ -23,6 +23,7 @@ from hlm.glmm.family import Family
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.laplace import Modes
 from hlm.glmm.theta import diagonal_positions, lambda_matrix, lower_triangles
+from hlm.lmm.ranef import coef_frames
 from hlm.models import InformationCriteria
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
 from hlm.spec import ModelSpec
@@ -166,9 +167,15 @@ class GlmmResult(InformationCriteria):
             start += len(levels) * k
         return pd.DataFrame(rows, columns=["group", "level", "term", "estimate", "std_error"])
 
-    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
-        """glmer's summary layout (Stata's ``melogit`` table is not written yet)."""
-        if style != "lme4":
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef()``: per grouping factor, each level's beta + b on the link scale
+        (see :func:`hlm.lmm.ranef.coef_frames`)."""
+        return coef_frames(self.fixef, self.ranef(), self.spec.intercept_name)
+
+    def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
+        """glmer's summary layout, whatever the model's syntax (Stata's ``melogit`` table is not
+        written yet, so ``style="stata"`` is refused)."""
+        if style not in (None, "lme4"):
             raise OptionError("GLMM summaries have style='lme4' only for now")
         how = "Laplace Approximation" if self.nagq == 1 else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
         lines = [

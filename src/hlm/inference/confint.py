@@ -44,7 +44,8 @@ def confint(
     seed: Seed = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Confidence intervals for every SD, correlation, sigma and fixed effect.
+    """Confidence intervals for every SD, correlation, sigma and fixed effect; Wald unless
+    ``method`` says otherwise (lme4's ``confint`` profiles by default, Stata's ``mixed`` is Wald).
 
     Columns: parameter (lme4's ``.sig01``..., ``.sigma``, fixed-effect names), kind (sd, cor,
     sigma, fixed), group, var1, var2, estimate, conf_low, conf_high, method.

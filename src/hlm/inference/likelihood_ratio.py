@@ -273,3 +273,8 @@ def lrtest(m0: LmmResult, m1: LmmResult, *, refit_ml: bool = False) -> LRTest:
         note="one variance on the boundary under the null: 50:50 mixture" if mixture else "",
         p_value_naive=float(row["p_value"]),
     )
+
+
+anova = compare
+"""lme4's name for :func:`compare` (the same function).  Unlike lme4's ``anova``, REML fits with
+different fixed effects are refused rather than refitted silently: pass ``refit_ml=True``."""

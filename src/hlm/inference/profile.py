@@ -39,6 +39,10 @@ from hlm.numerics.bobyqa import minimize_bounded
 
 CI_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "conf_low", "conf_high", "method"]
 PROFILE_COLUMNS = ["parameter", "kind", "group", "var1", "var2", "estimate", "value", "zeta"]
+REML_NOTE = (
+    "REML fit: profiled on the ML deviance of its ML refit, as lme4's profile() does; the estimate column "
+    "is the ML refit's"
+)
 LOG_SD_FLOOR = -30.0
 ATANH_MAX = 10.0
 
@@ -273,16 +277,23 @@ def profile_confint(fit: LmmResult, *, level: float = 0.95, parm: list[str] | No
     """Profile-likelihood intervals for every SD, correlation, sigma and fixed effect.
 
     Rows in lme4's order (``.sig01``..., ``.sigma``, then the fixed effects); ``parm``
-    restricts to some of those names.  Columns as :data:`CI_COLUMNS`, ``method="profile"``.
+    restricts to some of those names.  Columns as :data:`CI_COLUMNS`, ``method="profile"``; for a
+    REML fit ``method="profile (ML refit)"`` and ``attrs["note"]`` says what was profiled.
     """
     cut = math.sqrt(stats.chi2.ppf(level, 1))
+    method = "profile (ML refit)" if fit.reml else "profile"
     rows = []
     for c in _curves(fit, parm):
         lo, hi = c.limits(cut)
-        rows.append(
-            (c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(lo), c.to_natural(hi), "profile")
-        )
-    return pd.DataFrame(rows, columns=CI_COLUMNS)
+        rows.append((c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(lo), c.to_natural(hi), method))
+    return _noted(pd.DataFrame(rows, columns=CI_COLUMNS), fit)
+
+
+def _noted(table: pd.DataFrame, fit: LmmResult) -> pd.DataFrame:
+    """The table, with :data:`REML_NOTE` in ``attrs["note"]`` for a REML fit."""
+    if fit.reml:
+        table.attrs["note"] = REML_NOTE
+    return table
 
 
 def profile(fit: LmmResult, *, alphamax: float = 0.01, parm: list[str] | None = None, npoints: int = 6) -> pd.DataFrame:
@@ -292,7 +303,8 @@ def profile(fit: LmmResult, *, alphamax: float = 0.01, parm: list[str] | None = 
     (or the end of its range: an SD at 0, a correlation at -+1), with ``npoints`` evenly
     spaced points on each side besides those of the search.  Columns: parameter, kind,
     group, var1, var2, estimate, value (the SD, correlation, sigma or coefficient), zeta;
-    rows sorted by parameter (lme4's order) and value.
+    rows sorted by parameter (lme4's order) and value.  For a REML fit, that of its ML refit
+    (``attrs["note"]``).
     """
     cut = math.sqrt(stats.chi2.ppf(1.0 - alphamax, 1))
     rows = []
@@ -311,4 +323,4 @@ def profile(fit: LmmResult, *, alphamax: float = 0.01, parm: list[str] | None = 
         pts.insert(next((i for i, (x, _) in enumerate(pts) if x > c.x_hat), len(pts)), (c.x_hat, 0.0))
         for x, z in pts:
             rows.append((c.name, c.kind, c.group, c.var1, c.var2, c.estimate, c.to_natural(x), z))
-    return pd.DataFrame(rows, columns=PROFILE_COLUMNS)
+    return _noted(pd.DataFrame(rows, columns=PROFILE_COLUMNS), fit)

@@ -389,3 +389,25 @@ def ranef_frame(fit: LmmResult, modes: ConditionalModes) -> pd.DataFrame:
         },
         columns=RANEF_COLUMNS,
     )
+
+
+def coef_frames(fixef: pd.Series, ranef: pd.DataFrame, intercept: str) -> dict[str, pd.DataFrame]:
+    """lme4's ``coef()``: per grouping factor a frame with one row per level and one column per
+    fixed effect (fixef's order), beta_j + b_gj, where b_gj is the level's conditional mode for
+    that column (0 where the factor has no random effect for it).  A random effect without a
+    fixed counterpart gets a column of its own before the fixed effects, 0 + b_gj, as in lme4.
+    ``ranef`` is the tidy frame of :func:`ranef_frame`; its ``(Intercept)`` is the fixed ``intercept``."""
+    terms = ranef["term"].astype(object).replace("(Intercept)", intercept)
+    extra = [t for t in pd.unique(terms) if t not in fixef.index]
+    base = pd.concat([pd.Series(0.0, index=extra), fixef.astype(float)])
+    out: dict[str, pd.DataFrame] = {}
+    for group in pd.unique(ranef["group"]):
+        rows = (ranef["group"] == group).to_numpy()
+        levels = pd.Index(pd.unique(ranef["level"][rows]), name=str(group))
+        modes = pd.DataFrame(
+            {"level": ranef["level"][rows], "term": terms[rows], "estimate": ranef["estimate"][rows]}
+        ).pivot(index="level", columns="term", values="estimate")
+        table = pd.DataFrame(np.tile(base.to_numpy(), (len(levels), 1)), index=levels, columns=base.index)
+        table[list(modes.columns)] += modes.reindex(index=levels).to_numpy()
+        out[str(group)] = table
+    return out

@@ -1,6 +1,7 @@
 """Linear panel-data estimators with Stata ``xtreg``'s numbers.
 
-``xtreg(model, data, panel=..., estimator="fe" | "re" | "be" | "pooled")`` fits from one
+``xtreg(model, data, panel=..., estimator="re" | "fe" | "be" | "pooled")`` (``re`` by default, as
+Stata's ``xtreg``) fits from one
 pass of group-by aggregates (see :mod:`hlm.panel.stats`); ``hausman(fe, re)`` and
 ``xttest0(re)`` test the random-effects assumptions.
 """

@@ -50,12 +50,13 @@ def xtreg(
     data: Any,
     *,
     panel: str,
-    estimator: Estimator = "fe",
+    estimator: Estimator = "re",
     vce: VCE = "conventional",
     cluster: str | None = None,
     sa: bool = False,
 ) -> PanelFit:
-    """Fit a linear panel model as Stata's ``xtreg`` does.
+    """Fit a linear panel model as Stata's ``xtreg`` does: without an ``estimator`` the
+    random-effects GLS (Stata's default, ``re``), else ``fe``, ``be`` or ``pooled``.
 
     ``model`` is ``"y x1 x2"`` (Stata) or ``"y ~ x1 + x2"`` (formula); ``panel`` names the
     panel variable.  ``vce="robust"`` with ``fe``/``re`` clusters on the panel variable, as

@@ -118,6 +118,11 @@ class PanelFit:
         return pd.Series(np.sqrt(np.diag(self.vcov)), index=list(self.terms), name="std_error")
 
     @property
+    def title(self) -> str:
+        """The estimator's title, as Stata's header prints it."""
+        return _TITLES[self.estimator]
+
+    @property
     def balanced(self) -> bool:
         return self.T_min == self.T_max
 
@@ -219,6 +224,11 @@ class PanelFit:
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        from hlm.report.html import panel_html
+
+        return panel_html(self)
+
 
 def _num(x: Any) -> Any:
     if x is None:
@@ -248,7 +258,7 @@ def _stata_lines(fit: PanelFit) -> list[str]:
     lines = [""]
     mt = fit.model_test
     if fit.estimator == "pooled":
-        lines.append(_head(_TITLES["pooled"], "Number of obs", f"{fit.nobs:,}"))
+        lines.append(_head(fit.title, "Number of obs", f"{fit.nobs:,}"))
         lines.append(_head(f"Panel variable: {fit.panel_var}", "Number of groups", f"{fit.ngroups:,}"))
         lines.append(_head("", mt.label, f"{mt.stat:.2f}"))
         lines.append(_head("", "Prob > F", f"{mt.p:.4f}"))
@@ -256,7 +266,7 @@ def _stata_lines(fit: PanelFit) -> list[str]:
         lines.append(_head("", "Adj R-squared", f"{fit.adj_r2:.4f}"))
         lines.append(_head("", "Root MSE", f"{fit.sigma:.5g}"))
     else:
-        lines.append(_head(_TITLES[fit.estimator], "Number of obs", f"{fit.nobs:,}"))
+        lines.append(_head(fit.title, "Number of obs", f"{fit.nobs:,}"))
         lines.append(_head(f"Group variable: {fit.panel_var}", "Number of groups", f"{fit.ngroups:,}"))
         lines.append("")
         lines.append(f"{'R-squared:':<48}Obs per group:")

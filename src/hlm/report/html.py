@@ -1,6 +1,7 @@
 """HTML rendering of a fit for notebooks (``Fit._repr_html_``): a header, the fixed
 effects, the random-effects parameters with SEs and CIs, and the variance share per level,
-built from the same tables as the text output."""
+built from the same tables as the text output; ``PanelFit._repr_html_`` likewise for xtreg
+(header, coefficients, the panel variance components)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from hlm.api import Fit
+    from hlm.panel.results import PanelFit
 
 
 def _num(x: object) -> str:
@@ -63,5 +65,48 @@ def fit_html(fit: Fit) -> str:
         from hlm.lmm.checks import boundary_messages
 
         parts += [f"<p><small>boundary (singular) fit: {escape(m)}</small></p>" for m in boundary_messages(fit)]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def panel_html(fit: PanelFit) -> str:
+    """The notebook representation of an xtreg fit: the numbers of its Stata table."""
+    mt = fit.model_test
+    t = f"T min {fit.T_min:,}, avg {fit.T_avg:.1f}, max {fit.T_max:,}"
+    r2 = (
+        f"R&sup2; {fit.r2:.4f}, adjusted {fit.adj_r2:.4f}"
+        if fit.estimator == "pooled" and fit.r2 is not None and fit.adj_r2 is not None
+        else f"R&sup2; within {fit.r2_within:.4f}, between {fit.r2_between:.4f}, overall {fit.r2_overall:.4f}"
+    )
+    se = {"conventional": "", "robust": "robust SEs", "cluster": f"SEs for {fit.n_clusters} clusters in "}[fit.vce]
+    parts = [
+        "<div class='hlm-fit'>",
+        f"<p><b>{escape(fit.title)}</b>: <code>{escape(fit.model)}</code>, ",
+        f"panels <code>{escape(fit.panel_var)}</code><br>",
+        f"observations: {fit.nobs:,}; groups: {fit.ngroups:,} ({t}); {r2}; ",
+        f"{escape(mt.label)} = {mt.stat:.2f}, p = {mt.p:.4g}",
+        f"; {escape(se + (fit.cluster_var or ''))}" if se else "",
+        "</p>",
+        _table(fit.tidy(), "Coefficients (z tests)" if fit.df_resid is None else "Coefficients (t tests)"),
+    ]
+    if fit.estimator in ("fe", "re"):
+        components = pd.DataFrame(
+            {"parameter": ["sigma_u", "sigma_e", "rho"], "estimate": [fit.sigma_u, fit.sigma_e, fit.rho]}
+        )
+        parts.append(_table(components, "Variance components (rho: fraction of variance due to u_i)"))
+    if (theta := fit.theta_summary()) is not None:
+        parts.append(_table(pd.DataFrame([theta]), "theta over panels"))
+    elif fit.theta is not None:
+        parts.append(f"<p>theta = {fit.theta:.4g}</p>")
+    if fit.f_u is not None:
+        parts.append(
+            f"<p>F test that all u_i = 0: {escape(fit.f_u.label)} = {fit.f_u.stat:.2f}, p = {fit.f_u.p:.4g}</p>"
+        )
+    if fit.estimator == "be" and fit.sigma is not None:
+        parts.append(f"<p>sd(u_i + avg(e_i.)) = {fit.sigma:.4g}</p>")
+    notes = [f"omitted (collinear): {', '.join(fit.omitted)}"] if fit.omitted else []
+    notes += ["variance components: Baltagi-Chang (Stata's re sa)"] if fit.re_method == "baltagi-chang" else []
+    notes += [f"{fit.n_dropped:,} observations with missing values dropped"] if fit.n_dropped else []
+    parts += [f"<p><small>note: {escape(n)}</small></p>" for n in notes]
     parts.append("</div>")
     return "".join(parts)

@@ -134,7 +134,10 @@ def profile_zeta(
         ax.set_visible(False)
     for ax in axes[::ncol]:
         ax.set_ylabel("zeta")
-    fig.suptitle("Profile zeta (dotted: " + ", ".join(f"{lv:.0%}" for lv in levels) + " intervals)", fontsize=10)
+    refit = "; REML fit profiled on its ML refit, as lme4" if fit.reml else ""
+    fig.suptitle(
+        "Profile zeta (dotted: " + ", ".join(f"{lv:.0%}" for lv in levels) + f" intervals{refit})", fontsize=10
+    )
     return fig
 
 

@@ -169,10 +169,10 @@ class PseudoFit:
     def lr_test_linear(self) -> None:
         raise OptionError("no likelihood-ratio test with sampling weights (a pseudo-likelihood); use Wald tests")
 
-    def summary(self, style: Literal["lme4", "stata"] = "stata") -> str:
+    def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
         """Stata's ``mixed`` header with pweights: log pseudolikelihood, robust SEs (both styles
         print this one layout: lme4 has no sampling weights)."""
-        if style not in ("lme4", "stata"):
+        if style not in (None, "lme4", "stata"):
             raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
         lines = [
             "Mixed-effects regression, sampling weights (pseudo-maximum likelihood)",
