@@ -24,6 +24,7 @@ import hlm
 from hlm.diagnose import check_level_order
 from hlm.errors import HLMError
 from hlm.simulate import Design, simulate
+from hlm.simulate.parts import mean_count
 
 SEED_DESIGN = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
 LEVELS = ["dist_id", "school_id", "teach_id", "student_id"]
@@ -152,9 +153,9 @@ def _design_question(reps: int, seed: int, echo: Callable[[str], None]) -> None:
     sds = [lv.sd for lv in design.levels] + [design.residual_sd]
     total = sum(v * v for v in sds)
     icc = [sd * sd / total for sd in sds[:-1]]
-    sizes = [None] + [lv.n for lv in design.levels[1:]] + [design.observations.n]
-    needed = hlm.power.sd_sample_size(sizes, icc, margin=0.25)
-    margin50 = hlm.power.sd_margin([50, *sizes[1:]], icc)
+    below = [float(mean_count(lv.n)) for lv in design.levels[1:]] + [float(mean_count(design.observations.n))]
+    needed = hlm.power.sd_sample_size([None, *below], icc, margin=0.25)
+    margin50 = hlm.power.sd_margin([50.0, *below], icc)
     echo(
         f"District SD within +-25% (95% confidence, the balanced design's ANOVA/REML precision): {needed} "
         f"districts of 5 schools x 8 teachers x 20 students x 2 semesters; 50 districts give +-{margin50:.0%}."
