@@ -103,6 +103,11 @@ class Layout:
         return replace(agg, ktk=ktk, factors=tuple(factors))
 
 
+def design_name(column: str) -> str:
+    """The design's name of a fixed-effect column: ``intercept`` for lme4's and Stata's intercepts."""
+    return "intercept" if column in ("(Intercept)", "_cons") else column
+
+
 def sufficient_reason(design: Design, agg: Aggregates) -> str | None:
     """Why the model's statistics cannot be drawn without rows for this design, or None."""
     if agg.chain is None:
@@ -116,12 +121,11 @@ def sufficient_reason(design: Design, agg: Aggregates) -> str | None:
     if innermost not in leaf.columns:
         return f"the model's innermost grouping factor '{leaf.name}' is not the design's innermost level ({innermost})"
     for name, beta in design.fixed.items():
-        col = "(Intercept)" if name == "intercept" else name
-        if beta != 0.0 and col not in agg.xnames:
+        if beta != 0.0 and name not in [design_name(x) for x in agg.xnames]:
             return f"the design's fixed effect of '{name}' is not a column of the model's fixed part"
     for lv in design.levels:
-        for name in ("(Intercept)", *lv.slopes):
-            sd = lv.sd if name == "(Intercept)" else lv.slopes[name]
+        for name in (INTERCEPT, *lv.slopes):
+            sd = lv.sd if name == INTERCEPT else lv.slopes[name]
             if sd > 0 and name not in agg.pool:
                 return f"the design's random {name} at level {lv.name} is not among the model's random-effect columns"
     return None
@@ -134,7 +138,7 @@ def build_layout(design: Design, agg: Aggregates, frame: pd.DataFrame) -> Layout
     leaf = agg.factors[agg.chain[0]]  # type: ignore[index]
     assert leaf.ztz is not None and leaf.ztk is not None
     ztz, zx = leaf.ztz, np.ascontiguousarray(leaf.ztk[:, :, :p])
-    beta = np.array([design.fixed.get("intercept" if x == "(Intercept)" else x, 0.0) for x in agg.xnames])
+    beta = np.array([design.fixed.get(design_name(x), 0.0) for x in agg.xnames])
     # the innermost unit of every leaf group, then each level's unit of that innermost unit
     inner_id = leaf.keys[leaf.columns.index(design.levels[-1].id_column)].astype(np.int64)
     firsts = frame.drop_duplicates(design.levels[-1].id_column)
