@@ -67,7 +67,6 @@ class _Setup:
     reml: bool
     term: str
     test: Test
-    alpha: float
     layout: Layout | None
 
 
@@ -78,7 +77,7 @@ def _replicate(setup: _Setup, seed: int) -> Aggregates:
     return aggregate(setup.spec, simulate_rows(setup.design, seed=seed), backend="memory")[0]
 
 
-def test_term(spec: ModelSpec, agg: Aggregates, term: str, test: Test, *, reml: bool) -> tuple[float, float]:
+def term_test(spec: ModelSpec, agg: Aggregates, term: str, test: Test, *, reml: bool) -> tuple[float, float]:
     """(estimate, two-sided p-value) of the fixed effect ``term`` in the model fitted to ``agg``."""
     from hlm.inference.ddf import satterthwaite_df
 
@@ -108,7 +107,7 @@ def _chunk(setup: _Setup, reps: Sequence[int], seed: int) -> list[tuple[int, int
     out: list[tuple[int, int, float, float, str | None]] = []
     for r in reps:
         try:
-            est, pval = test_term(
+            est, pval = term_test(
                 setup.spec,
                 _replicate(setup, replicate_seed(seed, setup.index, r)),
                 setup.term,
@@ -147,9 +146,7 @@ def _checked(design: Any, model: str, test: str, alpha: float, method: str) -> t
     return design, spec
 
 
-def _setup(
-    index: int, design: Design, spec: ModelSpec, term: str, test: Test, alpha: float, method: str, seed: int
-) -> _Setup:
+def _setup(index: int, design: Design, spec: ModelSpec, term: str, test: Test, method: str, seed: int) -> _Setup:
     """A grid point's setup: the model's aggregates of one data set decide the route."""
     reml, _ = criterion(spec, None)
     if test == "lrt" and spec.reml:
@@ -162,7 +159,7 @@ def _setup(
     if method == "sufficient" and reason is not None:
         raise OptionError(f"the sufficient-statistic simulator does not apply: {reason}")
     layout = build_layout(design, agg, frame) if reason is None and method != "rows" else None
-    return _Setup(index, design, spec, reml, term, test, alpha, layout)
+    return _Setup(index, design, spec, reml, term, test, layout)
 
 
 def simulate(
@@ -198,7 +195,7 @@ def simulate(
     if effect is not None:
         design = design.set(f"fixed.{term}", effect)
     keys, points = grid_points(design, vary, [model])
-    setups = [_setup(p.index, p.design, spec, term, test, alpha, method, int(seed)) for p in points]
+    setups = [_setup(p.index, p.design, spec, term, test, method, int(seed)) for p in points]
     n_jobs = int(min(n_jobs or os.cpu_count() or 1, int(reps) * len(setups)))
     size = max(1, math.ceil(int(reps) / max(1, math.ceil(2 * n_jobs / len(setups)))))
     tasks = [(s, range(a, min(a + size, int(reps)))) for s in setups for a in range(0, int(reps), size)]
