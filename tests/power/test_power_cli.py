@@ -79,7 +79,7 @@ def test_sd_precision(capsys):
         (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--margin", "0.2"], "applies to 'hlm power sd'"),
         (["power", "cra9", "--sizes", "20,15", "--icc", "0.1"], "unknown design 'cra9'"),
         (["power", "cra2", "--sizes", "20,x", "--icc", "0.1"], "--sizes: 'x' is not a number"),
-        (["power", "cra2", "--sizes", "20,15"], "Missing option '--icc'"),
+        (["power", "cra2", "--sizes", "20,15"], "--icc is required"),
         (["power", "cra2", "--icc", "0.1"], "--sizes is required"),
         (["power", "cra2", "--sizes", "?,15", "--icc", "0.1"], "give the --effect"),
         (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--budget", "9"], "need --costs"),
@@ -97,3 +97,54 @@ def test_bad_input_is_one_error_line(capsys, argv, text):
     assert out == ""
     assert err.startswith("error: ") and len(err.rstrip("\n").splitlines()) == 1, err
     assert text in err and "Traceback" not in err
+
+
+def _design_file(tmp_path) -> str:
+    """A two-level cluster-randomised design (schools treated as Assign(0.5))."""
+    path = tmp_path / "cra2.toml"
+    path.write_text(
+        'response = "y"\nresidual_sd = 0.9\n[observations]\nn = 8\n'
+        '[[levels]]\nname = "school"\nn = 10\nsd = 0.3\n'
+        '[covariates]\ntreat = { dist = "Assign(0.5)", level = "school" }\n[fixed]\ntreat = 0.5\n'
+    )
+    return str(path)
+
+
+def test_simulated_power_curve_plot_and_report(capsys, tmp_path):
+    design = _design_file(tmp_path)
+    curve, page = tmp_path / "curve.png", tmp_path / "power.html"
+    argv = ["power", design, "--model", "y ~ treat + (1 | school_id)", "--term", "treat", "--reps", "30"]
+    argv += ["--vary", "levels.school.n=6,12", "--plot", str(curve), "--report", str(page), "-j", "1"]
+    out = _ok(capsys, argv)
+    assert "levels.school.n" in out and "sufficient" in out and out.count("\n") >= 4
+    assert curve.read_bytes()[:4] == b"\x89PNG"
+    text = page.read_text()
+    assert "<h1>Power of the wald test of treat</h1>" in text and "data:image/png;base64," in text
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ([], "needs --model"),
+        (
+            ["--model", "y ~ treat + (1 | school_id)", "--term", "treat", "--plot", "x.png"],
+            "--plot draws a power curve",
+        ),
+        (["--model", "y ~ treat + (1 | school_id)", "--term", "treat", "--vary", "levels.school.n"], "--vary needs"),
+    ],
+)
+def test_simulated_power_errors(capsys, tmp_path, extra, message):
+    assert run(["power", _design_file(tmp_path), "--reps", "5", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and err.count("\n") == 1
+
+
+def test_mdes_cost_plot(tmp_path):
+    from hlm.power.plots import mdes_cost
+
+    fig = mdes_cost("cra2", (300, 10), 0.1, [20_000, 40_000, 80_000], file=tmp_path / "mdes.png")
+    ax = fig.axes[0]
+    costs, mdes = ax.lines[0].get_data()
+    # each point is hlm.power.allocate's best allocation for its budget: MDES falls as the budget grows
+    assert all(c <= b for c, b in zip(costs, [20_000, 40_000, 80_000])) and list(mdes) == sorted(mdes, reverse=True)
+    assert (tmp_path / "mdes.png").read_bytes()[:4] == b"\x89PNG"

@@ -37,7 +37,15 @@ def _simulate(sizes, icc, reps, rng):
     return y
 
 
-@pytest.mark.parametrize("sizes,icc", [((20, 5), (0.2,)), ((15, 3, 4), (0.15, 0.2)), ((12, 3, 2, 3), (0.2, 0.1, 0.1))])
+@pytest.mark.parametrize(
+    "sizes,icc",
+    [
+        ((20, 5), (0.2,)),
+        ((15, 3, 4), (0.15, 0.2)),
+        ((12, 3, 2, 3), (0.2, 0.1, 0.1)),
+        ((12, 3, 2, 2, 2), (0.2, 0.1, 0.1, 0.15)),
+    ],
+)
 def test_margin_matches_simulated_spread(sizes, icc):
     rng = np.random.default_rng(7)
     tau2 = _anova_top_variance(_simulate(sizes, icc, 6000, rng))

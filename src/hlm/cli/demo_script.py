@@ -4,9 +4,11 @@ Students (2 semesters each) nested in teachers, schools and districts, SDs 2/3/4
 residual SD of 6, tutoring assigned to 20% of student-semesters with effect 2.  Each step
 prints a short narrative and the table a Stata user would read: xtreg fe and re, the
 single-level mixed model, the 4-level model in the right order with the variance shares,
-what the seed's reversed order does, REML vs ML for comparing mean structures, and a
+what the seed's reversed order does, REML vs ML for comparing mean structures, a
 small Monte Carlo study of how the district SD's precision grows with the number of
-districts.
+districts, and the design question behind it all: how many districts estimate the district
+SD within +-25% (:func:`hlm.power.sd_sample_size`), and the power to detect tutoring at half
+its effect (:func:`hlm.power.simulate`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hlm
 from hlm.diagnose import check_level_order
 from hlm.errors import HLMError
 from hlm.simulate import Design, simulate
+from hlm.simulate.parts import mean_count
 
 SEED_DESIGN = Path(__file__).resolve().parents[2] / "examples" / "seed.toml"
 LEVELS = ["dist_id", "school_id", "teach_id", "student_id"]
@@ -144,6 +147,29 @@ def _show_ml_comparison(frame: pd.DataFrame, fit: hlm.Fit, echo: Callable[[str],
     echo(f"ML refits: {test}")
 
 
+def _design_question(reps: int, seed: int, echo: Callable[[str], None]) -> None:
+    """Step 7: districts for the district SD within +-25%, and the power at half the tutoring effect."""
+    design = seed_design(50)
+    sds = [lv.sd for lv in design.levels] + [design.residual_sd]
+    total = sum(v * v for v in sds)
+    icc = [sd * sd / total for sd in sds[:-1]]
+    below = [float(mean_count(lv.n)) for lv in design.levels[1:]] + [float(mean_count(design.observations.n))]
+    needed = hlm.power.sd_sample_size([None, *below], icc, margin=0.25)
+    margin50 = hlm.power.sd_margin([50.0, *below], icc)
+    echo(
+        f"District SD within +-25% (95% confidence, the balanced design's ANOVA/REML precision): {needed} "
+        f"districts of 5 schools x 8 teachers x 20 students x 2 semesters; 50 districts give +-{margin50:.0%}."
+    )
+    half = design.fixed["tutoring"] / 2
+    result = hlm.power.simulate(design, LME4, "tutoring", effect=half, reps=reps, seed=seed, n_jobs=1, progress=False)
+    echo(
+        f"Power to detect tutoring at half its effect ({half:g}) with 50 districts, Wald test at 5%: "
+        f"{result.power:.3f} (Monte Carlo SE {result.mc_se:.3f}, {reps} simulated data sets drawn from "
+        "their sufficient statistics): tutoring varies within students, so it is estimated far more "
+        "precisely than anything at the district level."
+    )
+
+
 def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Callable[[str], None] = print) -> None:
     """Simulate the seed's data and walk through the analysis it should have had."""
     start = time.perf_counter()
@@ -169,4 +195,12 @@ def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Cal
             "\nMore districts, smaller RMSE: the district SD needs many districts; the other levels are "
             "well determined already at 50 districts."
         )
+    _step(
+        echo,
+        7,
+        "The design question: how many districts, and what power?",
+        "What the next study needs, answered analytically and by simulation (hlm.power):",
+    )
+    if reps > 0:
+        _design_question(reps, seed, echo)
     echo(f"\nWhole demo: {time.perf_counter() - start:.1f} s.")

@@ -5,19 +5,23 @@
     hlm power DESIGN --sizes ?,15 --icc 0.17 --effect 0.25         # clusters needed
     hlm power DESIGN --icc 0.17 --costs 300,10 --budget 20000      # best allocation (or --target MDES)
     hlm power sd --sizes ?,10,20 --icc 0.1,0.2 --margin 0.25       # top units for the top SD within +-25%
+    hlm power examples/seed.toml --model MODEL --term tutoring --vary levels.district.n=5,10,20 --plot curve.png
 
 DESIGN is cra2, cra3, cra4, bira2 or bira3, or ``sd`` for the precision of the top level's SD
-in a balanced nested design; lists are comma-separated, outermost level first (``--r2`` ends
+in a balanced nested design, or a design file (simulated power, see :mod:`hlm.cli.power_simulation`);
+lists are comma-separated, outermost level first (``--r2`` ends
 with level 1).  See :mod:`hlm.power`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, overload
 
 import typer
 
 from hlm.cli.app import app
+from hlm.cli.power_simulation import simulated
 from hlm.errors import OptionError
 
 
@@ -52,15 +56,17 @@ def power_command(
     design: str = typer.Argument(
         ...,
         help="Design: cra2, cra3, cra4 (cluster assignment), bira2, bira3 (blocked), "
-        "or sd (precision of the top level's SD).",
+        "sd (precision of the top level's SD), or a design file (.toml) for power by simulation.",
     ),
     sizes: str | None = typer.Option(
         None,
         "--sizes",
         help="Units per level, outermost first, e.g. 40,20 (clusters, per cluster); ? = solve for it.",
     ),
-    icc: str = typer.Option(..., "--icc", help="ICCs of levels L..2, outermost first, e.g. 0.06,0.17."),
-    effect: float | None = typer.Option(None, "--effect", help="Standardised effect: report power (or a sample size)."),
+    icc: str | None = typer.Option(None, "--icc", help="ICCs of levels L..2, outermost first, e.g. 0.06,0.17."),
+    effect: float | None = typer.Option(
+        None, "--effect", help="Standardised effect: report power (or a sample size); with a design file: the term's."
+    ),
     r2: str | None = typer.Option(None, "--r2", help="Covariate R^2 per level, outermost first, ending with level 1."),
     omega: str | None = typer.Option(None, "--omega", help="bira: treatment-effect heterogeneity per block level."),
     p: float = typer.Option(0.5, "--p", help="Treated proportion."),
@@ -73,9 +79,24 @@ def power_command(
     target: float | None = typer.Option(None, "--target", help="With --costs: the cheapest design with this MDES."),
     margin: float | None = typer.Option(None, "--margin", help="sd: the SD's relative margin to reach, e.g. 0.25."),
     confidence: float = typer.Option(0.95, "--confidence", help="sd: confidence level of the margin."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Design file: the mixed model to fit."),
+    term: str | None = typer.Option(None, "--term", help="Design file: the fixed effect to test."),
+    vary: list[str] | None = typer.Option(None, "--vary", help="Design file: KEY=V1,V2,... (repeatable)."),
+    reps: int = typer.Option(1000, "--reps", "-r", help="Design file: replicates per design point."),
+    seed: int = typer.Option(0, "--seed", help="Design file: the simulation's seed."),
+    test: str = typer.Option("wald", "--test", help="Design file: wald, satterthwaite or lrt."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Design file: worker processes (default: CPUs)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Design file: write the power curve (png, pdf, svg)."),
+    report: Path | None = typer.Option(None, "--report", help="Design file: write an HTML report."),
 ) -> None:
-    """Analytic MDES, power, sample size or budget allocation for a multilevel randomised design."""
-    icc_values = _numbers("--icc", icc)
+    """Analytic MDES, power, sample size or budget allocation for a multilevel randomised design;
+    with a design file, the power of a mixed model's test by simulation."""
+    if design.endswith(".toml") or Path(design).is_file():
+        what = (model, term, effect)
+        simulated(design, vary or [], test, jobs, plot, report, what=what, alpha=alpha, reps=reps, seed=seed)
+        return
+    if icc is None:
+        raise OptionError("--icc is required (ICCs of levels L..2, outermost first)")
     common: dict[str, Any] = {
         "r2": _numbers("--r2", r2),
         "omega": _numbers("--omega", omega),
@@ -84,21 +105,46 @@ def power_command(
         "covariates": covariates,
         "two_sided": not one_sided,
     }
-    size_values = _numbers("--sizes", sizes, missing=True)
+    asked = {"margin": margin, "confidence": confidence, "costs": costs, "budget": budget, "target": target}
+    _analytic_command(
+        design,
+        _numbers("--sizes", sizes, missing=True),
+        _numbers("--icc", icc),
+        effect,
+        target_power,
+        one_sided,
+        common,
+        asked,
+    )
+
+
+def _analytic_command(
+    design: str,
+    size_values: tuple | None,
+    icc_values: tuple,
+    effect: float | None,
+    target_power: float,
+    one_sided: bool,
+    common: dict[str, Any],
+    asked: dict[str, Any],
+) -> None:
+    """The analytic answers: the SD's precision, an allocation, a sample size, power or the MDES."""
+    margin, costs, budget, target = asked["margin"], asked["costs"], asked["budget"], asked["target"]
     if design == "sd":
         given = {
             "--effect": effect,
-            "--r2": r2,
-            "--omega": omega,
+            "--r2": common["r2"],
+            "--omega": common["omega"],
             "--costs": costs,
             "--budget": budget,
             "--target": target,
         }
-        _sd_precision(size_values, icc_values, margin, confidence, [f for f, v in given.items() if v is not None])
+        unused = [f for f, v in given.items() if v is not None]
+        _sd_precision(size_values, icc_values, margin, asked["confidence"], unused)
         return
     if margin is not None:
         raise OptionError("--margin applies to 'hlm power sd' (the precision of the top level's SD)")
-    test = f"alpha {alpha:g} {'one' if one_sided else 'two'}-sided"
+    test = f"alpha {common['alpha']:g} {'one' if one_sided else 'two'}-sided"
     if costs is not None:
         if effect is not None:
             raise OptionError("--effect does not apply with --costs (give --budget or --target)")

@@ -25,8 +25,9 @@ from hlm.errors import OptionError
 from hlm.outputs import force_spelling, output_file
 
 
-def parse_grid(texts: list[str]) -> dict[str, list[Any]]:
-    """``["levels.district.n=5,10,50", ...]`` -> ``{"levels.district.n": [5, 10, 50]}``."""
+def parse_grid(texts: list[str], flag: str = "--grid") -> dict[str, list[Any]]:
+    """``["levels.district.n=5,10,50", ...]`` -> ``{"levels.district.n": [5, 10, 50]}`` (``flag``
+    names the option in errors)."""
     from hlm.simulate import parse_value
 
     grid: dict[str, list[Any]] = {}
@@ -34,9 +35,9 @@ def parse_grid(texts: list[str]) -> dict[str, list[Any]]:
         key, sep, values = text.partition("=")
         key = key.strip()
         if not sep or not key or not values.strip():
-            raise OptionError(f"--grid needs KEY=V1,V2,..., e.g. --grid levels.district.n=5,10,50; got '{text}'")
+            raise OptionError(f"{flag} needs KEY=V1,V2,..., e.g. {flag} levels.district.n=5,10,50; got '{text}'")
         if key in grid:
-            raise OptionError(f"--grid names '{key}' twice; give its values once, separated by commas")
+            raise OptionError(f"{flag} names '{key}' twice; give its values once, separated by commas")
         grid[key] = [parse_value(v.strip()) for v in _split(values)]
     return grid
 

@@ -32,11 +32,12 @@ from hlm.power.analytic import probability
 from hlm.power.designs import listed, number
 
 _LARGEST = 10**9
+MAX_LEVELS = 5  # e.g. the seed's districts, schools, teachers, students and semesters
 
 
 def _check(sizes: Sequence[float | None], icc: Sequence[float] | float) -> tuple[list[float | None], tuple[float, ...]]:
-    if not isinstance(sizes, (list, tuple)) or not 2 <= len(sizes) <= 4:
-        raise OptionError(f"sizes must list 2 to 4 numbers (outermost level first), got {sizes!r}")
+    if not isinstance(sizes, (list, tuple)) or not 2 <= len(sizes) <= MAX_LEVELS:
+        raise OptionError(f"sizes must list 2 to {MAX_LEVELS} numbers (outermost level first), got {sizes!r}")
     levels = len(sizes)
     rho = listed("icc", icc, levels - 1, f"the ICCs of levels {levels}..2 (outermost first)")
     if any(not 0 <= v < 1 for v in rho) or sum(rho) >= 1:
@@ -68,7 +69,7 @@ def _margin(sizes: Sequence[float], rho: tuple[float, ...], confidence: float) -
 def sd_margin(sizes: Sequence[float], icc: Sequence[float] | float, confidence: float = 0.95) -> float:
     """Half-width of the confidence interval for the top level's SD, as a share of the SD.
 
-    ``sizes`` and ``icc`` are listed outermost first (a balanced nested design, 2 to 4 levels);
+    ``sizes`` and ``icc`` are listed outermost first (a balanced nested design, 2 to 5 levels);
     0.25 means the SD is estimated within +-25%.
     """
     checked, rho = _check(sizes, icc)

@@ -7,6 +7,9 @@ Covariates (per observation or per unit of a level) are drawn from
 * ``Uniform(low, high)``  float64 on [low, high)
 * ``Poisson(mean)``       int64
 * ``UniformInt(low, high)`` int64, each of low..high (inclusive) equally likely
+* ``Assign(p)``           0/1, int8: a randomised treatment given to exactly p n of the n
+  units inside each parent unit (all units of the outermost level; rounded at random,
+  floor(p n) or one more, when p n is fractional), as the analytic power formulas assume
 
 Units per parent are a whole number (balanced) or, for unbalanced designs, a count
 distribution: ``Poisson(mean, min=1)`` (draws below ``min`` are raised to ``min``, so
@@ -71,6 +74,36 @@ class Bernoulli:
 
     def __str__(self) -> str:
         return f"Bernoulli({_fmt(self.p)})"
+
+
+@dataclass(frozen=True)
+class Assign:
+    """A treatment assigned to exactly ``p`` of the units inside each parent (complete
+    randomisation within blocks): a parent with n units treats floor(p n + U) of them, U ~ U(0, 1),
+    chosen at random -- exactly p n when that is whole, p n on average otherwise."""
+
+    p: float
+
+    def __post_init__(self) -> None:
+        p = _number(self.p, "Assign's p")
+        if not 0.0 <= p <= 1.0:
+            raise OptionError(f"Assign's p must lie in [0, 1], got {p}; use the treated proportion")
+        object.__setattr__(self, "p", p)
+
+    def draw(self, rng: np.random.Generator, size: int, per_parent: np.ndarray | int | None = None) -> np.ndarray:
+        """``size`` units in consecutive blocks of ``per_parent`` (one block of all when None)."""
+        sizes = np.atleast_1d(np.asarray(size if per_parent is None else per_parent, dtype=np.int64))
+        if sizes.size == 1 and sizes[0] != size:
+            sizes = np.full(size // int(sizes[0]), sizes[0])
+        treated = np.floor(self.p * sizes + rng.random(len(sizes))).astype(np.int64)
+        block = np.repeat(np.arange(len(sizes)), sizes)
+        order = np.lexsort((rng.random(size), block))  # a random order inside each block
+        rank = np.empty(size, dtype=np.int64)
+        rank[order] = np.arange(size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        return (rank < np.repeat(treated, sizes)).astype(np.int8)
+
+    def __str__(self) -> str:
+        return f"Assign({_fmt(self.p)})"
 
 
 @dataclass(frozen=True)
@@ -177,14 +210,16 @@ class UniformInt:
         return f"UniformInt({self.low}, {self.high})"
 
 
-Distribution = Bernoulli | Normal | Uniform | Poisson | UniformInt
+Distribution = Bernoulli | Assign | Normal | Uniform | Poisson | UniformInt
 CountDistribution = Poisson | UniformInt
-KINDS: dict[str, type] = {c.__name__: c for c in (Bernoulli, Normal, Uniform, Poisson, UniformInt)}
+KINDS: dict[str, type] = {c.__name__: c for c in (Bernoulli, Assign, Normal, Uniform, Poisson, UniformInt)}
 
 
 def parse_distribution(text: object, *, what: str = "distribution") -> Distribution:
     """Read a distribution from its text form, e.g. ``"Bernoulli(0.2)"`` or ``"Poisson(5, min=1)"``."""
-    usage = "write it like Bernoulli(0.2), Normal(0, 1), Uniform(0, 1), Poisson(5, min=1) or UniformInt(3, 8)"
+    usage = (
+        "write it like Bernoulli(0.2), Assign(0.5), Normal(0, 1), Uniform(0, 1), Poisson(5, min=1) or UniformInt(3, 8)"
+    )
     if isinstance(text, Distribution.__args__):
         return text
     if not isinstance(text, str):

@@ -24,6 +24,7 @@ import numpy as np
 
 from hlm.errors import OptionError
 from hlm.simulate.design import Design, mean_count
+from hlm.simulate.distributions import Assign
 from hlm.simulate.parts import Count, Level
 
 _PIECE = 1 << 16
@@ -144,18 +145,23 @@ def _random_effects(
 
 
 def _covariates(
-    design: Design, rng: np.random.Generator, rows: int, units: list[int], per_unit: list[np.ndarray | int]
+    design: Design,
+    rng: np.random.Generator,
+    tree: tuple[list[np.ndarray | int], list[int], np.ndarray | int, int, list[np.ndarray | int]],
 ) -> dict[str, np.ndarray]:
-    """Each covariate drawn per row, or per unit of its level and repeated over that unit's rows."""
+    """Each covariate drawn per row, or per unit of its level and repeated over that unit's rows
+    (``tree`` is :func:`_tree`'s)."""
+    counts, units, obs, rows, per_unit = tree
     out: dict[str, np.ndarray] = {}
     level_index = {lv.name: l for l, lv in enumerate(design.levels)}
     for cov in design.covariates:
-        if cov.level is None:
-            x = cov.dist.draw(rng, rows)
+        l = len(design.levels) if cov.level is None else level_index[cov.level]
+        n = rows if cov.level is None else units[l]
+        if isinstance(cov.dist, Assign):  # exactly p of the units inside each parent unit
+            x = cov.dist.draw(rng, n, None if l == 0 else (obs if cov.level is None else counts[l]))
         else:
-            l = level_index[cov.level]
-            x = _expand(cov.dist.draw(rng, units[l]), per_unit[l])
-        out[cov.name] = x
+            x = cov.dist.draw(rng, n)
+        out[cov.name] = x if cov.level is None else _expand(x, per_unit[l])
     return out
 
 
@@ -178,7 +184,8 @@ def draw_block(
     k = len(levels)
     offsets = offsets or (0,) * k
 
-    counts, units, obs, rows, per_unit = _tree(design, rng, top_units)
+    tree = _tree(design, rng, top_units)
+    counts, units, obs, rows, per_unit = tree
     intercepts, slopes, acc = _random_effects(levels, counts, units, rng)
 
     # ids and occasion
@@ -202,7 +209,7 @@ def draw_block(
         cols[design.observations.name] = occasion
         variables[design.observations.name] = occasion
 
-    covariates = _covariates(design, rng, rows, units, per_unit)
+    covariates = _covariates(design, rng, tree)
     cols.update(covariates)
     variables.update(covariates)
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from hlm.study.result import StudyResult
 
-_CSS = """
+CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; line-height: 1.45; padding: 0 1em; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
@@ -76,7 +76,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _html_table(frame: pd.DataFrame, *, flag: pd.Series | None = None, flag_column: str | None = None) -> str:
+def html_table(frame: pd.DataFrame, *, flag: pd.Series | None = None, flag_column: str | None = None) -> str:
     cols = list(frame.columns)
     head = "".join(f'<th class="{"text" if c in _TEXT_COLUMNS else ""}">{html.escape(str(c))}</th>' for c in cols)
     body = []
@@ -91,7 +91,7 @@ def _html_table(frame: pd.DataFrame, *, flag: pd.Series | None = None, flag_colu
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def _png(fig: Figure) -> str:
+def png_base64(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -113,7 +113,7 @@ def _estimate_tables(result: StudyResult, summ: pd.DataFrame) -> list[str]:
     for k, model in enumerate(result.models, 1):
         sub = summ[summ["model"] == model].reset_index(drop=True)
         out.append(f"<h3>Model {k}: <code>{html.escape(model)}</code></h3>")
-        out.append(_html_table(sub[cols], flag=_coverage_flags(sub, result.level), flag_column="coverage"))
+        out.append(html_table(sub[cols], flag=_coverage_flags(sub, result.level), flag_column="coverage"))
     return out
 
 
@@ -134,7 +134,7 @@ def report_html(result: StudyResult, *, title: str | None = None) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="lead">{result.reps:,} replicate(s) at each of {npts} design point(s), '
         f"{len(result.models)} model(s); "
@@ -153,7 +153,7 @@ def report_html(result: StudyResult, *, title: str | None = None) -> str:
         "<p>Per design point and model: fits attempted, the shares that converged, were singular "
         "(a variance at zero) or failed, and mean seconds per fit (and for the variance-component "
         "intervals, and per simulated data set).</p>",
-        _html_table(fits.drop(columns=["point"]) if npts == 1 else fits),
+        html_table(fits.drop(columns=["point"]) if npts == 1 else fits),
         "<h2>Estimates</h2>",
         "<p>Per design point, model and parameter. <i>truth</i>: the design's value (levels a model "
         "leaves out are collapsed into the nearest modelled level, see <code>hlm.study.truth</code>); "
@@ -164,17 +164,17 @@ def report_html(result: StudyResult, *, title: str | None = None) -> str:
         *_estimate_tables(result, summ),
         "<h2>Sampling distributions</h2>",
         '<img alt="sampling distributions of the estimates" '
-        f'src="data:image/png;base64,{_png(plot(result, "distributions"))}">',
+        f'src="data:image/png;base64,{png_base64(plot(result, "distributions"))}">',
     ]
     if summ["coverage"].notna().any():
         parts += [
             "<h2>Coverage</h2>",
             '<img alt="coverage of the confidence intervals" '
-            f'src="data:image/png;base64,{_png(plot(result, "coverage"))}">',
+            f'src="data:image/png;base64,{png_base64(plot(result, "coverage"))}">',
         ]
     parts += [
         "<h2>RMSE</h2>",
-        f'<img alt="root mean squared error" src="data:image/png;base64,{_png(plot(result, "rmse"))}">',
+        f'<img alt="root mean squared error" src="data:image/png;base64,{png_base64(plot(result, "rmse"))}">',
     ]
     errors = result.fits["error"].dropna()
     if len(errors):

@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -135,27 +135,29 @@ def _checked_options(
     return models, int(n_jobs)
 
 
-def _run_tasks(
-    tasks: list[tuple[_Point, range]],
-    options: tuple[int, bool | None, bool, float],
+def run_tasks(
+    tasks: Sequence[tuple[Any, range]],
+    options: tuple[Any, ...],
     n_jobs: int,
     progress: bool,
     title: str,
     total: int,
-) -> dict[int, tuple[list, list]]:
-    """Each task's (fits, params) rows, by task index: in this process for one job, else in a
-    process pool; ``options`` are :func:`_run_chunk`'s (seed, reml, intervals, level)."""
-    results: dict[int, tuple[list, list]] = {}
+    worker: Callable[..., Any] = _run_chunk,
+) -> dict[int, Any]:
+    """Each task's result ``worker(point, reps, *options)``, by task index: in this process for one
+    job, else in a process pool (``worker`` a module-level function).  The study's worker is
+    :func:`_run_chunk` (options: seed, reml, intervals, level; result: its fits and params rows)."""
+    results: dict[int, Any] = {}
     if n_jobs == 1:
         with _Progress(total, enabled=progress, title=title) as bar:
             for i, (p, rr) in enumerate(tasks):
-                results[i] = _run_chunk(p, rr, *options)
+                results[i] = worker(p, rr, *options)
                 bar.advance(len(rr))
     else:
         # The workers are forked at the first submit, before the progress bar's thread starts.
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=_mp_context()) as pool:
             pending: dict[Future, tuple[int, int]] = {
-                pool.submit(_run_chunk, p, rr, *options): (i, len(rr)) for i, (p, rr) in enumerate(tasks)
+                pool.submit(worker, p, rr, *options): (i, len(rr)) for i, (p, rr) in enumerate(tasks)
             }
             try:
                 with _Progress(total, enabled=progress, title=title) as bar:
@@ -223,7 +225,7 @@ def study(
 
     t0 = time.perf_counter()
     title = f"study: {len(models)} model(s), {total} replicate(s)"
-    results = _run_tasks(tasks, (int(seed), reml, intervals, level), n_jobs, bool(progress), title, total)
+    results = run_tasks(tasks, (int(seed), reml, intervals, level), n_jobs, bool(progress), title, total)
     seconds = time.perf_counter() - t0
 
     fits = [row for i in range(len(tasks)) for row in results[i][0]]
