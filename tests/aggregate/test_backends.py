@@ -234,6 +234,8 @@ SPARK_CASES = list(
                 "+ (1 | school)",
             ),
             ("Hsb82", "mAch ~ poly(ses, 2) + scale(cses) + I(meanses^2) + offset(0.5 * cses) + (I(cses^2) | school)"),
+            ("kb07like", "rt ~ 1 + spkr * prec * load + (1 | subj) + (1 | item)"),  # crossed: pair blocks in Spark
+            ("kb07like", "rt ~ 1 + spkr * prec * load + (1 + spkr | subj) + (1 + prec | item)"),
         ]
     )
 )
