@@ -195,24 +195,43 @@ class GlmmResult(InformationCriteria):
     def __str__(self) -> str:
         return self.summary()
 
+    # ---- predictions (hlm.glmm.predict) ----
+    def predict(
+        self,
+        newdata: Any = None,
+        *,
+        type: Literal["link", "response"] = "link",
+        re: bool = True,
+        new_levels: Literal["population", "error"] = "population",
+    ) -> pd.Series:
+        """Linear predictor or mean, with or without the random effects; see :mod:`hlm.glmm.predict`."""
+        from hlm.glmm.predict import predict
+
+        return predict(self, newdata, type=type, re=re, new_levels=new_levels)
+
+    def fitted(self) -> pd.Series:
+        """Conditional means of the rows used (probabilities for the binomial, as lme4's)."""
+        return self.predict(type="response")
+
+    # ---- variance shares on the latent scale (hlm.glmm.latent) ----
+    def icc(self, *, level: float = 0.95) -> pd.DataFrame:
+        """Latent-scale intra-class correlations (Stata's ``estat icc``); binomial fits only."""
+        from hlm.glmm.latent import icc
+
+        return icc(self, level=level)
+
+    def r2(self) -> dict[str, float]:
+        """Nakagawa, Johnson & Schielzeth (2017) marginal and conditional R^2, with their pieces."""
+        from hlm.glmm.latent import r2
+
+        return r2(self)
+
     # ---- features of linear fits not built for GLMMs yet: refused, never approximated ----
     def _not_yet(self, what: str) -> OptionError:
         return OptionError(f"{what} is not available for GLMMs yet (family {self.family})")
 
-    def predict(self, *args: Any, **kwargs: Any) -> pd.Series:
-        raise self._not_yet("predict()")
-
-    def fitted(self) -> pd.Series:
-        raise self._not_yet("fitted()")
-
     def residuals(self) -> pd.Series:
         raise self._not_yet("residuals()")
-
-    def icc(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        raise self._not_yet("icc()")
-
-    def r2(self) -> dict[str, float]:
-        raise self._not_yet("r2()")
 
     def confint(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         raise self._not_yet("confint()")

@@ -1,0 +1,148 @@
+"""GLMM result features against R (``reference/glmm_results.json``, written by
+``reference/scripts/glmm_results.R`` with lme4 1.1-31 / glmmTMB 1.1.5): predictions (new levels,
+offsets), Nakagawa R^2 computed by hand in R, and latent-scale ICCs from their formula."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlm
+from hlm.errors import DataError, OptionError
+from hlm.glmm import GlmmResult
+from support import dataset, reference
+
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+@cache
+def results() -> dict:
+    return reference("glmm_results")
+
+
+def cbpp() -> pd.DataFrame:
+    frame = dataset("cbpp")
+    frame["herd"] = frame["herd"].astype(str)
+    frame["period"] = pd.Categorical(frame["period"].astype(str), categories=list("1234"))
+    return frame
+
+
+@cache
+def cbpp_fit() -> GlmmResult:
+    return hlm.fit(CBPP, cbpp(), family="binomial")
+
+
+@cache
+def grouse_fit(model: str = "TICKS ~ YEAR + zHEIGHT + (1 | LOCATION/BROOD)") -> GlmmResult:
+    frame = dataset("grouseticks")
+    for col in ("BROOD", "LOCATION", "YEAR"):
+        frame[col] = frame[col].astype(str)
+    return hlm.fit(model, frame, family="poisson")
+
+
+# ---- predict ----
+def test_predict_new_and_known_levels_match_lme4() -> None:
+    ref = results()["cbpp_predict"]
+    new = pd.DataFrame(ref["newdata"])  # herd 99 is new: its random effect contributes 0
+    fit = cbpp_fit()
+    for kind in ("link", "response"):
+        assert fit.predict(new, type=kind).to_numpy() == pytest.approx(ref[f"{kind}_re"], abs=1e-4)
+        assert fit.predict(new, type=kind, re=False).to_numpy() == pytest.approx(ref[f"{kind}_fixed"], abs=1e-4)
+    assert fit.fitted().to_numpy() == pytest.approx(ref["fitted_response"], abs=1e-4)  # probabilities
+    assert fit.predict().to_numpy() == pytest.approx(ref["fitted_link"], abs=1e-4)
+    with pytest.raises(DataError, match="herd"):
+        fit.predict(new, new_levels="error")
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["incidence ~ period + offset(log(size)) + (1 | herd)", "mepoisson incidence i.period, exposure(size) || herd:"],
+)
+def test_predict_with_offset_on_new_rows(model: str) -> None:
+    ref = results()["cbpp_offset_predict"]
+    fit = hlm.fit(model, cbpp(), family="poisson")
+    new = pd.DataFrame(ref["newdata"])
+    assert fit.predict(new, type="response").to_numpy() == pytest.approx(ref["response_re"], rel=1e-4)
+    assert fit.predict(new).to_numpy() == pytest.approx(ref["link_re"], abs=1e-4)
+
+
+def test_predict_missing_value_is_nan_and_bad_type_refused() -> None:
+    new = pd.DataFrame({"herd": ["1", None], "period": ["1", "2"]})
+    out = cbpp_fit().predict(new)
+    assert np.isfinite(out.iloc[0]) and np.isnan(out.iloc[1])
+    with pytest.raises(OptionError, match="type"):
+        cbpp_fit().predict(new, type="probability")  # type: ignore[arg-type]
+
+
+# ---- Nakagawa R^2 ----
+@pytest.mark.parametrize(
+    ("key", "fit"),
+    [
+        ("cbpp_r2", cbpp_fit),
+        ("grouse_r2", grouse_fit),
+        (
+            "salamanders_nb_r2",
+            lambda: hlm.fit("count ~ mined + (1 | site)", dataset("Salamanders"), family="negative_binomial"),
+        ),
+    ],
+)
+def test_nakagawa_r2_matches_the_formula_in_r(key: str, fit) -> None:
+    ref, r2 = results()[key], fit().r2()
+    for name in ("var_fixed", "var_random", "var_distribution", "marginal", "conditional"):
+        assert r2[name] == pytest.approx(ref[name], rel=2e-4), name
+
+
+# ---- ICC ----
+def test_icc_two_level_logit_and_probit() -> None:
+    fit = cbpp_fit()
+    s = float(fit.varcorr["vcov"].iloc[0])
+    table = fit.icc()
+    assert list(table["level"]) == ["herd"]
+    assert table["icc"].iloc[0] == pytest.approx(s / (s + math.pi**2 / 3), rel=1e-12)
+    assert table["conf_low"].iloc[0] < table["icc"].iloc[0] < table["conf_high"].iloc[0]
+
+
+def three_level(seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    school = np.repeat(np.arange(30), 40)
+    cls = np.repeat(np.arange(120), 10)  # 4 classes per school, ids unique
+    eta = -0.2 + rng.normal(0, 0.8, 30)[school] + rng.normal(0, 0.6, 120)[cls]
+    y = (rng.uniform(size=1200) < 1 / (1 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"school": school, "cls": cls, "y": y})
+
+
+def test_icc_nested_levels_follow_stata() -> None:
+    """Stata's estat icc: school = s_school / T, cls|school = (s_school + s_cls) / T, T with pi^2/3;
+    probit uses 1.  The SE is the delta method checked against a numerical derivative of the ICC."""
+    data = three_level()
+    for link, c in (("logit", math.pi**2 / 3), ("probit", 1.0)):
+        fit = hlm.fit("y ~ 1 + (1 | school) + (1 | cls)", data, family="binomial", link=link)
+        v = dict(zip(fit.varcorr["group"], fit.varcorr["vcov"]))
+        T = v["school"] + v["cls"] + c
+        table = fit.icc().set_index("level")
+        assert list(table.index) == ["school", "cls|school"]
+        assert table.loc["school", "icc"] == pytest.approx(v["school"] / T, rel=1e-12)
+        assert table.loc["cls|school", "icc"] == pytest.approx((v["school"] + v["cls"]) / T, rel=1e-12)
+    cov = 2 * np.linalg.inv(fit.hessian)[:2, :2]  # theta = (SD cls, SD school)
+    th = fit.theta.copy()
+
+    def school_icc(t: np.ndarray) -> float:
+        return t[1] ** 2 / (t[0] ** 2 + t[1] ** 2 + 1.0)
+
+    g = np.array([(school_icc(th + h) - school_icc(th - h)) / 2e-6 for h in np.eye(2) * 1e-6])
+    assert table.loc["school", "std_error"] == pytest.approx(math.sqrt(g @ cov @ g), rel=1e-5)
+
+
+def test_icc_refused_for_counts_and_slopes() -> None:
+    with pytest.raises(OptionError, match="r2"):
+        grouse_fit().icc()
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"g": np.repeat(np.arange(20), 20), "x": rng.normal(size=400)})
+    data["y"] = (rng.uniform(size=400) < 1 / (1 + np.exp(-data["x"]))).astype(int)
+    fit = hlm.fit("y ~ x + (1 + x | g)", data, family="binomial")
+    with pytest.raises(OptionError, match="random slopes"):
+        fit.icc()
