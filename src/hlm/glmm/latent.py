@@ -44,20 +44,20 @@ def _intercept_variances(fit: GlmmResult, what: str) -> np.ndarray:
     return fit.theta**2
 
 
-def _codes(fit: GlmmResult) -> list[np.ndarray]:
-    """Each term's level per row (scalar terms: one A0 column per level)."""
+def term_codes(fit: GlmmResult) -> list[np.ndarray]:
+    """Each term's level per row, read off A0 (a term's k columns per level are adjacent)."""
     out, start = [], 0
-    A = fit.frame.A0.tocsr()
-    for nlev in fit.frame.blocks:
-        block = A[:, start : start + nlev].tocsr()
-        out.append(np.asarray(block.argmax(axis=1)).ravel())
-        start += nlev
+    A = abs(fit.frame.A0.tocsr())
+    for nlev, k in zip(fit.frame.blocks, fit.frame.dims):
+        block = A[:, start : start + nlev * k]
+        out.append(np.asarray(block.argmax(axis=1)).ravel() // k)
+        start += nlev * k
     return out
 
 
 def nested_chain(fit: GlmmResult) -> bool:
     """True when every term's groups lie inside one group of the next coarser term."""
-    codes = _codes(fit)  # terms are ordered by decreasing number of levels
+    codes = term_codes(fit)  # terms are ordered by decreasing number of levels
     for inner, outer in zip(codes, codes[1:]):
         pairs = np.unique(np.stack([inner, outer]), axis=1)
         if len(np.unique(pairs[0])) != pairs.shape[1]:
@@ -65,7 +65,7 @@ def nested_chain(fit: GlmmResult) -> bool:
     return True
 
 
-def _level_label(fit: GlmmResult, t: int) -> str:
+def level_label(fit: GlmmResult, t: int) -> str:
     """A nested level's own variable (BROOD for BROOD:LOCATION inside LOCATION), else its name."""
     f = fit.frame
     name = f.term_labels[t][0]
@@ -89,7 +89,7 @@ def icc(fit: GlmmResult, *, level: float = 0.95) -> pd.DataFrame:
     k = fit.ntheta
     cov_theta = 2.0 * np.linalg.inv(fit.hessian)[:k, :k]
     nested = nested_chain(fit)
-    labels = [_level_label(fit, t) for t in range(len(s))]
+    labels = [level_label(fit, t) for t in range(len(s))]
     z = stats.norm.ppf(0.5 + level / 2)
     rows = []
     for t in reversed(range(len(s))):  # outermost (fewest levels) first

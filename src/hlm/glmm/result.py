@@ -166,10 +166,17 @@ class GlmmResult(InformationCriteria):
             start += len(levels) * k
         return pd.DataFrame(rows, columns=["group", "level", "term", "estimate", "std_error"])
 
-    def summary(self, style: Literal["lme4", "stata"] = "lme4") -> str:
-        """glmer's summary layout (Stata's ``melogit`` table is not written yet)."""
+    def summary(self, style: Literal["lme4", "stata"] = "lme4", *, odds_ratios: bool = False, irr: bool = False) -> str:
+        """glmer's summary layout, or Stata's ``melogit``/``mepoisson``/``menbreg`` table
+        (:mod:`hlm.report.stata_glmm`; ``odds_ratios``/``irr``: Stata's ``or``/``irr`` options)."""
+        if style == "stata":
+            from hlm.report.stata_glmm import stata_glmm_summary
+
+            return stata_glmm_summary(self, odds_ratios=odds_ratios, irr=irr)
         if style != "lme4":
-            raise OptionError("GLMM summaries have style='lme4' only for now")
+            raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
+        if odds_ratios or irr:
+            raise OptionError("odds_ratios / irr are options of the Stata layout: summary(style='stata', ...)")
         how = "Laplace Approximation" if self.nagq == 1 else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
         lines = [
             f"Generalized linear mixed model fit by maximum likelihood ({how}) ['GlmmResult']",

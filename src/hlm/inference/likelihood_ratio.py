@@ -82,10 +82,13 @@ def linear_model_criterion(agg: Aggregates, reml: bool) -> float:
 
 def lr_vs_linear(fit: LmmResult) -> LRTest:
     """Stata's "LR test vs. linear model" for a fitted mixed model."""
-    crit0 = linear_model_criterion(fit.aggregates, fit.reml)
-    crit1 = fit.profiled.objective
+    return boundary_test(linear_model_criterion(fit.aggregates, fit.reml), fit.profiled.objective, fit.structure.ntheta)
+
+
+def boundary_test(crit0: float, crit1: float, k: int) -> LRTest:
+    """The test of k variance parameters against the model without random effects, from the
+    two -2 log L: chibar2(01) for one, Stata's conservative chi2(k) for more."""
     x = max(crit0 - crit1, 0.0)
-    k = fit.structure.ntheta
     if k == 1:
         p = 0.5 * float(stats.chi2.sf(x, 1)) if x > 0 else 1.0  # P(chibar2(01) >= 0) = 1
         return LRTest(x, 1, p, "chibar2(01)", -0.5 * crit0, -0.5 * crit1, p_value_naive=float(stats.chi2.sf(x, 1)))

@@ -69,4 +69,9 @@ phi <- sigma(s1)
 lam <- exp(fixef(s0)$cond[[1]] + 0.5 * VarCorr(s0)$cond$site[1, 1])
 vf <- var(as.vector(model.matrix(s1) %*% fixef(s1)$cond))
 out$salamanders_nb_r2 <- c(r2(vf, vr, log1p(1 / lam + 1 / phi)), list(lambda = lam, phi = phi))
+# log-likelihoods of the models without random effects (Stata's "LR test vs. ... model")
+out$glm_loglik <- list(
+  cbpp = as.numeric(logLik(glm(cbind(incidence, size - incidence) ~ period, binomial, cbpp))),
+  grouse = as.numeric(logLik(glm(TICKS ~ YEAR + zHEIGHT, poisson, gt))),
+  salamanders_nb = as.numeric(logLik(MASS::glm.nb(count ~ mined, sal))))
 write_json(out, "reference/glmm_results.json", digits = NA, auto_unbox = TRUE, pretty = TRUE)
