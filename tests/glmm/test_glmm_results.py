@@ -146,3 +146,27 @@ def test_icc_refused_for_counts_and_slopes() -> None:
     fit = hlm.fit("y ~ x + (1 + x | g)", data, family="binomial")
     with pytest.raises(OptionError, match="random slopes"):
         fit.icc()
+
+
+# ---- likelihood-ratio tests between GLMMs ----
+def test_lrtest_fixed_effects_matches_anova() -> None:
+    """cbpp: period against the intercept-only model, R's anova(m0, m1) (both at tolPwrss = 1e-12)."""
+    ref = results()["cbpp_anova"]
+    m0 = hlm.fit("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", cbpp(), family="binomial")
+    test = hlm.lrtest(m0, cbpp_fit())
+    assert (test.loglik0, test.loglik1) == pytest.approx(ref["loglik"], abs=1e-4)
+    assert test.statistic == pytest.approx(ref["chisq"], abs=2e-4) and test.df == ref["df"] == 3
+    assert test.p_value == pytest.approx(ref["p"], rel=1e-3) and test.distribution == "chi2(3)"
+
+
+def test_compare_adds_one_variance_with_chibar2() -> None:
+    """grouseticks: (1 | LOCATION) inside (1 | LOCATION/BROOD): one variance on the boundary,
+    p = P(chi2_1 > x) / 2; chi2 and naive p from R's anova."""
+    ref = results()["grouse_anova"]
+    small = grouse_fit("TICKS ~ YEAR + zHEIGHT + (1 | LOCATION)")
+    table = hlm.compare(small, grouse_fit(), names=["loc", "nested"])
+    assert list(table["loglik"]) == pytest.approx(ref["loglik"], abs=1e-4)
+    assert table["chisq"].iloc[1] == pytest.approx(ref["chisq"], rel=1e-5)
+    assert table["p_value_chibar2"].iloc[1] == pytest.approx(0.5 * ref["p"], rel=1e-3)
+    test = hlm.lrtest(small, grouse_fit())
+    assert "mixture" in test.distribution and test.p_value == pytest.approx(0.5 * ref["p"], rel=1e-3)

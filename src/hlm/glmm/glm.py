@@ -13,7 +13,7 @@ from scipy import optimize
 
 from hlm.glmm.family import Family
 from hlm.glmm.optimize import glm_start
-from hlm.inference.likelihood_ratio import LRTest, boundary_test
+from hlm.inference.boundary import LRTest, boundary_test
 
 if TYPE_CHECKING:
     from hlm.glmm.result import GlmmResult
