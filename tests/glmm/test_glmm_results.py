@@ -170,3 +170,42 @@ def test_compare_adds_one_variance_with_chibar2() -> None:
     assert table["p_value_chibar2"].iloc[1] == pytest.approx(0.5 * ref["p"], rel=1e-3)
     test = hlm.lrtest(small, grouse_fit())
     assert "mixture" in test.distribution and test.p_value == pytest.approx(0.5 * ref["p"], rel=1e-3)
+
+
+# ---- separation ----
+def separated(seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(20), 20)
+    x = rng.normal(size=400)
+    y = (rng.uniform(size=400) < 1 / (1 + np.exp(-(0.3 + 0.8 * x + rng.normal(0, 0.7, 20)[g])))).astype(int)
+    k = (rng.uniform(size=400) < 0.2).astype(int)
+    c = rng.poisson(np.exp(0.5 + 0.3 * x))
+    return pd.DataFrame({"g": g, "x": x, "k": k, "y": np.where(k == 1, 1, y), "c": np.where(k == 1, 0, c), "y0": y})
+
+
+@pytest.mark.parametrize(
+    ("model", "family", "terms"),
+    [
+        ("y ~ x + k + (1 | g)", "binomial", ("k",)),  # quasi-complete: k = 1 always succeeds
+        ("c ~ x + k + (1 | g)", "poisson", ("k",)),  # k = 1 always counts 0: its log rate runs to -inf
+        ("y0 ~ z + (1 | g)", "binomial", ("(Intercept)", "z")),  # complete: z > 0 exactly when y0 = 1
+    ],
+)
+def test_separation_is_detected_and_named(model: str, family: str, terms: tuple[str, ...]) -> None:
+    data = separated()
+    data["z"] = np.where(data["y0"] == 1, 1.0, -1.0) * np.random.default_rng(2).uniform(0.1, 1, 400)
+    with pytest.warns(hlm.errors.SeparationWarning, match="separation: the estimate") as caught:
+        fit = hlm.fit(model, data, family=family)
+    assert len(caught) == 1 and len(str(caught[0].message).splitlines()) == 1
+    assert set(terms) >= set(fit.separation) and terms[-1] in fit.separation
+    assert "separation" in fit.summary() and "separation" in fit.summary(style="stata")
+    assert fit.to_dict()["separation"] == list(fit.separation)
+
+
+def test_no_separation_no_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = hlm.fit("y0 ~ x + k + (1 | g)", separated(), family="binomial")
+    assert fit.separation == ()

@@ -5,14 +5,16 @@ the Laplace deviance), :mod:`.optimize` (BOBYQA, Hessian) and :mod:`.result` (th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import Any
 
-from hlm.errors import OptionError
+from hlm.errors import OptionError, SeparationWarning
 from hlm.glmm.family import Family
 from hlm.glmm.frame import StataOffset, glmm_frame
 from hlm.glmm.optimize import Objective, estimate
 from hlm.glmm.result import GlmmResult
+from hlm.glmm.separation import separated_terms, separation_message
 from hlm.glmm.stata import command_of, read_command
 
 
@@ -56,4 +58,7 @@ def fit_glmm(
     theta, beta, fam_hat = obj.split(x)
     notes = () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
     spec = frame.spec if text is None else replace(frame.spec, text=text)
-    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes)
+    separated = separated_terms(fam_hat, frame, beta)
+    if separated:
+        warnings.warn(separation_message(separated), SeparationWarning, stacklevel=3)
+    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes, separation=separated)

@@ -22,6 +22,7 @@ from hlm.errors import OptionError
 from hlm.glmm.family import Family
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.laplace import Modes
+from hlm.glmm.separation import separation_message
 from hlm.glmm.theta import diagonal_positions, lambda_matrix, lower_triangles
 from hlm.models import InformationCriteria
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
@@ -44,6 +45,7 @@ class GlmmResult(InformationCriteria):
     modes: Modes = field(repr=False)
     notes: tuple[str, ...] = ()
     reml: bool = False
+    separation: tuple[str, ...] = ()  # fixed effects running off to +-infinity (hlm.glmm.separation)
 
     # ---- parameters ----
     @property
@@ -73,18 +75,24 @@ class GlmmResult(InformationCriteria):
         return self.family_info.phi
 
     @property
+    def vcov_all(self) -> np.ndarray:
+        """2 H^-1 over all parameters (theta, beta[, log phi]); NaN where H is singular."""
+        try:
+            return 2.0 * np.linalg.inv(self.hessian)
+        except np.linalg.LinAlgError:
+            return np.full(self.hessian.shape, np.nan)
+
+    @property
     def vcov(self) -> pd.DataFrame:
         k, p = self.ntheta, len(self.frame.xnames)
-        try:
-            inv = 2.0 * np.linalg.inv(self.hessian)[k : k + p, k : k + p]
-        except np.linalg.LinAlgError:
-            inv = np.full((p, p), np.nan)
         names = list(self.frame.xnames)
-        return pd.DataFrame(inv, index=names, columns=names)
+        return pd.DataFrame(self.vcov_all[k : k + p, k : k + p], index=names, columns=names)
 
     @property
     def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=list(self.frame.xnames), name="std_error")
+        with np.errstate(invalid="ignore"):  # a negative diagonal (H not positive definite) is NaN
+            se = np.sqrt(np.diag(self.vcov.to_numpy()))
+        return pd.Series(se, index=list(self.frame.xnames), name="std_error")
 
     @property
     def varcorr(self) -> pd.DataFrame:
@@ -197,6 +205,8 @@ class GlmmResult(InformationCriteria):
         lines += ["", "Fixed effects:", self.tidy().iloc[:, :5].to_string(index=False)]
         if not self.converged:
             lines.append("warning: the optimizer did not converge")
+        if self.separation:
+            lines.append(f"warning: {separation_message(self.separation)}")
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
     def __str__(self) -> str:
@@ -272,6 +282,7 @@ class GlmmResult(InformationCriteria):
             "bic": self.bic,
             "converged": self.converged,
             "singular": self.singular,
+            "separation": list(self.separation),
             "optimizer": self.optsummary.to_dict(),
             "notes": list(self.notes),
         }

@@ -22,6 +22,7 @@ from scipy import stats
 from hlm.errors import OptionError
 from hlm.glmm.glm import lr_vs_glm
 from hlm.glmm.latent import level_label, term_codes
+from hlm.glmm.separation import separation_message
 from hlm.glmm.theta import lower_triangles
 from hlm.report.stata import RULE, abbrev, sg, stata_term
 
@@ -101,7 +102,7 @@ def _row(
 def _variance_rows(fit: GlmmResult, q: float) -> list[str]:
     """var()/cov() per level, outermost first, with delta-method SEs over theta."""
     k = fit.ntheta
-    cov_theta = 2.0 * np.linalg.inv(fit.hessian)[:k, :k]
+    cov_theta = fit.vcov_all[:k, :k]
 
     def params(theta: np.ndarray) -> np.ndarray:
         return np.concatenate([(L @ L.T)[np.tril_indices(len(L))] for L in lower_triangles(theta, fit.frame.dims)])
@@ -146,7 +147,7 @@ def _coef_rows(fit: GlmmResult, exp: bool) -> list[str]:
 
 def _lnalpha(fit: GlmmResult, q: float) -> list[str]:
     """nbinom2: ln alpha = -ln phi, its SE that of ln phi (the last parameter)."""
-    se = math.sqrt(2.0 * np.linalg.inv(fit.hessian)[-1, -1])
+    se = math.sqrt(fit.vcov_all[-1, -1]) if fit.vcov_all[-1, -1] >= 0 else math.nan
     est = -math.log(float(fit.dispersion))  # type: ignore[arg-type]
     return [_row("/lnalpha", est, se, est - q * se, est + q * se), MID]
 
@@ -205,4 +206,6 @@ def stata_glmm_summary(fit: GlmmResult, *, odds_ratios: bool = False, irr: bool 
         lines.append(f"Note: _cons estimates baseline {what} (conditional on zero random effects).")
     if not fit.converged:
         lines.append("Warning: convergence not achieved.")
+    if fit.separation:
+        lines.append(f"Warning: {separation_message(fit.separation)}.")
     return "\n".join(lines + [f"Note: {n}." for n in fit.notes])
