@@ -209,3 +209,31 @@ def test_no_separation_no_warning() -> None:
         warnings.simplefilter("error")
         fit = hlm.fit("y0 ~ x + k + (1 | g)", separated(), family="binomial")
     assert fit.separation == ()
+
+
+# ---- confidence intervals ----
+def test_confint_wald_and_profile_match_lme4() -> None:
+    """cbpp: R's confint(fit, method="Wald") and confint(profile(fit)) of the tight-PIRLS glmer fit;
+    lme4 interpolates its profile with splines, hence 5e-4."""
+    fit = cbpp_fit()
+    wald = results()["cbpp_confint_wald"]
+    table = fit.confint()
+    assert list(table["term"]) == wald["term"]
+    assert table["conf_low"].to_numpy() == pytest.approx(wald["lower"], abs=2e-3)
+    assert table["conf_high"].to_numpy() == pytest.approx(wald["upper"], abs=2e-3)
+    prof = results()["cbpp_confint_profile"]
+    table = fit.confint(method="profile")
+    assert list(table["term"]) == prof["term"]
+    assert table["conf_low"].to_numpy() == pytest.approx(prof["lower"], abs=5e-4)
+    assert table["conf_high"].to_numpy() == pytest.approx(prof["upper"], abs=5e-4)
+    with pytest.raises(OptionError, match="method"):
+        fit.confint(method="boot")  # type: ignore[arg-type]
+
+
+def test_profile_sd_on_the_boundary_has_lower_limit_zero() -> None:
+    rng = np.random.default_rng(5)
+    data = pd.DataFrame({"g": np.repeat(np.arange(10), 30), "x": rng.normal(size=300)})
+    data["y"] = (rng.uniform(size=300) < 1 / (1 + np.exp(-data["x"]))).astype(int)  # no group variance
+    fit = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
+    sd = fit.confint(method="profile").set_index("term").loc["sd_(Intercept)|g"]
+    assert sd["conf_low"] == 0.0 and sd["conf_high"] > sd["estimate"]

@@ -230,6 +230,13 @@ class GlmmResult(InformationCriteria):
         """Conditional means of the rows used (probabilities for the binomial, as lme4's)."""
         return self.predict(type="response")
 
+    def confint(self, *, method: Literal["wald", "profile"] = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Wald (fixed effects) or likelihood-profile (fixed effects and scalar terms' SDs, by
+        refits with the parameter held fixed) limits; see :mod:`hlm.glmm.confint`."""
+        from hlm.glmm.confint import confint
+
+        return confint(self, method, level)
+
     # ---- variance shares on the latent scale (hlm.glmm.latent) ----
     def icc(self, *, level: float = 0.95) -> pd.DataFrame:
         """Latent-scale intra-class correlations (Stata's ``estat icc``); binomial fits only."""
@@ -249,9 +256,6 @@ class GlmmResult(InformationCriteria):
 
     def residuals(self) -> pd.Series:
         raise self._not_yet("residuals()")
-
-    def confint(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        raise self._not_yet("confint()")
 
     def varcomp(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         raise self._not_yet("varcomp()")
