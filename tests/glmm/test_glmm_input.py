@@ -191,7 +191,7 @@ def test_stata_command_conflicts() -> None:
         hlm.fit("mepoisson c x, exposure(x) || g:", data)
 
 
-@pytest.mark.parametrize("method", ["residuals", "varcomp", "plot"])
+@pytest.mark.parametrize("method", ["varcomp", "plot"])
 def test_linear_only_features_are_refused(method: str) -> None:
     fit = hlm.fit("y ~ x + (1 | g)", frame(), family="binomial")
     with pytest.raises(OptionError, match="not available for GLMMs yet"):

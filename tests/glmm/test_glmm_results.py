@@ -237,3 +237,22 @@ def test_profile_sd_on_the_boundary_has_lower_limit_zero() -> None:
     fit = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
     sd = fit.confint(method="profile").set_index("term").loc["sd_(Intercept)|g"]
     assert sd["conf_low"] == 0.0 and sd["conf_high"] > sd["estimate"]
+
+
+# ---- residuals ----
+@pytest.mark.parametrize(
+    ("key", "fit"),
+    [
+        ("cbpp", cbpp_fit),
+        ("grouse", grouse_fit),
+        (
+            "salamanders_nb",
+            lambda: hlm.fit("count ~ mined + (1 | site)", dataset("Salamanders"), family="negative_binomial"),
+        ),
+    ],
+)
+def test_residuals_match_lme4_and_glmmtmb(key: str, fit) -> None:
+    ref, model = results()["residuals"][key], fit()
+    for kind in ("deviance", "pearson", "response"):
+        if kind in ref:
+            assert model.residuals(kind).to_numpy() == pytest.approx(ref[kind], abs=1e-3), kind

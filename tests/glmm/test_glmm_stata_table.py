@@ -101,3 +101,23 @@ def test_cli_or_and_irr(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert run(["fit", CBPP, "incidence ~ factor(period) + (1 | herd)", "--or"]) == 2
     assert "GLMMs" in capsys.readouterr().err
+
+
+def test_lme4_layout_matches_glmer_summary() -> None:
+    """summary(glmer): -2 logLik printed as deviance, df.resid, R's scaled-residual quantiles
+    (pearson, glmm_results.R), Wald z with Pr(>|z|) and stars."""
+    ref = support.reference("cbpp__glmm_binomial_laplace")
+    fit = cbpp_fit()
+    lines = fit.summary().splitlines()
+    assert lines[0] == "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
+    assert lines[1] == " Family: binomial  ( logit )"
+    aic, bic, ll, dev, dfres = (
+        float(v) for v in lines[lines.index(next(ln for ln in lines if "df.resid" in ln)) + 1].split()
+    )
+    assert (aic, bic, ll, dev) == pytest.approx((ref["AIC"], ref["BIC"], ref["logLik"], ref["minus2logLik"]), abs=0.051)
+    assert dfres == ref["df_residual"]
+    quant = [float(v) for v in lines[lines.index("Scaled residuals: ") + 2].split()]
+    assert quant == pytest.approx(results()["residuals"]["cbpp"]["scaled_quantiles"], abs=2e-3)
+    row = next(ln for ln in lines if ln.startswith("period4")).split()
+    assert float(row[3]) == pytest.approx(fit.tidy()["statistic"].iloc[3], abs=1e-3) and row[-1] == "***"
+    assert " herd " in "\n".join(lines) and "Number of obs: 56, groups:  herd, 15" in lines

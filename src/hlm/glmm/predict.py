@@ -10,6 +10,13 @@ from their column, and an array ``offset=`` from a column ``(offset)``.  A level
 seen contributes 0 (its random effect's mean; lme4's ``allow.new.levels=TRUE``) or, with
 ``new_levels="error"``, raises :class:`~hlm.errors.DataError`.  Rows missing a needed value
 predict NaN.
+
+Residuals of the rows used (lme4's ``residuals.merMod``), with m = n mu the conditional mean,
+y/n the observed proportion for the binomial:
+
+    response:  y/n - mu (binomial), y - mu (counts)
+    pearson:   (y - m) / sqrt(V(m)),  V = n mu (1 - mu), mu, mu + mu^2/phi
+    deviance:  sign(y - m) sqrt(d),   d = 2 [log p(y | saturated) - log p(y | m)]
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from hlm.data.source import to_pandas
 from hlm.design import OFFSET_COLUMN
@@ -126,3 +134,32 @@ def predict(
             eta[keep] = _new_eta(fit, frame.loc[keep], re, new_levels)
     values = fit.family_info.mean(eta) if type == "response" else eta
     return pd.Series(values, index=index, name="predicted")
+
+
+def _unit_deviance(family: str, y: np.ndarray, n: np.ndarray, m: np.ndarray, phi: float | None) -> np.ndarray:
+    if family == "binomial":
+        return 2.0 * (special.xlogy(y, y / m) + special.xlogy(n - y, (n - y) / (n - m)))
+    if family == "poisson":
+        return 2.0 * (special.xlogy(y, y / m) - (y - m))
+    p = float(phi)  # type: ignore[arg-type]
+    return 2.0 * (special.xlogy(y, y / m) - (y + p) * np.log((y + p) / (m + p)))
+
+
+def residuals(fit: GlmmResult, kind: Literal["deviance", "pearson", "response"] = "deviance") -> pd.Series:
+    """Residuals of the rows used (see the module docstring)."""
+    f = fit.frame
+    mu = fit.family_info.mean(fit.modes.eta)
+    m = f.n * mu
+    if kind == "response":
+        values = f.y / f.n - mu if fit.family == "binomial" else f.y - mu
+    elif kind == "pearson":
+        phi = fit.dispersion
+        var = m * (1 - mu) if fit.family == "binomial" else mu if phi is None else mu + mu**2 / phi
+        with np.errstate(divide="ignore", invalid="ignore"):  # a fitted probability of 0 or 1 (separation)
+            values = (f.y - m) / np.sqrt(var)
+    elif kind == "deviance":
+        d = _unit_deviance(fit.family, f.y, f.n, m, fit.dispersion)
+        values = np.sign(f.y - m) * np.sqrt(np.maximum(d, 0.0))
+    else:
+        raise OptionError(f"type must be 'deviance', 'pearson' or 'response', not {kind!r}")
+    return pd.Series(values, index=pd.RangeIndex(len(values)), name="residual")

@@ -22,7 +22,6 @@ from hlm.errors import OptionError
 from hlm.glmm.family import Family
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.laplace import Modes
-from hlm.glmm.separation import separation_message
 from hlm.glmm.theta import diagonal_positions, lambda_matrix, lower_triangles
 from hlm.models import InformationCriteria
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
@@ -185,29 +184,9 @@ class GlmmResult(InformationCriteria):
             raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
         if odds_ratios or irr:
             raise OptionError("odds_ratios / irr are options of the Stata layout: summary(style='stata', ...)")
-        how = "Laplace Approximation" if self.nagq == 1 else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
-        lines = [
-            f"Generalized linear mixed model fit by maximum likelihood ({how}) ['GlmmResult']",
-            f" Family: {self.family} ( {self.link} )",
-            f"Formula: {self.spec.text}",
-            f"{'AIC':>10} {'BIC':>10} {'logLik':>10} {'deviance':>10}",
-            f"{self.aic:10.1f} {self.bic:10.1f} {self.loglik:10.1f} {self.deviance:10.1f}",
-            "",
-            "Random effects:",
-            *(
-                f" {g:<12} {v1:<12} {v2 if isinstance(v2, str) else '':<12} {cov:10.4g} {sd:8.4g}"
-                for g, v1, v2, cov, sd in self.varcorr.itertuples(index=False, name=None)
-            ),
-            f"Number of obs: {self.nobs}, groups: " + ", ".join(f"{g}, {n}" for g, n in self.ngroups.items()),
-        ]
-        if self.dispersion is not None:
-            lines.append(f"Dispersion (nbinom2 phi): {self.dispersion:.5g}")
-        lines += ["", "Fixed effects:", self.tidy().iloc[:, :5].to_string(index=False)]
-        if not self.converged:
-            lines.append("warning: the optimizer did not converge")
-        if self.separation:
-            lines.append(f"warning: {separation_message(self.separation)}")
-        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+        from hlm.report.lme4_glmm import lme4_glmm_summary
+
+        return lme4_glmm_summary(self)
 
     def __str__(self) -> str:
         return self.summary()
@@ -237,6 +216,12 @@ class GlmmResult(InformationCriteria):
 
         return confint(self, method, level)
 
+    def residuals(self, type: Literal["deviance", "pearson", "response"] = "deviance") -> pd.Series:
+        """Deviance (lme4's default), Pearson or response residuals of the rows used."""
+        from hlm.glmm.predict import residuals
+
+        return residuals(self, type)
+
     # ---- variance shares on the latent scale (hlm.glmm.latent) ----
     def icc(self, *, level: float = 0.95) -> pd.DataFrame:
         """Latent-scale intra-class correlations (Stata's ``estat icc``); binomial fits only."""
@@ -253,9 +238,6 @@ class GlmmResult(InformationCriteria):
     # ---- features of linear fits not built for GLMMs yet: refused, never approximated ----
     def _not_yet(self, what: str) -> OptionError:
         return OptionError(f"{what} is not available for GLMMs yet (family {self.family})")
-
-    def residuals(self) -> pd.Series:
-        raise self._not_yet("residuals()")
 
     def varcomp(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         raise self._not_yet("varcomp()")

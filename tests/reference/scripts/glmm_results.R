@@ -69,6 +69,14 @@ phi <- sigma(s1)
 lam <- exp(fixef(s0)$cond[[1]] + 0.5 * VarCorr(s0)$cond$site[1, 1])
 vf <- var(as.vector(model.matrix(s1) %*% fixef(s1)$cond))
 out$salamanders_nb_r2 <- c(r2(vf, vr, log1p(1 / lam + 1 / phi)), list(lambda = lam, phi = phi))
+# residuals (lme4's default "deviance", "pearson" and "response") and summary's scaled residuals
+out$residuals <- list(
+  cbpp = list(deviance = unname(residuals(m1)), pearson = unname(residuals(m1, type = "pearson")),
+              response = unname(residuals(m1, type = "response")),
+              scaled_quantiles = unname(quantile(residuals(m1, type = "pearson", scaled = TRUE)))),
+  grouse = list(deviance = unname(residuals(g1)), pearson = unname(residuals(g1, type = "pearson"))),
+  salamanders_nb = list(pearson = unname(residuals(s1, type = "pearson")),
+                        response = unname(residuals(s1, type = "response"))))
 # log-likelihoods of the models without random effects (Stata's "LR test vs. ... model")
 out$glm_loglik <- list(
   cbpp = as.numeric(logLik(glm(cbind(incidence, size - incidence) ~ period, binomial, cbpp))),
