@@ -256,3 +256,11 @@ def test_residuals_match_lme4_and_glmmtmb(key: str, fit) -> None:
     for kind in ("deviance", "pearson", "response"):
         if kind in ref:
             assert model.residuals(kind).to_numpy() == pytest.approx(ref[kind], abs=1e-3), kind
+
+
+def test_to_dict_varcorr_is_the_varcorr_table() -> None:
+    """One JSON row per variance / covariance (SDs and correlations in sdcor), as ``varcorr``."""
+    fit = cbpp_fit()
+    row = fit.to_dict()["varcorr"][0]
+    assert row["group"] == "herd" and row["var1"] == "(Intercept)" and row["var2"] is None
+    assert row["sdcor"] == pytest.approx(math.sqrt(row["vcov"]), rel=1e-12)

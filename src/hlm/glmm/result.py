@@ -259,7 +259,8 @@ class GlmmResult(InformationCriteria):
                 for t, e, s in zip(self.frame.xnames, self.fixef, self.se)
             ],
             "varcorr": [
-                {"group": g, "var1": c, "sdcor": float(v)} for (g, c), v in zip(self.frame.term_labels, self.theta)
+                {"group": g, "var1": v1, "var2": v2, "vcov": float(cov), "sdcor": float(sd)}
+                for g, v1, v2, cov, sd in self.varcorr.itertuples(index=False, name=None)
             ],
             "dispersion": self.dispersion,
             "loglik": self.loglik,
