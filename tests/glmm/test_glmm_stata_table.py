@@ -121,3 +121,17 @@ def test_lme4_layout_matches_glmer_summary() -> None:
     row = next(ln for ln in lines if ln.startswith("period4")).split()
     assert float(row[3]) == pytest.approx(fit.tidy()["statistic"].iloc[3], abs=1e-3) and row[-1] == "***"
     assert " herd " in "\n".join(lines) and "Number of obs: 56, groups:  herd, 15" in lines
+
+
+def test_stata_command_or_irr_options_set_the_table() -> None:
+    import hlm
+    from glmm.test_glmm_input import frame
+
+    data = frame()
+    assert "Odds Ratio" in hlm.fit("melogit y x, or || g:", data).summary(style="stata")
+    assert "IRR" in hlm.fit("mepoisson c x, exposure(t) irr || g:", data).summary(style="stata")
+    assert "Coef." in hlm.fit("melogit y x || g:", data).summary(style="stata")
+    with pytest.raises(OptionError, match="logit"):
+        hlm.fit("mepoisson c x, or || g:", data)
+    with pytest.raises(OptionError, match="Poisson"):
+        hlm.fit("melogit y x, irr || g:", data)

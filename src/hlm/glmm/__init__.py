@@ -33,11 +33,12 @@ def fit_glmm(
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
     ``nagq > 1`` with one scalar random term); see :mod:`hlm.glmm.optimize`."""
     text = model if isinstance(model, str) else None
+    display = None
     if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
         read = read_command(model)
         if family not in ("gaussian", read.family) or link not in (None, read.link):
             raise OptionError(f"the model's command fits {read.family} ({read.link}); it contradicts family=/link=")
-        model, family, link = read.model, read.family, read.link
+        model, family, link, display = read.model, read.family, read.link, read.display
         exposure = read.exposure or read.offset
         if exposure is not None:
             if offset is not None:
@@ -61,4 +62,6 @@ def fit_glmm(
     separated = separated_terms(fam_hat, frame, beta)
     if separated:
         warnings.warn(separation_message(separated), SeparationWarning, stacklevel=3)
-    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes, separation=separated)
+    return GlmmResult(
+        spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes, separation=separated, display=display
+    )

@@ -45,6 +45,7 @@ class GlmmResult(InformationCriteria):
     notes: tuple[str, ...] = ()
     reml: bool = False
     separation: tuple[str, ...] = ()  # fixed effects running off to +-infinity (hlm.glmm.separation)
+    display: str | None = None  # Stata's or / irr option given in the command: the Stata table's default
 
     # ---- parameters ----
     @property
@@ -179,7 +180,9 @@ class GlmmResult(InformationCriteria):
         if style == "stata":
             from hlm.report.stata_glmm import stata_glmm_summary
 
-            return stata_glmm_summary(self, odds_ratios=odds_ratios, irr=irr)
+            return stata_glmm_summary(
+                self, odds_ratios=odds_ratios or self.display == "or", irr=irr or self.display == "irr"
+            )
         if style != "lme4":
             raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
         if odds_ratios or irr:
