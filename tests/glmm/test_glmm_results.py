@@ -264,3 +264,11 @@ def test_to_dict_varcorr_is_the_varcorr_table() -> None:
     row = fit.to_dict()["varcorr"][0]
     assert row["group"] == "herd" and row["var1"] == "(Intercept)" and row["var2"] is None
     assert row["sdcor"] == pytest.approx(math.sqrt(row["vcov"]), rel=1e-12)
+
+
+def test_ranef_modes_and_conditional_sds_match_lme4_condvar() -> None:
+    """cbpp: lme4's ranef(condVar = TRUE) at its estimates (README trap 4: within 1e-3)."""
+    block = reference("cbpp__glmm_binomial_laplace")["ranef"][0]
+    re = cbpp_fit().ranef().set_index("level")
+    assert re.loc[block["levels"], "estimate"].to_numpy() == pytest.approx(block["mode"]["(Intercept)"], abs=1e-3)
+    assert re.loc[block["levels"], "std_error"].to_numpy() == pytest.approx(block["cond_sd"]["(Intercept)"], abs=1e-3)

@@ -87,7 +87,7 @@ def _limit(zeta: Callable[[float], float], p_hat: float, step: float, target: fl
         if b == floor and zb > target:  # an SD whose profile never reaches -z above 0
             return floor
         slope = (zb - za) / (b - a) if b != a else 1.0 / step
-        nxt = b + (target - zb) / slope if slope * np.sign(target) > 0 else b + target * step
+        nxt = b + (target - zb) / slope if slope > 0 else b + target * step  # zeta increases in v
         a, za = b, zb
         b = max(nxt, floor) if target < 0 else nxt
         zb = zeta(b)
