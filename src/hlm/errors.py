@@ -69,3 +69,7 @@ class SingularFitWarning(HLMWarning):
 
 class StructureWarning(HLMWarning):
     """The grouping structure looks unintended (e.g. implicitly nested ids used as crossed)."""
+
+
+class SeparationWarning(HLMWarning):
+    """A GLMM fixed effect runs off to +-infinity (the outcome is perfectly predicted)."""

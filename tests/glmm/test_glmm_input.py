@@ -191,21 +191,27 @@ def test_stata_command_conflicts() -> None:
         hlm.fit("mepoisson c x, exposure(x) || g:", data)
 
 
-@pytest.mark.parametrize("method", ["predict", "fitted", "residuals", "icc", "r2", "confint", "varcomp", "plot"])
+@pytest.mark.parametrize("method", ["varcomp", "plot"])
 def test_linear_only_features_are_refused(method: str) -> None:
     fit = hlm.fit("y ~ x + (1 | g)", frame(), family="binomial")
     with pytest.raises(OptionError, match="not available for GLMMs yet"):
         getattr(fit, method)()
 
 
-def test_lrtest_refuses_glmms() -> None:
+def test_lrtest_refuses_mixing_glmm_and_lmm_or_families() -> None:
+    """GLMMs compare with GLMMs of one family, link, nagq and data (issue 15), never with linear fits."""
     from hlm.errors import ComparisonError
 
     data = frame()
     m0 = hlm.fit("y ~ 1 + (1 | g)", data, family="binomial")
-    m1 = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
-    with pytest.raises(ComparisonError):
-        hlm.lrtest(m0, m1)
+    with pytest.raises(ComparisonError, match="linear mixed model"):
+        hlm.lrtest(m0, hlm.fit("y ~ x + (1 | g)", data))
+    with pytest.raises(ComparisonError, match="families or links"):
+        hlm.lrtest(m0, hlm.fit("y ~ x + (1 | g)", data, family="binomial", link="probit"))
+    with pytest.raises(ComparisonError, match="nagq"):
+        hlm.lrtest(m0, hlm.fit("y ~ x + (1 | g)", data, family="binomial", nagq=5))
+    with pytest.raises(ComparisonError, match="same data"):
+        hlm.lrtest(m0, hlm.fit("y ~ x + (1 | g)", frame(seed=2), family="binomial"))
 
 
 @pytest.mark.parametrize(("family", "link", "column"), [("binomial", "probit", "y"), ("poisson", "log", "c")])

@@ -1,7 +1,7 @@
 """CLI command: ``hlm fit DATA MODEL [--ml] [--json] [--style stata|lme4] [--plot FILE.png]
 [--plot-kind caterpillar|variance|profile] [--reorder] [--weights COLUMN]
 [--pweights W1,W2 [--cond-weights] [--pwscale size]] [--force]
-[--family binomial|poisson|negative_binomial] [--link LINK] [--nagq K]``.
+[--family binomial|poisson|negative_binomial] [--link LINK] [--nagq K] [--or | --irr]``.
 
 Nothing is printed or written until the fit (and the plot) succeeded; warnings (reordered
 levels, implicitly nested ids, boundary fits) follow the output as ``warning: ...`` lines."""
@@ -76,6 +76,8 @@ def fit_command(
     ),
     link: str = typer.Option(None, "--link", help="GLMM link: logit, probit, cloglog (binomial) or log"),
     nagq: int = typer.Option(1, "--nagq", help="GLMM: 1 Laplace; >1 adaptive Gauss-Hermite points (one (1|g) term)"),
+    odds_ratios: bool = typer.Option(False, "--or", help="GLMM (logit): odds ratios in Stata's table (as Stata's or)"),
+    irr: bool = typer.Option(False, "--irr", help="GLMM (Poisson, nbinom): incidence-rate ratios in Stata's table"),
 ) -> None:
     """Fit a linear (or, with --family, a generalized linear) mixed model and print its summary."""
     from hlm.glmm.stata import command_of
@@ -92,14 +94,12 @@ def fit_command(
         glmm = family != "gaussian" or link is not None or nagq != 1 or command_of(model) is not None
         if glmm and (plot or reorder or ml):
             raise OptionError("--plot, --reorder and --ml are for linear models; a GLMM is fitted by ML")
+        if (odds_ratios or irr) and not glmm:
+            raise OptionError("--or and --irr are for GLMMs (melogit / mepoisson / menbreg or --family)")
         if pweights is not None and plot:
             raise fail("--plot is not available with --pweights")
         result = _fit(model, data, ml, reorder, weights, pweights, cond_weights, pwscale, glmm, family, link, nagq)
-        text = (
-            json.dumps(result.to_dict(), indent=2, allow_nan=True)
-            if as_json
-            else result.summary(style=cast(Literal["lme4", "stata"] | None, style))  # default: the model's syntax
-        )
+        text = _render(result, as_json, style, odds_ratios, irr)
         if target is not None:
             from hlm.api import Fit
             from hlm.report.plots import save_figure
@@ -111,6 +111,19 @@ def fit_command(
     typer.echo(text)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
+
+
+def _render(result: FittedModel, as_json: bool, style: str | None, odds_ratios: bool, irr: bool) -> str:
+    """The JSON or the summary (Stata's layout with --or / --irr unless --style says otherwise)."""
+    if as_json:
+        return json.dumps(result.to_dict(), indent=2, allow_nan=True)
+    layout = cast(Literal["lme4", "stata"], style or ("stata" if odds_ratios or irr else result.spec.syntax))
+    if odds_ratios or irr:
+        from hlm.glmm.result import GlmmResult
+
+        assert isinstance(result, GlmmResult)  # --or / --irr are refused for linear models
+        return result.summary(style=layout, odds_ratios=odds_ratios, irr=irr)
+    return result.summary(style=layout)
 
 
 def _fit(

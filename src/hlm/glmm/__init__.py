@@ -5,14 +5,16 @@ the Laplace deviance), :mod:`.optimize` (BOBYQA, Hessian) and :mod:`.result` (th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import Any
 
-from hlm.errors import OptionError
+from hlm.errors import OptionError, SeparationWarning
 from hlm.glmm.family import Family
 from hlm.glmm.frame import StataOffset, glmm_frame
 from hlm.glmm.optimize import Objective, estimate
 from hlm.glmm.result import GlmmResult
+from hlm.glmm.separation import separated_terms, separation_message
 from hlm.glmm.stata import command_of, read_command
 
 
@@ -31,11 +33,12 @@ def fit_glmm(
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
     ``nagq > 1`` with one scalar random term); see :mod:`hlm.glmm.optimize`."""
     text = model if isinstance(model, str) else None
+    display = None
     if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
         read = read_command(model)
         if family not in ("gaussian", read.family) or link not in (None, read.link):
             raise OptionError(f"the model's command fits {read.family} ({read.link}); it contradicts family=/link=")
-        model, family, link = read.model, read.family, read.link
+        model, family, link, display = read.model, read.family, read.link, read.display
         exposure = read.exposure or read.offset
         if exposure is not None:
             if offset is not None:
@@ -56,4 +59,9 @@ def fit_glmm(
     theta, beta, fam_hat = obj.split(x)
     notes = () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
     spec = frame.spec if text is None else replace(frame.spec, text=text)
-    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes)
+    separated = separated_terms(fam_hat, frame, beta)
+    if separated:
+        warnings.warn(separation_message(separated), SeparationWarning, stacklevel=3)
+    return GlmmResult(
+        spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes, separation=separated, display=display
+    )

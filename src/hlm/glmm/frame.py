@@ -46,6 +46,9 @@ class GlmmFrame:
     levels: tuple[tuple[str, ...], ...]  # per term: its level labels, in A0's column order
     ndropped: int
     response: str
+    design: Any = None  # the frozen FixedDesign (X and the formula's offset of new rows, for predict)
+    factor_columns: tuple[tuple[str, ...], ...] = ()  # per term: the data columns its levels combine
+    stata_offset: StataOffset | None = None  # Stata's exposure()/offset() column, for new rows
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,12 @@ def _check_response(family: Family, y: np.ndarray, n: np.ndarray, response: str,
         raise DataError(f"the count response '{response}' has non-integer values; counts must be whole numbers")
 
 
-def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[int, ...], tuple[Any, ...], tuple[Any, ...]]:
+def _design(
+    mf: Any,
+) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[int, ...], tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
     """A0 from the shared frame's Z pool and factor codes, its terms in lme4's order
     (decreasing number of levels); a term's columns are level-major (level j, effect c: j k + c)."""
-    cols, blocks, dims, labels, levels = [], [], [], [], []
+    cols, blocks, dims, labels, levels, columns = [], [], [], [], [], []
     nrow = len(mf.y)
     for t, (term, zcols) in enumerate(zip(mf.spec.random, mf.term_columns)):
         fac = mf.factors[mf.term_factor[t]]
@@ -141,6 +146,7 @@ def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[int, ...], t
         dims.append(k)
         labels.append((term.name, tuple(mf.pool[c] for c in zcols)))
         levels.append(tuple(":".join(str(key[i]) for key in fac.keys) for i in range(nlev)))
+        columns.append(tuple(fac.columns))
     if not cols:
         raise OptionError("a GLMM needs at least one random term such as (1 | g); for a GLM use statsmodels")
     order = sorted(range(len(cols)), key=lambda t: -blocks[t])
@@ -150,6 +156,7 @@ def _design(mf: Any) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[int, ...], t
         tuple(dims[t] for t in order),
         tuple(labels[t] for t in order),
         tuple(levels[t] for t in order),
+        tuple(columns[t] for t in order),
     )
 
 
@@ -205,7 +212,22 @@ def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, wei
     off = np.zeros(len(y)) if off is None else _check_offset(off)
     n = mf.w if cbind and mf.w is not None else np.ones(len(y))
     _check_response(family, y, n, spec.response, cbind is not None)
-    A0, blocks, dims, labels, levels = _design(mf)
+    A0, blocks, dims, labels, levels, columns = _design(mf)
     return GlmmFrame(
-        spec, y, n, mf.X, mf.xnames, off, A0, blocks, dims, labels, levels, mf.ndropped, cbind or spec.response
+        spec,
+        y,
+        n,
+        mf.X,
+        mf.xnames,
+        off,
+        A0,
+        blocks,
+        dims,
+        labels,
+        levels,
+        mf.ndropped,
+        cbind or spec.response,
+        mf.x_model_spec,
+        columns,
+        offset if isinstance(offset, StataOffset) else None,
     )

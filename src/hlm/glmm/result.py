@@ -45,6 +45,8 @@ class GlmmResult(InformationCriteria):
     modes: Modes = field(repr=False)
     notes: tuple[str, ...] = ()
     reml: bool = False
+    separation: tuple[str, ...] = ()  # fixed effects running off to +-infinity (hlm.glmm.separation)
+    display: str | None = None  # Stata's or / irr option given in the command: the Stata table's default
 
     # ---- parameters ----
     @property
@@ -74,18 +76,24 @@ class GlmmResult(InformationCriteria):
         return self.family_info.phi
 
     @property
+    def vcov_all(self) -> np.ndarray:
+        """2 H^-1 over all parameters (theta, beta[, log phi]); NaN where H is singular."""
+        try:
+            return 2.0 * np.linalg.inv(self.hessian)
+        except np.linalg.LinAlgError:
+            return np.full(self.hessian.shape, np.nan)
+
+    @property
     def vcov(self) -> pd.DataFrame:
         k, p = self.ntheta, len(self.frame.xnames)
-        try:
-            inv = 2.0 * np.linalg.inv(self.hessian)[k : k + p, k : k + p]
-        except np.linalg.LinAlgError:
-            inv = np.full((p, p), np.nan)
         names = list(self.frame.xnames)
-        return pd.DataFrame(inv, index=names, columns=names)
+        return pd.DataFrame(self.vcov_all[k : k + p, k : k + p], index=names, columns=names)
 
     @property
     def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=list(self.frame.xnames), name="std_error")
+        with np.errstate(invalid="ignore"):  # a negative diagonal (H not positive definite) is NaN
+            se = np.sqrt(np.diag(self.vcov.to_numpy()))
+        return pd.Series(se, index=list(self.frame.xnames), name="std_error")
 
     @property
     def varcorr(self) -> pd.DataFrame:
@@ -172,57 +180,77 @@ class GlmmResult(InformationCriteria):
         (see :func:`hlm.lmm.ranef.coef_frames`)."""
         return coef_frames(self.fixef, self.ranef(), self.spec.intercept_name)
 
-    def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
-        """glmer's summary layout, whatever the model's syntax (Stata's ``melogit`` table is not
-        written yet, so ``style="stata"`` is refused)."""
-        if style not in (None, "lme4"):
-            raise OptionError("GLMM summaries have style='lme4' only for now")
-        how = "Laplace Approximation" if self.nagq == 1 else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {self.nagq})"
-        lines = [
-            f"Generalized linear mixed model fit by maximum likelihood ({how}) ['GlmmResult']",
-            f" Family: {self.family} ( {self.link} )",
-            f"Formula: {self.spec.text}",
-            f"{'AIC':>10} {'BIC':>10} {'logLik':>10} {'deviance':>10}",
-            f"{self.aic:10.1f} {self.bic:10.1f} {self.loglik:10.1f} {self.deviance:10.1f}",
-            "",
-            "Random effects:",
-            *(
-                f" {g:<12} {v1:<12} {v2 if isinstance(v2, str) else '':<12} {cov:10.4g} {sd:8.4g}"
-                for g, v1, v2, cov, sd in self.varcorr.itertuples(index=False, name=None)
-            ),
-            f"Number of obs: {self.nobs}, groups: " + ", ".join(f"{g}, {n}" for g, n in self.ngroups.items()),
-        ]
-        if self.dispersion is not None:
-            lines.append(f"Dispersion (nbinom2 phi): {self.dispersion:.5g}")
-        lines += ["", "Fixed effects:", self.tidy().iloc[:, :5].to_string(index=False)]
-        if not self.converged:
-            lines.append("warning: the optimizer did not converge")
-        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+    def summary(
+        self, style: Literal["lme4", "stata"] | None = None, *, odds_ratios: bool = False, irr: bool = False
+    ) -> str:
+        """glmer's summary layout, or Stata's ``melogit``/``mepoisson``/``menbreg`` table
+        (:mod:`hlm.report.stata_glmm`; ``odds_ratios``/``irr``: Stata's ``or``/``irr`` options); by
+        default the layout of the model's syntax."""
+        style = style or self.spec.syntax
+        if style == "stata":
+            from hlm.report.stata_glmm import stata_glmm_summary
+
+            return stata_glmm_summary(
+                self, odds_ratios=odds_ratios or self.display == "or", irr=irr or self.display == "irr"
+            )
+        if style != "lme4":
+            raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
+        if odds_ratios or irr:
+            raise OptionError("odds_ratios / irr are options of the Stata layout: summary(style='stata', ...)")
+        from hlm.report.lme4_glmm import lme4_glmm_summary
+
+        return lme4_glmm_summary(self)
 
     def __str__(self) -> str:
         return self.summary()
 
+    # ---- predictions (hlm.glmm.predict) ----
+    def predict(
+        self,
+        newdata: Any = None,
+        *,
+        type: Literal["link", "response"] = "link",
+        re: bool = True,
+        new_levels: Literal["population", "error"] = "population",
+    ) -> pd.Series:
+        """Linear predictor or mean, with or without the random effects; see :mod:`hlm.glmm.predict`."""
+        from hlm.glmm.predict import predict
+
+        return predict(self, newdata, type=type, re=re, new_levels=new_levels)
+
+    def fitted(self) -> pd.Series:
+        """Conditional means of the rows used (probabilities for the binomial, as lme4's)."""
+        return self.predict(type="response")
+
+    def confint(self, *, method: Literal["wald", "profile"] = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Wald (fixed effects) or likelihood-profile (fixed effects and scalar terms' SDs, by
+        refits with the parameter held fixed) limits; see :mod:`hlm.glmm.confint`."""
+        from hlm.glmm.confint import confint
+
+        return confint(self, method, level)
+
+    def residuals(self, type: Literal["deviance", "pearson", "response"] = "deviance") -> pd.Series:
+        """Deviance (lme4's default), Pearson or response residuals of the rows used."""
+        from hlm.glmm.predict import residuals
+
+        return residuals(self, type)
+
+    # ---- variance shares on the latent scale (hlm.glmm.latent) ----
+    def icc(self, *, level: float = 0.95) -> pd.DataFrame:
+        """Latent-scale intra-class correlations (Stata's ``estat icc``); binomial fits only."""
+        from hlm.glmm.latent import icc
+
+        return icc(self, level=level)
+
+    def r2(self) -> dict[str, float]:
+        """Nakagawa, Johnson & Schielzeth (2017) marginal and conditional R^2, with their pieces."""
+        from hlm.glmm.latent import r2
+
+        return r2(self)
+
     # ---- features of linear fits not built for GLMMs yet: refused, never approximated ----
     def _not_yet(self, what: str) -> OptionError:
         return OptionError(f"{what} is not available for GLMMs yet (family {self.family})")
-
-    def predict(self, *args: Any, **kwargs: Any) -> pd.Series:
-        raise self._not_yet("predict()")
-
-    def fitted(self) -> pd.Series:
-        raise self._not_yet("fitted()")
-
-    def residuals(self) -> pd.Series:
-        raise self._not_yet("residuals()")
-
-    def icc(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        raise self._not_yet("icc()")
-
-    def r2(self) -> dict[str, float]:
-        raise self._not_yet("r2()")
-
-    def confint(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        raise self._not_yet("confint()")
 
     def varcomp(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
         raise self._not_yet("varcomp()")
@@ -244,7 +272,8 @@ class GlmmResult(InformationCriteria):
                 for t, e, s in zip(self.frame.xnames, self.fixef, self.se)
             ],
             "varcorr": [
-                {"group": g, "var1": c, "sdcor": float(v)} for (g, c), v in zip(self.frame.term_labels, self.theta)
+                {"group": g, "var1": v1, "var2": v2, "vcov": float(cov), "sdcor": float(sd)}
+                for g, v1, v2, cov, sd in self.varcorr.itertuples(index=False, name=None)
             ],
             "dispersion": self.dispersion,
             "loglik": self.loglik,
@@ -253,6 +282,7 @@ class GlmmResult(InformationCriteria):
             "bic": self.bic,
             "converged": self.converged,
             "singular": self.singular,
+            "separation": list(self.separation),
             "optimizer": self.optsummary.to_dict(),
             "notes": list(self.notes),
         }

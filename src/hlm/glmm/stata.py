@@ -1,6 +1,7 @@
 """Stata's GLMM commands: ``melogit``, ``meprobit``, ``mecloglog``, ``mepoisson``, ``menbreg``
 and ``meglm ..., family(...) link(...)``.  The command and its GLMM options (``exposure(t)``,
-``offset(v)``, ``family()``, ``link()``, the display options ``or`` and ``irr``) are read here;
+``offset(v)``, ``family()``, ``link()``, the display options ``or`` and ``irr`` -- kept for the
+Stata table, see :mod:`hlm.report.stata_glmm`) are read here;
 what remains is ``mixed`` syntax for :func:`hlm.spec.parse_stata`.  Stata fits these by ML.
 """
 
@@ -37,6 +38,7 @@ class StataGlmm:
     link: str
     exposure: str | None = None
     offset: str | None = None
+    display: str | None = None  # "or" or "irr": the coefficients shown exponentiated
 
 
 def command_of(model: object) -> str | None:
@@ -66,11 +68,14 @@ def read_command(text: str) -> StataGlmm:
     body, comma, opts = fixed.partition(",")
     options: dict[str, str] = {}
     kept: list[str] = []
+    display: str | None = None
     for m in _OPTION.finditer(opts):
         name, arg = m.group(1).lower(), m.group(2)
         if name in ("exposure", "offset", "family", "link") and arg is not None:
             options[name] = arg.strip()
-        elif name not in ("or", "irr"):  # display options: tidy() reports the link scale
+        elif name in ("or", "irr") and arg is None:
+            display = name
+        else:
             kept.append(m.group(0))
     if options.get("exposure") and options.get("offset"):
         raise OptionError("give exposure() or offset(), not both")
@@ -78,5 +83,9 @@ def read_command(text: str) -> StataGlmm:
     family, link = spec if spec is not None else _meglm(options)
     if command != "meglm" and ("family" in options or "link" in options):
         raise FormulaError(f"family() and link() are meglm options; {command} fixes them")
+    if display == "or" and (family, link) != ("binomial", "logit"):
+        raise OptionError(f"{command}: the or option (odds ratios) is for logit models")
+    if display == "irr" and family == "binomial":
+        raise OptionError(f"{command}: the irr option (incidence-rate ratios) is for Poisson and nbinomial models")
     model = body + (", " + " ".join(kept) if kept else "") + (" " + bar + levels if bar else "")
-    return StataGlmm(model, family, link, options.get("exposure"), options.get("offset"))
+    return StataGlmm(model, family, link, options.get("exposure"), options.get("offset"), display)

@@ -24,14 +24,14 @@ null is on the boundary and ``p_value_chibar2`` gives the mixture
 0.5 P(chi2_{df-1} > x) + 0.5 P(chi2_df > x) (Self & Liang 1987; Stram & Lee 1994).  REML
 log-likelihoods are only comparable for the same fixed effects: otherwise
 :class:`~hlm.errors.ComparisonError`, or ``refit_ml=True`` refits every REML fit by ML from
-its aggregates (as lme4's ``anova`` does).
+its aggregates (as lme4's ``anova`` does).  GLMMs (ML fits) compare with GLMMs of the same
+family, link, nagq and rows (:mod:`hlm.glmm.compare`), never with linear fits.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -39,39 +39,14 @@ from scipy import stats
 
 from hlm.aggregate.stats import Aggregates
 from hlm.errors import ComparisonError, HLMWarning
+from hlm.glmm import compare as glmm_compare
+from hlm.glmm.result import GlmmResult
+from hlm.inference.boundary import LRTest, boundary_test
 from hlm.lmm.deviance import profile
 from hlm.lmm.pipeline import fit_aggregates
 from hlm.lmm.result import LmmResult
 
 COMPARE_COLUMNS = ["model", "npar", "aic", "bic", "loglik", "deviance", "chisq", "df", "p_value", "p_value_chibar2"]
-
-
-@dataclass(frozen=True)
-class LRTest:
-    """A likelihood-ratio test: statistic, df and p-value, with how p was computed."""
-
-    statistic: float
-    df: int
-    p_value: float
-    distribution: str  # "chibar2(01)", "chi2(k)", "chibar2 mixture"
-    loglik0: float
-    loglik1: float
-    note: str = ""
-    p_value_naive: float = float("nan")
-
-    def __str__(self) -> str:
-        if self.distribution == "chibar2(01)":
-            return (
-                f"LR test vs. linear model: chibar2(01) = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
-            )
-        if "mixture" in self.distribution:
-            head = (
-                f"LR test: chibar2 = {self.statistic:.2f}   Prob >= chibar2 = {self.p_value:.4f}"
-                f"   ({self.distribution})"
-            )
-        else:
-            head = f"LR test: {self.distribution} = {self.statistic:.2f}   Prob > chi2 = {self.p_value:.4f}"
-        return head + (f"\nNote: {self.note}" if self.note else "")
 
 
 def linear_model_criterion(agg: Aggregates, reml: bool) -> float:
@@ -82,26 +57,12 @@ def linear_model_criterion(agg: Aggregates, reml: bool) -> float:
 
 def lr_vs_linear(fit: LmmResult) -> LRTest:
     """Stata's "LR test vs. linear model" for a fitted mixed model."""
-    crit0 = linear_model_criterion(fit.aggregates, fit.reml)
-    crit1 = fit.profiled.objective
-    x = max(crit0 - crit1, 0.0)
-    k = fit.structure.ntheta
-    if k == 1:
-        p = 0.5 * float(stats.chi2.sf(x, 1)) if x > 0 else 1.0  # P(chibar2(01) >= 0) = 1
-        return LRTest(x, 1, p, "chibar2(01)", -0.5 * crit0, -0.5 * crit1, p_value_naive=float(stats.chi2.sf(x, 1)))
-    return LRTest(
-        x,
-        k,
-        float(stats.chi2.sf(x, k)),
-        f"chi2({k})",
-        -0.5 * crit0,
-        -0.5 * crit1,
-        note="LR test is conservative and provided only for reference.",
-        p_value_naive=float(stats.chi2.sf(x, k)),
-    )
+    return boundary_test(linear_model_criterion(fit.aggregates, fit.reml), fit.profiled.objective, fit.structure.ntheta)
 
 
-def _same_fixed(a: LmmResult, b: LmmResult) -> bool:
+def _same_fixed(a: LmmResult | GlmmResult, b: LmmResult | GlmmResult) -> bool:
+    if isinstance(a, GlmmResult) or isinstance(b, GlmmResult):
+        return isinstance(a, GlmmResult) and isinstance(b, GlmmResult) and glmm_compare.same_fixed(a, b)
     xa, xb = a.aggregates, b.aggregates
     if tuple(xa.xnames) != tuple(xb.xnames):
         return False
@@ -109,9 +70,11 @@ def _same_fixed(a: LmmResult, b: LmmResult) -> bool:
     return bool(np.allclose(xa.ktk[:p, :p], xb.ktk[:p, :p], rtol=1e-10, atol=0.0))
 
 
-def _random_parts(fit: LmmResult) -> tuple[set, set]:
+def _random_parts(fit: LmmResult | GlmmResult) -> tuple[set, set]:
     """The random effects of a fit as (factor, column) pairs and correlated
     (factor, column, column) triples, factors named by their set of grouping columns."""
+    if isinstance(fit, GlmmResult):
+        return glmm_compare.random_parts(fit)
     cols, pairs = set(), set()
     for term in fit.structure.terms:
         key = frozenset(fit.aggregates.factors[term.factor].columns)
@@ -120,10 +83,14 @@ def _random_parts(fit: LmmResult) -> tuple[set, set]:
     return cols, pairs
 
 
-def nested_in(small: LmmResult, large: LmmResult) -> str | None:
+def _xnames(fit: LmmResult | GlmmResult) -> tuple[str, ...]:
+    return tuple(fit.frame.xnames if isinstance(fit, GlmmResult) else fit.aggregates.xnames)
+
+
+def nested_in(small: LmmResult | GlmmResult, large: LmmResult | GlmmResult) -> str | None:
     """None when ``small`` is a special case of ``large`` (its fixed effects, random effects
     and their correlations all in ``large``), else what ``small`` has that ``large`` lacks."""
-    extra = [x for x in small.aggregates.xnames if x not in large.aggregates.xnames]
+    extra = [x for x in _xnames(small) if x not in _xnames(large)]
     if extra:
         return f"the fixed effect{'s' if len(extra) > 1 else ''} {', '.join(extra)}"
     (cs, ps), (cl, pl) = _random_parts(small), _random_parts(large)
@@ -136,7 +103,9 @@ def nested_in(small: LmmResult, large: LmmResult) -> str | None:
     return None
 
 
-def _n_sd(fit: LmmResult) -> int:
+def _n_sd(fit: LmmResult | GlmmResult) -> int:
+    if isinstance(fit, GlmmResult):
+        return glmm_compare.n_sd(fit)
     return sum(1 for (_, r, c) in fit.structure.theta_pos if r == c)
 
 
@@ -159,6 +128,12 @@ def refit_ml(fit: LmmResult) -> LmmResult:
 def _prepare(models: tuple, refit: bool) -> list:
     if len(models) < 2:
         raise ComparisonError("compare needs at least two fitted models")
+    glmms = [isinstance(m, GlmmResult) for m in models]
+    if any(glmms):
+        if not all(glmms):
+            raise ComparisonError("cannot compare a GLMM with a linear mixed model; compare fits of one family")
+        glmm_compare.check_comparable(models)
+        return list(models)
     for m in models:
         if not isinstance(m, LmmResult):
             raise ComparisonError(f"compare and lrtest take fits from hlm.fit, not {type(m).__name__} ({m!r:.40})")
@@ -191,7 +166,7 @@ def _prepare(models: tuple, refit: bool) -> list:
     return list(models)
 
 
-def compare(*models: LmmResult, refit_ml: bool = False, names: list[str] | None = None) -> pd.DataFrame:
+def compare(*models: LmmResult | GlmmResult, refit_ml: bool = False, names: list[str] | None = None) -> pd.DataFrame:
     """Likelihood-ratio comparison of nested fits (lme4's ``anova``), one row per model.
 
     Columns: model, npar, aic, bic, loglik, deviance (-2 loglik), chisq, df, p_value (naive
@@ -239,7 +214,7 @@ def compare(*models: LmmResult, refit_ml: bool = False, names: list[str] | None 
     return out
 
 
-def lrtest(m0: LmmResult, m1: LmmResult, *, refit_ml: bool = False) -> LRTest:
+def lrtest(m0: LmmResult | GlmmResult, m1: LmmResult | GlmmResult, *, refit_ml: bool = False) -> LRTest:
     """The likelihood-ratio test of the smaller fit against the larger one.
 
     ``p_value`` is the boundary mixture (chibar2) when the larger model adds exactly one
