@@ -78,7 +78,7 @@ def external_links(root: Path) -> set[str]:
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -111,12 +111,16 @@ def browse(root: Path, chromium: str, shots: Path) -> list[str]:
             current = {"url": ""}
             page.on("console", lambda m: m.type == "error" and problems.append(f"{current['url']}: console: {m.text}"))
             page.on("pageerror", lambda e: problems.append(f"{current['url']}: exception: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"{current['url']}: request failed: {r.url}"))
-            page.on("response", lambda r: r.status >= 400 and problems.append(f"{current['url']}: HTTP {r.status}: {r.url}"))
+            page.on(
+                "requestfailed", lambda r: problems.append(f"{current['url']}: request failed: {r.url} ({r.failure})")
+            )
+            page.on(
+                "response", lambda r: r.status >= 400 and problems.append(f"{current['url']}: HTTP {r.status}: {r.url}")
+            )
             for path in pages(root):
                 rel = path.relative_to(root).as_posix()
                 current["url"] = rel
-                response = page.goto(base + rel, wait_until="load")
+                response = page.goto(base + rel, wait_until="networkidle")  # the favicon too
                 if response is None or response.status != 200:
                     problems.append(f"{rel}: HTTP {None if response is None else response.status}")
                 problems += _check_images(page, rel)

@@ -61,7 +61,8 @@ html_theme_options = {
     "footer_end": [],
 }
 # the left navigation lists a section's pages: only the user guide has several
-html_sidebars = {"**": [], "guide/**": ["sidebar-nav-bs"]}
+html_sidebars = {page: [] for page in ("index", "getting-started", "from-stata", "from-lme4", "validation")}
+html_sidebars |= {page: [] for page in ("performance", "api", "search", "genindex", "py-modindex")}
 html_context = {"default_mode": "auto"}  # an explicit mode: the theme logs a console error without one
 html_static_path = ["_static"]
 html_favicon = "_static/favicon.svg"

@@ -179,7 +179,11 @@ def glmm_checks(name: str) -> Iterator[Check]:
     se = {f["term"]: f["se"] for f in ref["fixef"]}
     sds = [sd for g in ref["varcorr"]["groups"] for sd in g["sd"]]
     if "glmmTMB" in checks:
-        loglik, fixef, sds = checks["glmmTMB"]["logLik"], checks["glmmTMB"]["fixef"], list(checks["glmmTMB"]["sd"].values())
+        loglik, fixef, sds = (
+            checks["glmmTMB"]["logLik"],
+            checks["glmmTMB"]["fixef"],
+            list(checks["glmmTMB"]["sd"].values()),
+        )
     elif ref["nAGQ"] == 25:  # the exact integral at lme4's estimates; the tight refit's estimates
         loglik, fixef = checks["exact_scalar_ri"]["marginal_loglik_exact"], checks["tight_pirls_refit"]["fixef"]
     else:
@@ -233,7 +237,9 @@ def varcomp_checks(name: str) -> Iterator[Check]:
         yield Check(section, f"{name}__varcomp_se", f"{label} estimate", theirs["sd"], ours.estimate, 1e-3, 0, test)
         yield Check(section, f"{name}__varcomp_se", f"{label} SE", theirs["se_sd"], ours.std_error, 1e-3, 0, test)
         yield Check(section, f"{name}__varcomp_se", f"{label} CI low", theirs["ci_low"], ours.conf_low, 1e-3, 0, test)
-        yield Check(section, f"{name}__varcomp_se", f"{label} CI high", theirs["ci_high"], ours.conf_high, 1e-3, 0, test)
+        yield Check(
+            section, f"{name}__varcomp_se", f"{label} CI high", theirs["ci_high"], ours.conf_high, 1e-3, 0, test
+        )
     lr = ref.get("lr_test_vs_linear_model")
     if lr and name in ("Dyestuff__intercept_REML", "sleepstudy__slope_ML"):  # test_inference_lrtest.py
         test = lr_vs_linear(fit)
