@@ -66,6 +66,7 @@ html_sidebars |= {page: [] for page in ("performance", "api", "search", "geninde
 html_context = {"default_mode": "auto"}  # an explicit mode: the theme logs a console error without one
 html_static_path = ["_static"]
 html_favicon = "_static/favicon.svg"
+html_css_files = ["hlm.css"]
 html_last_updated_fmt = None
 
 
