@@ -211,7 +211,7 @@ def wemix_checks(name: str) -> Iterator[Check]:
         yield Check(section, name, f"β {term}", f["estimate"], tidy.loc[term, "estimate"], 1e-6, 1e-6 * f["se"], test)
         yield Check(section, name, f"robust SE {term}", f["se"], tidy.loc[term, "std_error"], 1e-6, 0, test)
     vc = fit.varcorr.astype(object).where(fit.varcorr.notna(), None)
-    got = {(g, a, b): float(v) for g, a, b, v in zip(vc.grp, vc.var1, vc.var2, vc.vcov)}
+    got = {(g, a, b): float(v) for g, a, b, v in zip(vc.group, vc.var1, vc.var2, vc.vcov)}
     for v in w["vars"]:
         label = f"var {v['grp']}" + (f" {v['var1']}" if v["var1"] else "") + (f":{v['var2']}" if v["var2"] else "")
         ours = got[(v["grp"], v["var1"], v["var2"])]
