@@ -15,6 +15,10 @@ from hlm.glmm.optimize import Objective, estimate
 from hlm.glmm.result import GlmmResult
 from hlm.glmm.stata import command_of, read_command
 
+FAST_NOTE = (
+    "nagq=0 (fast): beta is the joint PIRLS mode at theta, not the Laplace optimum; SEs from RX'RX (glmer's nAGQ = 0)"
+)
+
 
 def fit_glmm(
     model: Any,
@@ -29,7 +33,8 @@ def fit_glmm(
     backend: str = "auto",
 ) -> GlmmResult:
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
-    ``nagq > 1`` with one scalar random term); see :mod:`hlm.glmm.optimize`."""
+    ``nagq > 1`` with one scalar random term, glmer's fast ``nAGQ = 0`` stage only for
+    ``nagq=0``); see :mod:`hlm.glmm.optimize`."""
     text = model if isinstance(model, str) else None
     if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
         read = read_command(model)
@@ -46,14 +51,20 @@ def fit_glmm(
         raise OptionError("GLMMs are fitted by maximum likelihood (ML) only; there is no REML for them")
     if backend not in ("auto", "memory"):
         raise OptionError(f"GLMMs are fitted in memory for now; backend={backend!r} is not available for them")
-    if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 1:
-        raise OptionError(f"nagq must be a whole number >= 1, not {nagq!r} (nagq=0 is not available yet)")
+    if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 0:
+        raise OptionError(f"nagq must be a whole number >= 0, not {nagq!r}")
     frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
     if nagq > 1 and frame.dims != (1,):
         raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
     obj = Objective(fam, frame, nagq)
     x, summary, H = estimate(obj)
     theta, beta, fam_hat = obj.split(x)
-    notes = () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
+    notes: tuple[str, ...] = (
+        () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
+    )
+    if nagq == 0:
+        notes += (FAST_NOTE,)
     spec = frame.spec if text is None else replace(frame.spec, text=text)
-    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes)
+    modes = obj.modes(x)
+    modes = replace(modes, eta=obj.pls.frame_eta(modes))
+    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, modes, notes)
