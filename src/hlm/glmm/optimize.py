@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import scipy.linalg as sla
 
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
@@ -24,7 +25,7 @@ from hlm.glmm.laplace import Modes, Pls
 from hlm.glmm.rows import engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
-from hlm.numerics.derivatives import derivatives
+from hlm.numerics.derivatives import deriv12, derivatives
 
 
 def linear_start(family: Family, pls: Pls) -> np.ndarray:
@@ -118,6 +119,24 @@ def _fast_hessian(obj: Objective, x: np.ndarray) -> tuple[float, np.ndarray, np.
     return float(f0[0]), grad, H
 
 
+def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, int, str]:
+    """Stage 2: BOBYQA over (theta, z[, log phi]) with beta = beta0 + rx'^-1 z, so that z has about
+    unit variance and no correlation (rx rx' = RX'RX from the fast stage's joint system): the
+    trust region is then the right shape for beta, whatever its columns' scales."""
+    k, p = obj.ntheta, obj.frame.X.shape[1]
+    rx = obj.fast_modes(np.r_[x0[:k], x0[k + p :]]).rx
+    assert rx is not None
+    T = sla.solve_triangular(rx.T, np.eye(p), lower=False) if p else np.zeros((0, 0))
+
+    def to_x(v: np.ndarray) -> np.ndarray:
+        return np.concatenate([v[:k], x0[k : k + p] + T @ v[k : k + p], v[k + p :]])
+
+    v0 = np.concatenate([x0[:k], np.zeros(p), x0[k + p :]])
+    run = bobyqa(lambda v: obj(to_x(v)), v0, lower, step=0.1, ftol_abs=1e-9, ftol_rel=1e-14, xtol_abs=1e-7,
+                 maxeval=20_000)  # fmt: skip
+    return to_x(run.x), run.feval, run.code
+
+
 def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
@@ -128,10 +147,9 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
         fmin, g, H = _fast_hessian(obj, x_fast)
         x = obj.full(x_fast)
     else:
-        run = bobyqa(obj, x0, lower, step=0.05, ftol_abs=1e-9, ftol_rel=1e-14, xtol_abs=1e-7, maxeval=20_000)
-        x, feval, code = run.x, feval + run.feval, run.code
-        f0, gg, HH = derivatives(lambda v: np.array([obj(v)]), x, np.full(len(x), 1e-4), levels=1)
-        fmin, g, H = float(f0[0]), gg[:, 0], HH[:, :, 0]
+        x, n, code = _laplace_stage(obj, x0, lower)
+        feval += n
+        fmin, g, H = deriv12(obj, x, 1e-4)
         obj(x)  # leave the modes at the estimates
     return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
 
