@@ -6,9 +6,11 @@ the Laplace deviance), :mod:`.optimize` (BOBYQA, Hessian) and :mod:`.result` (th
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
+from hlm.data.source import Backend, choose_backend
 from hlm.errors import OptionError
+from hlm.glmm.collapse import read_glmm_source
 from hlm.glmm.family import Family
 from hlm.glmm.frame import StataOffset, glmm_frame
 from hlm.glmm.optimize import Objective, estimate
@@ -31,6 +33,8 @@ def fit_glmm(
     offset: Any = None,
     weights: Any = None,
     backend: str = "auto",
+    sql: str | None = None,
+    con: Any = None,
 ) -> GlmmResult:
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
     ``nagq > 1`` with one scalar random term, glmer's fast ``nAGQ = 0`` stage only for
@@ -49,19 +53,25 @@ def fit_glmm(
     fam = Family.of(family, link)
     if reml:
         raise OptionError("GLMMs are fitted by maximum likelihood (ML) only; there is no REML for them")
-    if backend not in ("auto", "memory"):
-        raise OptionError(f"GLMMs are fitted in memory for now; backend={backend!r} is not available for them")
     if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 0:
         raise OptionError(f"nagq must be a whole number >= 0, not {nagq!r}")
-    frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
+    engine = choose_backend(data, cast(Backend, backend), sql=sql)
+    if engine == "spark":
+        raise OptionError("GLMMs from Spark DataFrames are not available yet; use a file, sql= or in-memory data")
+    notes: tuple[str, ...] = (
+        () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
+    )
+    if engine == "duckdb":
+        model, data, aggregated, note = read_glmm_source(model, data, fam, offset=offset, sql=sql, con=con)
+        notes += () if note is None else (note,)
+        frame = glmm_frame(model, data, fam, offset=offset, weights=weights, aggregated=aggregated)
+    else:
+        frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
     if nagq > 1 and frame.dims != (1,):
         raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
     obj = Objective(fam, frame, nagq)
     x, summary, H = estimate(obj)
     theta, beta, fam_hat = obj.split(x)
-    notes: tuple[str, ...] = (
-        () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
-    )
     if nagq == 0:
         notes += (FAST_NOTE,)
     spec = frame.spec if text is None else replace(frame.spec, text=text)

@@ -104,7 +104,7 @@ class GlmmResult(InformationCriteria):
     # ---- fit statistics ----
     @property
     def nobs(self) -> int:
-        return len(self.frame.y)
+        return self.frame.nobs
 
     @property
     def ngroups(self) -> dict[str, int]:

@@ -10,7 +10,9 @@ data only through the sums:
   sum_i log p(y_i | n_i, mu) = sum_i log choose(n_i, y_i) + Y log mu + (N - Y) log(1 - mu),
   sum_i log p(y_i | mu)      = -sum_i log y_i! + Y log mu - K mu           (K rows summed),
 so one row (Y, N) -- (Y, K) for Poisson, K acting as n in the kernels -- with the constant
-kept from the rows before the collapse gives the same full log-likelihood, exactly.  nbinom2
+kept from the rows before the collapse gives the same full log-likelihood, exactly.  Frames
+collapsed upstream (a GROUP BY in DuckDB, :mod:`hlm.glmm.collapse`) arrive with their sums,
+row counts and constant.  nbinom2
 is not collapsed: its likelihood in phi is not a function of the sums (Y is sufficient for mu
 only at a known phi).
 """
@@ -79,8 +81,9 @@ def engine_rows(family: Family, frame: GlmmFrame, *, collapse: bool = True) -> E
     """The frame's rows for the kernels, collapsed where exact (module docstring)."""
     cols, z = random_design(frame.A0, frame.blocks, frame.dims)
     X = np.ascontiguousarray(frame.X, dtype=float)
-    const = constant_part(family, frame.y, frame.n)
-    whole = EngineRows(frame.y.astype(float), frame.n.astype(float), X, frame.offset.astype(float), cols, z, const)
+    const = constant_part(family, frame.y, frame.n) if frame.constant is None else frame.constant
+    n = frame.n if family.name == "binomial" or frame.rows is None else frame.rows  # Poisson: rows summed
+    whole = EngineRows(frame.y.astype(float), n.astype(float), X, frame.offset.astype(float), cols, z, const)
     if not collapse or family.name == "negative_binomial" or len(frame.y) < 2:
         return whole
     key = np.ascontiguousarray(np.column_stack([cols.astype(float), z, X, frame.offset]) + 0.0)  # -0.0 -> 0.0
@@ -91,7 +94,7 @@ def engine_rows(family: Family, frame: GlmmFrame, *, collapse: bool = True) -> E
         return whole
     index = index.ravel()
     ysum = np.bincount(index, weights=frame.y, minlength=len(first))
-    nsum = np.bincount(index, weights=frame.n if family.name == "binomial" else None, minlength=len(first))
+    nsum = np.bincount(index, weights=whole.n, minlength=len(first))
     return EngineRows(
         ysum, nsum.astype(float), X[first], frame.offset[first].astype(float), cols[first], z[first], const, index
     )
