@@ -132,7 +132,7 @@ def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
         return np.concatenate([v[:k], x0[k : k + p] + T @ v[k : k + p], v[k + p :]])
 
     v0 = np.concatenate([x0[:k], np.zeros(p), x0[k + p :]])
-    run = bobyqa(lambda v: obj(to_x(v)), v0, lower, step=0.1, ftol_abs=1e-9, ftol_rel=1e-14, xtol_abs=1e-7,
+    run = bobyqa(lambda v: obj(to_x(v)), v0, lower, step=0.05, ftol_abs=1e-8, ftol_rel=1e-14, xtol_abs=1e-7,
                  maxeval=20_000)  # fmt: skip
     return to_x(run.x), run.feval, run.code
 
