@@ -121,3 +121,37 @@ def test_collapsed_equals_uncollapsed(family: str, model: str, data, nagq: int) 
         assert on(x) / 2 == pytest.approx(off(x) / 2, abs=1e-8)
     assert s_on.fmin == pytest.approx(s_off.fmin, abs=1e-7)  # each optimum within BOBYQA's ftol 1e-8
     assert x_on == pytest.approx(x_off, abs=1e-4)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_laplace_deviance_of_each_link(link: str) -> None:
+    """The compiled kernels' Laplace -2 logLik at given (theta, beta) against scipy: each group's
+    mode by a scalar minimiser of -2 log p(y, u), the curvature from lme4's expected information
+    n (dmu/deta)^2 / (mu (1 - mu)) at the mode."""
+    from scipy import optimize, stats
+
+    rng = np.random.default_rng(7)
+    g = np.repeat(np.arange(12), 15)
+    x = rng.normal(size=len(g))
+    y = (rng.random(len(g)) < stats.norm.cdf(-0.3 + 0.6 * x + rng.normal(0, 0.7, 12)[g])).astype(float)
+    frame = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    fam = Family.of("binomial", link)
+    obj = Objective(fam, glmm_frame("y ~ x + (1 | g)", frame, fam))
+    theta, beta = 0.8, np.array([-0.2, 0.5])
+    inv = {
+        "logit": (special.expit, lambda e: special.expit(e) * (1 - special.expit(e))),
+        "probit": (stats.norm.cdf, stats.norm.pdf),
+        "cloglog": (lambda e: -np.expm1(-np.exp(e)), lambda e: np.exp(e - np.exp(e))),
+    }[link]
+    dev = 0.0
+    for j in range(12):
+        yj, eta0 = y[g == j], -0.2 + 0.5 * x[g == j]
+
+        def d(u: float, yj: np.ndarray = yj, eta0: np.ndarray = eta0) -> float:
+            mu = inv[0](eta0 + theta * u)
+            return -2 * np.sum(special.xlogy(yj, mu) + special.xlogy(1 - yj, 1 - mu)) + u * u
+
+        u = optimize.minimize_scalar(d, bounds=(-8, 8), method="bounded", options={"xatol": 1e-12}).x
+        mu, dmu = inv[0](eta0 + theta * u), inv[1](eta0 + theta * u)
+        dev += d(u) + np.log(1 + theta**2 * np.sum(dmu**2 / (mu * (1 - mu))))
+    assert obj(np.r_[theta, beta]) == pytest.approx(dev, abs=1e-7)
