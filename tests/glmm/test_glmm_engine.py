@@ -155,3 +155,28 @@ def test_laplace_deviance_of_each_link(link: str) -> None:
         mu, dmu = inv[0](eta0 + theta * u), inv[1](eta0 + theta * u)
         dev += d(u) + np.log(1 + theta**2 * np.sum(dmu**2 / (mu * (1 - mu))))
     assert obj(np.r_[theta, beta]) == pytest.approx(dev, abs=1e-7)
+
+
+def test_conditional_sds_from_the_selected_inverse() -> None:
+    """Crossed terms, one with correlated effects: the conditional SDs from Takahashi's selected
+    inverse equal sqrt diag(Lambda M^-1 Lambda') with M^-1 a dense numpy inverse of M = A'WA + I."""
+    from hlm.glmm.kernels import weights_rows
+    from hlm.glmm.laplace import family_code
+    from hlm.glmm.theta import lambda_matrix
+
+    rng = np.random.default_rng(3)
+    g, h = rng.integers(0, 15, 400), rng.integers(0, 6, 400)
+    x = rng.normal(size=400)
+    eta = 0.2 + 0.5 * x + rng.normal(0, 0.8, 15)[g] + rng.normal(0, 0.5, 15)[g] * x + rng.normal(0, 0.6, 6)[h]
+    frame = pd.DataFrame({"y": (rng.random(400) < special.expit(eta)).astype(float), "x": x, "g": g, "h": h})
+    fam = Family.of("binomial", None)
+    gf = glmm_frame("y ~ x + (x | g) + (1 | h)", frame.astype({"g": str, "h": str}), fam)
+    obj = Objective(fam, gf, collapse=False)
+    xv = np.r_[0.8, 0.1, 0.4, 0.6, 0.2, 0.5]
+    modes = obj.modes(xv)
+    lam = lambda_matrix(xv[:4], gf.dims, gf.blocks).toarray()
+    A = gf.A0.toarray() @ lam
+    w = weights_rows(*family_code(fam), gf.y, gf.n, modes.eta)
+    dense = lam @ np.linalg.inv(A.T @ (w[:, None] * A) + np.eye(A.shape[1])) @ lam.T
+    sd = modes.conditional_sd(xv[:4], gf.dims, gf.blocks)
+    assert sd == pytest.approx(np.sqrt(np.diag(dense)), rel=1e-9)

@@ -171,3 +171,50 @@ def analyse(cols: np.ndarray, q: int, p: int) -> tuple[np.ndarray, ...]:
     Rp, Rj = _row_patterns(Mp, Mi, q)
     Lp, Li = _columns(Rp, Rj, q, p)
     return pos, Mp, Mi, Lp, Li, Rp, Rj
+
+
+@numba.njit(cache=True)
+def _find(Li: np.ndarray, lo: int, hi: int, row: int) -> int:
+    """Position of ``row`` in the sorted Li[lo:hi] (it is there: L's pattern is chordal)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if Li[mid] < row:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def selected_inverse(Lp: np.ndarray, Li: np.ndarray, Lx: np.ndarray, q: int, p: int) -> np.ndarray:
+    """Z = (L L')^-1 of the random block on L's pattern (Takahashi's recurrences, last column
+    first): Z_ij = -sum_{k>j} L_kj Z_ik / L_jj (i > j), Z_jj = 1/L_jj^2 - sum_{k>j} L_kj Z_kj / L_jj;
+    every Z_ik needed lies on the pattern, so no entry outside it is formed."""
+    Zx = np.zeros(len(Lx))
+    for j in range(q - 1, -1, -1):
+        lo, hi = Lp[j], Lp[j + 1] - p
+        d = Lx[lo]
+        for a in range(lo + 1, hi):
+            i = Li[a]
+            s = 0.0
+            for b in range(lo + 1, hi):
+                k = Li[b]
+                if i == k:
+                    z = Zx[Lp[i]]
+                elif i < k:
+                    z = Zx[_find(Li, Lp[i] + 1, Lp[i + 1] - p, k)]
+                else:
+                    z = Zx[_find(Li, Lp[k] + 1, Lp[k + 1] - p, i)]
+                s += Lx[b] * z
+            Zx[a] = -s / d
+        s = 0.0
+        for a in range(lo + 1, hi):
+            s += Lx[a] * Zx[a]
+        Zx[lo] = 1.0 / (d * d) - s / d
+    return Zx
+
+
+def inverse_entry(Lp: np.ndarray, Li: np.ndarray, Zx: np.ndarray, p: int, i: int, k: int) -> float:
+    """Z_ik from :func:`selected_inverse` (i, k on L's pattern)."""
+    lo, hi = (i, k) if i <= k else (k, i)
+    return float(Zx[Lp[lo]] if lo == hi else Zx[_find(Li, Lp[lo] + 1, Lp[lo + 1] - p, hi)])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hlm.glmm import kernels
-from hlm.glmm.cholesky import analyse, solve
+from hlm.glmm.cholesky import analyse, inverse_entry, selected_inverse, solve
 from hlm.glmm.family import Family
 from hlm.glmm.rows import EngineRows
 from hlm.glmm.theta import lower_triangles
@@ -45,11 +45,30 @@ class Modes:
     logdet: float
     solver: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     rx: np.ndarray | None = field(default=None, repr=False)  # joint mode: L's beta block (RX'RX = rx rx')
+    factor: tuple[np.ndarray, np.ndarray, np.ndarray, int] | None = field(default=None, repr=False)  # Lp, Li, Lx, p
 
     @property
     def deviance(self) -> float:
         """The Laplace -2 logLik."""
         return self.minus2_cond + float(self.u @ self.u) + self.logdet
+
+    def conditional_sd(self, theta: np.ndarray, dims: tuple[int, ...], blocks: tuple[int, ...]) -> np.ndarray:
+        """sqrt diag(Lambda (A'WA + I)^-1 Lambda') in A0's column order: per level block of k
+        effects, diag(L_t Z_g L_t') with Z_g that block of the inverse, taken from the selected
+        inverse (never the dense q x q inverse)."""
+        assert self.factor is not None
+        Lp, Li, Lx, p = self.factor
+        Zx = selected_inverse(Lp, Li, Lx, len(self.u), p)
+        out, start = np.empty(len(self.u)), 0
+        for L, k, G in zip(lower_triangles(theta, dims), dims, blocks):
+            if k == 1:
+                out[start : start + G] = abs(L[0, 0]) * np.sqrt(Zx[Lp[start : start + G]])
+            for g in range(G if k > 1 else 0):
+                idx = start + g * k + np.arange(k)
+                Z = np.array([[inverse_entry(Lp, Li, Zx, p, int(a), int(b)) for b in idx] for a in idx])
+                out[idx] = np.sqrt(np.maximum(np.diag(L @ Z @ L.T), 0.0))
+            start += G * k
+        return out
 
     def inverse(self) -> np.ndarray:
         """(A'WA + I)^-1, dense."""
@@ -114,7 +133,8 @@ class Pls:
             rx = np.zeros((p, p))
             for f in range(p):
                 rx[f:, f] = Lx[Lp[q + f] : Lp[q + f + 1]]
-        return Modes(u, b, eta, m2 - 2.0 * r.constant, logdet, lambda v: solve(Lp, Li, Lx, v, q, p, q), rx)
+        solver = lambda v: solve(Lp, Li, Lx, v, q, p, q)  # noqa: E731
+        return Modes(u, b, eta, m2 - 2.0 * r.constant, logdet, solver, rx, (Lp, Li, Lx, p))
 
     def frame_eta(self, modes: Modes) -> np.ndarray:
         """eta on the frame's rows."""
