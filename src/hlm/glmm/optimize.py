@@ -3,12 +3,15 @@
 1. the fast stage (glmer's ``nAGQ = 0``, MixedModels.jl's ``fast = true``): BOBYQA over theta
    (and nbinom2's log phi) of the Laplace deviance with beta the joint PIRLS mode at theta;
 2. from there BOBYQA over (theta, beta[, log phi]) jointly of -2 logLik (Laplace, or adaptive
-   Gauss-Hermite for ``nagq > 1``), with a second short BOBYQA run from its optimum to polish it.
+   Gauss-Hermite for ``nagq > 1``), in coordinates where every parameter has about unit
+   standard error: beta whitened by the fast stage's RX'RX, theta divided by the SE its second
+   difference gives, so one trust-region radius fits all of them.
 
 Standard errors come, as glmer's, from the finite-difference Hessian H of -2 logLik over all
-parameters: vcov(beta) = 2 H^-1, beta block.  With ``nagq = 0`` (stage 1 only) beta is not a
-free parameter; its vcov is glmer's for that case, (RX'RX)^-1 = the beta block of the joint
-system's inverse, which the returned H carries as its beta block 2 RX'RX.
+parameters (lme4's ``deriv12`` scheme, step 1e-4): vcov(beta) = 2 H^-1, beta block.  With
+``nagq = 0`` (stage 1 only) beta is not a free parameter; its vcov is glmer's for that case,
+(RX'RX)^-1 = the beta block of the joint system's inverse, which the returned H carries as
+its beta block 2 RX'RX.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from hlm.glmm.laplace import Modes, Pls
 from hlm.glmm.rows import engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
-from hlm.numerics.derivatives import deriv12, derivatives
+from hlm.numerics.derivatives import deriv12
 
 
 def linear_start(family: Family, pls: Pls) -> np.ndarray:
@@ -106,17 +109,17 @@ def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, in
 
 def _fast_hessian(obj: Objective, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """nagq = 0: -2 logLik, its gradient and H over (theta, beta[, log phi]) (module docstring)."""
-    f0, g, Hs = derivatives(lambda v: np.array([obj.fast(v)]), x, np.full(len(x), 1e-4), levels=1)
+    f0, g, Hs = deriv12(obj.fast, x, 1e-4)
     rx = obj.fast_modes(x).rx
     assert rx is not None
     k, p = obj.ntheta, obj.frame.X.shape[1]
     free = np.r_[np.arange(k), np.arange(k + p, k + p + len(x) - k)]  # x's places in the full vector
     H = np.zeros((k + p + len(x) - k,) * 2)
-    H[np.ix_(free, free)] = Hs[:, :, 0]
+    H[np.ix_(free, free)] = Hs
     H[k : k + p, k : k + p] = 2.0 * (rx @ rx.T)
     grad = np.zeros(len(H))
-    grad[free] = g[:, 0]
-    return float(f0[0]), grad, H
+    grad[free] = g
+    return f0, grad, H
 
 
 def _theta_scales(obj: Objective, x_fast: np.ndarray, lower: np.ndarray) -> np.ndarray:
