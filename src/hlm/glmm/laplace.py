@@ -70,11 +70,6 @@ class Modes:
             start += G * k
         return out
 
-    def inverse(self) -> np.ndarray:
-        """(A'WA + I)^-1, dense."""
-        q = len(self.u)
-        return np.column_stack([self.solver(e) for e in np.eye(q)]) if q else np.zeros((0, 0))
-
 
 def family_code(family: Family) -> tuple[int, int, float]:
     return FAMILY_CODE[family.name], LINK_CODE[family.link], float(family.phi or 1.0)
