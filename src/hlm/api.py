@@ -342,7 +342,8 @@ def fit(
     family, link, nagq : "binomial" (0/1, a two-level factor, or lme4's ``cbind(successes,
         failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
-        Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.
+        Gauss-Hermite with ``nagq`` points for one scalar random term, or glmer's fast ``nAGQ = 0``
+        (``nagq=0``); files and ``sql=`` are collapsed by a GROUP BY in DuckDB; see :mod:`hlm.glmm`.
     """
     if isinstance(model, str) and (declared := stata_weights(model)) is not None:
         if pweights is not None or pwscale is not None:
@@ -361,11 +362,12 @@ def fit(
             )
         return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
     if generalized:
-        if sql is not None or con is not None or reorder:
-            raise OptionError("sql=, con= and reorder= are not available for GLMMs yet; pass the data in memory")
+        if reorder:
+            raise OptionError("reorder= is not available for GLMMs yet")
         return fit_glmm(
-            model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights, backend=backend
-        )
+            model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights,
+            backend=backend, sql=sql, con=con,
+        )  # fmt: skip
     if link not in (None, "identity") or nagq != 1:
         raise OptionError("link= and nagq= apply to GLMMs: give family='binomial', 'poisson' or 'negative_binomial'")
     return _fit_linear(model, data, reml, backend, sql, con, reorder, weights, offset)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import hlm
-from hlm.errors import DataError, FormulaError, OptionError
+from hlm.errors import ColumnError, DataError, FormulaError, OptionError
 
 
 def frame(seed: int = 1, n: int = 400, groups: int = 20) -> pd.DataFrame:
@@ -59,15 +59,20 @@ def test_non_positive_exposure() -> None:
         ({"family": "binomial", "reml": True}, OptionError, "ML"),
         ({"family": "binomial", "link": "log"}, OptionError, "link 'log'"),
         ({"family": "gamma"}, OptionError, "family must be"),
-        ({"family": "binomial", "backend": "duckdb"}, OptionError, "in memory"),
+        ({"family": "binomial", "backend": "duckdb"}, OptionError, "DuckDB backend takes a path"),
         ({"nagq": 7}, OptionError, "GLMMs"),
-        ({"family": "binomial", "sql": "select * from t"}, OptionError, "sql="),
+        ({"family": "binomial", "nagq": -1}, OptionError, "nagq must be"),
         ({"family": "binomial", "reorder": True}, OptionError, "reorder="),
     ],
 )
 def test_refusals(kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         hlm.fit("y ~ x + (1 | g)", frame(), **kwargs)
+
+
+def test_sql_names_a_missing_column() -> None:
+    with pytest.raises(ColumnError, match="column 'x'"):
+        hlm.fit("y ~ x + (1 | g)", sql="SELECT 1 AS y, 2 AS z, 3 AS g", family="binomial")
 
 
 def test_vector_random_effects_match_an_independent_laplace() -> None:

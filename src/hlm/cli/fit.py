@@ -75,7 +75,9 @@ def fit_command(
         "gaussian", "--family", help="gaussian (linear), binomial, poisson or negative_binomial (a GLMM, by ML)"
     ),
     link: str = typer.Option(None, "--link", help="GLMM link: logit, probit, cloglog (binomial) or log"),
-    nagq: int = typer.Option(1, "--nagq", help="GLMM: 1 Laplace; >1 adaptive Gauss-Hermite points (one (1|g) term)"),
+    nagq: int = typer.Option(
+        1, "--nagq", help="GLMM: 1 Laplace; >1 adaptive Gauss-Hermite points (one (1|g) term); 0 glmer's nAGQ=0"
+    ),
     odds_ratios: bool = typer.Option(False, "--or", help="GLMM (logit): odds ratios in Stata's table (as Stata's or)"),
     irr: bool = typer.Option(False, "--irr", help="GLMM (Poisson, nbinom): incidence-rate ratios in Stata's table"),
 ) -> None:

@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
+from hlm.data.source import Backend, choose_backend
 from hlm.errors import OptionError, SeparationWarning
+from hlm.glmm.collapse import read_glmm_source
 from hlm.glmm.family import Family
 from hlm.glmm.frame import StataOffset, glmm_frame
 from hlm.glmm.optimize import Objective, estimate
 from hlm.glmm.result import GlmmResult
 from hlm.glmm.separation import separated_terms, separation_message
 from hlm.glmm.stata import command_of, read_command
+
+FAST_NOTE = (
+    "nagq=0 (fast): beta is the joint PIRLS mode at theta, not the Laplace optimum; SEs from RX'RX (glmer's nAGQ = 0)"
+)
 
 
 def fit_glmm(
@@ -29,9 +35,12 @@ def fit_glmm(
     offset: Any = None,
     weights: Any = None,
     backend: str = "auto",
+    sql: str | None = None,
+    con: Any = None,
 ) -> GlmmResult:
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
-    ``nagq > 1`` with one scalar random term); see :mod:`hlm.glmm.optimize`."""
+    ``nagq > 1`` with one scalar random term, glmer's fast ``nAGQ = 0`` stage only for
+    ``nagq=0``); see :mod:`hlm.glmm.optimize`."""
     text = model if isinstance(model, str) else None
     display = None
     if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
@@ -47,21 +56,31 @@ def fit_glmm(
     fam = Family.of(family, link)
     if reml:
         raise OptionError("GLMMs are fitted by maximum likelihood (ML) only; there is no REML for them")
-    if backend not in ("auto", "memory"):
-        raise OptionError(f"GLMMs are fitted in memory for now; backend={backend!r} is not available for them")
-    if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 1:
-        raise OptionError(f"nagq must be a whole number >= 1, not {nagq!r} (nagq=0 is not available yet)")
-    frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
+    if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 0:
+        raise OptionError(f"nagq must be a whole number >= 0, not {nagq!r}")
+    engine = choose_backend(data, cast(Backend, backend), sql=sql)
+    if engine == "spark":
+        raise OptionError("GLMMs from Spark DataFrames are not available yet; use a file, sql= or in-memory data")
+    notes: tuple[str, ...] = (
+        () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
+    )
+    if engine == "duckdb":
+        model, data, aggregated, note = read_glmm_source(model, data, fam, offset=offset, sql=sql, con=con)
+        notes += () if note is None else (note,)
+        frame = glmm_frame(model, data, fam, offset=offset, weights=weights, aggregated=aggregated)
+    else:
+        frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
     if nagq > 1 and frame.dims != (1,):
         raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
     obj = Objective(fam, frame, nagq)
     x, summary, H = estimate(obj)
     theta, beta, fam_hat = obj.split(x)
-    notes = () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
+    if nagq == 0:
+        notes += (FAST_NOTE,)
     spec = frame.spec if text is None else replace(frame.spec, text=text)
+    modes = obj.modes(x)
+    modes = replace(modes, eta=obj.pls.frame_eta(modes))
     separated = separated_terms(fam_hat, frame, beta)
     if separated:
         warnings.warn(separation_message(separated), SeparationWarning, stacklevel=3)
-    return GlmmResult(
-        spec, fam_hat, nagq, frame, x, summary, H, obj.modes(x), notes, separation=separated, display=display
-    )
+    return GlmmResult(spec, fam_hat, nagq, frame, x, summary, H, modes, notes, separation=separated, display=display)

@@ -17,26 +17,29 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
+from hlm.glmm.kernels import loglik_rows, weights_rows
+from hlm.glmm.laplace import family_code
+
 if TYPE_CHECKING:
     from hlm.glmm.optimize import Objective
 
 
 def agq_deviance(obj: Objective, x: np.ndarray) -> float:
     """-2 logLik by adaptive Gauss-Hermite with ``obj.nagq`` nodes (see the module docstring)."""
-    f = obj.frame
+    r = obj.pls.rows
     modes = obj.modes(x)
     theta, beta, fam = obj.split(x)
-    coo = f.A0.tocoo()
-    a, code = np.zeros(len(f.y)), np.zeros(len(f.y), dtype=np.int64)
-    a[coo.row], code[coo.row] = coo.data, coo.col
-    groups = f.A0.shape[1]
-    w = fam.score_weight(f.y, f.n, modes.eta)[1]
+    fam_code = family_code(fam)
+    a, code = r.z[:, 0], r.cols[:, 0]
+    groups = obj.pls.q
+    w = weights_rows(*fam_code, r.y, r.n, modes.eta)
     s = 1.0 / np.sqrt(1.0 + theta[0] ** 2 * np.bincount(code, w * a * a, minlength=groups))
     z, wk = hermegauss(obj.nagq)
     uj = modes.u[:, None] + s[:, None] * z[None, :]  # (groups, nodes)
-    eta = (f.offset + f.X @ beta)[:, None] + (a * theta[0])[:, None] * uj[code]
-    ll = fam.loglik(f.y[:, None], f.n[:, None], eta)
-    per_group = np.stack([np.bincount(code, ll[:, k], minlength=groups) for k in range(len(z))], axis=1)
+    eta = (r.offset + r.X @ beta)[:, None] + (a * theta[0])[:, None] * uj[code]
+    K = len(z)
+    ll = loglik_rows(*fam_code, np.repeat(r.y, K), np.repeat(r.n, K), eta.ravel()).reshape(-1, K)
+    per_group = np.stack([np.bincount(code, ll[:, k], minlength=groups) for k in range(K)], axis=1)
     terms = np.log(wk) + z**2 / 2 + per_group - uj**2 / 2 - 0.5 * np.log(2 * np.pi)
-    total = float(np.sum(np.log(s) + logsumexp(terms, axis=1)))
+    total = r.constant + float(np.sum(np.log(s) + logsumexp(terms, axis=1)))
     return -2.0 * total if np.isfinite(total) else np.inf

@@ -1,11 +1,6 @@
-"""Response distributions and links of the GLMMs: the conditional log-density of y given the
-linear predictor eta, its eta-score and the PIRLS weight.
-
-For a mean m = n mu(eta) (n trials for the binomial, 1 otherwise) with variance V,
-d log p / d eta = (y - m) / V * dm/deta and the expected (Fisher, lme4's) weight is
-(dm/deta)^2 / V; for canonical links (logit, log with Poisson) it equals the observed one.
-The negative binomial (nbinom2, Var = mu + mu^2/phi, log link) uses the observed weight
-phi mu (phi + y) / (mu + phi)^2, as glmmTMB's Laplace does.
+"""Response distributions and links of the GLMMs: the family/link record and the links'
+functions.  The log-density, score and PIRLS weight per row are the compiled kernels of
+:mod:`hlm.glmm.kernels` (and the data-only constant :func:`hlm.glmm.rows.constant_part`).
 """
 
 from __future__ import annotations
@@ -19,7 +14,6 @@ from hlm.errors import OptionError
 
 FAMILIES = ("binomial", "poisson", "negative_binomial")
 LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",), "negative_binomial": ("log",)}
-_EPS = 1e-12
 
 
 def inverse_link(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,36 +61,3 @@ class Family:
     def mean(self, eta: np.ndarray) -> np.ndarray:
         """mu on the response scale (a probability for the binomial)."""
         return inverse_link(self.link, eta)[0]
-
-    def loglik(self, y: np.ndarray, n: np.ndarray, eta: np.ndarray) -> np.ndarray:
-        """The full log p(y_i | eta_i): log choose(n, y) and -log y! included."""
-        mu = self.mean(eta)
-        if self.name == "binomial":
-            mu = np.clip(mu, _EPS, 1.0 - _EPS)
-            choose = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
-            return choose + special.xlogy(y, mu) + special.xlogy(n - y, 1.0 - mu)
-        if self.name == "poisson":
-            return special.xlogy(y, mu) - mu - special.gammaln(y + 1)
-        phi = float(self.phi)  # type: ignore[arg-type]
-        return (
-            special.gammaln(y + phi)
-            - special.gammaln(phi)
-            - special.gammaln(y + 1)
-            + phi * (np.log(phi) - np.log(phi + mu))
-            + special.xlogy(y, mu)
-            - special.xlogy(y, phi + mu)
-        )
-
-    def score_weight(self, y: np.ndarray, n: np.ndarray, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """d log p / d eta and the PIRLS weight (see the module docstring) per row."""
-        mu, dmu = inverse_link(self.link, eta)
-        if self.name == "negative_binomial":
-            phi = float(self.phi)  # type: ignore[arg-type]
-            return phi * (y - mu) / (mu + phi), phi * mu * (phi + y) / (mu + phi) ** 2
-        if self.name == "binomial":
-            mu = np.clip(mu, _EPS, 1.0 - _EPS)
-            var = n * mu * (1.0 - mu)
-        else:
-            var = np.maximum(mu, _EPS)
-        dm = n * dmu
-        return (y - n * mu) / var * dm, dm * dm / var

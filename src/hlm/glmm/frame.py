@@ -26,7 +26,7 @@ from hlm.modelframe import build_frame, used_columns
 from hlm.spec import ModelSpec, parse_model
 
 SUCCESSES, TRIALS, OFFSET = "hlm_successes_", "hlm_trials_", "hlm_offset_"
-_CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*~(.*)$", re.S)
+CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*~(.*)$", re.S)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,26 @@ class GlmmFrame:
     design: Any = None  # the frozen FixedDesign (X and the formula's offset of new rows, for predict)
     factor_columns: tuple[tuple[str, ...], ...] = ()  # per term: the data columns its levels combine
     stata_offset: StataOffset | None = None  # Stata's exposure()/offset() column, for new rows
+    rows: np.ndarray | None = None  # data rows each frame row sums (rows collapsed upstream); None: one each
+    constant: float | None = None  # with ``rows``: the data-only log-likelihood term of the rows summed
+
+    @property
+    def nobs(self) -> int:
+        """Data rows used (more than frame rows where they were collapsed upstream)."""
+        return len(self.y) if self.rows is None else int(self.rows.sum())
+
+
+@dataclass(frozen=True)
+class Aggregated:
+    """Rows already collapsed to sufficient statistics (by a GROUP BY, :mod:`hlm.glmm.collapse`):
+    the response column holds the successes (counts) summed, ``trials`` the trials summed
+    (binomial), ``rows`` how many data rows each stands for; the responses were checked there."""
+
+    trials: str | None
+    rows: str
+    constant: float
+    ndropped: int
+    response: str  # the response as the model writes it (``cbind(s, f)`` or a column)
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ class StataOffset:
         return v
 
 
-def _split_cbind(inner: str) -> tuple[str, str]:
+def split_cbind(inner: str) -> tuple[str, str]:
     depth = 0
     for i, ch in enumerate(inner):
         depth += (ch == "(") - (ch == ")")
@@ -84,9 +104,9 @@ def _split_cbind(inner: str) -> tuple[str, str]:
 
 def _read_cbind(model: Any, frame: pd.DataFrame) -> tuple[Any, pd.DataFrame, str | None]:
     """``cbind(s, f) ~ rhs`` -> ``SUCCESSES ~ rhs`` with the columns SUCCESSES and TRIALS added."""
-    if not isinstance(model, str) or not (m := _CBIND.match(model)):
+    if not isinstance(model, str) or not (m := CBIND.match(model)):
         return model, frame, None
-    s_expr, f_expr = _split_cbind(m.group(1))
+    s_expr, f_expr = split_cbind(m.group(1))
     try:
         s, f = (pd.Series(pd.to_numeric(frame.eval(e), errors="raise"), index=frame.index) for e in (s_expr, f_expr))
     except Exception as exc:  # noqa: BLE001 - any evaluation failure is the user's expression
@@ -182,9 +202,19 @@ def _w(weights: str | None) -> list[str]:
     return [] if weights is None else [weights]
 
 
-def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, weights: Any = None) -> GlmmFrame:
+def glmm_frame(
+    model: Any,
+    data: Any,
+    family: Family,
+    *,
+    offset: Any = None,
+    weights: Any = None,
+    aggregated: Aggregated | None = None,
+) -> GlmmFrame:
     """Read the data into memory and build the GLMM frame (see the module docstring)."""
     frame = to_pandas(data).copy()
+    if aggregated is not None:
+        return _aggregated_frame(model, frame, offset, aggregated)
     text = model if isinstance(model, str) else None
     model, frame, cbind = _read_cbind(model, frame)
     if cbind is not None and family.name != "binomial":
@@ -231,3 +261,17 @@ def glmm_frame(model: Any, data: Any, family: Family, *, offset: Any = None, wei
         columns,
         offset if isinstance(offset, StataOffset) else None,
     )
+
+
+def _aggregated_frame(model: Any, frame: pd.DataFrame, offset: Any, agg: Aggregated) -> GlmmFrame:
+    """The frame of rows collapsed upstream: y and trials are the sums, nothing is dropped here
+    (the GROUP BY kept complete rows only)."""
+    spec = model if isinstance(model, ModelSpec) else parse_model(model)
+    if not isinstance(offset, StataOffset):
+        spec, frame = with_offset(spec, frame, offset)
+    columns = [*used_columns(spec), *([offset.column] if isinstance(offset, StataOffset) else []), agg.rows]
+    counts = Family.of("poisson", None)  # the summed response is a count: read (and checked) as one
+    gf = glmm_frame(spec, frame[list(dict.fromkeys(columns))], counts, offset=offset)
+    rows = frame[agg.rows].to_numpy(dtype=float)
+    n = frame[agg.trials].to_numpy(dtype=float) if agg.trials is not None else np.ones(len(rows))
+    return replace(gf, n=n, rows=rows, constant=agg.constant, ndropped=agg.ndropped, response=agg.response)

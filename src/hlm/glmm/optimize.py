@@ -1,68 +1,91 @@
-"""The GLMM maximum-likelihood fit: -2 logLik (Laplace, or adaptive Gauss-Hermite for
-``nagq > 1``) minimised over (theta, beta[, log phi]) jointly by BOBYQA from a GLM start, with
-a second BOBYQA run from the optimum to polish it.  Standard errors come, as glmer's, from the
-finite-difference Hessian H of -2 logLik over all parameters: vcov(beta) = 2 H^-1, beta block.
+"""The GLMM maximum-likelihood fit, in glmer's two stages:
+
+1. the fast stage (glmer's ``nAGQ = 0``, MixedModels.jl's ``fast = true``): BOBYQA over theta
+   (and nbinom2's log phi) of the Laplace deviance with beta the joint PIRLS mode at theta;
+2. from there BOBYQA over (theta, beta[, log phi]) jointly of -2 logLik (Laplace, or adaptive
+   Gauss-Hermite for ``nagq > 1``), in coordinates where every parameter has about unit
+   standard error: beta whitened by the fast stage's RX'RX, theta divided by the SE its second
+   difference gives, so one trust-region radius fits all of them.
+
+Standard errors come, as glmer's, from the finite-difference Hessian H of -2 logLik over all
+parameters (lme4's ``deriv12`` scheme, step 1e-4): vcov(beta) = 2 H^-1, beta block.  With
+``nagq = 0`` (stage 1 only) beta is not a free parameter; its vcov is glmer's for that case,
+(RX'RX)^-1 = the beta block of the joint system's inverse, which the returned H carries as
+its beta block 2 RX'RX.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-import scipy.sparse as sp
+import scipy.linalg as sla
 
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
-from hlm.glmm.laplace import Modes, pirls
-from hlm.glmm.theta import lambda_matrix, start_and_lower
+from hlm.glmm.laplace import Modes, Pls
+from hlm.glmm.rows import engine_rows
+from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
-from hlm.numerics.derivatives import derivatives
+from hlm.numerics.derivatives import deriv12
 
 
-def glm_start(family: Family, f: GlmmFrame) -> np.ndarray:
-    """beta of the GLM without random effects: least squares on g(smoothed y), then Fisher scoring."""
-    mean = (f.y + 0.5) / (f.n + 1.0) if family.name == "binomial" else f.y + 0.5
-    beta = np.linalg.lstsq(f.X, link_function(family.link, mean) - f.offset, rcond=None)[0]
-    for _ in range(50):
-        s, w = family.score_weight(f.y, f.n, f.offset + f.X @ beta)
-        step = np.linalg.lstsq(f.X.T @ (w[:, None] * f.X), f.X.T @ s, rcond=None)[0]
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return beta
+def linear_start(family: Family, pls: Pls) -> np.ndarray:
+    """beta by least squares on g(smoothed y) (the fast stage's PIRLS takes it from there)."""
+    r = pls.rows
+    mean = (r.y + 0.5) / (r.n + 1.0) if family.name == "binomial" else (r.y + 0.5) / r.n
+    return np.linalg.lstsq(r.X, link_function(family.link, mean) - r.offset, rcond=None)[0]
 
 
 @dataclass
 class Objective:
-    """-2 logLik at x = (theta, beta[, log phi]); the last modes start the next PIRLS."""
+    """-2 logLik at x = (theta, beta[, log phi]); the fast stage's at (theta[, log phi])."""
 
     family: Family
     frame: GlmmFrame
     nagq: int = 1
-    u: Any = None
+    collapse: bool = True
+    pls: Pls = field(init=False, repr=False)
+    beta: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rows = engine_rows(self.family, self.frame, collapse=self.collapse)
+        self.pls = Pls(rows, self.frame.dims, self.frame.A0.shape[1])
+        self.beta = linear_start(self.family if self.family.phi is None else replace(self.family, phi=1.0), self.pls)
 
     @property
     def ntheta(self) -> int:
         return sum(k * (k + 1) // 2 for k in self.frame.dims)
 
+    @property
+    def nbinom(self) -> bool:
+        return self.family.name == "negative_binomial"
+
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Family]:
         k, p = self.ntheta, self.frame.X.shape[1]
-        fam = (
-            replace(self.family, phi=float(np.exp(x[k + p])))
-            if self.family.name == "negative_binomial"
-            else self.family
-        )
+        fam = replace(self.family, phi=float(np.exp(x[k + p]))) if self.nbinom else self.family
         return x[:k], x[k : k + p], fam
+
+    def full(self, x_fast: np.ndarray) -> np.ndarray:
+        """(theta, beta[, log phi]) from the fast stage's (theta[, log phi]) and its last beta."""
+        k = self.ntheta
+        return np.concatenate([x_fast[:k], self.beta, x_fast[k:]])
 
     def modes(self, x: np.ndarray) -> Modes:
         theta, beta, fam = self.split(x)
-        A = sp.csc_matrix(self.frame.A0 @ lambda_matrix(theta, self.frame.dims, self.frame.blocks))
-        u0 = self.u if self.u is not None else np.zeros(A.shape[1])
-        m = pirls(fam, self.frame.y, self.frame.n, A, self.frame.offset + self.frame.X @ beta, u0)
-        self.u = m.u
+        return self.pls.modes(fam, theta, beta)
+
+    def fast_modes(self, x_fast: np.ndarray) -> Modes:
+        theta, _, fam = self.split(self.full(x_fast))
+        m = self.pls.modes(fam, theta, self.beta, joint=True)
+        if np.isfinite(m.minus2_cond):
+            self.beta = m.beta
         return m
+
+    def fast(self, x_fast: np.ndarray) -> float:
+        dev = self.fast_modes(x_fast).deviance
+        return dev if np.isfinite(dev) else np.inf
 
     def __call__(self, x: np.ndarray) -> float:
         if self.nagq > 1:
@@ -73,35 +96,112 @@ class Objective:
         return dev if np.isfinite(dev) else np.inf
 
 
+def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """(theta[, log phi]) of stage 1, its lower bounds, evaluations and return code."""
+    theta0, lower = start_and_lower(obj.frame.dims)
+    x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []])
+    lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
+    tol = (1e-8, 1e-7) if tight else (1e-5, 1e-4)
+    run = bobyqa(obj.fast, x0, lower, step=0.2, ftol_abs=tol[0], ftol_rel=1e-12, xtol_abs=tol[1], maxeval=20_000)
+    obj.fast(run.x)  # leave beta at the optimum's
+    return run.x, lower, run.feval, run.code
+
+
+def _fast_hessian(obj: Objective, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """nagq = 0: -2 logLik, its gradient and H over (theta, beta[, log phi]) (module docstring)."""
+    f0, g, Hs = deriv12(obj.fast, x, 1e-4)
+    rx = obj.fast_modes(x).rx
+    assert rx is not None
+    k, p = obj.ntheta, obj.frame.X.shape[1]
+    free = np.r_[np.arange(k), np.arange(k + p, k + p + len(x) - k)]  # x's places in the full vector
+    H = np.zeros((k + p + len(x) - k,) * 2)
+    H[np.ix_(free, free)] = Hs
+    H[k : k + p, k : k + p] = 2.0 * (rx @ rx.T)
+    grad = np.zeros(len(H))
+    grad[free] = g
+    return f0, grad, H
+
+
+def _theta_scales(obj: Objective, x_fast: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Per theta entry, about its standard error: (H_tt / 2)^-1/2 from the fast objective's
+    second difference (2 evaluations each), kept within [1e-3, 1]."""
+    k, h = obj.ntheta, 1e-3
+    f0, scales = obj.fast(x_fast), np.ones(len(x_fast))
+    for t in range(k):
+        e = np.zeros(len(x_fast))
+        e[t] = h
+        up = obj.fast(x_fast + e)
+        down = obj.fast(x_fast - e) if x_fast[t] - h >= lower[t] else 2 * f0 - up  # on the bound: one-sided
+        curv = (up - 2 * f0 + down) / h**2
+        scales[t] = np.clip(1.0 / np.sqrt(curv / 2), 1e-3, 1.0) if np.isfinite(curv) and curv > 0 else 1.0
+    obj.fast(x_fast)  # beta back at the optimum's
+    return scales[:k]
+
+
+def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, int, str]:
+    """Stage 2: BOBYQA over (w, z[, log phi]) with theta = theta0 + s w (s: about theta's SEs) and
+    beta = beta0 + rx'^-1 z, so that z has about unit variance and no correlation (rx rx' = RX'RX
+    from the fast stage's joint system): the trust region then has about the right shape for
+    every parameter, whatever its scale."""
+    k, p = obj.ntheta, obj.frame.X.shape[1]
+    x_fast = np.r_[x0[:k], x0[k + p :]]
+    s = _theta_scales(obj, x_fast, np.r_[lower[:k], lower[k + p :]])
+    rx = obj.fast_modes(x_fast).rx
+    assert rx is not None
+    T = sla.solve_triangular(rx.T, np.eye(p), lower=False) if p else np.zeros((0, 0))
+
+    def to_x(v: np.ndarray) -> np.ndarray:
+        return np.concatenate([x0[:k] + s * v[:k], x0[k : k + p] + T @ v[k : k + p], v[k + p :]])
+
+    v0 = np.concatenate([np.zeros(k + p), x0[k + p :]])
+    v_lower = np.concatenate([(lower[:k] - x0[:k]) / s, lower[k:]])
+    run = bobyqa(lambda v: obj(to_x(v)), v0, v_lower, step=0.05, ftol_abs=1e-8, ftol_rel=1e-14, xtol_abs=1e-7,
+                 maxeval=20_000)  # fmt: skip
+    return to_x(run.x), run.feval + 2 * k, run.code
+
+
 def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
-    f = obj.frame
-    beta0 = glm_start(replace(obj.family, phi=1.0) if obj.family.name == "negative_binomial" else obj.family, f)
-    theta0, theta_lower = start_and_lower(f.dims)
-    x0 = np.concatenate([theta0, beta0, [0.0] if obj.family.name == "negative_binomial" else []])
-    lower = np.concatenate([theta_lower, np.full(len(x0) - obj.ntheta, -np.inf)])
-    run = bobyqa(obj, x0, lower, step=0.2, ftol_abs=1e-6, ftol_rel=1e-12, xtol_abs=1e-6, maxeval=20_000)
-    polish = bobyqa(obj, run.x, lower, step=0.01, ftol_abs=1e-10, ftol_rel=1e-14, xtol_abs=1e-9, maxeval=20_000)
-    x = polish.x if obj(polish.x) <= obj(run.x) else run.x
-    f0, g, H = derivatives(lambda v: np.array([obj(v)]), x, np.full(len(x), 1e-4), levels=1)
-    g, H = g[:, 0], H[:, :, 0]
-    obj(x)  # leave the modes at the estimates
+    x_fast, fast_lower, feval, code = _fast_stage(obj, tight=obj.nagq == 0)
+    x0 = obj.full(x_fast)
+    lower = np.concatenate([fast_lower[: obj.ntheta], np.full(len(x0) - obj.ntheta, -np.inf)])
+    if obj.nagq == 0:
+        fmin, g, H = _fast_hessian(obj, x_fast)
+        x = obj.full(x_fast)
+    else:
+        x, n, code = _laplace_stage(obj, x0, lower)
+        feval += n
+        fmin, g, H = deriv12(obj, x, 1e-4)
+        obj(x)  # leave the modes at the estimates
+    return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
+
+
+def _summary(
+    x0: np.ndarray,
+    x: np.ndarray,
+    lower: np.ndarray,
+    fmin: float,
+    feval: int,
+    code: str,
+    g: np.ndarray,
+    H: np.ndarray,
+    seconds: float,
+) -> OptSummary:
     finite = bool(np.all(np.isfinite(H)))
     ev = np.linalg.eigvalsh(H) if finite else np.array([-1.0])
     free = x > lower  # a theta on its bound 0 has a one-sided gradient
     scaled = float(np.max(np.abs(np.linalg.solve(H, g))[free], initial=0.0)) if ev.min() > 0 else float(np.inf)
-    summary = OptSummary(
+    return OptSummary(
         optimizer="bobyqa",
         theta0=tuple(float(v) for v in x0),
         theta=tuple(float(v) for v in x),
         lower=tuple(float(v) for v in lower),
-        fmin=float(f0[0]),
-        feval=run.feval + polish.feval,
-        seconds=time.perf_counter() - t0,
-        return_code=polish.code,
+        fmin=fmin,
+        feval=feval,
+        seconds=seconds,
+        return_code=code,
         gradient=tuple(float(v) for v in g),
         scaled_gradient=scaled,
         hessian_pd=bool(ev.min() > 0),
     )
-    return x, summary, H

@@ -34,6 +34,7 @@ from hlm.glmm.theta import lambda_matrix
 from hlm.modelframe import used_columns
 
 if TYPE_CHECKING:
+    from hlm.glmm.frame import GlmmFrame
     from hlm.glmm.result import GlmmResult
 
 
@@ -120,6 +121,7 @@ def predict(
         raise OptionError(f"new_levels must be 'population' or 'error', not {new_levels!r}")
     f = fit.frame
     if newdata is None:
+        _rows_kept(fit)
         eta = fit.modes.eta if re else f.offset + f.X @ fit.fixef.to_numpy()
         index: pd.Index = pd.RangeIndex(len(eta))
     else:
@@ -136,6 +138,19 @@ def predict(
     return pd.Series(values, index=index, name="predicted")
 
 
+def _rows_kept(fit: GlmmResult, any_order: bool = False) -> GlmmFrame:
+    """The fit's frame when it holds the data's rows; a fit from a file or SQL read them summed
+    by covariate pattern and group (and in the database's order), so per-row values need the rows
+    given back."""
+    rows = fit.frame.rows
+    if rows is not None and not (any_order and bool(np.all(rows == 1))):
+        raise DataError(
+            "this fit read its rows summed by DuckDB (one per covariate pattern and group): "
+            "give the rows as newdata, e.g. fit.predict(rows, type='response')"
+        )
+    return fit.frame
+
+
 def _unit_deviance(family: str, y: np.ndarray, n: np.ndarray, m: np.ndarray, phi: float | None) -> np.ndarray:
     if family == "binomial":
         return 2.0 * (special.xlogy(y, y / m) + special.xlogy(n - y, (n - y) / (n - m)))
@@ -145,9 +160,12 @@ def _unit_deviance(family: str, y: np.ndarray, n: np.ndarray, m: np.ndarray, phi
     return 2.0 * (special.xlogy(y, y / m) - (y + p) * np.log((y + p) / (m + p)))
 
 
-def residuals(fit: GlmmResult, kind: Literal["deviance", "pearson", "response"] = "deviance") -> pd.Series:
-    """Residuals of the rows used (see the module docstring)."""
-    f = fit.frame
+def residuals(
+    fit: GlmmResult, kind: Literal["deviance", "pearson", "response"] = "deviance", *, any_order: bool = False
+) -> pd.Series:
+    """Residuals of the rows used (see the module docstring); ``any_order``: rows a database read
+    one by one may come in its order (for order-free summaries such as quantiles)."""
+    f = _rows_kept(fit, any_order)
     mu = fit.family_info.mean(fit.modes.eta)
     m = f.n * mu
     if kind == "response":

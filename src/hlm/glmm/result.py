@@ -113,7 +113,7 @@ class GlmmResult(InformationCriteria):
     # ---- fit statistics ----
     @property
     def nobs(self) -> int:
-        return len(self.frame.y)
+        return self.frame.nobs
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -163,7 +163,7 @@ class GlmmResult(InformationCriteria):
         at the estimates (lme4's ``ranef(condVar=TRUE)``): group, level, term, estimate, std_error."""
         lam = lambda_matrix(self.theta, self.frame.dims, self.frame.blocks)
         b = lam @ self.modes.u
-        sd = np.sqrt(np.maximum(np.asarray((lam @ self.modes.inverse()) @ lam.T.toarray()).diagonal(), 0.0))
+        sd = self.modes.conditional_sd(self.theta, self.frame.dims, self.frame.blocks)
         rows: list[tuple[Any, ...]] = []
         start = 0
         for (group, names), levels in zip(self.frame.term_labels, self.frame.levels):

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hlm.errors import DataError
+from hlm.glmm.predict import residuals
 from hlm.glmm.separation import separation_message
 from hlm.report.text import abbreviate
 
@@ -73,7 +75,10 @@ def lme4_glmm_summary(fit: GlmmResult) -> str:
     """``summary(glmer)``-style text (see the module docstring)."""
     how = "Laplace Approximation" if fit.nagq == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {fit.nagq}"
     family = _FAMILY[fit.family] + (f"({fit.dispersion:.4g})" if fit.dispersion is not None else "")
-    res = fit.residuals("pearson").to_numpy()
+    try:
+        res = residuals(fit, "pearson", any_order=True).to_numpy()
+    except DataError:  # rows summed by the database: there are no per-row residuals
+        res = np.array([])
     res = res[np.isfinite(res)]  # a fitted probability of exactly 0 or 1 (separation) has none
     q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0]) if len(res) else np.full(5, np.nan)
     lines = [
