@@ -195,6 +195,38 @@ def glmm_checks(name: str) -> Iterator[Check]:
         yield Check(section, name, f"sd {group} {term}", theirs, ours, 1e-3, 0, test)
 
 
+def glmm_results_checks() -> Iterator[Check]:
+    """GLMM post-estimation on cbpp against R (tests/glmm/test_glmm_results.py and
+    test_glmm_stata_table.py; tests/reference/scripts/glmm_results.R): Nakagawa R2 within 2e-4
+    relative, the LR test's chi2 within 2e-4, Wald and profile limits within 2e-3 and 5e-4 (lme4
+    interpolates its profile with splines), the GLM-only log-likelihood within 1e-6."""
+    from hlm.glmm.glm import glm_loglik
+
+    ref, name, section = reference("glmm_results"), "glmm_results", "GLMM results: lme4 and R"
+    frame = dataset("cbpp")
+    frame["herd"] = frame["herd"].astype(str)
+    frame["period"] = pd.Categorical(frame["period"].astype(str), categories=list("1234"))
+    model = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    fit = _quiet(hlm.fit, model, frame, family="binomial")
+    test = "glmm/test_glmm_results.py"
+    r2 = fit.r2()
+    for key in ("marginal", "conditional"):
+        yield Check(section, name, f"cbpp Nakagawa R2 {key}", ref["cbpp_r2"][key], r2[key], 2e-4, 0, test)
+    m0 = _quiet(hlm.fit, model.replace("~ period", "~ 1"), frame, family="binomial")
+    lr = hlm.lrtest(m0, fit)
+    yield Check(section, name, "cbpp anova: Chisq", ref["cbpp_anova"]["chisq"], lr.statistic, 0, 2e-4, test)
+    for method, tol in (("wald", 2e-3), ("profile", 5e-4)):
+        limits = fit.confint(method=method).set_index("term")
+        r = ref[f"cbpp_confint_{method}"]
+        for term, lo, hi in zip(r["term"], r["lower"], r["upper"]):
+            yield Check(section, name, f"cbpp {method} CI {term} lower", lo, limits.loc[term, "conf_low"], 0, tol, test)
+            yield Check(
+                section, name, f"cbpp {method} CI {term} upper", hi, limits.loc[term, "conf_high"], 0, tol, test
+            )
+    glm = ref["glm_loglik"]["cbpp"]
+    yield Check(section, name, "cbpp GLM logLik", glm, glm_loglik(fit), 0, 1e-6, "glmm/test_glmm_stata_table.py")
+
+
 def wemix_checks(name: str) -> Iterator[Check]:
     """Sampling weights against WeMix (tests/survey/test_wemix_fixtures.py): log pseudo-likelihood within
     1e-8 relative, fixed effects and robust SEs within 1e-6 relative, variances within 1e-4 relative."""
@@ -308,6 +340,7 @@ def checks() -> list[Check]:
         out += kb07_checks(name)
     for name in GLMM:
         out += glmm_checks(name)
+    out += glmm_results_checks()
     for name in sorted(p.stem for p in REFERENCE.glob("*__weighted_*.json")):
         out += wemix_checks(name)
     for name in VARCOMP:
