@@ -333,6 +333,21 @@ def test_spark_fit_is_two_queries(spark, tmp_path):
     assert len(queries) == 2 and fit.nobs == 180
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_spark_levels_with_braces_and_quotes(spark, tmp_path):
+    """Level labels are SQL string literals inside a text that spark.sql formats: braces and
+    quotes in them survive (the in-memory aggregates)."""
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"c": rng.choice(["a{0}", "b}", "c'{x", "{hlm_source}"], 60), "g": np.repeat(np.arange(6), 10)})
+    df["y"] = rng.normal(size=60) + (df["c"] == "b}")
+    path = tmp_path / "braces.parquet"
+    df.to_parquet(path)
+    spec = parse_model("y ~ c + (1 | g)")
+    agg, _ = aggregate_any(spec, spark.read.parquet(str(path)))
+    assert_same_aggregates(aggregate(spec, df)[0], agg)
+
+
 def _readme_cluster_example() -> str:
     """The README's Spark cluster example, as written there."""
     text = (Path(__file__).parents[2] / "README.md").read_text()
