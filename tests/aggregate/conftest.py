@@ -45,6 +45,23 @@ APP_CONF = {  # every application: small, local, quiet; two apps share the worke
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "spark_local_only: run on the local deployment of the spark fixture only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests marked spark_local_only on the standalone and Connect deployments."""
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        deployment = getattr(item, "callspec", None) and item.callspec.params.get("spark")
+        elsewhere = deployment not in (None, "local") and item.get_closest_marker("spark_local_only")
+        (drop if elsewhere else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -246,14 +246,14 @@ CLUSTER_CASES = [  # on the standalone and Connect deployments: one of each quer
     ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),  # crossed: GROUPING SETS and the cross block
     SPARK_CASES[-2],  # categorical levels, center() means (prepass) and missing values
 ]
-SPARK_RUNS = [("local", *case) for case in SPARK_CASES] + [
-    (deployment, *case) for deployment in ("standalone", "connect") for case in CLUSTER_CASES
+SPARK_PARAMS = [  # the other cases run on the local deployment only (conftest.py deselects them elsewhere)
+    pytest.param(*case, marks=() if case in CLUSTER_CASES else pytest.mark.spark_local_only) for case in SPARK_CASES
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("spark")  # one Spark session at a time (conftest.py): keep them on one worker
-@pytest.mark.parametrize("spark,name,model", SPARK_RUNS, indirect=["spark"])
+@pytest.mark.parametrize("name,model", SPARK_PARAMS)
 def test_spark_matches_memory(name, model, spark, tmp_path):
     df = dataset(name)
     if name == "Hsb82":
