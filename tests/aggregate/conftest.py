@@ -9,13 +9,16 @@
 The master, the worker and the Connect server are started on localhost (free ports) from pyspark's
 own scripts (``sbin/spark-daemon.sh``, which ``start-master.sh`` and ``start-worker.sh`` call, and
 ``sbin/start-connect-server.sh``; the pip distribution ships no ``start-master.sh``), once per test
-session, and stopped by the same scripts.  pyspark >= 4.0 ships the Connect server's jar
-(``jars/spark-connect_*.jar``), so nothing is downloaded; with an older pyspark, without Java or
-without the Connect client's packages (``pyspark[connect]``) the tests skip and say why.
+session, and stopped by the same scripts.  pyspark 4's pip distribution ships the Connect server's
+jar (``jars/spark-connect_*.jar``; checked on 4.3.0), so nothing is downloaded; where it is missing
+(pyspark 3.5 fetches it with ``--packages``), without Java or without the Connect client's packages
+(``pyspark[connect]``) the tests skip and say why.
 
-Every test that takes ``spark`` belongs to the xdist group "spark": one worker runs them all, and
-pytest orders them by deployment, so one classic session lives at a time and Connect comes last
-(a Connect session marks the process as Connect-only; the mark is removed when it closes).
+Every test that takes ``spark`` belongs to the xdist group "spark", meant to keep them on one
+worker (pytest-xdist 3.8 marks the group on ``item._nodeid``, which pytest 9 no longer reads, so
+today each worker may start its own daemons, on their own ports).  In a worker pytest orders the
+tests by deployment, so one classic session lives at a time and Connect comes last (a Connect
+session marks the process as Connect-only; the mark is removed when it closes).
 """
 
 from __future__ import annotations
