@@ -4,12 +4,15 @@ Tolerances: counts, labels, codes, parents and cross-block pairs exactly; every
 cross-product within 1e-8 of its natural scale (|a_ij - b_ij| <= 1e-8 sqrt(a_ii a_jj), i.e.
 1e-8 relative, with structurally-zero sums such as sum(cses) compared on that scale);
 fitted objective, fixed effects, SEs, theta and sigma within 1e-8 relative (1e-8 absolute
-near zero).  Spark tests share one local session per module and skip without pyspark.
+near zero).  Spark tests run on the three deployments of conftest.py's ``spark`` and skip
+without pyspark or Java.
 """
 
 from __future__ import annotations
 
+import ast
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -239,30 +242,20 @@ SPARK_CASES = list(
         ]
     )
 )
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("hlm-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+CLUSTER_CASES = [  # on the standalone and Connect deployments: one of each query path and the translation
+    SPARK_CASES[0],  # random slopes: GROUP BY with sum z z' and z k'
+    ("Pastes", "strength ~ 1 + (1 | batch/cask)"),  # a nested chain: one GROUP BY of the innermost groups
+    ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),  # crossed: GROUPING SETS and the cross block
+    SPARK_CASES[-2],  # categorical levels, center() means (prepass) and missing values
+]
+SPARK_PARAMS = [  # the other cases run on the local deployment only (conftest.py deselects them elsewhere)
+    pytest.param(*case, marks=() if case in CLUSTER_CASES else pytest.mark.spark_local_only) for case in SPARK_CASES
+]
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("spark")  # one local Spark session per worker: keep them on one
-@pytest.mark.parametrize("name,model", SPARK_CASES)
+@pytest.mark.xdist_group("spark")  # one Spark session at a time (conftest.py): keep them on one worker
+@pytest.mark.parametrize("name,model", SPARK_PARAMS)
 def test_spark_matches_memory(name, model, spark, tmp_path):
     df = dataset(name)
     if name == "Hsb82":
@@ -317,6 +310,82 @@ def test_spark_precision_weights(spark, tmp_path):
     df.to_parquet(path)
     with pytest.raises(DataError, match="weights column 'w' has 1 negative values"):
         aggregate_any(spec, spark.read.parquet(str(path)), weights="w")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_spark_fit_is_two_queries(spark, tmp_path):
+    """A fit without categorical columns or centring costs two Spark jobs: the row count with
+    the K'K scan, and the GROUP BY (each a few round trips through Spark Connect)."""
+    from hlm.aggregate import spark as backend
+
+    path = tmp_path / "sleep.parquet"
+    dataset("sleepstudy").to_parquet(path)
+    queries = []
+    run = backend._SparkSource.run
+
+    def spy(self, query):
+        queries.append(query)
+        return run(self, query)
+
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mp.setattr(backend._SparkSource, "run", spy)
+        fit = hlm.fit("Reaction ~ Days + (Days | Subject)", spark.read.parquet(str(path)))
+    assert len(queries) == 2 and fit.nobs == 180
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_spark_levels_with_braces_and_quotes(spark, tmp_path):
+    """Level labels are SQL string literals inside a text that spark.sql formats: braces and
+    quotes in them survive (the in-memory aggregates)."""
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"c": rng.choice(["a{0}", "b}", "c'{x", "{hlm_source}"], 60), "g": np.repeat(np.arange(6), 10)})
+    df["y"] = rng.normal(size=60) + (df["c"] == "b}")
+    path = tmp_path / "braces.parquet"
+    df.to_parquet(path)
+    spec = parse_model("y ~ c + (1 | g)")
+    agg, _ = aggregate_any(spec, spark.read.parquet(str(path)))
+    assert_same_aggregates(aggregate(spec, df)[0], agg)
+
+
+def _readme_cluster_example() -> str:
+    """The README's Spark cluster example, as written there."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    start = text.index("```python", text.index("On a Spark cluster")) + len("```python")
+    return text[start : text.index("```", start)]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_readme_cluster_example_runs_on_spark_connect(spark_connect_remote, tmp_path):
+    """The README's example, run as written with the server's URL and a local folder of parquet
+    files in place of the cluster's: the in-memory fit of the same rows."""
+    code = _readme_cluster_example()
+    assert "sc://spark-master:15002" in code and "s3a://bucket/scores/" in code
+    df = _four_levels(np.random.default_rng(5), "strings").rename(
+        columns={"d": "dist_id", "s": "school_id", "t": "teach_id", "st": "student_id", "x": "tutoring", "y": "perform"}
+    )
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    df.iloc[:120].to_parquet(folder / "part-0.parquet")
+    df.iloc[120:].to_parquet(folder / "part-1.parquet")
+    code = code.replace("sc://spark-master:15002", spark_connect_remote).replace("s3a://bucket/scores/", str(folder))
+    body = ast.parse(code).body
+    *statements, last = body
+    assert isinstance(last, ast.Expr)  # the example ends with the fit
+    names: dict = {"hlm": hlm}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exec(compile(ast.Module(statements, type_ignores=[]), "README.md", "exec"), names)
+            fit = eval(compile(ast.Expression(last.value), "README.md", "eval"), names)
+            mem = hlm.fit("perform ~ tutoring + (1|dist_id/school_id/teach_id/student_id)", df)
+    finally:
+        names["spark"].stop()
+    assert fit.nobs == mem.nobs == 240
+    assert_same_fit(mem, fit)
 
 
 def test_write_predictions_matches_predict(hsb, tmp_path):

@@ -221,21 +221,9 @@ def test_few_leaf_groups_are_not_pooled(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("spark")
-def test_pooled_through_spark(tmp_path, pooled):
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
+def test_pooled_through_spark(tmp_path, pooled, spark):
     from hlm.aggregate import aggregate_any
 
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("hlm-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
     df = _design("strings")
     spec = parse_model(MODELS[0])
     agg, _ = aggregate_any(spec, spark.read.parquet(_write(df, tmp_path)))

@@ -37,6 +37,13 @@ def _require_pyspark() -> type:
 
 
 class _SparkSource:
+    """A Spark DataFrame as the source of the plan's queries.
+
+    The queries name the source by a placeholder that every ``spark.sql`` call binds to the
+    DataFrame itself (``spark.sql(text, src=df)``): through Spark Connect the DataFrame's plan
+    travels inside the query's request, so there is no temporary view to create and drop (two
+    round trips each).  Connect always returns Arrow batches; a classic session is told to."""
+
     def __init__(self, df: Any):
         _require_pyspark()
         if not hasattr(df, "createOrReplaceTempView") or not hasattr(df, "sparkSession"):
@@ -44,17 +51,19 @@ class _SparkSource:
         self.df = df
         self.spark = df.sparkSession
         self.src = f"hlm_src_{uuid.uuid4().hex[:12]}"
-        df.createOrReplaceTempView(self.src)
-        try:
-            self.spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-        except Exception:  # pragma: no cover - locked-down clusters
-            pass
+        if not type(self.spark).__module__.startswith("pyspark.sql.connect"):
+            try:
+                self.spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+            except Exception:  # pragma: no cover - locked-down clusters
+                pass
 
     def run(self, query: str) -> Mapping[str, np.ndarray]:
+        # spark.sql formats its text with str.format: braces (in string literals) are doubled
+        text = query.replace("{", "{{").replace("}", "}}").replace(self.src, "{hlm_source}")
         try:
             with warnings.catch_warnings():  # pyspark warns about pandas >= 3 on every toPandas
                 warnings.simplefilter("ignore", FutureWarning)
-                frame = self.spark.sql(query).toPandas()
+                frame = self.spark.sql(text, hlm_source=self.df).toPandas()
         except Exception as exc:  # AnalysisException and friends: name the first line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"Spark cannot evaluate the model on the data: {first}") from None
@@ -62,12 +71,6 @@ class _SparkSource:
 
     def schema(self) -> dict[str, str]:
         return {name: dtype for name, dtype in self.df.dtypes}
-
-    def close(self) -> None:
-        try:
-            self.spark.catalog.dropTempView(self.src)
-        except Exception:  # pragma: no cover
-            pass
 
 
 @overload
@@ -84,9 +87,6 @@ def aggregate_spark(
     """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect;
     ``weights``: a column of precision weights)."""
     src = _SparkSource(df)
-    try:
-        plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src, weights=weights)
-        agg = q.compute(plan, src.run, src.src)
-    finally:
-        src.close()
+    plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src, weights=weights)
+    agg = q.compute(plan, src.run, src.src)
     return (agg, plan) if return_plan else agg

@@ -19,10 +19,8 @@ from hlm.weights import check_counts
 
 def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggregates:
     """Every query of a plan, run by ``run`` (``fetch`` for the large grouped results)."""
-    counted = run(p.count_query(src))
+    counted, glob = _count_and_global(p, run, src)
     ntotal = int(np.asarray(counted["n"])[0])
-    check_fixed_count(ntotal, len(p.xnames))  # before the K'K scan, whose cost grows as p^2
-    glob = run(p.global_query(src))
     check_complete_rows(p, glob, ntotal, run, src)
     agg = _compute(p, run, src, fetch or run, glob, ntotal)
     if p.weights is None:
@@ -35,6 +33,29 @@ def compute(p: Plan, run: Runner, src: str, fetch: Runner | None = None) -> Aggr
         zero_weights=nzero,
         ndropped=agg.ndropped - nzero,
     )
+
+
+MERGED_COUNT_COLUMNS = 64
+"""Up to this many fixed-effect columns the row count travels with the K'K scan (one query,
+one round trip); beyond it the count comes first, so that too few rows are refused before a
+scan (and a query text) whose size grows as p^2."""
+
+
+def _count_and_global(p: Plan, run: Runner, src: str) -> tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]:
+    """The count of all rows (:meth:`Plan.count_query`) and the global scan (:meth:`Plan.global_query`),
+    refusing fewer rows than fixed effects."""
+    if len(p.xnames) > MERGED_COUNT_COLUMNS:
+        counted = run(p.count_query(src))
+        check_fixed_count(int(np.asarray(counted["n"])[0]), len(p.xnames))
+        return counted, run(p.global_query(src))
+    names = ["n", "nzero"] if p.weights is not None else ["n"]
+    counts = ", ".join(f"hlm_all.{c} AS hlm_all_{c}" for c in names)
+    both = run(
+        f"SELECT {counts}, hlm_glob.* FROM ({p.count_query(src)}) hlm_all CROSS JOIN ({p.global_query(src)}) hlm_glob"
+    )
+    counted = {c: both[f"hlm_all_{c}"] for c in names}
+    check_fixed_count(int(np.asarray(counted["n"])[0]), len(p.xnames))
+    return counted, both
 
 
 def _compute(p: Plan, run: Runner, src: str, fetch: Runner, glob: Mapping[str, np.ndarray], ntotal: int) -> Aggregates:
