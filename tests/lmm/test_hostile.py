@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 import hlm
 import support
+from hlm.aggregate.sql.plan import Plan
 from hlm.cli import run
 from hlm.errors import (
     ComparisonError,
@@ -180,12 +180,12 @@ def test_high_cardinality_factor_refused_up_front(tmp_path, how):
     out = subprocess.run(
         [sys.executable, "-c", _HIGH_CARD, str(path), how], capture_output=True, text=True, timeout=120, check=True
     ).stdout
-    seconds, rss_mb, message = out.split(" ", 2)  # rss_mb: growth of the peak memory during the fit
+    _seconds, rss_mb, message = out.split(" ", 2)  # rss_mb: growth of the peak memory during the fit
     assert "'f' has 100,000 levels" in message and "(1 | f)" in message
-    assert float(seconds) < 2.0 and float(rss_mb) < 500, out
+    assert float(rss_mb) < 500, out  # refused before the levels were coded (speed: make bench, not here)
 
 
-def test_many_predictors_counted_and_refused_fast(tmp_path, capsys):
+def test_many_predictors_counted_and_refused_fast(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(2)
     frame = pd.DataFrame(rng.normal(size=(200, 300)), columns=[f"x{i}" for i in range(300)])
     frame = frame.assign(y=rng.normal(size=200), g=np.repeat(np.arange(20), 10))
@@ -194,9 +194,12 @@ def test_many_predictors_counted_and_refused_fast(tmp_path, capsys):
         hlm.fit(model, frame)
     path = tmp_path / "wide.csv"
     frame.to_csv(path, index=False)
-    t = time.perf_counter()
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the K'K scan ran before the rows were counted")
+
+    monkeypatch.setattr(Plan, "global_query", no_scan)  # refused from the count alone, before p^2 work
     _fails(capsys, ["fit", str(path), model], "cannot identify 301 fixed effects")
-    assert time.perf_counter() - t < 3.0
 
 
 def test_repeated_random_intercepts_named_as_such():

@@ -8,7 +8,6 @@ of (Lambda'Z'Z Lambda + I) u = Lambda'Z'(y - X beta) to 1e-8.
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 
 import numpy as np
@@ -153,14 +152,11 @@ def seed_data(ndist: int = 50, seed: int = 1) -> pd.DataFrame:
     return pd.DataFrame({"perform": y, "tutoring": tut, "dist_id": d, "school_id": s, "teach_id": t, "student_id": st})
 
 
-def test_seed_scale_is_fast():
-    """40,000 students + 2,000 teachers + 250 schools + 50 districts: well under a second."""
+def test_seed_scale_modes():
+    """40,000 students + 2,000 teachers + 250 schools + 50 districts (its speed: make bench)."""
     fit = hlm.fit("perform tutoring || dist_id: || school_id: || teach_id: || student_id:", seed_data())
-    t0 = time.perf_counter()
     modes = ranef_module.conditional_modes(fit)
-    elapsed = time.perf_counter() - t0
     assert [len(m) for m in modes.modes] == [50, 250, 2000, 40000]
-    assert elapsed < 1.0
     # every level's conditional SD is below its prior SD
     for f, fac in enumerate(fit.aggregates.factors):
         prior = fit.varcorr.set_index("group").loc[fac.name, "sdcor"]
