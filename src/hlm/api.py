@@ -38,6 +38,8 @@ from hlm.report.stata import stata_summary
 from hlm.report.text import lme4_summary, output_sections
 from hlm.spec import ModelSpec, parse_model
 from hlm.survey.fit import fit_pseudo
+from hlm.survey.logit_fit import fit_weighted_glmm
+from hlm.survey.logit_result import PseudoLogitFit
 from hlm.survey.result import PseudoFit
 from hlm.survey.stata import stata_weights
 from hlm.survey.weights import PwScale
@@ -232,7 +234,7 @@ def fit(
     pwscale: PwScale = None,
     family: Literal["gaussian"] = "gaussian",
     link: str | None = None,
-    nagq: int = 1,
+    nagq: int | None = None,
 ) -> Fit: ...
 
 
@@ -253,7 +255,7 @@ def fit(
     pwscale: PwScale = None,
     family: Literal["gaussian"] = "gaussian",
     link: str | None = None,
-    nagq: int = 1,
+    nagq: int | None = None,
 ) -> PseudoFit: ...
 
 
@@ -274,8 +276,29 @@ def fit(
     pwscale: PwScale = None,
     family: str,
     link: str | None = None,
-    nagq: int = 1,
+    nagq: int | None = None,
 ) -> Fit | GlmmResult: ...
+
+
+@overload
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+    pweights: list[str],
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+    family: str,
+    link: str | None = None,
+    nagq: int | None = None,
+) -> PseudoFit | PseudoLogitFit: ...
 
 
 def fit(
@@ -294,8 +317,8 @@ def fit(
     pwscale: PwScale = None,
     family: str = "gaussian",
     link: str | None = None,
-    nagq: int = 1,
-) -> Fit | PseudoFit | GlmmResult:
+    nagq: int | None = None,
+) -> Fit | PseudoFit | PseudoLogitFit | GlmmResult:
     """Fit a linear mixed model, or with ``family`` other than "gaussian" a generalized one.
 
     Parameters
@@ -327,7 +350,9 @@ def fit(
     family, link, nagq : "binomial" (0/1, a two-level factor, or lme4's ``cbind(successes,
         failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
-        Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.
+        Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.  With
+        ``pweights``: a two-level random-intercept logit by pseudo-ML (``nagq`` default 13, as
+        WeMix; Stata: ``melogit y x [pw=w1] || school:, pweight(w2)``), see :mod:`hlm.survey.logit`.
     """
     if isinstance(model, str) and (declared := stata_weights(model)) is not None:
         if pweights is not None or pwscale is not None:
@@ -339,19 +364,20 @@ def fit(
     if pweights is None and (cond_weights or pwscale is not None):
         raise OptionError("cond_weights= and pwscale= describe sampling weights: give the columns as pweights=")
     generalized = family != "gaussian" or command_of(model) is not None
+    if pweights is not None and generalized:
+        if backend not in ("auto", "memory") or any(v is not None for v in (sql, con, weights, offset)) or reml:
+            raise OptionError("a weighted logit is fitted in memory by ML, without weights=, offset=, sql= or con=")
+        return fit_weighted_glmm(model, data, family, link, nagq, pweights, cond_weights, pwscale)
     if pweights is not None:
-        if generalized:
-            raise OptionError(
-                "sampling weights (pweights=) are for linear models so far; weighted GLMMs are not supported yet"
-            )
         return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
     if generalized:
         if sql is not None or con is not None or reorder:
             raise OptionError("sql=, con= and reorder= are not available for GLMMs yet; pass the data in memory")
+        nagq = 1 if nagq is None else nagq
         return fit_glmm(
             model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights, backend=backend
         )
-    if link not in (None, "identity") or nagq != 1:
+    if link not in (None, "identity") or nagq not in (None, 1):
         raise OptionError("link= and nagq= apply to GLMMs: give family='binomial', 'poisson' or 'negative_binomial'")
     return _fit_linear(model, data, reml, backend, sql, con, reorder, weights, offset)
 

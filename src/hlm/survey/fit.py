@@ -5,7 +5,7 @@ profiled pseudo-likelihood (:mod:`hlm.survey.pseudo`) over theta by BOBYQA, and 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,9 +28,21 @@ def _labels(mf: ModelFrame, f: int) -> np.ndarray:
     return np.array(["/".join(str(k[g]) for k in keys) for g in range(len(keys[0]))], dtype=object)
 
 
-def _layout(
+@dataclass(frozen=True)
+class ChainWeights:
+    """The model's nesting chain (innermost first) and each level's sampling weights on it."""
+
+    weights: LevelWeights
+    chain: tuple[int, ...]
+    codes: list[np.ndarray]  # per chain factor: the rows' group codes
+    parents: list[np.ndarray]  # chain level l's groups -> level l + 1's
+    top: list[np.ndarray]  # per chain factor: the top-level group of each group
+
+
+def chain_weights(
     mf: ModelFrame, frame: pd.DataFrame, rows: np.ndarray, pweights: list[str], cond_weights: bool, pwscale: PwScale
-) -> tuple[WeightedRows, LevelWeights, tuple[int, ...]]:
+) -> ChainWeights:
+    """Check the model is nested with one weight column per level and read the level weights."""
     agg = aggregate_frame(mf)
     if agg.chain is None or len(agg.chain) != len(agg.factors):
         raise NestingError(
@@ -59,11 +71,24 @@ def _layout(
     top = [np.arange(nlev[-1])]
     for level in range(len(chain) - 2, -1, -1):
         top.insert(0, top[0][parents[level]])
+    return ChainWeights(lw, chain, codes, parents, top)
+
+
+def _layout(mf: ModelFrame, cw: ChainWeights) -> WeightedRows:
+    lw = cw.weights
     K = np.column_stack([mf.X, mf.y])
-    wr = weighted_rows(
-        mf.Z, K, lw.cond[0], lw.uncond[0], codes[0], tuple(parents), lw.cond[1:], lw.uncond[1:], tuple(top), chain
+    return weighted_rows(
+        mf.Z,
+        K,
+        lw.cond[0],
+        lw.uncond[0],
+        cw.codes[0],
+        tuple(cw.parents),
+        lw.cond[1:],
+        lw.uncond[1:],
+        tuple(cw.top),
+        cw.chain,
     )
-    return wr, lw, chain
 
 
 def _optimize(wr: WeightedRows, struct: Structure) -> tuple[np.ndarray, str, int]:
@@ -80,17 +105,11 @@ def _optimize(wr: WeightedRows, struct: Structure) -> tuple[np.ndarray, str, int
     return best.x, best.code, run.feval + again.feval
 
 
-def fit_pseudo(
-    spec: ModelSpec,
-    data: Any,
-    pweights: list[str],
-    *,
-    cond_weights: bool = False,
-    pwscale: PwScale = None,
-    notes: tuple[str, ...] = (),
-) -> PseudoFit:
-    """Pseudo-ML fit of ``spec`` to an in-memory ``data`` with one sampling-weight column per level
-    (observations first); see :mod:`hlm.survey.weights` for the forms and checks."""
+def weighted_frame(
+    spec: ModelSpec, data: Any, pweights: list[str] | str, notes: tuple[str, ...]
+) -> tuple[ModelFrame, pd.DataFrame, np.ndarray, tuple[str, ...]]:
+    """The model frame of the rows with positive sampling weights, the data read, the model
+    frame's rows in it and the notes on dropped rows."""
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group)")
     pweights = [pweights] if isinstance(pweights, str) else list(pweights)
@@ -111,7 +130,24 @@ def fit_pseudo(
         raise DataError(
             "the fixed-effects design is rank deficient; drop the collinear columns (not done with pweights)"
         )
-    wr, lw, chain = _layout(mf, frame, rows, pweights, cond_weights, pwscale)
+    return mf, frame, rows, notes
+
+
+def fit_pseudo(
+    spec: ModelSpec,
+    data: Any,
+    pweights: list[str],
+    *,
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+    notes: tuple[str, ...] = (),
+) -> PseudoFit:
+    """Pseudo-ML fit of ``spec`` to an in-memory ``data`` with one sampling-weight column per level
+    (observations first); see :mod:`hlm.survey.weights` for the forms and checks."""
+    mf, frame, rows, notes = weighted_frame(spec, data, pweights, notes)
+    pweights = [pweights] if isinstance(pweights, str) else list(pweights)
+    cw = chain_weights(mf, frame, rows, pweights, cond_weights, pwscale)
+    wr, lw, chain = _layout(mf, cw), cw.weights, cw.chain
     agg = aggregate_frame(mf)
     struct = build_structure(agg, tuple(t.name for t in spec.random), tuple(t.cov for t in spec.random))
     theta, code, nevals = _optimize(wr, struct)
