@@ -16,7 +16,7 @@ from scipy import stats
 
 from hlm.aggregate import Backend
 from hlm.aggregate.stats import pooled_message
-from hlm.data.source import check_file
+from hlm.data.source import check_file, choose_backend
 from hlm.design import with_offset
 from hlm.errors import HLMWarning, OptionError
 from hlm.glmm import fit_glmm
@@ -41,6 +41,7 @@ from hlm.survey.fit import fit_pseudo
 from hlm.survey.logit_fit import fit_weighted_glmm
 from hlm.survey.logit_result import PseudoLogitFit
 from hlm.survey.result import PseudoFit
+from hlm.survey.sql import fit_pseudo_duckdb
 from hlm.survey.stata import stata_weights
 from hlm.survey.weights import PwScale
 from hlm.variance_share import icc_table, r2_table
@@ -437,10 +438,15 @@ def _fit_pweights(
         raise OptionError("weights= (precision weights) and pweights= (sampling weights) cannot be combined")
     if reml or spec.reml:
         raise OptionError("REML is not defined for a pseudo-likelihood (sampling weights): fit by ML (reml=False)")
-    if backend not in ("auto", "memory") or sql is not None or con is not None:
-        raise OptionError("pweights are fitted in memory only so far (backend='memory'; files are read into memory)")
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
     if offset is not None:
         raise OptionError("offset= is not supported with pweights yet")
+    which = choose_backend(data, backend, sql=sql)
+    if which == "spark":
+        raise OptionError(
+            "pweights are computed in memory or by DuckDB so far; collect the Spark data or write Parquet"
+        )
+    if which == "duckdb":
+        return fit_pseudo_duckdb(spec, data, pweights, cond_weights=cond_weights, pwscale=pwscale, sql=sql, con=con)
     return fit_pseudo(spec, data, pweights, cond_weights=cond_weights, pwscale=pwscale)

@@ -58,8 +58,6 @@ def test_refusals() -> None:
         hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], reml=True)
     with pytest.raises(OptionError, match="cannot be combined"):
         hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], weights="l1_w1")
-    with pytest.raises(OptionError, match="in memory only"):
-        hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], backend="duckdb")
     df["slow"] = (df["Reaction"] > 300).astype(int)
     with pytest.raises(OptionError, match="logit only"):
         hlm.fit("slow ~ Days + (1 | Subject)", df, pweights=["l1_w1", "l1_w2"], family="binomial", link="probit")

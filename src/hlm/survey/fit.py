@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hlm.aggregate.memory import aggregate_frame
+from hlm.aggregate.stats import Aggregates
 from hlm.data.source import to_pandas
 from hlm.errors import DataError, NestingError, OptionError
 from hlm.lmm.structure import Structure, build_structure
@@ -147,16 +148,28 @@ def fit_pseudo(
     mf, frame, rows, notes = weighted_frame(spec, data, pweights, notes)
     pweights = [pweights] if isinstance(pweights, str) else list(pweights)
     cw = chain_weights(mf, frame, rows, pweights, cond_weights, pwscale)
-    wr, lw, chain = _layout(mf, cw), cw.weights, cw.chain
-    agg = aggregate_frame(mf)
+    return finish_pseudo(spec, _layout(mf, cw), aggregate_frame(mf), pweights, cond_weights, cw.weights.scaling, notes)
+
+
+def finish_pseudo(
+    spec: ModelSpec,
+    wr: WeightedRows,
+    agg: Aggregates,
+    pweights: list[str],
+    cond_weights: bool,
+    scaling: str,
+    notes: tuple[str, ...],
+) -> PseudoFit:
+    """Maximise the pseudo-likelihood of the weighted statistics ``wr`` (from memory or SQL) and
+    assemble the record; ``agg`` supplies the names, counts and the random-effect layout."""
+    chain = wr.chain
     struct = build_structure(agg, tuple(t.name for t in spec.random), tuple(t.cov for t in spec.random))
     theta, code, nevals = _optimize(wr, struct)
     pt = evaluate(wr, struct, theta)
     V, Vmodel = robust_vcov(pt)
-    top = mf.factors[chain[-1]].name
     return PseudoFit(
         spec=spec,
-        xnames=mf.xnames,
+        xnames=agg.xnames,
         beta=pt.beta,
         vcov=V,
         vcov_model=Vmodel,
@@ -164,13 +177,13 @@ def fit_pseudo(
         sigma=float(np.sqrt(pt.sigma2)),
         theta=theta,
         varcorr=varcorr_table(struct, agg.pool, agg.factors, theta, pt.sigma2),
-        nobs=len(mf.y),
-        ngroups={mf.factors[f].name: len(mf.factors[f].keys[0]) for f in chain},
+        nobs=agg.nobs,
+        ngroups={agg.factors[f].name: agg.factors[f].nlevels for f in chain},
         pweights=tuple(pweights),
         cond_weights=cond_weights,
-        scaling=lw.scaling,
-        weight_sums=tuple(float(u.sum()) for u in lw.uncond),
-        cluster=top,
+        scaling=scaling,
+        weight_sums=(wr.nweights,) + tuple(float(u.sum()) for u in wr.uncond),
+        cluster=agg.factors[chain[-1]].name,
         nclusters=len(wr.cond[-1]),
         optimizer=code,
         nevals=nevals,
