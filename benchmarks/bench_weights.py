@@ -15,7 +15,7 @@ unconditional ones w1 = student x class x school, w2 = class x school, w3 = scho
 * the same model from a directory of Parquet files of ``--rows`` rows through DuckDB, in a fresh
   subprocess whose peak RSS is its own.
 
-``--quick``: 20,000 students and 200,000 Parquet rows.  Prints a Markdown section.
+``--quick``: at most 20,000 students and 200,000 Parquet rows.  Prints a Markdown section.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ suppressMessages(library(WeMix))
 d <- read.csv(args[1])
 d$school <- factor(d$school); d$class <- factor(d$class)
 t <- system.time(m <- mix(y ~ x + (1|school) + (1|class), data = d, weights = c("w1", "w2", "w3")))
-cat(jsonlite::toJSON(list(seconds = unname(t["elapsed"]), lnl = m$lnl, coef = unname(m$coef)), digits = NA))
+out <- list(seconds = unname(t["elapsed"]), lnl = m$lnl, coef = unname(m$coef))
+cat(jsonlite::toJSON(out, digits = NA, auto_unbox = TRUE))
 """
 
 
@@ -131,7 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child_fit(args.child)
-    students, rows = (20_000, 200_000) if args.quick else (args.students, args.rows)
+    students, rows = (min(args.students, 20_000), 200_000) if args.quick else (args.students, args.rows)
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="hlm_wbench_"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -41,7 +41,7 @@ from hlm.survey.fit import fit_pseudo
 from hlm.survey.logit_fit import fit_weighted_glmm
 from hlm.survey.logit_result import PseudoLogitFit
 from hlm.survey.result import PseudoFit
-from hlm.survey.sql import fit_pseudo_duckdb
+from hlm.survey.sql import fit_pseudo_sql
 from hlm.survey.stata import stata_weights
 from hlm.survey.weights import PwScale
 from hlm.variance_share import icc_table, r2_table
@@ -443,10 +443,7 @@ def _fit_pweights(
     if offset is not None:
         raise OptionError("offset= is not supported with pweights yet")
     which = choose_backend(data, backend, sql=sql)
-    if which == "spark":
-        raise OptionError(
-            "pweights are computed in memory or by DuckDB so far; collect the Spark data or write Parquet"
-        )
-    if which == "duckdb":
-        return fit_pseudo_duckdb(spec, data, pweights, cond_weights=cond_weights, pwscale=pwscale, sql=sql, con=con)
+    if which != "memory":
+        kw: dict[str, Any] = {"cond_weights": cond_weights, "pwscale": pwscale, "sql": sql, "con": con}
+        return fit_pseudo_sql(spec, data, pweights, engine=which, **kw)
     return fit_pseudo(spec, data, pweights, cond_weights=cond_weights, pwscale=pwscale)

@@ -1,6 +1,6 @@
-"""Pseudo-ML from DuckDB's weighted GROUP BY (hlm.survey.sql) against the in-memory path: the
-pseudo-likelihood they define agrees to 1e-9 at any theta, so do the fits; from a frame, a
-Parquet file and a CSV file."""
+"""Pseudo-ML from DuckDB's (and Spark's) weighted GROUP BY (hlm.survey.sql) against the in-memory
+path: the pseudo-likelihood they define agrees to 1e-9 at any theta, so do the fits; from a
+frame, a Parquet file, a CSV file and a Spark DataFrame."""
 
 from __future__ import annotations
 
@@ -81,3 +81,30 @@ def test_zero_weights_dropped_and_bad_weights_refused() -> None:
         hlm.fit(r["formula"], df.assign(**{w2: df[w2] + np.arange(len(df)) % 2}), backend="duckdb", **kw)
     with pytest.raises(OptionError, match="in memory only"):
         hlm.fit(r["formula"], df, backend="duckdb", pwscale="gk", **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("spark")
+def test_spark_equals_memory(tmp_path: Path) -> None:
+    pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("hlm-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    r = reference("school3_sim__weighted_rs3")
+    df = frame(r)
+    df.to_parquet(tmp_path / "d.parquet")
+    kw = {"pweights": r["weights"], "cond_weights": r["cWeights"]}
+    memory = hlm.fit(r["formula"], df, **kw)
+    try:
+        same_fit(memory, hlm.fit(r["formula"], spark.read.parquet(str(tmp_path / "d.parquet")), **kw))
+    finally:
+        spark.stop()

@@ -35,7 +35,7 @@ def _require_pyspark() -> type:
     return DataFrame
 
 
-class _SparkSource:
+class SparkSource:
     def __init__(self, df: Any):
         _require_pyspark()
         if not hasattr(df, "createOrReplaceTempView") or not hasattr(df, "sparkSession"):
@@ -82,7 +82,7 @@ def aggregate_spark(
 ) -> Aggregates | tuple[Aggregates, q.Plan]:
     """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect;
     ``weights``: a column of precision weights)."""
-    src = _SparkSource(df)
+    src = SparkSource(df)
     try:
         plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src, weights=weights)
         agg = q.compute(plan, src.run, src.src)

@@ -1,5 +1,5 @@
-"""The weighted sufficient statistics of a pseudo-ML fit computed by DuckDB: the rows never
-leave the engine.
+"""The weighted sufficient statistics of a pseudo-ML fit computed by DuckDB or Spark: the rows
+never leave the engine.
 
 With a_i the row's conditional level-1 weight (w_i|j: the column itself with
 ``cond_weights=True``, else w_i / w_j, the row's level-1 over its level-2 weight), one
@@ -27,6 +27,7 @@ import numpy as np
 
 from hlm.aggregate import sql as q
 from hlm.aggregate.duckdb import DuckDBSource
+from hlm.aggregate.spark import SparkSource
 from hlm.aggregate.sql.dialect import Dialect, as_array
 from hlm.aggregate.stats import Aggregates, FactorStats, nesting_chain
 from hlm.data.source import categories_as_text, is_relation, to_pandas
@@ -192,19 +193,21 @@ def _weighted_rows(c: Cells, p: q.Plan, lw: LevelWeights, f: np.ndarray) -> Weig
     )
 
 
-def weighted_duckdb(
-    spec: ModelSpec, data: Any, pweights: list[str], cond_weights: bool, pwscale: PwScale, *, sql: str | None, con: Any
+def weighted_stats(
+    spec: ModelSpec, src: Any, d: Dialect, pweights: list[str], cond_weights: bool, pwscale: PwScale
 ) -> tuple[WeightedRows, Aggregates, str, tuple[str, ...]]:
-    """(the weighted statistics, the Aggregates that name the model's pieces, the scaling, notes)."""
-    src = DuckDBSource(data, sql=sql, con=con)
-    d = q.DUCKDB
+    """(the weighted statistics, the Aggregates that name the model's pieces, the scaling, notes)
+    from a DuckDB or Spark source (``run``, ``src``, ``schema()``; DuckDB's ``fetch`` and
+    ``declared_levels`` when it has them)."""
+    fetch = getattr(src, "fetch", src.run)
     checks = src.run(check_query(d, src.src, pweights))
     for i, col in enumerate(pweights):
         check_counts(col, int(as_array(checks[f"miss{i}"])[0] or 0), int(as_array(checks[f"bad{i}"])[0] or 0))
     nzero, ntotal = int(as_array(checks["nzero"])[0] or 0), int(as_array(checks["ntotal"])[0])
     wsrc = weighted_source(d, src.src, pweights, cond_weights)
-    p = q.plan(spec, {**src.schema(), A: "DOUBLE"}, d, src.run, wsrc, declared=src.declared_levels)
-    c = _cells(p, src.fetch(cell_query(p, wsrc, pweights[1:])), len(pweights))
+    declared = getattr(src, "declared_levels", None)
+    p = q.plan(spec, {**src.schema(), A: "DOUBLE"}, d, src.run, wsrc, declared=declared)
+    c = _cells(p, fetch(cell_query(p, wsrc, pweights[1:])), len(pweights))
     lw = _level_weights(c, pweights, cond_weights)
     if pwscale is not None and len(c.chain) != 1:
         raise OptionError("pwscale applies to two-level models only (as Stata's pwscale())")
@@ -232,25 +235,35 @@ def weighted_duckdb(
     return wr, agg, scaling, notes
 
 
-def fit_pseudo_duckdb(
+def fit_pseudo_sql(
     spec: ModelSpec,
     data: Any,
     pweights: list[str],
     *,
+    engine: str = "duckdb",
     cond_weights: bool = False,
     pwscale: PwScale = None,
     sql: str | None = None,
     con: Any = None,
 ) -> PseudoFit:
-    """Pseudo-ML fit from the statistics DuckDB computes (a file, a relation or ``sql`` on ``con``)."""
+    """Pseudo-ML fit from the statistics DuckDB (a file, a relation, a frame or ``sql`` on ``con``)
+    or Spark (``engine="spark"``: a Spark DataFrame) computes."""
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group)")
     pweights = [pweights] if isinstance(pweights, str) else list(pweights)
+    if engine == "spark":
+        spark = SparkSource(data)
+        try:
+            wr, agg, scaling, notes = weighted_stats(spec, spark, q.SPARK, pweights, cond_weights, pwscale)
+        finally:
+            spark.close()
+        return finish_pseudo(spec, wr, agg, pweights, cond_weights, scaling, notes)
     if sql is None and not is_relation(data) and not isinstance(data, (str, os.PathLike)):  # a frame
         import duckdb
 
         con = con if con is not None else duckdb.connect()
         table = to_pandas(data, list(dict.fromkeys(used_columns(spec) + pweights)))
         data = con.from_df(categories_as_text(table, spec.group_columns))
-    wr, agg, scaling, notes = weighted_duckdb(spec, data, pweights, cond_weights, pwscale, sql=sql, con=con)
+    src = DuckDBSource(data, sql=sql, con=con)
+    wr, agg, scaling, notes = weighted_stats(spec, src, q.DUCKDB, pweights, cond_weights, pwscale)
     return finish_pseudo(spec, wr, agg, pweights, cond_weights, scaling, notes)
