@@ -352,7 +352,7 @@ def fit(
         failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
         Gauss-Hermite with ``nagq`` points for one scalar random term; see :mod:`hlm.glmm`.  With
-        ``pweights``: a two-level random-intercept logit by pseudo-ML (``nagq`` default 13, as
+        ``pweights``: a logit with nested random intercepts (two or three levels) by pseudo-ML (``nagq`` default 13, as
         WeMix; Stata: ``melogit y x [pw=w1] || school:, pweight(w2)``), see :mod:`hlm.survey.logit`.
     """
     if isinstance(model, str) and (declared := stata_weights(model)) is not None:

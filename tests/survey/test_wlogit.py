@@ -17,10 +17,12 @@ import hlm
 from hlm.cli import run
 from hlm.errors import DataError, OptionError
 from hlm.models import FittedModel
+from hlm.survey.logit import BinaryRows, group_loglik
 from hlm.survey.logit_result import PseudoLogitFit
 from support import DATA, reference
 
 FORMULA = "y ~ x + zs + (1 | school)"
+SQRT_2PI = np.sqrt(2 * np.pi)
 
 
 @cache
@@ -42,7 +44,7 @@ def test_matches_wemix(case: str) -> None:
     assert fit.loglik == pytest.approx(r["lnl"], rel=1e-9)
     assert fit.beta == pytest.approx([f["estimate"] for f in r["fixef"]], abs=1e-6)
     assert fit.se.to_numpy() == pytest.approx([f["se"] for f in r["fixef"]], rel=1e-3)  # WeMix: numDeriv
-    assert fit.variance == pytest.approx(r["var_school"], rel=1e-5)
+    assert fit.variances["school"] == pytest.approx(r["var_school"], rel=1e-5)
     assert fit.varcorr.std_error[0] == pytest.approx(r["var_school_se"], rel=2e-3)
 
 
@@ -50,14 +52,14 @@ def test_integer_weights_are_glmer_on_duplicated_rows_and_groups() -> None:
     g, fit = reference("logit_wts__wlogit")["glmer_expanded"], fitted("integer")
     assert fit.loglik == pytest.approx(g["logLik"], rel=1e-9)
     assert fit.beta == pytest.approx(g["fixef"], abs=1e-6)
-    assert fit.variance == pytest.approx(g["var_school"], rel=1e-5)
+    assert fit.variances["school"] == pytest.approx(g["var_school"], rel=1e-5)
 
 
 def test_log_pseudolikelihood_by_direct_integration() -> None:
     """sum_j w_j log Int prod_i p(y_ij | u)^(w_i|j) phi(u) du by scipy's adaptive quad."""
     fit, d = fitted("real"), data()
     eta0 = fit.beta[0] + fit.beta[1] * d.x.to_numpy() + fit.beta[2] * d.zs.to_numpy()
-    tau, total = np.sqrt(fit.variance), 0.0
+    tau, total = np.sqrt(fit.variances["school"]), 0.0
     for _, rows in d.assign(eta0=eta0).groupby("school"):
         a, y, e = (rows.w1 / rows.w2).to_numpy(), rows.y.to_numpy(), rows.eta0.to_numpy()
 
@@ -90,7 +92,7 @@ def test_cli_weighted_logit(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (FORMULA, {"family": "binomial", "link": "probit"}, "logit only"),
         (FORMULA, {"family": "poisson"}, "logit only"),
-        ("y ~ x + (x | school)", {"family": "binomial"}, "one random intercept"),
+        ("y ~ x + (x | school)", {"family": "binomial"}, "nested random intercepts"),
         ("y ~ x + (1 | school)", {"family": "binomial", "nagq": 0}, "nagq must be"),
     ],
 )
@@ -102,3 +104,42 @@ def test_refuses_what_is_not_a_two_level_weighted_logit(model: str, kw: dict, me
 def test_refuses_a_response_that_is_not_binary() -> None:
     with pytest.raises(DataError, match="coded 0/1"):
         hlm.fit("w1 ~ x + (1 | school)", data(), family="binomial", pweights=["w1", "w2"])
+
+
+def test_three_levels_by_nested_direct_integration() -> None:
+    """Each school's w_k log Int [prod_j (Int prod_i p^(w_i|j) phi(u) du)^(w_j|k)] phi(v) dv by
+    scipy's quad inside quad, at the fit's estimates (first two schools)."""
+    d = pd.read_csv(DATA / "logit3_wts.csv")
+    fit = hlm.fit("y ~ x + (1 | school/class)", d, family="binomial", pweights=["w1", "w2", "w3"])
+    assert isinstance(fit, PseudoLogitFit) and fit.nclusters == 30 and fit.ngroups["class:school"] == 90
+    t2, t3 = np.sqrt(fit.variances["class:school"]), np.sqrt(fit.variances["school"])
+    eta0 = fit.beta[0] + fit.beta[1] * d.x.to_numpy()
+    expect = []
+    for k in range(1, 3):
+        s = d.assign(eta0=eta0)[d.school == k]
+        classes = [(c.w1c.to_numpy(), c.y.to_numpy(), c.eta0.to_numpy(), c.w2c.iloc[0]) for _, c in s.groupby("class")]
+
+        def outer(v: float, classes: list = classes) -> float:
+            total = 0.0
+            for a, y, e0, w2c in classes:
+                e = e0 + t3 * v
+
+                def inner(u: float, a: np.ndarray = a, y: np.ndarray = y, e: np.ndarray = e) -> float:
+                    p = special.expit(e + t2 * u)
+                    return float(np.exp(np.sum(a * (y * np.log(p) + (1 - y) * np.log1p(-p))) - u * u / 2) / SQRT_2PI)
+
+                total += w2c * np.log(integrate.quad(inner, -10, 10, epsabs=0, epsrel=1e-10)[0])
+            return float(np.exp(total - v * v / 2) / SQRT_2PI)
+
+        value = integrate.quad(outer, -10, 10, epsabs=0, epsrel=1e-9)[0]
+        expect.append(s.w3.iloc[0] * np.log(value))
+    school, cls = d.school.to_numpy() - 1, d["class"].to_numpy() - 1
+    rows = BinaryRows(
+        d.y.to_numpy(float), np.column_stack([np.ones(len(d)), d.x]), d.w1c.to_numpy(), cls,
+        d.groupby("class").w2c.first().to_numpy(), school[np.unique(cls, return_index=True)[1]],
+        d.groupby("school").w3.first().to_numpy(),
+    )  # fmt: skip
+    got = group_loglik(rows, fit.beta, np.array([t2, t3]), 13)
+    assert got[:2] == pytest.approx(expect, rel=1e-7)
+    assert fit.loglik == pytest.approx(float(got.sum()), rel=1e-12)
+    assert fit.se.notna().all() and fit.varcorr.std_error.notna().all()

@@ -1,6 +1,6 @@
 """The record of a random-intercept logit fitted by pseudo-ML with sampling weights.
 
-SEs are WeMix's for its binomial models: the full sandwich over (beta, tau^2),
+SEs are WeMix's for its binomial models: the full sandwich over (beta, the variances),
 V = H^-1 [K/(K-1) sum_k g_k g_k'] H^-1 with H the Hessian of the log pseudolikelihood and g_k
 the score of top-level group k; ``vcov_model`` (-H^-1) ignores the sampling design.
 """
@@ -20,14 +20,15 @@ from hlm.survey.result import wald_slopes, wald_table
 
 @dataclass(frozen=True)
 class PseudoLogitFit:
-    """A two-level random-intercept logit fitted by multilevel pseudo-ML."""
+    """A logit with nested random intercepts (two or three levels) fitted by multilevel pseudo-ML."""
 
     spec: ModelSpec
     xnames: tuple[str, ...]
     beta: np.ndarray
-    variance: float  # of the random intercept (tau^2)
-    vcov: np.ndarray  # cluster-robust sandwich of (beta, tau^2)
+    variances: dict[str, float]  # per grouping factor, innermost first: its intercept's variance
+    vcov: np.ndarray  # cluster-robust sandwich of (beta, the free variances)
     vcov_model: np.ndarray  # model-based: not valid under sampling weights
+    free: tuple[str, ...]  # the factors whose variances the sandwich covers (not on the boundary 0)
     loglik: float  # log pseudolikelihood
     nagq: int
     nobs: int
@@ -57,12 +58,16 @@ class PseudoLogitFit:
 
     @property
     def varcorr(self) -> pd.DataFrame:
-        """The random intercept's variance with its cluster-robust SE (the logit has no residual)."""
-        p = len(self.beta)
-        se = float(np.sqrt(self.vcov[p, p])) if self.vcov.shape[0] > p else float("nan")
-        return pd.DataFrame(
-            [{"grp": self.cluster, "var1": "(Intercept)", "var2": None, "vcov": self.variance, "std_error": se}]
-        )
+        """The random intercepts' variances (outermost first) with cluster-robust SEs (NaN for a
+        variance on its boundary); the logit has no residual."""
+        p, rows = len(self.beta), []
+        for name in reversed(list(self.variances)):
+            at = p + self.free.index(name) if name in self.free else None
+            se = float(np.sqrt(self.vcov[at, at])) if at is not None else float("nan")
+            rows.append(
+                {"grp": name, "var1": "(Intercept)", "var2": None, "vcov": self.variances[name], "std_error": se}
+            )
+        return pd.DataFrame(rows)
 
     def tidy(self, *, level: float = 0.95, se: Literal["robust", "model"] = "robust") -> pd.DataFrame:
         """Fixed effects with Wald z tests on the cluster-robust SEs (``se="model"``: model-based)."""
