@@ -79,6 +79,8 @@ def test_zero_weights_dropped_and_bad_weights_refused() -> None:
     with pytest.raises(DataError, match="varies within group"):
         w2 = r["weights"][1]
         hlm.fit(r["formula"], df.assign(**{w2: df[w2] + np.arange(len(df)) % 2}), backend="duckdb", **kw)
+    with pytest.raises(OptionError, match="one column per level"):
+        hlm.fit(r["formula"], df, backend="duckdb", pweights=r["weights"][:1])
     with pytest.raises(OptionError, match="in memory only"):
         hlm.fit(r["formula"], df, backend="duckdb", pwscale="gk", **kw)
 

@@ -199,6 +199,8 @@ def weighted_stats(
     """(the weighted statistics, the Aggregates that name the model's pieces, the scaling, notes)
     from a DuckDB or Spark source (``run``, ``src``, ``schema()``; DuckDB's ``fetch`` and
     ``declared_levels`` when it has them)."""
+    if len(pweights) < 2:
+        raise OptionError("pweights needs one column per level: the observations' first, then each grouping level's")
     fetch = getattr(src, "fetch", src.run)
     checks = src.run(check_query(d, src.src, pweights))
     for i, col in enumerate(pweights):
