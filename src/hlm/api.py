@@ -16,7 +16,7 @@ from scipy import stats
 
 from hlm.aggregate import Backend
 from hlm.aggregate.stats import pooled_message
-from hlm.data.source import check_file
+from hlm.data.source import check_file, choose_backend
 from hlm.design import with_offset
 from hlm.errors import HLMWarning, OptionError
 from hlm.glmm import fit_glmm
@@ -37,7 +37,10 @@ from hlm.report.stata import stata_summary
 from hlm.report.text import lme4_summary, output_sections
 from hlm.spec import ModelSpec, parse_model
 from hlm.survey.fit import fit_pseudo
+from hlm.survey.logit_fit import fit_weighted_glmm
+from hlm.survey.logit_result import PseudoLogitFit
 from hlm.survey.result import PseudoFit
+from hlm.survey.sql import fit_pseudo_sql
 from hlm.survey.stata import stata_weights
 from hlm.survey.weights import PwScale
 from hlm.variance_share import icc_table, r2_table
@@ -247,7 +250,7 @@ def fit(
     pwscale: PwScale = None,
     family: Literal["gaussian"] = "gaussian",
     link: str | None = None,
-    nagq: int = 1,
+    nagq: int | None = None,
 ) -> Fit: ...
 
 
@@ -268,7 +271,7 @@ def fit(
     pwscale: PwScale = None,
     family: Literal["gaussian"] = "gaussian",
     link: str | None = None,
-    nagq: int = 1,
+    nagq: int | None = None,
 ) -> PseudoFit: ...
 
 
@@ -289,8 +292,29 @@ def fit(
     pwscale: PwScale = None,
     family: str,
     link: str | None = None,
-    nagq: int = 1,
+    nagq: int | None = None,
 ) -> Fit | GlmmResult: ...
+
+
+@overload
+def fit(
+    model: str | ModelSpec,
+    data: Any = None,
+    *,
+    reml: bool | None = None,
+    backend: Backend = "auto",
+    sql: str | None = None,
+    con: Any = None,
+    reorder: bool = False,
+    weights: Weights = None,
+    offset: Any = None,
+    pweights: list[str],
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+    family: str,
+    link: str | None = None,
+    nagq: int | None = None,
+) -> PseudoFit | PseudoLogitFit: ...
 
 
 def fit(
@@ -309,8 +333,8 @@ def fit(
     pwscale: PwScale = None,
     family: str = "gaussian",
     link: str | None = None,
-    nagq: int = 1,
-) -> Fit | PseudoFit | GlmmResult:
+    nagq: int | None = None,
+) -> Fit | PseudoFit | PseudoLogitFit | GlmmResult:
     """Fit a linear mixed model, or with ``family`` other than "gaussian" a generalized one.
 
     Parameters
@@ -344,33 +368,46 @@ def fit(
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
         Gauss-Hermite with ``nagq`` points for one scalar random term, or glmer's fast ``nAGQ = 0``
         (``nagq=0``); files and ``sql=`` are collapsed by a GROUP BY in DuckDB; see :mod:`hlm.glmm`.
+        With ``pweights``: a logit with nested random intercepts (two or three levels) by pseudo-ML
+        (``nagq`` default 13, as WeMix; Stata: ``melogit y x [pw=w1] || school:, pweight(w2)``), see
+        :mod:`hlm.survey.logit`.
     """
+    model, pweights, cond_weights, pwscale = _sampling_weights(model, pweights, cond_weights, pwscale)
+    generalized = family != "gaussian" or command_of(model) is not None
+    if pweights is not None and generalized:
+        if backend not in ("auto", "memory") or any(v is not None for v in (sql, con, weights, offset)) or reml:
+            raise OptionError("a weighted logit is fitted in memory by ML, without weights=, offset=, sql= or con=")
+        return fit_weighted_glmm(model, data, family, link, nagq, pweights, cond_weights, pwscale)
+    if pweights is not None:
+        return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
+    if generalized:
+        if reorder:
+            raise OptionError("reorder= is not available for GLMMs yet")
+        nagq = 1 if nagq is None else nagq
+        return fit_glmm(
+            model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights,
+            backend=backend, sql=sql, con=con,
+        )  # fmt: skip
+    if link not in (None, "identity") or nagq not in (None, 1):
+        raise OptionError("link= and nagq= apply to GLMMs: give family='binomial', 'poisson' or 'negative_binomial'")
+    return _fit_linear(model, data, reml, backend, sql, con, reorder, weights, offset)
+
+
+def _sampling_weights(
+    model: Any, pweights: Any, cond_weights: bool, pwscale: PwScale
+) -> tuple[Any, Any, bool, PwScale]:
+    """The model and its sampling weights, from the arguments or a Stata string's ``[pw=]``
+    (Stata's weights are conditional); cond_weights=/pwscale= without weights are refused."""
     if isinstance(model, str) and (declared := stata_weights(model)) is not None:
         if pweights is not None or pwscale is not None:
             raise OptionError(
                 "the model string declares sampling weights ([pw=...], pweight()); drop pweights=/pwscale="
             )
-        model, pweights, cond_weights = declared.model, declared.pweights, True  # Stata's weights are conditional
+        model, pweights, cond_weights = declared.model, declared.pweights, True
         pwscale = declared.pwscale  # type: ignore[assignment]  # checked by hlm.survey.weights
     if pweights is None and (cond_weights or pwscale is not None):
         raise OptionError("cond_weights= and pwscale= describe sampling weights: give the columns as pweights=")
-    generalized = family != "gaussian" or command_of(model) is not None
-    if pweights is not None:
-        if generalized:
-            raise OptionError(
-                "sampling weights (pweights=) are for linear models so far; weighted GLMMs are not supported yet"
-            )
-        return _fit_pweights(model, data, reml, backend, sql, con, weights, offset, pweights, cond_weights, pwscale)
-    if generalized:
-        if reorder:
-            raise OptionError("reorder= is not available for GLMMs yet")
-        return fit_glmm(
-            model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights,
-            backend=backend, sql=sql, con=con,
-        )  # fmt: skip
-    if link not in (None, "identity") or nagq != 1:
-        raise OptionError("link= and nagq= apply to GLMMs: give family='binomial', 'poisson' or 'negative_binomial'")
-    return _fit_linear(model, data, reml, backend, sql, con, reorder, weights, offset)
+    return model, pweights, cond_weights, pwscale
 
 
 def _fit_linear(
@@ -426,10 +463,12 @@ def _fit_pweights(
         raise OptionError("weights= (precision weights) and pweights= (sampling weights) cannot be combined")
     if reml or spec.reml:
         raise OptionError("REML is not defined for a pseudo-likelihood (sampling weights): fit by ML (reml=False)")
-    if backend not in ("auto", "memory") or sql is not None or con is not None:
-        raise OptionError("pweights are fitted in memory only so far (backend='memory'; files are read into memory)")
     if isinstance(data, (str, os.PathLike)):
         check_file(data)
     if offset is not None:
         raise OptionError("offset= is not supported with pweights yet")
+    which = choose_backend(data, backend, sql=sql)
+    if which != "memory":
+        kw: dict[str, Any] = {"cond_weights": cond_weights, "pwscale": pwscale, "sql": sql, "con": con}
+        return fit_pseudo_sql(spec, data, pweights, engine=which, **kw)
     return fit_pseudo(spec, data, pweights, cond_weights=cond_weights, pwscale=pwscale)

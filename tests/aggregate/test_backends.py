@@ -322,7 +322,7 @@ def test_spark_fit_is_two_queries(spark, tmp_path):
     path = tmp_path / "sleep.parquet"
     dataset("sleepstudy").to_parquet(path)
     queries = []
-    run = backend._SparkSource.run
+    run = backend.SparkSource.run
 
     def spy(self, query):
         queries.append(query)
@@ -330,7 +330,7 @@ def test_spark_fit_is_two_queries(spark, tmp_path):
 
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mp.setattr(backend._SparkSource, "run", spy)
+        mp.setattr(backend.SparkSource, "run", spy)
         fit = hlm.fit("Reaction ~ Days + (Days | Subject)", spark.read.parquet(str(path)))
     assert len(queries) == 2 and fit.nobs == 180
 

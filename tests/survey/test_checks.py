@@ -58,13 +58,11 @@ def test_refusals() -> None:
         hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], reml=True)
     with pytest.raises(OptionError, match="cannot be combined"):
         hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], weights="l1_w1")
-    with pytest.raises(OptionError, match="in memory only"):
-        hlm.fit(RI, df, pweights=["l1_w1", "l1_w2"], backend="duckdb")
     df["slow"] = (df["Reaction"] > 300).astype(int)
-    with pytest.raises(OptionError, match="weighted GLMMs are not supported yet"):
-        hlm.fit("slow ~ Days + (1 | Subject)", df, pweights=["l1_w1", "l1_w2"], family="binomial")
-    with pytest.raises(OptionError, match="weighted GLMMs are not supported yet"):
-        hlm.fit("melogit slow Days [pw=l1_w1] || Subject:, pweight(l1_w2)", df)
+    with pytest.raises(OptionError, match="logit only"):
+        hlm.fit("slow ~ Days + (1 | Subject)", df, pweights=["l1_w1", "l1_w2"], family="binomial", link="probit")
+    with pytest.raises(OptionError, match="logit only"):
+        hlm.fit("meprobit slow Days [pw=l1_w1] || Subject:, pweight(l1_w2)", df)
     with pytest.raises(OptionError, match="two-level"):
         three = pd.read_csv(DATA / "sleepstudy_3lvl_wts.csv").astype({"Subject": str, "Group": str})
         hlm.fit("Reaction ~ Days + (1 | Subject) + (1 | Group)", three, pweights=["w1", "w2", "w3"], pwscale="size")

@@ -36,7 +36,7 @@ def _require_pyspark() -> type:
     return DataFrame
 
 
-class _SparkSource:
+class SparkSource:
     """A Spark DataFrame as the source of the plan's queries.
 
     The queries name the source by a placeholder that every ``spark.sql`` call binds to the
@@ -86,7 +86,7 @@ def aggregate_spark(
 ) -> Aggregates | tuple[Aggregates, q.Plan]:
     """Sufficient statistics of the Spark DataFrame ``df`` (same queries as DuckDB, Spark dialect;
     ``weights``: a column of precision weights)."""
-    src = _SparkSource(df)
+    src = SparkSource(df)
     plan = q.plan(spec, src.schema(), q.SPARK, src.run, src.src, weights=weights)
     agg = q.compute(plan, src.run, src.src)
     return (agg, plan) if return_plan else agg

@@ -75,8 +75,8 @@ def fit_command(
         "gaussian", "--family", help="gaussian (linear), binomial, poisson or negative_binomial (a GLMM, by ML)"
     ),
     link: str = typer.Option(None, "--link", help="GLMM link: logit, probit, cloglog (binomial) or log"),
-    nagq: int = typer.Option(
-        1, "--nagq", help="GLMM: 1 Laplace; >1 adaptive Gauss-Hermite points (one (1|g) term); 0 glmer's nAGQ=0"
+    nagq: int | None = typer.Option(
+        None, "--nagq", help="GLMM: 1 Laplace (default); >1 adaptive Gauss-Hermite points (one (1|g) term); 0 nAGQ=0"
     ),
     odds_ratios: bool = typer.Option(False, "--or", help="GLMM (logit): odds ratios in Stata's table (as Stata's or)"),
     irr: bool = typer.Option(False, "--irr", help="GLMM (Poisson, nbinom): incidence-rate ratios in Stata's table"),
@@ -93,7 +93,7 @@ def fit_command(
         target = _plot_target(plot, force) if plot else None
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
-        glmm = family != "gaussian" or link is not None or nagq != 1 or command_of(model) is not None
+        glmm = family != "gaussian" or link is not None or nagq is not None or command_of(model) is not None
         if glmm and (plot or reorder or ml):
             raise OptionError("--plot, --reorder and --ml are for linear models; a GLMM is fitted by ML")
         if (odds_ratios or irr) and not glmm:
@@ -140,15 +140,24 @@ def _fit(
     glmm: bool,
     family: str,
     link: str | None,
-    nagq: int,
+    nagq: int | None,
 ) -> FittedModel:
     """The fit the options ask for: pseudo-ML with --pweights, a GLMM, or a linear mixed model."""
     from hlm.api import fit
 
     if pweights is not None:
-        if glmm:
-            raise OptionError("--pweights is for linear models so far; weighted GLMMs are not supported yet")
         scale: Any = pwscale  # checked by hlm.survey.weights
+        if glmm:  # the weighted logit
+            return fit(
+                model,
+                data,
+                family=family,
+                link=link,
+                nagq=nagq,
+                pweights=pweights.split(","),
+                cond_weights=cond_weights,
+                pwscale=scale,
+            )
         reml = False if ml else None
         return fit(
             model,

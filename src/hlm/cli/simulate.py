@@ -88,6 +88,7 @@ def simulate_command(
     frame = simulate(d, seed=seed, ids=id_form, effects=effects)
     write_frame(frame, output, overwrite=force)
     units = ""
-    if ids != "within" and len(frame):  # global ids run 1..N, so the last row holds N
-        units = " (" + ", ".join(f"{int(frame[lv.id].iloc[-1]):,} {lv.id}" for lv in d.levels) + ")"
+    if ids != "within" and len(frame):  # global ids run 1..N, so the last row holds N (a sample: count them)
+        count = (lambda c: frame[c].nunique()) if d.sampling is not None else (lambda c: frame[c].iloc[-1])
+        units = " (" + ", ".join(f"{int(count(lv.id)):,} {lv.id}" for lv in d.levels) + ")"
     typer.echo(f"wrote {len(frame):,} rows{units} to {output}")

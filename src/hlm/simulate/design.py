@@ -38,6 +38,7 @@ from hlm.simulate.parts import (
     checked_sd,
     mean_count,
 )
+from hlm.simulate.sampling import Sampling
 from hlm.simulate.toml import design_from_dict, design_to_dict, read_design, set_path, write_design
 
 
@@ -52,6 +53,7 @@ class Design:
     covariates: tuple[Covariate, ...] = ()
     fixed: Mapping[str, float] = field(default_factory=FrozenMap)
     response: str = "y"
+    sampling: Sampling | None = None  # a two-stage sample of the population (hlm.simulate.sampling)
 
     def __post_init__(self) -> None:
         levels = tuple(self.levels)
@@ -67,6 +69,11 @@ class Design:
         object.__setattr__(self, "residual_sd", checked_sd(self.residual_sd, "residual_sd"))
         object.__setattr__(self, "fixed", FrozenMap(self.fixed, what="fixed effect"))
         checked_name(self.response, "response")
+        if self.sampling is not None and (not isinstance(self.sampling, Sampling) or len(levels) != 1):
+            raise OptionError(
+                "sampling draws a two-stage sample from a one-level design (clusters and their rows): "
+                "give one [[levels]] table and an hlm.simulate.Sampling"
+            )
         self._check_names()
 
     def _check_names(self) -> None:
@@ -96,6 +103,8 @@ class Design:
                     "(or omit it: per observation)"
                 )
         claim(self.response, "response")
+        for col in self.sampling.columns if self.sampling is not None else ():
+            claim(col, "sampling.weights")
         variables = self.variables()
         for k in self.fixed:
             if k != INTERCEPT and k not in variables:

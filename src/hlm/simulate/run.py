@@ -24,6 +24,7 @@ from hlm.errors import FileError, OptionError
 from hlm.outputs import output_file, output_folder
 from hlm.simulate.design import Design
 from hlm.simulate.draw import Block, IdForm, draw_block
+from hlm.simulate.sampling import draw_sample
 
 WRITERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".dta": "dta"}
 DTA_TIMESTAMP = _dt.datetime(2000, 1, 1)  # fixed, so .dta files are reproducible
@@ -64,11 +65,19 @@ def simulate(
     data set; ``"within"``: 1..n inside each parent, Stata's form; ``"both"``: global ids
     plus ``<id>_within`` columns), the occasion column (if the design names one), the
     covariates, the response; with ``effects=True`` also the true effects ``u_<level>``,
-    ``u_<level>_<covariate>`` and ``residual``.  Rows are sorted by the ids.
+    ``u_<level>_<covariate>`` and ``residual``.  Rows are sorted by the ids.  A design with
+    ``sampling`` gives its two-stage sample with the weight columns (:mod:`hlm.simulate.sampling`).
     """
     d = _check(design, seed, ids)
-    block = draw_block(d, rng_for(int(seed)), top_units=int(d.levels[0].n), ids=ids, effects=effects)  # type: ignore[arg-type]
-    return _frame(block)
+    sampled = d.sampling is not None
+    block = draw_block(d, rng_for(int(seed)), top_units=int(d.levels[0].n), ids=ids, effects=effects or sampled)  # type: ignore[arg-type]
+    if d.sampling is None:
+        return _frame(block)
+    top = d.levels[0]
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(0, 1))))
+    frame = draw_sample(_frame(block), d.sampling, top.id_column, f"u_{top.name}", top.sd, d.residual_sd, rng)
+    drawn = [c for c in frame.columns if c == "residual" or c.startswith(f"u_{top.name}")]
+    return frame if effects else frame.drop(columns=drawn)
 
 
 def write_frame(frame: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -132,6 +141,8 @@ def simulate_to_parquet(
     is written.  Returns the files in order.
     """
     d = _check(design, seed, ids)
+    if d.sampling is not None:
+        raise OptionError("a design with sampling is drawn whole (PPS over the population): use simulate()")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise OptionError(f"chunk_rows must be a whole number >= 1, got {chunk_rows!r}")
     target = output_folder(path, overwrite=overwrite)

@@ -47,6 +47,7 @@ else:  # Python 3.10
 from hlm.errors import FileError, OptionError
 from hlm.simulate.distributions import KINDS
 from hlm.simulate.parts import Covariate, Level, Observations
+from hlm.simulate.sampling import Sampling
 
 if TYPE_CHECKING:
     from hlm.simulate.design import Design
@@ -55,7 +56,7 @@ D = TypeVar("D", bound="Design")
 
 DISTRIBUTIONS = tuple(KINDS.values())
 
-TOP_KEYS = ("response", "residual_sd", "observations", "levels", "covariates", "fixed")
+TOP_KEYS = ("response", "residual_sd", "observations", "levels", "covariates", "fixed", "sampling")
 LEVEL_KEYS = ("name", "id", "n", "sd", "slopes", "corr")
 OBSERVATION_KEYS = ("n", "name")
 COVARIATE_KEYS = ("dist", "level")
@@ -91,7 +92,7 @@ def design_to_dict(design: Design) -> dict[str, Any]:
     covariates: dict[str, Any] = {}
     for c in design.covariates:
         covariates[c.name] = {"dist": str(c.dist)} if c.level is None else {"dist": str(c.dist), "level": c.level}
-    return {
+    out = {
         "response": design.response,
         "residual_sd": design.residual_sd,
         "observations": obs,
@@ -99,6 +100,7 @@ def design_to_dict(design: Design) -> dict[str, Any]:
         "covariates": covariates,
         "fixed": dict(design.fixed),
     }
+    return out if design.sampling is None else {**out, "sampling": design.sampling.to_dict()}
 
 
 def design_from_dict(data: Mapping[str, Any], cls: type[D]) -> D:
@@ -134,6 +136,10 @@ def design_from_dict(data: Mapping[str, Any], cls: type[D]) -> D:
     for key in ("response", "residual_sd"):
         if key in data:
             kwargs[key] = data[key]
+    if "sampling" in data:
+        if not isinstance(data["sampling"], Mapping):
+            raise OptionError("sampling must be a table: [sampling] clusters = 40 ...")
+        kwargs["sampling"] = Sampling.from_dict(data["sampling"])
     return cls(tuple(levels), **kwargs)
 
 

@@ -9,7 +9,11 @@ Model strings:
   the design's response on its covariates; ``"xtreg re PANEL: perform ~ tutoring"`` names
   the regression itself;
 - ``"ols"`` (the response on the covariates) or a model without random terms
-  (``"perform ~ tutoring"``, ``"perform tutoring"``) -> pooled OLS via :func:`hlm.xtreg`.
+  (``"perform ~ tutoring"``, ``"perform tutoring"``) -> pooled OLS via :func:`hlm.xtreg`;
+- ``"pweights(w_row, w_cluster): y ~ x + (1 | school_id)"`` (or Stata's ``[pw=...] ...
+  pweight(...)``) -> pseudo-ML with those sampling weights (:mod:`hlm.survey`): the same
+  model with and without the prefix compares the weighted and unweighted estimators on a
+  design with ``sampling`` (:mod:`hlm.simulate.sampling`).  Their SEs are the cluster-robust ones.
 
 Parameter names follow the design, so that models can be compared: fixed effects by the
 design's names (``intercept``, ``tutoring``), ``sd[school]`` / ``sd[teacher:tutoring]`` /
@@ -37,6 +41,8 @@ from hlm.lmm.result import LmmResult, term_covariances
 from hlm.simulate.design import INTERCEPT, Design
 from hlm.spec import parse_model
 from hlm.study.truth import INTERCEPT_COLUMN, Truth
+from hlm.survey.result import PseudoFit
+from hlm.survey.stata import stata_weights
 from hlm.variance_share import icc_table, varcomp_table
 
 if TYPE_CHECKING:
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
 Kind = Literal["mixed", "xtreg", "ols"]
 _XTREG = re.compile(r"^\s*xtreg\s+(fe|re|be|pooled)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(.+))?$", re.S)
 _OLS = re.compile(r"^\s*ols\s*(?::\s*(.+))?$", re.S)
+_PWEIGHTS = re.compile(r"^\s*pweights\(\s*([^)]*)\)\s*:\s*(.+)$", re.S)
 
 # One parameter estimate: name, kind, model's label, truth, estimate, se, low, high.
 ParamRow = tuple[str, str, str, float, float, float, float, float]
@@ -59,6 +66,7 @@ class StudyModel:
     model: str  # what hlm.fit / hlm.xtreg receives
     estimator: str | None = None  # xtreg's
     panel: str | None = None  # xtreg's panel variable
+    pweights: tuple[str, ...] | None = None  # sampling weights: pseudo-ML (() when the Stata string names them)
 
     @classmethod
     def parse(cls, text: str, design: Design) -> StudyModel:
@@ -66,7 +74,13 @@ class StudyModel:
             raise FormulaError(f"a study model must be a non-empty string, got {text!r}")
         default = _default_regression(design)
         m = _XTREG.match(text)
-        if m:
+        weighted = _PWEIGHTS.match(text)
+        if weighted:
+            columns = tuple(c.strip() for c in weighted.group(1).split(",") if c.strip())
+            out = cls(text, "mixed", weighted.group(2).strip(), pweights=columns)
+        elif stata_weights(text) is not None:
+            out = cls(text, "mixed", text, pweights=())
+        elif m:
             est, panel, formula = m.group(1), m.group(2), m.group(3)
             out = cls(text, "xtreg", (formula or default).strip(), est, panel)
         elif text.strip().startswith("xtreg"):
@@ -92,7 +106,11 @@ class StudyModel:
 
         spec = parse_model(self.model)
         have = design_columns(design)
-        need = used_columns(spec) + ([self.panel] if self.panel else [])
+        declared = stata_weights(self.model)
+        if declared is not None:
+            spec = parse_model(declared.model)
+        weights = list(self.pweights or ()) + (declared.pweights if declared is not None else [])
+        need = used_columns(spec) + ([self.panel] if self.panel else []) + weights
         missing = [c for c in need if c not in have]
         if missing:
             raise FormulaError(
@@ -106,7 +124,8 @@ def design_columns(design: Design) -> list[str]:
     cols = [str(lv.id) for lv in design.levels]
     if design.observations.name:
         cols.append(design.observations.name)
-    return cols + [c.name for c in design.covariates] + [design.response]
+    weights = list(design.sampling.columns) if design.sampling is not None else []
+    return cols + [c.name for c in design.covariates] + [design.response] + weights
 
 
 def _default_regression(design: Design) -> str:
@@ -145,10 +164,13 @@ def fit_model(
     t0 = time.perf_counter()
     mixed: api.Fit | None = None
     panel: PanelFit | None = None
+    pseudo: PseudoFit | None = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if model.kind == "mixed":
+            if model.pweights is not None:
+                pseudo = _fit_weighted(model, frame)
+            elif model.kind == "mixed":
                 mixed = api.fit(model.model, frame, reml=reml)
             else:
                 from hlm.panel import xtreg
@@ -157,12 +179,41 @@ def fit_model(
     except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         return FitOutcome(False, False, time.perf_counter() - t0, 0.0, _one_line(exc), [])
     seconds = time.perf_counter() - t0
+    if pseudo is not None:
+        converged = not pseudo.optimizer.startswith("failure")
+        return FitOutcome(converged, False, seconds, 0.0, None, _pseudo_rows(pseudo, truth, z))
     if mixed is not None:
         t1 = time.perf_counter()
         rows, err = _mixed_rows(mixed, truth, intervals=intervals, level=level, z=z)
         return FitOutcome(bool(mixed.converged), bool(mixed.singular), seconds, time.perf_counter() - t1, err, rows)
     assert panel is not None  # model.kind is "mixed" or a panel estimator
     return FitOutcome(True, False, seconds, 0.0, None, _panel_rows(model, panel, truth, z))
+
+
+def _fit_weighted(model: StudyModel, frame: pd.DataFrame) -> PseudoFit:
+    if model.pweights:
+        return api.fit(model.model, frame, pweights=list(model.pweights))
+    fit = api.fit(model.model, frame)  # a Stata string that declares its weights
+    assert isinstance(fit, PseudoFit)
+    return fit
+
+
+def _pseudo_rows(fit: PseudoFit, truth: Truth, z: float) -> list[ParamRow]:
+    """Fixed effects with their cluster-robust SEs; SDs and the residual SD as estimates only."""
+    rows = _fixed_rows(fit.xnames, fit.beta, fit.se.to_numpy(), truth, z)
+    index = {name: truth.level_index(name) for name in fit.ngroups}
+    modelled = [i for i in index.values() if i is not None]
+    nan = float("nan")
+    for r in fit.varcorr.itertuples(index=False):
+        if r.group == "Residual":
+            rows.append(("sd[residual]", "residual", "sigma", truth.residual_sd(modelled), fit.sigma, nan, nan, nan))
+        elif _missing(r.var2) and index.get(str(r.group)) is not None:
+            li = index[str(r.group)]
+            lname = truth.level_name(li)  # type: ignore[arg-type]
+            name = f"sd[{lname}]" if r.var1 == INTERCEPT_COLUMN else f"sd[{lname}:{r.var1}]"
+            sd = math.sqrt(max(_num(r.vcov), 0.0))
+            rows.append((name, "sd", f"sd({r.var1}|{r.group})", truth.sd(modelled, li, str(r.var1)), sd, nan, nan, nan))  # type: ignore[arg-type]
+    return _ordered(rows, truth)
 
 
 def _one_line(exc: BaseException) -> str:

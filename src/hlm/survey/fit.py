@@ -5,13 +5,14 @@ profiled pseudo-likelihood (:mod:`hlm.survey.pseudo`) over theta by BOBYQA, and 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hlm.aggregate.memory import aggregate_frame
+from hlm.aggregate.stats import Aggregates
 from hlm.data.source import to_pandas
 from hlm.errors import DataError, NestingError, OptionError
 from hlm.lmm.structure import Structure, build_structure
@@ -28,9 +29,21 @@ def _labels(mf: ModelFrame, f: int) -> np.ndarray:
     return np.array(["/".join(str(k[g]) for k in keys) for g in range(len(keys[0]))], dtype=object)
 
 
-def _layout(
+@dataclass(frozen=True)
+class ChainWeights:
+    """The model's nesting chain (innermost first) and each level's sampling weights on it."""
+
+    weights: LevelWeights
+    chain: tuple[int, ...]
+    codes: list[np.ndarray]  # per chain factor: the rows' group codes
+    parents: list[np.ndarray]  # chain level l's groups -> level l + 1's
+    top: list[np.ndarray]  # per chain factor: the top-level group of each group
+
+
+def chain_weights(
     mf: ModelFrame, frame: pd.DataFrame, rows: np.ndarray, pweights: list[str], cond_weights: bool, pwscale: PwScale
-) -> tuple[WeightedRows, LevelWeights, tuple[int, ...]]:
+) -> ChainWeights:
+    """Check the model is nested with one weight column per level and read the level weights."""
     agg = aggregate_frame(mf)
     if agg.chain is None or len(agg.chain) != len(agg.factors):
         raise NestingError(
@@ -59,11 +72,24 @@ def _layout(
     top = [np.arange(nlev[-1])]
     for level in range(len(chain) - 2, -1, -1):
         top.insert(0, top[0][parents[level]])
+    return ChainWeights(lw, chain, codes, parents, top)
+
+
+def _layout(mf: ModelFrame, cw: ChainWeights) -> WeightedRows:
+    lw = cw.weights
     K = np.column_stack([mf.X, mf.y])
-    wr = weighted_rows(
-        mf.Z, K, lw.cond[0], lw.uncond[0], codes[0], tuple(parents), lw.cond[1:], lw.uncond[1:], tuple(top), chain
+    return weighted_rows(
+        mf.Z,
+        K,
+        lw.cond[0],
+        lw.uncond[0],
+        cw.codes[0],
+        tuple(cw.parents),
+        lw.cond[1:],
+        lw.uncond[1:],
+        tuple(cw.top),
+        cw.chain,
     )
-    return wr, lw, chain
 
 
 def _optimize(wr: WeightedRows, struct: Structure) -> tuple[np.ndarray, str, int]:
@@ -80,17 +106,11 @@ def _optimize(wr: WeightedRows, struct: Structure) -> tuple[np.ndarray, str, int
     return best.x, best.code, run.feval + again.feval
 
 
-def fit_pseudo(
-    spec: ModelSpec,
-    data: Any,
-    pweights: list[str],
-    *,
-    cond_weights: bool = False,
-    pwscale: PwScale = None,
-    notes: tuple[str, ...] = (),
-) -> PseudoFit:
-    """Pseudo-ML fit of ``spec`` to an in-memory ``data`` with one sampling-weight column per level
-    (observations first); see :mod:`hlm.survey.weights` for the forms and checks."""
+def weighted_frame(
+    spec: ModelSpec, data: Any, pweights: list[str] | str, notes: tuple[str, ...]
+) -> tuple[ModelFrame, pd.DataFrame, np.ndarray, tuple[str, ...]]:
+    """The model frame of the rows with positive sampling weights, the data read, the model
+    frame's rows in it and the notes on dropped rows."""
     if not spec.random:
         raise DataError("the model has no random effects; add a term such as (1 | group)")
     pweights = [pweights] if isinstance(pweights, str) else list(pweights)
@@ -111,16 +131,45 @@ def fit_pseudo(
         raise DataError(
             "the fixed-effects design is rank deficient; drop the collinear columns (not done with pweights)"
         )
-    wr, lw, chain = _layout(mf, frame, rows, pweights, cond_weights, pwscale)
-    agg = aggregate_frame(mf)
+    return mf, frame, rows, notes
+
+
+def fit_pseudo(
+    spec: ModelSpec,
+    data: Any,
+    pweights: list[str],
+    *,
+    cond_weights: bool = False,
+    pwscale: PwScale = None,
+    notes: tuple[str, ...] = (),
+) -> PseudoFit:
+    """Pseudo-ML fit of ``spec`` to an in-memory ``data`` with one sampling-weight column per level
+    (observations first); see :mod:`hlm.survey.weights` for the forms and checks."""
+    mf, frame, rows, notes = weighted_frame(spec, data, pweights, notes)
+    pweights = [pweights] if isinstance(pweights, str) else list(pweights)
+    cw = chain_weights(mf, frame, rows, pweights, cond_weights, pwscale)
+    return finish_pseudo(spec, _layout(mf, cw), aggregate_frame(mf), pweights, cond_weights, cw.weights.scaling, notes)
+
+
+def finish_pseudo(
+    spec: ModelSpec,
+    wr: WeightedRows,
+    agg: Aggregates,
+    pweights: list[str],
+    cond_weights: bool,
+    scaling: str,
+    notes: tuple[str, ...],
+) -> PseudoFit:
+    """Maximise the pseudo-likelihood of the weighted statistics ``wr`` (from memory or SQL) and
+    assemble the record; ``agg`` supplies the names, counts and the random-effect layout."""
+    chain = wr.chain
     struct = build_structure(agg, tuple(t.name for t in spec.random), tuple(t.cov for t in spec.random))
     theta, code, nevals = _optimize(wr, struct)
     pt = evaluate(wr, struct, theta)
     V, Vmodel = robust_vcov(pt)
-    top = mf.factors[chain[-1]].name
     return PseudoFit(
         spec=spec,
-        xnames=mf.xnames,
+        xnames=agg.xnames,
         beta=pt.beta,
         vcov=V,
         vcov_model=Vmodel,
@@ -128,13 +177,13 @@ def fit_pseudo(
         sigma=float(np.sqrt(pt.sigma2)),
         theta=theta,
         varcorr=varcorr_table(struct, agg.pool, agg.factors, theta, pt.sigma2),
-        nobs=len(mf.y),
-        ngroups={mf.factors[f].name: len(mf.factors[f].keys[0]) for f in chain},
+        nobs=agg.nobs,
+        ngroups={agg.factors[f].name: agg.factors[f].nlevels for f in chain},
         pweights=tuple(pweights),
         cond_weights=cond_weights,
-        scaling=lw.scaling,
-        weight_sums=tuple(float(u.sum()) for u in lw.uncond),
-        cluster=top,
+        scaling=scaling,
+        weight_sums=(wr.nweights,) + tuple(float(u.sum()) for u in wr.uncond),
+        cluster=agg.factors[chain[-1]].name,
         nclusters=len(wr.cond[-1]),
         optimizer=code,
         nevals=nevals,

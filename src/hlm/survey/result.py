@@ -43,6 +43,33 @@ def varcorr_table(
     return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov"])
 
 
+def wald_table(xnames: tuple[str, ...], beta: np.ndarray, V: np.ndarray, level: float) -> pd.DataFrame:
+    """Fixed effects with Wald z tests and normal intervals from the vcov V."""
+    s = np.sqrt(np.diag(V))
+    z = beta / s
+    q = stats.norm.ppf(0.5 + level / 2)
+    return pd.DataFrame(
+        {
+            "term": list(xnames),
+            "estimate": beta,
+            "std_error": s,
+            "statistic": z,
+            "p_value": 2 * stats.norm.sf(np.abs(z)),
+            "conf_low": beta - q * s,
+            "conf_high": beta + q * s,
+        },
+        columns=TIDY_COLUMNS,
+    )
+
+
+def wald_slopes(xnames: tuple[str, ...], beta: np.ndarray, V: np.ndarray) -> tuple[float, int, float]:
+    """Wald chi2 that every coefficient but the intercept is zero: (chi2, df, p)."""
+    keep = [i for i, t in enumerate(xnames) if t not in ("(Intercept)", "_cons")]
+    b, Vk = beta[keep], V[np.ix_(keep, keep)]
+    chi2 = float(b @ np.linalg.solve(Vk, b))
+    return chi2, len(keep), float(stats.chi2.sf(chi2, len(keep)))
+
+
 @dataclass(frozen=True)
 class PseudoFit:
     """A linear mixed model fitted by multilevel pseudo-ML with sampling weights at every level."""
@@ -136,21 +163,7 @@ class PseudoFit:
         p = len(self.beta)
         V = {"robust": self.vcov, "model": self.vcov_model}.get(se)
         V = self.vcov_full_sandwich()[:p, :p] if V is None else V
-        s = np.sqrt(np.diag(V))
-        z = self.beta / s
-        q = stats.norm.ppf(0.5 + level / 2)
-        return pd.DataFrame(
-            {
-                "term": list(self.xnames),
-                "estimate": self.beta,
-                "std_error": s,
-                "statistic": z,
-                "p_value": 2 * stats.norm.sf(np.abs(z)),
-                "conf_low": self.beta - q * s,
-                "conf_high": self.beta + q * s,
-            },
-            columns=TIDY_COLUMNS,
-        )
+        return wald_table(self.xnames, self.beta, V, level)
 
     def icc(self) -> float:
         """WeMix's ICC: the sum of all random-effect variances (slopes included) over that sum
@@ -161,10 +174,7 @@ class PseudoFit:
 
     def wald_test(self) -> tuple[float, int, float]:
         """Wald chi2 that all slopes are zero, on the cluster-robust vcov: (chi2, df, p)."""
-        keep = [i for i, t in enumerate(self.xnames) if t != "(Intercept)"]
-        b, V = self.beta[keep], self.vcov[np.ix_(keep, keep)]
-        chi2 = float(b @ np.linalg.solve(V, b))
-        return chi2, len(keep), float(stats.chi2.sf(chi2, len(keep)))
+        return wald_slopes(self.xnames, self.beta, self.vcov)
 
     def lr_test_linear(self) -> None:
         raise OptionError("no likelihood-ratio test with sampling weights (a pseudo-likelihood); use Wald tests")

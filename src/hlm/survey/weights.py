@@ -31,6 +31,15 @@ class LevelWeights:
     scaling: str
 
 
+def check_counts(column: str, missing: int, bad: int) -> None:
+    """A DataError for a weight column with ``missing`` missing values or ``bad`` infinite or
+    negative ones."""
+    if missing:
+        raise DataError(f"the sampling-weight column '{column}' has {missing} missing or non-numeric values")
+    if bad:
+        raise DataError(f"the sampling-weight column '{column}' has infinite or negative values; weights must be >= 0")
+
+
 def check_columns(frame: pd.DataFrame, columns: list[str]) -> int:
     """Raise a DataError for a missing column or a negative, missing or infinite weight;
     return the number of rows with a zero weight in some column."""
@@ -39,12 +48,7 @@ def check_columns(frame: pd.DataFrame, columns: list[str]) -> int:
         if col not in frame.columns:
             raise DataError(f"the sampling-weight column '{col}' is not in the data")
         v = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-        if np.isnan(v).any():
-            raise DataError(
-                f"the sampling-weight column '{col}' has {int(np.isnan(v).sum())} missing or non-numeric values"
-            )
-        if np.isinf(v).any() or (v < 0).any():
-            raise DataError(f"the sampling-weight column '{col}' has infinite or negative values; weights must be >= 0")
+        check_counts(col, int(np.isnan(v).sum()), int((np.isinf(v) | (v < 0)).sum()))
         zero |= v == 0
     return int(zero.sum())
 
