@@ -64,33 +64,34 @@ class Skeleton:
     sigma: float
     ancestors: tuple[np.ndarray, ...]  # per design level: the unit of each leaf group
     effects: tuple[tuple[np.ndarray, np.ndarray, int], ...]  # per level: factor F (q', q), pool columns (q',), units
-    zx: np.ndarray  # (G, z, p) Z_g'X_g
+    zx: np.ndarray  # (G z, p) Z_g'X_g, the groups' rows stacked
     ztz: np.ndarray  # (G, z, z)
     leaf_root: _Factor  # of Z_g'Z_g
-    transfer: np.ndarray  # (G, p, z) X_g'Z_g (Z_g'Z_g)^+
+    transfer: np.ndarray  # (G z, p) (Z_g'Z_g)^+ Z_g'X_g, stacked
     within_root: _Factor  # of W
     chi2_df: int
 
     def draw(self, rng: np.random.Generator) -> Aggregates:
-        """One replicate's aggregates (see the module docstring)."""
+        """One replicate's aggregates (see the module docstring).  Per leaf group only
+        elementwise products and sums over z (no per-group matrix calls): O(G z^2)."""
         agg, s, b = self.template, self.sigma, self.beta
         G, z = self.ztz.shape[0], self.ztz.shape[1]
         w = np.zeros((G, z))
         for anc, (F, cols, units) in zip(self.ancestors, self.effects):
-            w[:, cols] += (rng.standard_normal((units, F.shape[1])) @ F.T)[anc]
+            w[:, cols] += np.take(rng.standard_normal((units, F.shape[1])) @ F.T, anc, axis=0)
         zs = rng.standard_normal((G, z)) * self.leaf_root.keep  # null directions carry nothing
-        a = s * np.einsum("gij,gj->gi", self.leaf_root.root, zs)
+        a = s * (self.leaf_root.root * zs[:, None, :]).sum(axis=2)
         rz = rng.standard_normal(len(b)) * self.within_root.keep[0]
         chi2 = rng.chisquare(self.chi2_df) if self.chi2_df > 0 else 0.0
         p = len(b)
         xtx = agg.ktk[:p, :p]
-        zxb = self.zx @ b  # (G, z)
-        ztzw = np.einsum("gij,gj->gi", self.ztz, w)
-        xzw = np.einsum("gij,gi->j", self.zx, w)  # sum_g X_g'Z_g w_g
-        xe = np.einsum("gij,gj->i", self.transfer, a) + s * (self.within_root.root[0] @ rz)
-        mm = b @ xtx @ b + 2.0 * b @ xzw + float(np.einsum("gi,gi->", w, ztzw))
-        me = b @ xe + float(np.einsum("gi,gi->", w, a))
-        ee = s**2 * (float(np.einsum("gi,gi->", zs, zs)) + float(rz @ rz) + chi2)
+        zxb = (self.zx @ b).reshape(G, z)
+        ztzw = (self.ztz * w[:, None, :]).sum(axis=2)
+        xzw = w.reshape(-1) @ self.zx  # sum_g X_g'Z_g w_g
+        xe = a.reshape(-1) @ self.transfer + s * (self.within_root.root[0] @ rz)
+        mm = b @ xtx @ b + 2.0 * b @ xzw + float(np.vdot(w, ztzw))
+        me = b @ xe + float(np.vdot(w, a))
+        ee = s**2 * (float(np.vdot(zs, zs)) + float(rz @ rz) + chi2)
         ktk = agg.ktk.copy()
         ktk[:p, p] = ktk[p, :p] = xtx @ b + xzw + xe
         ktk[p, p] = mm + 2.0 * me + ee
@@ -155,8 +156,8 @@ def build_skeleton(design: Design, agg: Aggregates, frame: pd.DataFrame) -> Skel
         effects.append((lv.covariance_factor()[cols >= 0], cols[cols >= 0], int(anc.max()) + 1))
         ancestors.append(anc)
     leaf_root = _Factor.of(ztz)
-    transfer = np.einsum("gzi,gzk->gik", zx, leaf_root.pinv())  # X_g'Z_g (Z_g'Z_g)^+
-    W = agg.ktk[:p, :p] - np.einsum("gik,gkj->ij", transfer, zx)
+    transfer = np.einsum("gzi,gzk->gki", zx, leaf_root.pinv())  # (Z_g'Z_g)^+ Z_g'X_g
+    W = agg.ktk[:p, :p] - np.einsum("gki,gkj->ij", transfer, zx)
     within_root = _Factor.of(((W + W.T) / 2.0)[None])
     chi2_df = agg.nobs - int(leaf_root.keep.sum()) - int(within_root.keep.sum())
     return Skeleton(
@@ -165,10 +166,10 @@ def build_skeleton(design: Design, agg: Aggregates, frame: pd.DataFrame) -> Skel
         design.residual_sd,
         tuple(ancestors),
         tuple(effects),
-        zx,
+        zx.reshape(-1, p),
         ztz,
         leaf_root,
-        transfer,
+        transfer.reshape(-1, p),
         within_root,
         chi2_df,
     )
