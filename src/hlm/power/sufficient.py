@@ -27,8 +27,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
-from hlm.aggregate.stats import INTERCEPT, Aggregates
+from hlm.aggregate.stats import INTERCEPT, Aggregates, LeafClasses
+from hlm.lmm.nested import leaf_classes
 from hlm.simulate.design import Design
 
 
@@ -54,6 +56,43 @@ class _Factor:
 
 
 @dataclass(frozen=True)
+class _Pooling:
+    """The leaf pooled by count as the nested evaluator pools it (:func:`hlm.lmm.nested.leaf_classes`):
+    the template's classes, and 0/1 matrices that sum the leaf groups by class and by (parent,
+    class) cell.  Only the response's column of the classes' sums changes between replicates."""
+
+    classes: LeafClasses
+    by_class: sparse.csr_matrix  # (classes, G)
+    by_cell: sparse.csr_matrix  # (parents x classes, G)
+
+    @classmethod
+    def of(cls, agg: Aggregates) -> _Pooling | None:
+        classes = leaf_classes(agg)
+        if classes is None:
+            return None
+        leaf = agg.factors[agg.chain[0]]  # type: ignore[index]
+        _, which = np.unique(leaf.counts, return_inverse=True)
+        m, G = len(classes.counts), len(which)
+        cell = agg.parents[0] * m + which
+        ones, groups = np.ones(G), np.arange(G)
+        return cls(
+            classes,
+            sparse.csr_matrix((ones, (which, groups)), shape=(m, G)),
+            sparse.csr_matrix((ones, (cell, groups)), shape=(classes.sums.shape[0] * m, G)),
+        )
+
+    def pooled(self, S: np.ndarray) -> LeafClasses:
+        """The classes of leaf sums S (G, k) that differ from the template's in the last column."""
+        c, k = self.classes, S.shape[1]
+        y = np.ascontiguousarray(S[:, k - 1])
+        sss, sums = c.sss.copy(), c.sums.copy()
+        for i in range(k):
+            sss[:, i, k - 1] = sss[:, k - 1, i] = self.by_class @ (S[:, i] * y)
+        sums[:, :, k - 1] = (self.by_cell @ y).reshape(sums.shape[:2])
+        return LeafClasses(c.counts, c.ngroups, sss, c.children, sums)
+
+
+@dataclass(frozen=True)
 class Skeleton:
     """What stays fixed across replicates: the template aggregates (the response's statistics
     are replaced per replicate), the design's effects in the model's columns, and the factors of
@@ -70,6 +109,7 @@ class Skeleton:
     transfer: np.ndarray  # (G z, p) (Z_g'Z_g)^+ Z_g'X_g, stacked
     within_root: _Factor  # of W
     chi2_df: int
+    pooling: _Pooling | None  # the leaf's classes, delivered pooled as an SQL backend would
 
     def draw(self, rng: np.random.Generator) -> Aggregates:
         """One replicate's aggregates (see the module docstring).  Per leaf group only
@@ -100,7 +140,8 @@ class Skeleton:
         ztk = leaf.ztk.copy()  # type: ignore[union-attr]
         ztk[:, :, p] = zxb + ztzw + a
         factors = list(agg.factors)
-        factors[leaf_index] = replace(leaf, ztk=ztk)
+        pooled = None if self.pooling is None else self.pooling.pooled(ztk[:, 0, :])
+        factors[leaf_index] = replace(leaf, ztk=ztk, pooled=pooled)
         return replace(agg, ktk=ktk, factors=tuple(factors))
 
 
@@ -172,4 +213,5 @@ def build_skeleton(design: Design, agg: Aggregates, frame: pd.DataFrame) -> Skel
         transfer.reshape(-1, p),
         within_root,
         chi2_df,
+        _Pooling.of(agg) if agg.weights is None else None,
     )
