@@ -27,6 +27,7 @@ import numpy as np
 from hlm.aggregate.stats import Aggregates
 from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.pipeline import fit_aggregates
+from hlm.lmm.result import LmmResult
 from hlm.lmm.scaling import standardized_theta
 from hlm.lmm.structure import Structure
 from hlm.numerics.bobyqa import bobyqa
@@ -56,7 +57,7 @@ class LeanPlan:
         that did not converge to an interior optimum."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = fit_aggregates(spec, agg, reml=reml)
+            fit: LmmResult = fit_aggregates(spec, agg, reml=reml)
         names = fit.aggregates.xnames
         if fit.dropped_columns or fit.structure.structured or term not in names:
             return None

@@ -70,8 +70,9 @@ class _Pooling:
         classes = leaf_classes(agg)
         if classes is None:
             return None
-        leaf = agg.factors[agg.chain[0]]  # type: ignore[index]
-        _, which = np.unique(leaf.counts, return_inverse=True)
+        counts = agg.factors[agg.chain[0]].counts  # type: ignore[index]
+        assert counts is not None  # a leaf that is not pooled yet keeps its groups' counts
+        _, which = np.unique(counts, return_inverse=True)
         m, G = len(classes.counts), len(which)
         cell = agg.parents[0] * m + which
         ones, groups = np.ones(G), np.arange(G)
