@@ -69,7 +69,7 @@ class LeanPlan:
 
     def estimate(self, agg: Aggregates) -> tuple[float, float] | None:
         """(beta_term, SE) of the model fitted to ``agg`` (same layout as the pilot's), or None
-        where the full fit must decide (module docstring)."""
+        where the full fit must decide (module docstring), a failed evaluation included."""
         devfun = DevianceFunction.build(agg, self.struct, self.reml)
         lower = self.struct.lower
         run = bobyqa(
@@ -86,9 +86,11 @@ class LeanPlan:
         theta = np.where(np.isfinite(lower), np.maximum(run.x, lower), run.x)
         if run.code not in STOPPED or np.any(np.isfinite(lower) & (theta * self.to_standard < lower + BOUNDARY)):
             return None
-        prof = devfun.profiled(theta)
-        j = self.column
-        se2 = prof.sigma2 * prof.qxx_inv[j, j]
+        try:
+            prof = devfun.profiled(theta)
+            se2 = prof.sigma2 * prof.qxx_inv[self.column, self.column]
+        except (np.linalg.LinAlgError, ArithmeticError, ValueError):
+            return None
         if not (math.isfinite(prof.objective) and math.isfinite(se2) and se2 > 0):
             return None
-        return float(prof.beta[j]), math.sqrt(se2)
+        return float(prof.beta[self.column]), math.sqrt(se2)
