@@ -17,6 +17,10 @@ How a replicate is drawn (``method`` in the result):
   randomisation the analytic formulas assume;
 * ``"rows"``: otherwise every replicate simulates the rows (layout and covariates redrawn).
 
+Wald tests of sufficient-statistic replicates are fitted by :mod:`hlm.power.lean` (the estimate
+and its SE only, from a start and checks shared by the grid point's replicates); a replicate it
+cannot vouch for, and every other test, gets the full fit.
+
 Designs simulate Gaussian outcomes only, so GLMM power is not offered (a GLMM command is refused).
 
 Replicates are seeded and run in parallel by :mod:`hlm.study.run` (same seeds, same results for

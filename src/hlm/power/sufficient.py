@@ -19,6 +19,9 @@ r'W^+ r + s^2 chi^2 with N - sum_g rank(Z_g'Z_g) - rank(W) degrees of freedom (t
 into its projections on the leaf blocks of Z, on X_w and the rest).  Every piece is drawn from
 its exact distribution, so a replicate's statistics have exactly the law of those of rows drawn
 by :func:`hlm.simulate.simulate` with the same layout -- at O(leaf groups) per replicate.
+Where the nested evaluator pools the leaf groups by count (random intercepts), the drawn
+statistics carry that pooling too (only the response's column changes), as an SQL backend
+delivers it, so the fit does not pool them again.
 """
 
 from __future__ import annotations
