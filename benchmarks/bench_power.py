@@ -10,8 +10,12 @@ On the seed's design at 50 districts (80,000 rows; examples/seed.toml) with the 
 2. a 10-point power curve (``levels.district.n`` = 5..50) of ``--curve-reps`` replicates each
    (target: 1,000 each in at most 15 s), the tutoring effect at half its size;
 3. the cost of one replicate, serially: drawing the statistics vs simulating and aggregating
-   the rows, and the fit;
-4. when ``Rscript`` with lme4 is installed: one ``lmer`` fit of the same 80,000 rows (best of 3),
+   the rows, the lean fit power uses (:mod:`hlm.power.lean`) vs the full fit; CPU seconds per
+   replicate of step 1, which a loaded machine inflates less than wall seconds;
+4. the baseline in the same run: ``--baseline-reps`` replicates with the full fit per replicate
+   (the route before the lean fit), their wall seconds, and whether both routes reject the same
+   replicates;
+5. when ``Rscript`` with lme4 is installed: one ``lmer`` fit of the same 80,000 rows (best of 3),
    the cost of one replicate of the simr route.
 
 Prints one Markdown section on stdout; ``--quick`` runs 200 replicates and 50 per curve point.
@@ -26,28 +30,32 @@ import statistics
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
-from bench_study import lmer_seconds, load
+from bench_study import cpu_children, lmer_seconds, load
 
 BENCH_TIMEOUT_S = 1800
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "perform ~ tutoring + (1|dist_id/school_id/teach_id/student_id)"
 TARGET_REPS_S, TARGET_CURVE_S = 10.0, 15.0
+BASELINE_EFFECT = 0.15  # a tutoring effect with power near one half: rejections of both kinds to compare
 
 
 def per_rep_costs(design, n: int) -> dict[str, float]:
     """Median seconds of one replicate's parts, serially in this process."""
     from hlm.lmm.pipeline import aggregate, fit_aggregates
-    from hlm.power.sufficient import build_layout
+    from hlm.power.lean import LeanPlan
+    from hlm.power.sufficient import build_skeleton
     from hlm.simulate import rng_for, simulate
     from hlm.spec import parse_model
 
     spec = parse_model(MODEL)
     frame = simulate(design, seed=1)
     agg, _ = aggregate(spec, frame, backend="memory")
-    layout = build_layout(design, agg, frame)
-    fit_aggregates(spec, layout.draw(rng_for(0)))  # compile and warm up
-    times: dict[str, list[float]] = {"draw": [], "rows": [], "fit": []}
+    layout = build_skeleton(design, agg, frame)
+    plan = LeanPlan.pilot(spec, layout.draw(rng_for(0)), "tutoring", reml=True)  # compiles, warms up
+    assert plan is not None
+    times: dict[str, list[float]] = {"draw": [], "rows": [], "fit": [], "lean": []}
     for r in range(n):
         t0 = time.perf_counter()
         drawn = layout.draw(rng_for(r))
@@ -58,10 +66,34 @@ def per_rep_costs(design, n: int) -> dict[str, float]:
             warnings.simplefilter("ignore")
             fit_aggregates(spec, drawn)
         t3 = time.perf_counter()
+        plan.estimate(drawn)
+        t4 = time.perf_counter()
         times["draw"].append(t1 - t0)
         times["rows"].append(t2 - t1)
         times["fit"].append(t3 - t2)
+        times["lean"].append(t4 - t3)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def baseline(design, effect: float, reps: int, jobs: int, simulation) -> tuple[Any, Any, float]:
+    """The lean route and the full-fit route (no lean plan) on the same replicates; the latter's wall s."""
+    import hlm
+
+    kwargs = dict(effect=effect, reps=reps, seed=3, n_jobs=jobs, progress=False)
+    lean = hlm.power.simulate(design, MODEL, "tutoring", **kwargs)
+    plan = simulation._plan
+    simulation._plan = lambda *args: None  # every replicate by the full fit, as before the lean route
+    try:
+        t0 = time.perf_counter()
+        full = hlm.power.simulate(design, MODEL, "tutoring", **kwargs)
+        return lean, full, time.perf_counter() - t0
+    finally:
+        simulation._plan = plan
+
+
+def differing(a: Any, b: Any) -> int:
+    """Replicates that one result rejects and the other does not."""
+    return sum((ra[3] < a.alpha) != (rb[3] < b.alpha) for ra, rb in zip(a.replicates, b.replicates))
 
 
 def main() -> None:
@@ -70,26 +102,29 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10_000)
     ap.add_argument("--curve-reps", type=int, default=1_000)
     ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--baseline-reps", type=int, default=1_000)
     ap.add_argument("--no-lmer", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.reps, args.curve_reps = 200, 50
+        args.reps, args.curve_reps, args.baseline_reps = 200, 50, 100
     import hlm
+    import hlm.power.simulation as simulation
     from hlm.simulate import Design
 
     design = Design.from_toml(ROOT / "examples" / "seed.toml")
     jobs = args.jobs or os.cpu_count() or 1
     costs = per_rep_costs(design, 5 if args.quick else 20)
-    t0 = time.perf_counter()
-    one = hlm.power.simulate(design, MODEL, "tutoring", reps=args.reps, seed=1, n_jobs=jobs, progress=False)
-    t_reps = time.perf_counter() - t0
     half = design.fixed["tutoring"] / 2
+    t0, c0 = time.perf_counter(), cpu_children()
+    one = hlm.power.simulate(design, MODEL, "tutoring", reps=args.reps, seed=1, n_jobs=jobs, progress=False)
+    t_reps, cpu_rep = time.perf_counter() - t0, (cpu_children() - c0) / args.reps
+    lean_half, base_half, t_base = baseline(design, BASELINE_EFFECT, args.baseline_reps, jobs, simulation)
     grid = {"levels.district.n": [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_children()
     curve = hlm.power.simulate(
         design, MODEL, "tutoring", effect=half, reps=args.curve_reps, seed=2, vary=grid, n_jobs=jobs, progress=False
     )
-    t_curve = time.perf_counter() - t0
+    t_curve, cpu_curve = time.perf_counter() - t0, cpu_children() - c0
     lmer, lmer_note = (None, "skipped (--no-lmer)") if args.no_lmer else lmer_seconds(design)
 
     out = [
@@ -113,8 +148,17 @@ def main() -> None:
         + ".",
         "",
         f"One replicate, serially (median): drawing the statistics {costs['draw'] * 1e3:.1f} ms vs simulating "
-        f"and aggregating 80,000 rows {costs['rows'] * 1e3:.1f} ms; the REML fit {costs['fit'] * 1e3:.1f} ms "
-        "(the fit dominates).",
+        f"and aggregating 80,000 rows {costs['rows'] * 1e3:.1f} ms; the lean fit {costs['lean'] * 1e3:.1f} ms "
+        f"vs the full REML fit {costs['fit'] * 1e3:.1f} ms. CPU per replicate in the 50-district run: "
+        f"{cpu_rep * 1e3:.2f} ms (all processes); at that cost 2 idle cores would take "
+        f"{cpu_rep * 10_000 / 2:.1f} s for 10,000; the curve's CPU, {cpu_curve:.1f} s for {10 * args.curve_reps:,}, "
+        f"would take {cpu_curve / 2 * 1_000 / args.curve_reps:.1f} s for 10 x 1,000 on 2 idle cores.",
+        "",
+        f"Baseline in the same run (the full fit per replicate, effect {BASELINE_EFFECT:g}, "
+        f"{args.baseline_reps:,} replicates): "
+        f"{t_base:.1f} s, {args.baseline_reps / t_base:.0f} replicates/s; power {base_half.power:.3f} vs "
+        f"{lean_half.power:.3f} with the lean fit; rejections that differ: "
+        f"{differing(lean_half, base_half)} of {args.baseline_reps:,}.",
     ]
     if lmer is not None:
         out.append(

@@ -17,6 +17,10 @@ How a replicate is drawn (``method`` in the result):
   randomisation the analytic formulas assume;
 * ``"rows"``: otherwise every replicate simulates the rows (layout and covariates redrawn).
 
+Wald tests of sufficient-statistic replicates are fitted by :mod:`hlm.power.lean` (the estimate
+and its SE only, from a start and checks shared by the grid point's replicates); a replicate it
+cannot vouch for, and every other test, gets the full fit.
+
 Designs simulate Gaussian outcomes only, so GLMM power is not offered (a GLMM command is refused).
 
 Replicates are seeded and run in parallel by :mod:`hlm.study.run` (same seeds, same results for
@@ -42,6 +46,7 @@ from hlm.errors import FormulaError, HLMError, OptionError
 from hlm.lmm.collinear import drop_columns
 from hlm.lmm.pipeline import aggregate, criterion, fit_aggregates
 from hlm.lmm.result import LmmResult
+from hlm.power.lean import LeanPlan
 from hlm.power.result import PowerSimulation
 from hlm.power.sufficient import Skeleton, build_skeleton, sufficient_reason
 from hlm.simulate.design import Design
@@ -59,7 +64,7 @@ LAYOUT_REP = 1 << 32  # the replicate number whose seed draws a grid point's lay
 @dataclass(frozen=True)
 class _Setup:
     """One grid point's work: the design, the model, the test and, for the sufficient-statistic
-    route, the layout."""
+    route, the layout and (Wald test) the lean fit's plan."""
 
     index: int
     design: Design
@@ -68,6 +73,7 @@ class _Setup:
     term: str
     test: Test
     skeleton: Skeleton | None
+    plan: LeanPlan | None = None
 
 
 def _replicate(setup: _Setup, seed: int) -> Aggregates:
@@ -91,7 +97,7 @@ def term_test(spec: ModelSpec, agg: Aggregates, term: str, test: Test, *, reml: 
         beta = float(fit.profiled.beta[j])
         se = math.sqrt(float(fit.profiled.sigma2 * fit.profiled.qxx_inv[j, j]))
         if test == "wald":
-            return beta, float(2.0 * stats.norm.sf(abs(beta / se)))
+            return beta, wald_p(beta, se)
         if test == "satterthwaite":
             L = np.zeros((1, len(names)))
             L[0, j] = 1.0
@@ -102,18 +108,25 @@ def term_test(spec: ModelSpec, agg: Aggregates, term: str, test: Test, *, reml: 
         return beta, float(stats.chi2.sf(stat, 1))
 
 
+def wald_p(beta: float, se: float) -> float:
+    """Two-sided p-value of z = beta / SE against N(0, 1): erfc(|z| / sqrt 2)."""
+    return math.erfc(abs(beta / se) / math.sqrt(2.0))
+
+
+def _test(setup: _Setup, agg: Aggregates) -> tuple[float, float]:
+    """(estimate, p-value) of one replicate: the lean fit where the setup has a plan and the
+    replicate passes its checks, else the full fit."""
+    if setup.plan is not None and (lean := setup.plan.estimate(agg)) is not None:
+        return lean[0], wald_p(*lean)
+    return term_test(setup.spec, agg, setup.term, setup.test, reml=setup.reml)
+
+
 def _chunk(setup: _Setup, reps: Sequence[int], seed: int) -> list[tuple[int, int, float, float, str | None]]:
     """(point, replicate, estimate, p-value, error) of replicates ``reps`` (runs in a worker)."""
     out: list[tuple[int, int, float, float, str | None]] = []
     for r in reps:
         try:
-            est, pval = term_test(
-                setup.spec,
-                _replicate(setup, replicate_seed(seed, setup.index, r)),
-                setup.term,
-                setup.test,
-                reml=setup.reml,
-            )
+            est, pval = _test(setup, _replicate(setup, replicate_seed(seed, setup.index, r)))
             out.append((setup.index, r, est, pval, None))
         except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             out.append((setup.index, r, math.nan, math.nan, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
@@ -159,7 +172,20 @@ def _setup(index: int, design: Design, spec: ModelSpec, term: str, test: Test, m
     if method == "sufficient" and reason is not None:
         raise OptionError(f"the sufficient-statistic simulator does not apply: {reason}")
     skeleton = build_skeleton(design, agg, frame) if reason is None and method != "rows" else None
-    return _Setup(index, design, spec, reml, term, test, skeleton)
+    return _Setup(index, design, spec, reml, term, test, skeleton, _plan(skeleton, spec, term, test, reml, seed, index))
+
+
+def _plan(
+    skeleton: Skeleton | None, spec: ModelSpec, term: str, test: Test, reml: bool, seed: int, index: int
+) -> LeanPlan | None:
+    """The lean fit's plan for Wald tests of sufficient-statistic replicates, piloted on the
+    statistics drawn with the layout's seed (no replicate's), or None."""
+    if skeleton is None or test != "wald":
+        return None
+    try:
+        return LeanPlan.pilot(spec, skeleton.draw(rng_for(replicate_seed(seed, index, LAYOUT_REP))), term, reml=reml)
+    except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return None
 
 
 def simulate(

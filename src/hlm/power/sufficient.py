@@ -19,6 +19,9 @@ r'W^+ r + s^2 chi^2 with N - sum_g rank(Z_g'Z_g) - rank(W) degrees of freedom (t
 into its projections on the leaf blocks of Z, on X_w and the rest).  Every piece is drawn from
 its exact distribution, so a replicate's statistics have exactly the law of those of rows drawn
 by :func:`hlm.simulate.simulate` with the same layout -- at O(leaf groups) per replicate.
+Where the nested evaluator pools the leaf groups by count (random intercepts), the drawn
+statistics carry that pooling too (only the response's column changes), as an SQL backend
+delivers it, so the fit does not pool them again.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
-from hlm.aggregate.stats import INTERCEPT, Aggregates
+from hlm.aggregate.stats import INTERCEPT, Aggregates, LeafClasses
+from hlm.lmm.nested import leaf_classes
 from hlm.simulate.design import Design
 
 
@@ -54,6 +59,44 @@ class _Factor:
 
 
 @dataclass(frozen=True)
+class _Pooling:
+    """The leaf pooled by count as the nested evaluator pools it (:func:`hlm.lmm.nested.leaf_classes`):
+    the template's classes, and 0/1 matrices that sum the leaf groups by class and by (parent,
+    class) cell.  Only the response's column of the classes' sums changes between replicates."""
+
+    classes: LeafClasses
+    by_class: sparse.csr_matrix  # (classes, G)
+    by_cell: sparse.csr_matrix  # (parents x classes, G)
+
+    @classmethod
+    def of(cls, agg: Aggregates) -> _Pooling | None:
+        classes = leaf_classes(agg)
+        if classes is None:
+            return None
+        counts = agg.factors[agg.chain[0]].counts  # type: ignore[index]
+        assert counts is not None  # a leaf that is not pooled yet keeps its groups' counts
+        _, which = np.unique(counts, return_inverse=True)
+        m, G = len(classes.counts), len(which)
+        cell = agg.parents[0] * m + which
+        ones, groups = np.ones(G), np.arange(G)
+        return cls(
+            classes,
+            sparse.csr_matrix((ones, (which, groups)), shape=(m, G)),
+            sparse.csr_matrix((ones, (cell, groups)), shape=(classes.sums.shape[0] * m, G)),
+        )
+
+    def pooled(self, S: np.ndarray) -> LeafClasses:
+        """The classes of leaf sums S (G, k) that differ from the template's in the last column."""
+        c, k = self.classes, S.shape[1]
+        y = np.ascontiguousarray(S[:, k - 1])
+        sss, sums = c.sss.copy(), c.sums.copy()
+        for i in range(k):
+            sss[:, i, k - 1] = sss[:, k - 1, i] = self.by_class @ (S[:, i] * y)
+        sums[:, :, k - 1] = (self.by_cell @ y).reshape(sums.shape[:2])
+        return LeafClasses(c.counts, c.ngroups, sss, c.children, sums)
+
+
+@dataclass(frozen=True)
 class Skeleton:
     """What stays fixed across replicates: the template aggregates (the response's statistics
     are replaced per replicate), the design's effects in the model's columns, and the factors of
@@ -64,33 +107,35 @@ class Skeleton:
     sigma: float
     ancestors: tuple[np.ndarray, ...]  # per design level: the unit of each leaf group
     effects: tuple[tuple[np.ndarray, np.ndarray, int], ...]  # per level: factor F (q', q), pool columns (q',), units
-    zx: np.ndarray  # (G, z, p) Z_g'X_g
+    zx: np.ndarray  # (G z, p) Z_g'X_g, the groups' rows stacked
     ztz: np.ndarray  # (G, z, z)
     leaf_root: _Factor  # of Z_g'Z_g
-    transfer: np.ndarray  # (G, p, z) X_g'Z_g (Z_g'Z_g)^+
+    transfer: np.ndarray  # (G z, p) (Z_g'Z_g)^+ Z_g'X_g, stacked
     within_root: _Factor  # of W
     chi2_df: int
+    pooling: _Pooling | None  # the leaf's classes, delivered pooled as an SQL backend would
 
     def draw(self, rng: np.random.Generator) -> Aggregates:
-        """One replicate's aggregates (see the module docstring)."""
+        """One replicate's aggregates (see the module docstring).  Per leaf group only
+        elementwise products and sums over z (no per-group matrix calls): O(G z^2)."""
         agg, s, b = self.template, self.sigma, self.beta
         G, z = self.ztz.shape[0], self.ztz.shape[1]
         w = np.zeros((G, z))
         for anc, (F, cols, units) in zip(self.ancestors, self.effects):
-            w[:, cols] += (rng.standard_normal((units, F.shape[1])) @ F.T)[anc]
+            w[:, cols] += np.take(rng.standard_normal((units, F.shape[1])) @ F.T, anc, axis=0)
         zs = rng.standard_normal((G, z)) * self.leaf_root.keep  # null directions carry nothing
-        a = s * np.einsum("gij,gj->gi", self.leaf_root.root, zs)
+        a = s * (self.leaf_root.root * zs[:, None, :]).sum(axis=2)
         rz = rng.standard_normal(len(b)) * self.within_root.keep[0]
         chi2 = rng.chisquare(self.chi2_df) if self.chi2_df > 0 else 0.0
         p = len(b)
         xtx = agg.ktk[:p, :p]
-        zxb = self.zx @ b  # (G, z)
-        ztzw = np.einsum("gij,gj->gi", self.ztz, w)
-        xzw = np.einsum("gij,gi->j", self.zx, w)  # sum_g X_g'Z_g w_g
-        xe = np.einsum("gij,gj->i", self.transfer, a) + s * (self.within_root.root[0] @ rz)
-        mm = b @ xtx @ b + 2.0 * b @ xzw + float(np.einsum("gi,gi->", w, ztzw))
-        me = b @ xe + float(np.einsum("gi,gi->", w, a))
-        ee = s**2 * (float(np.einsum("gi,gi->", zs, zs)) + float(rz @ rz) + chi2)
+        zxb = (self.zx @ b).reshape(G, z)
+        ztzw = (self.ztz * w[:, None, :]).sum(axis=2)
+        xzw = w.reshape(-1) @ self.zx  # sum_g X_g'Z_g w_g
+        xe = a.reshape(-1) @ self.transfer + s * (self.within_root.root[0] @ rz)
+        mm = b @ xtx @ b + 2.0 * b @ xzw + float(np.vdot(w, ztzw))
+        me = b @ xe + float(np.vdot(w, a))
+        ee = s**2 * (float(np.vdot(zs, zs)) + float(rz @ rz) + chi2)
         ktk = agg.ktk.copy()
         ktk[:p, p] = ktk[p, :p] = xtx @ b + xzw + xe
         ktk[p, p] = mm + 2.0 * me + ee
@@ -99,7 +144,8 @@ class Skeleton:
         ztk = leaf.ztk.copy()  # type: ignore[union-attr]
         ztk[:, :, p] = zxb + ztzw + a
         factors = list(agg.factors)
-        factors[leaf_index] = replace(leaf, ztk=ztk)
+        pooled = None if self.pooling is None else self.pooling.pooled(ztk[:, 0, :])
+        factors[leaf_index] = replace(leaf, ztk=ztk, pooled=pooled)
         return replace(agg, ktk=ktk, factors=tuple(factors))
 
 
@@ -155,8 +201,8 @@ def build_skeleton(design: Design, agg: Aggregates, frame: pd.DataFrame) -> Skel
         effects.append((lv.covariance_factor()[cols >= 0], cols[cols >= 0], int(anc.max()) + 1))
         ancestors.append(anc)
     leaf_root = _Factor.of(ztz)
-    transfer = np.einsum("gzi,gzk->gik", zx, leaf_root.pinv())  # X_g'Z_g (Z_g'Z_g)^+
-    W = agg.ktk[:p, :p] - np.einsum("gik,gkj->ij", transfer, zx)
+    transfer = np.einsum("gzi,gzk->gki", zx, leaf_root.pinv())  # (Z_g'Z_g)^+ Z_g'X_g
+    W = agg.ktk[:p, :p] - np.einsum("gki,gkj->ij", transfer, zx)
     within_root = _Factor.of(((W + W.T) / 2.0)[None])
     chi2_df = agg.nobs - int(leaf_root.keep.sum()) - int(within_root.keep.sum())
     return Skeleton(
@@ -165,10 +211,11 @@ def build_skeleton(design: Design, agg: Aggregates, frame: pd.DataFrame) -> Skel
         design.residual_sd,
         tuple(ancestors),
         tuple(effects),
-        zx,
+        zx.reshape(-1, p),
         ztz,
         leaf_root,
-        transfer,
+        transfer.reshape(-1, p),
         within_root,
         chi2_df,
+        _Pooling.of(agg) if agg.weights is None else None,
     )
