@@ -188,9 +188,12 @@ def minimize(
     *,
     maxeval: int = 100_000,
     gradient: Gradient | None = None,
+    worse_than: float = np.inf,
 ) -> OptSummary:
     """BOBYQA from theta0 within the bounds, then lme4's convergence checks (the gradient
-    check alone above HESSIAN_MAX free parameters), on ``gradient`` where it is given."""
+    check alone above HESSIAN_MAX free parameters), on ``gradient`` where it is given.
+    A run that ends at or above ``worse_than`` (a restart that found nothing lower than the
+    caller's optimum) is returned unchecked, not converged (scaled gradient inf)."""
     start = time.perf_counter()
     n = len(theta0)
     if n == 0:
@@ -198,6 +201,8 @@ def minimize(
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
     theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval)
     theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
+    if not fmin < worse_than:
+        return _summary(theta0, theta, lower, fmin, feval, start, code, np.zeros(n), np.inf, None)
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
     if free.sum() > HESSIAN_MAX:
         theta, fmin, code, g, scaled, more = _gradient_check(fun, theta, fmin, code, lower, maxeval, gradient)

@@ -127,9 +127,8 @@ def _search(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> 
     for start_at in (_zero_column_restart, _ridge_restart):
         if (restart := start_at(struct, np.asarray(opt.theta))) is None:
             continue
-        again = minimize(
-            devfun, restart, struct.lower, maxeval=max(4 * opt.feval, 300), gradient=gradient
-        )  # bounded extra work
+        bounded = max(4 * opt.feval, 300)  # extra work
+        again = minimize(devfun, restart, struct.lower, maxeval=bounded, gradient=gradient, worse_than=opt.fmin)
         if again.converged and again.fmin < opt.fmin:
             opt = replace(again, theta0=opt.theta0, feval=opt.feval + again.feval, seconds=opt.seconds + again.seconds)
     return opt
