@@ -77,12 +77,11 @@ class SchurPairs:
 def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray) -> SchurPairs:
     """Precompute :class:`SchurPairs` from B21 (m x G1) and the first factor's counts.
 
-    Columns are taken in order of their count class, so the pair products of one class
-    are contiguous and are summed into cells with one dense bincount per class (no sort)."""
+    Every product pair of a column is keyed by (count class, cell); one sort of the keys
+    (``np.unique``) and one bincount sum the pairs of each class into its cells."""
     m = b21.shape[0]
     classes, cls_of_col = np.unique(counts, return_inverse=True)
-    by_class = np.argsort(cls_of_col, kind="stable")
-    csc = b21.tocsc()[:, by_class]
+    csc = b21.tocsc()
     csc.sort_indices()
     k = np.diff(csc.indptr)
     col = np.repeat(np.arange(csc.shape[1]), k)
@@ -90,17 +89,13 @@ def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray) -> SchurPairs:
     a = np.repeat(np.arange(csc.nnz), pos + 1)  # entry a pairs with the column's entries 0..pos
     offsets = np.repeat(np.cumsum(pos + 1) - (pos + 1), pos + 1)
     b = csc.indptr[col[a]] + (np.arange(len(a)) - offsets)
-    cell_all = csc.indices[a].astype(np.int64) * m + csc.indices[b]
-    value_all = csc.data[a] * csc.data[b]
-    bounds = np.searchsorted(cls_of_col[by_class][col[a]], np.arange(len(classes) + 1))
-    cells, clss, values = [], [], []
-    for c, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        acc = np.bincount(cell_all[lo:hi], weights=value_all[lo:hi], minlength=m * m)
-        nz = np.flatnonzero(acc)
-        cells.append(nz)
-        clss.append(np.full(len(nz), c))
-        values.append(acc[nz])
-    return SchurPairs(classes.astype(float), np.concatenate(cells), np.concatenate(clss), np.concatenate(values))
+    cells = m * m
+    key = cls_of_col[col[a]].astype(np.int64) * cells + csc.indices[a].astype(np.int64) * m + csc.indices[b]
+    unique, which = np.unique(key, return_inverse=True)
+    value = np.bincount(which, weights=csc.data[a] * csc.data[b])
+    keep = value != 0.0
+    unique, value = unique[keep], value[keep]
+    return SchurPairs(classes.astype(float), unique % cells, unique // cells, value)
 
 
 def group_arrays(fac: FactorStats) -> tuple[np.ndarray, np.ndarray]:

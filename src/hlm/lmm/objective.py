@@ -11,12 +11,14 @@ from hlm.aggregate.stats import Aggregates
 from hlm.lmm.blocked import BlockedSystem, build_blocked
 from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.lmm.deviance import Profiled, profile
+from hlm.lmm.gradient import crossed_gradient
 from hlm.lmm.kernels import OneLevel, one_level
 from hlm.lmm.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
 from hlm.lmm.structure import Structure
 
 Evaluator = Literal["intercepts", "single", "nested", "blocked", "crossed"]
 CROSSED_EVALUATORS: frozenset[Evaluator] = frozenset({"blocked", "crossed"})
+GRADIENT_MAX = 2000  # random effects up to which the (dense) analytic gradient is offered
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,17 @@ class DevianceFunction:
     def profiled(self, theta: np.ndarray) -> Profiled:
         logdet, Q = self.terms(theta)
         return profile(logdet, Q, self.agg.nobs, self.reml)
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether :meth:`gradient` is available: crossed factors with at most GRADIENT_MAX
+        random effects (:mod:`hlm.lmm.gradient` works on the dense q x q matrix)."""
+        return self.crossed is not None and self.crossed.ztz.shape[0] <= GRADIENT_MAX
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """The analytic gradient of the criterion at theta (:func:`hlm.lmm.gradient.crossed_gradient`)."""
+        assert self.crossed is not None, "the analytic gradient is for crossed factors"
+        return crossed_gradient(self.crossed, self.agg, self.struct, self.reml, theta)
 
     def __call__(self, theta: np.ndarray) -> float:
         try:

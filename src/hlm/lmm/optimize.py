@@ -10,6 +10,8 @@ With more than ``HESSIAN_MAX`` free parameters the 2n^2 evaluations of the Hessi
 spent: the check is the gradient itself, max |g| over the free parameters, and the forward
 slope of every parameter on its bound (a bound parameter whose increase lowers the
 criterion is not at an optimum); a failed check restarts BOBYQA from where it stopped.
+Where the criterion has an analytic gradient (``gradient``), the checks use it: g itself,
+and the Hessian from central differences of g (2n gradients instead of 2n^2 criteria).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Callable
 import numpy as np
 
 from hlm.numerics.bobyqa import GRAD_TOL, SINGULAR_TOL, OptSummary, bobyqa
-from hlm.numerics.derivatives import fd_derivatives
+from hlm.numerics.derivatives import fd_derivatives, gradient_hessian
+
+Gradient = Callable[[np.ndarray], np.ndarray]
 
 __all__ = [
     "HESSIAN_MAX",
@@ -87,12 +91,21 @@ def snap_to_bounds(
 
 
 def gradient_verdict(
-    fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, lower: np.ndarray
+    fun: Callable[[np.ndarray], float],
+    theta: np.ndarray,
+    fmin: float,
+    lower: np.ndarray,
+    gradient: Gradient | None = None,
 ) -> tuple[np.ndarray, float]:
     """Central-difference gradient over the free parameters and, for a parameter on its bound,
     the forward slope (f(theta + h e_i) - f(theta)) / h; the verdict is the larger of max |g|
-    (free) and max(-slope, 0) (bound): below GRAD_TOL no feasible direction descends."""
+    (free) and max(-slope, 0) (bound): below GRAD_TOL no feasible direction descends.
+    With an analytic ``gradient`` its components are the slopes."""
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
+    if gradient is not None:
+        g = gradient(theta)
+        worst = float(np.max(np.abs(g[free]), initial=0.0))
+        return g, max(worst, float(np.max(-g[~free], initial=0.0)))
     g, _ = fd_derivatives(fun, theta, free, hessian=False)
     worst = float(np.max(np.abs(g[free]))) if free.any() else 0.0
     h = 1e-4
@@ -105,11 +118,17 @@ def gradient_verdict(
 
 
 def _gradient_check(
-    fun: Callable[[np.ndarray], float], theta: np.ndarray, fmin: float, code: str, lower: np.ndarray, maxeval: int
+    fun: Callable[[np.ndarray], float],
+    theta: np.ndarray,
+    fmin: float,
+    code: str,
+    lower: np.ndarray,
+    maxeval: int,
+    gradient: Gradient | None,
 ) -> tuple[np.ndarray, float, str, np.ndarray, float, int]:
     """The many-parameter check (module docstring), with up to RESTARTS restarts of BOBYQA
     from a point that fails it; the lowest point is kept, with the restarts' evaluations."""
-    g, worst = gradient_verdict(fun, theta, fmin, lower)
+    g, worst = gradient_verdict(fun, theta, fmin, lower, gradient)
     feval = 0
     for _ in range(RESTARTS):
         if worst < GRAD_TOL:
@@ -120,7 +139,7 @@ def _gradient_check(
         if not f_again < fmin:
             break
         theta, fmin, code = again, f_again, code_again
-        g, worst = gradient_verdict(fun, theta, fmin, lower)
+        g, worst = gradient_verdict(fun, theta, fmin, lower, gradient)
     return theta, fmin, code, g, worst, feval
 
 
@@ -151,11 +170,30 @@ def _summary(
     )
 
 
+def _derivatives(
+    fun: Callable[[np.ndarray], float], gradient: Gradient | None, theta: np.ndarray, free: np.ndarray, hessian: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and (with ``hessian``) Hessian at theta: analytic g where given, else central differences."""
+    if gradient is None:
+        return fd_derivatives(fun, theta, free, hessian=hessian)
+    g = gradient(theta)
+    g[~free] = 0.0  # as the finite differences: the checks are over the free parameters
+    return g, gradient_hessian(gradient, theta, free) if hessian else np.eye(len(theta))
+
+
 def minimize(
-    fun: Callable[[np.ndarray], float], theta0: np.ndarray, lower: np.ndarray, *, maxeval: int = 100_000
+    fun: Callable[[np.ndarray], float],
+    theta0: np.ndarray,
+    lower: np.ndarray,
+    *,
+    maxeval: int = 100_000,
+    gradient: Gradient | None = None,
+    worse_than: float = np.inf,
 ) -> OptSummary:
     """BOBYQA from theta0 within the bounds, then lme4's convergence checks (the gradient
-    check alone above HESSIAN_MAX free parameters)."""
+    check alone above HESSIAN_MAX free parameters), on ``gradient`` where it is given.
+    A run that ends at or above ``worse_than`` (a restart that found nothing lower than the
+    caller's optimum) is returned unchecked, not converged (scaled gradient inf)."""
     start = time.perf_counter()
     n = len(theta0)
     if n == 0:
@@ -163,17 +201,19 @@ def minimize(
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
     theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval)
     theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
+    if not fmin < worse_than:
+        return _summary(theta0, theta, lower, fmin, feval, start, code, np.zeros(n), np.inf, None)
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
     if free.sum() > HESSIAN_MAX:
-        theta, fmin, code, g, scaled, more = _gradient_check(fun, theta, fmin, code, lower, maxeval)
+        theta, fmin, code, g, scaled, more = _gradient_check(fun, theta, fmin, code, lower, maxeval, gradient)
         return _summary(theta0, theta, lower, fmin, feval + more, start, code, g, scaled, None)
-    g, H = fd_derivatives(fun, theta, free)
+    g, H = _derivatives(fun, gradient, theta, free, True)
     pd_ok, scaled, step = _newton(g, H, free)
     if pd_ok and step is not None:  # one Newton polish on the free coordinates
         trial = np.where(np.isfinite(lower), np.maximum(theta + step, lower), theta + step)
         f_trial = float(fun(trial))
         if f_trial < fmin:  # the Hessian barely moves over a Newton step: refresh g only
             theta, fmin = trial, f_trial
-            g, _ = fd_derivatives(fun, theta, free, hessian=False)
+            g, _ = _derivatives(fun, gradient, theta, free, False)
             pd_ok, scaled, _ = _newton(g, H, free)
     return _summary(theta0, theta, lower, fmin, feval, start, code, g, scaled, pd_ok)

@@ -122,11 +122,13 @@ def _zero_column_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | N
 
 def _search(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> OptSummary:
     """BOBYQA from theta0, then the restarts of a boundary optimum; the lowest converged kept."""
-    opt = minimize(devfun, theta0, struct.lower)
+    gradient = devfun.gradient if devfun.has_gradient else None
+    opt = minimize(devfun, theta0, struct.lower, gradient=gradient)
     for start_at in (_zero_column_restart, _ridge_restart):
         if (restart := start_at(struct, np.asarray(opt.theta))) is None:
             continue
-        again = minimize(devfun, restart, struct.lower, maxeval=max(4 * opt.feval, 300))  # bounded extra work
+        bounded = max(4 * opt.feval, 300)  # extra work
+        again = minimize(devfun, restart, struct.lower, maxeval=bounded, gradient=gradient, worse_than=opt.fmin)
         if again.converged and again.fmin < opt.fmin:
             opt = replace(again, theta0=opt.theta0, feval=opt.feval + again.feval, seconds=opt.seconds + again.seconds)
     return opt
