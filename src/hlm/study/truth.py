@@ -42,6 +42,9 @@ import numpy as np
 from hlm.simulate.design import INTERCEPT, Design
 
 INTERCEPT_COLUMN = "(Intercept)"
+# Variance of the latent residual whose cut gives a binary outcome (the link's standard
+# logistic, normal or Gumbel variable); a count has none.
+LATENT_VARIANCE = {"logit": math.pi**2 / 3, "probit": 1.0, "cloglog": math.pi**2 / 6, "log": math.nan}
 _INTERCEPT_TERMS = ("(Intercept)", "_cons", "Intercept")
 
 
@@ -71,11 +74,19 @@ class Truth:
 
     @classmethod
     def from_design(cls, design: Design) -> Truth:
+        """The design's values; for a binomial or Poisson outcome on the link scale, with the
+        latent residual variance of the link as ``residual_var`` (NaN for Poisson)."""
+        shift, s = design.outcome.link_scale(design.residual_sd)
         levels = []
         for lv in design.levels:
-            f = lv.covariance_factor()
+            f = lv.covariance_factor() / s
             levels.append(LevelTruth(lv.name, str(lv.id), (INTERCEPT_COLUMN, *lv.slopes), f @ f.T))
-        return cls(tuple(levels), design.residual_sd**2, dict(design.fixed), tuple(design.variables()))
+        fixed = {k: (v - shift if k == INTERCEPT else v) / s for k, v in design.fixed.items()}
+        if shift and INTERCEPT not in fixed:
+            fixed[INTERCEPT] = -shift / s
+        link = str(design.outcome.link)
+        residual_var = design.residual_sd**2 if design.outcome.family == "gaussian" else LATENT_VARIANCE[link]
+        return cls(tuple(levels), residual_var, fixed, tuple(design.variables()))
 
     # ---- matching -----------------------------------------------------------------------
     def level_index(self, group: str | Iterable[str] | None) -> int | None:
