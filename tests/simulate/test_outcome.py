@@ -110,3 +110,15 @@ def test_residual_sd_of_a_family_without_residual_is_refused() -> None:
 def test_poisson_mean_too_large_is_refused() -> None:
     with pytest.raises(OptionError, match="too large to draw"):
         simulate(two_level(Outcome("poisson"), intercept=60.0), seed=1)
+
+
+def test_seed_pass_example_is_the_seed_cut_at_zero() -> None:
+    cut = Design.from_toml("examples/seed_pass.toml")
+    seed = Design.from_toml("examples/seed.toml")
+    assert cut.outcome == Outcome(threshold=0.0, latent="perform") and cut.response == "pass"
+    assert (cut.levels, cut.fixed, cut.residual_sd) == (seed.levels, seed.fixed, seed.residual_sd)
+    small = cut.set("levels.district.n", 2)
+    frame = simulate(small, seed=3)
+    # the same draws as the seed's perform: the cut adds no randomness
+    np.testing.assert_array_equal(frame["perform"], simulate(seed.set("levels.district.n", 2), seed=3)["perform"])
+    np.testing.assert_array_equal(frame["pass"], (frame["perform"] > 0).astype(int))

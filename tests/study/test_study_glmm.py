@@ -83,3 +83,16 @@ def test_models_without_true_values_are_refused(model: str, message: str) -> Non
 def test_study_family_must_be_the_outcome() -> None:
     with pytest.raises(OptionError, match="must be the same"):
         hlm.study(logit_design(), ["passed ~ x + (1 | school_id)"], reps=1, n_jobs=1, link="probit")
+
+
+def test_omitted_inner_levels_attenuate_a_probit_and_undefine_a_logit() -> None:
+    levels = (Level("school", n=5, sd=3.0), Level("class", n=4, sd=4.0))
+    cut = Design(levels, residual_sd=6.0, fixed={"intercept": 1.0}, outcome=Outcome(threshold=0.0))
+    truth = Truth.from_design(cut)
+    # a school-only probit model: the class effect joins the latent residual, N(0, 6^2 + 4^2)
+    assert truth.glmm_scale([0]) == pytest.approx(6.0 / math.sqrt(36.0 + 16.0))
+    assert truth.fixed_truth("(Intercept)") * truth.glmm_scale([0]) == pytest.approx(1.0 / math.sqrt(52.0))
+    assert truth.sd([0], 0) * truth.glmm_scale([0]) == pytest.approx(3.0 / math.sqrt(52.0))
+    assert truth.glmm_scale([0, 1]) == 1.0
+    logit = Truth.from_design(Design(levels, fixed={"intercept": 1.0}, outcome=Outcome("binomial", "logit")))
+    assert math.isnan(logit.glmm_scale([0])) and logit.glmm_scale([0, 1]) == 1.0

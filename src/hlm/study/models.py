@@ -15,7 +15,8 @@ Model strings:
   tutoring || school_id:"``) -> :func:`hlm.fit` with the outcome's family and link (the study's
   ``family``/``link`` may name them; any other family or link is refused: the design's true values
   are on its own link scale).  Fixed effects and SDs are compared on the link scale (a threshold
-  outcome's: the design's divided by residual_sd); SDs have Wald limits on the log scale from the
+  outcome's: the design's divided by residual_sd; see :mod:`hlm.study.truth` for models that omit
+  inner levels); SDs have Wald limits on the log scale from the
   fit's Hessian where every random term is a scalar intercept.
 
 Parameter names follow the design, so that models can be compared: fixed effects by the
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 Kind = Literal["mixed", "xtreg", "ols", "glmm"]
 _XTREG = re.compile(r"^\s*xtreg\s+(fe|re|be|pooled)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(.+))?$", re.S)
 _OLS = re.compile(r"^\s*ols\s*(?::\s*(.+))?$", re.S)
+
+BOUNDARY_SD = 1e-4  # a GLMM SD below this is on the boundary (lme4's singular tolerance on theta)
 
 # One parameter estimate: name, kind, model's label, truth, estimate, se, low, high.
 ParamRow = tuple[str, str, str, float, float, float, float, float]
@@ -339,14 +342,16 @@ def _mixed_rows(
 def glmm_rows(fit: GlmmResult, truth: Truth, *, z: float, intervals: bool) -> list[ParamRow]:
     """Rows of a GLMM fit on the link scale: fixed effects with Wald limits; the SDs of random
     intercepts and slopes (with log-scale Wald limits from the Hessian of -2 loglik over (theta,
-    beta) when every random term is a scalar, where theta is the SD); the latent-scale ICCs of
+    beta) when every random term is a scalar, where theta is the SD, none at the boundary); the latent-scale ICCs of
     nested binary models, level variances over their sum plus the latent residual's (pi^2/3 for
     logit, 1 for probit, pi^2/6 for cloglog)."""
-    rows = _fixed_rows(list(fit.fixef.index), fit.fixef.to_numpy(), fit.se.to_numpy(), truth, z)
     vc = fit.varcorr
     nan = float("nan")
     index = {g: truth.level_index(g) for g in vc["group"]}
     modelled = [i for i in index.values() if i is not None]
+    scale = truth.glmm_scale(modelled)
+    fixed = _fixed_rows(list(fit.fixef.index), fit.fixef.to_numpy(), fit.se.to_numpy(), truth, z)
+    rows = [(r[0], r[1], r[2], r[3] * scale, *r[4:]) for r in fixed]
     scalar = bool(len(vc) == vc["group"].nunique() and (vc["var1"] == INTERCEPT_COLUMN).all())
     se_sd = np.full(len(vc), nan)
     if intervals and scalar:
@@ -363,13 +368,17 @@ def glmm_rows(fit: GlmmResult, truth: Truth, *, z: float, intervals: bool) -> li
         if li is None or not _missing(var2):
             continue  # correlations of GLMM terms are not compared
         lname, s = truth.level_name(li), float(se_sd[j])
-        lo, hi = (est * math.exp(-z * s / est), est * math.exp(z * s / est)) if est > 0 and s > 0 else (nan, nan)
+        lo, hi = nan, nan
+        if est >= BOUNDARY_SD and s > 0:  # none at the boundary, where the log scale has no Wald interval
+            with np.errstate(over="ignore"):
+                lo, hi = float(est * np.exp(-z * s / est)), float(est * np.exp(z * s / est))
         name = f"sd[{lname}]" if var1 == INTERCEPT_COLUMN else f"sd[{lname}:{var1}]"
-        rows.append((name, "sd", f"sd({var1}|{group})", truth.sd(modelled, li, str(var1)), float(est), s, lo, hi))
+        sd_truth = truth.sd(modelled, li, str(var1)) * scale
+        rows.append((name, "sd", f"sd({var1}|{group})", sd_truth, float(est), s, lo, hi))
         if var1 == INTERCEPT_COLUMN:
             intercept_var[li] = intercept_var.get(li, 0.0) + float(var)
     total = sum(intercept_var.values()) + truth.residual_var
-    if scalar and math.isfinite(truth.residual_var):
+    if scalar and math.isfinite(truth.residual_var) and math.isfinite(scale):
         for li in sorted(intercept_var):
             est = sum(v for m, v in intercept_var.items() if m <= li) / total
             name = truth.level_name(li)

@@ -25,7 +25,12 @@ of two observations in the same ``g`` unit,
 
     icc_g = sum_{modelled h at or outside g} v_h / (sum_l v_l + s^2),
 
-the same definition as :func:`hlm.variance_share.icc_table`.  A panel estimator (``xtreg``)
+the same definition as :func:`hlm.variance_share.icc_table`.
+
+For a GLMM outcome the values are on the link scale (see :meth:`Truth.from_design`) and levels
+inside the innermost modelled factor cannot join a residual: a probit model that omits them
+estimates every coefficient and SD times 1 / sqrt(1 + their variance) (:meth:`Truth.glmm_scale`;
+its ICCs are unchanged), and other links have no true values then.  A panel estimator (``xtreg``)
 with panel variable at level ``k`` is the one-factor case: ``sigma_u`` estimates the
 collapsed SD of level ``k``, ``sigma_e`` the collapsed residual SD, ``rho`` its ICC.  Pooled
 OLS models no level: its ``sigma`` estimates the total SD.
@@ -71,6 +76,7 @@ class Truth:
     residual_var: float
     fixed: Mapping[str, float]
     variables: tuple[str, ...]
+    link: str | None = None  # a GLMM outcome's link (None: Gaussian)
 
     @classmethod
     def from_design(cls, design: Design) -> Truth:
@@ -86,7 +92,8 @@ class Truth:
             fixed[INTERCEPT] = -shift / s
         link = str(design.outcome.link)
         residual_var = design.residual_sd**2 if design.outcome.family == "gaussian" else LATENT_VARIANCE[link]
-        return cls(tuple(levels), residual_var, fixed, tuple(design.variables()))
+        glmm_link = None if design.outcome.family == "gaussian" else link
+        return cls(tuple(levels), residual_var, fixed, tuple(design.variables()), glmm_link)
 
     # ---- matching -----------------------------------------------------------------------
     def level_index(self, group: str | Iterable[str] | None) -> int | None:
@@ -154,3 +161,16 @@ class Truth:
         v = sum(self.covariance(ms, m, INTERCEPT_COLUMN, INTERCEPT_COLUMN) for m in ms if m <= level)
         total = self.total_var
         return v / total if total > 0 else float("nan")
+
+    def glmm_scale(self, modelled: Iterable[int]) -> float:
+        """The factor on a GLMM's link-scale truths when the model omits levels inside its innermost
+        factor: 1 when they have no variance; for a probit, 1 / sqrt(1 + v) with v their intercept
+        variance (their effects join the standard normal latent residual, Phi(eta / sqrt(1 + v)));
+        NaN otherwise (other links and random slopes attenuate with no closed form)."""
+        inside = self.assignment(modelled)[-1]
+        if not any(np.any(self.levels[i].cov != 0.0) for i in inside):
+            return 1.0
+        if self.link != "probit" or any(len(self.levels[i].columns) > 1 for i in inside):
+            return math.nan
+        v = sum(self.levels[i].covariance(INTERCEPT_COLUMN, INTERCEPT_COLUMN) for i in inside)
+        return 1.0 / math.sqrt(1.0 + v)
