@@ -123,5 +123,5 @@ def test_refusals():
         hlm.power.simulate(three, "y ~ treat + (1 | district_id)", "treat", reps=5, method="sufficient")
     with pytest.raises(HLMError):
         hlm.power.simulate(design, "y ~ treat + (1 | school_id)", "treat", reps=0)
-    with pytest.raises(OptionError, match="linear mixed models only"):
+    with pytest.raises(OptionError, match="GLMM command but the design.s outcome is Gaussian"):
         hlm.power.simulate(design, "melogit y treat || school_id:", "treat", reps=5)

@@ -6,9 +6,10 @@ prints a short narrative and the table a Stata user would read: xtreg fe and re,
 single-level mixed model, the 4-level model in the right order with the variance shares,
 what the seed's reversed order does, REML vs ML for comparing mean structures, a
 small Monte Carlo study of how the district SD's precision grows with the number of
-districts, and the design question behind it all: how many districts estimate the district
-SD within +-25% (:func:`hlm.power.sd_sample_size`), and the power to detect tutoring at half
-its effect (:func:`hlm.power.simulate`).
+districts, pass/fail (``pass = perform > 0``) by a four-level logistic GLMM with the
+latent-scale variance shares (:mod:`hlm.cli.demo_glmm`), and the design question behind it
+all: how many districts estimate the district SD within +-25% (:func:`hlm.power.sd_sample_size`),
+and the power to detect tutoring at half its effect (:func:`hlm.power.simulate`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 import hlm
+from hlm.cli.demo_glmm import show_pass_fail
 from hlm.diagnose import check_level_order
 from hlm.errors import HLMError
 from hlm.simulate import Design, simulate
@@ -198,6 +200,13 @@ def run_demo(*, districts: int = 50, seed: int = 2026, reps: int = 40, echo: Cal
     _step(
         echo,
         7,
+        "melogit pass tutoring || ... : pass/fail (pass = perform > 0)",
+        "Just as often the outcome is binary. A four-level logistic GLMM of passing:",
+    )
+    show_pass_fail(frame, seed_design(districts), echo)
+    _step(
+        echo,
+        8,
         "The design question: how many districts, and what power?",
         "What the next study needs, answered analytically and by simulation (hlm.power):",
     )

@@ -21,7 +21,10 @@ Wald tests of sufficient-statistic replicates are fitted by :mod:`hlm.power.lean
 and its SE only, from a start and checks shared by the grid point's replicates); a replicate it
 cannot vouch for, and every other test, gets the full fit.
 
-Designs simulate Gaussian outcomes only, so GLMM power is not offered (a GLMM command is refused).
+GLMMs: when the design's outcome is binomial or Poisson (:class:`hlm.simulate.Outcome`) each
+replicate's rows are fitted by :func:`hlm.fit` with the outcome's family and link (Laplace, ML) --
+a model in lme4 syntax takes them from the design, a Stata command (``melogit ...``) must say the
+same -- and the test is Wald's z on the link scale (route ``"rows"``; other tests are refused).
 
 Replicates are seeded and run in parallel by :mod:`hlm.study.run` (same seeds, same results for
 any ``n_jobs``).
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from hlm.aggregate.stats import Aggregates
@@ -64,22 +68,43 @@ LAYOUT_REP = 1 << 32  # the replicate number whose seed draws a grid point's lay
 @dataclass(frozen=True)
 class _Setup:
     """One grid point's work: the design, the model, the test and, for the sufficient-statistic
-    route, the layout and (Wald test) the lean fit's plan."""
+    route, the layout and (Wald test) the lean fit's plan; ``model`` is the string a GLMM's fit
+    reads (None for linear models)."""
 
     index: int
     design: Design
-    spec: ModelSpec
+    spec: ModelSpec | None
     reml: bool
     term: str
     test: Test
     skeleton: Skeleton | None
     plan: LeanPlan | None = None
+    model: str | None = None
+
+
+def glmm_term_test(model: str, design: Design, frame: pd.DataFrame, term: str) -> tuple[float, float]:
+    """(estimate, two-sided Wald p-value) of ``term`` in the GLMM ``model`` fitted to ``frame`` with
+    the design's outcome family and link."""
+    from hlm import api
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = api.fit(model, frame, family=design.outcome.family, link=design.outcome.link)
+    if term not in fit.fixef.index:
+        raise OptionError(
+            f"'{term}' is not a fixed effect of the model; its fixed effects are {', '.join(fit.fixef.index)}"
+        )
+    beta, se = float(fit.fixef[term]), float(fit.se[term])
+    if not (math.isfinite(beta) and math.isfinite(se) and se > 0):
+        raise ArithmeticError(f"no finite Wald SE of '{term}' (separation or a failed fit)")
+    return beta, wald_p(beta, se)
 
 
 def _replicate(setup: _Setup, seed: int) -> Aggregates:
     """The aggregates of one replicate."""
     if setup.skeleton is not None:
         return setup.skeleton.draw(rng_for(seed))
+    assert setup.spec is not None  # a linear model (GLMM replicates are fitted from rows)
     return aggregate(setup.spec, simulate_rows(setup.design, seed=seed), backend="memory")[0]
 
 
@@ -118,6 +143,7 @@ def _test(setup: _Setup, agg: Aggregates) -> tuple[float, float]:
     replicate passes its checks, else the full fit."""
     if setup.plan is not None and (lean := setup.plan.estimate(agg)) is not None:
         return lean[0], wald_p(*lean)
+    assert setup.spec is not None  # a linear model (a GLMM's replicates are fitted from rows)
     return term_test(setup.spec, agg, setup.term, setup.test, reml=setup.reml)
 
 
@@ -126,14 +152,18 @@ def _chunk(setup: _Setup, reps: Sequence[int], seed: int) -> list[tuple[int, int
     out: list[tuple[int, int, float, float, str | None]] = []
     for r in reps:
         try:
-            est, pval = _test(setup, _replicate(setup, replicate_seed(seed, setup.index, r)))
+            if setup.model is not None:
+                frame = simulate_rows(setup.design, seed=replicate_seed(seed, setup.index, r))
+                est, pval = glmm_term_test(setup.model, setup.design, frame, setup.term)
+            else:
+                est, pval = _test(setup, _replicate(setup, replicate_seed(seed, setup.index, r)))
             out.append((setup.index, r, est, pval, None))
         except (HLMError, ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             out.append((setup.index, r, math.nan, math.nan, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
     return out
 
 
-def _checked(design: Any, model: str, test: str, alpha: float, method: str) -> tuple[Design, ModelSpec]:
+def _checked(design: Any, model: str, test: str, alpha: float, method: str) -> tuple[Design, ModelSpec | None]:
     if isinstance(design, (str, os.PathLike)):
         design = Design.from_toml(design)
     if not isinstance(design, Design):
@@ -146,21 +176,42 @@ def _checked(design: Any, model: str, test: str, alpha: float, method: str) -> t
         raise OptionError(f"method must be 'auto', 'sufficient' or 'rows', got {method!r}")
     if not isinstance(model, str):
         raise OptionError(f"model must be a model string, got {model!r}")
+    glmm = design.outcome.family != "gaussian"
+    if glmm and (test != "wald" or method == "sufficient"):
+        raise OptionError(
+            f"the design's outcome is {design.outcome.family}: GLMM power uses the Wald z test on simulated rows "
+            "(test='wald', method 'auto' or 'rows')"
+        )
     try:
         spec = parse_model(model)
     except FormulaError as exc:
-        if "GLMM" in str(exc):
+        if "GLMM" not in str(exc):
+            raise
+        if not glmm:
             raise OptionError(
-                "power by simulation fits linear mixed models only; GLMM power is not supported"
+                "the model is a GLMM command but the design's outcome is Gaussian; give the design an "
+                "[outcome] family (e.g. family = 'binomial', link = 'logit')"
             ) from None
-        raise
+        return design, None
     if not spec.random:
         raise OptionError("power by simulation needs a mixed model (a random term such as (1 | group))")
     return design, spec
 
 
-def _setup(index: int, design: Design, spec: ModelSpec, term: str, test: Test, method: str, seed: int) -> _Setup:
-    """A grid point's setup: the model's aggregates of one data set decide the route."""
+def _setup(
+    index: int, design: Design, spec: ModelSpec | None, model: str, term: str, test: Test, method: str, seed: int
+) -> _Setup:
+    """A grid point's setup: the model's aggregates of one data set decide the route (a GLMM's
+    fit to that data set checks the model and the term)."""
+    if design.outcome.family != "gaussian":
+        frame = simulate_rows(design, seed=replicate_seed(seed, index, LAYOUT_REP))
+        try:
+            glmm_term_test(model, design, frame, term)
+        except (ArithmeticError, np.linalg.LinAlgError):
+            pass  # this data set's fit; the replicates count their own failures
+        return _Setup(index, design, spec, False, term, test, None, model=model)
+    if spec is None:
+        raise OptionError(f"the design's outcome became Gaussian at design point {index + 1}; a GLMM cannot fit it")
     reml, _ = criterion(spec, None)
     if test == "lrt" and spec.reml:
         raise OptionError("the likelihood-ratio test compares ML fits; drop REML from the model string")
@@ -221,7 +272,7 @@ def simulate(
     if effect is not None:
         design = design.set(f"fixed.{term}", effect)
     keys, points = grid_points(design, vary, [model])
-    setups = [_setup(p.index, p.design, spec, term, test, method, int(seed)) for p in points]
+    setups = [_setup(p.index, p.design, spec, model, term, test, method, int(seed)) for p in points]
     n_jobs = int(min(n_jobs or os.cpu_count() or 1, int(reps) * len(setups)))
     size = max(1, math.ceil(int(reps) / max(1, math.ceil(2 * n_jobs / len(setups)))))
     tasks = [(s, range(a, min(a + size, int(reps)))) for s in setups for a in range(0, int(reps), size)]

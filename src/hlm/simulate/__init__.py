@@ -8,14 +8,16 @@ effects; and the residual SD.  The response is
 
     y = intercept + sum_j beta_j x_j + sum_levels (b0 + sum_j b_j x_j) + e,
 
-with independent normal random effects per unit and level and normal residuals.
+with independent normal random effects per unit and level and normal residuals; an
+:class:`Outcome` draws a binary or count response from the same linear predictor instead
+(``Outcome("binomial", "logit")``, ``Outcome("poisson")``, ``Outcome(threshold=0.0)``).
 
     >>> from hlm.simulate import Design, simulate
     >>> design = Design.from_toml("examples/seed.toml").set("levels.district.n", 10)
     >>> frame = simulate(design, seed=1)          # 16,000 rows
 """
 
-from hlm.simulate.design import Covariate, Design, FrozenMap, Level, Observations
+from hlm.simulate.design import Covariate, Design, FrozenMap, Level, Observations, Outcome
 from hlm.simulate.distributions import (
     Bernoulli,
     Normal,
@@ -36,6 +38,7 @@ __all__ = [
     "Level",
     "Normal",
     "Observations",
+    "Outcome",
     "Poisson",
     "Uniform",
     "UniformInt",

@@ -11,6 +11,10 @@ independent across units and levels.  Observation ``i`` of innermost unit ``s`` 
     y_i = intercept + sum_j beta_j x_ij
           + sum_l ( b0_{l,g_l(i)} + sum_j b_{l,j,g_l(i)} x_ij ) + e_i,   e_i ~ N(0, residual_sd^2).
 
+With a non-Gaussian ``outcome`` (:class:`hlm.simulate.Outcome`) the same linear predictor
+without e_i gives the response's mean through the inverse link: y_i ~ Bernoulli(h(eta_i)) or
+Poisson(exp(eta_i)); or y_i = 1{eta_i + e_i > c} (the seed's ``pass = perform > 0``).
+
 A covariate is drawn per observation or once per unit of a named level (a treatment
 assigned per teacher or school).  Units per parent are fixed or drawn per parent from a
 count distribution (unbalanced designs); the outermost level's count is a whole number.
@@ -34,6 +38,7 @@ from hlm.simulate.parts import (
     FrozenMap,
     Level,
     Observations,
+    Outcome,
     checked_name,
     checked_sd,
     mean_count,
@@ -54,6 +59,7 @@ class Design:
     fixed: Mapping[str, float] = field(default_factory=FrozenMap)
     response: str = "y"
     sampling: Sampling | None = None  # a two-stage sample of the population (hlm.simulate.sampling)
+    outcome: Outcome = field(default_factory=Outcome)
 
     def __post_init__(self) -> None:
         levels = tuple(self.levels)
@@ -74,6 +80,10 @@ class Design:
                 "sampling draws a two-stage sample from a one-level design (clusters and their rows): "
                 "give one [[levels]] table and an hlm.simulate.Sampling"
             )
+        if not isinstance(self.outcome, Outcome):
+            raise OptionError("outcome must be an hlm.simulate.Outcome, e.g. Outcome('binomial', 'logit')")
+        if self.outcome.threshold is not None and self.residual_sd <= 0:
+            raise OptionError("outcome.threshold cuts a latent response with residual_sd > 0; give residual_sd")
         self._check_names()
 
     def _check_names(self) -> None:
@@ -105,6 +115,8 @@ class Design:
         claim(self.response, "response")
         for col in self.sampling.columns if self.sampling is not None else ():
             claim(col, "sampling.weights")
+        if self.outcome.latent is not None:
+            claim(self.outcome.latent, "outcome.latent")
         variables = self.variables()
         for k in self.fixed:
             if k != INTERCEPT and k not in variables:

@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy import special
 
 from hlm.errors import OptionError
 from hlm.simulate.design import Design, mean_count
 from hlm.simulate.distributions import Assign
-from hlm.simulate.parts import Count, Level
+from hlm.simulate.parts import Count, Level, Outcome
 
 _PIECE = 1 << 16
 IdForm = Literal["global", "within", "both"]
 WITHIN_SUFFIX = "_within"
+MAX_LOG_MEAN = 40.0  # exp(40) ~ 2e17: numpy's Poisson draws stop near 1e19
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,53 @@ def _covariates(
     return out
 
 
+def response_draw(outcome: Outcome, eta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The response from the linear predictor (with the residual where the outcome has one):
+    itself (Gaussian), 1{eta > c} (a threshold), Bernoulli(h(eta)) or Poisson(exp(eta))."""
+    if outcome.family == "gaussian":
+        return eta
+    if outcome.threshold is not None:
+        return (eta > outcome.threshold).astype(np.int64)
+    if outcome.family == "poisson":
+        if eta.size and eta.max() > MAX_LOG_MEAN:
+            raise OptionError(
+                f"a Poisson mean exp({eta.max():.3g}) is too large to draw; lower the intercept, coefficients or SDs"
+            )
+        return rng.poisson(np.exp(eta)).astype(np.int64)
+    if outcome.link == "logit":
+        p = special.expit(eta)
+    elif outcome.link == "probit":
+        p = special.ndtr(eta)
+    else:  # cloglog
+        p = -np.expm1(-np.exp(eta))
+    return (rng.random(len(eta)) < p).astype(np.int64)
+
+
+def _id_columns(
+    design: Design,
+    tree: tuple[list[np.ndarray | int], list[int], np.ndarray | int, int, list[np.ndarray | int]],
+    offsets: tuple[int, ...],
+    ids: IdForm,
+) -> tuple[dict[str, np.ndarray], type]:
+    """The id columns (global ids shifted by ``offsets``, within ids, or both) and their dtype."""
+    counts, units, _, _, per_unit = tree
+    dtype = id_dtype(design)
+    if dtype is np.int32 and max(o + u for o, u in zip(offsets, units)) >= 2**31:
+        dtype = np.int64  # an extreme draw of an unbalanced design
+    cols: dict[str, np.ndarray] = {}
+    within_cols: dict[str, np.ndarray] = {}
+    for l, lv in enumerate(design.levels):
+        gid: np.ndarray = np.arange(offsets[l] + 1, offsets[l] + units[l] + 1, dtype=dtype)
+        if ids != "within":
+            cols[lv.id_column] = _expand(gid, per_unit[l])
+        if ids != "global":
+            within = gid if l == 0 else _within(counts[l], units[l - 1], units[l], dtype)
+            target = cols if ids == "within" else within_cols
+            target[lv.id_column + ("" if ids == "within" else WITHIN_SUFFIX)] = _expand(within, per_unit[l])
+    cols.update(within_cols)
+    return cols, dtype
+
+
 def draw_block(
     design: Design,
     rng: np.random.Generator,
@@ -178,7 +227,8 @@ def draw_block(
 
     ``offsets`` (units of each level already simulated in earlier blocks) shift the
     global ids.  With ``effects=True`` the true random effects come back as columns
-    ``u_<level>`` (intercepts), ``u_<level>_<covariate>`` (slopes) and ``residual``.
+    ``u_<level>`` (intercepts), ``u_<level>_<covariate>`` (slopes) and ``residual`` (for an
+    outcome drawn from its mean, ``eta``: the linear predictor).
     """
     levels = design.levels
     k = len(levels)
@@ -188,21 +238,7 @@ def draw_block(
     counts, units, obs, rows, per_unit = tree
     intercepts, slopes, acc = _random_effects(levels, counts, units, rng)
 
-    # ids and occasion
-    dtype = id_dtype(design)
-    if dtype is np.int32 and max(o + u for o, u in zip(offsets, units)) >= 2**31:
-        dtype = np.int64  # an extreme draw of an unbalanced design
-    cols: dict[str, np.ndarray] = {}
-    within_cols: dict[str, np.ndarray] = {}
-    for l, lv in enumerate(levels):
-        gid: np.ndarray = np.arange(offsets[l] + 1, offsets[l] + units[l] + 1, dtype=dtype)
-        if ids != "within":
-            cols[lv.id_column] = _expand(gid, per_unit[l])
-        if ids != "global":
-            within = gid if l == 0 else _within(counts[l], units[l - 1], units[l], dtype)
-            target = cols if ids == "within" else within_cols
-            target[lv.id_column + ("" if ids == "within" else WITHIN_SUFFIX)] = _expand(within, per_unit[l])
-    cols.update(within_cols)
+    cols, dtype = _id_columns(design, tree, offsets, ids)
     variables: dict[str, np.ndarray] = {}
     if design.observations.name is not None:
         occasion = _within(obs, units[-1], rows, dtype)
@@ -213,10 +249,12 @@ def draw_block(
     cols.update(covariates)
     variables.update(covariates)
 
-    # response: residual + intercept effects + fixed part + slopes
-    residual = rng.standard_normal(rows)
+    # response: residual + intercept effects + fixed part + slopes (the linear predictor without
+    # a residual for a family drawn from its mean)
+    outcome = design.outcome
+    residual = rng.standard_normal(rows) if outcome.has_residual else np.zeros(rows)
     residual *= design.residual_sd
-    y = residual.copy() if effects else residual
+    y = residual.copy() if effects and outcome.has_residual else residual
     if isinstance(obs, int):  # balanced: broadcast instead of materialising the repeat
         y.reshape(units[-1], obs)[...] += acc[:, None]
     else:
@@ -235,9 +273,14 @@ def draw_block(
             if effects:
                 extra[f"u_{lv.name}_{name}"] = b
             _add_scaled(y, variables[name], b)
-    cols[design.response] = y
+    if outcome.latent is not None:
+        cols[outcome.latent] = y
+    cols[design.response] = response_draw(outcome, y, rng)
     if effects:
-        extra["residual"] = residual
+        if outcome.has_residual:
+            extra["residual"] = residual
+        else:
+            extra["eta"] = y
         clash = [c for c in extra if c in cols]
         if clash:
             raise OptionError(f"effects=True would write '{clash[0]}', a column the design already has; rename it")

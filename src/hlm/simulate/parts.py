@@ -216,3 +216,72 @@ class Covariate:
         object.__setattr__(self, "dist", parse_distribution(self.dist, what=f"covariates.{self.name}.dist"))
         if self.level is not None and not isinstance(self.level, str):
             raise OptionError(f"covariates.{self.name}.level must be a level's name, got {self.level!r}")
+
+
+OUTCOME_LINKS = {
+    "gaussian": ("identity",),
+    "binomial": ("logit", "probit", "cloglog"),
+    "poisson": ("log",),
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the response is drawn from the linear predictor eta = fixed part + random effects.
+
+    * ``"gaussian"`` (identity link): y = eta + e, e ~ N(0, residual_sd^2);
+    * ``"binomial"``: y ~ Bernoulli(h(eta)), h the inverse logit, probit or cloglog link (no residual);
+    * ``"poisson"``: y ~ Poisson(exp(eta)) (log link; no residual);
+    * ``threshold=c`` (family binomial, link probit, also when not given): the seed's ``pass = perform > c`` -- a
+      Gaussian latent response y* = eta + e is drawn and y = 1{y* > c}, so that
+      P(y = 1) = Phi((eta - c) / residual_sd): a probit GLMM whose coefficients and SDs are the
+      design's divided by residual_sd (the intercept's less c).  ``latent`` names a column that
+      keeps y* (omit for none).
+
+    ``link`` None is the family's first (identity, logit, log).
+    """
+
+    family: str = "gaussian"
+    link: str | None = None
+    threshold: float | None = None
+    latent: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and self.family == "gaussian" and self.link is None:
+            object.__setattr__(self, "family", "binomial")  # a cut response is binary: what a threshold means
+            object.__setattr__(self, "link", "probit")
+        if self.family not in OUTCOME_LINKS:
+            raise OptionError(f"outcome.family must be one of {', '.join(OUTCOME_LINKS)}; not {self.family!r}")
+        links = OUTCOME_LINKS[self.family]
+        link = links[0] if self.link is None else self.link
+        if link not in links:
+            raise OptionError(
+                f"outcome.link {link!r} is not available for the {self.family} family; use {' or '.join(links)}"
+            )
+        object.__setattr__(self, "link", link)
+        if self.threshold is not None:
+            if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)):
+                raise OptionError(f"outcome.threshold must be a number, got {self.threshold!r}")
+            if not math.isfinite(self.threshold):
+                raise OptionError(f"outcome.threshold must be finite, got {self.threshold}")
+            if (self.family, link) != ("binomial", "probit"):
+                raise OptionError(
+                    "outcome.threshold cuts a normal latent response: that is family = 'binomial', link = 'probit'"
+                )
+            object.__setattr__(self, "threshold", float(self.threshold))
+        if self.latent is not None:
+            if self.threshold is None:
+                raise OptionError("outcome.latent names the latent response of a threshold; give outcome.threshold")
+            checked_name(self.latent, "outcome.latent")
+
+    @property
+    def has_residual(self) -> bool:
+        """True when the draw uses residual_sd (Gaussian, or the latent response of a threshold)."""
+        return self.family == "gaussian" or self.threshold is not None
+
+    def link_scale(self, residual_sd: float) -> tuple[float, float]:
+        """(shift, divisor) that take the design's intercept and coefficients to the outcome model's
+        link scale: a threshold's probit model has (b0 - c) / s and b / s; otherwise (0, 1)."""
+        if self.threshold is None:
+            return 0.0, 1.0
+        return self.threshold, residual_sd

@@ -25,6 +25,12 @@ A design file (the seed's is ``examples/seed.toml``)::
     intercept = 0.0
     tutoring = 2.0
 
+    [outcome]                     # omit for a Gaussian response (y = eta + e)
+    family = "binomial"           # y ~ Bernoulli(h(eta)), no residual (drop residual_sd)
+    link = "logit"                # or "probit", "cloglog"; family = "poisson": link = "log"
+    # threshold = 0.0             # instead: y = 1{eta + e > 0} (probit; keeps residual_sd)
+    # latent = "perform"          # the latent column of a threshold
+
 Unknown keys are errors that name the nearest valid key.
 """
 
@@ -46,7 +52,7 @@ else:  # Python 3.10
 
 from hlm.errors import FileError, OptionError
 from hlm.simulate.distributions import KINDS
-from hlm.simulate.parts import Covariate, Level, Observations
+from hlm.simulate.parts import Covariate, Level, Observations, Outcome
 from hlm.simulate.sampling import Sampling
 
 if TYPE_CHECKING:
@@ -56,7 +62,8 @@ D = TypeVar("D", bound="Design")
 
 DISTRIBUTIONS = tuple(KINDS.values())
 
-TOP_KEYS = ("response", "residual_sd", "observations", "levels", "covariates", "fixed", "sampling")
+TOP_KEYS = ("response", "residual_sd", "outcome", "observations", "levels", "covariates", "fixed", "sampling")
+OUTCOME_KEYS = ("family", "link", "threshold", "latent")
 LEVEL_KEYS = ("name", "id", "n", "sd", "slopes", "corr")
 OBSERVATION_KEYS = ("n", "name")
 COVARIATE_KEYS = ("dist", "level")
@@ -92,14 +99,12 @@ def design_to_dict(design: Design) -> dict[str, Any]:
     covariates: dict[str, Any] = {}
     for c in design.covariates:
         covariates[c.name] = {"dist": str(c.dist)} if c.level is None else {"dist": str(c.dist), "level": c.level}
-    out = {
-        "response": design.response,
-        "residual_sd": design.residual_sd,
-        "observations": obs,
-        "levels": levels,
-        "covariates": covariates,
-        "fixed": dict(design.fixed),
-    }
+    out: dict[str, Any] = {"response": design.response}
+    if design.outcome.has_residual:
+        out["residual_sd"] = design.residual_sd
+    if design.outcome != Outcome():
+        out["outcome"] = {k: v for k, v in vars(design.outcome).items() if v is not None}
+    out |= {"observations": obs, "levels": levels, "covariates": covariates, "fixed": dict(design.fixed)}
     return out if design.sampling is None else {**out, "sampling": design.sampling.to_dict()}
 
 
@@ -133,6 +138,13 @@ def design_from_dict(data: Mapping[str, Any], cls: type[D]) -> D:
     if not isinstance(fixed, Mapping):
         raise OptionError("fixed must be a table of coefficients, e.g. fixed = { intercept = 0, tutoring = 2 }")
     kwargs: dict[str, Any] = {"observations": Observations(**obs), "covariates": covariates, "fixed": fixed}
+    if "outcome" in data:
+        kwargs["outcome"] = Outcome(**_check_keys(data["outcome"], OUTCOME_KEYS, "outcome"))
+        if "residual_sd" in data and not kwargs["outcome"].has_residual:
+            raise OptionError(
+                f"residual_sd: a {kwargs['outcome'].family} outcome has no residual (the draw is from the mean); "
+                "drop residual_sd, or give outcome.threshold for a cut latent response"
+            )
     for key in ("response", "residual_sd"):
         if key in data:
             kwargs[key] = data[key]
@@ -228,4 +240,7 @@ def set_path(design: D, path: str, value: Any) -> D:
     if len(parts) == 1 and parts[0] not in TOP_KEYS:
         _check_keys({parts[0]: None}, TOP_KEYS, "the design")
     node[parts[-1]] = value
+    if parts[0] == "outcome" and "residual_sd" in data:  # a family without residual has no residual_sd
+        if not Outcome(**_check_keys(data["outcome"], OUTCOME_KEYS, "outcome")).has_residual:
+            del data["residual_sd"]
     return design_from_dict(data, type(design))

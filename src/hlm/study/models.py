@@ -14,6 +14,14 @@ Model strings:
   pweight(...)``) -> pseudo-ML with those sampling weights (:mod:`hlm.survey`): the same
   model with and without the prefix compares the weighted and unweighted estimators on a
   design with ``sampling`` (:mod:`hlm.simulate.sampling`).  Their SEs are the cluster-robust ones.
+- for a design with a binomial or Poisson outcome (:class:`hlm.simulate.Outcome`): a GLMM, in
+  lme4 syntax (``"pass ~ tutoring + (1|school_id)"``) or as a Stata command (``"melogit pass
+  tutoring || school_id:"``) -> :func:`hlm.fit` with the outcome's family and link (the study's
+  ``family``/``link`` may name them; any other family or link is refused: the design's true values
+  are on its own link scale).  Fixed effects and SDs are compared on the link scale (a threshold
+  outcome's: the design's divided by residual_sd; see :mod:`hlm.study.truth` for models that omit
+  inner levels); SDs have Wald limits on the log scale from the
+  fit's Hessian where every random term is a scalar intercept.
 
 Parameter names follow the design, so that models can be compared: fixed effects by the
 design's names (``intercept``, ``tutoring``), ``sd[school]`` / ``sd[teacher:tutoring]`` /
@@ -36,7 +44,9 @@ import pandas as pd
 from scipy import stats
 
 from hlm import api
-from hlm.errors import FormulaError, HLMError
+from hlm.errors import FormulaError, HLMError, OptionError
+from hlm.glmm.result import GlmmResult
+from hlm.glmm.stata import command_of, read_command
 from hlm.lmm.result import LmmResult, term_covariances
 from hlm.simulate.design import INTERCEPT, Design
 from hlm.spec import parse_model
@@ -48,10 +58,12 @@ from hlm.variance_share import icc_table, varcomp_table
 if TYPE_CHECKING:
     from hlm.panel.results import PanelFit
 
-Kind = Literal["mixed", "xtreg", "ols"]
+Kind = Literal["mixed", "xtreg", "ols", "glmm"]
 _XTREG = re.compile(r"^\s*xtreg\s+(fe|re|be|pooled)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(.+))?$", re.S)
 _OLS = re.compile(r"^\s*ols\s*(?::\s*(.+))?$", re.S)
 _PWEIGHTS = re.compile(r"^\s*pweights\(\s*([^)]*)\)\s*:\s*(.+)$", re.S)
+
+BOUNDARY_SD = 1e-4  # a GLMM SD below this is on the boundary (lme4's singular tolerance on theta)
 
 # One parameter estimate: name, kind, model's label, truth, estimate, se, low, high.
 ParamRow = tuple[str, str, str, float, float, float, float, float]
@@ -67,11 +79,25 @@ class StudyModel:
     estimator: str | None = None  # xtreg's
     panel: str | None = None  # xtreg's panel variable
     pweights: tuple[str, ...] | None = None  # sampling weights: pseudo-ML (() when the Stata string names them)
+    family: str | None = None  # a GLMM's
+    link: str | None = None
 
     @classmethod
-    def parse(cls, text: str, design: Design) -> StudyModel:
+    def parse(cls, text: str, design: Design, *, family: str | None = None, link: str | None = None) -> StudyModel:
+        """The model ``text`` against ``design``; ``family``/``link`` (GLMMs) must be the outcome's."""
         if not isinstance(text, str) or not text.strip():
             raise FormulaError(f"a study model must be a non-empty string, got {text!r}")
+        outcome = design.outcome
+        if (family, link) != (None, None) and (family or outcome.family, link or outcome.link) != (
+            outcome.family,
+            outcome.link,
+        ):
+            raise OptionError(
+                f"the design's outcome is {outcome.family} ({outcome.link}); the study's family/link must be "
+                "the same (its true values are on that link scale)"
+            )
+        if command_of(text) is not None or outcome.family != "gaussian":
+            return cls._glmm(text, design)
         default = _default_regression(design)
         m = _XTREG.match(text)
         weighted = _PWEIGHTS.match(text)
@@ -97,6 +123,33 @@ class StudyModel:
                 out = cls(text, "mixed", text)
             else:
                 out = cls(text, "ols", text, "pooled", design.levels[-1].id)
+        out.check_columns(design)
+        return out
+
+    @classmethod
+    def _glmm(cls, text: str, design: Design) -> StudyModel:
+        outcome = design.outcome
+        if outcome.family == "gaussian":
+            raise OptionError(
+                f"model '{text}' is a GLMM but the design's outcome is Gaussian; give the design an "
+                "[outcome] family (e.g. family = 'binomial', link = 'logit')"
+            )
+        if command_of(text) is not None:
+            read = read_command(text)
+            if (read.family, read.link) != (outcome.family, outcome.link):
+                raise OptionError(
+                    f"model '{text}' fits {read.family} ({read.link}) but the design's outcome is "
+                    f"{outcome.family} ({outcome.link}); its true values are on that link scale"
+                )
+            model = read.model
+        elif _XTREG.match(text) or _OLS.match(text) or not parse_model(text).random:
+            raise OptionError(
+                f"model '{text}': the design's outcome is {outcome.family}; a study fits GLMMs to it "
+                "(a model with random terms, lme4 or Stata syntax)"
+            )
+        else:
+            model = text
+        out = cls(text, "glmm", model, family=outcome.family, link=outcome.link)
         out.check_columns(design)
         return out
 
@@ -163,6 +216,7 @@ def fit_model(
     z = float(stats.norm.ppf(0.5 + level / 2))
     t0 = time.perf_counter()
     mixed: api.Fit | None = None
+    glmm: GlmmResult | None = None
     panel: PanelFit | None = None
     pseudo: PseudoFit | None = None
     try:
@@ -170,6 +224,10 @@ def fit_model(
             warnings.simplefilter("ignore")
             if model.pweights is not None:
                 pseudo = _fit_weighted(model, frame)
+            elif model.kind == "glmm":
+                fitted = api.fit(model.label, frame, family=str(model.family), link=model.link)
+                assert isinstance(fitted, GlmmResult)  # a family other than gaussian
+                glmm = fitted
             elif model.kind == "mixed":
                 mixed = api.fit(model.model, frame, reml=reml)
             else:
@@ -182,6 +240,10 @@ def fit_model(
     if pseudo is not None:
         converged = not pseudo.optimizer.startswith("failure")
         return FitOutcome(converged, False, seconds, 0.0, None, _pseudo_rows(pseudo, truth, z))
+    if glmm is not None:
+        t1 = time.perf_counter()
+        rows = glmm_rows(glmm, truth, z=z, intervals=intervals)
+        return FitOutcome(bool(glmm.converged), bool(glmm.singular), seconds, time.perf_counter() - t1, None, rows)
     if mixed is not None:
         t1 = time.perf_counter()
         rows, err = _mixed_rows(mixed, truth, intervals=intervals, level=level, z=z)
@@ -326,6 +388,53 @@ def _mixed_rows(
                 (f"icc[{truth.level_name(li)}]", "icc", f"icc({fname})", truth.icc(modelled, li), est, nan, lo, hi)
             )
     return _ordered(rows, truth), err
+
+
+def glmm_rows(fit: GlmmResult, truth: Truth, *, z: float, intervals: bool) -> list[ParamRow]:
+    """Rows of a GLMM fit on the link scale: fixed effects with Wald limits; the SDs of random
+    intercepts and slopes (with log-scale Wald limits from the Hessian of -2 loglik over (theta,
+    beta) when every random term is a scalar, where theta is the SD, none at the boundary); the latent-scale ICCs of
+    nested binary models, level variances over their sum plus the latent residual's (pi^2/3 for
+    logit, 1 for probit, pi^2/6 for cloglog)."""
+    vc = fit.varcorr
+    nan = float("nan")
+    index = {g: truth.level_index(g) for g in vc["group"]}
+    modelled = [i for i in index.values() if i is not None]
+    scale = truth.glmm_scale(modelled)
+    fixed = _fixed_rows(list(fit.fixef.index), fit.fixef.to_numpy(), fit.se.to_numpy(), truth, z)
+    rows = [(r[0], r[1], r[2], r[3] * scale, *r[4:]) for r in fixed]
+    scalar = bool(len(vc) == vc["group"].nunique() and (vc["var1"] == INTERCEPT_COLUMN).all())
+    se_sd = np.full(len(vc), nan)
+    if intervals and scalar:
+        k = len(vc)
+        with np.errstate(all="ignore"):
+            try:
+                se_sd = np.sqrt(np.diag(2.0 * np.linalg.inv(fit.hessian)[:k, :k]))
+            except np.linalg.LinAlgError:
+                pass  # a singular Hessian: no limits
+    intercept_var: dict[int, float] = {}
+    columns = zip(vc["group"], vc["var1"], vc["var2"], vc["vcov"].to_numpy(float), vc["sdcor"].to_numpy(float))
+    for j, (group, var1, var2, var, est) in enumerate(columns):
+        li = index[group]
+        if li is None or not _missing(var2):
+            continue  # correlations of GLMM terms are not compared
+        lname, s = truth.level_name(li), float(se_sd[j])
+        lo, hi = nan, nan
+        if est >= BOUNDARY_SD and s > 0:  # none at the boundary, where the log scale has no Wald interval
+            with np.errstate(over="ignore"):
+                lo, hi = float(est * np.exp(-z * s / est)), float(est * np.exp(z * s / est))
+        name = f"sd[{lname}]" if var1 == INTERCEPT_COLUMN else f"sd[{lname}:{var1}]"
+        sd_truth = truth.sd(modelled, li, str(var1)) * scale
+        rows.append((name, "sd", f"sd({var1}|{group})", sd_truth, float(est), s, lo, hi))
+        if var1 == INTERCEPT_COLUMN:
+            intercept_var[li] = intercept_var.get(li, 0.0) + float(var)
+    total = sum(intercept_var.values()) + truth.residual_var
+    if scalar and math.isfinite(truth.residual_var) and math.isfinite(scale):
+        for li in sorted(intercept_var):
+            est = sum(v for m, v in intercept_var.items() if m <= li) / total
+            name = truth.level_name(li)
+            rows.append((f"icc[{name}]", "icc", f"icc({name})", truth.icc(modelled, li), est, nan, nan, nan))
+    return _ordered(rows, truth)
 
 
 _KIND_ORDER = {"fixed": 0, "sd": 1, "cor": 2, "residual": 3, "icc": 4}

@@ -56,9 +56,15 @@ class _Point:
 
 
 def grid_points(
-    design: Design, grid: Mapping[str, Sequence[Any]] | None, models: Sequence[str]
+    design: Design,
+    grid: Mapping[str, Sequence[Any]] | None,
+    models: Sequence[str],
+    *,
+    family: str | None = None,
+    link: str | None = None,
 ) -> tuple[tuple[str, ...], list[_Point]]:
-    """The cartesian product of the grid's values (first key varying slowest)."""
+    """The cartesian product of the grid's values (first key varying slowest); ``family``/``link``
+    are the GLMMs' (see :meth:`hlm.study.models.StudyModel.parse`)."""
     if grid is None:
         grid = {}
     if not isinstance(grid, Mapping):
@@ -78,7 +84,7 @@ def grid_points(
         d = design
         for k, val in zip(keys, combo):
             d = d.set(k, val)
-        ms = tuple(StudyModel.parse(m, d) for m in models)
+        ms = tuple(StudyModel.parse(m, d, family=family, link=link) for m in models)
         points.append(_Point(j, tuple(combo), d, ms, Truth.from_design(d)))
     return keys, points
 
@@ -187,6 +193,8 @@ def study(
     level: float = 0.95,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    family: str | None = None,
+    link: str | None = None,
 ) -> StudyResult:
     """Simulate ``design`` ``reps`` times (per grid point), fit each model, collect estimates.
 
@@ -208,13 +216,16 @@ def study(
     level : confidence level of the intervals (coverage is of these).
     chunk_size : replicates per task (default: about 4 tasks per worker, at most 25).
     progress : a rich progress bar on stderr (default: when stderr is a terminal).
+    family, link : the GLMM family and link of models in lme4 syntax; they must be the design's
+        outcome's (:class:`hlm.simulate.Outcome`), which None means.  For a binomial or Poisson
+        outcome every model is a GLMM fitted by ML (Laplace); ``reml`` does not apply to it.
     """
     if isinstance(design, (str, os.PathLike)):
         design = Design.from_toml(design)
     if not isinstance(design, Design):
         raise OptionError(f"design must be an hlm.simulate.Design or a design file, not {type(design).__name__}")
     models, n_jobs = _checked_options(models, reps, seed, level, n_jobs)
-    keys, points = grid_points(design, grid, models)
+    keys, points = grid_points(design, grid, models, family=family, link=link)
     total = int(reps) * len(points)
     n_jobs = int(min(n_jobs, total))
     if chunk_size is None:

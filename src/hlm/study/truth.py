@@ -25,7 +25,12 @@ of two observations in the same ``g`` unit,
 
     icc_g = sum_{modelled h at or outside g} v_h / (sum_l v_l + s^2),
 
-the same definition as :func:`hlm.variance_share.icc_table`.  A panel estimator (``xtreg``)
+the same definition as :func:`hlm.variance_share.icc_table`.
+
+For a GLMM outcome the values are on the link scale (see :meth:`Truth.from_design`) and levels
+inside the innermost modelled factor cannot join a residual: a probit model that omits them
+estimates every coefficient and SD times 1 / sqrt(1 + their variance) (:meth:`Truth.glmm_scale`;
+its ICCs are unchanged), and other links have no true values then.  A panel estimator (``xtreg``)
 with panel variable at level ``k`` is the one-factor case: ``sigma_u`` estimates the
 collapsed SD of level ``k``, ``sigma_e`` the collapsed residual SD, ``rho`` its ICC.  Pooled
 OLS models no level: its ``sigma`` estimates the total SD.
@@ -42,6 +47,9 @@ import numpy as np
 from hlm.simulate.design import INTERCEPT, Design
 
 INTERCEPT_COLUMN = "(Intercept)"
+# Variance of the latent residual whose cut gives a binary outcome (the link's standard
+# logistic, normal or Gumbel variable); a count has none.
+LATENT_VARIANCE = {"logit": math.pi**2 / 3, "probit": 1.0, "cloglog": math.pi**2 / 6, "log": math.nan}
 _INTERCEPT_TERMS = ("(Intercept)", "_cons", "Intercept")
 
 
@@ -68,14 +76,24 @@ class Truth:
     residual_var: float
     fixed: Mapping[str, float]
     variables: tuple[str, ...]
+    link: str | None = None  # a GLMM outcome's link (None: Gaussian)
 
     @classmethod
     def from_design(cls, design: Design) -> Truth:
+        """The design's values; for a binomial or Poisson outcome on the link scale, with the
+        latent residual variance of the link as ``residual_var`` (NaN for Poisson)."""
+        shift, s = design.outcome.link_scale(design.residual_sd)
         levels = []
         for lv in design.levels:
-            f = lv.covariance_factor()
+            f = lv.covariance_factor() / s
             levels.append(LevelTruth(lv.name, str(lv.id), (INTERCEPT_COLUMN, *lv.slopes), f @ f.T))
-        return cls(tuple(levels), design.residual_sd**2, dict(design.fixed), tuple(design.variables()))
+        fixed = {k: (v - shift if k == INTERCEPT else v) / s for k, v in design.fixed.items()}
+        if shift and INTERCEPT not in fixed:
+            fixed[INTERCEPT] = -shift / s
+        link = str(design.outcome.link)
+        residual_var = design.residual_sd**2 if design.outcome.family == "gaussian" else LATENT_VARIANCE[link]
+        glmm_link = None if design.outcome.family == "gaussian" else link
+        return cls(tuple(levels), residual_var, fixed, tuple(design.variables()), glmm_link)
 
     # ---- matching -----------------------------------------------------------------------
     def level_index(self, group: str | Iterable[str] | None) -> int | None:
@@ -143,3 +161,16 @@ class Truth:
         v = sum(self.covariance(ms, m, INTERCEPT_COLUMN, INTERCEPT_COLUMN) for m in ms if m <= level)
         total = self.total_var
         return v / total if total > 0 else float("nan")
+
+    def glmm_scale(self, modelled: Iterable[int]) -> float:
+        """The factor on a GLMM's link-scale truths when the model omits levels inside its innermost
+        factor: 1 when they have no variance; for a probit, 1 / sqrt(1 + v) with v their intercept
+        variance (their effects join the standard normal latent residual, Phi(eta / sqrt(1 + v)));
+        NaN otherwise (other links and random slopes attenuate with no closed form)."""
+        inside = self.assignment(modelled)[-1]
+        if not any(np.any(self.levels[i].cov != 0.0) for i in inside):
+            return 1.0
+        if self.link != "probit" or any(len(self.levels[i].columns) > 1 for i in inside):
+            return math.nan
+        v = sum(self.levels[i].covariance(INTERCEPT_COLUMN, INTERCEPT_COLUMN) for i in inside)
+        return 1.0 / math.sqrt(1.0 + v)
