@@ -83,30 +83,3 @@ def test_zero_weights_dropped_and_bad_weights_refused() -> None:
         hlm.fit(r["formula"], df, backend="duckdb", pweights=r["weights"][:1])
     with pytest.raises(OptionError, match="in memory only"):
         hlm.fit(r["formula"], df, backend="duckdb", pwscale="gk", **kw)
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("spark")
-def test_spark_equals_memory(tmp_path: Path) -> None:
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("hlm-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    r = reference("school3_sim__weighted_rs3")
-    df = frame(r)
-    df.to_parquet(tmp_path / "d.parquet")
-    kw = {"pweights": r["weights"], "cond_weights": r["cWeights"]}
-    memory = hlm.fit(r["formula"], df, **kw)
-    try:
-        same_fit(memory, hlm.fit(r["formula"], spark.read.parquet(str(tmp_path / "d.parquet")), **kw))
-    finally:
-        spark.stop()
