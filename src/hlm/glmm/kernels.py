@@ -158,6 +158,29 @@ def row_terms(family: int, link: int, phi: float, y: float, n: float, eta: float
 
 
 @numba.njit(cache=True)
+def score(
+    fam: tuple[int, int, float],
+    y: np.ndarray,
+    n: np.ndarray,
+    X: np.ndarray,
+    offset: np.ndarray,
+    cols: np.ndarray,
+    a: np.ndarray,
+    u: np.ndarray,
+    beta: np.ndarray,
+) -> np.ndarray:
+    """-dD/du / 2 = A's - u at (u, beta): the u block of PIRLS's right-hand side."""
+    eta = np.empty(len(y))
+    _eta(X, beta, offset, cols, a, u, eta)
+    out = -u
+    for i in range(len(y)):
+        s = row_terms(fam[0], fam[1], fam[2], y[i], n[i], eta[i])[1]
+        for b in range(cols.shape[1]):
+            out[cols[i, b]] += a[i, b] * s
+    return out
+
+
+@numba.njit(cache=True)
 def _assemble(
     fam: tuple[int, int, float],
     y: np.ndarray,

@@ -99,9 +99,18 @@ class Pls:
             slot += k
         return a
 
-    def modes(self, family: Family, theta: np.ndarray, beta: np.ndarray, *, joint: bool = False) -> Modes:
+    def modes(
+        self,
+        family: Family,
+        theta: np.ndarray,
+        beta: np.ndarray,
+        *,
+        joint: bool = False,
+        start: np.ndarray | None = None,
+    ) -> Modes:
         """The conditional modes at (theta, beta) -- with ``joint`` at theta, beta the joint
-        mode from the given start (module docstring)."""
+        mode from the given start (module docstring); PIRLS starts from ``start``, else from the
+        last modes."""
         r = self.rows
         fam = family_code(family)
         u, b, eta, m2, logdet, Lx, _ = kernels.pirls(
@@ -113,7 +122,7 @@ class Pls:
             r.cols,
             self.design_values(theta),
             self.pattern,
-            self.u,
+            self.u if start is None else start,
             np.asarray(beta, dtype=float),
             joint,
             PIRLS_TOL,
@@ -130,6 +139,12 @@ class Pls:
                 rx[f:, f] = Lx[Lp[q + f] : Lp[q + f + 1]]
         solver = lambda v: solve(Lp, Li, Lx, v, q, p, q)  # noqa: E731
         return Modes(u, b, eta, m2 - 2.0 * r.constant, logdet, solver, rx, (Lp, Li, Lx, p))
+
+    def score(self, family: Family, theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """A's - u at (theta, beta, u): zero at the conditional modes."""
+        r = self.rows
+        args = (r.y, r.n, r.X, r.offset, r.cols, self.design_values(theta))
+        return kernels.score(family_code(family), *args, np.asarray(u, dtype=float), np.asarray(beta, dtype=float))
 
     def frame_eta(self, modes: Modes) -> np.ndarray:
         """eta on the frame's rows."""

@@ -30,6 +30,8 @@ from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
+HESSIAN_STEP = 1e-4  # lme4's deriv12 step
+
 
 def linear_start(family: Family, pls: Pls) -> np.ndarray:
     """beta by least squares on g(smoothed y) (the fast stage's PIRLS takes it from there)."""
@@ -48,6 +50,7 @@ class Objective:
     collapse: bool = True
     pls: Pls = field(init=False, repr=False)
     beta: np.ndarray = field(init=False, repr=False)
+    predictor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         rows = engine_rows(self.family, self.frame, collapse=self.collapse)
@@ -74,7 +77,23 @@ class Objective:
 
     def modes(self, x: np.ndarray) -> Modes:
         theta, beta, fam = self.split(x)
-        return self.pls.modes(fam, theta, beta)
+        if self.predictor is None:
+            return self.pls.modes(fam, theta, beta)
+        x0, u0, J = self.predictor
+        return self.pls.modes(fam, theta, beta, start=u0 + J @ (x - x0))
+
+    def predict_near(self, x0: np.ndarray, h: float) -> None:
+        """Start PIRLS at every later x from u(x0) + J (x - x0), J ~ du/dx at x0 (until
+        ``predictor`` is reset to None): column j is the chord step H^-1 g(u(x0); x0 + h e_j) / h
+        with H = A'WA + I at x0 and g = A's - u, so near x0 (a Hessian's differences) PIRLS
+        starts O(h^2) from the modes and needs one Newton step where it needed two or three."""
+        self.predictor = None
+        m0 = self.modes(x0)
+        J = np.empty((len(m0.u), len(x0)))
+        for j in range(len(x0)):
+            theta, beta, fam = self.split(x0 + h * np.eye(len(x0))[j])
+            J[:, j] = m0.solver(self.pls.score(fam, theta, beta, m0.u)) / h
+        self.predictor = (np.array(x0, dtype=float), m0.u, J)
 
     def fast_modes(self, x_fast: np.ndarray) -> Modes:
         theta, _, fam = self.split(self.full(x_fast))
@@ -155,8 +174,10 @@ def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
 
     v0 = np.concatenate([np.zeros(k + p), x0[k + p :]])
     v_lower = np.concatenate([(lower[:k] - x0[:k]) / s, lower[k:]])
+    obj.predict_near(x0, HESSIAN_STEP)
     run = bobyqa(lambda v: obj(to_x(v)), v0, v_lower, step=0.05, ftol_abs=1e-8, ftol_rel=1e-14, xtol_abs=1e-7,
                  maxeval=20_000)  # fmt: skip
+    obj.predictor = None
     return to_x(run.x), run.feval + 2 * k, run.code
 
 
@@ -172,7 +193,9 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     else:
         x, n, code = _laplace_stage(obj, x0, lower)
         feval += n
-        fmin, g, H = deriv12(obj, x, 1e-4)
+        obj.predict_near(x, HESSIAN_STEP)
+        fmin, g, H = deriv12(obj, x, HESSIAN_STEP)
+        obj.predictor = None
         obj(x)  # leave the modes at the estimates
     return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
 
