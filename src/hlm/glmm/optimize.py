@@ -41,6 +41,24 @@ def linear_start(family: Family, pls: Pls) -> np.ndarray:
 
 
 @dataclass
+class Predictor:
+    """u(x) ~ u(x_a) + J (x - x_a) from the evaluated point x_a nearest to x: O(|x - x_a|^2) from
+    the modes, so near evaluated points (a Hessian's differences, BOBYQA's late steps) PIRLS
+    needs one Newton step where it needed two or three."""
+
+    J: np.ndarray
+    anchors: list[tuple[np.ndarray, np.ndarray]]
+    keep: int = 32
+
+    def start(self, x: np.ndarray) -> np.ndarray:
+        xa, ua = min(self.anchors, key=lambda a: float(np.sum((a[0] - x) ** 2)))
+        return ua + self.J @ (x - xa)
+
+    def add(self, x: np.ndarray, u: np.ndarray) -> None:
+        self.anchors = [*self.anchors[-(self.keep - 1) :], (np.array(x, dtype=float), u)]
+
+
+@dataclass
 class Objective:
     """-2 logLik at x = (theta, beta[, log phi]); the fast stage's at (theta[, log phi])."""
 
@@ -50,7 +68,7 @@ class Objective:
     collapse: bool = True
     pls: Pls = field(init=False, repr=False)
     beta: np.ndarray = field(init=False, repr=False)
-    predictor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    predictor: Predictor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         rows = engine_rows(self.family, self.frame, collapse=self.collapse)
@@ -79,21 +97,22 @@ class Objective:
         theta, beta, fam = self.split(x)
         if self.predictor is None:
             return self.pls.modes(fam, theta, beta)
-        x0, u0, J = self.predictor
-        return self.pls.modes(fam, theta, beta, start=u0 + J @ (x - x0))
+        m = self.pls.modes(fam, theta, beta, start=self.predictor.start(x))
+        if np.isfinite(m.minus2_cond):
+            self.predictor.add(x, m.u)
+        return m
 
     def predict_near(self, x0: np.ndarray, h: float) -> None:
-        """Start PIRLS at every later x from u(x0) + J (x - x0), J ~ du/dx at x0 (until
-        ``predictor`` is reset to None): column j is the chord step H^-1 g(u(x0); x0 + h e_j) / h
-        with H = A'WA + I at x0 and g = A's - u, so near x0 (a Hessian's differences) PIRLS
-        starts O(h^2) from the modes and needs one Newton step where it needed two or three."""
+        """Start PIRLS at every later x from a linear prediction of the modes (:class:`Predictor`)
+        until ``predictor`` is reset to None.  J ~ du/dx at x0: column j is the chord step
+        H^-1 g(u(x0); x0 + h e_j) / h with H = A'WA + I at x0 and g = A's - u."""
         self.predictor = None
         m0 = self.modes(x0)
         J = np.empty((len(m0.u), len(x0)))
         for j in range(len(x0)):
             theta, beta, fam = self.split(x0 + h * np.eye(len(x0))[j])
             J[:, j] = m0.solver(self.pls.score(fam, theta, beta, m0.u)) / h
-        self.predictor = (np.array(x0, dtype=float), m0.u, J)
+        self.predictor = Predictor(J, [(np.array(x0, dtype=float), m0.u)])
 
     def fast_modes(self, x_fast: np.ndarray) -> Modes:
         theta, _, fam = self.split(self.full(x_fast))
