@@ -168,15 +168,21 @@ def score(
     a: np.ndarray,
     u: np.ndarray,
     beta: np.ndarray,
+    joint: bool,
 ) -> np.ndarray:
-    """-dD/du / 2 = A's - u at (u, beta): the u block of PIRLS's right-hand side."""
+    """-dD/d(u[, beta]) / 2 = (A's - u[, X's]) at (u, beta): PIRLS's right-hand side."""
     eta = np.empty(len(y))
     _eta(X, beta, offset, cols, a, u, eta)
-    out = -u
+    q, p = len(u), X.shape[1]
+    out = np.zeros(q + p if joint else q)
+    out[:q] -= u
     for i in range(len(y)):
         s = row_terms(fam[0], fam[1], fam[2], y[i], n[i], eta[i])[1]
         for b in range(cols.shape[1]):
             out[cols[i, b]] += a[i, b] * s
+        if joint:
+            for f in range(p):
+                out[q + f] += X[i, f] * s
     return out
 
 

@@ -140,11 +140,15 @@ class Pls:
         solver = lambda v: solve(Lp, Li, Lx, v, q, p, q)  # noqa: E731
         return Modes(u, b, eta, m2 - 2.0 * r.constant, logdet, solver, rx, (Lp, Li, Lx, p))
 
-    def score(self, family: Family, theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """A's - u at (theta, beta, u): zero at the conditional modes."""
+    def chord_step(self, family: Family, theta: np.ndarray, beta: np.ndarray, at: Modes, joint: bool) -> np.ndarray:
+        """M^-1 g with g = (A's - u[, X's]) at (theta, beta, at.u) and M the system factored at
+        ``at``: the Newton step towards the modes at (theta, beta) with ``at``'s matrix."""
         r = self.rows
-        args = (r.y, r.n, r.X, r.offset, r.cols, self.design_values(theta))
-        return kernels.score(family_code(family), *args, np.asarray(u, dtype=float), np.asarray(beta, dtype=float))
+        args = (r.y, r.n, r.X, r.offset, r.cols, self.design_values(theta), at.u, np.asarray(beta, dtype=float))
+        g = kernels.score(family_code(family), *args, joint)
+        assert at.factor is not None
+        Lp, Li, Lx, p = at.factor
+        return solve(Lp, Li, Lx, g, self.q, p, len(g))
 
     def frame_eta(self, modes: Modes) -> np.ndarray:
         """eta on the frame's rows."""

@@ -42,12 +42,13 @@ def linear_start(family: Family, pls: Pls) -> np.ndarray:
 
 @dataclass
 class Predictor:
-    """u(x) ~ u(x_a) + J (x - x_a) from the evaluated point x_a nearest to x: O(|x - x_a|^2) from
-    the modes, so near evaluated points (a Hessian's differences, BOBYQA's late steps) PIRLS
-    needs one Newton step where it needed two or three."""
+    """The modes (u, or the joint (u, beta)) at x ~ those at the evaluated point x_a nearest to x
+    plus J (x - x_a): O(|x - x_a|^2) from them, so near evaluated points (a Hessian's
+    differences, BOBYQA's late steps) PIRLS needs one Newton step where it needed two or three."""
 
     J: np.ndarray
     anchors: list[tuple[np.ndarray, np.ndarray]]
+    joint: bool  # the state is (u, beta) of the fast stage's joint modes, else u
     keep: int = 32
 
     def start(self, x: np.ndarray) -> np.ndarray:
@@ -95,31 +96,43 @@ class Objective:
 
     def modes(self, x: np.ndarray) -> Modes:
         theta, beta, fam = self.split(x)
-        if self.predictor is None:
-            return self.pls.modes(fam, theta, beta)
-        m = self.pls.modes(fam, theta, beta, start=self.predictor.start(x))
-        if np.isfinite(m.minus2_cond):
-            self.predictor.add(x, m.u)
+        pred = self.predictor if self.predictor is not None and not self.predictor.joint else None
+        m = self.pls.modes(fam, theta, beta, start=None if pred is None else pred.start(x))
+        if pred is not None and not np.isfinite(m.minus2_cond):  # a prediction too far out: the last modes
+            m = self.pls.modes(fam, theta, beta)
+        if pred is not None and np.isfinite(m.minus2_cond):
+            pred.add(x, m.u)
         return m
-
-    def predict_near(self, x0: np.ndarray, h: float) -> None:
-        """Start PIRLS at every later x from a linear prediction of the modes (:class:`Predictor`)
-        until ``predictor`` is reset to None.  J ~ du/dx at x0: column j is the chord step
-        H^-1 g(u(x0); x0 + h e_j) / h with H = A'WA + I at x0 and g = A's - u."""
-        self.predictor = None
-        m0 = self.modes(x0)
-        J = np.empty((len(m0.u), len(x0)))
-        for j in range(len(x0)):
-            theta, beta, fam = self.split(x0 + h * np.eye(len(x0))[j])
-            J[:, j] = m0.solver(self.pls.score(fam, theta, beta, m0.u)) / h
-        self.predictor = Predictor(J, [(np.array(x0, dtype=float), m0.u)])
 
     def fast_modes(self, x_fast: np.ndarray) -> Modes:
         theta, _, fam = self.split(self.full(x_fast))
-        m = self.pls.modes(fam, theta, self.beta, joint=True)
+        pred = self.predictor if self.predictor is not None and self.predictor.joint else None
+        start = None if pred is None else pred.start(x_fast)
+        q = self.pls.q
+        u0, beta0 = (None, self.beta) if start is None else (start[:q], start[q:])
+        m = self.pls.modes(fam, theta, beta0, joint=True, start=u0)
+        if start is not None and not np.isfinite(m.minus2_cond):  # a prediction too far out: the last modes
+            m = self.pls.modes(fam, theta, self.beta, joint=True)
         if np.isfinite(m.minus2_cond):
             self.beta = m.beta
+            if pred is not None:
+                pred.add(x_fast, np.concatenate([m.u, m.beta]))
         return m
+
+    def predict_near(self, x0: np.ndarray, h: float, *, joint: bool = False) -> None:
+        """Start PIRLS at every later x (of :meth:`fast` with ``joint``, else of the Laplace
+        objective) from a linear prediction of the modes (:class:`Predictor`) until ``predictor``
+        is reset to None.  J ~ d(modes)/dx at x0: column j is the chord step M^-1 g(x0 + h e_j) / h
+        with M the PIRLS system at x0's modes and g its right-hand side there."""
+        self.predictor = None
+        m0 = self.fast_modes(x0) if joint else self.modes(x0)
+        J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
+        for j in range(len(x0)):
+            xj = x0 + h * np.eye(len(x0))[j]
+            theta, beta, fam = self.split(self.full(xj) if joint else xj)
+            J[:, j] = self.pls.chord_step(fam, theta, beta, m0, joint) / h
+        state = np.concatenate([m0.u, m0.beta]) if joint else m0.u
+        self.predictor = Predictor(J, [(np.array(x0, dtype=float), state)], joint)
 
     def fast(self, x_fast: np.ndarray) -> float:
         dev = self.fast_modes(x_fast).deviance
@@ -140,6 +153,7 @@ def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, in
     x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []])
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
     tol = (1e-8, 1e-7) if tight else (1e-5, 1e-4)
+    obj.predict_near(x0, HESSIAN_STEP, joint=True)
     run = bobyqa(obj.fast, x0, lower, step=0.2, ftol_abs=tol[0], ftol_rel=1e-12, xtol_abs=tol[1], maxeval=20_000)
     obj.fast(run.x)  # leave beta at the optimum's
     return run.x, lower, run.feval, run.code
@@ -208,6 +222,7 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     lower = np.concatenate([fast_lower[: obj.ntheta], np.full(len(x0) - obj.ntheta, -np.inf)])
     if obj.nagq == 0:
         fmin, g, H = _fast_hessian(obj, x_fast)
+        obj.predictor = None
         x = obj.full(x_fast)
     else:
         x, n, code = _laplace_stage(obj, x0, lower)
