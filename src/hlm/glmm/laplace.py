@@ -107,10 +107,11 @@ class Pls:
         *,
         joint: bool = False,
         start: np.ndarray | None = None,
+        tol: float = PIRLS_TOL,
     ) -> Modes:
         """The conditional modes at (theta, beta) -- with ``joint`` at theta, beta the joint
         mode from the given start (module docstring); PIRLS starts from ``start``, else from the
-        last modes."""
+        last modes; it stops at a Newton step below ``tol``."""
         r = self.rows
         fam = family_code(family)
         u, b, eta, m2, logdet, Lx, _ = kernels.pirls(
@@ -125,7 +126,7 @@ class Pls:
             self.u if start is None else start,
             np.asarray(beta, dtype=float),
             joint,
-            PIRLS_TOL,
+            tol,
             MAXIT,
         )
         if np.isfinite(m2):

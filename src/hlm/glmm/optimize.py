@@ -24,13 +24,14 @@ import scipy.linalg as sla
 
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
-from hlm.glmm.laplace import Modes, Pls
+from hlm.glmm.laplace import PIRLS_TOL, Modes, Pls
 from hlm.glmm.rows import engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
+STAGE1_PIRLS_TOL = 1e-6  # stage 1 (ftol 1e-5) only starts stage 2: its modes need not be exact to round-off
 
 
 def linear_start(family: Family, pls: Pls) -> np.ndarray:
@@ -104,15 +105,15 @@ class Objective:
             pred.add(x, m.u)
         return m
 
-    def fast_modes(self, x_fast: np.ndarray) -> Modes:
+    def fast_modes(self, x_fast: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
         theta, _, fam = self.split(self.full(x_fast))
         pred = self.predictor if self.predictor is not None and self.predictor.joint else None
         start = None if pred is None else pred.start(x_fast)
         q = self.pls.q
         u0, beta0 = (None, self.beta) if start is None else (start[:q], start[q:])
-        m = self.pls.modes(fam, theta, beta0, joint=True, start=u0)
+        m = self.pls.modes(fam, theta, beta0, joint=True, start=u0, tol=tol)
         if start is not None and not np.isfinite(m.minus2_cond):  # a prediction too far out: the last modes
-            m = self.pls.modes(fam, theta, self.beta, joint=True)
+            m = self.pls.modes(fam, theta, self.beta, joint=True, tol=tol)
         if np.isfinite(m.minus2_cond):
             self.beta = m.beta
             if pred is not None:
@@ -134,8 +135,8 @@ class Objective:
         state = np.concatenate([m0.u, m0.beta]) if joint else m0.u
         self.predictor = Predictor(J, [(np.array(x0, dtype=float), state)], joint)
 
-    def fast(self, x_fast: np.ndarray) -> float:
-        dev = self.fast_modes(x_fast).deviance
+    def fast(self, x_fast: np.ndarray, tol: float = PIRLS_TOL) -> float:
+        dev = self.fast_modes(x_fast, tol).deviance
         return dev if np.isfinite(dev) else np.inf
 
     def __call__(self, x: np.ndarray) -> float:
@@ -154,7 +155,17 @@ def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, in
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
     tol = (1e-8, 1e-7) if tight else (1e-5, 1e-4)
     obj.predict_near(x0, HESSIAN_STEP, joint=True)
-    run = bobyqa(obj.fast, x0, lower, step=0.2, ftol_abs=tol[0], ftol_rel=1e-12, xtol_abs=tol[1], maxeval=20_000)
+    pirls_tol = PIRLS_TOL if tight else STAGE1_PIRLS_TOL
+    run = bobyqa(
+        lambda v: obj.fast(v, pirls_tol),
+        x0,
+        lower,
+        step=0.2,
+        ftol_abs=tol[0],
+        ftol_rel=1e-12,
+        xtol_abs=tol[1],
+        maxeval=20_000,
+    )
     obj.fast(run.x)  # leave beta at the optimum's
     return run.x, lower, run.feval, run.code
 
