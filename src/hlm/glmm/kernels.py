@@ -158,6 +158,35 @@ def row_terms(family: int, link: int, phi: float, y: float, n: float, eta: float
 
 
 @numba.njit(cache=True)
+def score(
+    fam: tuple[int, int, float],
+    y: np.ndarray,
+    n: np.ndarray,
+    X: np.ndarray,
+    offset: np.ndarray,
+    cols: np.ndarray,
+    a: np.ndarray,
+    u: np.ndarray,
+    beta: np.ndarray,
+    joint: bool,
+) -> np.ndarray:
+    """-dD/d(u[, beta]) / 2 = (A's - u[, X's]) at (u, beta): PIRLS's right-hand side."""
+    eta = np.empty(len(y))
+    _eta(X, beta, offset, cols, a, u, eta)
+    q, p = len(u), X.shape[1]
+    out = np.zeros(q + p if joint else q)
+    out[:q] -= u
+    for i in range(len(y)):
+        s = row_terms(fam[0], fam[1], fam[2], y[i], n[i], eta[i])[1]
+        for b in range(cols.shape[1]):
+            out[cols[i, b]] += a[i, b] * s
+        if joint:
+            for f in range(p):
+                out[q + f] += X[i, f] * s
+    return out
+
+
+@numba.njit(cache=True)
 def _assemble(
     fam: tuple[int, int, float],
     y: np.ndarray,

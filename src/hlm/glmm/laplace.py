@@ -99,9 +99,19 @@ class Pls:
             slot += k
         return a
 
-    def modes(self, family: Family, theta: np.ndarray, beta: np.ndarray, *, joint: bool = False) -> Modes:
+    def modes(
+        self,
+        family: Family,
+        theta: np.ndarray,
+        beta: np.ndarray,
+        *,
+        joint: bool = False,
+        start: np.ndarray | None = None,
+        tol: float = PIRLS_TOL,
+    ) -> Modes:
         """The conditional modes at (theta, beta) -- with ``joint`` at theta, beta the joint
-        mode from the given start (module docstring)."""
+        mode from the given start (module docstring); PIRLS starts from ``start``, else from the
+        last modes; it stops at a Newton step below ``tol``."""
         r = self.rows
         fam = family_code(family)
         u, b, eta, m2, logdet, Lx, _ = kernels.pirls(
@@ -113,10 +123,10 @@ class Pls:
             r.cols,
             self.design_values(theta),
             self.pattern,
-            self.u,
+            self.u if start is None else start,
             np.asarray(beta, dtype=float),
             joint,
-            PIRLS_TOL,
+            tol,
             MAXIT,
         )
         if np.isfinite(m2):
@@ -130,6 +140,16 @@ class Pls:
                 rx[f:, f] = Lx[Lp[q + f] : Lp[q + f + 1]]
         solver = lambda v: solve(Lp, Li, Lx, v, q, p, q)  # noqa: E731
         return Modes(u, b, eta, m2 - 2.0 * r.constant, logdet, solver, rx, (Lp, Li, Lx, p))
+
+    def chord_step(self, family: Family, theta: np.ndarray, beta: np.ndarray, at: Modes, joint: bool) -> np.ndarray:
+        """M^-1 g with g = (A's - u[, X's]) at (theta, beta, at.u) and M the system factored at
+        ``at``: the Newton step towards the modes at (theta, beta) with ``at``'s matrix."""
+        r = self.rows
+        args = (r.y, r.n, r.X, r.offset, r.cols, self.design_values(theta), at.u, np.asarray(beta, dtype=float))
+        g = kernels.score(family_code(family), *args, joint)
+        assert at.factor is not None
+        Lp, Li, Lx, p = at.factor
+        return solve(Lp, Li, Lx, g, self.q, p, len(g))
 
     def frame_eta(self, modes: Modes) -> np.ndarray:
         """eta on the frame's rows."""

@@ -24,11 +24,14 @@ import scipy.linalg as sla
 
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
-from hlm.glmm.laplace import Modes, Pls
+from hlm.glmm.laplace import PIRLS_TOL, Modes, Pls
 from hlm.glmm.rows import engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
+
+HESSIAN_STEP = 1e-4  # lme4's deriv12 step
+STAGE1_PIRLS_TOL = 1e-6  # stage 1 (ftol 1e-5) only starts stage 2: its modes need not be exact to round-off
 
 
 def linear_start(family: Family, pls: Pls) -> np.ndarray:
@@ -36,6 +39,25 @@ def linear_start(family: Family, pls: Pls) -> np.ndarray:
     r = pls.rows
     mean = (r.y + 0.5) / (r.n + 1.0) if family.name == "binomial" else (r.y + 0.5) / r.n
     return np.linalg.lstsq(r.X, link_function(family.link, mean) - r.offset, rcond=None)[0]
+
+
+@dataclass
+class Predictor:
+    """The modes (u, or the joint (u, beta)) at x ~ those at the evaluated point x_a nearest to x
+    plus J (x - x_a): O(|x - x_a|^2) from them, so near evaluated points (a Hessian's
+    differences, BOBYQA's late steps) PIRLS needs one Newton step where it needed two or three."""
+
+    J: np.ndarray
+    anchors: list[tuple[np.ndarray, np.ndarray]]
+    joint: bool  # the state is (u, beta) of the fast stage's joint modes, else u
+    keep: int = 32
+
+    def start(self, x: np.ndarray) -> np.ndarray:
+        xa, ua = min(self.anchors, key=lambda a: float(np.sum((a[0] - x) ** 2)))
+        return ua + self.J @ (x - xa)
+
+    def add(self, x: np.ndarray, u: np.ndarray) -> None:
+        self.anchors = [*self.anchors[-(self.keep - 1) :], (np.array(x, dtype=float), u)]
 
 
 @dataclass
@@ -48,6 +70,7 @@ class Objective:
     collapse: bool = True
     pls: Pls = field(init=False, repr=False)
     beta: np.ndarray = field(init=False, repr=False)
+    predictor: Predictor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         rows = engine_rows(self.family, self.frame, collapse=self.collapse)
@@ -74,17 +97,46 @@ class Objective:
 
     def modes(self, x: np.ndarray) -> Modes:
         theta, beta, fam = self.split(x)
-        return self.pls.modes(fam, theta, beta)
-
-    def fast_modes(self, x_fast: np.ndarray) -> Modes:
-        theta, _, fam = self.split(self.full(x_fast))
-        m = self.pls.modes(fam, theta, self.beta, joint=True)
-        if np.isfinite(m.minus2_cond):
-            self.beta = m.beta
+        pred = self.predictor if self.predictor is not None and not self.predictor.joint else None
+        m = self.pls.modes(fam, theta, beta, start=None if pred is None else pred.start(x))
+        if pred is not None and not np.isfinite(m.minus2_cond):  # a prediction too far out: the last modes
+            m = self.pls.modes(fam, theta, beta)
+        if pred is not None and np.isfinite(m.minus2_cond):
+            pred.add(x, m.u)
         return m
 
-    def fast(self, x_fast: np.ndarray) -> float:
-        dev = self.fast_modes(x_fast).deviance
+    def fast_modes(self, x_fast: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
+        theta, _, fam = self.split(self.full(x_fast))
+        pred = self.predictor if self.predictor is not None and self.predictor.joint else None
+        start = None if pred is None else pred.start(x_fast)
+        q = self.pls.q
+        u0, beta0 = (None, self.beta) if start is None else (start[:q], start[q:])
+        m = self.pls.modes(fam, theta, beta0, joint=True, start=u0, tol=tol)
+        if start is not None and not np.isfinite(m.minus2_cond):  # a prediction too far out: the last modes
+            m = self.pls.modes(fam, theta, self.beta, joint=True, tol=tol)
+        if np.isfinite(m.minus2_cond):
+            self.beta = m.beta
+            if pred is not None:
+                pred.add(x_fast, np.concatenate([m.u, m.beta]))
+        return m
+
+    def predict_near(self, x0: np.ndarray, h: float, *, joint: bool = False) -> None:
+        """Start PIRLS at every later x (of :meth:`fast` with ``joint``, else of the Laplace
+        objective) from a linear prediction of the modes (:class:`Predictor`) until ``predictor``
+        is reset to None.  J ~ d(modes)/dx at x0: column j is the chord step M^-1 g(x0 + h e_j) / h
+        with M the PIRLS system at x0's modes and g its right-hand side there."""
+        self.predictor = None
+        m0 = self.fast_modes(x0) if joint else self.modes(x0)
+        J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
+        for j in range(len(x0)):
+            xj = x0 + h * np.eye(len(x0))[j]
+            theta, beta, fam = self.split(self.full(xj) if joint else xj)
+            J[:, j] = self.pls.chord_step(fam, theta, beta, m0, joint) / h
+        state = np.concatenate([m0.u, m0.beta]) if joint else m0.u
+        self.predictor = Predictor(J, [(np.array(x0, dtype=float), state)], joint)
+
+    def fast(self, x_fast: np.ndarray, tol: float = PIRLS_TOL) -> float:
+        dev = self.fast_modes(x_fast, tol).deviance
         return dev if np.isfinite(dev) else np.inf
 
     def __call__(self, x: np.ndarray) -> float:
@@ -102,7 +154,18 @@ def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, in
     x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []])
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
     tol = (1e-8, 1e-7) if tight else (1e-5, 1e-4)
-    run = bobyqa(obj.fast, x0, lower, step=0.2, ftol_abs=tol[0], ftol_rel=1e-12, xtol_abs=tol[1], maxeval=20_000)
+    obj.predict_near(x0, HESSIAN_STEP, joint=True)
+    pirls_tol = PIRLS_TOL if tight else STAGE1_PIRLS_TOL
+    run = bobyqa(
+        lambda v: obj.fast(v, pirls_tol),
+        x0,
+        lower,
+        step=0.2,
+        ftol_abs=tol[0],
+        ftol_rel=1e-12,
+        xtol_abs=tol[1],
+        maxeval=20_000,
+    )
     obj.fast(run.x)  # leave beta at the optimum's
     return run.x, lower, run.feval, run.code
 
@@ -155,8 +218,10 @@ def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
 
     v0 = np.concatenate([np.zeros(k + p), x0[k + p :]])
     v_lower = np.concatenate([(lower[:k] - x0[:k]) / s, lower[k:]])
+    obj.predict_near(x0, HESSIAN_STEP)
     run = bobyqa(lambda v: obj(to_x(v)), v0, v_lower, step=0.05, ftol_abs=1e-8, ftol_rel=1e-14, xtol_abs=1e-7,
                  maxeval=20_000)  # fmt: skip
+    obj.predictor = None
     return to_x(run.x), run.feval + 2 * k, run.code
 
 
@@ -168,11 +233,14 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     lower = np.concatenate([fast_lower[: obj.ntheta], np.full(len(x0) - obj.ntheta, -np.inf)])
     if obj.nagq == 0:
         fmin, g, H = _fast_hessian(obj, x_fast)
+        obj.predictor = None
         x = obj.full(x_fast)
     else:
         x, n, code = _laplace_stage(obj, x0, lower)
         feval += n
-        fmin, g, H = deriv12(obj, x, 1e-4)
+        obj.predict_near(x, HESSIAN_STEP)
+        fmin, g, H = deriv12(obj, x, HESSIAN_STEP)
+        obj.predictor = None
         obj(x)  # leave the modes at the estimates
     return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
 
