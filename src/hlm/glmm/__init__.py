@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from hlm.data.source import Backend, choose_backend
 from hlm.errors import OptionError, SeparationWarning
+from hlm.glmm.agq_nested import nested_chain
 from hlm.glmm.collapse import read_glmm_source
 from hlm.glmm.family import Family
 from hlm.glmm.frame import StataOffset, glmm_frame
@@ -47,7 +48,9 @@ def fit_glmm(
         read = read_command(model)
         if family not in ("gaussian", read.family) or link not in (None, read.link):
             raise OptionError(f"the model's command fits {read.family} ({read.link}); it contradicts family=/link=")
-        model, family, link, display = read.model, read.family, read.link, read.display
+        if nagq not in (1, read.nagq):  # nagq=1 is the default: the command's own points stand
+            raise OptionError(f"the command integrates with {read.nagq} point(s); it contradicts nagq={nagq}")
+        model, family, link, display, nagq = read.model, read.family, read.link, read.display, read.nagq
         exposure = read.exposure or read.offset
         if exposure is not None:
             if offset is not None:
@@ -70,9 +73,9 @@ def fit_glmm(
         frame = glmm_frame(model, data, fam, offset=offset, weights=weights, aggregated=aggregated)
     else:
         frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
-    if nagq > 1 and frame.dims != (1,):
-        raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
     obj = Objective(fam, frame, nagq)
+    if nagq > 1:
+        nested_chain(obj.pls.rows, frame.dims)  # one-line refusal unless nested scalar intercepts
     x, summary, H = estimate(obj)
     theta, beta, fam_hat = obj.split(x)
     if nagq == 0:
