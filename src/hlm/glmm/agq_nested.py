@@ -52,7 +52,7 @@ class Chain:
 
 def nested_chain(rows: EngineRows, dims: tuple[int, ...]) -> Chain:
     """The levels of a model of nested scalar random intercepts; OptionError otherwise."""
-    if any(k != 1 for k in dims):
+    if any(k != 1 for k in dims) or not np.all(rows.z == 1.0):  # intercepts only: a slope's z is its covariate
         raise OptionError(
             "nagq > 1 needs nested scalar random intercepts (1 | a/b); use nagq=1 (Laplace; Stata: the laplace option)"
         )
