@@ -342,8 +342,9 @@ def fit(
     family, link, nagq : "binomial" (0/1, a two-level factor, or lme4's ``cbind(successes,
         failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
-        Gauss-Hermite with ``nagq`` points for one scalar random term, or glmer's fast ``nAGQ = 0``
-        (``nagq=0``); files and ``sql=`` are collapsed by a GROUP BY in DuckDB; see :mod:`hlm.glmm`.
+        Gauss-Hermite with ``nagq`` points for one scalar random term or nested random intercepts,
+        or glmer's fast ``nAGQ = 0`` (``nagq=0``); files and ``sql=`` are collapsed by a GROUP BY
+        in DuckDB; see :mod:`hlm.glmm`.
     """
     if isinstance(model, str) and (declared := stata_weights(model)) is not None:
         if pweights is not None or pwscale is not None:

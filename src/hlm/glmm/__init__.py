@@ -40,8 +40,8 @@ def fit_glmm(
     con: Any = None,
 ) -> GlmmResult:
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
-    ``nagq > 1`` with one scalar random term, glmer's fast ``nAGQ = 0`` stage only for
-    ``nagq=0``); see :mod:`hlm.glmm.optimize`."""
+    ``nagq > 1`` with one scalar random term or nested intercepts, glmer's fast ``nAGQ = 0``
+    stage only for ``nagq=0``); see :mod:`hlm.glmm.optimize` and :mod:`hlm.glmm.agq_nested`."""
     text = model if isinstance(model, str) else None
     display = None
     if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
