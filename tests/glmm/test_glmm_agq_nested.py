@@ -154,3 +154,28 @@ def test_nested_agq_refuses_slopes_and_crossed_terms() -> None:
         hlm.fit("y ~ x + (1 | a) + (1 | h)", data, family="binomial", nagq=5)
     with pytest.raises(OptionError, match="nested scalar random intercepts"):
         hlm.fit("y ~ x + (x | a)", data, family="binomial", nagq=5)
+
+
+SEED_3LEVEL = "pass ~ tutoring + (1 | dist_id/school_id/teach_id)"
+
+
+def test_seed_three_levels_converge_in_the_points() -> None:
+    """The seed's binary design with districts / schools / teachers: at a fixed point 15 and 30
+    points per level agree to 1e-6 and 7 points to 1e-3."""
+    data = dataset("seed_D5")
+    point = np.array([1.1, 0.75, 0.72, 0.33, 0.46])  # teacher, school, district SDs; beta
+    values = {K: -nested_agq_deviance(objective(SEED_3LEVEL, data, K), point) / 2 for K in (7, 15, 30)}
+    assert values[15] == pytest.approx(values[30], abs=1e-6)
+    assert values[7] == pytest.approx(values[30], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_seed_three_level_optima_converge_in_the_points() -> None:
+    """Fitted with 7, 15 and 30 points per level: the 15- and 30-point maxima agree to 1e-4, the
+    7-point one to 1e-3, all above the Laplace maximum."""
+    data = dataset("seed_D5")
+    fits = {K: hlm.fit(SEED_3LEVEL, data, family="binomial", nagq=K) for K in (1, 7, 15, 30)}
+    assert fits[15].loglik == pytest.approx(fits[30].loglik, abs=1e-4)
+    assert fits[7].loglik == pytest.approx(fits[30].loglik, abs=1e-3)
+    assert fits[30].loglik > fits[1].loglik + 1
+    assert all(fit.converged for fit in fits.values())
