@@ -366,8 +366,9 @@ def fit(
     family, link, nagq : "binomial" (0/1, a two-level factor, or lme4's ``cbind(successes,
         failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
-        Gauss-Hermite with ``nagq`` points for one scalar random term, or glmer's fast ``nAGQ = 0``
-        (``nagq=0``); files and ``sql=`` are collapsed by a GROUP BY in DuckDB; see :mod:`hlm.glmm`.
+        Gauss-Hermite with ``nagq`` points for one scalar random term or nested random intercepts,
+        or glmer's fast ``nAGQ = 0`` (``nagq=0``); files and ``sql=`` are collapsed by a GROUP BY
+        in DuckDB; see :mod:`hlm.glmm`.
         With ``pweights``: a logit with nested random intercepts (two or three levels) by pseudo-ML
         (``nagq`` default 13, as WeMix; Stata: ``melogit y x [pw=w1] || school:, pweight(w2)``), see
         :mod:`hlm.survey.logit`.
@@ -383,7 +384,6 @@ def fit(
     if generalized:
         if reorder:
             raise OptionError("reorder= is not available for GLMMs yet")
-        nagq = 1 if nagq is None else nagq
         return fit_glmm(
             model, data, family=family, link=link, nagq=nagq, reml=reml, offset=offset, weights=weights,
             backend=backend, sql=sql, con=con,

@@ -30,7 +30,7 @@ def test_demo_prints_the_pass_fail_section_with_plausible_shares() -> None:
     lines: list[str] = []
     table = show_pass_fail(simulate(design, seed=2026), design, lines.append)
     text = "\n".join(lines)
-    assert "melogit pass tutoring || dist_id: || school_id: || teach_id: || student_id:" in text
+    assert "melogit pass tutoring || dist_id: || school_id: || teach_id: || student_id:, laplace" in text
     assert "the first 5 districts, 8,000 rows" in text
     assert "How much of the variance in passing sits at each level (latent scale" in text
     assert table["true share"].tolist() == pytest.approx([4 / 90, 9 / 90, 16 / 90, 25 / 90, 36 / 90])

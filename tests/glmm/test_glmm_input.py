@@ -122,7 +122,7 @@ def test_vector_random_effects_match_an_independent_laplace() -> None:
 
 def test_agq_needs_one_term() -> None:
     data = frame().assign(h=lambda d: d.index % 7)
-    with pytest.raises(OptionError, match="exactly one scalar"):
+    with pytest.raises(OptionError, match="nested random intercepts"):  # crossed: no nested quadrature
         hlm.fit("y ~ x + (1 | g) + (1 | h)", data, family="binomial", nagq=5)
 
 
@@ -169,21 +169,47 @@ def test_formula_error_on_bad_cbind() -> None:
 
 def test_stata_commands_fit_the_lme4_model() -> None:
     """mepoisson with exposure(), meglm with family()/link() and offset(), melogit/meprobit are
-    the lme4 models they spell (Stata names: _cons)."""
+    the lme4 models they spell (Stata names: _cons), integrated as Stata does: Laplace with the
+    ``laplace`` option, else adaptive quadrature with intpoints() points (7 by default)."""
     data = frame().assign(lt=lambda d: np.log(d.t))
     lme4 = hlm.fit("c ~ x + offset(log(t)) + (1 | g)", data, family="poisson")
-    for model in ("mepoisson c x, exposure(t) irr || g:", "meglm c x, family(poisson) offset(lt) || g:"):
+    for model in (
+        "mepoisson c x, exposure(t) irr laplace || g:",
+        "meglm c x, family(poisson) offset(lt) laplace || g:",
+    ):
         stata = hlm.fit(model, data)
         assert stata.loglik == pytest.approx(lme4.loglik, abs=1e-8)
         assert stata.fixef.to_numpy() == pytest.approx(lme4.fixef.to_numpy(), abs=1e-6)
         assert list(stata.fixef.index) == ["_cons", "x"]
         assert stata.spec.text == model
     probit = hlm.fit("y ~ x + (1 | g)", data, family="binomial", link="probit")
-    for model in ("meprobit y x || g:", "meglm y x, family(bernoulli) link(probit) || g:"):
+    for model in ("meprobit y x, laplace || g:", "meglm y x, family(bernoulli) link(probit) intmethod(laplace) || g:"):
         assert hlm.fit(model, data).loglik == pytest.approx(probit.loglik, abs=1e-8)
     assert hlm.fit("melogit y x, or || g:", data).loglik == pytest.approx(
+        hlm.fit("y ~ x + (1 | g)", data, family="binomial", nagq=7).loglik, abs=1e-8
+    )
+    assert hlm.fit("melogit y x, intpoints(12) || g:", data).nagq == 12
+    assert hlm.fit("melogit y x, laplace || g:", data).loglik == pytest.approx(
         hlm.fit("y ~ x + (1 | g)", data, family="binomial").loglik, abs=1e-8
     )
+
+
+def test_stata_options_after_the_last_level() -> None:
+    """Stata writes the command's options after the last level (``|| g:, or laplace``); a level's
+    own options stay with it.  Stata's default 7 points are mode-curvature nodes here (said in
+    a note), intmethod(mcaghermite) is exactly that, mvaghermite is refused."""
+    data = frame()
+    laplace = hlm.fit("y ~ x + (1 | g)", data, family="binomial")
+    end = hlm.fit("melogit y x || g:, laplace or", data)
+    assert end.nagq == 1 and end.loglik == pytest.approx(laplace.loglik, abs=1e-8)
+    assert "Odds ratio" in end.summary(style="stata") or "Odds Ratio" in end.summary(style="stata")
+    assert hlm.fit("melogit y x || g:, intpoints(9)", data).nagq == 9
+    default = hlm.fit("melogit y x || g:", data)
+    assert default.nagq == 7 and any("mcaghermite" in n for n in default.notes)
+    assert hlm.fit("melogit y x || g:, intmethod(mcaghermite)", data).loglik == pytest.approx(default.loglik, abs=1e-10)
+    assert "Integration method: mcaghermite" in default.summary(style="stata")
+    with pytest.raises(OptionError, match="mode and curvature"):
+        hlm.fit("melogit y x || g:, intmethod(mvaghermite)", data)
 
 
 def test_stata_command_conflicts() -> None:
@@ -192,6 +218,14 @@ def test_stata_command_conflicts() -> None:
         hlm.fit("melogit y x || g:", data, family="poisson")
     with pytest.raises(FormulaError, match="meglm options"):
         hlm.fit("melogit y x, link(probit) || g:", data)
+    with pytest.raises(OptionError, match="contradicts nagq=5"):
+        hlm.fit("melogit y x, intpoints(9) || g:", data, nagq=5)
+    with pytest.raises(OptionError, match="intmethod"):
+        hlm.fit("melogit y x, intmethod(ghermite) || g:", data)
+    with pytest.raises(OptionError, match="not both"):
+        hlm.fit("melogit y x, laplace intpoints(9) || g:", data)
+    with pytest.raises(OptionError, match="the laplace option"):  # Stata's default quadrature: random slopes refused
+        hlm.fit("melogit y x || g: x", data)
     with pytest.raises(DataError, match="exposure"):
         hlm.fit("mepoisson c x, exposure(x) || g:", data)
 

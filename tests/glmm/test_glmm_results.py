@@ -60,7 +60,10 @@ def test_predict_new_and_known_levels_match_lme4() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    ["incidence ~ period + offset(log(size)) + (1 | herd)", "mepoisson incidence i.period, exposure(size) || herd:"],
+    [
+        "incidence ~ period + offset(log(size)) + (1 | herd)",
+        "mepoisson incidence i.period, exposure(size) laplace || herd:",
+    ],
 )
 def test_predict_with_offset_on_new_rows(model: str) -> None:
     ref = results()["cbpp_offset_predict"]

@@ -25,7 +25,7 @@ import pandas as pd
 import hlm
 from hlm.simulate import Design
 
-MELOGIT = "melogit pass tutoring || dist_id: || school_id: || teach_id: || student_id:"
+MELOGIT = "melogit pass tutoring || dist_id: || school_id: || teach_id: || student_id:, laplace"
 SUBSAMPLE_DISTRICTS = 5  # 8,000 rows: the 4-level Laplace fit stays at a few seconds
 LATENT_LOGISTIC = math.pi**2 / 3
 

@@ -76,7 +76,10 @@ def fit_command(
     ),
     link: str = typer.Option(None, "--link", help="GLMM link: logit, probit, cloglog (binomial) or log"),
     nagq: int | None = typer.Option(
-        None, "--nagq", help="GLMM: 1 Laplace (default); >1 adaptive Gauss-Hermite points (one (1|g) term); 0 nAGQ=0"
+        None,
+        "--nagq",
+        help="GLMM: 1 Laplace (default); >1 adaptive Gauss-Hermite points (one (1|g) term or nested intercepts); "
+        "0 nAGQ=0",
     ),
     odds_ratios: bool = typer.Option(False, "--or", help="GLMM (logit): odds ratios in Stata's table (as Stata's or)"),
     irr: bool = typer.Option(False, "--irr", help="GLMM (Poisson, nbinom): incidence-rate ratios in Stata's table"),

@@ -11,13 +11,14 @@ from typing import Any, cast
 
 from hlm.data.source import Backend, choose_backend
 from hlm.errors import OptionError, SeparationWarning
+from hlm.glmm.agq_nested import nested_chain
 from hlm.glmm.collapse import read_glmm_source
 from hlm.glmm.family import Family
 from hlm.glmm.frame import StataOffset, glmm_frame
 from hlm.glmm.optimize import Objective, estimate
 from hlm.glmm.result import GlmmResult
 from hlm.glmm.separation import separated_terms, separation_message
-from hlm.glmm.stata import command_of, read_command
+from hlm.glmm.stata import AGQ_NOTE, command_of, read_command
 
 FAST_NOTE = (
     "nagq=0 (fast): beta is the joint PIRLS mode at theta, not the Laplace optimum; SEs from RX'RX (glmer's nAGQ = 0)"
@@ -30,7 +31,7 @@ def fit_glmm(
     *,
     family: str,
     link: str | None = None,
-    nagq: int = 1,
+    nagq: int | None = None,
     reml: bool | None = None,
     offset: Any = None,
     weights: Any = None,
@@ -39,20 +40,23 @@ def fit_glmm(
     con: Any = None,
 ) -> GlmmResult:
     """Fit a GLMM by maximum likelihood (Laplace for ``nagq=1``, adaptive Gauss-Hermite for
-    ``nagq > 1`` with one scalar random term, glmer's fast ``nAGQ = 0`` stage only for
-    ``nagq=0``); see :mod:`hlm.glmm.optimize`."""
+    ``nagq > 1`` with one scalar random term or nested intercepts, glmer's fast ``nAGQ = 0``
+    stage only for ``nagq=0``); see :mod:`hlm.glmm.optimize` and :mod:`hlm.glmm.agq_nested`."""
     text = model if isinstance(model, str) else None
     display = None
     if command_of(model) is not None:  # melogit ..., meglm ..., family() link(): ML by Stata's rule
         read = read_command(model)
         if family not in ("gaussian", read.family) or link not in (None, read.link):
             raise OptionError(f"the model's command fits {read.family} ({read.link}); it contradicts family=/link=")
-        model, family, link, display = read.model, read.family, read.link, read.display
+        if nagq not in (None, read.nagq):  # not given: the command's own points stand
+            raise OptionError(f"the command integrates with {read.nagq} point(s); it contradicts nagq={nagq}")
+        model, family, link, display, nagq = read.model, read.family, read.link, read.display, read.nagq
         exposure = read.exposure or read.offset
         if exposure is not None:
             if offset is not None:
                 raise OptionError("give the offset once: in the command's exposure()/offset() or as offset=")
             offset = StataOffset(exposure, log=read.exposure is not None)
+    nagq = 1 if nagq is None else nagq
     fam = Family.of(family, link)
     if reml:
         raise OptionError("GLMMs are fitted by maximum likelihood (ML) only; there is no REML for them")
@@ -70,13 +74,15 @@ def fit_glmm(
         frame = glmm_frame(model, data, fam, offset=offset, weights=weights, aggregated=aggregated)
     else:
         frame = glmm_frame(model, data, fam, offset=offset, weights=weights)
-    if nagq > 1 and frame.dims != (1,):
-        raise OptionError("nagq > 1 needs exactly one scalar random term (1 | g); use nagq=1 (Laplace)")
     obj = Objective(fam, frame, nagq)
+    if nagq > 1:
+        nested_chain(obj.pls.rows, frame.dims)  # one-line refusal unless nested scalar intercepts
     x, summary, H = estimate(obj)
     theta, beta, fam_hat = obj.split(x)
     if nagq == 0:
         notes += (FAST_NOTE,)
+    if text is not None and command_of(text) is not None and nagq > 1:  # Stata's me* commands
+        notes += (AGQ_NOTE,)
     spec = frame.spec if text is None else replace(frame.spec, text=text)
     modes = obj.modes(x)
     modes = replace(modes, eta=obj.pls.frame_eta(modes))

@@ -140,6 +140,10 @@ class Objective:
         return dev if np.isfinite(dev) else np.inf
 
     def __call__(self, x: np.ndarray) -> float:
+        if self.nagq > 1 and len(self.frame.dims) > 1:
+            from hlm.glmm.agq_nested import nested_agq_deviance
+
+            return nested_agq_deviance(self, x)
         if self.nagq > 1:
             from hlm.glmm.agq import agq_deviance
 

@@ -2,9 +2,9 @@
 
 Header (the model's title, number of observations, the groups -- one level as "Group
 variable" with observations per group, several as the table, outermost first --, the
-integration method: ``laplace`` for nagq = 1, ``mvaghermite`` with its points otherwise), Wald
-chi2 of all coefficients but the constant, the log likelihood; one table with the
-coefficients (z tests), nbinom2's ``/lnalpha`` (ln alpha = -ln phi) and, per level, the
+integration method: ``laplace`` for nagq = 1, ``mcaghermite`` with its points otherwise, the
+nodes at the mode and curvature), Wald chi2 of all coefficients but the constant, the log
+likelihood; one table with the coefficients (z tests), nbinom2's ``/lnalpha`` (ln alpha = -ln phi) and, per level, the
 variances and covariances of the random effects with delta-method SEs (from 2 H^-1 over theta)
 and CIs on the log scale for variances; then the LR test against the model without random
 effects.  ``or=True`` (logit) and ``irr=True`` (log link) show exp(b), its SE exp(b) se and the
@@ -161,7 +161,7 @@ def stata_glmm_summary(fit: GlmmResult, *, odds_ratios: bool = False, irr: bool 
     title, null_name = _title(fit)
     q = float(stats.norm.ppf(0.975))
     chi2, df, p = wald_chi2(fit)
-    method = "laplace" if fit.nagq == 1 else "mvaghermite"
+    method = "laplace" if fit.nagq == 1 else "mcaghermite"
     lines = [_line(title, _kv("Number of obs", f"{fit.nobs:,}"))]
     if fit.family == "negative_binomial":
         lines.append(_line("Overdispersion:    mean"))
