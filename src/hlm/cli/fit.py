@@ -34,6 +34,9 @@ def _plot_target(plot: str, force: bool) -> Path:
     return output_file(plot, PLOT_FORMATS, overwrite=force)[0]
 
 
+NAGQ_HELP = "GLMM: 1 Laplace (default); >1 adaptive Gauss-Hermite points (a (1|g) term or nested intercepts); 0 nAGQ=0"
+
+
 @app.command("fit")
 def fit_command(
     data: str = typer.Argument(..., help="Data file: .csv, .parquet or .dta"),
@@ -75,12 +78,7 @@ def fit_command(
         "gaussian", "--family", help="gaussian (linear), binomial, poisson or negative_binomial (a GLMM, by ML)"
     ),
     link: str = typer.Option(None, "--link", help="GLMM link: logit, probit, cloglog (binomial) or log"),
-    nagq: int | None = typer.Option(
-        None,
-        "--nagq",
-        help="GLMM: 1 Laplace (default); >1 adaptive Gauss-Hermite points (one (1|g) term or nested intercepts); "
-        "0 nAGQ=0",
-    ),
+    nagq: int | None = typer.Option(None, "--nagq", help=NAGQ_HELP),
     odds_ratios: bool = typer.Option(False, "--or", help="GLMM (logit): odds ratios in Stata's table (as Stata's or)"),
     irr: bool = typer.Option(False, "--irr", help="GLMM (Poisson, nbinom): incidence-rate ratios in Stata's table"),
 ) -> None:
