@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import hlm  # noqa: E402
 from hlm.inference.likelihood_ratio import lr_vs_linear  # noqa: E402
-from support import MIXED, REFERENCE, dataset, reference  # noqa: E402  (tests/support.py: the fixtures)
+from support import DATA, MIXED, REFERENCE, dataset, reference  # noqa: E402  (tests/support.py: the fixtures)
 
 FORMULA = [  # tests/spec/test_formula_reference.py and tests/lmm/test_weights.py
     "sleepstudyF__formula_Isq_REML",
@@ -250,6 +250,29 @@ def wemix_checks(name: str) -> Iterator[Check]:
         yield Check(section, name, label, v["vcov"], ours, 1e-4, 1e-8 * fit.sigma**2, test)
 
 
+def wlogit_checks() -> Iterator[Check]:
+    """The weighted logit against WeMix 4.0 (13-point AGQ) and glmer on the expanded data
+    (tests/survey/test_wlogit.py): log pseudo-likelihood within 1e-9 relative, fixed effects
+    within 1e-6, robust SEs within 1e-3 relative, the school variance within 1e-5 relative."""
+    name, ref, test = "logit_wts__wlogit", reference("logit_wts__wlogit"), "survey/test_wlogit.py"
+    frame = pd.read_csv(DATA / "logit_wts.csv")
+    for case, section in (("real", "WeMix"), ("real_cw", "WeMix"), ("integer", "WeMix")):
+        r = ref[case]
+        fit = _quiet(
+            hlm.fit, ref["formula"], frame, family="binomial", pweights=r["weights"], cond_weights=r["cWeights"]
+        )
+        label, sect = f"{case}: ", f"Sampling weights: weighted logit ({section})"
+        yield Check(sect, name, label + "log pseudo-likelihood", r["lnl"], fit.loglik, 1e-9, 0, test)
+        for f, beta, se in zip(r["fixef"], fit.beta, fit.se.to_numpy()):
+            yield Check(sect, name, f"{label}β {f['term']}", f["estimate"], float(beta), 0, 1e-6, test)
+            yield Check(sect, name, f"{label}robust SE {f['term']}", f["se"], float(se), 1e-3, 0, test)
+        yield Check(sect, name, label + "var school", r["var_school"], fit.variances["school"], 1e-5, 0, test)
+    g = ref["glmer_expanded"]
+    fit = _quiet(hlm.fit, ref["formula"], frame, family="binomial", pweights=ref["integer"]["weights"])
+    sect = "Sampling weights: weighted logit (glmer, expanded data)"
+    yield Check(sect, name, "integer weights = duplicated rows: logLik", g["logLik"], fit.loglik, 1e-9, 0, test)
+
+
 def varcomp_checks(name: str) -> Iterator[Check]:
     """Stata's random-effects table (``mixed ..., stddeviations``, computed by glmmTMB's sdreport;
     tests/inference/test_inference_varcomp.py): SDs, SEs and CI limits within 1e-3 relative."""
@@ -343,6 +366,7 @@ def checks() -> list[Check]:
     out += glmm_results_checks()
     for name in sorted(p.stem for p in REFERENCE.glob("*__weighted_*.json")):
         out += wemix_checks(name)
+    out += wlogit_checks()
     for name in VARCOMP:
         out += varcomp_checks(name)
     for name in PROFILE:
