@@ -15,7 +15,7 @@ import pandas as pd
 
 from hlm.errors import OptionError
 from hlm.spec import ModelSpec
-from hlm.survey.result import wald_slopes, wald_table
+from hlm.survey.result import pseudo_summary, wald_slopes, wald_table
 
 
 @dataclass(frozen=True)
@@ -88,23 +88,8 @@ class PseudoLogitFit:
     def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
         """Stata's ``melogit`` header with pweights (one layout for both styles: lme4 has no
         sampling weights)."""
-        if style not in (None, "lme4", "stata"):
-            raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
-        lines = [
-            "Mixed-effects logistic regression, sampling weights (pseudo-maximum likelihood)",
-            f"Number of obs = {self.nobs}; groups: " + ", ".join(f"{k} {v}" for k, v in self.ngroups.items()),
-            f"Sampling weights ({'conditional' if self.cond_weights else 'unconditional'}): "
-            + ", ".join(self.pweights)
-            + f"; scaling: {self.scaling}",
-            f"Integration: adaptive Gauss-Hermite, {self.nagq} points",
-            f"Log pseudolikelihood = {self.loglik:.4f}",
-            f"(Std. err. adjusted for {self.nclusters} clusters in {self.cluster})",
-            "",
-            self.tidy().to_string(index=False),
-            "",
-            self.varcorr.to_string(index=False),
-        ]
-        return "\n".join(lines + list(self.notes))
+        integration = f"Integration: adaptive Gauss-Hermite, {self.nagq} points"
+        return pseudo_summary(self, "Mixed-effects logistic regression", style, (integration,))
 
     def __str__(self) -> str:
         return self.summary()

@@ -8,8 +8,9 @@ likelihood-ratio test: the criterion is a pseudo-likelihood.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,54 @@ def wald_slopes(xnames: tuple[str, ...], beta: np.ndarray, V: np.ndarray) -> tup
     b, Vk = beta[keep], V[np.ix_(keep, keep)]
     chi2 = float(b @ np.linalg.solve(Vk, b))
     return chi2, len(keep), float(stats.chi2.sf(chi2, len(keep)))
+
+
+class WeightedRecord(Protocol):
+    """What a pseudo-ML record shows in its summary (linear and logit)."""
+
+    @property
+    def nobs(self) -> int: ...
+    @property
+    def pweights(self) -> Sequence[str]: ...
+    @property
+    def cond_weights(self) -> bool: ...
+    @property
+    def scaling(self) -> str: ...
+    @property
+    def notes(self) -> Sequence[str]: ...
+    @property
+    def ngroups(self) -> dict[str, int]: ...
+    @property
+    def loglik(self) -> float: ...
+    @property
+    def nclusters(self) -> int: ...
+    @property
+    def cluster(self) -> str: ...
+    @property
+    def varcorr(self) -> pd.DataFrame: ...
+    def tidy(self) -> pd.DataFrame: ...
+
+
+def pseudo_summary(fit: WeightedRecord, title: str, style: str | None, extra: tuple[str, ...] = ()) -> str:
+    """Stata's header with pweights (log pseudolikelihood, robust SEs adjusted for the top-level
+    clusters) for every style: lme4 has no sampling weights; ``extra`` lines follow the weights."""
+    if style not in (None, "lme4", "stata"):
+        raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
+    lines = [
+        f"{title}, sampling weights (pseudo-maximum likelihood)",
+        f"Number of obs = {fit.nobs}; groups: " + ", ".join(f"{k} {v}" for k, v in fit.ngroups.items()),
+        f"Sampling weights ({'conditional' if fit.cond_weights else 'unconditional'}): "
+        + ", ".join(fit.pweights)
+        + f"; scaling: {fit.scaling}",
+        *extra,
+        f"Log pseudolikelihood = {fit.loglik:.4f}",
+        f"(Std. err. adjusted for {fit.nclusters} clusters in {fit.cluster})",
+        "",
+        fit.tidy().to_string(index=False),
+        "",
+        fit.varcorr.to_string(index=False),
+    ]
+    return "\n".join(lines + list(fit.notes))
 
 
 @dataclass(frozen=True)
@@ -182,22 +231,7 @@ class PseudoFit:
     def summary(self, style: Literal["lme4", "stata"] | None = None) -> str:
         """Stata's ``mixed`` header with pweights: log pseudolikelihood, robust SEs (both styles
         print this one layout: lme4 has no sampling weights)."""
-        if style not in (None, "lme4", "stata"):
-            raise OptionError(f"style must be 'lme4' or 'stata', not {style!r}")
-        lines = [
-            "Mixed-effects regression, sampling weights (pseudo-maximum likelihood)",
-            f"Number of obs = {self.nobs}; groups: " + ", ".join(f"{k} {v}" for k, v in self.ngroups.items()),
-            f"Sampling weights ({'conditional' if self.cond_weights else 'unconditional'}): "
-            + ", ".join(self.pweights)
-            + f"; scaling: {self.scaling}",
-            f"Log pseudolikelihood = {self.loglik:.4f}",
-            f"(Std. err. adjusted for {self.nclusters} clusters in {self.cluster})",
-            "",
-            self.tidy().to_string(index=False),
-            "",
-            self.varcorr.to_string(index=False),
-        ]
-        return "\n".join(lines + list(self.notes))
+        return pseudo_summary(self, "Mixed-effects regression", style)
 
     def __str__(self) -> str:
         return self.summary()
