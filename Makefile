@@ -38,7 +38,7 @@ bench: $(STAMP)
 # the examples clears the cache so that every page runs again. The validation page runs every time.
 docs: $(DOCS_STAMP)
 	@if [ -d $(DOCS_BUILD)/.jupyter_cache ] && [ -n "$$(find src examples -newer $(DOCS_BUILD)/.code-stamp 2>/dev/null | head -1)$$(test -f $(DOCS_BUILD)/.code-stamp || echo new)" ]; then \
-	  echo "code changed: re-executing every page"; rm -rf $(DOCS_BUILD)/.jupyter_cache; fi
+	  echo "code changed: re-executing every page"; rm -rf $(DOCS_BUILD)/.jupyter_cache $(DOCS_BUILD)/html/.doctrees; fi
 	mkdir -p $(DOCS_BUILD) && touch $(DOCS_BUILD)/.code-stamp
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m sphinx -W --keep-going -q -b html docs $(DOCS_BUILD)/html
 	@echo "site: $(DOCS_BUILD)/html/index.html"
