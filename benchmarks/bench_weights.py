@@ -115,6 +115,8 @@ def run_wemix(csv: Path, timeout: float) -> dict | str:
         res = subprocess.run(["Rscript", str(script), str(csv)], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"did not finish in {timeout:.0f} s"
+    if res.returncode < 0:  # a signal: on Linux SIGKILL is usually the kernel's out-of-memory killer
+        return f"killed by signal {-res.returncode} (SIGKILL: out of memory)" if res.returncode == -9 else "killed"
     if res.returncode != 0:
         return "failed: " + (res.stderr.strip().splitlines() or ["?"])[-1]
     return json.loads(res.stdout.strip().splitlines()[-1])
