@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import optimize
 
-from hlm.glmm.family import Family, link_function
+from hlm.glmm.family import Family
 from hlm.glmm.kernels import loglik_rows, score_weights_rows
 from hlm.glmm.laplace import family_code
+from hlm.glmm.optimize import linear_start
 from hlm.glmm.rows import EngineRows, engine_rows
 from hlm.inference.boundary import LRTest, boundary_test
 
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
 def _glm_beta(fam: Family, r: EngineRows) -> np.ndarray:
     """beta of the GLM without random effects (Fisher scoring; Newton for canonical links)."""
     code = family_code(fam)
-    mean = (r.y + 0.5) / (r.n + 1.0) if fam.name == "binomial" else (r.y + 0.5) / r.n
-    beta = np.linalg.lstsq(r.X, link_function(fam.link, mean) - r.offset, rcond=None)[0]
+    beta = linear_start(fam, r)
     for _ in range(100):
         s, w = score_weights_rows(*code, r.y, r.n, r.offset + r.X @ beta)
         step = np.linalg.lstsq(r.X.T @ (w[:, None] * r.X), r.X.T @ s, rcond=None)[0]

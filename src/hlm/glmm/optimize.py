@@ -25,7 +25,7 @@ import scipy.linalg as sla
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.laplace import PIRLS_TOL, Modes, Pls
-from hlm.glmm.rows import engine_rows
+from hlm.glmm.rows import EngineRows, engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
@@ -34,9 +34,9 @@ HESSIAN_STEP = 1e-4  # lme4's deriv12 step
 STAGE1_PIRLS_TOL = 1e-6  # stage 1 (ftol 1e-5) only starts stage 2: its modes need not be exact to round-off
 
 
-def linear_start(family: Family, pls: Pls) -> np.ndarray:
-    """beta by least squares on g(smoothed y) (the fast stage's PIRLS takes it from there)."""
-    r = pls.rows
+def linear_start(family: Family, r: EngineRows) -> np.ndarray:
+    """beta by least squares on g(smoothed y) of the rows ``r`` (the fast stage's PIRLS, or the
+    GLM's Fisher scoring, takes it from there)."""
     mean = (r.y + 0.5) / (r.n + 1.0) if family.name == "binomial" else (r.y + 0.5) / r.n
     return np.linalg.lstsq(r.X, link_function(family.link, mean) - r.offset, rcond=None)[0]
 
@@ -75,7 +75,7 @@ class Objective:
     def __post_init__(self) -> None:
         rows = engine_rows(self.family, self.frame, collapse=self.collapse)
         self.pls = Pls(rows, self.frame.dims, self.frame.A0.shape[1])
-        self.beta = linear_start(self.family if self.family.phi is None else replace(self.family, phi=1.0), self.pls)
+        self.beta = linear_start(self.family if self.family.phi is None else replace(self.family, phi=1.0), rows)
 
     @property
     def ntheta(self) -> int:
