@@ -63,13 +63,13 @@ def fit_glmm(
     if not isinstance(nagq, int) or isinstance(nagq, bool) or nagq < 0:
         raise OptionError(f"nagq must be a whole number >= 0, not {nagq!r}")
     engine = choose_backend(data, cast(Backend, backend), sql=sql)
-    if engine == "spark":
-        raise OptionError("GLMMs from Spark DataFrames are not available yet; use a file, sql= or in-memory data")
     notes: tuple[str, ...] = (
         () if offset is None else (f"offset: {offset if isinstance(offset, (str, StataOffset)) else 'an array'}",)
     )
-    if engine == "duckdb":
-        model, data, aggregated, note = read_glmm_source(model, data, fam, offset=offset, sql=sql, con=con)
+    if engine in ("duckdb", "spark"):
+        model, data, aggregated, note = read_glmm_source(
+            model, data, fam, offset=offset, sql=sql, con=con, engine=engine
+        )
         notes += () if note is None else (note,)
         frame = glmm_frame(model, data, fam, offset=offset, weights=weights, aggregated=aggregated)
     else:
