@@ -99,6 +99,53 @@ def test_nakagawa_r2_matches_the_formula_in_r(key: str, fit) -> None:
         assert r2[name] == pytest.approx(ref[name], rel=2e-4), name
 
 
+def slopes_data(seed: int = 4, groups: int = 30, per: int = 25) -> pd.DataFrame:
+    """Random intercepts and slopes in x (x centred away from 0, so the covariance term counts)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), per)
+    x = rng.normal(1.0, 1.0, groups * per)
+    b = rng.multivariate_normal([0.0, 0.0], [[0.5, 0.1], [0.1, 0.2]], groups)
+    eta = -0.3 + 0.6 * x + b[g, 0] + b[g, 1] * x
+    return pd.DataFrame(
+        {
+            "g": g,
+            "x": x,
+            "y": (rng.uniform(size=len(g)) < 1 / (1 + np.exp(-eta))).astype(int),
+            "c": rng.poisson(np.exp(0.2 + 0.5 * eta)),
+        }
+    )
+
+
+def johnson_variance(fit, data: pd.DataFrame) -> float:
+    """mean over rows of z_i' Sigma z_i with z_i = (1, x_i) and Sigma from varcorr (Johnson 2014)."""
+    vc = fit.varcorr
+    var = dict(zip(vc["var1"][vc["var2"].isna()], vc["vcov"][vc["var2"].isna()]))
+    cov = float(vc["vcov"][vc["var2"].notna()].iloc[0])
+    sigma = np.array([[var["(Intercept)"], cov], [cov, var["x"]]])
+    Z = np.column_stack([np.ones(len(data)), data["x"]])
+    return float(np.mean(np.einsum("ij,jk,ik->i", Z, sigma, Z)))
+
+
+def test_nakagawa_r2_with_random_slopes_uses_the_mean_random_variance() -> None:
+    """performance::r2_nakagawa / MuMIn::r.squaredGLMM with random slopes: the random-effect variance
+    is the mean over rows of z_i' Sigma z_i; written out here in numpy from the data's columns.  For
+    Poisson lambda comes from the intercept-only model with the same random terms."""
+    data = slopes_data()
+    Z = np.column_stack([np.ones(len(data)), data["x"]])
+    fit = hlm.fit("y ~ x + (1 + x | g)", data, family="binomial")
+    v_r, v_f, c = johnson_variance(fit, data), float(np.var(Z @ fit.fixef.to_numpy(), ddof=1)), math.pi**2 / 3
+    r2 = fit.r2()
+    assert (r2["var_random"], r2["var_fixed"], r2["var_distribution"]) == pytest.approx((v_r, v_f, c), rel=1e-10)
+    assert r2["marginal"] == pytest.approx(v_f / (v_f + v_r + c), rel=1e-10)
+    assert r2["conditional"] == pytest.approx((v_f + v_r) / (v_f + v_r + c), rel=1e-10)
+    counts = hlm.fit("c ~ x + (1 + x | g)", data, family="poisson")
+    null = hlm.fit("c ~ 1 + (1 + x | g)", data, family="poisson")
+    lam = math.exp(float(null.fixef.iloc[0]) + 0.5 * johnson_variance(null, data))
+    r2 = counts.r2()
+    assert r2["var_random"] == pytest.approx(johnson_variance(counts, data), rel=1e-10)
+    assert r2["var_distribution"] == pytest.approx(math.log1p(1 / lam), rel=1e-6)  # two refits: the optimizer's tol
+
+
 # ---- ICC ----
 def test_icc_two_level_logit_and_probit() -> None:
     fit = cbpp_fit()
