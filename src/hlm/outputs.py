@@ -17,8 +17,12 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hlm.errors import FileError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _FORCE: ContextVar[str] = ContextVar("hlm_force_option", default="overwrite=True")
 
@@ -87,3 +91,26 @@ def output_folder(path: str | os.PathLike, *, overwrite: bool = False, suffix: s
         if any(e.is_dir() or e.suffix.lower() != suffix for e in entries):
             raise FileError(f"'{path}' holds files other than {suffix} files; remove it or choose another")
     return target
+
+
+IMAGE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def save_figure(fig: Figure, file: Any, *, overwrite: bool = False) -> None:
+    """Save ``fig`` to ``file`` in the format its extension names, under a temporary name
+    first (the file appears only when complete); see the module docstring for the checks.
+    A file object is written as PNG."""
+    if not isinstance(file, (str, os.PathLike)):
+        if not hasattr(file, "write"):
+            raise FileError(f"file= takes a path or a writable file object, not {type(file).__name__}")
+        fig.savefig(file, dpi=120)
+        return
+    target, kind = output_file(file, IMAGE_FORMATS, overwrite=overwrite)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        fig.savefig(tmp, dpi=120, format=kind)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise FileError(f"cannot write '{file}': {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -230,11 +230,11 @@ def test_stata_command_conflicts() -> None:
         hlm.fit("mepoisson c x, exposure(x) || g:", data)
 
 
-@pytest.mark.parametrize("method", ["varcomp", "plot"])
-def test_linear_only_features_are_refused(method: str) -> None:
+@pytest.mark.parametrize("kind", ["variance", "profile"])
+def test_linear_only_plots_are_refused(kind: str) -> None:
     fit = hlm.fit("y ~ x + (1 | g)", frame(), family="binomial")
-    with pytest.raises(OptionError, match="not available for GLMMs yet"):
-        getattr(fit, method)()
+    with pytest.raises(OptionError, match="is for linear fits"):
+        fit.plot(kind)
 
 
 def test_lrtest_refuses_mixing_glmm_and_lmm_or_families() -> None:

@@ -99,7 +99,7 @@ def test_nakagawa_r2_matches_the_formula_in_r(key: str, fit) -> None:
         assert r2[name] == pytest.approx(ref[name], rel=2e-4), name
 
 
-def slopes_data(seed: int = 4, groups: int = 30, per: int = 25) -> pd.DataFrame:
+def slopes_data(seed: int = 3, groups: int = 40, per: int = 30) -> pd.DataFrame:
     """Random intercepts and slopes in x (x centred away from 0, so the covariance term counts)."""
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(groups), per)
@@ -144,6 +144,71 @@ def test_nakagawa_r2_with_random_slopes_uses_the_mean_random_variance() -> None:
     r2 = counts.r2()
     assert r2["var_random"] == pytest.approx(johnson_variance(counts, data), rel=1e-10)
     assert r2["var_distribution"] == pytest.approx(math.log1p(1 / lam), rel=1e-6)  # two refits: the optimizer's tol
+
+
+# ---- variance components ----
+def test_varcomp_ses_match_glmmtmb_sdreport() -> None:
+    """Salamanders nbinom2: the SEs of log SD and log phi equal glmmTMB's sdreport (exact Hessian by
+    automatic differentiation; hlm's is the finite-difference one), the limits exp(log v -+ z se)."""
+    ref = reference("Salamanders__glmm_tmb_nbinom2_ri")
+    params = dict(zip(ref["optimizer"]["parameters"]["rownames"], ref["optimizer"]["parameters"]["values"]))
+    fit = hlm.fit("count ~ mined + (1 | site)", dataset("Salamanders"), family="negative_binomial")
+    vc = fit.varcomp().set_index("parameter")
+    assert list(vc["kind"]) == ["sd", "dispersion"]
+    assert vc.loc[".sig01", "se_natural"] == pytest.approx(params["theta"][1], rel=1e-3)
+    assert vc.loc["phi", "se_natural"] == pytest.approx(params["betad"][1], rel=1e-3)
+    assert vc.loc["phi", "estimate"] == pytest.approx(ref["dispersion"]["sigma"], rel=1e-3)
+    sd, se = vc.loc[".sig01", "estimate"], vc.loc[".sig01", "se_natural"]
+    assert vc.loc[".sig01", "std_error"] == pytest.approx(sd * se, rel=1e-12)
+    assert (vc.loc[".sig01", "conf_low"], vc.loc[".sig01", "conf_high"]) == pytest.approx(
+        (sd * math.exp(-1.959963984540054 * se), sd * math.exp(1.959963984540054 * se)), rel=1e-9
+    )
+
+
+def test_varcomp_random_slopes_delta_method() -> None:
+    """(1 + x | g): Cov(log sd, atanh r) = J Cov(theta) J' with J by central differences of the
+    map theta -> (log sd_0, atanh r, log sd_1) written out here."""
+    fit = hlm.fit("y ~ x + (1 + x | g)", slopes_data(), family="binomial")
+
+    def natural(t: np.ndarray) -> np.ndarray:
+        L = np.array([[t[0], 0.0], [t[1], t[2]]])
+        C = L @ L.T
+        sd = np.sqrt(np.diag(C))
+        return np.array([math.log(sd[0]), math.atanh(C[1, 0] / (sd[0] * sd[1])), math.log(sd[1])])
+
+    h = 1e-6
+    J = np.column_stack([(natural(fit.theta + e) - natural(fit.theta - e)) / (2 * h) for e in np.eye(3) * h])
+    cov = 2 * np.linalg.inv(fit.hessian)[:3, :3]
+    vc = fit.varcomp()
+    assert list(vc["kind"]) == ["sd", "cor", "sd"] and vc["var2"].iloc[1] == "(Intercept)"
+    assert vc["estimate"].to_numpy() == pytest.approx(fit.varcorr["sdcor"].to_numpy()[[0, 2, 1]], rel=1e-12)
+    assert vc["se_natural"].to_numpy() == pytest.approx(np.sqrt(np.diag(J @ cov @ J.T)), rel=1e-6)
+    r, se = vc["estimate"].iloc[1], vc["se_natural"].iloc[1]
+    assert vc["std_error"].iloc[1] == pytest.approx((1 - r * r) * se, rel=1e-12)
+
+
+def test_varcomp_boundary_has_no_standard_error() -> None:
+    """A correlation at 1 (L's second diagonal at its bound 0) is held fixed: no SE for it, the SDs
+    keep theirs."""
+    fit = hlm.fit("y ~ x + (1 + x | g)", slopes_data(4, groups=30, per=25), family="binomial")
+    assert fit.singular
+    vc = fit.varcomp()
+    assert vc["estimate"].iloc[1] == pytest.approx(1.0, abs=1e-6) and np.isnan(vc["std_error"].iloc[1])
+    assert np.all(np.isfinite(vc["std_error"].to_numpy()[[0, 2]]))
+
+
+def test_caterpillar_plot(tmp_path) -> None:
+    """One panel per grouping factor and term, the sorted conditional modes with +-1.96 conditional
+    SDs (ranef()); saved as PNG; the linear fits' other kinds are refused with the way out named."""
+    fit = hlm.fit("y ~ x + (1 + x | g)", slopes_data(), family="binomial")
+    fig = fit.plot(file=tmp_path / "re.png")
+    assert [ax.get_title() for ax in fig.axes] == ["g: (Intercept)", "g: x"]
+    re = fit.ranef()
+    modes = re[re["term"] == "x"]["estimate"].sort_values().to_numpy()
+    assert np.asarray(fig.axes[1].collections[-1].get_offsets())[:, 0] == pytest.approx(modes, rel=1e-12)
+    assert (tmp_path / "re.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(OptionError, match="icc"):
+        fit.plot("variance")
 
 
 # ---- ICC ----

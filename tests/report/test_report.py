@@ -155,10 +155,10 @@ def test_caterpillar_of_many_levels_draws_one_band(tmp_path, monkeypatch):
     250,000 levels); below it, one line per level."""
     from matplotlib.collections import LineCollection, PolyCollection
 
-    from hlm.report import plots
+    from hlm.report import caterpillar
 
     fit = _fit("strength ~ 1 + (1 | batch/cask)", "Pastes")
-    monkeypatch.setattr(plots, "BAND_LIMIT", 20)  # cask:batch has 30 levels, batch 10
+    monkeypatch.setattr(caterpillar, "BAND_LIMIT", 20)  # cask:batch has 30 levels, batch 10
     fig = fit.plot("caterpillar", file=tmp_path / "cat.png")
 
     def has(ax, kind):

@@ -12,7 +12,7 @@ finite-difference Hessian of -2 loglik over (theta, beta[, log phi]).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from hlm.lmm.ranef import coef_frames
 from hlm.models import InformationCriteria
 from hlm.numerics.bobyqa import SINGULAR_TOL, OptSummary
 from hlm.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TIDY_COLUMNS = ["term", "estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"]
 
@@ -248,15 +251,31 @@ class GlmmResult(InformationCriteria):
 
         return r2(self)
 
-    # ---- features of linear fits not built for GLMMs yet: refused, never approximated ----
-    def _not_yet(self, what: str) -> OptionError:
-        return OptionError(f"{what} is not available for GLMMs yet (family {self.family})")
+    # ---- variance components and plots (hlm.glmm.varcomp, hlm.report.caterpillar) ----
+    def varcomp(self, *, level: float = 0.95) -> pd.DataFrame:
+        """SDs and correlations of the random effects on the latent scale (and nbinom2's phi) with
+        delta-method SEs and Wald limits on the log-SD / atanh scale; see :mod:`hlm.glmm.varcomp`."""
+        from hlm.glmm.varcomp import varcomp
 
-    def varcomp(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        raise self._not_yet("varcomp()")
+        return varcomp(self, level=level)
 
-    def plot(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._not_yet("plot()")
+    def plot(
+        self, kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False, level: float = 0.95
+    ) -> Figure:
+        """The caterpillar plot of the conditional modes with +-z conditional-SD intervals (lme4's
+        ``dotplot(ranef(., condVar=TRUE))``), saved to ``file`` when given (see ``Fit.plot``)."""
+        if kind != "caterpillar":
+            raise OptionError(
+                f"plot kind {kind!r} is for linear fits; a GLMM has the 'caterpillar' plot "
+                "(variance shares: icc() / r2(); profiles: confint(method='profile'))"
+            )
+        from hlm.outputs import save_figure
+        from hlm.report.caterpillar import caterpillar  # matplotlib loads with the first plot
+
+        fig = caterpillar(self, level=level)
+        if file is not None:
+            save_figure(fig, file, overwrite=overwrite)
+        return fig
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (the CLI's ``--json``)."""

@@ -1,7 +1,8 @@
 """Plots of a fit (matplotlib, no pyplot state: figures are built with the Agg canvas).
 
 * ``caterpillar``: conditional modes of every level of every grouping factor and term,
-  sorted, with +-z conditional-SD intervals (lme4's ``dotplot(ranef(., condVar=TRUE))``).
+  sorted, with +-z conditional-SD intervals (lme4's ``dotplot(ranef(., condVar=TRUE))``;
+  :mod:`hlm.report.caterpillar`, GLMMs' plot too).
 * ``variance``: share of the unexplained variance per level with its CI (``fit.icc()``).
 * ``profile``: the signed square root of the change in the criterion, zeta, against each
   parameter (SDs, correlations, sigma, fixed effects) from the profile likelihood
@@ -20,43 +21,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from hlm.errors import FileError, OptionError
-from hlm.outputs import output_file
+from hlm.errors import OptionError
+from hlm.outputs import IMAGE_FORMATS, output_file, save_figure
+from hlm.report.caterpillar import caterpillar
 
 if TYPE_CHECKING:
     from hlm.api import Fit
 
-BAND_LIMIT = 5000  # above this many levels the intervals are drawn as one band
-LABEL_LIMIT = 40  # label levels on the axis up to this many
 PROFILE_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)  # lme4's xyplot(profile) marks these intervals
-
-
-def caterpillar(fit: Fit, *, level: float = 0.95) -> Figure:
-    """One panel per (grouping factor, term): sorted conditional modes with intervals."""
-    re = fit.ranef()
-    z = stats.norm.ppf(0.5 + level / 2)
-    panels = list(dict.fromkeys(zip(re["group"], re["term"])))
-    fig = Figure(figsize=(4.0 * len(panels), 5.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (group, term) in zip(axes, panels):
-        sub = re[(re["group"] == group) & (re["term"] == term)].sort_values("estimate")
-        y = np.arange(len(sub))
-        est, se = sub["estimate"].to_numpy(), sub["std_error"].to_numpy()
-        if len(sub) <= BAND_LIMIT:
-            ax.hlines(y, est - z * se, est + z * se, color="0.55", linewidth=0.8 if len(sub) < 500 else 0.3)
-        else:  # one polygon instead of a line per level (matplotlib builds a Path for each)
-            ax.fill_betweenx(y, est - z * se, est + z * se, color="0.75", linewidth=0)
-        ax.scatter(est, y, s=12 if len(sub) < 500 else 2, color="C0", zorder=3, rasterized=len(sub) > BAND_LIMIT)
-        ax.axvline(0.0, color="0.3", linewidth=0.8, linestyle="--")
-        ax.set_title(f"{group}: {term}")
-        ax.set_xlabel(f"conditional mode, {level:.0%} interval")
-        if len(sub) <= LABEL_LIMIT:
-            ax.set_yticks(y, [str(v) for v in sub["level"]], fontsize=7)
-        else:
-            ax.set_yticks([])
-            ax.set_ylabel(f"{len(sub):,} levels, sorted")
-    return fig
 
 
 def variance_shares(fit: Fit, *, level: float = 0.95, at: Mapping[str, float] | None = None) -> Figure:
@@ -142,29 +114,6 @@ def profile_zeta(
 
 
 PLOT_KINDS = ("caterpillar", "variance", "profile")
-
-
-IMAGE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}
-
-
-def save_figure(fig: Figure, file: Any, *, overwrite: bool = False) -> None:
-    """Save ``fig`` to ``file`` in the format its extension names, under a temporary name
-    first (the file appears only when complete); see :mod:`hlm.outputs` for the checks.
-    A file object is written as PNG."""
-    if not isinstance(file, (str, os.PathLike)):
-        if not hasattr(file, "write"):
-            raise FileError(f"file= takes a path or a writable file object, not {type(file).__name__}")
-        fig.savefig(file, dpi=120)
-        return
-    target, kind = output_file(file, IMAGE_FORMATS, overwrite=overwrite)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        fig.savefig(tmp, dpi=120, format=kind)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise FileError(f"cannot write '{file}': {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def plot(fit: Fit, kind: str = "caterpillar", *, file: Any = None, overwrite: bool = False, **kwargs: Any) -> Figure:
