@@ -367,8 +367,8 @@ def fit(
         failures) ~ ...``; links logit, probit, cloglog), "poisson" or "negative_binomial"
         (nbinom2; log link) fit a GLMM by maximum likelihood, Laplace (``nagq=1``) or adaptive
         Gauss-Hermite with ``nagq`` points for one scalar random term or nested random intercepts,
-        or glmer's fast ``nAGQ = 0`` (``nagq=0``); files and ``sql=`` are collapsed by a GROUP BY
-        in DuckDB; see :mod:`hlm.glmm`.
+        or glmer's fast ``nAGQ = 0`` (``nagq=0``); files, ``sql=`` and Spark DataFrames are collapsed by
+        a GROUP BY in DuckDB or Spark; see :mod:`hlm.glmm`.
         With ``pweights``: a logit with nested random intercepts (two or three levels) by pseudo-ML
         (``nagq`` default 13, as WeMix; Stata: ``melogit y x [pw=w1] || school:, pweight(w2)``), see
         :mod:`hlm.survey.logit`.

@@ -138,7 +138,7 @@ def read_glmm_source(
     schema = src.schema()
     if offset is not None and not isinstance(offset, (str, StataOffset)):
         raise OptionError(
-            "offset= as an array needs in-memory data; for files, SQL and Spark name a column: offset='x'"
+            "offset= as an array needs in-memory data; for files, SQL and Spark name a column: offset='column'"
         )
     cbind = None
     inner = model

@@ -240,7 +240,8 @@ class GlmmResult(InformationCriteria):
 
     # ---- variance shares on the latent scale (hlm.glmm.latent) ----
     def icc(self, *, level: float = 0.95) -> pd.DataFrame:
-        """Latent-scale intra-class correlations (Stata's ``estat icc``); binomial fits only."""
+        """Latent-scale intra-class correlations (Stata's ``estat icc``); binomial fits with random
+        intercepts only (with random slopes the ICC varies with the covariates: refused)."""
         from hlm.glmm.latent import icc
 
         return icc(self, level=level)
