@@ -35,3 +35,15 @@ def test_cli_glmm_summary_and_refusals(capsys: pytest.CaptureFixture[str]) -> No
     assert run(["fit", CBPP, "incidence ~ period + (1 | herd)", "--family", "binomial"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "0/1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_glmm_caterpillar_plot(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--plot draws a GLMM's caterpillar plot; the linear fits' other kinds are refused in one line."""
+    target = tmp_path / "re.png"
+    assert run(["fit", CBPP, MODEL, "--family", "binomial", "--plot", str(target)]) == 0
+    assert target.read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    other = tmp_path / "v.png"
+    assert run(["fit", CBPP, MODEL, "--family", "binomial", "--plot", str(other), "--plot-kind", "variance"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "caterpillar" in err and not other.exists()

@@ -95,8 +95,10 @@ def fit_command(
     with warnings.catch_warnings(record=True) as caught, option_spelling("--reorder"), force_spelling("--force"):
         warnings.simplefilter("always")
         glmm = family != "gaussian" or link is not None or nagq is not None or command_of(model) is not None
-        if glmm and (plot or reorder or ml):
-            raise OptionError("--plot, --reorder and --ml are for linear models; a GLMM is fitted by ML")
+        if glmm and (reorder or ml):
+            raise OptionError("--reorder and --ml are for linear models; a GLMM is fitted by ML")
+        if glmm and plot and plot_kind != "caterpillar":
+            raise OptionError(f"--plot-kind {plot_kind} is for linear models; a GLMM has the caterpillar plot")
         if (odds_ratios or irr) and not glmm:
             raise OptionError("--or and --irr are for GLMMs (melogit / mepoisson / menbreg or --family)")
         if pweights is not None and plot:
@@ -105,12 +107,12 @@ def fit_command(
         text = _render(result, as_json, style, odds_ratios, irr)
         if target is not None:
             from hlm.api import Fit
-            from hlm.report.plots import save_figure
+            from hlm.glmm.result import GlmmResult
+            from hlm.outputs import save_figure
 
-            assert isinstance(result, Fit)  # --plot is refused with --pweights and for GLMMs above
-            save_figure(
-                result.plot(cast(Literal["caterpillar", "variance", "profile"], plot_kind)), target, overwrite=force
-            )
+            assert isinstance(result, (Fit, GlmmResult))  # --plot is refused with --pweights above
+            kind = cast(Literal["caterpillar", "variance", "profile"], plot_kind)
+            save_figure(result.plot(kind), target, overwrite=force)
     typer.echo(text)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)
