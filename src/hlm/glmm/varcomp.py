@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     from hlm.glmm.result import GlmmResult
 
 
-def _natural(L: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
-    """A term's parameters in theta's (column-major lower-triangle) order, their values (sd, r)
-    and the Jacobian of (log sd, atanh r) in the entries of L."""
+def _natural(L: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray, list[bool], np.ndarray]:
+    """A term's parameters in theta's (column-major lower-triangle) order, their values (sd, r),
+    whether each is inside its range (module docstring) and the Jacobian of (log sd, atanh r) in
+    the entries of L."""
     k = L.shape[0]
     pos = [(i, j) for j in range(k) for i in range(j, k)]
     C = L @ L.T
@@ -52,7 +53,9 @@ def _natural(L: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarr
                 r = value[row]
                 dr = dC[i, j] / (sd[i] * sd[j]) - 0.5 * r * (dC[i, i] / C[i, i] + dC[j, j] / C[j, j])
                 J[row, col] = dr / (1.0 - r * r)
-    return pos, value, J
+    inside = [sd[i] > ZERO_SD if i == j else sd[i] > ZERO_SD and sd[j] > ZERO_SD and abs(v) < ONE_COR
+              for (i, j), v in zip(pos, value)]  # fmt: skip
+    return pos, value, inside, J
 
 
 def varcomp(fit: GlmmResult, *, level: float = 0.95) -> pd.DataFrame:
@@ -61,17 +64,16 @@ def varcomp(fit: GlmmResult, *, level: float = 0.95) -> pd.DataFrame:
     f = fit.frame
     k = fit.ntheta
     rows: list[tuple] = []
-    values, free, blocks = [], [], []
+    values: list[float] = []
+    free: list[bool] = []
+    blocks = []
     for (group, names), L in zip(f.term_labels, lower_triangles(fit.theta, f.dims)):
-        pos, value, J = _natural(L)
-        sd = np.sqrt(np.diag(L @ L.T))
-        for (i, j), v in zip(pos, value):
-            name = f".sig{len(rows) + 1:02d}"
+        pos, value, inside, J = _natural(L)
+        for i, j in pos:
             kind, var2 = ("sd", None) if i == j else ("cor", names[j])
-            ok = sd[i] > ZERO_SD if i == j else sd[i] > ZERO_SD and sd[j] > ZERO_SD and abs(v) < ONE_COR
-            rows.append((name, kind, group, names[i], var2))
-            values.append(v)
-            free.append(ok)
+            rows.append((f".sig{len(rows) + 1:02d}", kind, group, names[i], var2))
+        values += list(value)
+        free += inside
         blocks.append(J)
     J = np.zeros((k + (fit.dispersion is not None), len(fit.estimates)))
     at = 0
