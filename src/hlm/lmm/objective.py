@@ -89,9 +89,10 @@ class DevianceFunction:
 
     @property
     def has_gradient(self) -> bool:
-        """Whether :meth:`gradient` is available: crossed factors with at most GRADIENT_MAX
-        random effects (:mod:`hlm.lmm.gradient` works on the dense q x q matrix)."""
-        return self.crossed is not None and self.crossed.ztz.shape[0] <= GRADIENT_MAX
+        """Whether :meth:`gradient` is available: crossed factors in the blocked layout (its
+        factor gives the gradient by blocks) or with at most GRADIENT_MAX random effects
+        (:mod:`hlm.lmm.gradient` then works on the dense q x q matrix)."""
+        return self.crossed is not None and (self.blocked is not None or self.crossed.ztz.shape[0] <= GRADIENT_MAX)
 
     def derivatives(self, theta: np.ndarray) -> Derivatives:
         """The criterion, its analytic gradient and d criterion / d T_f at theta
