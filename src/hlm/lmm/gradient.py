@@ -100,9 +100,9 @@ def derivatives(
         Ug = ugroups[f]
         a = Ug @ u  # (G, q)
         P = (dof / prof.pwrss) * (a.T @ a)
-        if qxx_inv is not None:
-            UX = Ug[:, :, :p]
-            P += np.einsum("gap,pr,gbr->ab", UX, qxx_inv, UX, optimize=True)
+        if qxx_inv is not None:  # sum_g U_gX Q_XX^{-1} U_gX' as one product over the groups
+            UX = np.transpose(Ug[:, :, :p], (1, 0, 2)).reshape(len(lam), -1)  # (q, G p)
+            P += (np.transpose(Ug[:, :, :p] @ qxx_inv, (1, 0, 2)).reshape(len(lam), -1)) @ UX.T
         Gf = wsum[f] - P
         Gf = 0.5 * (Gf + Gf.T)
         cov.append(Gf)
