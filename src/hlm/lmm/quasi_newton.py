@@ -119,8 +119,8 @@ def boundary_descent(struct: Structure, theta: np.ndarray, cov_gradients: tuple[
 
 
 def quasi_newton(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> OptSummary:
-    """The quasi-Newton search from theta0, the canonical signs and zero columns, the boundary test with its
-    restarts (module docstring), then lme4's checks on the analytic gradient."""
+    """The quasi-Newton search from theta0, the canonical signs and zero columns, the boundary
+    test with its restarts (module docstring), then lme4's checks on the analytic gradient."""
     start = time.perf_counter()
     theta, code, feval = _bfgs(devfun, np.asarray(theta0, dtype=float))
     theta, fmin = zero_columns(devfun, struct, canonical_signs(struct, theta), float(devfun(theta)))
