@@ -11,7 +11,7 @@ from hlm.aggregate.stats import Aggregates
 from hlm.lmm.blocked import BlockedSystem, build_blocked
 from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms
 from hlm.lmm.deviance import Profiled, profile
-from hlm.lmm.gradient import crossed_gradient
+from hlm.lmm.gradient import Derivatives, derivatives
 from hlm.lmm.kernels import OneLevel, one_level
 from hlm.lmm.nested import InterceptChain, LeafClasses, intercept_chain, intercept_terms, leaf_classes, nested_terms
 from hlm.lmm.structure import Structure
@@ -89,14 +89,20 @@ class DevianceFunction:
 
     @property
     def has_gradient(self) -> bool:
-        """Whether :meth:`gradient` is available: crossed factors with at most GRADIENT_MAX
-        random effects (:mod:`hlm.lmm.gradient` works on the dense q x q matrix)."""
-        return self.crossed is not None and self.crossed.ztz.shape[0] <= GRADIENT_MAX
+        """Whether :meth:`gradient` is available: crossed factors in the blocked layout (its
+        factor gives the gradient by blocks) or with at most GRADIENT_MAX random effects
+        (:mod:`hlm.lmm.gradient` then works on the dense q x q matrix)."""
+        return self.crossed is not None and (self.blocked is not None or self.crossed.ztz.shape[0] <= GRADIENT_MAX)
+
+    def derivatives(self, theta: np.ndarray) -> Derivatives:
+        """The criterion, its analytic gradient and d criterion / d T_f at theta
+        (:func:`hlm.lmm.gradient.derivatives`)."""
+        assert self.crossed is not None, "the analytic gradient is for crossed factors"
+        return derivatives(self.crossed, self.blocked, self.agg, self.struct, self.reml, theta)
 
     def gradient(self, theta: np.ndarray) -> np.ndarray:
-        """The analytic gradient of the criterion at theta (:func:`hlm.lmm.gradient.crossed_gradient`)."""
-        assert self.crossed is not None, "the analytic gradient is for crossed factors"
-        return crossed_gradient(self.crossed, self.agg, self.struct, self.reml, theta)
+        """The analytic gradient of the criterion at theta."""
+        return self.derivatives(theta).gradient
 
     def __call__(self, theta: np.ndarray) -> float:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from hlm.numerics.bobyqa import GRAD_TOL, SINGULAR_TOL, OptSummary, bobyqa
 from hlm.numerics.derivatives import fd_derivatives, gradient_hessian
 
 Gradient = Callable[[np.ndarray], np.ndarray]
+Rerun = Callable[[np.ndarray], tuple[np.ndarray, str, int]]  # theta -> (theta, return code, evaluations)
 
 __all__ = [
     "HESSIAN_MAX",
@@ -34,6 +36,7 @@ __all__ = [
     "gradient_verdict",
     "minimize",
     "snap_to_bounds",
+    "verify",
 ]
 
 HESSIAN_MAX = 24
@@ -123,17 +126,17 @@ def _gradient_check(
     fmin: float,
     code: str,
     lower: np.ndarray,
-    maxeval: int,
+    rerun: Rerun,
     gradient: Gradient | None,
 ) -> tuple[np.ndarray, float, str, np.ndarray, float, int]:
-    """The many-parameter check (module docstring), with up to RESTARTS restarts of BOBYQA
-    from a point that fails it; the lowest point is kept, with the restarts' evaluations."""
+    """The many-parameter check (module docstring), with up to RESTARTS reruns of the
+    optimizer from a point that fails it; the lowest point is kept, with the reruns' evaluations."""
     g, worst = gradient_verdict(fun, theta, fmin, lower, gradient)
     feval = 0
     for _ in range(RESTARTS):
         if worst < GRAD_TOL:
             break
-        again, code_again, n_again = _bobyqa(fun, theta, lower, maxeval, step=0.05)
+        again, code_again, n_again = rerun(theta)
         feval += n_again
         f_again = float(fun(again))
         if not f_again < fmin:
@@ -154,9 +157,10 @@ def _summary(
     g: np.ndarray,
     scaled: float,
     pd_ok: bool | None,
+    optimizer: str = "nlopt BOBYQA",
 ) -> OptSummary:
     return OptSummary(
-        "nlopt BOBYQA",
+        optimizer,
         tuple(map(float, theta0)),
         tuple(map(float, theta)),
         tuple(map(float, lower)),
@@ -203,10 +207,32 @@ def minimize(
     theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
     if not fmin < worse_than:
         return _summary(theta0, theta, lower, fmin, feval, start, code, np.zeros(n), np.inf, None)
+    rerun = partial(_bobyqa, fun, lower=lower, maxeval=maxeval, step=0.05)
+    return verify(fun, theta0, theta, fmin, code, feval, lower, gradient, rerun, start=start)
+
+
+def verify(
+    fun: Callable[[np.ndarray], float],
+    theta0: np.ndarray,
+    theta: np.ndarray,
+    fmin: float,
+    code: str,
+    feval: int,
+    lower: np.ndarray,
+    gradient: Gradient | None,
+    rerun: Rerun,
+    optimizer: str = "nlopt BOBYQA",
+    start: float | None = None,
+) -> OptSummary:
+    """lme4's convergence checks at the optimizer's point theta (criterion fmin), on ``gradient``
+    where it is given: the gradient check alone above HESSIAN_MAX free parameters (``rerun``
+    restarts the optimizer from a point that fails it), else the Hessian, the scaled gradient
+    and one Newton polish.  The summary counts ``feval`` and the time since ``start``."""
+    start = time.perf_counter() if start is None else start
     free = ~(np.isfinite(lower) & (theta < SINGULAR_TOL))
     if free.sum() > HESSIAN_MAX:
-        theta, fmin, code, g, scaled, more = _gradient_check(fun, theta, fmin, code, lower, maxeval, gradient)
-        return _summary(theta0, theta, lower, fmin, feval + more, start, code, g, scaled, None)
+        theta, fmin, code, g, scaled, more = _gradient_check(fun, theta, fmin, code, lower, rerun, gradient)
+        return _summary(theta0, theta, lower, fmin, feval + more, start, code, g, scaled, None, optimizer)
     g, H = _derivatives(fun, gradient, theta, free, True)
     pd_ok, scaled, step = _newton(g, H, free)
     if pd_ok and step is not None:  # one Newton polish on the free coordinates
@@ -216,4 +242,4 @@ def minimize(
             theta, fmin = trial, f_trial
             g, _ = _derivatives(fun, gradient, theta, free, False)
             pd_ok, scaled, _ = _newton(g, H, free)
-    return _summary(theta0, theta, lower, fmin, feval, start, code, g, scaled, pd_ok)
+    return _summary(theta0, theta, lower, fmin, feval, start, code, g, scaled, pd_ok, optimizer)

@@ -22,6 +22,7 @@ import numpy as np
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
 from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.optimize import SINGULAR_TOL, OptSummary, minimize
+from hlm.lmm.quasi_newton import quasi_newton
 from hlm.lmm.start import anova_start
 from hlm.lmm.structure import Structure
 
@@ -121,7 +122,11 @@ def _zero_column_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | N
 
 
 def _search(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> OptSummary:
-    """BOBYQA from theta0, then the restarts of a boundary optimum; the lowest converged kept."""
+    """Crossed vector effects with an analytic gradient: the quasi-Newton search and its
+    boundary test (:mod:`hlm.lmm.quasi_newton`).  Otherwise BOBYQA from theta0, then the
+    restarts of a boundary optimum; the lowest converged kept."""
+    if devfun.has_gradient and not struct.structured and any(len(c) > 1 for c in struct.factor_cols):
+        return quasi_newton(devfun, theta0, struct)
     gradient = devfun.gradient if devfun.has_gradient else None
     opt = minimize(devfun, theta0, struct.lower, gradient=gradient)
     for start_at in (_zero_column_restart, _ridge_restart):
