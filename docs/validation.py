@@ -39,10 +39,7 @@ FORMULA = [  # tests/spec/test_formula_reference.py and tests/lmm/test_weights.p
     "litters__formula_named_REML",
     "litters__formula_interact_ML",
 ]
-KB07 = ["kb07like__crossed_slopes_ML", "kb07like__crossed_zerocorr_REML"]
-SLOW_ONLY = {  # refitted by the slow test suite only: too long for a documentation build
-    "kb07like__crossed_maximal_REML": "72 variance parameters, about 40 s; tests/lmm/test_engine_crossed.py (slow)",
-}
+KB07 = ["kb07like__crossed_slopes_ML", "kb07like__crossed_zerocorr_REML", "kb07like__crossed_maximal_REML"]
 GLMM = [
     "cbpp__glmm_binomial_laplace",
     "cbpp__glmm_binomial_agq25",
@@ -166,6 +163,18 @@ def kb07_checks(name: str) -> Iterator[Check]:
         yield Check(section, name, f"β {term}", row["estimate"], fit.fixef[term], 0, 2e-2 * row["se"], test)
         yield Check(section, name, f"SE {term}", row["se"], fit.se[term], 1e-2, 0, test)
     yield Check(section, name, "σ", ref["sigma"], fit.sigma, 1e-3, 0, test)
+
+
+def kb07_twenty_checks() -> Iterator[Check]:
+    """The 20-theta kb07-like model fitted by lme4 here (tests/reference/scripts/kb07like_twenty.R):
+    hlm's REML criterion and ML deviance at or below lme4's (1e-6 relative)."""
+    name = "kb07like__crossed_twenty"
+    ref = reference(name)
+    section, test = "lme4: crossed random slopes", "lmm/test_engine_crossed.py"
+    for reml, label in ((True, "REML"), (False, "ML")):
+        fit = _quiet(hlm.fit, ref["formula"], dataset("kb07like"), reml=reml)
+        ours = fit.reml_criterion if reml else fit.deviance
+        yield Check(section, name, f"{label} criterion", ref[label]["objective"], ours, 1e-6, 0, test, one_sided=True)
 
 
 def glmm_checks(name: str) -> Iterator[Check]:
@@ -361,6 +370,7 @@ def checks() -> list[Check]:
         out += lme4_checks(name)
     for name in KB07:
         out += kb07_checks(name)
+    out += kb07_twenty_checks()
     for name in GLMM:
         out += glmm_checks(name)
     out += glmm_results_checks()
@@ -397,8 +407,8 @@ def table(found: list[Check]) -> pd.DataFrame:
 
 
 def unchecked(found: list[Check]) -> list[str]:
-    """Reference files in tests/reference that no check compares (and are not slow-only)."""
-    covered = {c.fixture for c in found} | set(SLOW_ONLY)
+    """Reference files in tests/reference that no check compares."""
+    covered = {c.fixture for c in found}
     stems = sorted(p.stem for p in REFERENCE.glob("*.json"))
     return [s for s in stems if s not in covered and not any(s.startswith(f"{v}__varcomp") for v in VARCOMP)]
 
