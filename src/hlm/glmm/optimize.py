@@ -24,13 +24,18 @@ import scipy.linalg as sla
 
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
+from hlm.glmm.gradient import has_gradient
 from hlm.glmm.laplace import PIRLS_TOL, Modes, Pls
+from hlm.glmm.newton import newton_stage
 from hlm.glmm.rows import EngineRows, engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
+# stage 1's BOBYQA (ftol_abs, xtol_abs): its own estimates (nagq = 0); the start of stage 2's
+# BOBYQA; a rough start of stage 2's Newton steps, which converge from wherever H is positive definite
+FAST_TOL = {"estimate": (1e-8, 1e-7), "bobyqa": (1e-5, 1e-4), "newton": (3e-2, 1e-1)}
 STAGE1_PIRLS_TOL = 1e-6  # stage 1 (ftol 1e-5) only starts stage 2: its modes need not be exact to round-off
 
 
@@ -152,14 +157,15 @@ class Objective:
         return dev if np.isfinite(dev) else np.inf
 
 
-def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """(theta[, log phi]) of stage 1, its lower bounds, evaluations and return code."""
+def _fast_stage(obj: Objective, purpose: str) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """(theta[, log phi]) of stage 1, its lower bounds, evaluations and return code; ``purpose``
+    (a key of FAST_TOL) sets how closely it is optimised."""
     theta0, lower = start_and_lower(obj.frame.dims)
     x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []])
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
-    tol = (1e-8, 1e-7) if tight else (1e-5, 1e-4)
+    tol = FAST_TOL[purpose]
     obj.predict_near(x0, HESSIAN_STEP, joint=True)
-    pirls_tol = PIRLS_TOL if tight else STAGE1_PIRLS_TOL
+    pirls_tol = PIRLS_TOL if purpose == "estimate" else STAGE1_PIRLS_TOL
     run = bobyqa(
         lambda v: obj.fast(v, pirls_tol),
         x0,
@@ -232,7 +238,9 @@ def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
 def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
-    x_fast, fast_lower, feval, code = _fast_stage(obj, tight=obj.nagq == 0)
+    newton = obj.nagq == 1 and has_gradient(obj.family)
+    x_fast, fast_lower, feval, code = _fast_stage(obj, "estimate" if obj.nagq == 0 else "newton" if newton else "bobyqa")
+    optimizer = "bobyqa"
     x0 = obj.full(x_fast)
     lower = np.concatenate([fast_lower[: obj.ntheta], np.full(len(x0) - obj.ntheta, -np.inf)])
     if obj.nagq == 0:
@@ -240,13 +248,19 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
         obj.predictor = None
         x = obj.full(x_fast)
     else:
-        x, n, code = _laplace_stage(obj, x0, lower)
-        feval += n
-        obj.predict_near(x, HESSIAN_STEP)
-        fmin, g, H = deriv12(obj, x, HESSIAN_STEP)
+        rx = obj.fast_modes(x_fast).rx if newton else None
+        went = None if rx is None else newton_stage(obj, x0, lower, rx, HESSIAN_STEP)
+        if went is not None:
+            x, fmin, g, H, n = went
+            feval, optimizer, code = feval + n, "bobyqa+newton", "success"
+        else:  # no exact gradient, or theta near its bounds: BOBYQA and lme4's deriv12
+            x, n, code = _laplace_stage(obj, x0, lower)
+            feval += n
+            obj.predict_near(x, HESSIAN_STEP)
+            fmin, g, H = deriv12(obj, x, HESSIAN_STEP)
         obj.predictor = None
         obj(x)  # leave the modes at the estimates
-    return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
+    return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0, optimizer), H
 
 
 def _summary(
@@ -259,13 +273,14 @@ def _summary(
     g: np.ndarray,
     H: np.ndarray,
     seconds: float,
+    optimizer: str,
 ) -> OptSummary:
     finite = bool(np.all(np.isfinite(H)))
     ev = np.linalg.eigvalsh(H) if finite else np.array([-1.0])
     free = x > lower  # a theta on its bound 0 has a one-sided gradient
     scaled = float(np.max(np.abs(np.linalg.solve(H, g))[free], initial=0.0)) if ev.min() > 0 else float(np.inf)
     return OptSummary(
-        optimizer="bobyqa",
+        optimizer=optimizer,
         theta0=tuple(float(v) for v in x0),
         theta=tuple(float(v) for v in x),
         lower=tuple(float(v) for v in lower),

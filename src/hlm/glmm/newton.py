@@ -1,0 +1,129 @@
+"""Stage 2 of the Laplace fit and its Hessian from the exact gradient (:mod:`hlm.glmm.gradient`),
+where the family has one and theta is inside its bounds.
+
+The Hessian H of F = -2 logLik over x = (theta, beta) is the central difference of the exact
+gradient, column j = (g(x + h e_j) - g(x - h e_j)) / 2h, symmetrised: 2n evaluations (lme4's
+``deriv12`` on F needs n^2 + n), error O(h^2) as deriv12's.  Stage 2 is Newton's method from
+the fast stage's optimum x0 with H(x0) kept (a chord method: linear convergence at the rate
+||I - H(x0)^-1 H(x)||, small since x0 is near the optimum), step halving on F, until the
+Newton decrement g'H^-1 g is below ``DECREMENT`` (F then within about half of it of the
+optimum's value); H is then recomputed at the optimum for the standard errors.  When theta comes
+within ``MARGIN`` of a bound (a variance near zero: the differences would cross it), H is not
+positive definite, or the iteration stalls, the caller falls back to BOBYQA.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hlm.glmm.gradient import LaplaceGradient
+
+if TYPE_CHECKING:
+    from hlm.glmm.optimize import Objective
+
+DECREMENT = 1e-10
+MARGIN = 1e-2
+MAXIT = 30
+ROUNDOFF = 1e-9  # F's round-off (a sum over the rows): a step that far up is not a failure
+
+
+def _value_gradient(obj: Objective, grad: LaplaceGradient, x: np.ndarray) -> tuple[float, np.ndarray]:
+    m = obj.modes(x)
+    if not np.isfinite(m.deviance):
+        return np.inf, np.full(len(x), np.nan)
+    theta, _, fam = obj.split(x)
+    return m.deviance, grad(fam, theta, m)
+
+
+def gradient_hessian(
+    obj: Objective, grad: LaplaceGradient, x: np.ndarray, h: float
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """F(x), its gradient and H (module docstring); PIRLS starts from predicted modes."""
+    obj.predict_near(x, h)
+    f, g = _value_gradient(obj, grad, x)
+    cols = []
+    for e in np.eye(len(x)) * h:
+        cols.append((_value_gradient(obj, grad, x + e)[1] - _value_gradient(obj, grad, x - e)[1]) / (2.0 * h))
+    H = np.array(cols)
+    return f, g, (H + H.T) / 2.0
+
+
+def _inside(x: np.ndarray, lower: np.ndarray) -> bool:
+    return bool(np.all(x - lower > MARGIN))
+
+
+def _start_hessian(
+    obj: Objective, grad: LaplaceGradient, x0: np.ndarray, g0: np.ndarray, rx: np.ndarray, h: float
+) -> np.ndarray:
+    """An approximate H at x0 for the first steps: theta's columns by forward differences of the
+    gradient (one evaluation per theta entry), beta's block 2 RX'RX of the fast stage's joint system
+    (the curvature of D in beta; the log-determinant's is small beside it)."""
+    k, p = obj.ntheta, len(rx)
+    B = np.zeros((len(x0), len(x0)))
+    for t in range(k):
+        B[:, t] = (_value_gradient(obj, grad, x0 + h * np.eye(len(x0))[t])[1] - g0) / h
+    B[:k, k:] = B[k:, :k].T
+    B[:k, :k] = (B[:k, :k] + B[:k, :k].T) / 2.0
+    B[k : k + p, k : k + p] = 2.0 * (rx @ rx.T)
+    return B
+
+
+def _descend(
+    obj: Objective, grad: LaplaceGradient, x: np.ndarray, f: float, g: np.ndarray, B: np.ndarray, lower: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray, int] | None:
+    """Quasi-Newton steps from x with B (BFGS-updated after each step), halved until F does not
+    rise, until the decrement g'B^-1 g is below DECREMENT: (x, F, gradient, evaluations)."""
+    feval = 0
+    for _ in range(MAXIT):
+        try:
+            step = np.linalg.solve(B, g)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(step)) or float(g @ step) < 0:
+            return None
+        if float(g @ step) < DECREMENT:
+            return x, f, g, feval
+        t = 1.0
+        while True:
+            xn = x - t * step
+            if not _inside(xn, lower):
+                return None
+            fn, gn = _value_gradient(obj, grad, xn)
+            feval += 1
+            if fn <= f + ROUNDOFF:
+                break
+            t /= 2.0
+            if t < 1e-3:
+                return None
+        s, y = xn - x, gn - g
+        if float(y @ s) > 0:
+            Bs = B @ s
+            B = B - np.outer(Bs, Bs) / float(s @ Bs) + np.outer(y, y) / float(y @ s)
+        x, f, g = xn, fn, gn
+    return None
+
+
+def newton_stage(
+    obj: Objective, x0: np.ndarray, lower: np.ndarray, rx: np.ndarray, h: float
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, int] | None:
+    """(x, F(x), gradient, H, evaluations) at the Laplace optimum from the fast stage's x0 and RX
+    (rx rx' = RX'RX), or None where the caller must fall back to BOBYQA (module docstring)."""
+    if not _inside(x0, lower):
+        return None
+    grad = LaplaceGradient(obj.pls)
+    obj.predict_near(x0, h)
+    f, g = _value_gradient(obj, grad, x0)
+    B, feval = _start_hessian(obj, grad, x0, g, rx, h), 1 + obj.ntheta
+    x = np.array(x0, dtype=float)
+    for _ in range(3):
+        went = _descend(obj, grad, x, f, g, B, lower)
+        if went is None:
+            return None
+        x, f, g, n = went
+        f, g, B = gradient_hessian(obj, grad, x, h)
+        feval += n + 2 * len(x) + 1
+        if float(g @ np.linalg.solve(B, g)) < DECREMENT:
+            return x, f, g, B, feval
+    return None
