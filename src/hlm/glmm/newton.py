@@ -1,15 +1,19 @@
 """Stage 2 of the Laplace fit and its Hessian from the exact gradient (:mod:`hlm.glmm.gradient`),
 where the family has one and theta is inside its bounds.
 
-The Hessian H of F = -2 logLik over x = (theta, beta) is the central difference of the exact
-gradient, column j = (g(x + h e_j) - g(x - h e_j)) / 2h, symmetrised: 2n evaluations (lme4's
-``deriv12`` on F needs n^2 + n), error O(h^2) as deriv12's.  Stage 2 is Newton's method from
-the fast stage's optimum x0 with H(x0) kept (a chord method: linear convergence at the rate
-||I - H(x0)^-1 H(x)||, small since x0 is near the optimum), step halving on F, until the
-Newton decrement g'H^-1 g is below ``DECREMENT`` (F then within about half of it of the
-optimum's value); H is then recomputed at the optimum for the standard errors.  When theta comes
-within ``MARGIN`` of a bound (a variance near zero: the differences would cross it), H is not
-positive definite, or the iteration stalls, the caller falls back to BOBYQA.
+The Hessian H of F = -2 logLik over x = (theta, beta) is the forward difference of the exact
+gradient, column j = (g(x + h_j e_j) - g(x)) / h_j, symmetrised: n evaluations (lme4's
+``deriv12`` on F needs n^2 + n), each step h_j ``RELATIVE_STEP`` of the parameter's standard
+error (from the current B), so the O(h_j) error is about that fraction of H on every scale.
+
+Stage 2 takes quasi-Newton steps from the fast stage's (rough) optimum x0: B starts from
+theta's columns by forward differences of the gradient and beta's block 2 RX'RX, is
+BFGS-updated, and each step is halved until F does not rise; once the Newton decrement
+g'B^-1 g is below ``DECREMENT`` (F within about half of it of the optimum's value) H is computed
+there, and the steps go on with it until it asks for none, so the H returned is the one at the
+returned optimum.  When theta comes within ``MARGIN`` of a bound (a variance near zero, where
+the optimum may be on the bound), B is not positive definite, or the steps stall, the caller
+falls back to BOBYQA.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ if TYPE_CHECKING:
 DECREMENT = 1e-10
 MARGIN = 1e-2
 MAXIT = 30
-ROUNDOFF = 1e-9  # F's round-off (a sum over the rows): a step that far up is not a failure
+HESSIAN_STEP = 1e-4  # theta's forward differences in the first B, and the modes' predictor
+RELATIVE_STEP = 1e-5  # H's forward differences: this fraction of each parameter's standard error
+ROUNDOFF = 1e-13  # relative round-off of F (a sum over the rows): a step that far up is not a failure
+FLOOR = 1e-6  # a decrement this small where F's round-off stops the steps: converged
 
 
 def _value_gradient(obj: Objective, grad: LaplaceGradient, x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -38,15 +45,13 @@ def _value_gradient(obj: Objective, grad: LaplaceGradient, x: np.ndarray) -> tup
 
 
 def gradient_hessian(
-    obj: Objective, grad: LaplaceGradient, x: np.ndarray, h: float
+    obj: Objective, grad: LaplaceGradient, x: np.ndarray, steps: np.ndarray
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """F(x), its gradient and H (module docstring); PIRLS starts from predicted modes."""
-    obj.predict_near(x, h)
+    """F(x), its gradient and H by forward differences of the gradient with the given steps
+    (module docstring); PIRLS starts from predicted modes."""
+    obj.predict_near(x, HESSIAN_STEP)
     f, g = _value_gradient(obj, grad, x)
-    cols = []
-    for e in np.eye(len(x)) * h:
-        cols.append((_value_gradient(obj, grad, x + e)[1] - _value_gradient(obj, grad, x - e)[1]) / (2.0 * h))
-    H = np.array(cols)
+    H = np.array([(_value_gradient(obj, grad, x + h * e)[1] - g) / h for h, e in zip(steps, np.eye(len(x)))])
     return f, g, (H + H.T) / 2.0
 
 
@@ -92,11 +97,11 @@ def _descend(
                 return None
             fn, gn = _value_gradient(obj, grad, xn)
             feval += 1
-            if fn <= f + ROUNDOFF:
+            if fn <= f + ROUNDOFF * max(1.0, abs(f)):
                 break
             t /= 2.0
-            if t < 1e-3:
-                return None
+            if t < 1e-3:  # F cannot be lowered: at its round-off floor, or lost
+                return (x, f, g, feval) if float(g @ step) < FLOOR else None
         s, y = xn - x, gn - g
         if float(y @ s) > 0:
             Bs = B @ s
@@ -106,24 +111,26 @@ def _descend(
 
 
 def newton_stage(
-    obj: Objective, x0: np.ndarray, lower: np.ndarray, rx: np.ndarray, h: float
+    obj: Objective, x0: np.ndarray, lower: np.ndarray, rx: np.ndarray
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, int] | None:
     """(x, F(x), gradient, H, evaluations) at the Laplace optimum from the fast stage's x0 and RX
     (rx rx' = RX'RX), or None where the caller must fall back to BOBYQA (module docstring)."""
     if not _inside(x0, lower):
         return None
     grad = LaplaceGradient(obj.pls)
-    obj.predict_near(x0, h)
+    obj.predict_near(x0, HESSIAN_STEP)
     f, g = _value_gradient(obj, grad, x0)
-    B, feval = _start_hessian(obj, grad, x0, g, rx, h), 1 + obj.ntheta
+    B, feval = _start_hessian(obj, grad, x0, g, rx, HESSIAN_STEP), 1 + obj.ntheta
     x = np.array(x0, dtype=float)
-    for _ in range(3):
+    for attempt in range(3):
         went = _descend(obj, grad, x, f, g, B, lower)
         if went is None:
             return None
+        moved = not np.array_equal(went[0], x)
         x, f, g, n = went
-        f, g, B = gradient_hessian(obj, grad, x, h)
-        feval += n + 2 * len(x) + 1
-        if float(g @ np.linalg.solve(B, g)) < DECREMENT:
+        feval += n
+        if attempt > 0 and not moved:  # B is H at x, and x needs no step by it
             return x, f, g, B, feval
+        f, g, B = gradient_hessian(obj, grad, x, RELATIVE_STEP * np.sqrt(2.0 * np.diag(np.linalg.inv(B))))
+        feval += len(x) + 1
     return None

@@ -239,7 +239,9 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
     newton = obj.nagq == 1 and has_gradient(obj.family)
-    x_fast, fast_lower, feval, code = _fast_stage(obj, "estimate" if obj.nagq == 0 else "newton" if newton else "bobyqa")
+    x_fast, fast_lower, feval, code = _fast_stage(
+        obj, "estimate" if obj.nagq == 0 else "newton" if newton else "bobyqa"
+    )
     optimizer = "bobyqa"
     x0 = obj.full(x_fast)
     lower = np.concatenate([fast_lower[: obj.ntheta], np.full(len(x0) - obj.ntheta, -np.inf)])
@@ -249,7 +251,7 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
         x = obj.full(x_fast)
     else:
         rx = obj.fast_modes(x_fast).rx if newton else None
-        went = None if rx is None else newton_stage(obj, x0, lower, rx, HESSIAN_STEP)
+        went = None if rx is None else newton_stage(obj, x0, lower, rx)
         if went is not None:
             x, fmin, g, H, n = went
             feval, optimizer, code = feval + n, "bobyqa+newton", "success"
