@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 DECREMENT = 1e-10
 MARGIN = 1e-2
-MAXIT = 30
+MAXIT = 30  # steps
+MAXEVAL = 60  # evaluations of one descent, halvings included
 HESSIAN_STEP = 1e-4  # theta's forward differences in the first B, and the modes' predictor
 RELATIVE_STEP = 1e-5  # H's forward differences: this fraction of each parameter's standard error
 ROUNDOFF = 1e-13  # relative round-off of F (a sum over the rows): a step that far up is not a failure
@@ -79,7 +80,8 @@ def _descend(
     obj: Objective, grad: LaplaceGradient, x: np.ndarray, f: float, g: np.ndarray, B: np.ndarray, lower: np.ndarray
 ) -> tuple[np.ndarray, float, np.ndarray, int] | None:
     """Quasi-Newton steps from x with B (BFGS-updated after each step), halved until F does not
-    rise, until the decrement g'B^-1 g is below DECREMENT: (x, F, gradient, evaluations)."""
+    rise and theta stays ``MARGIN`` inside its bounds, until the decrement g'B^-1 g is below
+    DECREMENT: (x, F, gradient, evaluations)."""
     feval = 0
     for _ in range(MAXIT):
         try:
@@ -93,12 +95,12 @@ def _descend(
         t = 1.0
         while True:
             xn = x - t * step
-            if not _inside(xn, lower):
-                return None
-            fn, gn = _value_gradient(obj, grad, xn)
+            fn, gn = _value_gradient(obj, grad, xn) if _inside(xn, lower) else (np.inf, g)
             feval += 1
             if fn <= f + ROUNDOFF * max(1.0, abs(f)):
                 break
+            if feval > MAXEVAL:
+                return None
             t /= 2.0
             if t < 1e-3:  # F cannot be lowered: at its round-off floor, or lost
                 return (x, f, g, feval) if float(g @ step) < FLOOR else None
