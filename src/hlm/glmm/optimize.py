@@ -2,13 +2,17 @@
 
 1. the fast stage (glmer's ``nAGQ = 0``, MixedModels.jl's ``fast = true``): BOBYQA over theta
    (and nbinom2's log phi) of the Laplace deviance with beta the joint PIRLS mode at theta;
-2. from there BOBYQA over (theta, beta[, log phi]) jointly of -2 logLik (Laplace, or adaptive
-   Gauss-Hermite for ``nagq > 1``), in coordinates where every parameter has about unit
-   standard error: beta whitened by the fast stage's RX'RX, theta divided by the SE its second
-   difference gives, so one trust-region radius fits all of them.
+2. from there, for the Laplace deviance with a logit or log link, quasi-Newton steps on its
+   exact gradient (:mod:`hlm.glmm.newton`; stage 1 then only gives a rough start); otherwise, or
+   where those steps do not apply (theta near a bound), BOBYQA over (theta, beta[, log phi])
+   jointly of -2 logLik (Laplace, or adaptive Gauss-Hermite for ``nagq > 1``), in coordinates
+   where every parameter has about unit standard error: beta whitened by the fast stage's
+   RX'RX, theta divided by the SE its second difference gives, so one trust-region radius fits
+   all of them.
 
-Standard errors come, as glmer's, from the finite-difference Hessian H of -2 logLik over all
-parameters (lme4's ``deriv12`` scheme, step 1e-4): vcov(beta) = 2 H^-1, beta block.  With
+Standard errors come, as glmer's, from the Hessian H of -2 logLik over all parameters: the
+forward difference of the exact gradient on the Newton route, else lme4's ``deriv12`` finite
+differences of -2 logLik (step 1e-4); vcov(beta) = 2 H^-1, beta block.  With
 ``nagq = 0`` (stage 1 only) beta is not a free parameter; its vcov is glmer's for that case,
 (RX'RX)^-1 = the beta block of the joint system's inverse, which the returned H carries as
 its beta block 2 RX'RX.
