@@ -37,10 +37,10 @@ from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
-# stage 1's BOBYQA (ftol_abs, xtol_abs): its own estimates (nagq = 0); the start of stage 2's
-# BOBYQA; a rough start of stage 2's Newton steps, which converge from wherever H is positive definite
-FAST_TOL = {"estimate": (1e-8, 1e-7), "bobyqa": (1e-5, 1e-4), "newton": (3e-2, 1e-1)}
-STAGE1_PIRLS_TOL = 1e-6  # stage 1 (ftol 1e-5) only starts stage 2: its modes need not be exact to round-off
+# stage 1's BOBYQA (ftol_abs, xtol_abs) and PIRLS tolerance: its own estimates (nagq = 0); the
+# start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough start of stage 2's
+# Newton steps, which converge from wherever their B is positive definite
+FAST_TOL = {"estimate": (1e-8, 1e-7, PIRLS_TOL), "bobyqa": (1e-5, 1e-4, 1e-6), "newton": (3e-2, 1e-1, 1e-3)}
 
 
 def linear_start(family: Family, r: EngineRows) -> np.ndarray:
@@ -169,7 +169,7 @@ def _fast_stage(obj: Objective, purpose: str) -> tuple[np.ndarray, np.ndarray, i
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
     tol = FAST_TOL[purpose]
     obj.predict_near(x0, HESSIAN_STEP, joint=True)
-    pirls_tol = PIRLS_TOL if purpose == "estimate" else STAGE1_PIRLS_TOL
+    pirls_tol = tol[2]
     run = bobyqa(
         lambda v: obj.fast(v, pirls_tol),
         x0,
