@@ -161,11 +161,13 @@ class Objective:
         return dev if np.isfinite(dev) else np.inf
 
 
-def _fast_stage(obj: Objective, purpose: str) -> tuple[np.ndarray, np.ndarray, int, str]:
+def _fast_stage(
+    obj: Objective, purpose: str, start: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int, str]:
     """(theta[, log phi]) of stage 1, its lower bounds, evaluations and return code; ``purpose``
-    (a key of FAST_TOL) sets how closely it is optimised."""
+    (a key of FAST_TOL) sets how closely it is optimised, from ``start`` (else L_t = I)."""
     theta0, lower = start_and_lower(obj.frame.dims)
-    x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []])
+    x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []]) if start is None else start
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
     tol = FAST_TOL[purpose]
     obj.predict_near(x0, HESSIAN_STEP, joint=True)
@@ -239,13 +241,33 @@ def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
     return to_x(run.x), run.feval + 2 * k, run.code
 
 
+def _newton_route(obj: Objective) -> tuple[np.ndarray, np.ndarray, int, str, tuple | None]:
+    """Stage 1 as a rough start, then Newton steps (:mod:`hlm.glmm.newton`); where they do not
+    apply from there (B not positive definite so far out, theta near a bound), stage 1 goes on to
+    BOBYQA's tolerance from where it stopped and Newton is tried once more.  Returns stage 1's
+    (theta[, log phi]), lower bounds, evaluations and code, and Newton's result or None."""
+    x_fast, lower, feval, code = _fast_stage(obj, "newton")
+    for again in (False, True):
+        if again:
+            x_fast, lower, n, code = _fast_stage(obj, "bobyqa", start=x_fast)
+            feval += n
+        rx = obj.fast_modes(x_fast).rx
+        assert rx is not None
+        x0 = obj.full(x_fast)
+        went = newton_stage(obj, x0, np.concatenate([lower, np.full(len(x0) - len(lower), -np.inf)]), rx)
+        if went is not None:
+            return x_fast, lower, feval, code, went
+    return x_fast, lower, feval, code, None
+
+
 def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
-    newton = obj.nagq == 1 and has_gradient(obj.family)
-    x_fast, fast_lower, feval, code = _fast_stage(
-        obj, "estimate" if obj.nagq == 0 else "newton" if newton else "bobyqa"
-    )
+    went = None
+    if obj.nagq == 1 and has_gradient(obj.family):
+        x_fast, fast_lower, feval, code, went = _newton_route(obj)
+    else:
+        x_fast, fast_lower, feval, code = _fast_stage(obj, "estimate" if obj.nagq == 0 else "bobyqa")
     optimizer = "bobyqa"
     x0 = obj.full(x_fast)
     lower = np.concatenate([fast_lower[: obj.ntheta], np.full(len(x0) - obj.ntheta, -np.inf)])
@@ -254,12 +276,10 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
         obj.predictor = None
         x = obj.full(x_fast)
     else:
-        rx = obj.fast_modes(x_fast).rx if newton else None
-        went = None if rx is None else newton_stage(obj, x0, lower, rx)
         if went is not None:
             x, fmin, g, H, n = went
             feval, optimizer, code = feval + n, "bobyqa+newton", "success"
-        else:  # no exact gradient, or theta near its bounds: BOBYQA and lme4's deriv12
+        else:  # no exact gradient, or the Newton steps do not apply: BOBYQA and lme4's deriv12
             x, n, code = _laplace_stage(obj, x0, lower)
             feval += n
             obj.predict_near(x, HESSIAN_STEP)
