@@ -189,26 +189,26 @@ def _find(Li: np.ndarray, lo: int, hi: int, row: int) -> int:
 def selected_inverse(Lp: np.ndarray, Li: np.ndarray, Lx: np.ndarray, q: int, p: int) -> np.ndarray:
     """Z = (L L')^-1 of the random block on L's pattern (Takahashi's recurrences, last column
     first): Z_ij = -sum_{k>j} L_kj Z_ik / L_jj (i > j), Z_jj = 1/L_jj^2 - sum_{k>j} L_kj Z_kj / L_jj;
-    every Z_ik needed lies on the pattern, so no entry outside it is formed."""
+    every Z_ik needed lies on the pattern, so no entry outside it is formed.  Each pair i < k of
+    column j's rows is visited once, Z_ik read from column i by a forward walk (column j's rows
+    after i are in column i's sorted pattern), and added to both rows' sums."""
     Zx = np.zeros(len(Lx))
+    acc = np.empty(q)
     for j in range(q - 1, -1, -1):
         lo, hi = Lp[j], Lp[j + 1] - p
         d = Lx[lo]
         for a in range(lo + 1, hi):
-            i = Li[a]
-            s = 0.0
-            for b in range(lo + 1, hi):
-                k = Li[b]
-                if i == k:
-                    z = Zx[Lp[i]]
-                elif i < k:
-                    z = Zx[_find(Li, Lp[i] + 1, Lp[i + 1] - p, k)]
-                else:
-                    z = Zx[_find(Li, Lp[k] + 1, Lp[k + 1] - p, i)]
-                s += Lx[b] * z
-            Zx[a] = -s / d
+            acc[a - lo] = Lx[a] * Zx[Lp[Li[a]]]
+        for a in range(lo + 1, hi):
+            t = Lp[Li[a]] + 1
+            for b in range(a + 1, hi):
+                while Li[t] != Li[b]:
+                    t += 1
+                acc[a - lo] += Lx[b] * Zx[t]
+                acc[b - lo] += Lx[a] * Zx[t]
         s = 0.0
         for a in range(lo + 1, hi):
+            Zx[a] = -acc[a - lo] / d
             s += Lx[a] * Zx[a]
         Zx[lo] = 1.0 / (d * d) - s / d
     return Zx

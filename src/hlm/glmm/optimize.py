@@ -2,13 +2,17 @@
 
 1. the fast stage (glmer's ``nAGQ = 0``, MixedModels.jl's ``fast = true``): BOBYQA over theta
    (and nbinom2's log phi) of the Laplace deviance with beta the joint PIRLS mode at theta;
-2. from there BOBYQA over (theta, beta[, log phi]) jointly of -2 logLik (Laplace, or adaptive
-   Gauss-Hermite for ``nagq > 1``), in coordinates where every parameter has about unit
-   standard error: beta whitened by the fast stage's RX'RX, theta divided by the SE its second
-   difference gives, so one trust-region radius fits all of them.
+2. from there, for the Laplace deviance with a logit or log link, quasi-Newton steps on its
+   exact gradient (:mod:`hlm.glmm.newton`; stage 1 then only gives a rough start); otherwise, or
+   where those steps do not apply (theta near a bound), BOBYQA over (theta, beta[, log phi])
+   jointly of -2 logLik (Laplace, or adaptive Gauss-Hermite for ``nagq > 1``), in coordinates
+   where every parameter has about unit standard error: beta whitened by the fast stage's
+   RX'RX, theta divided by the SE its second difference gives, so one trust-region radius fits
+   all of them.
 
-Standard errors come, as glmer's, from the finite-difference Hessian H of -2 logLik over all
-parameters (lme4's ``deriv12`` scheme, step 1e-4): vcov(beta) = 2 H^-1, beta block.  With
+Standard errors come, as glmer's, from the Hessian H of -2 logLik over all parameters: the
+forward difference of the exact gradient on the Newton route, else lme4's ``deriv12`` finite
+differences of -2 logLik (step 1e-4); vcov(beta) = 2 H^-1, beta block.  With
 ``nagq = 0`` (stage 1 only) beta is not a free parameter; its vcov is glmer's for that case,
 (RX'RX)^-1 = the beta block of the joint system's inverse, which the returned H carries as
 its beta block 2 RX'RX.
@@ -24,14 +28,19 @@ import scipy.linalg as sla
 
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
+from hlm.glmm.gradient import has_gradient
 from hlm.glmm.laplace import PIRLS_TOL, Modes, Pls
+from hlm.glmm.newton import newton_stage
 from hlm.glmm.rows import EngineRows, engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
-STAGE1_PIRLS_TOL = 1e-6  # stage 1 (ftol 1e-5) only starts stage 2: its modes need not be exact to round-off
+# stage 1's BOBYQA (ftol_abs, xtol_abs) and PIRLS tolerance: its own estimates (nagq = 0); the
+# start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough start of stage 2's
+# Newton steps, which converge from wherever their B is positive definite
+FAST_TOL = {"estimate": (1e-8, 1e-7, PIRLS_TOL), "bobyqa": (1e-5, 1e-4, 1e-6), "newton": (3e-2, 1e-1, 1e-3)}
 
 
 def linear_start(family: Family, r: EngineRows) -> np.ndarray:
@@ -152,14 +161,17 @@ class Objective:
         return dev if np.isfinite(dev) else np.inf
 
 
-def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """(theta[, log phi]) of stage 1, its lower bounds, evaluations and return code."""
+def _fast_stage(
+    obj: Objective, purpose: str, start: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """(theta[, log phi]) of stage 1, its lower bounds, evaluations and return code; ``purpose``
+    (a key of FAST_TOL) sets how closely it is optimised, from ``start`` (else L_t = I)."""
     theta0, lower = start_and_lower(obj.frame.dims)
-    x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []])
+    x0 = np.concatenate([theta0, [0.0] if obj.nbinom else []]) if start is None else start
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
-    tol = (1e-8, 1e-7) if tight else (1e-5, 1e-4)
+    tol = FAST_TOL[purpose]
     obj.predict_near(x0, HESSIAN_STEP, joint=True)
-    pirls_tol = PIRLS_TOL if tight else STAGE1_PIRLS_TOL
+    pirls_tol = tol[2]
     run = bobyqa(
         lambda v: obj.fast(v, pirls_tol),
         x0,
@@ -229,10 +241,34 @@ def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
     return to_x(run.x), run.feval + 2 * k, run.code
 
 
+def _newton_route(obj: Objective) -> tuple[np.ndarray, np.ndarray, int, str, tuple | None]:
+    """Stage 1 as a rough start, then Newton steps (:mod:`hlm.glmm.newton`); where they do not
+    apply from there (B not positive definite so far out, theta near a bound), stage 1 goes on to
+    BOBYQA's tolerance from where it stopped and Newton is tried once more.  Returns stage 1's
+    (theta[, log phi]), lower bounds, evaluations and code, and Newton's result or None."""
+    x_fast, lower, feval, code = _fast_stage(obj, "newton")
+    for again in (False, True):
+        if again:
+            x_fast, lower, n, code = _fast_stage(obj, "bobyqa", start=x_fast)
+            feval += n
+        rx = obj.fast_modes(x_fast).rx
+        assert rx is not None
+        x0 = obj.full(x_fast)
+        went = newton_stage(obj, x0, np.concatenate([lower, np.full(len(x0) - len(lower), -np.inf)]), rx)
+        if went is not None:
+            return x_fast, lower, feval, code, went
+    return x_fast, lower, feval, code, None
+
+
 def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
     """The estimates, the optimizer's summary and the Hessian of -2 logLik at them."""
     t0 = time.perf_counter()
-    x_fast, fast_lower, feval, code = _fast_stage(obj, tight=obj.nagq == 0)
+    went = None
+    if obj.nagq == 1 and has_gradient(obj.family):
+        x_fast, fast_lower, feval, code, went = _newton_route(obj)
+    else:
+        x_fast, fast_lower, feval, code = _fast_stage(obj, "estimate" if obj.nagq == 0 else "bobyqa")
+    optimizer = "bobyqa"
     x0 = obj.full(x_fast)
     lower = np.concatenate([fast_lower[: obj.ntheta], np.full(len(x0) - obj.ntheta, -np.inf)])
     if obj.nagq == 0:
@@ -240,13 +276,17 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
         obj.predictor = None
         x = obj.full(x_fast)
     else:
-        x, n, code = _laplace_stage(obj, x0, lower)
-        feval += n
-        obj.predict_near(x, HESSIAN_STEP)
-        fmin, g, H = deriv12(obj, x, HESSIAN_STEP)
+        if went is not None:
+            x, fmin, g, H, n = went
+            feval, optimizer, code = feval + n, "bobyqa+newton", "success"
+        else:  # no exact gradient, or the Newton steps do not apply: BOBYQA and lme4's deriv12
+            x, n, code = _laplace_stage(obj, x0, lower)
+            feval += n
+            obj.predict_near(x, HESSIAN_STEP)
+            fmin, g, H = deriv12(obj, x, HESSIAN_STEP)
         obj.predictor = None
         obj(x)  # leave the modes at the estimates
-    return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
+    return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0, optimizer), H
 
 
 def _summary(
@@ -259,13 +299,14 @@ def _summary(
     g: np.ndarray,
     H: np.ndarray,
     seconds: float,
+    optimizer: str,
 ) -> OptSummary:
     finite = bool(np.all(np.isfinite(H)))
     ev = np.linalg.eigvalsh(H) if finite else np.array([-1.0])
     free = x > lower  # a theta on its bound 0 has a one-sided gradient
     scaled = float(np.max(np.abs(np.linalg.solve(H, g))[free], initial=0.0)) if ev.min() > 0 else float(np.inf)
     return OptSummary(
-        optimizer="bobyqa",
+        optimizer=optimizer,
         theta0=tuple(float(v) for v in x0),
         theta=tuple(float(v) for v in x),
         lower=tuple(float(v) for v in lower),
