@@ -66,7 +66,6 @@ def _gradient(
     z: np.ndarray,
     a: np.ndarray,
     u: np.ndarray,
-    pos: np.ndarray,
     where: np.ndarray,
     Lp: np.ndarray,
     Li: np.ndarray,
@@ -90,7 +89,7 @@ def _gradient(
         t = 0
         for b in range(r):
             for d in range(b, r):
-                zbd = Zx[where[pos[i, t]]]
+                zbd = Zx[where[i, t]]
                 v[i, b] += zbd * a[i, d]
                 if d != b:
                     v[i, d] += zbd * a[i, b]
@@ -122,9 +121,9 @@ def laplace_gradient(pls: Pls, family: Family, theta: np.ndarray, modes: Modes) 
     r = pls.rows
     pos, Mp, Mi, Lp, Li, _, _ = pls.pattern
     Lp, Li, Lx, p = modes.factor
-    if pls.gradient_map is None:
-        pls.gradient_map = m_to_l(Mp, Mi, Lp, Li, pls.q, p)
+    if pls.gradient_map is None:  # where each row's pairs lie in L
+        pls.gradient_map = m_to_l(Mp, Mi, Lp, Li, pls.q, p)[pos]
     Zx = selected_inverse(Lp, Li, Lx, pls.q, p)
     code = kernels.POISSON if family.name == "poisson" else kernels.BINOMIAL
     a = pls.design_values(theta)
-    return _gradient(code, r.y, r.n, r.X, modes.eta, r.cols, r.z, a, modes.u, pos, pls.gradient_map, Lp, Li, Lx, Zx)
+    return _gradient(code, r.y, r.n, r.X, modes.eta, r.cols, r.z, a, modes.u, pls.gradient_map, Lp, Li, Lx, Zx)

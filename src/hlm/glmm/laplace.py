@@ -85,7 +85,7 @@ class Pls:
     q: int
     pattern: tuple[np.ndarray, ...] = field(init=False, repr=False)
     u: np.ndarray = field(init=False, repr=False)
-    gradient_map: np.ndarray | None = field(default=None, init=False, repr=False)  # M's entries in L (gradient.py)
+    gradient_map: np.ndarray | None = field(default=None, init=False, repr=False)  # rows' pairs in L (gradient.py)
 
     def __post_init__(self) -> None:
         self.pattern = analyse(self.rows.cols, self.q, self.rows.X.shape[1])

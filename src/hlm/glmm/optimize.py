@@ -17,17 +17,16 @@ its beta block 2 RX'RX.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.optimize import minimize
 
 from hlm.glmm.family import Family, link_function
 from hlm.glmm.frame import GlmmFrame
 from hlm.glmm.gradient import has_exact_gradient, laplace_gradient
 from hlm.glmm.laplace import PIRLS_TOL, Modes, Pls
+from hlm.glmm.quasi_newton import gradient_hessian, gradient_stage
 from hlm.glmm.rows import EngineRows, engine_rows
 from hlm.glmm.theta import start_and_lower
 from hlm.numerics.bobyqa import OptSummary, bobyqa
@@ -238,53 +237,11 @@ def _laplace_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
 
     v0 = np.concatenate([np.zeros(k + p), x0[k + p :]])
     v_lower = np.concatenate([(lower[:k] - x0[:k]) / s, lower[k:]])
-    if obj.exact_gradient:
-        v, n, code = _quasi_newton(obj, to_x, np.concatenate([s, np.ones(len(v0) - k - p)]), T, v0, v_lower)
-        return to_x(v), n + 2 * k, code
     obj.predict_near(x0, HESSIAN_STEP)
     run = bobyqa(lambda v: obj(to_x(v)), v0, v_lower, step=0.05, ftol_abs=1e-8, ftol_rel=1e-14, xtol_abs=1e-7,
                  maxeval=20_000)  # fmt: skip
     obj.predictor = None
     return to_x(run.x), run.feval + 2 * k, run.code
-
-
-def _quasi_newton(
-    obj: Objective,
-    to_x: Callable[[np.ndarray], np.ndarray],
-    scale: np.ndarray,
-    T: np.ndarray,
-    v0: np.ndarray,
-    lower: np.ndarray,
-) -> tuple[np.ndarray, int, str]:
-    """Stage 2 by L-BFGS-B with the exact gradient (:mod:`hlm.glmm.gradient`) in the whitened
-    coordinates v of :func:`_laplace_stage` (dx/dv: ``scale`` for theta, T for beta), where the
-    deviance's curvature is about 2 in every direction: |grad_v| < 1e-4 leaves every parameter
-    within about 1e-4 of its SE from the optimum."""
-    k, p = obj.ntheta, T.shape[0]
-
-    def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = obj.value_and_gradient(to_x(v))
-        if not np.isfinite(f):
-            return 1e300, np.zeros(len(v))
-        return f, np.concatenate([g[:k] * scale[:k], T.T @ g[k : k + p]])
-
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    run = minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"ftol": 1e-15, "gtol": 1e-4, "maxiter": 1000, "maxls": 40})  # fmt: skip
-    return np.asarray(run.x, dtype=float), int(run.nfev), "success" if run.success else f"failure: {run.message}"
-
-
-def _gradient_hessian(obj: Objective, x: np.ndarray, h: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """-2 logLik, its gradient and Hessian at x: central differences of the exact gradient
-    (2 n + 1 evaluations instead of deriv12's n^2 + n + 1; error O(h^2) as deriv12's)."""
-    f0, g0 = obj.value_and_gradient(x)
-    n = len(x)
-    H = np.empty((n, n))
-    for j in range(n):
-        e = np.zeros(n)
-        e[j] = h
-        H[:, j] = (obj.value_and_gradient(x + e)[1] - obj.value_and_gradient(x - e)[1]) / (2.0 * h)
-    return f0, g0, (H + H.T) / 2.0
 
 
 def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
@@ -298,10 +255,10 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
         obj.predictor = None
         x = obj.full(x_fast)
     else:
-        x, n, code = _laplace_stage(obj, x0, lower)
+        x, n, code = gradient_stage(obj, x0, lower) if obj.exact_gradient else _laplace_stage(obj, x0, lower)
         feval += n
         obj.predict_near(x, HESSIAN_STEP)
-        fmin, g, H = _gradient_hessian(obj, x, HESSIAN_STEP) if obj.exact_gradient else deriv12(obj, x, HESSIAN_STEP)
+        fmin, g, H = gradient_hessian(obj, x, HESSIAN_STEP) if obj.exact_gradient else deriv12(obj, x, HESSIAN_STEP)
         obj.predictor = None
         obj(x)  # leave the modes at the estimates
     return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
