@@ -34,6 +34,7 @@ from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
 STAGE1_PIRLS_TOL = 1e-6  # stage 1 (ftol 1e-5) only starts stage 2: its modes need not be exact to round-off
+STAGE1_ROUGH_PIRLS_TOL = 1e-3  # ... and before a stage 2 with the exact gradient (ftol 0.1), even less
 
 
 def linear_start(family: Family, r: EngineRows) -> np.ndarray:
@@ -174,7 +175,7 @@ def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, in
     lower = np.concatenate([lower, [-np.inf] if obj.nbinom else []])
     tol = (1e-8, 1e-7) if tight else (1e-1, 1e-1) if obj.exact_gradient else (1e-5, 1e-4)
     obj.predict_near(x0, HESSIAN_STEP, joint=True)
-    pirls_tol = PIRLS_TOL if tight else STAGE1_PIRLS_TOL
+    pirls_tol = PIRLS_TOL if tight else STAGE1_ROUGH_PIRLS_TOL if obj.exact_gradient else STAGE1_PIRLS_TOL
     run = bobyqa(
         lambda v: obj.fast(v, pirls_tol),
         x0,
