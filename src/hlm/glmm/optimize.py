@@ -8,7 +8,8 @@
    difference gives, so one trust-region radius fits all of them.
 
 Standard errors come, as glmer's, from the finite-difference Hessian H of -2 logLik over all
-parameters (lme4's ``deriv12`` scheme, step 1e-4): vcov(beta) = 2 H^-1, beta block.  With
+parameters (lme4's ``deriv12`` scheme, step 1e-4; where the exact gradient exists, forward
+differences of it, :mod:`hlm.glmm.quasi_newton`): vcov(beta) = 2 H^-1, beta block.  With
 ``nagq = 0`` (stage 1 only) beta is not a free parameter; its vcov is glmer's for that case,
 (RX'RX)^-1 = the beta block of the joint system's inverse, which the returned H carries as
 its beta block 2 RX'RX.
@@ -259,7 +260,7 @@ def estimate(obj: Objective) -> tuple[np.ndarray, OptSummary, np.ndarray]:
         x, n, code = gradient_stage(obj, x0, lower) if obj.exact_gradient else _laplace_stage(obj, x0, lower)
         feval += n
         obj.predict_near(x, HESSIAN_STEP)
-        fmin, g, H = gradient_hessian(obj, x, HESSIAN_STEP) if obj.exact_gradient else deriv12(obj, x, HESSIAN_STEP)
+        fmin, g, H = gradient_hessian(obj, x) if obj.exact_gradient else deriv12(obj, x, HESSIAN_STEP)
         obj.predictor = None
         obj(x)  # leave the modes at the estimates
     return x, _summary(x0, x, lower, fmin, feval, code, g, H, time.perf_counter() - t0), H
