@@ -15,8 +15,6 @@ One gradient costs a selected inverse, one solve and two row passes: about one P
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
@@ -76,16 +74,13 @@ def _gradient(
     N, r = cols.shape
     p, q = X.shape[1], len(u)
     s, w, c = np.empty(N), np.empty(N), np.empty(N)
+    kernels.row_terms_all((family, kernels.LOG if family == kernels.POISSON else kernels.LOGIT, 1.0), y, n, eta, s, w)
     v = np.zeros((N, r))
     rhs = np.zeros(q)
     for i in range(N):
-        if family == kernels.POISSON:
-            m = n[i] * math.exp(eta[i])
-            s[i], w[i], dw = y[i] - m, m, m
-        else:
-            mu = 1.0 / (1.0 + math.exp(-eta[i]))
-            s[i], w[i] = y[i] - n[i] * mu, n[i] * mu * (1.0 - mu)
-            dw = w[i] * (1.0 - 2.0 * mu)
+        dw = w[i]  # Poisson: dw/deta = w; logit: w (1 - 2 mu), mu = (y - s) / n
+        if family != kernels.POISSON and n[i] > 0:
+            dw *= 1.0 - 2.0 * (y[i] - s[i]) / n[i]
         t = 0
         for b in range(r):
             for d in range(b, r):
