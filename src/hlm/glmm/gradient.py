@@ -120,5 +120,5 @@ def laplace_gradient(pls: Pls, family: Family, theta: np.ndarray, modes: Modes) 
         pls.gradient_map = m_to_l(Mp, Mi, Lp, Li, pls.q, p)[pos]
     Zx = selected_inverse(Lp, Li, Lx, pls.q, p)
     code = kernels.POISSON if family.name == "poisson" else kernels.BINOMIAL
-    a = pls.design_values(theta)
+    a = r.z * theta  # A's row entries: every term scalar, so slot t holds z_it theta_t
     return _gradient(code, r.y, r.n, r.X, modes.eta, r.cols, r.z, a, modes.u, pls.gradient_map, Lp, Li, Lx, Zx)

@@ -187,7 +187,7 @@ def _fast_stage(obj: Objective, tight: bool) -> tuple[np.ndarray, np.ndarray, in
         xtol_abs=tol[1],
         maxeval=20_000,
     )
-    obj.fast(run.x)  # leave beta at the optimum's
+    obj.fast(run.x, pirls_tol if obj.exact_gradient else PIRLS_TOL)  # leave beta at the optimum's
     return run.x, lower, run.feval, run.code
 
 

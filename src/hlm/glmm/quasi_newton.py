@@ -2,8 +2,7 @@
 (:mod:`hlm.glmm.gradient`: scalar random terms, canonical links).
 
 Stage 2 is L-BFGS-B from the fast stage's point x0 = (theta0, beta0) in coordinates v where f
-has about the curvature 2 I, from H0, forward differences of the gradient at x0 (n + 1
-evaluations):
+has about the curvature 2 I, from H0 (:func:`_start_hessian`, k + 1 evaluations):
     theta = theta0 + s v_t,   beta = beta0 + K s v_t + T v_b,
 K = -Hbb^-1 Hbt (beta's shift with theta), T T' = 2 Hbb^-1 and s the SDs of theta given
 beta (s_t = (S_tt / 2)^-1/2, S = Htt - Htb Hbb^-1 Hbt).  theta stays a scaled copy of v_t, so
@@ -33,13 +32,22 @@ HESSIAN_STEP = 1e-6  # forward-difference step of the Hessian for the SEs
 
 
 def _start_hessian(obj: Objective, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient at x0 and H0: its theta columns by forward differences of the gradient (k + 1
+    evaluations), its beta block 2 RX'RX from the fast stage's joint system at x0 (the Hessian
+    of D in beta with u profiled; the log-determinant adds little to it)."""
+    k = obj.ntheta
+    rx = obj.fast_modes(x0[:k]).rx  # x0 is the fast stage's point: these are its joint modes
+    assert rx is not None
     _, g0 = obj.value_and_gradient(x0)
     H = np.empty((len(x0), len(x0)))
-    for j in range(len(x0)):
+    for t in range(k):
         e = np.zeros(len(x0))
-        e[j] = START_STEP
-        H[:, j] = (obj.value_and_gradient(x0 + e)[1] - g0) / START_STEP
-    return g0, (H + H.T) / 2.0
+        e[t] = START_STEP
+        H[:, t] = (obj.value_and_gradient(x0 + e)[1] - g0) / START_STEP
+    H[:k, k:] = H[k:, :k].T
+    H[k:, k:] = 2.0 * (rx @ rx.T)
+    H[:k, :k] = (H[:k, :k] + H[:k, :k].T) / 2.0
+    return g0, H
 
 
 def _coordinates(H: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -70,19 +78,36 @@ def gradient_stage(obj: Objective, x0: np.ndarray, lower: np.ndarray) -> tuple[n
     def to_x(v: np.ndarray) -> np.ndarray:
         return np.concatenate([x0[:k] + s * v[:k], x0[k:] + K @ (s * v[:k]) + T @ v[k:]])
 
+    v_lower = np.concatenate([(lower[:k] - x0[:k]) / s, np.full(len(x0) - k, -np.inf)])
+    gtol = 1e-4 * c
+    count = [0]
+
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
+        count[0] += 1
         f, g = obj.value_and_gradient(to_x(v))
         if not np.isfinite(f):
             return 1e300, np.zeros(len(v))
-        return f, np.concatenate([s * (g[:k] + K.T @ g[k:]), T.T @ g[k:]])
+        gv = np.concatenate([s * (g[:k] + K.T @ g[k:]), T.T @ g[k:]])
+        if np.max(np.abs(np.where((v <= v_lower) & (gv > 0), 0.0, gv))) < gtol:
+            raise _Converged(v)  # any evaluated point will do: near the optimum f's round-off misleads the line search
+        return f, gv
 
-    bounds = [(lo, None) if np.isfinite(lo) else (None, None) for lo in (lower[:k] - x0[:k]) / s] + [(None, None)] * (
-        len(x0) - k
-    )
-    run = minimize(fun, np.zeros(len(x0)), jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"ftol": 1e-15, "gtol": 1e-4 * c, "maxiter": 1000, "maxls": 40})  # fmt: skip
-    code = "success" if run.success else f"failure: {run.message}"
-    return to_x(np.asarray(run.x, dtype=float)), int(run.nfev) + len(x0) + 1, code
+    bounds = [(lo, None) if np.isfinite(lo) else (None, None) for lo in v_lower]
+    try:
+        run = minimize(fun, np.zeros(len(x0)), jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"ftol": 1e-15, "gtol": gtol, "maxiter": 1000, "maxls": 40})  # fmt: skip
+        v, code = np.asarray(run.x, dtype=float), "success" if run.success else f"failure: {run.message}"
+    except _Converged as done:
+        v, code = done.v, "success"
+    return to_x(v), count[0] + k + 2, code
+
+
+class _Converged(Exception):  # noqa: N818 - a signal, not an error
+    """The projected gradient at ``v`` is below the tolerance: stop L-BFGS-B there."""
+
+    def __init__(self, v: np.ndarray) -> None:
+        super().__init__()
+        self.v = np.array(v, dtype=float)
 
 
 def gradient_hessian(obj: Objective, x: np.ndarray, h: float = HESSIAN_STEP) -> tuple[float, np.ndarray, np.ndarray]:
