@@ -123,7 +123,7 @@ def _code_factor(
             if not determines(codes, first, other):
                 codes, G = dense_codes(codes * G_other + other)
                 first = first_rows(codes, G, backwards)
-    keys = tuple(frame[c].to_numpy()[first] for c in columns)
+    keys = tuple(frame[c].iloc[first].to_numpy() for c in columns)  # only the G first rows converted
     return GroupingFactor(name, columns, codes, keys, first)
 
 

@@ -149,6 +149,13 @@ def _check_response(family: Family, y: np.ndarray, n: np.ndarray, response: str,
         raise DataError(f"the count response '{response}' has non-integer values; counts must be whole numbers")
 
 
+def _level_labels(keys: tuple[np.ndarray, ...]) -> tuple[str, ...]:
+    """Per level its key values joined by ':' (``str`` of each value; numbers and text through
+    ``tolist`` at C speed, other kinds such as dates value by value)."""
+    text = [list(map(str, k.tolist() if np.asarray(k).dtype.kind in "iufbOU" else list(k))) for k in keys]
+    return tuple(text[0]) if len(text) == 1 else tuple(":".join(parts) for parts in zip(*text))
+
+
 def _design(
     mf: Any,
 ) -> tuple[sp.csc_matrix, tuple[int, ...], tuple[int, ...], tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
@@ -165,7 +172,7 @@ def _design(
         blocks.append(nlev)
         dims.append(k)
         labels.append((term.name, tuple(mf.pool[c] for c in zcols)))
-        levels.append(tuple(":".join(str(key[i]) for key in fac.keys) for i in range(nlev)))
+        levels.append(_level_labels(fac.keys))
         columns.append(tuple(fac.columns))
     if not cols:
         raise OptionError("a GLMM needs at least one random term such as (1 | g); for a GLM use statsmodels")

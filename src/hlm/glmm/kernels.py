@@ -143,18 +143,32 @@ def _eta(
 
 
 @numba.njit(cache=True)
-def row_terms(family: int, link: int, phi: float, y: float, n: float, eta: float) -> tuple[float, float, float]:
-    """(log p part, score, weight) of one row; logit and Poisson share their exponentials."""
-    if family == BINOMIAL and link == LOGIT:
-        e = math.exp(-abs(eta))  # log mu = -softplus(-eta), log(1 - mu) = log mu - eta
-        lmu = -math.log1p(e) + (eta if eta < 0 else 0.0)
-        mu = 1.0 / (1.0 + e) if eta >= 0 else e / (1.0 + e)
-        return y * lmu + (n - y) * (lmu - eta), y - n * mu, n * mu * (1.0 - mu)
-    if family == POISSON:
-        m = n * math.exp(eta)
-        return y * eta - m, y - m, m
-    s, w = score_weight_row(family, link, phi, y, n, eta)
-    return loglik_row(family, link, phi, y, n, eta), s, w
+def row_terms_all(fam: tuple[int, int, float], y: np.ndarray, n: np.ndarray, eta: np.ndarray, s: np.ndarray,
+                   w: np.ndarray) -> float:  # fmt: skip
+    """Scores and weights of every row into s, w; returns sum log p.  The logit and Poisson loops
+    are written out, sharing their exponentials (branch-free bodies the compiler can pipeline);
+    the other families call the per-row functions."""
+    total = 0.0
+    if fam[0] == BINOMIAL and fam[1] == LOGIT:
+        for i in range(len(y)):
+            e = eta[i]
+            ex = math.exp(-abs(e))  # log mu = -softplus(-eta), log(1 - mu) = log mu - eta
+            lmu = -math.log1p(ex) + (e if e < 0 else 0.0)
+            mu = 1.0 / (1.0 + ex) if e >= 0 else ex / (1.0 + ex)
+            total += y[i] * lmu + (n[i] - y[i]) * (lmu - e)
+            s[i] = y[i] - n[i] * mu
+            w[i] = n[i] * mu * (1.0 - mu)
+    elif fam[0] == POISSON:
+        for i in range(len(y)):
+            m = n[i] * math.exp(eta[i])
+            total += y[i] * eta[i] - m
+            s[i] = y[i] - m
+            w[i] = m
+    else:
+        for i in range(len(y)):
+            s[i], w[i] = score_weight_row(fam[0], fam[1], fam[2], y[i], n[i], eta[i])
+            total += loglik_row(fam[0], fam[1], fam[2], y[i], n[i], eta[i])
+    return total
 
 
 @numba.njit(cache=True)
@@ -176,8 +190,10 @@ def score(
     q, p = len(u), X.shape[1]
     out = np.zeros(q + p if joint else q)
     out[:q] -= u
+    sw = np.empty((2, len(y)))
+    row_terms_all(fam, y, n, eta, sw[0], sw[1])
     for i in range(len(y)):
-        s = row_terms(fam[0], fam[1], fam[2], y[i], n[i], eta[i])[1]
+        s = sw[0, i]
         for b in range(cols.shape[1]):
             out[cols[i, b]] += a[i, b] * s
         if joint:
@@ -201,9 +217,10 @@ def _assemble(
     rhs: np.ndarray,
     u: np.ndarray,
     joint: bool,
+    sw: np.ndarray,
 ) -> float:
     """M (lower rows, the pattern of :mod:`hlm.glmm.cholesky`) and the Newton right-hand side
-    at eta; returns -2 sum log p there."""
+    at eta; returns -2 sum log p there.  ``sw`` (2 x N) is scratch for the scores and weights."""
     N, p = X.shape
     r = cols.shape[1]
     q = len(u)
@@ -211,10 +228,9 @@ def _assemble(
     rhs[:] = 0.0
     for k in range(q):
         Mx[Mp[k + 1] - 1] = 1.0  # the diagonal is the last entry of a row
-    total = 0.0
+    total = row_terms_all(fam, y, n, eta, sw[0], sw[1])
     for i in range(N):
-        ll, s, w = row_terms(fam[0], fam[1], fam[2], y[i], n[i], eta[i])
-        total += ll
+        s, w = sw[0, i], sw[1, i]
         t = 0
         for b in range(r):
             wb = w * a[i, b]
@@ -222,7 +238,9 @@ def _assemble(
             for c in range(b, r):
                 Mx[pos[i, t]] += wb * a[i, c]
                 t += 1
-        if joint:
+    if joint:
+        for i in range(N):
+            s, w = sw[0, i], sw[1, i]
             for f in range(p):
                 wx = w * X[i, f]
                 base = Mp[q + f]
@@ -262,7 +280,8 @@ def pirls(
     Mx, Lx = np.empty(Mp[-1]), np.empty(Lp[-1])
     rhs, work, cursor = np.empty(q + p), np.zeros(q + p), np.empty(q + p, np.int64)
     _eta(X, beta, offset, cols, a, u, eta)
-    m2 = _assemble(fam, y, n, X, eta, cols, a, pos, Mp, Mx, rhs, u, joint)
+    sw = np.empty((2, len(y)))
+    m2 = _assemble(fam, y, n, X, eta, cols, a, pos, Mp, Mx, rhs, u, joint, sw)
     obj = m2 + float(np.dot(u, u))
     steps = 0
     logdet, last = np.nan, np.inf
@@ -283,7 +302,7 @@ def pirls(
             if joint:
                 nb += step * delta[q:]
             _eta(X, nb, offset, cols, a, nu, new_eta)
-            new_m2 = _assemble(fam, y, n, X, new_eta, cols, a, pos, Mp, Mx, rhs, nu, joint)
+            new_m2 = _assemble(fam, y, n, X, new_eta, cols, a, pos, Mp, Mx, rhs, nu, joint, sw)
             new_obj = new_m2 + float(np.dot(nu, nu))
             if new_obj <= obj + 1e-12 * abs(obj) or step < 1e-8 or size < NEWTON_SURE:
                 break

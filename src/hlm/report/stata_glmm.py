@@ -122,7 +122,8 @@ def _variance_rows(fit: GlmmResult, q: float) -> list[str]:
             label = f"var({a})" if r == c else f"cov({b},{a})"
             v, s = est[at], se[at]
             if r == c:
-                lo, hi = (math.exp(math.log(v) - q * s / v), math.exp(math.log(v) + q * s / v)) if v > 0 else (0, 0)
+                half = q * s / v if v > 0 else 0.0  # a separated fit's SE can be huge: exp capped below overflow
+                lo, hi = (math.exp(math.log(v) - half), math.exp(min(math.log(v) + half, 709.0))) if v > 0 else (0, 0)
             else:
                 lo, hi = v - q * s, v + q * s
             block.append(_row(label, v, s, lo, hi))
