@@ -7,7 +7,10 @@ and builds the result record.  Replicates of one grid point share their layout -
 therefore the checks, the collinearity, the structure and the column scales -- so a *plan* is
 made once from one full fit (the pilot), and each replicate then runs only
 
-    DevianceFunction.build -> BOBYQA from the pilot's theta (the full fit's ftol_rel) -> profile at the optimum.
+    DevianceFunction.build -> BOBYQA from the pilot's theta (the full fit's ftol_rel) -> profile at the optimum,
+
+the criterion evaluated by type (:mod:`hlm.power.typed`: one compiled call, O(types)) where the
+model is a chain of random intercepts whose groups fall into few types (balanced designs).
 
 The pilot's theta is a start near every replicate's optimum, and the same start for every
 replicate (results do not depend on how replicates are split over processes).  A replicate the
@@ -31,6 +34,7 @@ from hlm.lmm.result import LmmResult
 from hlm.lmm.scaling import standardized_theta
 from hlm.lmm.structure import Structure
 from hlm.numerics.bobyqa import bobyqa
+from hlm.power.typed import TypedLayout
 from hlm.spec import ModelSpec
 
 FTOL_REL = 1e-14  # the full fit's: estimates and SEs within 1e-6 of its (1e-12 leaves 2e-5)
@@ -49,6 +53,7 @@ class LeanPlan:
     column: int
     reml: bool
     to_standard: np.ndarray
+    typed: TypedLayout | None  # the criterion by type (nested random intercepts, few types)
 
     @classmethod
     def pilot(cls, spec: ModelSpec, agg: Aggregates, term: str, *, reml: bool) -> LeanPlan | None:
@@ -65,12 +70,14 @@ class LeanPlan:
             return None
         theta = np.asarray(fit.theta, dtype=float)
         to_standard = standardized_theta(agg, fit.structure, np.ones(len(theta)))
-        return cls(fit.structure, theta, names.index(term), reml, to_standard)
+        typed = TypedLayout.of(agg, fit.structure, reml)
+        return cls(fit.structure, theta, names.index(term), reml, to_standard, typed)
 
     def estimate(self, agg: Aggregates) -> tuple[float, float] | None:
         """(beta_term, SE) of the model fitted to ``agg`` (same layout as the pilot's), or None
         where the full fit must decide (module docstring), a failed evaluation included."""
-        devfun = DevianceFunction.build(agg, self.struct, self.reml)
+        typed = None if self.typed is None else self.typed.bind(agg)
+        devfun = DevianceFunction.build(agg, self.struct, self.reml) if typed is None else typed
         lower = self.struct.lower
         run = bobyqa(
             devfun,
