@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -92,20 +91,25 @@ def test_lean_and_full_power_reject_the_same_replicates(design, model, term, mon
     p_lean = np.array([row[3] for row in lean.replicates])
     p_full = np.array([row[3] for row in full.replicates])
     z_lean, z_full = stats.norm.isf(p_lean / 2), stats.norm.isf(p_full / 2)  # |beta| / SE behind each p
-    assert np.allclose(z_lean, z_full, rtol=5e-6, atol=1e-7)  # beta and SE each within about 1e-6
+    assert np.allclose(z_lean, z_full, rtol=5e-6, atol=1e-6)  # beta and SE each within about 1e-6 of SE
     differ = (p_lean < 0.05) != (p_full < 0.05)
     assert np.all(np.abs(p_full[differ] - 0.05) < 1e-6)
     assert 0.1 < full.power < 0.95  # decisions of both kinds
 
 
 def test_pooled_leaf_is_the_evaluators_pooling():
-    _, _, skeleton = _skeleton(*CASES[0][:2])
+    """The drawn leaf arrives pooled (no groups): its layout parts are the evaluator's own pooling
+    of the template, and its response column obeys the identities of sums over the same groups."""
+    _, agg0, skeleton = _skeleton(*CASES[0][:2])
     agg = skeleton.draw(rng_for(3))
-    leaf_index = agg.chain[0]
-    drawn = agg.factors[leaf_index].pooled
-    assert drawn is not None
-    factors = list(agg.factors)
-    factors[leaf_index] = replace(factors[leaf_index], pooled=None)
-    own = leaf_classes(replace(agg, factors=tuple(factors)))
-    for name in ("counts", "ngroups", "sss", "children", "sums"):
-        np.testing.assert_allclose(getattr(drawn, name), getattr(own, name), rtol=1e-12, atol=1e-9)
+    leaf = agg.factors[agg.chain[0]]
+    drawn, own = leaf.pooled, leaf_classes(agg0)
+    assert drawn is not None and leaf.ztk is None
+    for name in ("counts", "ngroups", "children"):
+        np.testing.assert_array_equal(getattr(drawn, name), getattr(own, name))
+    p = agg.p
+    np.testing.assert_allclose(drawn.sss[:, :p, :p], own.sss[:, :p, :p], rtol=1e-12)
+    np.testing.assert_allclose(drawn.sums[:, :, :p], own.sums[:, :, :p], rtol=1e-12)
+    y_sums = drawn.sums[:, :, p].sum(axis=0)  # per class: sum of the groups' y sums
+    assert y_sums.sum() == pytest.approx(agg.ktk[0, p], rel=1e-12)  # = sum of y (the intercept column)
+    np.testing.assert_allclose(drawn.sss[:, 0, p], drawn.counts * y_sums, rtol=1e-12)  # sum n_g t_g, n_g = c
