@@ -16,7 +16,10 @@ The pilot's theta is a start near every replicate's optimum, and the same start 
 replicate (results do not depend on how replicates are split over processes).  A replicate the
 lean path cannot vouch for -- BOBYQA stopped otherwise than by its tolerances, a nonfinite
 criterion, or a variance parameter within ``BOUNDARY`` of zero on unit-rms columns (where the
-full fit snaps to the bound and restarts) -- is refitted by the full path (``None`` here).
+full fit snaps to the bound and restarts) -- is refitted by the full path (``None`` here).  With
+the criterion by type (nested scalar intercepts: the full fit has no restarts for them) such a
+parameter is instead snapped to its bound as the full fit snaps it
+(:func:`hlm.lmm.optimize.snap_to_bounds`, on unit-rms columns).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from hlm.aggregate.stats import Aggregates
 from hlm.lmm.objective import DevianceFunction
+from hlm.lmm.optimize import snap_to_bounds
 from hlm.lmm.pipeline import fit_aggregates
 from hlm.lmm.result import LmmResult
 from hlm.lmm.scaling import standardized_theta
@@ -91,8 +95,14 @@ class LeanPlan:
             catch_failures=True,
         )
         theta = np.where(np.isfinite(lower), np.maximum(run.x, lower), run.x)
-        if run.code not in STOPPED or np.any(np.isfinite(lower) & (theta * self.to_standard < lower + BOUNDARY)):
+        if run.code not in STOPPED:
             return None
+        if np.any(np.isfinite(lower) & (theta * self.to_standard < lower + BOUNDARY)):
+            if self.typed is None:
+                return None
+            scale = self.to_standard
+            std, _ = snap_to_bounds(lambda t: devfun(t / scale), theta * scale, devfun(theta), lower * scale)
+            theta = std / scale
         try:
             prof = devfun.profiled(theta)
             se2 = prof.sigma2 * prof.qxx_inv[self.column, self.column]
