@@ -100,6 +100,33 @@ def test_boundary_replicates_reach_the_full_fits_answer():
     assert res.failed == 0
 
 
+def test_a_pilot_on_the_bound_still_plans_nested_intercepts():
+    """A pilot whose school variance is estimated at zero: with the criterion by type its
+    replicates start off the bound (and snap back where their optimum is there)."""
+    design = NESTED.set("levels.school.sd", 0.0)
+    spec, _, skeleton = _skeleton(design, CASES[0][1])
+    for seed in range(1000, 1100):
+        pilot = skeleton.draw(rng_for(seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fit_aggregates(spec, pilot).singular:
+                break
+    else:
+        pytest.fail("no pilot on the bound")
+    plan = LeanPlan.pilot(spec, pilot, "tutoring", reml=True)
+    assert plan is not None and plan.typed is not None and np.all(plan.theta0 > 0)
+    for r in range(20):
+        agg = skeleton.draw(rng_for(r))
+        lean = plan.estimate(agg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_aggregates(spec, agg)
+        j = fit.aggregates.xnames.index("tutoring")
+        beta, se = fit.profiled.beta[j], math.sqrt(fit.profiled.sigma2 * fit.profiled.qxx_inv[j, j])
+        assert lean is not None and abs(lean[1] - se) <= 1e-6 * se
+        assert abs(lean[0] - beta) <= 1e-6 * max(abs(beta), se)
+
+
 @pytest.mark.parametrize("design,model,term", CASES, ids=["nested-intercepts", "random-slope"])
 def test_lean_and_full_power_reject_the_same_replicates(design, model, term, monkeypatch):
     kwargs = dict(effect=0.3, reps=120, seed=8, n_jobs=1, progress=False)
