@@ -116,14 +116,8 @@ def power_command(
         "covariates": covariates,
         "two_sided": not one_sided,
     }
-    asked = {
-        "margin": margin,
-        "confidence": confidence,
-        "costs": costs,
-        "budget": _numbers("--budget", budget),
-        "target": target,
-        "plot": plot,
-    }
+    asked: dict[str, Any] = {"margin": margin, "confidence": confidence, "costs": costs, "target": target}
+    asked.update(plot=plot, budget=_numbers("--budget", budget))
     _analytic_command(
         design,
         _numbers("--sizes", sizes, missing=True),
