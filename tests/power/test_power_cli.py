@@ -60,6 +60,22 @@ def test_budget_allocation(capsys):
     assert " x 12," in out.splitlines()[0]
 
 
+def test_mdes_against_cost_plot(capsys, tmp_path):
+    """Several budgets: the best allocation at each (Raudenbush's continuous n* per cluster at every
+    budget) and, with --plot, the figure of MDES against cost."""
+    figure = tmp_path / "mdes.png"
+    argv = ["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "2e4,4e4,8e4", "--plot", str(figure)]
+    lines = _ok(capsys, argv).splitlines()
+    assert [line.split(":")[0] for line in lines[0:6:2]] == ["cra2"] * 3 and lines[-1] == f"wrote {figure}"
+    n_star = (300 / 10 * 0.9 / 0.1) ** 0.5
+    assert all(f"x {n_star:.2f}" in line for line in lines[1:6:2])
+    mdes = [float(line.split("MDES ")[1].split()[0]) for line in lines[0:6:2]]
+    assert mdes == sorted(mdes, reverse=True)  # more money, a smaller detectable effect
+    single = _ok(capsys, ["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "40000"])
+    assert single.splitlines()[0] == lines[2]
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_sd_precision(capsys):
     out = _ok(capsys, ["power", "sd", "--sizes", "?,10,20,25", "--icc", "0.1,0.1,0.2", "--margin", "0.25"])
     n = int(out.split()[1])
@@ -89,6 +105,11 @@ def test_sd_precision(capsys):
         (["power", "cra2", "--sizes", "3,15", "--icc", "0.1", "--covariates", "1"], "degrees of freedom"),
         (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--p", "1.5"], "treated proportion"),
         (["power", "cra2", "--sizes", "20,?", "--icc", "0.5", "--effect", "0.2"], "tends to"),
+        (["power", "cra2", "--sizes", "20,15", "--icc", "0.1", "--plot", "m.png"], "MDES against cost: give --costs"),
+        (["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "2e4", "--plot", "m.png"], "two or more"),
+        (["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "2e4,y"], "--budget: 'y' is not a number"),
+        (["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "2e4,4e4", "--plot", "m.txt"], "extension"),
+        (["power", "cra2", "--icc", "0.1", "--costs", "300,10", "--budget", "2e4,4e4", "--target", "0.4"], "not both"),
     ],
 )
 def test_bad_input_is_one_error_line(capsys, argv, text):

@@ -72,15 +72,59 @@ def test_lean_estimate_and_se_are_the_full_fits(design, model, term):
     assert lean_used >= 25
 
 
-def test_boundary_replicates_go_to_the_full_fit():
-    design = NESTED.set("levels.school.sd", 0.0)  # a variance of zero: many estimates at the bound
+def test_boundary_replicates_reach_the_full_fits_answer():
+    """A zero variance: many replicates' optima lie on the bound.  Nested random intercepts (the
+    criterion by type) snap there as the full fit does, and agree with it; the per-group
+    evaluator's lean path leaves them to the full fit (None)."""
+    design = NESTED.set("levels.school.sd", 0.0)
     spec, _, skeleton = _skeleton(design, CASES[0][1])
     plan = LeanPlan.pilot(spec, skeleton.draw(rng_for(999)), "tutoring", reml=True)
-    assert plan is not None  # this pilot's estimate is off the bound; most replicates' are not
-    results = [plan.estimate(skeleton.draw(rng_for(r))) for r in range(20)]
-    assert any(r is None for r in results) and any(r is not None for r in results)
+    assert plan is not None and plan.typed is not None  # this pilot's estimate is off the bound
+    on_bound = 0
+    for r in range(40):
+        agg = skeleton.draw(rng_for(r))
+        lean = plan.estimate(agg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_aggregates(spec, agg)
+        on_bound += fit.singular
+        assert lean is not None
+        j = fit.aggregates.xnames.index("tutoring")
+        beta, se = fit.profiled.beta[j], math.sqrt(fit.profiled.sigma2 * fit.profiled.qxx_inv[j, j])
+        assert abs(lean[1] - se) <= 1e-6 * se
+        assert abs(lean[0] - beta) <= 1e-6 * max(abs(beta), se)  # z = beta / SE to 1e-6, as above
+    assert on_bound >= 10
+    per_group = replace(plan, typed=None)
+    assert any(per_group.estimate(skeleton.draw(rng_for(r))) is None for r in range(20))
     res = hlm.power.simulate(design, CASES[0][1], "tutoring", reps=20, seed=4, n_jobs=1, progress=False)
     assert res.failed == 0
+
+
+def test_a_pilot_on_the_bound_still_plans_nested_intercepts():
+    """A pilot whose school variance is estimated at zero: with the criterion by type its
+    replicates start off the bound (and snap back where their optimum is there)."""
+    design = NESTED.set("levels.school.sd", 0.0)
+    spec, _, skeleton = _skeleton(design, CASES[0][1])
+    for seed in range(1000, 1100):
+        pilot = skeleton.draw(rng_for(seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fit_aggregates(spec, pilot).singular:
+                break
+    else:
+        pytest.fail("no pilot on the bound")
+    plan = LeanPlan.pilot(spec, pilot, "tutoring", reml=True)
+    assert plan is not None and plan.typed is not None and np.all(plan.theta0 > 0)
+    for r in range(20):
+        agg = skeleton.draw(rng_for(r))
+        lean = plan.estimate(agg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_aggregates(spec, agg)
+        j = fit.aggregates.xnames.index("tutoring")
+        beta, se = fit.profiled.beta[j], math.sqrt(fit.profiled.sigma2 * fit.profiled.qxx_inv[j, j])
+        assert lean is not None and abs(lean[1] - se) <= 1e-6 * se
+        assert abs(lean[0] - beta) <= 1e-6 * max(abs(beta), se)
 
 
 @pytest.mark.parametrize("design,model,term", CASES, ids=["nested-intercepts", "random-slope"])
@@ -99,13 +143,18 @@ def test_lean_and_full_power_reject_the_same_replicates(design, model, term, mon
 
 
 def test_pooled_leaf_is_the_evaluators_pooling():
-    _, _, skeleton = _skeleton(*CASES[0][:2])
+    """The drawn leaf arrives pooled (no groups): its layout parts are the evaluator's own pooling
+    of the template, and its response column obeys the identities of sums over the same groups."""
+    _, agg0, skeleton = _skeleton(*CASES[0][:2])
     agg = skeleton.draw(rng_for(3))
-    leaf_index = agg.chain[0]
-    drawn = agg.factors[leaf_index].pooled
-    assert drawn is not None
-    factors = list(agg.factors)
-    factors[leaf_index] = replace(factors[leaf_index], pooled=None)
-    own = leaf_classes(replace(agg, factors=tuple(factors)))
-    for name in ("counts", "ngroups", "sss", "children", "sums"):
-        np.testing.assert_allclose(getattr(drawn, name), getattr(own, name), rtol=1e-12, atol=1e-9)
+    leaf = agg.factors[agg.chain[0]]
+    drawn, own = leaf.pooled, leaf_classes(agg0)
+    assert drawn is not None and leaf.ztk is None
+    for name in ("counts", "ngroups", "children"):
+        np.testing.assert_array_equal(getattr(drawn, name), getattr(own, name))
+    p = agg.p
+    np.testing.assert_allclose(drawn.sss[:, :p, :p], own.sss[:, :p, :p], rtol=1e-12)
+    np.testing.assert_allclose(drawn.sums[:, :, :p], own.sums[:, :, :p], rtol=1e-12)
+    y_sums = drawn.sums[:, :, p].sum(axis=0)  # per class: sum of the groups' y sums
+    assert y_sums.sum() == pytest.approx(agg.ktk[0, p], rel=1e-12)  # = sum of y (the intercept column)
+    np.testing.assert_allclose(drawn.sss[:, 0, p], drawn.counts * y_sums, rtol=1e-12)  # sum n_g t_g, n_g = c

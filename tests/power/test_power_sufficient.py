@@ -91,6 +91,42 @@ def test_sufficient_statistics_match_rows(slope):
     assert np.allclose(fast[:, :3].mean(axis=0), [1.0, 0.5, 0.4], atol=4 * fast[:, :3].std(axis=0) / np.sqrt(REPS))
 
 
+POOLED = Design(
+    (Level("school", n=5, sd=1.0), Level("class", n=3, sd=0.7), Level("student", n=8, sd=1.5)),
+    observations=Observations(n="UniformInt(1, 3)"),
+    residual_sd=1.2,
+    covariates=(Covariate("x", "Normal(0, 1)"), Covariate("treat", "Assign(0.5)", level="school")),
+    fixed={"intercept": 1.0, "x": 0.5, "treat": 0.4},
+)
+
+
+def test_pooled_leaf_statistics_match_rows():
+    """Students pooled by count (three classes): the statistics are drawn per (class, parent)
+    cell without the students; their fits have the law of fits to rows."""
+    model = "y ~ x + treat + (1 | school_id/class_id/student_id)"
+    frame = hlm.simulate.simulate(POOLED, seed=11)
+    spec = parse_model(model)
+    agg, _ = aggregate(spec, frame, backend="memory")
+    layout = build_skeleton(POOLED, agg, frame)
+    assert layout.pooled is not None and len(layout.pooled.classes.counts) == 3
+    fast, rows = [], []
+    rng = np.random.default_rng(7)
+    units = [frame[f"{lv.name}_id"].to_numpy() - 1 for lv in POOLED.levels]
+    x, treat = frame["x"].to_numpy(), frame["treat"].to_numpy()
+    for r in range(REPS):
+        y = 1.0 + 0.5 * x + 0.4 * treat + rng.standard_normal(len(x)) * 1.2
+        for lv, u in zip(POOLED.levels, units):
+            y += (rng.standard_normal(u.max() + 1) * lv.sd)[u]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fast.append(_estimates(fit_aggregates(spec, layout.draw(rng_for(5, r)))))
+            rows.append(_estimates(fit_aggregates(spec, aggregate(spec, frame.assign(y=y), backend="memory")[0])))
+    fast, rows = np.array(fast), np.array(rows)
+    for j in range(fast.shape[1]):  # intercept, x, treat, the three SDs, the residual's
+        assert stats.ks_2samp(fast[:, j], rows[:, j]).pvalue > 0.001, j
+    assert np.allclose(fast[:, :3].mean(axis=0), [1.0, 0.5, 0.4], atol=4 * fast[:, :3].std(axis=0) / np.sqrt(REPS))
+
+
 def test_models_that_the_statistics_cannot_serve_are_refused():
     design = small_design(0.5)
     frame = hlm.simulate.simulate(design, seed=1)

@@ -4,6 +4,7 @@
     hlm power DESIGN --sizes 20,15 --icc 0.17 --effect 0.25        # power
     hlm power DESIGN --sizes ?,15 --icc 0.17 --effect 0.25         # clusters needed
     hlm power DESIGN --icc 0.17 --costs 300,10 --budget 20000      # best allocation (or --target MDES)
+    hlm power DESIGN --icc 0.17 --costs 300,10 --budget 1e4,2e4,4e4 --plot mdes.png   # MDES against cost
     hlm power sd --sizes ?,10,20 --icc 0.1,0.2 --margin 0.25       # top units for the top SD within +-25%
     hlm power examples/seed.toml --model MODEL --term tutoring --vary levels.district.n=5,10,20 --plot curve.png
 
@@ -75,7 +76,12 @@ def power_command(
     covariates: int = typer.Option(0, "--covariates", help="Number of top-level covariates (reduces the df)."),
     one_sided: bool = typer.Option(False, "--one-sided", help="One-sided test (default two-sided)."),
     costs: str | None = typer.Option(None, "--costs", help="Cost per unit at each level, outermost first."),
-    budget: float | None = typer.Option(None, "--budget", help="With --costs: minimise the MDES within this budget."),
+    budget: str | None = typer.Option(
+        None,
+        "--budget",
+        help="With --costs: minimise the MDES within this budget; several (comma-separated): the best "
+        "allocation at each (with --plot: MDES against cost).",
+    ),
     target: float | None = typer.Option(None, "--target", help="With --costs: the cheapest design with this MDES."),
     margin: float | None = typer.Option(None, "--margin", help="sd: the SD's relative margin to reach, e.g. 0.25."),
     confidence: float = typer.Option(0.95, "--confidence", help="sd: confidence level of the margin."),
@@ -86,7 +92,12 @@ def power_command(
     seed: int = typer.Option(0, "--seed", help="Design file: the simulation's seed."),
     test: str = typer.Option("wald", "--test", help="Design file: wald, satterthwaite or lrt."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", help="Design file: worker processes (default: CPUs)."),
-    plot: Path | None = typer.Option(None, "--plot", help="Design file: write the power curve (png, pdf, svg)."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Design file: write the power curve; --costs with several --budget values: the MDES against "
+        "cost (png, pdf, svg).",
+    ),
     report: Path | None = typer.Option(None, "--report", help="Design file: write an HTML report."),
 ) -> None:
     """Analytic MDES, power, sample size or budget allocation for a multilevel randomised design;
@@ -105,7 +116,8 @@ def power_command(
         "covariates": covariates,
         "two_sided": not one_sided,
     }
-    asked = {"margin": margin, "confidence": confidence, "costs": costs, "budget": budget, "target": target}
+    asked: dict[str, Any] = {"margin": margin, "confidence": confidence, "costs": costs, "target": target}
+    asked.update(plot=plot, budget=_numbers("--budget", budget))
     _analytic_command(
         design,
         _numbers("--sizes", sizes, missing=True),
@@ -130,6 +142,11 @@ def _analytic_command(
 ) -> None:
     """The analytic answers: the SD's precision, an allocation, a sample size, power or the MDES."""
     margin, costs, budget, target = asked["margin"], asked["costs"], asked["budget"], asked["target"]
+    if asked["plot"] is not None and (costs is None or budget is None or len(budget) < 2):
+        raise OptionError(
+            "--plot with an analytic design draws the MDES against cost: give --costs and two or more "
+            "--budget values (a design file draws a power curve)"
+        )
     if design == "sd":
         given = {
             "--effect": effect,
@@ -148,9 +165,15 @@ def _analytic_command(
     if costs is not None:
         if effect is not None:
             raise OptionError("--effect does not apply with --costs (give --budget or --target)")
-        _allocation(
-            design, _numbers("--costs", costs), icc_values, budget, target, size_values, target_power, test, common
-        )
+        if budget is not None and len(budget) > 1 and target is not None:
+            raise OptionError("give either several --budget values or --target, not both")
+        cost_values = _numbers("--costs", costs)
+        if asked["plot"] is not None:  # first: a bad file or budget is the only output
+            _mdes_cost_plot(design, cost_values, icc_values, budget, size_values, target_power, common, asked["plot"])
+        for one in budget or (None,):
+            _allocation(design, cost_values, icc_values, one, target, size_values, target_power, test, common)
+        if asked["plot"] is not None:
+            typer.echo(f"wrote {asked['plot']}")
         return
     if budget is not None or target is not None:
         raise OptionError("--budget and --target need --costs (the cost per unit at each level)")
@@ -191,6 +214,22 @@ def _allocation(
             f"continuous optimum (Raudenbush 1997): {shown}, cost {best.continuous_cost:g}, "
             f"MDES {best.continuous_mdes:.4f}"
         )
+
+
+def _mdes_cost_plot(
+    design: str,
+    costs: tuple,
+    icc: tuple,
+    budgets: tuple,
+    sizes: tuple | None,
+    target_power: float,
+    common: dict[str, Any],
+    file: Path,
+) -> None:
+    """``--plot`` with ``--costs`` and several ``--budget`` values (:func:`hlm.power.plots.mdes_cost`)."""
+    from hlm.power.plots import mdes_cost
+
+    mdes_cost(design, costs, icc, budgets, file=file, sizes=sizes, power=target_power, **common)
 
 
 def _analytic(

@@ -6,7 +6,7 @@ evaluation has no Python loop over groups and no temporaries.
   y_g = L_g^{-1} lam' (Z'K)_g,  log|H| = 2 sum_g log diag L_g,  K'H^{-1}K = K'K - sum_g y_g'y_g.
 * :func:`vector_level`: one level of the nested recursion of :mod:`hlm.lmm.nested`.
 * :class:`SchurGram`: B21 diag(w) B21' for crossed scalar factors, memory O(nnz(B21)).
-* :func:`fixed_solve`: beta and log|X'H^{-1}X| from Q by a p x p Cholesky.
+* :func:`fixed_solve` (compiled: :func:`cholesky_fixed`): beta and log|X'H^{-1}X| from Q by a p x p Cholesky.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def one_level(agg: Aggregates, struct: Structure) -> OneLevel | None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _fixed_solve(Q: np.ndarray, p: int) -> tuple[np.ndarray, float]:
+def cholesky_fixed(Q: np.ndarray, p: int) -> tuple[np.ndarray, float]:
     """beta = Q_XX^{-1} Q_Xy and log|Q_XX| by a Cholesky of Q_XX (the leading p x p block);
     log|Q_XX| is nan when Q_XX is not positive definite."""
     L = np.zeros((p, p))
@@ -142,7 +142,7 @@ def _fixed_solve(Q: np.ndarray, p: int) -> tuple[np.ndarray, float]:
 
 def fixed_solve(Q: np.ndarray) -> tuple[np.ndarray, float]:
     """beta and log|Q_XX| for Q = K'H^{-1}K with K = [X y] (p = Q's order - 1)."""
-    beta, logdet = _fixed_solve(np.ascontiguousarray(Q, dtype=float), Q.shape[0] - 1)
+    beta, logdet = cholesky_fixed(np.ascontiguousarray(Q, dtype=float), Q.shape[0] - 1)
     if not np.isfinite(logdet):
         raise np.linalg.LinAlgError("X'H^{-1}X is not positive definite")
     return beta, float(logdet)

@@ -19,9 +19,16 @@ r'W^+ r + s^2 chi^2 with N - sum_g rank(Z_g'Z_g) - rank(W) degrees of freedom (t
 into its projections on the leaf blocks of Z, on X_w and the rest).  Every piece is drawn from
 its exact distribution, so a replicate's statistics have exactly the law of those of rows drawn
 by :func:`hlm.simulate.simulate` with the same layout -- at O(leaf groups) per replicate.
-Where the nested evaluator pools the leaf groups by count (random intercepts), the drawn
-statistics carry that pooling too (only the response's column changes), as an SQL backend
-delivers it, so the fit does not pool them again.
+Where the nested evaluator pools the leaf groups by count (random intercepts,
+:class:`~hlm.aggregate.stats.LeafClasses`), the fit reads of the leaf only, per count class c,
+sums over its groups of S_g S_g' (S_g = 1'K_g) and, per (parent, class), sums of S_g; these are
+drawn without the groups.  With t_g = 1'y_g = x_g'b + c a_g + v_g (x_g = X_g'1, a_g the sum of the
+ancestors' effects, v_g = c u_g + 1'e_g ~ N(0, tau_c^2 = c^2 s_u^2 + c s^2) iid within the class),
+split the groups of class c into cells j on which the model's parent and every ancestor are
+constant (n_j groups, x-sums X_j): the fit needs of v only T_j = sum_j v_g, eta_c = sum_g
+(x_g - X_j/n_j) v_g ~ N(0, tau_c^2 R_c) (independent of the T_j; R_c the within-cell Gram) and
+|v|^2 = sum_j T_j^2/n_j + eta'R_c^+ eta + tau_c^2 chi^2(G_c - J_c - rank R_c).  The rows' within-leaf
+part enters X'y and y'y through r and the last chi^2 above.  A replicate then costs O(cells).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from hlm.aggregate.stats import INTERCEPT, Aggregates, LeafClasses
+from hlm.aggregate.stats import INTERCEPT, Aggregates, FactorStats, LeafClasses
 from hlm.lmm.nested import leaf_classes
 from hlm.simulate.design import Design
 
@@ -59,41 +66,97 @@ class _Factor:
 
 
 @dataclass(frozen=True)
-class _Pooling:
-    """The leaf pooled by count as the nested evaluator pools it (:func:`hlm.lmm.nested.leaf_classes`):
-    the template's classes, and 0/1 matrices that sum the leaf groups by class and by (parent,
-    class) cell.  Only the response's column of the classes' sums changes between replicates."""
+class _PooledDraw:
+    """The pooled leaf's statistics drawn without its groups (module docstring, last paragraph):
+    per refined cell j (leaf groups of one model parent, one design ancestor and one count c) its
+    n_j groups, their column sums of X ``cell_x`` (J, p) and its units at the design's upper levels;
+    per class c the factor of R_c (the Gram of X's leaf sums centred within cells) and the chi^2
+    degrees of freedom G_c - J_c - rank R_c.  Sparse 0/1 matrices sum cells by class and by
+    (model parent, class) cell of :class:`LeafClasses`."""
 
-    classes: LeafClasses
-    by_class: sparse.csr_matrix  # (classes, G)
-    by_cell: sparse.csr_matrix  # (parents x classes, G)
+    classes: LeafClasses  # the template's: only the response's column changes
+    size: np.ndarray  # (J,) leaf groups per cell
+    count: np.ndarray  # (J,) the cell's leaf count c
+    cell_x: np.ndarray  # (J, p)
+    units: tuple[np.ndarray, ...]  # per design level above the leaf: each cell's unit
+    by_class: sparse.csr_matrix  # (classes, J)
+    by_parent: sparse.csr_matrix  # (parents x classes, J)
+    centred: _Factor  # of R_c, (classes, p, p)
+    chi2_df: np.ndarray  # (classes,)
 
     @classmethod
-    def of(cls, agg: Aggregates) -> _Pooling | None:
+    def of(cls, agg: Aggregates, ancestors: tuple[np.ndarray, ...]) -> _PooledDraw | None:
         classes = leaf_classes(agg)
-        if classes is None:
+        if classes is None or agg.weights is not None:
             return None
-        counts = agg.factors[agg.chain[0]].counts  # type: ignore[index]
-        assert counts is not None  # a leaf that is not pooled yet keeps its groups' counts
-        _, which = np.unique(counts, return_inverse=True)
-        m, G = len(classes.counts), len(which)
-        cell = agg.parents[0] * m + which
-        ones, groups = np.ones(G), np.arange(G)
+        leaf = agg.factors[agg.chain[0]]  # type: ignore[index]
+        assert leaf.counts is not None and leaf.ztk is not None  # the template's leaf is not pooled yet
+        p, m = agg.p, len(classes.counts)
+        which = np.searchsorted(classes.counts, leaf.counts)
+        keys = np.column_stack([agg.parents[0], which, *ancestors[:-1]])
+        first, cell = np.unique(keys, axis=0, return_index=True, return_inverse=True)[1:]
+        cell = cell.reshape(-1)
+        J = len(first)
+        zx = leaf.ztk[:, 0, :p]
+        size = np.bincount(cell, minlength=J).astype(float)
+        cell_x = np.stack([np.bincount(cell, weights=zx[:, i], minlength=J) for i in range(p)], axis=1)
+        within = zx - (cell_x / size[:, None])[cell]
+        R = np.zeros((m, p, p))
+        np.add.at(R, which, within[:, :, None] * within[:, None, :])
+        centred = _Factor.of((R + R.transpose(0, 2, 1)) / 2.0)
+        cells_per_class = np.bincount(which[first], minlength=m)
+        ones = np.ones(J)
+        parent_cell = agg.parents[0][first] * m + which[first]
         return cls(
             classes,
-            sparse.csr_matrix((ones, (which, groups)), shape=(m, G)),
-            sparse.csr_matrix((ones, (cell, groups)), shape=(classes.sums.shape[0] * m, G)),
+            size,
+            classes.counts[which[first]],
+            cell_x,
+            tuple(anc[first] for anc in ancestors[:-1]),
+            sparse.csr_matrix((ones, (which[first], np.arange(J))), shape=(m, J)),
+            sparse.csr_matrix((ones, (parent_cell, np.arange(J))), shape=(classes.sums.shape[0] * m, J)),
+            centred,
+            (classes.ngroups - cells_per_class - centred.keep.sum(axis=1)).astype(np.int64),
         )
 
-    def pooled(self, S: np.ndarray) -> LeafClasses:
-        """The classes of leaf sums S (G, k) that differ from the template's in the last column."""
-        c, k = self.classes, S.shape[1]
-        y = np.ascontiguousarray(S[:, k - 1])
+    def draw(self, sk: Skeleton, rng: np.random.Generator) -> tuple[LeafClasses, np.ndarray]:
+        """The leaf's classes and K'K of one replicate.  With v_g = n_g u_g + 1'e_g (the leaf's
+        own effect and its mean residual), iid N(0, tau_c^2 = c^2 s_u^2 + c s^2) within class c:
+        the cell sums T_j = sum v_g, eta_c = Xc_c'v (Xc centred within cells, N(0, tau_c^2 R_c)),
+        |v|^2 = sum T_j^2/n_j + eta'R^+eta + tau^2 chi^2 over class c; everything else is fixed."""
+        b, s, p = sk.beta, sk.sigma, len(sk.beta)
+        c = self.classes
+        var = [float((F**2).sum()) for F, _, _ in sk.effects]
+        anc = np.zeros(len(self.size))
+        for v, units, (_, _, n) in zip(var[:-1], self.units, sk.effects[:-1]):
+            anc += (np.sqrt(v) * rng.standard_normal(n))[units]
+        tau2 = c.counts**2 * var[-1] + c.counts * s**2  # per class
+        tau_cell = np.sqrt(self.by_class.T @ tau2)
+        T = tau_cell * np.sqrt(self.size) * rng.standard_normal(len(self.size))
+        xi = rng.standard_normal((len(c.counts), p)) * self.centred.keep
+        chi2 = np.where(self.chi2_df > 0, rng.chisquare(np.maximum(self.chi2_df, 1)), 0.0)
+        sqrt_tau = np.sqrt(tau2)
+        xv = self.by_class @ (self.cell_x / self.size[:, None] * T[:, None])
+        xv += sqrt_tau[:, None] * np.einsum("cij,cj->ci", self.centred.root, xi)
+        vv = self.by_class @ (T**2 / self.size) + tau2 * ((xi**2).sum(axis=1) + chi2)
+        a1 = self.by_class @ (anc[:, None] * self.cell_x)  # sum_j anc_j n_j xbar_j per class
+        a2 = self.by_class @ (self.size * anc**2)
+        a3 = self.by_class @ (anc * T)
+        gram = c.sss[:, :p, :p]
+        gb = gram @ b
         sss, sums = c.sss.copy(), c.sums.copy()
-        for i in range(k):
-            sss[:, i, k - 1] = sss[:, k - 1, i] = self.by_class @ (S[:, i] * y)
-        sums[:, :, k - 1] = (self.by_cell @ y).reshape(sums.shape[:2])
-        return LeafClasses(c.counts, c.ngroups, sss, c.children, sums)
+        sss[:, :p, p] = sss[:, p, :p] = gb + c.counts[:, None] * a1 + xv
+        sss[:, p, p] = gb @ b + 2.0 * c.counts * (a1 @ b) + c.counts**2 * a2 + 2.0 * (xv @ b + c.counts * a3) + vv
+        y = self.cell_x @ b + self.count * self.size * anc + T
+        sums[:, :, p] = (self.by_parent @ y).reshape(sums.shape[:2])
+        rz = rng.standard_normal(p) * sk.within_root.keep[0]
+        r = s * (sk.within_root.root[0] @ rz)
+        wb = sk.within_root.root[0].T @ b  # b'Wb = |root'b|^2
+        ktk = sk.template.ktk.copy()
+        ktk[:p, p] = ktk[p, :p] = ktk[:p, :p] @ b + a1.sum(axis=0) + (xv / c.counts[:, None]).sum(axis=0) + r
+        ee = s**2 * (float(rz @ rz) + (rng.chisquare(sk.chi2_df) if sk.chi2_df > 0 else 0.0))
+        ktk[p, p] = float((sss[:, p, p] / c.counts).sum()) + float(wb @ wb) + 2.0 * float(b @ r) + ee
+        return LeafClasses(c.counts, c.ngroups, sss, c.children, sums), ktk
 
 
 @dataclass(frozen=True)
@@ -113,12 +176,20 @@ class Skeleton:
     transfer: np.ndarray  # (G z, p) (Z_g'Z_g)^+ Z_g'X_g, stacked
     within_root: _Factor  # of W
     chi2_df: int
-    pooling: _Pooling | None  # the leaf's classes, delivered pooled as an SQL backend would
+    pooled: _PooledDraw | None  # the leaf pooled by count: drawn by cell, delivered pooled as an SQL backend would
 
     def draw(self, rng: np.random.Generator) -> Aggregates:
         """One replicate's aggregates (see the module docstring).  Per leaf group only
-        elementwise products and sums over z (no per-group matrix calls): O(G z^2)."""
+        elementwise products and sums over z (no per-group matrix calls): O(G z^2); a pooled
+        leaf: O(cells)."""
         agg, s, b = self.template, self.sigma, self.beta
+        leaf_index = agg.chain[0]  # type: ignore[index]
+        leaf = agg.factors[leaf_index]
+        factors = list(agg.factors)
+        if self.pooled is not None:
+            classes, ktk = self.pooled.draw(self, rng)
+            factors[leaf_index] = FactorStats(leaf.name, leaf.columns, (), None, pooled=classes)
+            return replace(agg, ktk=ktk, factors=tuple(factors))
         G, z = self.ztz.shape[0], self.ztz.shape[1]
         w = np.zeros((G, z))
         for anc, (F, cols, units) in zip(self.ancestors, self.effects):
@@ -139,13 +210,9 @@ class Skeleton:
         ktk = agg.ktk.copy()
         ktk[:p, p] = ktk[p, :p] = xtx @ b + xzw + xe
         ktk[p, p] = mm + 2.0 * me + ee
-        leaf_index = agg.chain[0]  # type: ignore[index]
-        leaf = agg.factors[leaf_index]
         ztk = leaf.ztk.copy()  # type: ignore[union-attr]
         ztk[:, :, p] = zxb + ztzw + a
-        factors = list(agg.factors)
-        pooled = None if self.pooling is None else self.pooling.pooled(ztk[:, 0, :])
-        factors[leaf_index] = replace(leaf, ztk=ztk, pooled=pooled)
+        factors[leaf_index] = replace(leaf, ztk=ztk)
         return replace(agg, ktk=ktk, factors=tuple(factors))
 
 
@@ -217,5 +284,5 @@ def build_skeleton(design: Design, agg: Aggregates, frame: pd.DataFrame) -> Skel
         transfer.reshape(-1, p),
         within_root,
         chi2_df,
-        _Pooling.of(agg) if agg.weights is None else None,
+        _PooledDraw.of(agg, tuple(ancestors)),
     )
