@@ -181,6 +181,19 @@ def _derivatives(
     return g, gradient_hessian(gradient, theta, free) if hessian else np.eye(len(theta))
 
 
+def _remembered(fun: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], float]:
+    """``fun`` with its values kept by point, so a point seen before is not evaluated again."""
+    seen: dict[bytes, float] = {}
+
+    def remembered(theta: np.ndarray) -> float:
+        key = np.asarray(theta, dtype=float).tobytes()
+        if key not in seen:
+            seen[key] = float(fun(theta))
+        return seen[key]
+
+    return remembered
+
+
 def minimize(
     fun: Callable[[np.ndarray], float],
     theta0: np.ndarray,
@@ -189,9 +202,11 @@ def minimize(
     maxeval: int = 100_000,
     gradient: Gradient | None = None,
     worse_than: float = np.inf,
+    step: float = 0.25,
 ) -> OptSummary:
-    """BOBYQA from theta0 within the bounds, then lme4's convergence checks (the gradient
-    check alone above HESSIAN_MAX free parameters), on ``gradient`` where it is given.
+    """BOBYQA from theta0 within the bounds (initial trust radius ``step``), then lme4's
+    convergence checks (the gradient check alone above HESSIAN_MAX free parameters), on
+    ``gradient`` where it is given; a point is evaluated once (the checks revisit BOBYQA's).
     A run that ends at or above ``worse_than`` (a restart that found nothing lower than the
     caller's optimum) is returned unchecked, not converged (scaled gradient inf)."""
     start = time.perf_counter()
@@ -199,7 +214,8 @@ def minimize(
     if n == 0:
         f = fun(theta0)
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
-    theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval)
+    fun = _remembered(fun)
+    theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval, step)
     theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
     if not fmin < worse_than:
         return _summary(theta0, theta, lower, fmin, feval, start, code, np.zeros(n), np.inf, None)

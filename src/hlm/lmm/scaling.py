@@ -25,6 +25,10 @@ from hlm.lmm.optimize import SINGULAR_TOL, OptSummary, minimize
 from hlm.lmm.start import anova_start
 from hlm.lmm.structure import Structure
 
+# BOBYQA's initial trust radius for crossed scalar intercepts, whose moment start is close:
+# fewer evaluations than 0.25 on every crossed design measured (InstEval 59 -> 44, Penicillin 89 -> 77)
+SCALAR_CROSSED_STEP = 0.1
+
 
 def _rms(sumsq: np.ndarray, n: int) -> np.ndarray:
     rms = np.sqrt(np.asarray(sumsq, dtype=float) / max(n, 1))
@@ -123,7 +127,8 @@ def _zero_column_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | N
 def _search(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> OptSummary:
     """BOBYQA from theta0, then the restarts of a boundary optimum; the lowest converged kept."""
     gradient = devfun.gradient if devfun.has_gradient else None
-    opt = minimize(devfun, theta0, struct.lower, gradient=gradient)
+    step = SCALAR_CROSSED_STEP if devfun.scalar_crossed else 0.25
+    opt = minimize(devfun, theta0, struct.lower, gradient=gradient, step=step)
     for start_at in (_zero_column_restart, _ridge_restart):
         if (restart := start_at(struct, np.asarray(opt.theta))) is None:
             continue
@@ -141,7 +146,7 @@ def minimize_standardized(agg: Aggregates, struct: Structure, devfun: DevianceFu
     if np.all(k_rms == 1.0) and np.all(z_rms == 1.0):
         return _search(devfun, anova_start(agg, struct), struct)
     std = standardized(agg, k_rms, z_rms)
-    opt = _search(DevianceFunction.build(std, struct, devfun.reml), anova_start(std, struct), struct)
+    opt = _search(devfun.rescaled(std, bool(np.all(z_rms == 1.0))), anova_start(std, struct), struct)
     m = _row_scales(struct, z_rms)
     theta = np.asarray(opt.theta) * m
     return replace(
