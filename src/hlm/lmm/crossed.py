@@ -65,13 +65,15 @@ class SchurPairs:
     compiled pass over them (:func:`hlm.lmm.kernels.schur_cells`)."""
 
     classes: np.ndarray  # (c,) distinct counts of the first factor's groups
-    cell: np.ndarray  # flat index i * m + j (i >= j) of each stored sum, ascending
-    cls: np.ndarray  # its count class; c for an entry of B22
+    row: np.ndarray  # (m + 1,) cells row[i] to row[i + 1] - 1 are in row i (those with sums)
+    col: np.ndarray  # column j <= i of each cell, ascending within its row
+    start: np.ndarray  # the cell's sums are entries start[t] to start[t + 1] of the next two
+    cls: np.ndarray  # count class of each sum; c for an entry of B22
     value: np.ndarray  # sum over the class's groups of b_si b_sj, or B22's entry
 
     def schur(self, w_of_count: np.ndarray, lam: np.ndarray) -> np.ndarray:
         """Dense (m, m) whose lower triangle is I + D (B22 - B21 diag(w) B21') D; w per class."""
-        return schur_cells(self.cell, self.cls, self.value, np.append(-w_of_count, 1.0), lam)
+        return schur_cells(self.row, self.col, self.start, self.cls, self.value, np.append(-w_of_count, 1.0), lam)
 
 
 def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray) -> SchurPairs:
@@ -97,7 +99,11 @@ def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray) -> Schu
     value = np.bincount(which, weights=np.concatenate([csc.data[a] * csc.data[b], b22[i22, j22]]))
     keep = value != 0.0
     unique, value = unique[keep], value[keep]
-    return SchurPairs(classes.astype(float), unique // nclass, (unique % nclass).astype(np.int32), value)
+    cell, first = np.unique(unique // nclass, return_index=True)
+    start = np.append(first, len(unique)).astype(np.int64)
+    row = np.searchsorted(cell // m, np.arange(m + 1)).astype(np.int64)
+    cls = (unique % nclass).astype(np.min_scalar_type(nclass))
+    return SchurPairs(classes.astype(float), row, (cell % m).astype(np.int64), start, cls, value)
 
 
 def group_arrays(fac: FactorStats) -> tuple[np.ndarray, np.ndarray]:

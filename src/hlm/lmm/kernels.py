@@ -172,30 +172,41 @@ def _scale_lower(out: np.ndarray, b22: np.ndarray, lam: np.ndarray) -> None:
 
 @numba.njit(cache=True, nogil=True)
 def _fill_cells(
-    cell: np.ndarray, cls: np.ndarray, value: np.ndarray, w: np.ndarray, lam: np.ndarray, out: np.ndarray
+    row: np.ndarray,
+    col: np.ndarray,
+    start: np.ndarray,
+    cls: np.ndarray,
+    value: np.ndarray,
+    w: np.ndarray,
+    lam: np.ndarray,
+    out: np.ndarray,
 ) -> None:
-    """out.flat[c] = lam_a lam_b sum_k w[cls_k] value_k over the run of entries k with cell c
-    (cells sorted; c = a m + b), then 1 added to the diagonal."""
-    m = out.shape[0]
-    k, n = 0, len(cell)
-    while k < n:
-        c = cell[k]
-        s = 0.0
-        while k < n and cell[k] == c:
-            s += w[cls[k]] * value[k]
-            k += 1
-        a = c // m
-        b = c - a * m
-        out[a, b] = lam[a] * lam[b] * s
-    for a in range(m):
+    """out[a, b] = lam_a lam_b sum_k w[cls_k] value_k over the entries k of cell t = (a, b)
+    (b = col[t] for t from row[a] to row[a + 1]; k from start[t] to start[t + 1]), then 1
+    added to the diagonal."""
+    for a in range(out.shape[0]):
+        for t in range(row[a], row[a + 1]):
+            s = 0.0
+            for k in range(start[t], start[t + 1]):
+                s += w[cls[k]] * value[k]
+            b = col[t]
+            out[a, b] = lam[a] * lam[b] * s
         out[a, a] += 1.0
 
 
-def schur_cells(cell: np.ndarray, cls: np.ndarray, value: np.ndarray, w: np.ndarray, lam: np.ndarray) -> np.ndarray:
+def schur_cells(
+    row: np.ndarray,
+    col: np.ndarray,
+    start: np.ndarray,
+    cls: np.ndarray,
+    value: np.ndarray,
+    w: np.ndarray,
+    lam: np.ndarray,
+) -> np.ndarray:
     """Dense (m, m), m = len(lam), whose lower triangle is I + diag(lam) S diag(lam) with
     S = sum_k w[cls_k] value_k summed into its cells (:class:`hlm.lmm.crossed.SchurPairs`)."""
     out = np.zeros((len(lam), len(lam)))
-    _fill_cells(cell, cls, value, w, lam, out)
+    _fill_cells(row, col, start, cls, value, w, lam, out)
     return out
 
 

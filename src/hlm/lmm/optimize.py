@@ -202,9 +202,9 @@ def minimize(
     maxeval: int = 100_000,
     gradient: Gradient | None = None,
     worse_than: float = np.inf,
-    step: float = 0.25,
+    radius: float = 0.25,
 ) -> OptSummary:
-    """BOBYQA from theta0 within the bounds (initial trust radius ``step``), then lme4's
+    """BOBYQA from theta0 within the bounds (initial trust radius ``radius``), then lme4's
     convergence checks (the gradient check alone above HESSIAN_MAX free parameters), on
     ``gradient`` where it is given; a point is evaluated once (the checks revisit BOBYQA's).
     A run that ends at or above ``worse_than`` (a restart that found nothing lower than the
@@ -215,7 +215,7 @@ def minimize(
         f = fun(theta0)
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
     fun = _remembered(fun)
-    theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval, step)
+    theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval, radius)
     theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
     if not fmin < worse_than:
         return _summary(theta0, theta, lower, fmin, feval, start, code, np.zeros(n), np.inf, None)

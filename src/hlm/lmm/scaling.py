@@ -27,7 +27,7 @@ from hlm.lmm.structure import Structure
 
 # BOBYQA's initial trust radius for crossed scalar intercepts, whose moment start is close:
 # fewer evaluations than 0.25 on every crossed design measured (InstEval 59 -> 44, Penicillin 89 -> 77)
-SCALAR_CROSSED_STEP = 0.1
+SCALAR_CROSSED_RADIUS = 0.1
 
 
 def _rms(sumsq: np.ndarray, n: int) -> np.ndarray:
@@ -127,8 +127,8 @@ def _zero_column_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | N
 def _search(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> OptSummary:
     """BOBYQA from theta0, then the restarts of a boundary optimum; the lowest converged kept."""
     gradient = devfun.gradient if devfun.has_gradient else None
-    step = SCALAR_CROSSED_STEP if devfun.scalar_crossed else 0.25
-    opt = minimize(devfun, theta0, struct.lower, gradient=gradient, step=step)
+    radius = SCALAR_CROSSED_RADIUS if devfun.scalar_crossed else 0.25
+    opt = minimize(devfun, theta0, struct.lower, gradient=gradient, radius=radius)
     for start_at in (_zero_column_restart, _ridge_restart):
         if (restart := start_at(struct, np.asarray(opt.theta))) is None:
             continue
