@@ -11,6 +11,7 @@ import pytest
 
 import hlm
 from hlm.lmm.optimize import minimize
+from hlm.lmm.start import all_from_moments
 from hlm.numerics.derivatives import fd_derivatives
 from support import dataset, reference
 
@@ -39,7 +40,7 @@ def _lme4_theta(fit: hlm.Fit) -> np.ndarray:
 def test_criterion_at_lme4_theta_is_lme4s(fit):
     """The Schur-block evaluation (the instructors are the first factor here, students and
     dept:service the dense block) gives lme4's REML criterion at lme4's theta."""
-    assert fit.devfun.scalar_crossed
+    assert fit.devfun.scalar_crossed and all_from_moments(fit.aggregates, fit.structure)
     ref = reference(NAME)
     assert fit.devfun(_lme4_theta(fit)) == pytest.approx(ref["REMLcrit"], rel=1e-10)
 
@@ -52,6 +53,19 @@ def test_fit_reaches_lme4s_optimum(fit):
     np.testing.assert_allclose(fit.fixef.to_numpy(), list(ref["fixef"].values()), rtol=1e-4)
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-6)
     assert fit.converged
+
+
+def test_weights_and_slopes_start_from_lme4s_theta():
+    """BOBYQA's smaller first radius is kept for moment starts: a weighted fit or a random
+    slope starts at theta = 1, not from moments."""
+    frame = dataset("Penicillin")
+    frame["w"] = np.linspace(0.5, 2.0, len(frame))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        weighted = hlm.fit("diameter ~ 1 + (1|plate) + (1|sample)", frame, weights="w")
+        slope = hlm.fit("diameter ~ w + (0 + w|plate) + (1|sample)", frame)
+    assert not all_from_moments(weighted.aggregates, weighted.structure)
+    assert not all_from_moments(slope.aggregates, slope.structure)
 
 
 def test_minimize_evaluates_each_point_once():

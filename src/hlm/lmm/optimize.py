@@ -6,12 +6,12 @@ final theta, the number of evaluations, the seconds, nlopt's return code, and lm
 checks: the finite-difference gradient and Hessian at the optimum, the scaled gradient
 ``max |H^{-1} g|`` (lme4's ``check.conv.grad``, tolerance 2e-3) and whether the Hessian is
 positive definite.  Parameters on the boundary are excluded from those checks.
-With more than ``HESSIAN_MAX`` free parameters the 2n^2 evaluations of the Hessian are not
+With more than ``HESSIAN_MAX`` free parameters the n^2 + n evaluations of the Hessian are not
 spent: the check is the gradient itself, max |g| over the free parameters, and the forward
 slope of every parameter on its bound (a bound parameter whose increase lowers the
 criterion is not at an optimum); a failed check restarts BOBYQA from where it stopped.
 Where the criterion has an analytic gradient (``gradient``), the checks use it: g itself,
-and the Hessian from central differences of g (2n gradients instead of 2n^2 criteria).
+and the Hessian from central differences of g (2n gradients instead of n^2 + n criteria).
 """
 
 from __future__ import annotations

@@ -22,12 +22,13 @@ import numpy as np
 from hlm.aggregate.stats import Aggregates, CrossBlock, FactorStats
 from hlm.lmm.objective import DevianceFunction
 from hlm.lmm.optimize import SINGULAR_TOL, OptSummary, minimize
-from hlm.lmm.start import anova_start
+from hlm.lmm.start import all_from_moments, anova_start
 from hlm.lmm.structure import Structure
 
-# BOBYQA's initial trust radius for crossed scalar intercepts, whose moment start is close:
-# fewer evaluations than 0.25 on every crossed design measured (InstEval 59 -> 44, Penicillin 89 -> 77)
-SCALAR_CROSSED_RADIUS = 0.1
+# BOBYQA's initial trust radius for crossed scalar intercepts whose every theta starts from its
+# ANOVA moment: fewer evaluations than 0.25 on every such design measured (InstEval 59 -> 44,
+# Penicillin 89 -> 77); not from lme4's start theta = 1 (weights, slopes), where it was mixed
+MOMENT_START_RADIUS = 0.1
 
 
 def _rms(sumsq: np.ndarray, n: int) -> np.ndarray:
@@ -127,8 +128,8 @@ def _zero_column_restart(struct: Structure, theta: np.ndarray) -> np.ndarray | N
 def _search(devfun: DevianceFunction, theta0: np.ndarray, struct: Structure) -> OptSummary:
     """BOBYQA from theta0, then the restarts of a boundary optimum; the lowest converged kept."""
     gradient = devfun.gradient if devfun.has_gradient else None
-    radius = SCALAR_CROSSED_RADIUS if devfun.scalar_crossed else 0.25
-    opt = minimize(devfun, theta0, struct.lower, gradient=gradient, radius=radius)
+    close = devfun.scalar_crossed and all_from_moments(devfun.agg, struct)
+    opt = minimize(devfun, theta0, struct.lower, gradient=gradient, radius=MOMENT_START_RADIUS if close else 0.25)
     for start_at in (_zero_column_restart, _ridge_restart):
         if (restart := start_at(struct, np.asarray(opt.theta))) is None:
             continue
