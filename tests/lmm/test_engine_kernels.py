@@ -11,18 +11,21 @@ from hlm.lmm.kernels import SchurGram, fixed_solve, one_level, product_pairs
 
 
 def test_schur_gram_equals_the_weighted_product():
-    """Lower triangle of B21 diag(w) B21', w given per count class, from the compiled pass and
-    from the stored pairs, against the sparse product."""
+    """Lower triangle of I + D (B22 - B21 diag(w) B21') D, w given per count class, from the
+    compiled pass and from the stored pairs, against the sparse product."""
     rng = np.random.default_rng(0)
     b21 = sp.random(50, 80, density=0.3, random_state=1, format="csr")
     b21.data = np.round(b21.data * 5) + 1
     counts = rng.integers(1, 6, 80).astype(float)
-    gram, pairs = SchurGram.of(b21, counts), schur_pairs(b21, counts)
+    b22 = sp.random(50, 50, density=0.2, random_state=2).toarray()
+    b22 = b22 + b22.T + np.diag(rng.integers(5, 9, 50))
+    gram, pairs = SchurGram.of(b21, counts, b22), schur_pairs(b21, counts, b22)
     np.testing.assert_array_equal(gram.classes, pairs.classes)
-    w = rng.random(len(gram.classes))
-    full = (b21 @ sp.diags(w[np.searchsorted(gram.classes, counts)]) @ b21.T).toarray()
-    np.testing.assert_allclose(np.tril(gram.product(w, 50)), np.tril(full), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.tril(pairs.product(w, 50)), np.tril(full), rtol=1e-12, atol=1e-12)
+    w, lam = rng.random(len(gram.classes)), rng.random(50) + 0.5
+    product = (b21 @ sp.diags(w[np.searchsorted(gram.classes, counts)]) @ b21.T).toarray()
+    full = np.eye(50) + lam[:, None] * (b22 - product) * lam[None, :]
+    np.testing.assert_allclose(np.tril(gram.schur(w, lam)), np.tril(full), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.tril(pairs.schur(w, lam)), np.tril(full), rtol=1e-12, atol=1e-12)
     k = np.diff(b21.tocsc().indptr)
     assert product_pairs(b21) == int((k * (k + 1) // 2).sum())
 

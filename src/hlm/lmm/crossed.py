@@ -18,7 +18,7 @@ the numbers change between evaluations, never the sparsity, so nothing is rebuil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.linalg as sla
@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from hlm.aggregate.stats import Aggregates, FactorStats
-from hlm.lmm.kernels import SchurGram, product_pairs
+from hlm.lmm.kernels import SchurGram, product_pairs, schur_cells
 from hlm.lmm.structure import Structure
 
 DENSE_LIMIT = 4000
@@ -52,35 +52,38 @@ class ScalarBlocks:
 
     counts: np.ndarray  # (G1,) diagonal of B11
     b21: sp.csr_matrix  # (m, G1)
-    b22: np.ndarray  # (m, m) dense
     rest_factor: np.ndarray  # (m,) position in ``order`` of each remaining effect
     schur: SchurPairs | SchurGram
 
 
 @dataclass(frozen=True)
 class SchurPairs:
-    """B21 diag(w) B21' (lower triangle) as a function of w, where w depends on a group of
-    the first factor only through its count: the products b_si b_sj of every column s are
-    summed once per count class, so an evaluation is one weighted bincount."""
+    """The Schur block I + D (B22 - B21 diag(w) B21') D (lower triangle, D = diag(lam)) as a
+    function of w and lam, where w depends on a group of the first factor only through its
+    count: the products b_si b_sj of every column s are summed once per count class and kept
+    with B22's entries (one more class, of weight -1), sorted by cell, so an evaluation is one
+    compiled pass over them (:func:`hlm.lmm.kernels.schur_cells`)."""
 
     classes: np.ndarray  # (c,) distinct counts of the first factor's groups
-    cell: np.ndarray  # flat index i * m + j (i >= j) of each stored sum
-    cls: np.ndarray  # its count class
-    value: np.ndarray  # sum over the class's groups of b_si b_sj
+    row: np.ndarray  # (m + 1,) cells row[i] to row[i + 1] - 1 are in row i (those with sums)
+    col: np.ndarray  # column j <= i of each cell, ascending within its row
+    start: np.ndarray  # the cell's sums are entries start[t] to start[t + 1] of the next two
+    cls: np.ndarray  # count class of each sum; c for an entry of B22
+    value: np.ndarray  # sum over the class's groups of b_si b_sj, or B22's entry
 
-    def product(self, w_of_count: np.ndarray, m: int) -> np.ndarray:
-        """Dense (m, m) with the lower triangle of B21 diag(w) B21'; w given per class."""
-        out = np.bincount(self.cell, weights=w_of_count[self.cls] * self.value, minlength=m * m)
-        return out.reshape(m, m)
+    def schur(self, w_of_count: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Dense (m, m) whose lower triangle is I + D (B22 - B21 diag(w) B21') D; w per class."""
+        return schur_cells(self.row, self.col, self.start, self.cls, self.value, np.append(-w_of_count, 1.0), lam)
 
 
-def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray) -> SchurPairs:
-    """Precompute :class:`SchurPairs` from B21 (m x G1) and the first factor's counts.
+def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray) -> SchurPairs:
+    """Precompute :class:`SchurPairs` from B21 (m x G1), the first factor's counts and B22.
 
-    Every product pair of a column is keyed by (count class, cell); one sort of the keys
+    Every product pair of a column is keyed by (cell, count class); one sort of the keys
     (``np.unique``) and one bincount sum the pairs of each class into its cells."""
     m = b21.shape[0]
     classes, cls_of_col = np.unique(counts, return_inverse=True)
+    nclass = len(classes) + 1  # the last one holds B22
     csc = b21.tocsc()
     csc.sort_indices()
     k = np.diff(csc.indptr)
@@ -89,13 +92,18 @@ def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray) -> SchurPairs:
     a = np.repeat(np.arange(csc.nnz), pos + 1)  # entry a pairs with the column's entries 0..pos
     offsets = np.repeat(np.cumsum(pos + 1) - (pos + 1), pos + 1)
     b = csc.indptr[col[a]] + (np.arange(len(a)) - offsets)
-    cells = m * m
-    key = cls_of_col[col[a]].astype(np.int64) * cells + csc.indices[a].astype(np.int64) * m + csc.indices[b]
+    cell = csc.indices[a].astype(np.int64) * m + csc.indices[b]
+    i22, j22 = np.nonzero(np.tril(b22))
+    key = np.concatenate([cell * nclass + cls_of_col[col[a]], (i22.astype(np.int64) * m + j22) * nclass + nclass - 1])
     unique, which = np.unique(key, return_inverse=True)
-    value = np.bincount(which, weights=csc.data[a] * csc.data[b])
+    value = np.bincount(which, weights=np.concatenate([csc.data[a] * csc.data[b], b22[i22, j22]]))
     keep = value != 0.0
     unique, value = unique[keep], value[keep]
-    return SchurPairs(classes.astype(float), unique % cells, unique // cells, value)
+    cell, first = np.unique(unique // nclass, return_index=True)
+    start = np.append(first, len(unique)).astype(np.int64)
+    row = np.searchsorted(cell // m, np.arange(m + 1)).astype(np.int64)
+    cls = (unique % nclass).astype(np.min_scalar_type(nclass))
+    return SchurPairs(classes.astype(float), row, (cell % m).astype(np.int64), start, cls, value)
 
 
 def group_arrays(fac: FactorStats) -> tuple[np.ndarray, np.ndarray]:
@@ -131,12 +139,7 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         put(blk.j, blk.i, blk.gj, blk.gi, np.transpose(zz, (0, 2, 1)))
     n = int(sum(sizes))
     ztz = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    ztk = np.concatenate(
-        [
-            group_arrays(agg.factors[f])[1][:, list(struct.factor_cols[f]), :].reshape(-1, agg.ktk.shape[0])
-            for f in order
-        ]
-    )
+    ztk = _ztk(agg, struct, order)
     f1 = order[0]
     J1 = list(struct.factor_cols[f1])
     scalar = None
@@ -145,8 +148,9 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         b21 = ztz[n1:, :n1].tocsr()
         counts = ztz.diagonal()[:n1].copy()
         rest = np.repeat(np.arange(1, len(order)), sizes[1:])
-        schur = schur_pairs(b21, counts) if product_pairs(b21) <= PAIR_LIMIT else SchurGram.of(b21, counts)
-        scalar = ScalarBlocks(counts, b21, ztz[n1:, n1:].toarray(), rest, schur)
+        b22 = ztz[n1:, n1:].toarray()
+        schur = schur_pairs(b21, counts, b22) if product_pairs(b21) <= PAIR_LIMIT else SchurGram.of(b21, counts, b22)
+        scalar = ScalarBlocks(counts, b21, rest, schur)
     return CrossedSystem(
         order,
         sizes,
@@ -156,6 +160,20 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
         _lambda_template([agg.factors[f].nlevels for f in order], [q[f] for f in order]),
         scalar,
     )
+
+
+def _ztk(agg: Aggregates, struct: Structure, order: tuple[int, ...]) -> np.ndarray:
+    """Dense Z'K with the random effects in ``order``."""
+    k = agg.ktk.shape[0]
+    return np.concatenate(
+        [group_arrays(agg.factors[f])[1][:, list(struct.factor_cols[f]), :].reshape(-1, k) for f in order]
+    )
+
+
+def with_responses(system: CrossedSystem, agg: Aggregates, struct: Structure) -> CrossedSystem:
+    """``system`` for aggregates ``agg`` of the same Z'Z (K's columns rescaled): only Z'K is
+    laid out again, the Z'Z parts (and the scalar case's stored products) are kept."""
+    return replace(system, ztk=_ztk(agg, struct, system.order))
 
 
 def _lambda_template(nlevels: list[int], q: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,12 +208,8 @@ def scalar_terms(system: CrossedSystem, agg: Aggregates, lambdas: list[np.ndarra
     Q = agg.ktk - r1.T @ r1
     logdet = float(np.log(d1).sum())
     lam_r = lam[blk.rest_factor]
-    m = len(lam_r)
     w_class = lam[0] ** 2 / (1.0 + lam[0] ** 2 * blk.schur.classes)  # w1^2 by count class
-    S22 = blk.b22 - blk.schur.product(w_class, m)  # lower triangle is what Cholesky reads
-    S22 *= lam_r[:, None]
-    S22 *= lam_r[None, :]
-    S22[np.diag_indices_from(S22)] += 1.0
+    S22 = blk.schur.schur(w_class, lam_r)  # lower triangle is what Cholesky reads
     L22 = sla.cholesky(S22, lower=True, overwrite_a=True, check_finite=False)
     logdet += 2.0 * float(np.log(np.diag(L22)).sum())
     rhs = (system.ztk[n1:] - blk.b21 @ (r1 * w1[:, None])) * lam_r[:, None]

@@ -5,7 +5,8 @@ evaluation has no Python loop over groups and no temporaries.
   k = p + 1 columns of K = [X y]):  L_g L_g' = I + lam' (Z'Z)_g lam,
   y_g = L_g^{-1} lam' (Z'K)_g,  log|H| = 2 sum_g log diag L_g,  K'H^{-1}K = K'K - sum_g y_g'y_g.
 * :func:`vector_level`: one level of the nested recursion of :mod:`hlm.lmm.nested`.
-* :class:`SchurGram`: B21 diag(w) B21' for crossed scalar factors, memory O(nnz(B21)).
+* :class:`SchurGram`: the Schur block I + D (B22 - B21 diag(w) B21') D of crossed scalar
+  factors, memory O(nnz(B21)); :func:`schur_cells` the same from stored products.
 * :func:`fixed_solve` (compiled: :func:`cholesky_fixed`): beta and log|X'H^{-1}X| from Q by a p x p Cholesky.
 """
 
@@ -160,21 +161,72 @@ def _weighted_gram(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, w:
                 out[a, indices[r]] += va * data[r]
 
 
+@numba.njit(cache=True, nogil=True)
+def _scale_lower(out: np.ndarray, b22: np.ndarray, lam: np.ndarray) -> None:
+    """out[a, b] = [a == b] + lam_a lam_b (b22[a, b] - out[a, b]) for a >= b, in place."""
+    for a in range(out.shape[0]):
+        for b in range(a + 1):
+            out[a, b] = lam[a] * lam[b] * (b22[a, b] - out[a, b])
+        out[a, a] += 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_cells(
+    row: np.ndarray,
+    col: np.ndarray,
+    start: np.ndarray,
+    cls: np.ndarray,
+    value: np.ndarray,
+    w: np.ndarray,
+    lam: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """out[a, b] = lam_a lam_b sum_k w[cls_k] value_k over the entries k of cell t = (a, b)
+    (b = col[t] for t from row[a] to row[a + 1]; k from start[t] to start[t + 1]), then 1
+    added to the diagonal."""
+    for a in range(out.shape[0]):
+        for t in range(row[a], row[a + 1]):
+            s = 0.0
+            for k in range(start[t], start[t + 1]):
+                s += w[cls[k]] * value[k]
+            b = col[t]
+            out[a, b] = lam[a] * lam[b] * s
+        out[a, a] += 1.0
+
+
+def schur_cells(
+    row: np.ndarray,
+    col: np.ndarray,
+    start: np.ndarray,
+    cls: np.ndarray,
+    value: np.ndarray,
+    w: np.ndarray,
+    lam: np.ndarray,
+) -> np.ndarray:
+    """Dense (m, m), m = len(lam), whose lower triangle is I + diag(lam) S diag(lam) with
+    S = sum_k w[cls_k] value_k summed into its cells (:class:`hlm.lmm.crossed.SchurPairs`)."""
+    out = np.zeros((len(lam), len(lam)))
+    _fill_cells(row, col, start, cls, value, w, lam, out)
+    return out
+
+
 @dataclass(frozen=True)
 class SchurGram:
-    """B21 diag(w) B21' for crossed scalar factors, computed per evaluation by a compiled pass
-    over the columns of B21 (one per group of the first factor): memory O(nnz(B21)) where
-    :class:`hlm.lmm.crossed.SchurPairs` stores every product pair; used when those pairs
-    are many (the ml-1m shape: 6,000 users rating ~170 of 3,700 items each)."""
+    """The Schur block I + D (B22 - B21 diag(w) B21') D of crossed scalar factors (D = diag(lam)),
+    computed per evaluation by a compiled pass over the columns of B21 (one per group of the
+    first factor): memory O(nnz(B21)) where :class:`hlm.lmm.crossed.SchurPairs` stores every
+    product pair; used when those pairs are many (the ml-1m shape: 6,000 users rating ~170
+    of 3,700 items each)."""
 
     classes: np.ndarray  # distinct counts of the first factor's groups
     cls: np.ndarray  # class of each column
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
+    b22: np.ndarray  # (m, m) dense
 
     @classmethod
-    def of(cls, b21: sp.csr_matrix, counts: np.ndarray) -> SchurGram:
+    def of(cls, b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray) -> SchurGram:
         classes, of_col = np.unique(counts, return_inverse=True)
         csc = b21.tocsc()
         csc.sort_indices()
@@ -184,12 +236,14 @@ class SchurGram:
             csc.indptr.astype(np.int64),
             csc.indices.astype(np.int64),
             csc.data.astype(float),
+            b22,
         )
 
-    def product(self, w_of_count: np.ndarray, m: int) -> np.ndarray:
-        """Dense (m, m) with the lower triangle of B21 diag(w) B21'; w given per class."""
-        out = np.zeros((m, m))
+    def schur(self, w_of_count: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        """Dense (m, m) whose lower triangle is I + D (B22 - B21 diag(w) B21') D; w per class."""
+        out = np.zeros(self.b22.shape)
         _weighted_gram(self.indptr, self.indices, self.data, w_of_count[self.cls], out)
+        _scale_lower(out, self.b22, lam)
         return out
 
 

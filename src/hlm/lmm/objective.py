@@ -9,7 +9,7 @@ import numpy as np
 
 from hlm.aggregate.stats import Aggregates
 from hlm.lmm.blocked import BlockedSystem, build_blocked
-from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms
+from hlm.lmm.crossed import CrossedSystem, build_crossed, crossed_terms, with_responses
 from hlm.lmm.deviance import Profiled, profile
 from hlm.lmm.gradient import Derivatives, derivatives
 from hlm.lmm.kernels import OneLevel, one_level
@@ -44,6 +44,16 @@ class DevianceFunction:
         chain = intercept_chain(agg, pooled is not None)
         return cls(agg, struct, reml, None, chain, pooled, single=one_level(agg, struct) if chain is None else None)
 
+    def rescaled(self, agg: Aggregates, same_z: bool) -> DevianceFunction:
+        """The function built on ``agg``, the aggregates of the same rows with the columns of K
+        (and, unless ``same_z``, of Z) rescaled; with Z unchanged, crossed factors keep their
+        Z'Z layout (only Z'K is laid out again)."""
+        if not same_z or self.crossed is None:
+            return DevianceFunction.build(agg, self.struct, self.reml)
+        crossed = with_responses(self.crossed, agg, self.struct)
+        q = [len(cols) for cols in self.struct.factor_cols]
+        return DevianceFunction(agg, self.struct, self.reml, crossed, blocked=build_blocked(crossed, agg, q))
+
     @property
     def evaluator(self) -> Evaluator:
         """The algorithm chosen for this structure when the function was built: a chain of
@@ -61,6 +71,11 @@ class DevianceFunction:
         """Whether the evaluator works on crossed factors (its :class:`CrossedSystem` lays out
         the random effects; nothing nests): conditional modes and simulations follow."""
         return self.evaluator in CROSSED_EVALUATORS
+
+    @property
+    def scalar_crossed(self) -> bool:
+        """Whether the factors are crossed with one random effect each (scalar Lambda_f)."""
+        return self.crossed is not None and self.crossed.scalar is not None
 
     def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """log|H| and K'H^{-1}K at theta, H = Var(y) / sigma^2.

@@ -6,12 +6,12 @@ final theta, the number of evaluations, the seconds, nlopt's return code, and lm
 checks: the finite-difference gradient and Hessian at the optimum, the scaled gradient
 ``max |H^{-1} g|`` (lme4's ``check.conv.grad``, tolerance 2e-3) and whether the Hessian is
 positive definite.  Parameters on the boundary are excluded from those checks.
-With more than ``HESSIAN_MAX`` free parameters the 2n^2 evaluations of the Hessian are not
+With more than ``HESSIAN_MAX`` free parameters the n^2 + n evaluations of the Hessian are not
 spent: the check is the gradient itself, max |g| over the free parameters, and the forward
 slope of every parameter on its bound (a bound parameter whose increase lowers the
 criterion is not at an optimum); a failed check restarts BOBYQA from where it stopped.
 Where the criterion has an analytic gradient (``gradient``), the checks use it: g itself,
-and the Hessian from central differences of g (2n gradients instead of 2n^2 criteria).
+and the Hessian from central differences of g (2n gradients instead of n^2 + n criteria).
 """
 
 from __future__ import annotations
@@ -185,6 +185,19 @@ def _derivatives(
     return g, gradient_hessian(gradient, theta, free) if hessian else np.eye(len(theta))
 
 
+def _remembered(fun: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], float]:
+    """``fun`` with its values kept by point, so a point seen before is not evaluated again."""
+    seen: dict[bytes, float] = {}
+
+    def remembered(theta: np.ndarray) -> float:
+        key = np.asarray(theta, dtype=float).tobytes()
+        if key not in seen:
+            seen[key] = float(fun(theta))
+        return seen[key]
+
+    return remembered
+
+
 def minimize(
     fun: Callable[[np.ndarray], float],
     theta0: np.ndarray,
@@ -193,9 +206,11 @@ def minimize(
     maxeval: int = 100_000,
     gradient: Gradient | None = None,
     worse_than: float = np.inf,
+    radius: float = 0.25,
 ) -> OptSummary:
-    """BOBYQA from theta0 within the bounds, then lme4's convergence checks (the gradient
-    check alone above HESSIAN_MAX free parameters), on ``gradient`` where it is given.
+    """BOBYQA from theta0 within the bounds (initial trust radius ``radius``), then lme4's
+    convergence checks (the gradient check alone above HESSIAN_MAX free parameters), on
+    ``gradient`` where it is given; a point is evaluated once (the checks revisit BOBYQA's).
     A run that ends at or above ``worse_than`` (a restart that found nothing lower than the
     caller's optimum) is returned unchecked, not converged (scaled gradient inf)."""
     start = time.perf_counter()
@@ -203,7 +218,8 @@ def minimize(
     if n == 0:
         f = fun(theta0)
         return OptSummary("none", (), (), (), float(f), 1, time.perf_counter() - start, "success", (), 0.0, True)
-    theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval)
+    fun = _remembered(fun)
+    theta, code, feval = _bobyqa(fun, np.asarray(theta0, dtype=float), lower, maxeval, radius)
     theta, fmin = snap_to_bounds(fun, theta, float(fun(theta)), lower)
     if not fmin < worse_than:
         return _summary(theta0, theta, lower, fmin, feval, start, code, np.zeros(n), np.inf, None)

@@ -47,15 +47,15 @@ def _group_moments(agg: Aggregates, col: int) -> list[tuple[int, float, float, f
     return out
 
 
-def anova_start(agg: Aggregates, struct: Structure) -> np.ndarray:
-    """theta0 with one-way ANOVA values for random intercepts (see the module docstring)."""
-    theta = struct.theta0()
+def _moment_starts(agg: Aggregates, struct: Structure) -> dict[int, float]:
+    """The one-way ANOVA start of every theta that has one (see the module docstring)."""
     if "(Intercept)" not in agg.pool or agg.weights is not None:
-        return theta
+        return {}
     col = agg.pool.index("(Intercept)")
     moments = _group_moments(agg, col)
     n = agg.nobs
     yy = agg.ktk[-1, -1]
+    out = {}
     for i, (f, r, c) in enumerate(struct.theta_pos):
         J = struct.factor_cols[f]
         moment = moments[f]
@@ -71,5 +71,18 @@ def anova_start(agg: Aggregates, struct: Structure) -> np.ndarray:
         if ms_within <= 0 or n0 <= 0:
             continue
         ratio = max((ss_between / (G - 1) - ms_within) / n0, 0.0) / ms_within
-        theta[i] = max(np.sqrt(ratio), 0.01)
+        out[i] = max(float(np.sqrt(ratio)), 0.01)
+    return out
+
+
+def anova_start(agg: Aggregates, struct: Structure) -> np.ndarray:
+    """theta0 with one-way ANOVA values for random intercepts (see the module docstring)."""
+    theta = struct.theta0()
+    for i, value in _moment_starts(agg, struct).items():
+        theta[i] = value
     return theta
+
+
+def all_from_moments(agg: Aggregates, struct: Structure) -> bool:
+    """Whether every theta of :func:`anova_start` is a moment estimate (none is lme4's 1)."""
+    return len(_moment_starts(agg, struct)) == struct.ntheta

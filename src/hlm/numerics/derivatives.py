@@ -79,18 +79,35 @@ def fd_derivatives(
     fun: Callable[[np.ndarray], float], x: np.ndarray, free: np.ndarray, *, hessian: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Central-difference gradient and (unless ``hessian=False``) Hessian over the free
-    coordinates with step 1e-4 max(|x|, 0.01), no extrapolation (lme4's convergence check);
-    the Hessian is the identity on the fixed coordinates, and in place of the Hessian
-    without ``hessian``."""
+    coordinates with steps h_i = 1e-4 max(|x_i|, 0.01), no extrapolation (lme4's convergence
+    check); the mixed terms by lme4's ``deriv12`` scheme (n^2 + n evaluations, not 2 n^2):
+    with f_+j = f(x + h_j e_j) and f_+j-i = f(x + h_j e_j - h_i e_i),
+
+        H_ij = (f_+j + f_-j - f_+j-i - f_-j+i + H_ii h_i^2) / (2 h_i h_j)        (i < j),
+
+    O(h^2) as the central terms.  The Hessian is the identity on the fixed coordinates, and
+    in place of the Hessian without ``hessian``."""
     n = len(x)
+    x = np.asarray(x, dtype=float)
     h = 1e-4 * np.maximum(np.abs(x), 1e-2)
     idx = np.flatnonzero(free)
-    f0 = np.asarray(fun(x) if len(idx) else 0.0, dtype=float)
-    g, H = _central(fun, x, f0, h, idx, hessian)
+    e = np.diag(h)
+    plus = {i: float(fun(x + e[i])) for i in idx}
+    minus = {i: float(fun(x - e[i])) for i in idx}
+    g = np.zeros(n)
+    for i in idx:
+        g[i] = (plus[i] - minus[i]) / (2.0 * h[i])
     if not hessian:
         return g, np.eye(n)
-    fixed = np.setdiff1d(np.arange(n), idx)
-    H[fixed, fixed] = 1.0
+    f0 = float(fun(x)) if len(idx) else 0.0
+    H = np.zeros((n, n))
+    H[np.setdiff1d(np.arange(n), idx), np.setdiff1d(np.arange(n), idx)] = 1.0
+    for i in idx:
+        H[i, i] = (plus[i] - 2.0 * f0 + minus[i]) / h[i] ** 2
+    for a, i in enumerate(idx):
+        for j in idx[a + 1 :]:
+            cross = plus[j] + minus[j] - float(fun(x + e[j] - e[i])) - float(fun(x - e[j] + e[i]))
+            H[i, j] = H[j, i] = (cross + H[i, i] * h[i] ** 2) / (2.0 * h[i] * h[j])
     return g, H
 
 
