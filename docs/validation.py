@@ -177,6 +177,24 @@ def kb07_twenty_checks() -> Iterator[Check]:
         yield Check(section, name, f"{label} criterion", ref[label]["objective"], ours, 1e-6, 0, test, one_sided=True)
 
 
+def insteval_checks() -> Iterator[Check]:
+    """InstEval's first 500 students fitted by lmer here (tests/reference/scripts/insteval_subset.R):
+    REML criterion within 1e-9 relative, fixed effects and theta within 1e-4, sigma within 1e-6."""
+    name = "insteval500__crossed_REML"
+    ref = reference(name)
+    frame = dataset("insteval500").astype({"s": str, "d": str, "dept": str, "service": str})
+    fit = _quiet(hlm.fit, ref["formula"], frame)
+    section, test = "lme4: crossed random intercepts", "lmm/test_crossed_scalar.py"
+    yield Check(section, name, "REML criterion", ref["REMLcrit"], fit.reml_criterion, 1e-9, 0, test)
+    for term, value in ref["fixef"].items():
+        yield Check(section, name, f"β {term}", value, fit.fixef[term], 1e-4, 0, test)
+    sds = dict(zip(fit.varcorr["group"], fit.varcorr["sdcor"]))
+    for key, theta in ref["theta"].items():
+        group = key.rsplit(".", 1)[0]
+        yield Check(section, name, f"sd {group}", theta * ref["sigma"], sds[group], 1e-4, 0, test)
+    yield Check(section, name, "σ", ref["sigma"], fit.sigma, 1e-6, 0, test)
+
+
 def glmm_checks(name: str) -> Iterator[Check]:
     """GLMMs against the exact optimum (tests/glmm/test_glmm_reference.py): logLik within 1e-4,
     fixed effects within 0.01 SE, SDs within 1e-3 relative."""
@@ -371,6 +389,7 @@ def checks() -> list[Check]:
     for name in KB07:
         out += kb07_checks(name)
     out += kb07_twenty_checks()
+    out += insteval_checks()
     for name in GLMM:
         out += glmm_checks(name)
     out += glmm_results_checks()
