@@ -187,13 +187,19 @@ def direct_rule(data: pd.DataFrame, keys: list[str], b: tuple[float, float], sds
     z, wk = np.polynomial.hermite_e.hermegauss(K)
     logw = np.log(wk) + z**2 / 2
 
-    def log_h(rows: pd.DataFrame, level: int, c: float) -> float:
+    def tree(rows: pd.DataFrame, level: int) -> object:  # a leaf's (y, x), else its children's trees
+        if level == 0:
+            return rows["y"].to_numpy(), rows["x"].to_numpy()
+        return [tree(kid, level - 1) for _, kid in rows.groupby(keys[level - 1])]
+
+    def log_h(node: object, level: int, c: float) -> float:
         def f(u: float) -> float:
             if level == 0:
-                p = special.expit(b[0] + b[1] * rows["x"].to_numpy() + c + sds[0] * u)
-                inner = float(np.sum(np.where(rows["y"].to_numpy() == 1, np.log(p), np.log1p(-p))))
+                y, x = node
+                p = special.expit(b[0] + b[1] * x + c + sds[0] * u)
+                inner = float(np.sum(np.where(y == 1, np.log(p), np.log1p(-p))))
             else:
-                inner = sum(log_h(kid, level - 1, c + sds[level] * u) for _, kid in rows.groupby(keys[level - 1]))
+                inner = sum(log_h(kid, level - 1, c + sds[level] * u) for kid in node)
             return inner - u * u / 2
 
         u = optimize.minimize_scalar(lambda v: -f(v), bounds=(-8, 8), method="bounded", options={"xatol": 1e-9}).x
@@ -205,7 +211,8 @@ def direct_rule(data: pd.DataFrame, keys: list[str], b: tuple[float, float], sds
             + special.logsumexp([lw + f(u + s * zk) for lw, zk in zip(logw, z)])
         )
 
-    return sum(log_h(top, len(keys) - 1, 0.0) for _, top in data.groupby(keys[-1]))
+    top = len(keys) - 1
+    return sum(log_h(tree(rows, top), top, 0.0) for _, rows in data.groupby(keys[-1]))
 
 
 def test_series_recursion_is_the_direct_rule() -> None:
