@@ -6,15 +6,22 @@ l+1, and eta_i = offset + x_i'beta + sum_l a_il u_l(i) (a_il = theta_l z_il, u ~
 marginal likelihood factorises over top groups and is integrated bottom-up:
     h_g(c) = Int phi(u) prod_{i in g} p(y_i | x_i'beta + c + a_i0 u) du            (leaves)
     h_p(c) = Int phi(u) prod_{g child of p} h_g(c + a_p u) du                      (parents)
-Adaptive: G = A'WA + I at the joint conditional modes u^ (the Laplace ones) is eliminated
-level by level, leaves first (a Cholesky without fill: a group meets only its ancestors), which
-gives each group's conditional precision D_g and the regression r_gm of its mode on its
-ancestors' deviations.  Group g's nodes, given its ancestors' values u_m, are
-    u_g = u^_g - sum_{m>l} r_gm (u_m - u^_m) + z_k / sqrt(D_g),
-so  log h_g = -log sqrt(D_g) + logsumexp_k [log w_k + z_k^2/2 + log phi(u_g) + log(children or rows)],
-with the probabilists' Gauss-Hermite nodes z_k and weights w_k (weight exp(-z^2/2)).  With one
-level this is :mod:`hlm.glmm.agq`'s rule.  Each row is evaluated at K^L node combinations;
-the value is the full marginal log-likelihood (saturated term included).
+Every h depends on its ancestors only through the scalar c = sum_{m>l} a_m u_m (intercepts:
+a_m = theta_m), so each is a smooth function of one variable.  Fully adaptive: for each c the
+K-point rule of h_g is centred at the mode u*(c) of its integrand f(u) = log phi(u) + inner(c + a u)
+(Newton) and scaled by s = (-f''(u*))^{-1/2} (observed; for logit and log links the PIRLS weight's, as glmer):
+    log h_g(c) = log s + logsumexp_k [log w_k + z_k^2/2 + f(u* + s z_k)],
+with the probabilists' Gauss-Hermite nodes z_k and weights w_k (weight exp(-z^2/2)).  Bottom-up,
+each group's log h is computed at the Chebyshev points of the interval its parent asks it at
+(:mod:`hlm.glmm.chebyshev`), summed into the parent, and the parent's inner(.) is that series
+(more points while its tail is above SERIES_TOL: on the seed's designs the log-likelihood moves
+by < 1e-9 when the tolerance is 1e-10):
+the cost is linear in the levels, not K^L.  The interval of c + a_l u_g, which g's children
+see, is its parent's plus a_l (u^_g +- (max |z_k| + MODE_SLACK)) around the joint (Laplace)
+mode u^_g: u*(c) is monotone in c, s <= 1 (log-concave families), and the slack holds u*'s
+distance from u^ (a node outside the interval doubles the intervals).  With one level this is
+:mod:`hlm.glmm.agq`'s rule (glmer's nAGQ).  The value is the full marginal log-likelihood
+(saturated term included).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from hlm.errors import OptionError
-from hlm.glmm.kernels import BINOMIAL, LOGIT, loglik_row, weights_rows
+from hlm.glmm.chebyshev import coefficient_matrix, evaluate, lobatto
+from hlm.glmm.kernels import BINOMIAL, CLOGLOG, NEWTON_SURE, PROBIT, loglik_row, row_terms
 from hlm.glmm.laplace import family_code
 from hlm.glmm.rows import EngineRows
 
@@ -36,6 +44,13 @@ if TYPE_CHECKING:
     from hlm.glmm.optimize import Objective
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+SERIES_POINTS = (33, 49, 65, 97, 129, 193, 257, 385, 513)  # Chebyshev points per interval, more while a
+SERIES_TOL = 1e-9  # series' largest last 8 coefficients are above this (plus its values' round-off)
+MODE_SLACK, MARGIN = 1.0, 0.1  # intervals: room for a conditional mode away from the joint one (module docstring)
+WIDENINGS = 3  # an interval missed all the same: twice as wide
+INTERVAL_MISS, SERIES_SHORT = -1.0, -2.0  # _nested_loglik's failures
+_LAST_POINTS: dict[tuple[int, int], int] = {}  # the points the rows' last evaluation needed: where the next starts
+MODE_TOL = 1e-10  # Newton stops below this step: the rule's value moves only at second order
 
 
 @dataclass(frozen=True)
@@ -76,40 +91,17 @@ def nested_chain(rows: EngineRows, dims: tuple[int, ...]) -> Chain:
     return Chain(group, tuple(parent), tuple(sizes), tuple(order))
 
 
-def ancestors(chain: Chain) -> list[np.ndarray]:
-    """anc[l][g, m]: the level-m group above group g of level l (m >= l; anc[l][g, l] = g)."""
-    L = len(chain.sizes)
-    out = []
-    for lev in range(L):
-        a = np.zeros((chain.sizes[lev], L), np.int64)
-        a[:, lev] = np.arange(chain.sizes[lev])
-        for m in range(lev + 1, L):
-            a[:, m] = chain.parent[m - 1][a[:, m - 1]]
-        out.append(a)
-    return out
-
-
-def eliminate(chain: Chain, a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per level l and group: D (the conditional precision) and r[l, m, g] (the regression on
-    the level-m ancestor), from G = A'WA + I eliminated leaves first (module docstring)."""
+def intervals(chain: Chain, a: np.ndarray, uhat: np.ndarray, zmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """mid[l, g] and half[l, g] (l >= 1): the range of c + a_l u_g that group g's children are asked
+    at, top-down: the parent's range plus a_l (u^_g +- (zmax + MODE_SLACK)) (module docstring)."""
     L, Gmax = len(chain.sizes), max(chain.sizes)
-    anc = ancestors(chain)
-    # G's entries of level-l group g: with itself (m == l) and with its level-m ancestor (m > l)
-    G = np.zeros((L, L, Gmax))
-    for lev in range(L):
-        for m in range(lev, L):
-            G[lev, m, : chain.sizes[lev]] = np.bincount(chain.group[:, lev], w * a[:, lev] * a[:, m], chain.sizes[lev])
-        G[lev, lev, : chain.sizes[lev]] += 1.0
-    D, r = np.ones((L, Gmax)), np.zeros((L, L, Gmax))
-    for lev in range(L):
+    mid, half = np.zeros((L, Gmax)), np.zeros((L, Gmax))
+    for lev in range(L - 1, 0, -1):
         n = chain.sizes[lev]
-        D[lev, :n] = G[lev, lev, :n]
-        r[lev, :, :n] = G[lev, :, :n] / D[lev, :n]
-        for m in range(lev + 1, L):
-            for m2 in range(m, L):
-                upd = G[lev, m, :n] * G[lev, m2, :n] / D[lev, :n]
-                G[m, m2, : chain.sizes[m]] -= np.bincount(anc[lev][:, m], upd, chain.sizes[m])
-    return D, r
+        above = chain.parent[lev] if lev < L - 1 else np.zeros(n, np.int64)
+        mid[lev, :n] = a[lev] * uhat[lev, :n] + (mid[lev + 1, above] if lev < L - 1 else 0.0)
+        half[lev, :n] = abs(a[lev]) * (zmax + MODE_SLACK) + MARGIN + (half[lev + 1, above] if lev < L - 1 else 0.0)
+    return mid, half
 
 
 def nested_agq_deviance(obj: Objective, x: np.ndarray) -> float:
@@ -120,126 +112,139 @@ def nested_agq_deviance(obj: Objective, x: np.ndarray) -> float:
     theta, beta, fam = obj.split(x)
     code = family_code(fam)
     slots = list(chain.slots)
-    a = np.ascontiguousarray(rows.z[:, slots] * theta[slots][None, :])
+    a = np.ascontiguousarray(theta[slots], dtype=float)
     uhat = np.zeros((len(slots), max(chain.sizes)))
     for lev, t in enumerate(slots):
         uhat[lev, chain.group[:, lev]] = modes.u[rows.cols[:, t]]
-    w = weights_rows(*code, rows.y, rows.n, modes.eta)
-    D, r = eliminate(chain, a, w)
     z, wk = hermegauss(obj.nagq)
+    mid, half = intervals(chain, a, uhat, float(np.max(np.abs(z))))
     order = np.argsort(chain.group[:, 0], kind="stable")
     start = np.searchsorted(chain.group[order, 0], np.arange(chain.sizes[0] + 1))
     parent = np.full((len(slots), max(chain.sizes)), -1, np.int64)
     for lev, par in enumerate(chain.parent):
         parent[lev, : len(par)] = par
-    total = _nested_loglik(
-        code, rows.y[order], rows.n[order], (rows.offset + rows.X @ beta)[order], a[order], start,
-        parent, np.array(chain.sizes, np.int64), uhat, 1.0 / np.sqrt(D), r, z, np.log(wk) + z**2 / 2,
-    )  # fmt: skip
-    total += rows.constant
+    base = (rows.offset + rows.X @ beta)[order]
+    key = (id(rows), obj.nagq)
+    widen, points = 1.0, iter(SERIES_POINTS[SERIES_POINTS.index(_LAST_POINTS.get(key, SERIES_POINTS[0])) :])
+    N = next(points)
+    for _ in range(WIDENINGS + len(SERIES_POINTS)):
+        total, fail = _nested_loglik(
+            code, rows.y[order], rows.n[order], base, start, parent, np.array(chain.sizes, np.int64), a, uhat,
+            mid, widen * half, lobatto(N), coefficient_matrix(N), z, np.log(wk) + z**2 / 2, SERIES_TOL,
+        )  # fmt: skip
+        if fail == INTERVAL_MISS:  # a conditional mode's nodes left an interval: wider ones
+            widen *= 2.0
+        elif fail == SERIES_SHORT:
+            N = next(points, 0)
+        if not fail or not N:
+            break
+    _LAST_POINTS[key] = N if N else SERIES_POINTS[0]
+    total = total + rows.constant if not fail else np.nan
     return -2.0 * total if np.isfinite(total) else np.inf
 
 
-@numba.njit(cache=True, inline="always")
-def _loglik(family: int, link: int, phi: float, y: float, n: float, eta: float) -> float:
-    """:func:`hlm.glmm.kernels.loglik_row`, with logit's one exponential and one logarithm inline."""
-    if family == BINOMIAL and link == LOGIT:
-        lmu = -math.log1p(math.exp(-abs(eta))) + min(eta, 0.0)  # log mu; log(1 - mu) = log mu - eta
-        return y * lmu + (n - y) * (lmu - eta)
-    return loglik_row(family, link, phi, y, n, eta)
+@numba.njit(cache=True)
+def _row_terms(fam: tuple[int, int, float], y: float, n: float, eta: float) -> tuple[float, float, float]:
+    """:func:`hlm.glmm.kernels.row_terms`, but probit's and cloglog's score and observed curvature
+    from log mu and log(1 - mu): Fisher's clamps mu and loses both far in the tails, where the
+    conditional modes of extreme ancestors' values lie.  With lam(e) = phi(e) / Phi(e) (probit),
+    k = e^eta / (exp(e^eta) - 1) (cloglog, d log mu / d eta):
+      probit   score y lam(eta) - (n-y) lam(-eta),
+               curvature y lam(eta) (eta + lam(eta)) + (n-y) lam(-eta) (lam(-eta) - eta);
+      cloglog  score y k - (n-y) e^eta,  curvature y k (e^eta + k - 1) + (n-y) e^eta."""
+    ll, score, w = row_terms(fam[0], fam[1], fam[2], y, n, eta)
+    if fam[0] != BINOMIAL or (fam[1] != PROBIT and fam[1] != CLOGLOG):
+        return ll, score, w
+    if fam[1] == PROBIT:
+        log_phi = -0.5 * eta * eta - _LOG_SQRT_2PI
+        up = math.exp(log_phi - loglik_row(BINOMIAL, PROBIT, 0.0, 1.0, 1.0, eta))
+        down = math.exp(log_phi - loglik_row(BINOMIAL, PROBIT, 0.0, 0.0, 1.0, eta))
+        return ll, y * up - (n - y) * down, y * up * (eta + up) + (n - y) * down * (down - eta)
+    e = math.exp(min(eta, 700.0))
+    k = e / math.expm1(e) if e > 0.0 else 1.0
+    return ll, y * k - (n - y) * e, y * k * (e + k - 1.0) + (n - y) * e
 
 
 @numba.njit(cache=True)
-def _node_values(
-    lev: int, g: int, parent: np.ndarray, uhat: np.ndarray, s: np.ndarray, r: np.ndarray, z: np.ndarray, U: np.ndarray
-) -> None:
-    """U[C, m] (m >= lev): the values of group g's chain at node combination C, digit m - lev
-    of C (base K) being level m's node; top-down, each centred on its ancestors' values."""
-    L, K = uhat.shape[0], len(z)
-    chain = np.empty(L, np.int64)
-    chain[lev] = g
-    for m in range(lev + 1, L):
-        chain[m] = parent[m - 1, chain[m - 1]]
-    power = np.empty(L + 1, np.int64)
-    power[0] = 1
-    for m in range(1, L + 1):
-        power[m] = power[m - 1] * K
-    for C in range(U.shape[0]):
-        for m in range(L - 1, lev - 1, -1):
-            h = chain[m]
-            v = uhat[m, h] + s[m, h] * z[(C // power[m - lev]) % K]
-            for m2 in range(m + 1, L):
-                v -= r[m, m2, h] * (U[C, m2] - uhat[m2, chain[m2]])
-            U[C, m] = v
-
-
-@numba.njit(cache=True)
-def _integrate(logs: float, u: np.ndarray, inner: np.ndarray, logw: np.ndarray, out: np.ndarray) -> None:
-    """out[c] = log s + logsumexp_k [logw_k + log phi(u[k + K c]) + inner[k + K c]]."""
-    K = len(logw)
-    terms = np.empty(K)
-    for c in range(len(out)):
-        best = -np.inf
-        for k in range(K):
-            v = u[k + K * c]
-            terms[k] = logw[k] - 0.5 * v * v - _LOG_SQRT_2PI + inner[k + K * c]
-            best = max(best, terms[k])
-        acc = 0.0
-        for k in range(K):
-            acc += math.exp(terms[k] - best)
-        out[c] = logs + best + math.log(acc) if np.isfinite(best) else -np.inf
-
-
-@numba.njit(cache=True)
-def _leaf_levels(
+def _integrand(
     fam: tuple[int, int, float],
     y: np.ndarray,
     n: np.ndarray,
     base: np.ndarray,
-    a: np.ndarray,
-    start: np.ndarray,
-    parent: np.ndarray,
-    sizes: np.ndarray,
-    uhat: np.ndarray,
-    s: np.ndarray,
-    r: np.ndarray,
+    rows: tuple[int, int],
+    coef: np.ndarray,
+    mid: float,
+    half: float,
+    a: float,
+    c: float,
+    u: float,
+) -> tuple[float, float, float]:
+    """f(u) = -u^2/2 + inner(c + a u), f'(u) and the curvature -f''(u) (:func:`_row_terms`'): inner
+    is the log-likelihood of rows[0]:rows[1] (a leaf) or the children's series ``coef`` on
+    [mid - half, mid + half]."""
+    if len(coef) == 0:
+        f = g = w = 0.0
+        for i in range(rows[0], rows[1]):
+            li, si, wi = _row_terms(fam, y[i], n[i], base[i] + c + a * u)
+            f += li
+            g += si
+            w += wi
+        return f - 0.5 * u * u, a * g - u, 1.0 + a * a * w
+    v, d1, d2 = evaluate(coef, (c + a * u - mid) / half)
+    return v - 0.5 * u * u, a * d1 / half - u, 1.0 - a * a * d2 / (half * half)
+
+
+@numba.njit(cache=True)
+def _log_integral(
+    fam: tuple[int, int, float],
+    y: np.ndarray,
+    n: np.ndarray,
+    base: np.ndarray,
+    rows: tuple[int, int],
+    coef: np.ndarray,
+    mid: float,
+    half: float,
+    a: float,
+    c: float,
+    u: float,
     z: np.ndarray,
     logw: np.ndarray,
-) -> np.ndarray:
-    """log h_g(c) of every leaf g at every combination c of its ancestors' nodes; the leaves
-    are visited parent by parent, so each parent's node values are computed once."""
-    L, K = uhat.shape[0], len(z)
-    width = K ** (L - 1)
-    out = np.empty((sizes[0], width))
-    up = np.zeros((width, L))  # the parent's chain values (none for one level)
-    u0 = np.empty(K * width)
-    acc = np.empty(K * width)
-    anc = np.empty(L, np.int64)
-    order = np.argsort(parent[0, : sizes[0]]) if L > 1 else np.arange(sizes[0])
-    last = -1
-    for g in order:
-        anc[0] = g
-        for m in range(1, L):
-            anc[m] = parent[m - 1, anc[m - 1]]
-        if L > 1 and anc[1] != last:
-            _node_values(1, anc[1], parent, uhat, s, r, z, up)
-            last = anc[1]
-        for c in range(width):
-            d = 0.0
-            for m in range(1, L):
-                d += r[0, m, g] * (up[c, m] - uhat[m, anc[m]])
-            for k in range(K):
-                u0[k + K * c] = uhat[0, g] + s[0, g] * z[k] - d
-        acc[:] = 0.0
-        for i in range(start[g], start[g + 1]):
-            for c in range(width):
-                e = base[i]
-                for m in range(1, L):
-                    e += a[i, m] * up[c, m]
-                for k in range(K):
-                    acc[k + K * c] += _loglik(fam[0], fam[1], fam[2], y[i], n[i], e + a[i, 0] * u0[k + K * c])
-        _integrate(math.log(s[0, g]), u0, acc, logw, out[g])
-    return out
+) -> tuple[float, float]:
+    """(log Int phi(u) exp(inner(c + a u)) du, the mode): K points centred at the integrand's mode
+    (Newton with step halving from u) and scaled by its curvature there; nan when a node of a
+    series' integrand leaves the series' interval."""
+    lo, hi = -np.inf, np.inf
+    if len(coef) and a > 0:
+        lo, hi = (mid - half - c) / a, (mid + half - c) / a
+    u = min(max(u, lo), hi)
+    f, g, info = _integrand(fam, y, n, base, rows, coef, mid, half, a, c, u)
+    for _ in range(100):
+        step, t = g / max(info, 1.0), 1.0
+        while True:
+            new = min(max(u + t * step, lo), hi)
+            f_new, g_new, info_new = _integrand(fam, y, n, base, rows, coef, mid, half, a, c, new)
+            if f_new >= f or abs(new - u) < NEWTON_SURE or t < MODE_TOL:
+                break
+            t *= 0.5
+        done = abs(new - u) < MODE_TOL
+        u, f, g, info = new, f_new, g_new, info_new
+        if done:
+            break
+    if info <= 0.0:
+        return np.nan, u
+    s = 1.0 / math.sqrt(info)
+    best, acc = -np.inf, 0.0  # a running log-sum-exp
+    for k in range(len(z)):
+        uk = u + s * z[k]
+        if len(coef) and abs(c + a * uk - mid) > half * (1.0 + 1e-12):
+            return np.nan, u
+        term = logw[k] + _integrand(fam, y, n, base, rows, coef, mid, half, a, c, uk)[0]
+        if term > best:
+            acc = acc * math.exp(best - term) + 1.0 if np.isfinite(best) else 1.0
+            best = term
+        else:
+            acc += math.exp(term - best)
+    return math.log(s) - _LOG_SQRT_2PI + best + math.log(acc), u
 
 
 @numba.njit(cache=True)
@@ -248,28 +253,43 @@ def _nested_loglik(
     y: np.ndarray,
     n: np.ndarray,
     base: np.ndarray,
-    a: np.ndarray,
     start: np.ndarray,
     parent: np.ndarray,
     sizes: np.ndarray,
+    a: np.ndarray,
     uhat: np.ndarray,
-    s: np.ndarray,
-    r: np.ndarray,
+    mid: np.ndarray,
+    half: np.ndarray,
+    xs: np.ndarray,
+    T: np.ndarray,
     z: np.ndarray,
     logw: np.ndarray,
-) -> float:
-    """sum over top groups of log h (module docstring); rows sorted by leaf, leaf g's rows
-    start[g]:start[g+1]."""
-    L, K = uhat.shape[0], len(z)
-    below = _leaf_levels(fam, y, n, base, a, start, parent, sizes, uhat, s, r, z, logw)
-    for lev in range(1, L):
-        width = K ** (L - lev)
-        inner = np.zeros((sizes[lev], width))
-        for g in range(sizes[lev - 1]):
-            inner[parent[lev - 1, g]] += below[g]
-        below = np.empty((sizes[lev], width // K))
-        V = np.empty((width, L))
-        for p in range(sizes[lev]):
-            _node_values(lev, p, parent, uhat, s, r, z, V)
-            _integrate(math.log(s[lev, p]), V[:, lev].copy(), inner[p], logw, below[p])
-    return float(np.sum(below))
+    tol: float,
+) -> tuple[float, float]:
+    """(sum over top groups of log h (module docstring), 0) bottom-up: level l's log h_g at the
+    series points of its parent's interval summed into the parent's values; (nan, INTERVAL_MISS)
+    when a node leaves an interval, (nan, SERIES_SHORT) when a series' tail is above tol.
+    Rows sorted by leaf, leaf g's rows start[g]:start[g+1]."""
+    L, N = len(sizes), len(xs)
+    vals = np.zeros((L, max(sizes), N))
+    total = 0.0
+    for lev in range(L):
+        for g in range(sizes[lev]):
+            rows = (start[g], start[g + 1]) if lev == 0 else (0, 0)
+            coef = np.empty(0) if lev == 0 else T @ vals[lev, g]
+            if lev and np.max(np.abs(coef[-8:])) > tol + 1e-14 * np.max(np.abs(vals[lev, g])):
+                return np.nan, SERIES_SHORT
+            u = uhat[lev, g]
+            if lev == L - 1:  # a top group: c = 0
+                total += _log_integral(fam, y, n, base, rows, coef, mid[lev, g], half[lev, g], a[lev], 0.0, u, z, logw)[
+                    0
+                ]
+                continue
+            p = parent[lev, g]
+            for j in range(N):
+                c = mid[lev + 1, p] + half[lev + 1, p] * xs[j]
+                logh, u = _log_integral(fam, y, n, base, rows, coef, mid[lev, g], half[lev, g], a[lev], c, u, z, logw)
+                if np.isnan(logh):
+                    return np.nan, INTERVAL_MISS
+                vals[lev + 1, p, j] += logh
+    return total, 0.0 if np.isfinite(total) or total == -np.inf else INTERVAL_MISS
