@@ -143,31 +143,31 @@ def _eta(
 
 
 @numba.njit(cache=True)
-def row_terms_all(fam: tuple[int, int, float], y: np.ndarray, n: np.ndarray, eta: np.ndarray, s: np.ndarray,
-                   w: np.ndarray) -> float:  # fmt: skip
-    """Scores and weights of every row into s, w; returns sum log p.  The logit and Poisson loops
-    are written out, sharing their exponentials (branch-free bodies the compiler can pipeline);
-    the other families call the per-row functions."""
+def row_terms(family: int, link: int, phi: float, y: float, n: float, eta: float) -> tuple[float, float, float]:
+    """(log p part, score, weight) of one row; logit and Poisson share their exponentials."""
+    if family == BINOMIAL and link == LOGIT:
+        e = math.exp(-abs(eta))  # log mu = -softplus(-eta), log(1 - mu) = log mu - eta
+        lmu = -math.log1p(e) + (eta if eta < 0 else 0.0)
+        mu = 1.0 / (1.0 + e) if eta >= 0 else e / (1.0 + e)
+        return y * lmu + (n - y) * (lmu - eta), y - n * mu, n * mu * (1.0 - mu)
+    if family == POISSON:
+        m = n * math.exp(eta)
+        return y * eta - m, y - m, m
+    s, w = score_weight_row(family, link, phi, y, n, eta)
+    return loglik_row(family, link, phi, y, n, eta), s, w
+
+
+@numba.njit(cache=True)
+def row_terms_all(
+    fam: tuple[int, int, float], y: np.ndarray, n: np.ndarray, eta: np.ndarray, s: np.ndarray, w: np.ndarray
+) -> float:
+    """:func:`row_terms` of every row: scores and weights into s, w; returns sum log p.  One
+    loop before the scatter into M (the compiler inlines the row function and hoists its
+    family test out of the loop)."""
     total = 0.0
-    if fam[0] == BINOMIAL and fam[1] == LOGIT:
-        for i in range(len(y)):
-            e = eta[i]
-            ex = math.exp(-abs(e))  # log mu = -softplus(-eta), log(1 - mu) = log mu - eta
-            lmu = -math.log1p(ex) + (e if e < 0 else 0.0)
-            mu = 1.0 / (1.0 + ex) if e >= 0 else ex / (1.0 + ex)
-            total += y[i] * lmu + (n[i] - y[i]) * (lmu - e)
-            s[i] = y[i] - n[i] * mu
-            w[i] = n[i] * mu * (1.0 - mu)
-    elif fam[0] == POISSON:
-        for i in range(len(y)):
-            m = n[i] * math.exp(eta[i])
-            total += y[i] * eta[i] - m
-            s[i] = y[i] - m
-            w[i] = m
-    else:
-        for i in range(len(y)):
-            s[i], w[i] = score_weight_row(fam[0], fam[1], fam[2], y[i], n[i], eta[i])
-            total += loglik_row(fam[0], fam[1], fam[2], y[i], n[i], eta[i])
+    for i in range(len(y)):
+        ll, s[i], w[i] = row_terms(fam[0], fam[1], fam[2], y[i], n[i], eta[i])
+        total += ll
     return total
 
 
