@@ -140,10 +140,11 @@ def time_glmer(
 def parquet_peak(path: Path) -> tuple[float, float, float, int]:
     """seconds, loglik and peak RSS (MB) of a fresh process fitting the Parquet file."""
     code = (
-        "import resource, time, warnings, json, hlm; warnings.simplefilter('ignore');"
+        f"import sys, time, warnings, json, hlm; sys.path.insert(0, {str(Path(__file__).parent)!r});"
+        "from memory import peak_rss_mb; warnings.simplefilter('ignore');"
         f"t = time.perf_counter(); f = hlm.fit({PARQUET_FORMULA!r}, {str(path)!r}, family='binomial');"
         "s = time.perf_counter() - t;"
-        "print(json.dumps([s, f.loglik, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, f.nobs]))"
+        "print(json.dumps([s, f.loglik, peak_rss_mb(), f.nobs]))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     secs, loglik, peak, nobs = json.loads(res.stdout.strip().splitlines()[-1])

@@ -23,19 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from memory import peak_rss_mb
+
 MODEL = "perform ~ tutoring + (1 | dist_id/school_id/teach_id/student_id)"
 ROWS_PER_DISTRICT = 5 * 8 * 20 * 2
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def write_data(rows: int, folder: Path, chunk_rows: int = 5_000_000) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from memory import peak_rss_mb
 
 BENCH_TIMEOUT_S = 7200
 MODEL = "y ~ x + (1 | school/class)"
@@ -71,10 +71,6 @@ def design(schools: int, first_school: int, rng: np.random.Generator) -> dict[st
         "w2": (w2c * np.repeat(w3, 4))[cls],
         "w3": w3[school],
     }
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def write_parquet(rows: int, folder: Path, chunk_schools: int = 20_000) -> None:

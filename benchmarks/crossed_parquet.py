@@ -7,7 +7,7 @@ ratings are; U x I defaults to 60,000 x 20,000 at 10,000,000 rows and scales wit
 below that, keeping the rows per user and per item) to Parquet in chunks of 1,000,000 rows,
 then fits the model from the file in a fresh Python process (DuckDB computes the per-factor
 and the (u, i) pair blocks; only those reach Python) and reports that process's wall time
-and peak resident memory (``ru_maxrss``).  :func:`crossed_parquet_row` is what
+and its own peak resident memory (``VmHWM``, :mod:`memory`).  :func:`crossed_parquet_row` is what
 ``bench_general.py`` calls; run alone, this prints the same numbers as one Markdown line.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from memory import peak_rss_mb
 
 FULL_ROWS, FULL_USERS, FULL_ITEMS = 10_000_000, 60_000, 20_000
 CHUNK = 1_000_000
@@ -56,7 +56,8 @@ def _fit(path: str) -> None:
         warnings.simplefilter("ignore")
         fit = hlm.fit(MODEL, path)
     secs = time.perf_counter() - t0
-    print(json.dumps({"seconds": secs, "criterion": fit.reml_criterion, "converged": fit.converged or fit.singular}))
+    out = {"seconds": secs, "criterion": fit.reml_criterion, "converged": fit.converged or fit.singular}
+    print(json.dumps({**out, "peak_mb": peak_rss_mb()}))
 
 
 def crossed_parquet_row(n: int, n_u: int | None = None, n_i: int | None = None) -> dict[str, float | int | bool]:
@@ -69,9 +70,8 @@ def crossed_parquet_row(n: int, n_u: int | None = None, n_i: int | None = None) 
         done = subprocess.run(
             [sys.executable, __file__, "--fit", str(path)], capture_output=True, text=True, check=True
         )
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the one child: the fit
     res = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"rows": n, "users": n_u, "items": n_i, "peak_mb": peak_mb, **res}
+    return {"rows": n, "users": n_u, "items": n_i, **res}
 
 
 def main() -> None:
