@@ -1,6 +1,6 @@
 """Benchmark: general models (crossed random slopes, many theta, small models, crossed at scale).
 
-    python benchmarks/bench_general.py [--quick] [--no-lmer] [--lmer-timeout SECONDS] [--repeat N]
+    python benchmarks/bench_general.py [--quick] [--no-lmer] [--lmer-timeout SECONDS] [--repeat N] [--no-parquet]
 
 Models (REML unless noted), each fitted by hlm in this process (best of ``--repeat`` within a
 time budget, after a warm-up fit of a tiny model) and, when ``Rscript`` with lme4 is on the
@@ -20,7 +20,7 @@ PATH, by ``lmer`` once in an Rscript subprocess that reads the same CSV and time
   simulated); skipped with ``--quick``, and lmer is not run on it (over 15 minutes);
 * the same model at 10,000,000 rows, 60,000 x 20,000, fitted from a Parquet file through
   DuckDB in a process of its own (:mod:`crossed_parquet`: its time and peak memory); skipped
-  with ``--quick``, lmer not run.
+  with ``--quick`` or ``--no-parquet``, lmer not run.
 
 The table gives hlm's and lmer's seconds, the ratio, both criteria and their difference
 (hlm's minus lmer's: negative is a lower optimum) and the benchmark process's peak resident
@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--no-lmer", action="store_true")
     parser.add_argument("--lmer-timeout", type=float, default=600.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-parquet", action="store_true", help="skip the 10,000,000-row Parquet fit")
     args = parser.parse_args()
     TMP.mkdir(parents=True, exist_ok=True)
     use_r = not args.no_lmer and shutil.which("Rscript") is not None
@@ -232,7 +233,7 @@ def main() -> None:
             f"| {label} | {len(frame):,} | {secs:.3g} | {lmer_txt} | {ratio} | {crit:.4f} | {diff} | "
             f"{'yes' if ok else 'no'} | {peak:,.0f} |"
         )
-    if not args.quick:
+    if not args.quick and not args.no_parquet:
         rows.append(_crossed_parquet())
     print("## General models (hlm vs lmer, REML)\n")
     print("| model | rows | hlm s | lmer s | lmer/hlm | hlm REML criterion | hlm - lmer | converged | peak RSS MB |")
