@@ -10,6 +10,7 @@ against lme4's ``glmer`` estimates."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,3 +105,15 @@ def test_predict_with_string_newdata_and_refusals() -> None:
     )
     with pytest.raises(DataError, match="numeric in the new data but was text"):
         stata.predict(frame)
+
+
+@pytest.mark.parametrize("backend", ["memory", "duckdb"])
+def test_parquet_string_column_is_a_factor(tmp_path: Path, backend: str) -> None:
+    """A frame saved with a "string" column comes back with that dtype from pandas' metadata."""
+    if backend == "duckdb":
+        pytest.importorskip("duckdb")
+    frame = dataset("sleepstudy")
+    path = tmp_path / "sleepstudy.parquet"
+    frame.assign(Days=TEXT["string"](frame["Days"])).to_parquet(path)
+    fit = hlm.fit("Reaction ~ Days + (1 | Subject)", path, backend=backend)
+    assert fit.fixef.to_numpy() == pytest.approx(_ols(frame, dummies=True), rel=1e-6, abs=1e-6)

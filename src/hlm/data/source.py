@@ -133,7 +133,7 @@ def to_pandas(data: Any, columns: Iterable[str] | None = None, *, value_labels: 
     columns only); a model column that appears more than once is a :class:`DataError`."""
     cols = None if columns is None else list(dict.fromkeys(columns))
     if isinstance(data, (str, os.PathLike)):
-        return read_file(data, cols, value_labels=value_labels)
+        return text_as_object(read_file(data, cols, value_labels=value_labels))
     if isinstance(data, pd.DataFrame):
         frame = data
     elif type(data).__module__.startswith("polars"):
