@@ -117,3 +117,17 @@ def test_parquet_string_column_is_a_factor(tmp_path: Path, backend: str) -> None
     frame.assign(Days=TEXT["string"](frame["Days"])).to_parquet(path)
     fit = hlm.fit("Reaction ~ Days + (1 | Subject)", path, backend=backend)
     assert fit.fixef.to_numpy() == pytest.approx(_ols(frame, dummies=True), rel=1e-6, abs=1e-6)
+
+
+def test_glmm_text_counts_are_refused_not_parsed() -> None:
+    """Numbers written as text in cbind(), exposure() or a counted response are refused."""
+    frame = dataset("cbpp").assign(herd=lambda d: d["herd"].astype(str), fail=lambda d: d["size"] - d["incidence"])
+    text = TEXT["string"]
+    with pytest.raises(DataError, match="cbind\\(\\): 'fail' is not numeric"):
+        hlm.fit(
+            "cbind(incidence, fail) ~ period + (1 | herd)", frame.assign(fail=text(frame["fail"])), family="binomial"
+        )
+    with pytest.raises(DataError, match="exposure\\(size\\): the column 'size' is not numeric"):
+        hlm.fit("mepoisson incidence period, exposure(size) || herd:", frame.assign(size=text(frame["size"])))
+    with pytest.raises(DataError, match="the response 'incidence' is not numeric"):
+        hlm.fit("mepoisson incidence period, exposure(size) || herd:", frame.assign(incidence=text(frame["incidence"])))
