@@ -131,3 +131,13 @@ def test_glmm_text_counts_are_refused_not_parsed() -> None:
         hlm.fit("mepoisson incidence period, exposure(size) || herd:", frame.assign(size=text(frame["size"])))
     with pytest.raises(DataError, match="the response 'incidence' is not numeric"):
         hlm.fit("mepoisson incidence period, exposure(size) || herd:", frame.assign(incidence=text(frame["incidence"])))
+
+
+def test_text_sampling_weights_are_refused_not_parsed() -> None:
+    frame = dataset("sleepstudy_wts").assign(Subject=lambda d: d["Subject"].astype(str))
+    with pytest.raises(DataError, match="sampling-weight column 'l1_w1' is not numeric"):
+        hlm.fit(
+            "Reaction ~ Days + (1 | Subject)",
+            frame.assign(l1_w1=TEXT["string"](frame["l1_w1"])),
+            pweights=["l1_w1", "l1_w2"],
+        )
