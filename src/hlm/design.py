@@ -151,6 +151,7 @@ class FixedDesign:
     model_spec: Any = field(repr=False, compare=False)
     order: tuple[int, ...] | None = None  # formulaic's columns -> R's order
     random: tuple[FixedDesign | None, ...] = ()  # lme4: each random term's columns (None: intercept only)
+    text: frozenset[str] | None = None  # formulaic's data columns read as text at fit (None: not recorded)
 
     @property
     def has_offset(self) -> bool:
@@ -170,14 +171,29 @@ class FixedDesign:
 
     def matrix(self, data: pd.DataFrame) -> np.ndarray:
         """X for ``data`` (complete rows), columns in the order of :attr:`names`."""
+        frame = self.frame(data)
+        self.check_kinds(frame)
         try:
-            mm = self.model_spec.get_model_matrix(self.frame(data), context=CONTEXT if self.alias else None)
+            mm = self.model_spec.get_model_matrix(frame, context=CONTEXT if self.alias else None)
         except _ERRORS as exc:
             raise DataError(
                 f"cannot build the fixed-effects columns for the new rows: {str(exc).splitlines()[0]}"
             ) from None
         X = np.asarray(mm.to_numpy(dtype=float))
         return X if self.order is None else X[:, self.order]
+
+    def check_kinds(self, frame: pd.DataFrame) -> None:
+        """Refuse new rows (under the safe names, as :meth:`frame` gives them) whose column is
+        numbers where the fit read text (a factor), or text where it read numbers: formulaic
+        would code them otherwise, silently (R's ``.checkMFClasses``)."""
+        if self.text is None:
+            return
+        for var in sorted(self.model_spec.variables_by_source.get("data", ())):
+            if var in frame.columns and (frame[var].dtype.kind not in "iufb") != (var in self.text):
+                was, now = ("text (a factor)", "numeric") if var in self.text else ("numeric", "text")
+                raise DataError(
+                    f"column '{dict(self.alias).get(var, var)}' is {now} in the new data but was {was} in the fit"
+                )
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
         """The sum of the offsets for ``data`` (zeros without an offset)."""
@@ -261,11 +277,12 @@ def build_design(spec: ModelSpec, rf: RFormula, data: pd.DataFrame) -> tuple[np.
     """The columns of an lme4 right-hand side on the rows of ``data`` (complete rows), frozen."""
     states = freeze_states(rf, data)
     shell = FixedDesign("lme4", rf.formula(states), rf.alias, rf.offsets, (), None)
+    frame = shell.frame(data)
     try:
-        mm = model_matrix(shell.formula, shell.frame(data), context=CONTEXT, na_action="raise", output="pandas")
+        mm = model_matrix(shell.formula, frame, context=CONTEXT, na_action="raise", output="pandas")
     except _ERRORS as exc:
         raise FormulaError(f"cannot build '{rf.text}': {str(exc).splitlines()[0]}") from None
-    design = design_of(spec, rf, states, mm.model_spec)
+    design = replace(design_of(spec, rf, states, mm.model_spec), text=text_columns(mm.model_spec, frame))
     X = np.asarray(mm.to_numpy(dtype=float))
     return (X if design.order is None else X[:, design.order]), design
 
@@ -279,8 +296,15 @@ def build_fixed(spec: ModelSpec, rf: RFormula | None, data: pd.DataFrame) -> tup
         except _ERRORS as exc:
             raise FormulaError(f"cannot build the fixed part '{spec.fixed}': {str(exc).splitlines()[0]}") from None
         names = tuple(fixed_name(c, spec.syntax) for c in mm.columns)
-        return np.asarray(mm.to_numpy(dtype=float)), design_of(spec, None, {}, mm.model_spec, names)
+        design = replace(design_of(spec, None, {}, mm.model_spec, names), text=text_columns(mm.model_spec, data))
+        return np.asarray(mm.to_numpy(dtype=float)), design
     return build_design(spec, rf, data)
+
+
+def text_columns(model_spec: Any, frame: pd.DataFrame) -> frozenset[str]:
+    """The columns of ``frame`` that formulaic's ``model_spec`` reads and that are not numbers."""
+    used = model_spec.variables_by_source.get("data", ())
+    return frozenset(v for v in used if v in frame.columns and frame[v].dtype.kind not in "iufb")
 
 
 OFFSET_COLUMN = "(offset)"

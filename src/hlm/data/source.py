@@ -133,7 +133,7 @@ def to_pandas(data: Any, columns: Iterable[str] | None = None, *, value_labels: 
     columns only); a model column that appears more than once is a :class:`DataError`."""
     cols = None if columns is None else list(dict.fromkeys(columns))
     if isinstance(data, (str, os.PathLike)):
-        return read_file(data, cols, value_labels=value_labels)
+        return text_as_object(read_file(data, cols, value_labels=value_labels))
     if isinstance(data, pd.DataFrame):
         frame = data
     elif type(data).__module__.startswith("polars"):
@@ -157,7 +157,20 @@ def to_pandas(data: Any, columns: Iterable[str] | None = None, *, value_labels: 
         if twice:
             raise DataError(f"the data has more than one column named '{twice[0]}'; rename or drop the duplicates")
         frame = frame[cols]
-    return frame
+    return text_as_object(frame)
+
+
+def text_as_object(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns of a dtype other than ``object`` and pandas' default ``str`` (pandas'
+    ``"string"`` with ``pd.NA``, on Python or Arrow storage, and Arrow's ``string`` and
+    ``large_string``) as ``object``: a text column is a factor, as in R's model frame, and
+    formulaic reads only those two dtypes as text (any other it would cast to numbers)."""
+    text = {
+        col: object
+        for col, dtype in frame.dtypes.items()
+        if pd.api.types.is_string_dtype(dtype) and not (dtype == "object" or dtype == "str")
+    }
+    return frame.astype(text) if text else frame
 
 
 def _has(available: Iterable[str], cols: list[str]) -> bool:

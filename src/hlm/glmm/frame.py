@@ -85,12 +85,19 @@ class StataOffset:
         """The offset per row (NaN where the column is missing)."""
         if self.column not in frame:
             raise DataError(f"{self}: no column '{self.column}' in the data")
-        v = pd.to_numeric(frame[self.column], errors="coerce").to_numpy(dtype=float)
+        v = numbers(frame[self.column], f"{self}: the column '{self.column}'")
         if self.log:
             if (v[~np.isnan(v)] <= 0).any():
                 raise DataError(f"{self}: the exposure must be > 0 in every row")
             return np.log(v)
         return v
+
+
+def numbers(values: pd.Series, what: str) -> np.ndarray:
+    """A numeric column as floats (NaN where missing); text is refused, never parsed as numbers."""
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        raise DataError(f"{what} is not numeric ({values.dtype}); convert it or pick a numeric column")
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
 
 
 def split_cbind(inner: str) -> tuple[str, str]:
@@ -108,9 +115,10 @@ def _read_cbind(model: Any, frame: pd.DataFrame) -> tuple[Any, pd.DataFrame, str
         return model, frame, None
     s_expr, f_expr = split_cbind(m.group(1))
     try:
-        s, f = (pd.Series(pd.to_numeric(frame.eval(e), errors="raise"), index=frame.index) for e in (s_expr, f_expr))
+        raw = [pd.Series(frame.eval(e), index=frame.index) for e in (s_expr, f_expr)]
     except Exception as exc:  # noqa: BLE001 - any evaluation failure is the user's expression
         raise DataError(f"cannot evaluate cbind({s_expr}, {f_expr}): {str(exc).splitlines()[0]}") from None
+    s, f = (pd.Series(numbers(v, f"cbind(): '{e}'"), index=frame.index) for e, v in zip((s_expr, f_expr), raw))
     for name, v in ((s_expr, s), (f_expr, f)):
         vals = v.dropna().to_numpy(dtype=float)
         if (vals < 0).any() or (vals != np.round(vals)).any():
@@ -191,7 +199,7 @@ def _stata_offset(spec: ModelSpec, frame: pd.DataFrame, offset: StataOffset, wei
     """The offset on the rows the model frame keeps: built as the response of a second frame,
     with missing values made common to the offset and the response so both frames keep the same rows."""
     off = offset.values(frame)
-    y = pd.to_numeric(frame[spec.response], errors="coerce").to_numpy(dtype=float)
+    y = numbers(frame[spec.response], f"the response '{spec.response}'")
     frame[spec.response] = np.where(np.isnan(off), np.nan, y)
     frame[OFFSET] = np.where(np.isnan(y), np.nan, off)
     return build_frame(

@@ -47,6 +47,10 @@ def check_columns(frame: pd.DataFrame, columns: list[str]) -> int:
     for col in columns:
         if col not in frame.columns:
             raise DataError(f"the sampling-weight column '{col}' is not in the data")
+        if not pd.api.types.is_numeric_dtype(frame[col]):  # text is refused, never parsed as numbers
+            raise DataError(
+                f"the sampling-weight column '{col}' is not numeric ({frame[col].dtype}); weights are numbers"
+            )
         v = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
         check_counts(col, int(np.isnan(v).sum()), int((np.isinf(v) | (v < 0)).sum()))
         zero |= v == 0
