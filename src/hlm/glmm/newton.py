@@ -46,12 +46,16 @@ def _value_gradient(obj: Objective, grad: LaplaceGradient, x: np.ndarray) -> tup
 
 
 def gradient_hessian(
-    obj: Objective, grad: LaplaceGradient, x: np.ndarray, steps: np.ndarray
+    obj: Objective,
+    grad: LaplaceGradient,
+    x: np.ndarray,
+    steps: np.ndarray,
+    at: tuple[float, np.ndarray] | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """F(x), its gradient and H by forward differences of the gradient with the given steps
-    (module docstring); PIRLS starts from predicted modes."""
+    """F(x), its gradient (``at``: already known) and H by forward differences of the gradient
+    with the given steps (module docstring); PIRLS starts from predicted modes."""
     obj.predict_near(x, HESSIAN_STEP)
-    f, g = _value_gradient(obj, grad, x)
+    f, g = _value_gradient(obj, grad, x) if at is None else at
     H = np.array([(_value_gradient(obj, grad, x + h * e)[1] - g) / h for h, e in zip(steps, np.eye(len(x)))])
     return f, g, (H + H.T) / 2.0
 
@@ -133,6 +137,6 @@ def newton_stage(
         feval += n
         if attempt > 0 and not moved:  # B is H at x, and x needs no step by it
             return x, f, g, B, feval
-        f, g, B = gradient_hessian(obj, grad, x, RELATIVE_STEP * np.sqrt(2.0 * np.diag(np.linalg.inv(B))))
+        f, g, B = gradient_hessian(obj, grad, x, RELATIVE_STEP * np.sqrt(2.0 * np.diag(np.linalg.inv(B))), (f, g))
         feval += len(x) + 1
     return None

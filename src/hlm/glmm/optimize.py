@@ -37,6 +37,7 @@ from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
+MEMO = 4  # modes kept per fit for points asked for again
 # stage 1's BOBYQA (ftol_abs, xtol_abs) and PIRLS tolerance: its own estimates (nagq = 0); the
 # start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough start of stage 2's
 # Newton steps, which converge from wherever their B is positive definite
@@ -80,6 +81,8 @@ class Objective:
     pls: Pls = field(init=False, repr=False)
     beta: np.ndarray = field(init=False, repr=False)
     predictor: Predictor | None = field(default=None, init=False, repr=False)
+    memo: dict[tuple[bool, bytes], Modes] = field(default_factory=dict, init=False, repr=False)
+    pinned: tuple[bool, bytes] | None = field(default=None, init=False, repr=False)  # the predictor's base
 
     def __post_init__(self) -> None:
         rows = engine_rows(self.family, self.frame, collapse=self.collapse)
@@ -104,7 +107,29 @@ class Objective:
         k = self.ntheta
         return np.concatenate([x_fast[:k], self.beta, x_fast[k:]])
 
+    def _recall(self, joint: bool, x: np.ndarray) -> Modes | None:
+        """The modes of an evaluation at exactly x to PIRLS_TOL among the last ``MEMO`` and the
+        predictor's base (the same point is asked for again by a predictor's set-up, a Hessian's
+        base, the result)."""
+        key = (joint, np.asarray(x, dtype=float).tobytes())
+        m = self.memo.pop(key, None)
+        if m is not None:
+            self.memo[key] = m  # the most recently used last
+            self.pls.u = m.u
+            if joint:
+                self.beta = m.beta
+        return m
+
+    def _remember(self, joint: bool, x: np.ndarray, m: Modes) -> None:
+        if np.isfinite(m.minus2_cond):
+            self.memo[(joint, np.asarray(x, dtype=float).tobytes())] = m
+            while len(self.memo) > MEMO + (self.pinned in self.memo):
+                del self.memo[next(k for k in self.memo if k != self.pinned)]
+
     def modes(self, x: np.ndarray) -> Modes:
+        known = self._recall(False, x)
+        if known is not None:
+            return known
         theta, beta, fam = self.split(x)
         pred = self.predictor if self.predictor is not None and not self.predictor.joint else None
         m = self.pls.modes(fam, theta, beta, start=None if pred is None else pred.start(x))
@@ -112,9 +137,13 @@ class Objective:
             m = self.pls.modes(fam, theta, beta)
         if pred is not None and np.isfinite(m.minus2_cond):
             pred.add(x, m.u)
+        self._remember(False, x, m)
         return m
 
     def fast_modes(self, x_fast: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
+        known = self._recall(True, x_fast)
+        if known is not None:
+            return known
         theta, _, fam = self.split(self.full(x_fast))
         pred = self.predictor if self.predictor is not None and self.predictor.joint else None
         start = None if pred is None else pred.start(x_fast)
@@ -127,6 +156,8 @@ class Objective:
             self.beta = m.beta
             if pred is not None:
                 pred.add(x_fast, np.concatenate([m.u, m.beta]))
+        if tol <= PIRLS_TOL:
+            self._remember(True, x_fast, m)
         return m
 
     def predict_near(self, x0: np.ndarray, h: float, *, joint: bool = False) -> None:
@@ -136,6 +167,7 @@ class Objective:
         with M the PIRLS system at x0's modes and g its right-hand side there."""
         self.predictor = None
         m0 = self.fast_modes(x0) if joint else self.modes(x0)
+        self.pinned = (joint, np.asarray(x0, dtype=float).tobytes())
         J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
         for j in range(len(x0)):
             xj = x0 + h * np.eye(len(x0))[j]
