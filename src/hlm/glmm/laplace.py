@@ -92,6 +92,8 @@ class Pls:
 
     def design_values(self, theta: np.ndarray) -> np.ndarray:
         """a_ir: row i's entries of A = A0 Lambda_theta (per term, z_i' L_t)."""
+        if all(k == 1 for k in self.dims):  # scalar terms: a_it = theta_t z_it
+            return self.rows.z * np.asarray(theta, dtype=float)
         a = np.empty_like(self.rows.z)
         slot = 0
         for L, k in zip(lower_triangles(theta, self.dims), self.dims):

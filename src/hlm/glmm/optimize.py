@@ -37,6 +37,8 @@ from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
+FAST_MAXEVAL = 20_000
+STEP = 0.2  # stage 1 first trust-region radius
 MEMO = 4  # modes kept per fit for points asked for again
 # stage 1's BOBYQA (ftol_abs, xtol_abs) and PIRLS tolerance: its own estimates (nagq = 0); the
 # start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough start of stage 2's
@@ -208,11 +210,11 @@ def _fast_stage(
         lambda v: obj.fast(v, pirls_tol),
         x0,
         lower,
-        step=0.2,
+        step=STEP,
         ftol_abs=tol[0],
         ftol_rel=1e-12,
         xtol_abs=tol[1],
-        maxeval=20_000,
+        maxeval=FAST_MAXEVAL,
     )
     obj.fast(run.x)  # leave beta at the optimum's
     return run.x, lower, run.feval, run.code
