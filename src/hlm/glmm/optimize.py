@@ -37,13 +37,15 @@ from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
-FAST_MAXEVAL = 20_000
-STEP = 0.2  # stage 1 first trust-region radius
 MEMO = 4  # modes kept per fit for points asked for again
-# stage 1's BOBYQA (ftol_abs, xtol_abs) and PIRLS tolerance: its own estimates (nagq = 0); the
-# start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough start of stage 2's
-# Newton steps, which converge from wherever their B is positive definite
-FAST_TOL = {"estimate": (1e-8, 1e-7, PIRLS_TOL), "bobyqa": (1e-5, 1e-4, 1e-6), "newton": (3e-2, 1e-1, 1e-3)}
+# stage 1's BOBYQA (ftol_abs, xtol_abs), PIRLS tolerance and first radius: its own estimates
+# (nagq = 0); the start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough
+# start of stage 2's Newton steps, which converge from wherever their B is positive definite
+FAST_TOL = {
+    "estimate": (1e-8, 1e-7, PIRLS_TOL, 0.2),
+    "bobyqa": (1e-5, 1e-4, 1e-6, 0.2),
+    "newton": (3e-2, 1e-1, 1e-3, 0.1),
+}
 
 
 def linear_start(family: Family, r: EngineRows) -> np.ndarray:
@@ -128,18 +130,21 @@ class Objective:
             while len(self.memo) > MEMO + (self.pinned in self.memo):
                 del self.memo[next(k for k in self.memo if k != self.pinned)]
 
-    def modes(self, x: np.ndarray) -> Modes:
+    def modes(self, x: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
+        """The Laplace modes at x, PIRLS to ``tol`` (above PIRLS_TOL: the log-determinant, and
+        so F and its gradient, only to about that relative accuracy)."""
         known = self._recall(False, x)
         if known is not None:
             return known
         theta, beta, fam = self.split(x)
         pred = self.predictor if self.predictor is not None and not self.predictor.joint else None
-        m = self.pls.modes(fam, theta, beta, start=None if pred is None else pred.start(x))
+        m = self.pls.modes(fam, theta, beta, start=None if pred is None else pred.start(x), tol=tol)
         if pred is not None and not np.isfinite(m.minus2_cond):  # a prediction too far out: the last modes
-            m = self.pls.modes(fam, theta, beta)
+            m = self.pls.modes(fam, theta, beta, tol=tol)
         if pred is not None and np.isfinite(m.minus2_cond):
             pred.add(x, m.u)
-        self._remember(False, x, m)
+        if tol <= PIRLS_TOL:
+            self._remember(False, x, m)
         return m
 
     def fast_modes(self, x_fast: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
@@ -210,11 +215,11 @@ def _fast_stage(
         lambda v: obj.fast(v, pirls_tol),
         x0,
         lower,
-        step=STEP,
+        step=tol[3],
         ftol_abs=tol[0],
         ftol_rel=1e-12,
         xtol_abs=tol[1],
-        maxeval=FAST_MAXEVAL,
+        maxeval=20_000,
     )
     obj.fast(run.x)  # leave beta at the optimum's
     return run.x, lower, run.feval, run.code
