@@ -60,8 +60,11 @@ def gradient_hessian(
     at: tuple[float, np.ndarray] | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """F(x), its gradient (``at``: already known) and H by forward differences of the gradient
-    with the given steps (module docstring); PIRLS starts from predicted modes."""
-    obj.predict_near(x, HESSIAN_STEP)
+    with the given steps (module docstring).  PIRLS starts from the last modes, h_j away: one
+    Newton step from there is as good as from a linear prediction, which would cost a chord
+    step per column to set up."""
+    obj.predictor = None
+    obj.keep(x)
     f, g = _value_gradient(obj, grad, x) if at is None else at
     H = np.array([(_value_gradient(obj, grad, x + h * e)[1] - g) / h for h, e in zip(steps, np.eye(len(x)))])
     return f, g, (H + H.T) / 2.0

@@ -130,6 +130,10 @@ class Objective:
             while len(self.memo) > MEMO + (self.pinned in self.memo):
                 del self.memo[next(k for k in self.memo if k != self.pinned)]
 
+    def keep(self, x: np.ndarray, joint: bool = False) -> None:
+        """Keep the modes at x (once evaluated) in the memo until another point is kept."""
+        self.pinned = (joint, np.asarray(x, dtype=float).tobytes())
+
     def modes(self, x: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
         """The Laplace modes at x, PIRLS to ``tol`` (above PIRLS_TOL: the log-determinant, and
         so F and its gradient, only to about that relative accuracy)."""
@@ -174,7 +178,7 @@ class Objective:
         with M the PIRLS system at x0's modes and g its right-hand side there."""
         self.predictor = None
         m0 = self.fast_modes(x0) if joint else self.modes(x0)
-        self.pinned = (joint, np.asarray(x0, dtype=float).tobytes())
+        self.keep(x0, joint)
         J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
         for j in range(len(x0)):
             xj = x0 + h * np.eye(len(x0))[j]
