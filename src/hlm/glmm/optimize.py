@@ -174,13 +174,19 @@ class Objective:
     def predict_near(self, x0: np.ndarray, h: float, *, joint: bool = False) -> None:
         """Start PIRLS at every later x (of :meth:`fast` with ``joint``, else of the Laplace
         objective) from a linear prediction of the modes (:class:`Predictor`) until ``predictor``
-        is reset to None.  J ~ d(modes)/dx at x0: column j is the chord step M^-1 g(x0 + h e_j) / h
-        with M the PIRLS system at x0's modes and g its right-hand side there."""
+        is reset to None.  J = d(modes)/dx at x0: for scalar terms with a canonical link exactly
+        (:meth:`Pls.mode_jacobian`, one row pass), else column j is the chord step
+        M^-1 g(x0 + h e_j) / h with M the PIRLS system at x0's modes and g its right-hand side there."""
         self.predictor = None
         m0 = self.fast_modes(x0) if joint else self.modes(x0)
         self.keep(x0, joint)
-        J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
-        for j in range(len(x0)):
+        exact = has_gradient(self.family) and all(k == 1 for k in self.frame.dims)
+        if exact:
+            theta0, beta0, fam0 = self.split(self.full(x0) if joint else x0)
+            J = self.pls.mode_jacobian(fam0, theta0, m0.beta if joint else beta0, m0, joint)
+        else:
+            J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
+        for j in range(0 if exact else len(x0)):
             xj = x0 + h * np.eye(len(x0))[j]
             theta, beta, fam = self.split(self.full(xj) if joint else xj)
             J[:, j] = self.pls.chord_step(fam, theta, beta, m0, joint) / h
