@@ -37,7 +37,7 @@ from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
-MEMO = 4  # modes kept per fit for points asked for again
+MEMO = 1  # modes kept besides the pinned ones: the same point is asked for right after (or kept)
 # stage 1's BOBYQA (ftol_abs, xtol_abs), PIRLS tolerance and first radius: its own estimates
 # (nagq = 0); the start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough
 # start of stage 2's Newton steps, which converge from wherever their B is positive definite
