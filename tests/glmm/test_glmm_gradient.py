@@ -85,3 +85,27 @@ def test_newton_from_a_far_rough_start_is_stationary() -> None:
     xhat, step = np.asarray(fit.optsummary.theta), 1e-4
     numeric = [(obj(xhat + step * e) - obj(xhat - step * e)) / (2 * step) for e in np.eye(len(xhat))]
     assert numeric == pytest.approx(np.zeros(len(xhat)), abs=1e-4)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+@pytest.mark.parametrize("joint", [False, True])
+def test_mode_jacobian_equals_central_differences_of_the_modes(family: str, joint: bool) -> None:
+    """The exact d(modes)/dx that seeds PIRLS's predictor (scalar terms, canonical link) against
+    central differences of the converged modes: (u) over (theta, beta), or (u, beta) over theta
+    for the fast stage's joint modes."""
+    fam = Family.of(family, None)
+    gf = glmm_frame("y ~ x + (1 | g) + (1 | h)", crossed(family, np.random.default_rng(7)), fam)
+    obj = Objective(fam, gf, collapse=False)
+    theta, beta = np.r_[0.7, 0.5], np.r_[0.1, 0.4]
+
+    def state(t: np.ndarray, b: np.ndarray) -> np.ndarray:
+        m = obj.pls.modes(fam, t, b, joint=joint)
+        return np.concatenate([m.u, m.beta]) if joint else m.u
+
+    at = obj.pls.modes(fam, theta, beta, joint=joint)
+    J = obj.pls.mode_jacobian(fam, theta, at.beta, at, joint)  # at the joint mode's beta with ``joint``
+    x, h = (theta if joint else np.r_[theta, beta]), 1e-5
+    for j, e in enumerate(np.eye(len(x))):
+        up, down = x + h * e, x - h * e
+        numeric = (state(up[:2], beta if joint else up[2:]) - state(down[:2], beta if joint else down[2:])) / (2 * h)
+        assert J[:, j] == pytest.approx(numeric, abs=1e-6)

@@ -151,23 +151,77 @@ def _columns(Rp: np.ndarray, Rj: np.ndarray, q: int, p: int) -> tuple[np.ndarray
     return Lp, Li
 
 
+@numba.njit(cache=True)
+def _random_block(
+    cols: np.ndarray, q: int, bb: np.ndarray, cc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M's random rows: Mp, Mi (row k: the distinct columns j <= k that its rows' products
+    a_b a_c reach, and k itself, increasing) and pos (N x len(bb)), by bucketing the products by
+    their row k = cols[i, c] and stamping the columns seen in each row."""
+    N, npair = cols.shape[0], len(bb)
+    start = np.zeros(q + 1, np.int64)
+    for i in range(N):
+        for t in range(npair):
+            start[cols[i, cc[t]] + 1] += 1
+    start = np.cumsum(start)
+    fill = start[:-1].copy()
+    entry = np.empty(N * npair, np.int64)  # the products i * npair + t, by row k
+    column = np.empty(N * npair, np.int64)  # and their columns j
+    for i in range(N):
+        for t in range(npair):
+            k = cols[i, cc[t]]
+            entry[fill[k]] = i * npair + t
+            column[fill[k]] = cols[i, bb[t]]
+            fill[k] += 1
+    stamp, where = np.full(q, -1, np.int64), np.empty(q, np.int64)
+    Mp = np.zeros(q + 1, np.int64)
+    Mi = np.empty(N * npair + q, np.int64)
+    pos = np.empty(N * npair, np.int64)
+    found = np.empty(q, np.int64)
+    nnz = 0
+    for k in range(q):
+        m = 0
+        for e in range(start[k], start[k + 1]):
+            lo = column[e]
+            if stamp[lo] != k:
+                stamp[lo] = k
+                found[m] = lo
+                m += 1
+        if stamp[k] != k:
+            stamp[k] = k
+            found[m] = k
+            m += 1
+        if m > 32:
+            found[:m] = np.sort(found[:m])
+        else:  # the usual few: insertion sort, no allocation
+            for a in range(1, m):
+                v, b = found[a], a - 1
+                while b >= 0 and found[b] > v:
+                    found[b + 1] = found[b]
+                    b -= 1
+                found[b + 1] = v
+        for j in range(m):
+            Mi[nnz + j] = found[j]
+            where[found[j]] = nnz + j
+        for e in range(start[k], start[k + 1]):
+            pos[entry[e]] = where[column[e]]
+        nnz += m
+        Mp[k + 1] = nnz
+    return Mp, Mi[:nnz], pos.reshape(N, npair)
+
+
 def analyse(cols: np.ndarray, q: int, p: int) -> tuple[np.ndarray, ...]:
     """The fixed pattern for rows whose random columns are ``cols`` (N x r, increasing along a
     row): (pos, Mp, Mi, Lp, Li, Rp, Rj), pos[i] holding where row i's products a_b a_c (b <= c,
     row-major) land in M's values."""
-    N, r = cols.shape
-    bb, cc = np.triu_indices(r)
-    hi, lo = cols[:, cc].astype(np.int64), cols[:, bb].astype(np.int64)  # hi >= lo
-    key = hi * q + lo
-    diag = np.arange(q, dtype=np.int64) * (q + 1)
-    uniq, inverse = np.unique(np.concatenate([key.ravel(), diag]), return_inverse=True)
-    rows, colidx = uniq // q, uniq % q
-    counts = np.bincount(rows, minlength=q)
+    bb, cc = np.triu_indices(cols.shape[1])
+    Mq, Mi_q, pos = _random_block(
+        np.ascontiguousarray(cols, dtype=np.int64), q, bb.astype(np.int64), cc.astype(np.int64)
+    )
     Mp = np.zeros(q + p + 1, np.int64)
-    Mp[1 : q + 1] = np.cumsum(counts)
+    Mp[: q + 1] = Mq
     Mp[q + 1 :] = Mp[q] + np.cumsum(q + 1 + np.arange(p))
-    Mi = np.concatenate([colidx, *[np.arange(q + f + 1) for f in range(p)]]).astype(np.int64)
-    pos = inverse[: key.size].reshape(N, len(bb)).astype(np.int64)
+    Mi = np.concatenate([Mi_q, *[np.arange(q + f + 1) for f in range(p)]]).astype(np.int64)
     Rp, Rj = _row_patterns(Mp, Mi, q)
     Lp, Li = _columns(Rp, Rj, q, p)
     return pos, Mp, Mi, Lp, Li, Rp, Rj

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ class GlmmFrame:
     blocks: tuple[int, ...]  # per random term: its number of levels
     dims: tuple[int, ...]  # per random term: its number of effects k (A0 has levels x k columns, level-major)
     term_labels: tuple[tuple[str, tuple[str, ...]], ...]  # per term: (group name, its columns)
-    levels: tuple[tuple[str, ...], ...]  # per term: its level labels, in A0's column order
+    level_keys: tuple[tuple[Any, ...], ...]  # per term: its factor's key values per level (A0's order)
     ndropped: int
     response: str
     design: Any = None  # the frozen FixedDesign (X and the formula's offset of new rows, for predict)
@@ -51,6 +52,12 @@ class GlmmFrame:
     stata_offset: StataOffset | None = None  # Stata's exposure()/offset() column, for new rows
     rows: np.ndarray | None = None  # data rows each frame row sums (rows collapsed upstream); None: one each
     constant: float | None = None  # with ``rows``: the data-only log-likelihood term of the rows summed
+
+    @cached_property
+    def levels(self) -> tuple[tuple[str, ...], ...]:
+        """Per term its level labels, in A0's column order (made when first asked for: 42,000
+        joined labels cost more than a PIRLS step)."""
+        return tuple(_level_labels(keys) for keys in self.level_keys)
 
     @property
     def nobs(self) -> int:
@@ -180,7 +187,7 @@ def _design(
         blocks.append(nlev)
         dims.append(k)
         labels.append((term.name, tuple(mf.pool[c] for c in zcols)))
-        levels.append(_level_labels(fac.keys))
+        levels.append(fac.keys)
         columns.append(tuple(fac.columns))
     if not cols:
         raise OptionError("a GLMM needs at least one random term such as (1 | g); for a GLM use statsmodels")

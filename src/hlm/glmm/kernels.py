@@ -203,6 +203,49 @@ def score(
 
 
 @numba.njit(cache=True)
+def score_jacobian(
+    fam: tuple[int, int, float],
+    y: np.ndarray,
+    n: np.ndarray,
+    X: np.ndarray,
+    offset: np.ndarray,
+    cols: np.ndarray,
+    z: np.ndarray,
+    a: np.ndarray,
+    u: np.ndarray,
+    beta: np.ndarray,
+    joint: bool,
+) -> np.ndarray:
+    """dg/dx of PIRLS's right-hand side g = A's - u[, X's] at fixed (u[, beta]), scalar terms
+    (a_it = theta_t z_it) and a canonical link (ds_i/deta_i = -w_i), x = theta, then beta
+    unless ``joint``: d eta_i/d theta_t = z_it u_col(i,t), d eta_i/d beta_f = x_if, and
+    dg/dx_j = sum_i (da_i/dx_j) s_i - (a_i[, x_i]) w_i d eta_i/dx_j."""
+    N, r = cols.shape
+    q, p = len(u), X.shape[1]
+    nx = r if joint else r + p
+    out = np.zeros((q + p if joint else q, nx))
+    eta = np.empty(N)
+    _eta(X, beta, offset, cols, a, u, eta)
+    sw = np.empty((2, N))
+    row_terms_all(fam, y, n, eta, sw[0], sw[1])
+    for i in range(N):
+        s, w = sw[0, i], sw[1, i]
+        for j in range(nx):
+            if j < r:
+                de = z[i, j] * u[cols[i, j]]
+                out[cols[i, j], j] += z[i, j] * s
+            else:
+                de = X[i, j - r]
+            wd = w * de
+            for b in range(r):
+                out[cols[i, b], j] -= a[i, b] * wd
+            if joint:
+                for f in range(p):
+                    out[q + f, j] -= X[i, f] * wd
+    return out
+
+
+@numba.njit(cache=True)
 def _assemble(
     fam: tuple[int, int, float],
     y: np.ndarray,

@@ -92,6 +92,8 @@ class Pls:
 
     def design_values(self, theta: np.ndarray) -> np.ndarray:
         """a_ir: row i's entries of A = A0 Lambda_theta (per term, z_i' L_t)."""
+        if all(k == 1 for k in self.dims):  # scalar terms: a_it = theta_t z_it
+            return self.rows.z * np.asarray(theta, dtype=float)
         a = np.empty_like(self.rows.z)
         slot = 0
         for L, k in zip(lower_triangles(theta, self.dims), self.dims):
@@ -150,6 +152,19 @@ class Pls:
         assert at.factor is not None
         Lp, Li, Lx, p = at.factor
         return solve(Lp, Li, Lx, g, self.q, p, len(g))
+
+    def mode_jacobian(self, family: Family, theta: np.ndarray, beta: np.ndarray, at: Modes, joint: bool) -> np.ndarray:
+        """d(modes)/dx at the converged ``at`` = M^-1 dg/dx (g(x, u(x)) = 0 and dg/du = -M), x =
+        (theta, beta), or theta with ``joint``; scalar terms and canonical links only
+        (:func:`hlm.glmm.kernels.score_jacobian`)."""
+        r = self.rows
+        D = kernels.score_jacobian(
+            family_code(family), r.y, r.n, r.X, r.offset, r.cols, r.z, self.design_values(theta), at.u,
+            np.asarray(beta, dtype=float), joint,
+        )  # fmt: skip
+        assert at.factor is not None
+        Lp, Li, Lx, p = at.factor
+        return np.column_stack([solve(Lp, Li, Lx, np.ascontiguousarray(d), self.q, p, len(d)) for d in D.T])
 
     def frame_eta(self, modes: Modes) -> np.ndarray:
         """eta on the frame's rows."""

@@ -8,7 +8,9 @@ error (from the current B), so the O(h_j) error is about that fraction of H on e
 
 Stage 2 takes quasi-Newton steps from the fast stage's (rough) optimum x0: B starts from
 theta's columns by forward differences of the gradient and beta's block 2 RX'RX, is
-BFGS-updated, and each step is halved until F does not rise; once the Newton decrement
+BFGS-updated, and each step is halved until F does not rise (for B's differences and the steps
+taken while the decrement is above ``FAR``, PIRLS stops at ``ROUGH_TOL``: F and g are needed
+only roughly there, and the predicted modes are often that close already); once the Newton decrement
 g'B^-1 g is below ``DECREMENT`` (F within about half of it of the optimum's value) H is computed
 there, and the steps go on with it until it asks for none, so the H returned is the one at the
 returned optimum.  When theta comes within ``MARGIN`` of a bound (a variance near zero, where
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hlm.glmm.gradient import LaplaceGradient
+from hlm.glmm.laplace import PIRLS_TOL
 
 if TYPE_CHECKING:
     from hlm.glmm.optimize import Objective
@@ -34,11 +37,15 @@ MAXEVAL = 60  # evaluations of one descent, halvings included
 HESSIAN_STEP = 1e-4  # theta's forward differences in the first B, and the modes' predictor
 RELATIVE_STEP = 1e-5  # H's forward differences: this fraction of each parameter's standard error
 ROUNDOFF = 1e-13  # relative round-off of F (a sum over the rows): a step that far up is not a failure
+ROUGH_TOL = 1e-6  # PIRLS's tolerance where only an approximate F and gradient are needed:
+FAR = 1.0  # the first B's differences, and the steps from where the decrement is above FAR
 FLOOR = 1e-6  # a decrement this small where F's round-off stops the steps: converged
 
 
-def _value_gradient(obj: Objective, grad: LaplaceGradient, x: np.ndarray) -> tuple[float, np.ndarray]:
-    m = obj.modes(x)
+def _value_gradient(
+    obj: Objective, grad: LaplaceGradient, x: np.ndarray, tol: float = PIRLS_TOL
+) -> tuple[float, np.ndarray]:
+    m = obj.modes(x, tol)
     if not np.isfinite(m.deviance):
         return np.inf, np.full(len(x), np.nan)
     theta, _, fam = obj.split(x)
@@ -46,12 +53,19 @@ def _value_gradient(obj: Objective, grad: LaplaceGradient, x: np.ndarray) -> tup
 
 
 def gradient_hessian(
-    obj: Objective, grad: LaplaceGradient, x: np.ndarray, steps: np.ndarray
+    obj: Objective,
+    grad: LaplaceGradient,
+    x: np.ndarray,
+    steps: np.ndarray,
+    at: tuple[float, np.ndarray] | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """F(x), its gradient and H by forward differences of the gradient with the given steps
-    (module docstring); PIRLS starts from predicted modes."""
-    obj.predict_near(x, HESSIAN_STEP)
-    f, g = _value_gradient(obj, grad, x)
+    """F(x), its gradient (``at``: already known) and H by forward differences of the gradient
+    with the given steps (module docstring).  PIRLS starts from the last modes, h_j away: one
+    Newton step from there is as good as from a linear prediction, which would cost a chord
+    step per column to set up."""
+    obj.predictor = None
+    obj.keep(x)
+    f, g = _value_gradient(obj, grad, x) if at is None else at
     H = np.array([(_value_gradient(obj, grad, x + h * e)[1] - g) / h for h, e in zip(steps, np.eye(len(x)))])
     return f, g, (H + H.T) / 2.0
 
@@ -69,7 +83,7 @@ def _start_hessian(
     k, p = obj.ntheta, len(rx)
     B = np.zeros((len(x0), len(x0)))
     for t in range(k):
-        B[:, t] = (_value_gradient(obj, grad, x0 + h * np.eye(len(x0))[t])[1] - g0) / h
+        B[:, t] = (_value_gradient(obj, grad, x0 + h * np.eye(len(x0))[t], ROUGH_TOL)[1] - g0) / h
     B[:k, k:] = B[k:, :k].T
     B[:k, :k] = (B[:k, :k] + B[:k, :k].T) / 2.0
     B[k : k + p, k : k + p] = 2.0 * (rx @ rx.T)
@@ -82,7 +96,7 @@ def _descend(
     """Quasi-Newton steps from x with B (BFGS-updated after each step), halved until F does not
     rise and theta stays ``MARGIN`` inside its bounds, until the decrement g'B^-1 g is below
     DECREMENT: (x, F, gradient, evaluations)."""
-    feval = 0
+    feval, exact = 0, True
     for _ in range(MAXIT):
         try:
             step = np.linalg.solve(B, g)
@@ -90,12 +104,16 @@ def _descend(
             return None
         if not np.all(np.isfinite(step)) or float(g @ step) < 0:
             return None
+        if float(g @ step) < DECREMENT and not exact:  # (f, g) there to full accuracy first
+            (f, g), feval, exact = _value_gradient(obj, grad, x), feval + 1, True
+            continue
         if float(g @ step) < DECREMENT:
             return x, f, g, feval
+        tol = ROUGH_TOL if float(g @ step) > FAR else PIRLS_TOL
         t = 1.0
         while True:
             xn = x - t * step
-            fn, gn = _value_gradient(obj, grad, xn) if _inside(xn, lower) else (np.inf, g)
+            fn, gn = _value_gradient(obj, grad, xn, tol) if _inside(xn, lower) else (np.inf, g)
             feval += 1
             if fn <= f + ROUNDOFF * max(1.0, abs(f)):
                 break
@@ -108,7 +126,7 @@ def _descend(
         if float(y @ s) > 0:
             Bs = B @ s
             B = B - np.outer(Bs, Bs) / float(s @ Bs) + np.outer(y, y) / float(y @ s)
-        x, f, g = xn, fn, gn
+        x, f, g, exact = xn, fn, gn, tol <= PIRLS_TOL
     return None
 
 
@@ -133,6 +151,6 @@ def newton_stage(
         feval += n
         if attempt > 0 and not moved:  # B is H at x, and x needs no step by it
             return x, f, g, B, feval
-        f, g, B = gradient_hessian(obj, grad, x, RELATIVE_STEP * np.sqrt(2.0 * np.diag(np.linalg.inv(B))))
+        f, g, B = gradient_hessian(obj, grad, x, RELATIVE_STEP * np.sqrt(2.0 * np.diag(np.linalg.inv(B))), (f, g))
         feval += len(x) + 1
     return None

@@ -37,10 +37,15 @@ from hlm.numerics.bobyqa import OptSummary, bobyqa
 from hlm.numerics.derivatives import deriv12
 
 HESSIAN_STEP = 1e-4  # lme4's deriv12 step
-# stage 1's BOBYQA (ftol_abs, xtol_abs) and PIRLS tolerance: its own estimates (nagq = 0); the
-# start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough start of stage 2's
-# Newton steps, which converge from wherever their B is positive definite
-FAST_TOL = {"estimate": (1e-8, 1e-7, PIRLS_TOL), "bobyqa": (1e-5, 1e-4, 1e-6), "newton": (3e-2, 1e-1, 1e-3)}
+MEMO = 1  # modes kept besides the pinned ones: the same point is asked for right after (or kept)
+# stage 1's BOBYQA (ftol_abs, xtol_abs), PIRLS tolerance and first radius: its own estimates
+# (nagq = 0); the start of stage 2's BOBYQA (its modes need not be exact to round-off); a rough
+# start of stage 2's Newton steps, which converge from wherever their B is positive definite
+FAST_TOL = {
+    "estimate": (1e-8, 1e-7, PIRLS_TOL, 0.2),
+    "bobyqa": (1e-5, 1e-4, 1e-6, 0.2),
+    "newton": (3e-2, 1e-1, 1e-3, 0.1),
+}
 
 
 def linear_start(family: Family, r: EngineRows) -> np.ndarray:
@@ -80,6 +85,8 @@ class Objective:
     pls: Pls = field(init=False, repr=False)
     beta: np.ndarray = field(init=False, repr=False)
     predictor: Predictor | None = field(default=None, init=False, repr=False)
+    memo: dict[tuple[bool, bytes], Modes] = field(default_factory=dict, init=False, repr=False)
+    pinned: tuple[bool, bytes] | None = field(default=None, init=False, repr=False)  # the predictor's base
 
     def __post_init__(self) -> None:
         rows = engine_rows(self.family, self.frame, collapse=self.collapse)
@@ -104,17 +111,50 @@ class Objective:
         k = self.ntheta
         return np.concatenate([x_fast[:k], self.beta, x_fast[k:]])
 
-    def modes(self, x: np.ndarray) -> Modes:
+    def _recall(self, joint: bool, x: np.ndarray) -> Modes | None:
+        """The modes of an evaluation at exactly x to PIRLS_TOL among the last ``MEMO`` and the
+        predictor's base (the same point is asked for again by a predictor's set-up, a Hessian's
+        base, the result)."""
+        key = (joint, np.asarray(x, dtype=float).tobytes())
+        m = self.memo.pop(key, None)
+        if m is not None:
+            self.memo[key] = m  # the most recently used last
+            self.pls.u = m.u
+            if joint:
+                self.beta = m.beta
+        return m
+
+    def _remember(self, joint: bool, x: np.ndarray, m: Modes) -> None:
+        if np.isfinite(m.minus2_cond):
+            self.memo[(joint, np.asarray(x, dtype=float).tobytes())] = m
+            while len(self.memo) > MEMO + (self.pinned in self.memo):
+                del self.memo[next(k for k in self.memo if k != self.pinned)]
+
+    def keep(self, x: np.ndarray, joint: bool = False) -> None:
+        """Keep the modes at x (once evaluated) in the memo until another point is kept."""
+        self.pinned = (joint, np.asarray(x, dtype=float).tobytes())
+
+    def modes(self, x: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
+        """The Laplace modes at x, PIRLS to ``tol`` (above PIRLS_TOL: the log-determinant, and
+        so F and its gradient, only to about that relative accuracy)."""
+        known = self._recall(False, x)
+        if known is not None:
+            return known
         theta, beta, fam = self.split(x)
         pred = self.predictor if self.predictor is not None and not self.predictor.joint else None
-        m = self.pls.modes(fam, theta, beta, start=None if pred is None else pred.start(x))
+        m = self.pls.modes(fam, theta, beta, start=None if pred is None else pred.start(x), tol=tol)
         if pred is not None and not np.isfinite(m.minus2_cond):  # a prediction too far out: the last modes
-            m = self.pls.modes(fam, theta, beta)
+            m = self.pls.modes(fam, theta, beta, tol=tol)
         if pred is not None and np.isfinite(m.minus2_cond):
             pred.add(x, m.u)
+        if tol <= PIRLS_TOL:
+            self._remember(False, x, m)
         return m
 
     def fast_modes(self, x_fast: np.ndarray, tol: float = PIRLS_TOL) -> Modes:
+        known = self._recall(True, x_fast)
+        if known is not None:
+            return known
         theta, _, fam = self.split(self.full(x_fast))
         pred = self.predictor if self.predictor is not None and self.predictor.joint else None
         start = None if pred is None else pred.start(x_fast)
@@ -127,17 +167,26 @@ class Objective:
             self.beta = m.beta
             if pred is not None:
                 pred.add(x_fast, np.concatenate([m.u, m.beta]))
+        if tol <= PIRLS_TOL:
+            self._remember(True, x_fast, m)
         return m
 
     def predict_near(self, x0: np.ndarray, h: float, *, joint: bool = False) -> None:
         """Start PIRLS at every later x (of :meth:`fast` with ``joint``, else of the Laplace
         objective) from a linear prediction of the modes (:class:`Predictor`) until ``predictor``
-        is reset to None.  J ~ d(modes)/dx at x0: column j is the chord step M^-1 g(x0 + h e_j) / h
-        with M the PIRLS system at x0's modes and g its right-hand side there."""
+        is reset to None.  J = d(modes)/dx at x0: for scalar terms with a canonical link exactly
+        (:meth:`Pls.mode_jacobian`, one row pass), else column j is the chord step
+        M^-1 g(x0 + h e_j) / h with M the PIRLS system at x0's modes and g its right-hand side there."""
         self.predictor = None
         m0 = self.fast_modes(x0) if joint else self.modes(x0)
-        J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
-        for j in range(len(x0)):
+        self.keep(x0, joint)
+        exact = has_gradient(self.family) and all(k == 1 for k in self.frame.dims)
+        if exact:
+            theta0, beta0, fam0 = self.split(self.full(x0) if joint else x0)
+            J = self.pls.mode_jacobian(fam0, theta0, m0.beta if joint else beta0, m0, joint)
+        else:
+            J = np.empty((len(m0.u) + (len(m0.beta) if joint else 0), len(x0)))
+        for j in range(0 if exact else len(x0)):
             xj = x0 + h * np.eye(len(x0))[j]
             theta, beta, fam = self.split(self.full(xj) if joint else xj)
             J[:, j] = self.pls.chord_step(fam, theta, beta, m0, joint) / h
@@ -176,7 +225,7 @@ def _fast_stage(
         lambda v: obj.fast(v, pirls_tol),
         x0,
         lower,
-        step=0.2,
+        step=tol[3],
         ftol_abs=tol[0],
         ftol_rel=1e-12,
         xtol_abs=tol[1],
