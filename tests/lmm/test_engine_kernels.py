@@ -10,16 +10,19 @@ from hlm.lmm.crossed import schur_pairs
 from hlm.lmm.kernels import SchurGram, fixed_solve, one_level, product_pairs
 
 
-def test_schur_gram_equals_the_weighted_product():
+@pytest.mark.parametrize("sparse_b22", [False, True])
+def test_schur_gram_equals_the_weighted_product(sparse_b22: bool):
     """Lower triangle of I + D (B22 - B21 diag(w) B21') D, w given per count class, from the
-    compiled pass and from the stored pairs, against the sparse product."""
+    compiled pass and from the stored pairs, against the sparse product; B22 given dense or
+    sparse (as the engine passes it)."""
     rng = np.random.default_rng(0)
     b21 = sp.random(50, 80, density=0.3, random_state=1, format="csr")
     b21.data = np.round(b21.data * 5) + 1
     counts = rng.integers(1, 6, 80).astype(float)
     b22 = sp.random(50, 50, density=0.2, random_state=2).toarray()
     b22 = b22 + b22.T + np.diag(rng.integers(5, 9, 50))
-    gram, pairs = SchurGram.of(b21, counts, b22), schur_pairs(b21, counts, b22)
+    given = sp.csr_matrix(b22) if sparse_b22 else b22
+    gram, pairs = SchurGram.of(b21, counts, given), schur_pairs(b21, counts, given)
     np.testing.assert_array_equal(gram.classes, pairs.classes)
     w, lam = rng.random(len(gram.classes)), rng.random(50) + 0.5
     product = (b21 @ sp.diags(w[np.searchsorted(gram.classes, counts)]) @ b21.T).toarray()

@@ -7,8 +7,12 @@ first factor's block of A is block diagonal (one q1 x q1 block per group), so
     L22 L22' = A22 - C21 C21'                       (dense, the smaller factors)
 
 and with R = L^{-1} Lambda'Z'K:  log|H| = 2 sum log diag L,  K'H^{-1}K = K'K - R'R.
-When the remaining factors have more than ``DENSE_LIMIT`` effects, a sparse LU of the
-whole SPD matrix (SuperLU, diagonal pivoting, minimum-degree ordering) is used instead.
+When the remaining factors have more than ``DENSE_LIMIT`` effects (vector effects), a sparse LU
+of the whole SPD matrix (SuperLU, diagonal pivoting, minimum-degree ordering) is used instead;
+scalar factors keep the dense Schur block up to ``SCALAR_LIMIT`` effects, since eliminating the
+first factor's diagonal block exactly leaves the smaller factor's block near-dense anyway and a
+minimum-degree LU of the whole matrix fills far more (12,000 x 4,000 Zipf-crossed: 66M entries
+in L and 67 s, against 8M and 0.5 s for the dense Cholesky of the 4,000-wide Schur block).
 
 When every factor has one random effect per group (scalar Lambda_f = lambda_f), the
 blocks are rescalings of fixed matrices: A11 = 1 + lambda_1^2 n, C21 = diag(lambda_r)
@@ -30,6 +34,7 @@ from hlm.lmm.kernels import SchurGram, product_pairs, schur_cells
 from hlm.lmm.structure import Structure
 
 DENSE_LIMIT = 4000
+SCALAR_LIMIT = 20_000  # scalar factors: dense Schur block up to this order (8 m^2 bytes: 3.2 GB at 20,000)
 PAIR_LIMIT = 2_000_000  # above this many products of B21's columns, :class:`SchurGram` (no stored pairs)
 
 
@@ -76,7 +81,7 @@ class SchurPairs:
         return schur_cells(self.row, self.col, self.start, self.cls, self.value, np.append(-w_of_count, 1.0), lam)
 
 
-def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray) -> SchurPairs:
+def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray | sp.spmatrix) -> SchurPairs:
     """Precompute :class:`SchurPairs` from B21 (m x G1), the first factor's counts and B22.
 
     Every product pair of a column is keyed by (cell, count class); one sort of the keys
@@ -93,10 +98,11 @@ def schur_pairs(b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray) -> Schu
     offsets = np.repeat(np.cumsum(pos + 1) - (pos + 1), pos + 1)
     b = csc.indptr[col[a]] + (np.arange(len(a)) - offsets)
     cell = csc.indices[a].astype(np.int64) * m + csc.indices[b]
-    i22, j22 = np.nonzero(np.tril(b22))
+    low = sp.tril(b22, format="coo")
+    i22, j22 = low.row, low.col
     key = np.concatenate([cell * nclass + cls_of_col[col[a]], (i22.astype(np.int64) * m + j22) * nclass + nclass - 1])
     unique, which = np.unique(key, return_inverse=True)
-    value = np.bincount(which, weights=np.concatenate([csc.data[a] * csc.data[b], b22[i22, j22]]))
+    value = np.bincount(which, weights=np.concatenate([csc.data[a] * csc.data[b], low.data]))
     keep = value != 0.0
     unique, value = unique[keep], value[keep]
     cell, first = np.unique(unique // nclass, return_index=True)
@@ -144,11 +150,11 @@ def build_crossed(agg: Aggregates, struct: Structure) -> CrossedSystem:
     J1 = list(struct.factor_cols[f1])
     scalar = None
     n1 = sizes[0]
-    if all(q[f] == 1 for f in order) and n - n1 <= DENSE_LIMIT:
+    if all(q[f] == 1 for f in order) and n - n1 <= SCALAR_LIMIT:
         b21 = ztz[n1:, :n1].tocsr()
         counts = ztz.diagonal()[:n1].copy()
         rest = np.repeat(np.arange(1, len(order)), sizes[1:])
-        b22 = ztz[n1:, n1:].toarray()
+        b22 = sp.tril(ztz[n1:, n1:], format="csr")
         schur = schur_pairs(b21, counts, b22) if product_pairs(b21) <= PAIR_LIMIT else SchurGram.of(b21, counts, b22)
         scalar = ScalarBlocks(counts, b21, rest, schur)
     return CrossedSystem(
@@ -209,11 +215,12 @@ def scalar_terms(system: CrossedSystem, agg: Aggregates, lambdas: list[np.ndarra
     logdet = float(np.log(d1).sum())
     lam_r = lam[blk.rest_factor]
     w_class = lam[0] ** 2 / (1.0 + lam[0] ** 2 * blk.schur.classes)  # w1^2 by count class
-    S22 = blk.schur.schur(w_class, lam_r)  # lower triangle is what Cholesky reads
-    L22 = sla.cholesky(S22, lower=True, overwrite_a=True, check_finite=False)
-    logdet += 2.0 * float(np.log(np.diag(L22)).sum())
+    # S22's lower triangle (C order) is the upper one of its Fortran-ordered transpose: Cholesky
+    # U'U = S22 factors that in place (no m x m copy), and L22 = U'
+    U22 = sla.cholesky(blk.schur.schur(w_class, lam_r).T, lower=False, overwrite_a=True, check_finite=False)
+    logdet += 2.0 * float(np.log(np.diag(U22)).sum())
     rhs = (system.ztk[n1:] - blk.b21 @ (r1 * w1[:, None])) * lam_r[:, None]
-    r2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
+    r2 = sla.solve_triangular(U22, rhs, trans="T", lower=False, check_finite=False)
     return logdet, Q - r2.T @ r2
 
 

@@ -162,11 +162,18 @@ def _weighted_gram(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, w:
 
 
 @numba.njit(cache=True, nogil=True)
-def _scale_lower(out: np.ndarray, b22: np.ndarray, lam: np.ndarray) -> None:
-    """out[a, b] = [a == b] + lam_a lam_b (b22[a, b] - out[a, b]) for a >= b, in place."""
+def _scale_lower(
+    out: np.ndarray, b22_indptr: np.ndarray, b22_indices: np.ndarray, b22_data: np.ndarray, lam: np.ndarray
+) -> None:
+    """out[a, b] = [a == b] + lam_a lam_b (B22[a, b] - out[a, b]) for a >= b, in place; B22's
+    lower triangle given as CSR (sparse: one factor's B22 is its diagonal of counts)."""
     for a in range(out.shape[0]):
         for b in range(a + 1):
-            out[a, b] = lam[a] * lam[b] * (b22[a, b] - out[a, b])
+            out[a, b] = -out[a, b]
+        for p in range(b22_indptr[a], b22_indptr[a + 1]):
+            out[a, b22_indices[p]] += b22_data[p]
+        for b in range(a + 1):
+            out[a, b] *= lam[a] * lam[b]
         out[a, a] += 1.0
 
 
@@ -223,27 +230,30 @@ class SchurGram:
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
-    b22: np.ndarray  # (m, m) dense
+    b22: sp.csr_matrix  # (m, m) lower triangle of B22
 
     @classmethod
-    def of(cls, b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray) -> SchurGram:
+    def of(cls, b21: sp.csr_matrix, counts: np.ndarray, b22: np.ndarray | sp.spmatrix) -> SchurGram:
         classes, of_col = np.unique(counts, return_inverse=True)
         csc = b21.tocsc()
         csc.sort_indices()
+        low = sp.tril(b22, format="csr")
         return cls(
             classes.astype(float),
             of_col,
             csc.indptr.astype(np.int64),
             csc.indices.astype(np.int64),
             csc.data.astype(float),
-            b22,
+            sp.csr_matrix(
+                (low.data.astype(float), low.indices.astype(np.int64), low.indptr.astype(np.int64)), low.shape
+            ),
         )
 
     def schur(self, w_of_count: np.ndarray, lam: np.ndarray) -> np.ndarray:
         """Dense (m, m) whose lower triangle is I + D (B22 - B21 diag(w) B21') D; w per class."""
         out = np.zeros(self.b22.shape)
         _weighted_gram(self.indptr, self.indices, self.data, w_of_count[self.cls], out)
-        _scale_lower(out, self.b22, lam)
+        _scale_lower(out, self.b22.indptr, self.b22.indices, self.b22.data, lam)
         return out
 
 
