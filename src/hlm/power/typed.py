@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -131,10 +132,10 @@ class TypedCriterion:
     B: np.ndarray
     ktk: np.ndarray
 
-    def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """log|H| and K'H^{-1}K at theta."""
+    def _arrays(self, theta: np.ndarray) -> tuple[Any, ...]:
+        """The compiled kernels' arguments at theta (layout arrays, B, K'K)."""
         lay = self.layout
-        logdet, Q = _terms(
+        return (
             np.asarray(theta, dtype=float),
             lay.theta_index,
             lay.counts,
@@ -146,29 +147,18 @@ class TypedCriterion:
             lay.offsets,
             self.ktk,
         )
+
+    def terms(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """log|H| and K'H^{-1}K at theta."""
+        logdet, Q = _terms(*self._arrays(theta))
         return float(logdet), Q
 
     def profiled(self, theta: np.ndarray) -> Profiled:
         return profile(*self.terms(theta), self.layout.nobs, self.layout.reml)
 
     def __call__(self, theta: np.ndarray) -> float:
-        lay = self.layout
-        return float(
-            _criterion(
-                np.asarray(theta, dtype=float),
-                lay.theta_index,
-                lay.counts,
-                lay.ntypes,
-                lay.npaths,
-                lay.groups,
-                lay.children,
-                self.B,
-                lay.offsets,
-                self.ktk,
-                lay.nobs,
-                lay.reml,
-            )
-        )
+        args = (*self._arrays(theta), self.layout.nobs, self.layout.reml)
+        return float(_criterion(*args))
 
 
 @numba.njit(cache=True, nogil=True)
